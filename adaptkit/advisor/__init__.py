@@ -1,0 +1,1 @@
+"""The advisor: profile, method catalogue, rules table and engine. Pure Python, no torch."""

@@ -1,0 +1,192 @@
+"""Apply the rules table to a profile: gate, score, rank, explain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from adaptkit.advisor.catalogue import cite, methods
+from adaptkit.advisor.profile import Profile
+from adaptkit.advisor.rules import Rule, describe, matches, rules
+
+
+@dataclass
+class Firing:
+    """A rule that fired, what it did, and why."""
+
+    rule: Rule
+    effects: list[str]
+    reason: str
+
+    @property
+    def condition(self) -> str:
+        return describe(self.rule.when) if self.rule.kind != "memory" else "open weights, a GPU and a known model size"
+
+
+@dataclass
+class Recommendation:
+    method: str
+    name: str
+    score: float
+    rationale: list[str]
+    sources: list[str]
+    feasibility: str = ""
+    why: list[str] = field(default_factory=list)  # short "+4 Behavior with data" items for the table
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "name": self.name, "score": self.score,
+                "rationale": self.rationale, "sources": self.sources}
+
+
+@dataclass
+class Advice:
+    profile: Profile
+    recommendations: list[Recommendation]
+    ruled_out: dict[str, list[str]]
+    combine: list[str]
+    firings: list[Firing]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self, hardware: dict | None = None) -> dict:
+        """The `advise --json` shape."""
+        profile = self.profile.model_dump()
+        if hardware is not None:
+            profile["hardware"] = hardware
+        return {
+            "profile": profile,
+            "recommendations": [rec.to_dict() for rec in self.recommendations],
+            "ruled_out": [{"method": m, "reasons": reasons} for m, reasons in self.ruled_out.items()],
+            "combine": self.combine,
+        }
+
+
+def facts_of(profile: Profile) -> dict:
+    """Profile fields plus the derived facts rules may test."""
+    facts = profile.model_dump()
+    facts["vram_total_gb"] = profile.vram_total_gb
+    facts["has_gpu"] = profile.vram_total_gb > 0
+    return facts
+
+
+def _fill(template: str, facts: dict) -> str:
+    try:
+        return template.format_map(facts)
+    except (KeyError, ValueError, TypeError, IndexError):
+        return template
+
+
+def _signed(weight: float) -> str:
+    return f"{weight:+g}"
+
+
+def _memory(rule: Rule, facts: dict, feasibility: dict[str, str]):
+    """Yield (method, weight or None for a rule-out, reason) from the rubric's memory factors."""
+    size, vram = facts["model_params_b"], facts["vram_total_gb"]
+    if facts["weight_access"] != "open" or not facts["has_gpu"] or size is None:
+        return
+    where = f"{facts['num_gpus']} x {facts['gpu_vram_gb']:g} GB = {vram:g} GB"
+    for method, options in rule.needs.items():
+        for rank, option in enumerate(options):
+            need = option.gb_per_b * size + option.plus_gb
+            if need <= vram:
+                if rank == 0:
+                    feasibility[method] = f"fits (~{need:.0f}/{vram:g} GB)"
+                    yield method, 0.0, f"fits: ~{need:.0f} GB for {option.label}, {where}"
+                else:
+                    feasibility[method] = f"{option.label.removeprefix('only ')} (~{need:.0f}/{vram:g} GB)"
+                    yield method, option.score, f"{option.label}: ~{need:.0f} GB fits {where} ({options[0].label} needs ~{options[0].gb_per_b * size + options[0].plus_gb:.0f} GB)"
+                break
+        else:
+            smallest = options[-1]
+            need = smallest.gb_per_b * size + smallest.plus_gb
+            feasibility[method] = f"does not fit (~{need:.0f}/{vram:g} GB)"
+            yield method, None, f"does not fit: even {smallest.label.removeprefix('only ')} needs ~{need:.0f} GB, {where}"
+
+
+def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
+    """Rank every method for `profile`, or rule it out, with the rules that decided it."""
+    catalogue = methods()
+    facts = facts_of(profile)
+    scores = {method: 0.0 for method in catalogue}
+    reasons: dict[str, list[tuple[float | None, str, Rule]]] = {method: [] for method in catalogue}
+    out: dict[str, list[str]] = {}
+    combine_choices: list[list[str]] = []
+    firings: list[Firing] = []
+    feasibility: dict[str, str] = {}
+
+    for rule in rules():
+        if rule.kind == "memory":
+            effects = []
+            for method, weight, text in _memory(rule, facts, feasibility):
+                if weight is None:
+                    out.setdefault(method, []).append(f"{text} [{rule.id}]")
+                    effects.append(f"rules out {method}")
+                else:
+                    scores[method] += weight
+                    reasons[method].append((weight, text, rule))
+                    effects.append(f"{_signed(weight)} {method}" if weight else f"fits {method}")
+            if effects:
+                firings.append(Firing(rule, effects, _fill(rule.reason, facts)))
+            continue
+        if not matches(rule.when, facts):
+            continue
+        reason = _fill(rule.reason, facts)
+        effects = []
+        for method in rule.rule_out:
+            out.setdefault(method, []).append(f"{reason} [{rule.id}]")
+        if rule.rule_out:
+            effects.append("rules out " + ", ".join(rule.rule_out))
+        for method, weight in rule.score.items():
+            scores[method] += weight
+            reasons[method].append((weight, reason, rule))
+            effects.append(f"{_signed(weight)} {method}")
+        for method in rule.note:
+            reasons[method].append((0.0, reason, rule))
+        if rule.note:
+            effects.append("notes " + ", ".join(rule.note))
+        if rule.combine:
+            combine_choices.append(list(rule.combine))
+            effects.append("suggests combining " + " or ".join(rule.combine))
+        firings.append(Firing(rule, effects, reason))
+
+    survivors = sorted(
+        (m for m in catalogue if m not in out),
+        key=lambda m: (-round(scores[m], 6), catalogue[m].cost_rank),
+    )
+    recommendations = [
+        _recommend(catalogue[m], scores[m], reasons[m], feasibility.get(m) or _feasibility(catalogue[m], facts))
+        for m in survivors
+    ]
+    ruled_out = {m: out[m] for m in catalogue if m in out}
+    combine: list[str] = []
+    if recommendations:
+        top = recommendations[0].method
+        for choices in combine_choices:
+            pick = next((m for m in choices if m in survivors), None)
+            if pick and pick != top and pick not in combine:
+                combine.append(pick)
+        if combine:
+            combine.insert(0, top)
+    return Advice(profile, recommendations, ruled_out, combine, firings, list(notes or []))
+
+
+def _recommend(method, score: float, contributions, feasibility: str) -> Recommendation:
+    ordered = sorted(contributions, key=lambda c: (c[0] == 0, -abs(c[0]) if c[0] > 0 else abs(c[0]) + 100))
+    rationale = [f"{text} ({_signed(weight)})" if weight else text for weight, text, _ in ordered]
+    source_ids: list[str] = []
+    for _, _, rule in ordered:
+        source_ids.extend(s for s in rule.sources if s not in source_ids)
+    for evidence in method.evidence:
+        source_ids.extend(s for s in evidence.sources if s not in source_ids)
+    why = [f"{_signed(w)} {rule.title}" for w, _, rule in ordered if w and rule.id != "P1-cost"]
+    return Recommendation(method.id, method.name, round(score, 2), rationale, [cite(s) for s in source_ids], feasibility, why)
+
+
+def _feasibility(method, facts: dict) -> str:
+    if not method.trains_weights:
+        return "no training"
+    if facts["weight_access"] == "closed_api_ft":
+        return "vendor tuning job"
+    size = facts["model_params_b"]
+    if not facts["has_gpu"]:
+        return "CPU is enough" if size is not None and size <= 1 else "needs a (rented) GPU"
+    return "size unknown: run `adaptkit estimate`" if size is None else "fits"

@@ -1,0 +1,231 @@
+"""The profile a recommendation is made from: answers, validated, with hardware filled in."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adaptkit.errors import InputError
+from adaptkit.units import parse_count, parse_gigabytes, parse_number, parse_params_b
+
+Task = Literal["classification", "extraction", "generation", "chat", "qa", "summarization", "code", "agent"]
+Goal = Literal["knowledge", "behavior", "instruction_following", "alignment", "domain_adaptation", "actions"]
+WeightAccess = Literal["open", "closed_api", "closed_api_ft"]
+Volume = Literal["low", "medium", "high"]
+
+REQUIRED = ("task", "goal", "weight_access")
+DEFAULT_BUDGET_USD = 1000.0
+
+
+class Profile(BaseModel):
+    """Everything the advisor weighs. Field descriptions double as the wizard's help lines."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Task = Field(description="what the model must do")
+    goal: Goal = Field(description="what adapting it should change")
+    weight_access: WeightAccess = Field(description="open weights, a closed API, or a closed API your org can tune")
+    model: Optional[str] = Field(None, description="model name or path (optional)")
+    model_params_b: Optional[float] = Field(None, gt=0, le=100000, description="model size in billions of parameters; null for closed models")
+    gpu_vram_gb: float = Field(0.0, ge=0, le=4096, description="memory per GPU in GB, 0 = no GPU (default: detected)")
+    num_gpus: int = Field(0, ge=0, le=100000, description="number of GPUs (default: detected)")
+    labeled_examples: int = Field(0, ge=0, description="input->output demonstrations you have (default 0)")
+    preference_pairs: int = Field(0, ge=0, description="chosen/rejected pairs you have (default 0)")
+    knowledge_changes_often: bool = Field(False, description="the facts change weekly or faster (default no)")
+    needs_citations: bool = Field(False, description="answers must point to their sources (default no)")
+    needs_actions_or_live_data: bool = Field(False, description="live data, side effects or exact computation (default no)")
+    inference_volume: Volume = Field("low", description="low <1k requests/day, medium 1k-100k, high >100k (default low)")
+    budget_usd: float = Field(DEFAULT_BUDGET_USD, ge=0, description="one-time adaptation budget in USD (default 1000)")
+    privacy_on_prem: bool = Field(False, description="data may not leave your premises (default no)")
+    tasks_to_serve: int = Field(1, ge=1, le=10_000_000, description="distinct tasks or tenants on one base model (default 1)")
+    # Optional inputs from rubric section 5.
+    is_base_model: Optional[bool] = Field(None, description="a base (not instruction-tuned) model; unknown = treated as instruct")
+    corpus_tokens: Optional[int] = Field(None, ge=0, description="size of the document collection in tokens (for RAG vs long prompt)")
+    unlabeled_corpus_tokens: Optional[int] = Field(None, ge=0, description="unlabeled domain text for continued pre-training, in tokens")
+    verifiable_reward: bool = Field(False, description="answers can be checked automatically (unit tests, exact answers)")
+    online_labeling: bool = Field(False, description="you can label fresh model outputs as training goes")
+    vendor_offers_preference_tuning: bool = Field(False, description="your API vendor offers preference (DPO) tuning")
+    latency_slo_ms: Optional[float] = Field(None, gt=0, description="latency target per request in ms")
+    needs_exact_numbers: bool = Field(False, description="answers need exact arithmetic or aggregation")
+    mixed_task_batching: bool = Field(False, description="requests for different tasks share one batch")
+    frozen_backbone_required: bool = Field(False, description="the base weights must stay untouched")
+
+    @field_validator("model_params_b", mode="before")
+    @classmethod
+    def _params(cls, value):
+        return None if value is None else parse_params_b(value)
+
+    @field_validator("gpu_vram_gb", mode="before")
+    @classmethod
+    def _gigabytes(cls, value):
+        return parse_gigabytes(value)
+
+    @field_validator("budget_usd", "latency_slo_ms", mode="before")
+    @classmethod
+    def _number(cls, value):
+        return None if value is None else parse_number(value)
+
+    @field_validator(
+        "num_gpus", "labeled_examples", "preference_pairs", "tasks_to_serve",
+        "corpus_tokens", "unlabeled_corpus_tokens", mode="before",
+    )
+    @classmethod
+    def _count(cls, value):
+        return None if value is None else parse_count(value)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value):
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"expected a model name or path, got {value!r}")
+        return value.strip() or None
+
+    @model_validator(mode="after")
+    def _hardware_consistent(self):
+        if self.gpu_vram_gb > 0 and self.num_gpus == 0:
+            raise ValueError(f"gpu_vram_gb is {self.gpu_vram_gb:g} but num_gpus is 0: set num_gpus to at least 1, or gpu_vram_gb to 0")
+        if self.num_gpus > 0 and self.gpu_vram_gb == 0:
+            raise ValueError(f"num_gpus is {self.num_gpus} but gpu_vram_gb is 0: give the memory per GPU, or set num_gpus to 0")
+        return self
+
+    @property
+    def vram_total_gb(self) -> float:
+        return self.gpu_vram_gb * self.num_gpus
+
+
+FIELDS = tuple(Profile.model_fields)
+
+
+def read_answers(path: str | Path) -> dict:
+    """Read an answers file (YAML or JSON) into a dict; raise InputError on anything unusable."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a YAML or JSON answers file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty; write answers like `task: classification`")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            from adaptkit._yaml import loads_yaml
+
+            data = loads_yaml(text)
+    except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}") from None
+    if isinstance(data, dict) and set(data) == {"answers"} and isinstance(data["answers"], dict):
+        data = data["answers"]
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of answers (key: value), got {type(data).__name__}")
+    return {str(key): value for key, value in data.items()}
+
+
+def check_keys(answers: dict, where: str = "answers") -> None:
+    """Raise InputError naming unknown keys, with a "did you mean"."""
+    problems = []
+    for key in answers:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
+            hint = f" (did you mean `{close[0]}`?)" if close else f" (known keys: {', '.join(FIELDS[:6])}, ...)"
+            problems.append(f"unknown key `{key}`{hint}")
+    if problems:
+        raise InputError(f"{where}: " + "; ".join(problems))
+
+
+def missing_required(answers: dict) -> list[str]:
+    return [key for key in REQUIRED if answers.get(key) in (None, "")]
+
+
+def build_profile(answers: dict, where: str = "answers") -> Profile:
+    """Validate complete answers into a Profile; one InputError line naming each bad field."""
+    check_keys(answers, where)
+    missing = missing_required(answers)
+    if missing:
+        raise InputError(
+            f"{where}: missing {', '.join(missing)}: add them to the answers file or run `adaptkit advise` in a terminal to be asked"
+        )
+    try:
+        return Profile(**answers)
+    except ValidationError as exc:
+        raise InputError(f"{where}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+
+
+def _describe(error: dict) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    message = re.sub(r"^(Value error|Assertion failed), ", "", error["msg"])
+    if error["type"] == "literal_error":
+        return f"{field}: {message[0].lower()}{message[1:]}, got {error['input']!r}"
+    if field:
+        shown = error.get("input")
+        got = f", got {shown!r}" if not isinstance(shown, dict) and "got" not in message else ""
+        return f"{field}: {message[0].lower()}{message[1:]}{got}"
+    return message
+
+
+_SIZE_IN_NAME = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
+_INSTRUCT_IN_NAME = re.compile(r"(instruct|chat|-it\b|-sft|assistant|hermes|zephyr)", re.IGNORECASE)
+
+
+def infer_from_model_name(name: str) -> tuple[Optional[float], Optional[bool]]:
+    """Guess (params in billions, is_base_model) from a model name such as `Qwen2.5-7B-Instruct`."""
+    size = None
+    for number, unit in _SIZE_IN_NAME.findall(name.rsplit("/", 1)[-1]):
+        size = float(number) / (1000 if unit.lower() == "m" else 1)
+    is_base = False if _INSTRUCT_IN_NAME.search(name) else None
+    return size, is_base
+
+
+def resolve(answers: dict, gpus: list | None = None, where: str = "answers") -> tuple[Profile, list[str]]:
+    """Fill what the answers leave out (model size from its name, detected GPUs); return the profile and notes."""
+    answers = dict(answers)
+    notes: list[str] = []
+    check_keys(answers, where)
+    if answers.get("model") and answers.get("weight_access") == "open":
+        size, is_base = infer_from_model_name(str(answers["model"]))
+        if answers.get("model_params_b") is None and size is not None:
+            answers["model_params_b"] = size
+            notes.append(f"model_params_b = {size:g} read from the model name `{answers['model']}`")
+        if answers.get("is_base_model") is None and is_base is not None:
+            answers["is_base_model"] = is_base
+            notes.append(f"is_base_model = no: `{answers['model']}` looks instruction-tuned")
+    if answers.get("weight_access") == "open":
+        _fill_gpus(answers, gpus or [], notes)
+    return build_profile(answers, where), notes
+
+
+def _fill_gpus(answers: dict, gpus: list, notes: list[str]) -> None:
+    """Take GPU count and memory from detection where the answers do not give them."""
+    given_vram, given_count = "gpu_vram_gb" in answers, "num_gpus" in answers
+    if given_vram and given_count:
+        return
+    if gpus:
+        if not given_count:
+            answers["num_gpus"] = len(gpus)
+        if not given_vram:
+            answers["gpu_vram_gb"] = round(min(g.memory_gb for g in gpus), 1)
+        notes.append(f"GPUs detected: {len(gpus)} x {gpus[0].name} ({gpus[0].memory_gb:.0f} GB each)")
+        return
+    if given_vram:
+        try:
+            has_memory = parse_gigabytes(answers["gpu_vram_gb"]) > 0
+        except ValueError:
+            return  # build_profile reports the bad value
+        answers["num_gpus"] = 1 if has_memory else 0
+    elif given_count:
+        answers["gpu_vram_gb"] = 0
+    else:
+        answers["num_gpus"], answers["gpu_vram_gb"] = 0, 0
+        notes.append("no GPU detected and none given: gpu_vram_gb = 0")

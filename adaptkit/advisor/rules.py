@@ -1,0 +1,176 @@
+"""The rules table: loaded from data/rules.yaml, checked when loaded, evaluated against facts."""
+
+from __future__ import annotations
+
+import operator
+import typing
+from functools import lru_cache
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from adaptkit._yaml import load_yaml
+from adaptkit.advisor.catalogue import DATA, METHOD_IDS, sources
+from adaptkit.advisor.profile import Profile
+
+MethodId = Literal[METHOD_IDS]  # type: ignore[valid-type]
+DERIVED_FACTS = ("vram_total_gb", "has_gpu")
+FACT_NAMES = tuple(Profile.model_fields) + DERIVED_FACTS
+MAX_WEIGHT = 10.0
+
+_OPS = {
+    "lt": (operator.lt, "<"),
+    "le": (operator.le, "<="),
+    "gt": (operator.gt, ">"),
+    "ge": (operator.ge, ">="),
+    "eq": (operator.eq, "="),
+    "ne": (operator.ne, "!="),
+}
+
+
+class MemoryOption(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    gb_per_b: float = Field(gt=0, description="GB of accelerator memory per billion parameters")
+    plus_gb: float = Field(0.0, ge=0, description="fixed GB on top (activations, CUDA context)")
+    label: str
+    score: float = Field(0.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="score change when only this option fits")
+
+
+class Rule(BaseModel):
+    """One row of the rules table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    kind: Literal["gate", "score", "memory"]
+    title: str
+    when: dict = Field(default_factory=dict)
+    rule_out: list[MethodId] = Field(default_factory=list)
+    score: dict[MethodId, float] = Field(default_factory=dict)
+    note: list[MethodId] = Field(default_factory=list)
+    combine: list[MethodId] = Field(default_factory=list)
+    needs: dict[MethodId, list[MemoryOption]] = Field(default_factory=dict)
+    reason: str
+    sources: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self):
+        for method, weight in self.score.items():
+            if not -MAX_WEIGHT <= weight <= MAX_WEIGHT:
+                raise ValueError(f"rule `{self.id}`: weight {weight} for `{method}` is outside +-{MAX_WEIGHT}")
+        if self.kind == "gate" and not self.rule_out:
+            raise ValueError(f"rule `{self.id}`: a gate must rule something out")
+        if self.kind != "gate" and self.rule_out:
+            raise ValueError(f"rule `{self.id}`: only gates rule out")
+        if self.kind == "memory" and not self.needs:
+            raise ValueError(f"rule `{self.id}`: a memory rule needs `needs`")
+        if self.kind == "score" and not (self.score or self.note or self.combine):
+            raise ValueError(f"rule `{self.id}`: a score rule needs `score`, `note` or `combine`")
+        unknown = [s for s in self.sources if s not in sources()]
+        if unknown:
+            raise ValueError(f"rule `{self.id}`: unknown sources {unknown}")
+        _check_condition(self.id, self.when)
+        return self
+
+
+def _check_condition(rule_id: str, cond: dict) -> None:
+    if not isinstance(cond, dict):
+        raise ValueError(f"rule `{rule_id}`: a condition must be a mapping")
+    for key, spec in cond.items():
+        if key in ("any", "all"):
+            if not isinstance(spec, list) or not spec:
+                raise ValueError(f"rule `{rule_id}`: `{key}` takes a non-empty list of conditions")
+            for sub in spec:
+                _check_condition(rule_id, sub)
+            continue
+        if key not in FACT_NAMES:
+            raise ValueError(f"rule `{rule_id}`: unknown fact `{key}`")
+        allowed = _allowed_values(key)
+        if isinstance(spec, dict):
+            bad = [op for op in spec if op not in _OPS]
+            if bad:
+                raise ValueError(f"rule `{rule_id}`: unknown operators {bad} on `{key}`")
+            values = [v for v in spec.values() if v is not None]
+        else:
+            values = [v for v in (spec if isinstance(spec, list) else [spec]) if v is not None]
+        if allowed and any(v not in allowed for v in values):
+            raise ValueError(f"rule `{rule_id}`: `{key}` can only be one of {sorted(allowed)}, got {values}")
+
+
+def _allowed_values(key: str) -> Optional[set]:
+    if key in DERIVED_FACTS:
+        return None
+    annotation = Profile.model_fields[key].annotation
+    if typing.get_origin(annotation) is Literal:
+        return set(typing.get_args(annotation))
+    return None
+
+
+def matches(cond: dict, facts: dict) -> bool:
+    """Return whether every clause of `cond` holds for `facts`."""
+    for key, spec in cond.items():
+        if key == "any":
+            if not any(matches(sub, facts) for sub in spec):
+                return False
+            continue
+        if key == "all":
+            if not all(matches(sub, facts) for sub in spec):
+                return False
+            continue
+        value = facts[key]
+        if isinstance(spec, dict):
+            for op, arg in spec.items():
+                if op == "ne":  # unknown differs from any known value; `ne: null` means "is known"
+                    if value == arg:
+                        return False
+                    continue
+                if value is None or not _OPS[op][0](value, arg):
+                    return False
+        elif isinstance(spec, list):
+            if value not in spec:
+                return False
+        elif value != spec:
+            return False
+    return True
+
+
+def describe(cond: dict) -> str:
+    """Render a condition for people: `goal = behavior, labeled_examples > 50`."""
+    if not cond:
+        return "always"
+    parts = []
+    for key, spec in cond.items():
+        if key in ("any", "all"):
+            joiner = " or " if key == "any" else " and "
+            parts.append("(" + joiner.join(describe(sub) for sub in spec) + ")")
+        elif isinstance(spec, dict):
+            parts.extend(f"{key} {_OPS[op][1]} {_show(arg)}" for op, arg in spec.items())
+        elif isinstance(spec, list):
+            parts.append(f"{key} in {{{', '.join(_show(v) for v in spec)}}}")
+        else:
+            parts.append(f"{key} = {_show(spec)}")
+    return ", ".join(parts)
+
+
+def _show(value) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and value >= 10000:
+        return f"{value:,}"
+    return str(value)
+
+
+@lru_cache(maxsize=1)
+def rules() -> tuple[Rule, ...]:
+    """Load and check the rules table; a broken table fails here, loudly."""
+    rows = load_yaml(DATA / "rules.yaml")
+    table = tuple(Rule(**row) for row in rows)
+    seen = set()
+    for rule in table:
+        if rule.id in seen:
+            raise ValueError(f"rules.yaml: duplicate rule id `{rule.id}`")
+        seen.add(rule.id)
+    return table

@@ -1,0 +1,82 @@
+"""The command line. Subcommands load lazily so `--help` and `advise` never pay for torch."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+
+from adaptkit import __version__
+from adaptkit.errors import AdaptkitError
+
+# name -> (module, attribute, one-line help shown by --help without importing the module)
+COMMANDS = {
+    "advise": ("adaptkit.cli.advise", "advise", "Recommend an adaptation method for your task, data and hardware."),
+    "methods": ("adaptkit.cli.methods", "methods_cmd", "List the ten adaptation methods (the adaptation table)."),
+}
+
+EXIT_CANCELLED = 130
+
+
+class AdaptkitGroup(click.Group):
+    """A group that imports subcommands on use and turns errors into one line and an exit code."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AdaptkitError as exc:
+            if ctx.meta.get("adaptkit.debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (KeyboardInterrupt, EOFError, click.Abort):
+            if ctx.meta.get("adaptkit.debug"):
+                raise
+            click.echo("\ncancelled: nothing was written", err=True)
+            ctx.exit(EXIT_CANCELLED)
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:  # a bug, not the user's fault: say so in one line
+            if ctx.meta.get("adaptkit.debug"):
+                raise
+            click.echo(f"error: unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=AdaptkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="adaptkit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """Which adaptation method, and will it fit? Then a recipe that runs.
+
+    Start with `adaptkit advise` (a short wizard), or `adaptkit advise --answers FILE`.
+    """
+    ctx.meta["adaptkit.debug"] = debug
+
+
+def main(argv=None):
+    """Console entry point."""
+    try:
+        cli.main(args=argv, prog_name="adaptkit", standalone_mode=True)
+    except SystemExit:
+        raise
+    except BaseException:  # only reached with --debug
+        traceback.print_exc()
+        sys.exit(1)

@@ -1,0 +1,44 @@
+"""Small CLI helpers: key=value overrides and safe file writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from adaptkit.errors import InputError
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """Turn `key=value` strings into a dict; values are parsed as YAML scalars (yes, 2k, null)."""
+    from adaptkit._yaml import loads_yaml
+
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {pair!r}: write KEY=VALUE, like labeled_examples=2k")
+        try:
+            parsed = loads_yaml(value) if value.strip() else None
+        except Exception:
+            parsed = value
+        result[key.strip()] = value if isinstance(parsed, (dict, list)) else parsed
+    return result
+
+
+def write_new(path: str | Path, text: str, force: bool = False) -> Path:
+    """Write `text` to `path` atomically; refuse to replace an existing file unless `force`."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
+    if not path.parent.exists():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,171 @@
+"""The interactive wizard: a table of questions, each asked only when it matters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from adaptkit.advisor.profile import DEFAULT_BUDGET_USD, Profile, infer_from_model_name
+from adaptkit.units import parse_count, parse_gigabytes, parse_number, parse_params_b
+
+
+def _always(answers: dict) -> bool:
+    return True
+
+
+def _is_open(answers: dict) -> bool:
+    return answers.get("weight_access") == "open"
+
+
+def _size_unknown(answers: dict) -> bool:
+    model = answers.get("model")
+    return _is_open(answers) and not (model and infer_from_model_name(model)[0])
+
+
+def _base_unknown(answers: dict) -> bool:
+    model = answers.get("model")
+    known = model and infer_from_model_name(model)[1] is not None
+    return _is_open(answers) and answers.get("goal") in ("instruction_following", "alignment") and not known
+
+
+def _has_gpus(answers: dict) -> bool:
+    return _is_open(answers) and _count(answers.get("num_gpus", 0)) > 0
+
+
+def _count(value) -> int:
+    try:
+        return parse_count(value)
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class Question:
+    """One wizard question. `parse` turns typed text into the answer; blank gives None when optional."""
+
+    key: str
+    prompt: str
+    kind: str = "text"  # text | select | confirm
+    choices: tuple[tuple[str, str], ...] = ()
+    parse: Optional[Callable] = None
+    optional: bool = False
+    ask_if: Callable[[dict], bool] = _always
+
+    @property
+    def help(self) -> str:
+        return Profile.model_fields[self.key].description or ""
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question("task", "What must the model do?", "select", (
+        ("classification", "classification: put inputs into fixed classes"),
+        ("extraction", "extraction: pull fields or entities out of text"),
+        ("generation", "generation: write text (emails, descriptions, stories)"),
+        ("chat", "chat: hold a conversation (assistant, support bot)"),
+        ("qa", "qa: answer questions"),
+        ("summarization", "summarization: condense documents"),
+        ("code", "code: write or explain code"),
+        ("agent", "agent: carry out multi-step tasks with tools"),
+    )),
+    Question("goal", "What should adapting it change?", "select", (
+        ("behavior", "behavior: format, style, tone or task skill"),
+        ("knowledge", "knowledge: facts it does not know (your documents)"),
+        ("instruction_following", "instruction_following: make it follow instructions or chat"),
+        ("alignment", "alignment: preferences, helpfulness, safety style"),
+        ("domain_adaptation", "domain_adaptation: a deep shift (new language, specialist domain)"),
+        ("actions", "actions: call APIs, fetch live data, take actions"),
+    )),
+    Question("weight_access", "Which model access do you have?", "select", (
+        ("open", "open: I can download the weights and train them"),
+        ("closed_api", "closed_api: an API only (no tuning)"),
+        ("closed_api_ft", "closed_api_ft: an API, and my org can create tuning jobs with the vendor"),
+    )),
+    Question("model", "Model name or path (blank if undecided)", optional=True, parse=str, ask_if=_is_open),
+    Question("model_params_b", "Model size (e.g. 7B, 770M; blank if unknown)", optional=True, parse=parse_params_b, ask_if=_size_unknown),
+    Question("is_base_model", "Is it a base model (not instruction-tuned)?", "confirm", ask_if=_base_unknown),
+    Question("num_gpus", "How many GPUs can you train on?", parse=parse_count, ask_if=_is_open),
+    Question("gpu_vram_gb", "Memory per GPU in GB?", parse=parse_gigabytes, ask_if=_has_gpus),
+    Question("labeled_examples", "How many labeled input->output examples do you have? (e.g. 0, 50, 2k)", parse=parse_count),
+    Question("preference_pairs", "How many chosen/rejected preference pairs?", parse=parse_count,
+             ask_if=lambda a: a.get("goal") == "alignment"),
+    Question("knowledge_changes_often", "Do the facts change weekly or faster?", "confirm",
+             ask_if=lambda a: a.get("goal") == "knowledge" or a.get("task") in ("qa", "chat")),
+    Question("needs_citations", "Must answers cite their sources?", "confirm",
+             ask_if=lambda a: a.get("goal") == "knowledge" or a.get("task") == "qa"),
+    Question("corpus_tokens", "How large is the document collection, in tokens? (blank if unknown)", optional=True,
+             parse=parse_count, ask_if=lambda a: a.get("goal") == "knowledge"),
+    Question("unlabeled_corpus_tokens", "Unlabeled domain text for continued pre-training, in tokens? (blank if none)",
+             optional=True, parse=parse_count, ask_if=lambda a: a.get("goal") == "domain_adaptation" and _is_open(a)),
+    Question("needs_actions_or_live_data", "Does it need live data, actions or exact computation?", "confirm",
+             ask_if=lambda a: a.get("goal") != "actions"),
+    Question("inference_volume", "How many requests a day?", "select", (
+        ("low", "low: under 1k a day"), ("medium", "medium: 1k to 100k"), ("high", "high: over 100k"),
+    )),
+    Question("latency_slo_ms", "Latency target per request in ms? (blank if none)", optional=True, parse=parse_number,
+             ask_if=lambda a: a.get("inference_volume") in ("medium", "high")),
+    Question("budget_usd", "One-time adaptation budget in USD? (e.g. 500, 20k)", parse=parse_number),
+    Question("privacy_on_prem", "Must the data stay on your premises?", "confirm"),
+    Question("tasks_to_serve", "How many distinct tasks or tenants will share one base model?", parse=parse_count, ask_if=_is_open),
+    Question("mixed_task_batching", "Will requests for different tasks share one batch?", "confirm",
+             ask_if=lambda a: _count(a.get("tasks_to_serve", 1)) >= 2),
+    Question("vendor_offers_preference_tuning", "Does your vendor offer preference (DPO) tuning?", "confirm",
+             ask_if=lambda a: a.get("weight_access") == "closed_api_ft" and a.get("goal") == "alignment"),
+    Question("online_labeling", "Can you label fresh model outputs while training?", "confirm",
+             ask_if=lambda a: a.get("goal") == "alignment" and _count(a.get("preference_pairs", 0)) >= 10_000),
+    Question("verifiable_reward", "Can answers be checked automatically (tests, exact answers)?", "confirm",
+             ask_if=lambda a: a.get("goal") == "alignment" and _count(a.get("preference_pairs", 0)) >= 10_000),
+)
+
+
+def default_for(key: str, answers: dict, gpus: list):
+    """The default shown for a question: detected hardware, else the profile's own default."""
+    if key == "num_gpus":
+        return len(gpus)
+    if key == "gpu_vram_gb":
+        return round(min(g.memory_gb for g in gpus), 1) if gpus else 24
+    if key == "budget_usd":
+        return DEFAULT_BUDGET_USD
+    return Profile.model_fields[key].default
+
+
+def run_wizard(answers: dict, prompter, gpus: list) -> dict:
+    """Ask every question the answers leave open and that matters given earlier answers."""
+    answers = dict(answers)
+    for question in QUESTIONS:
+        if question.key in answers or not question.ask_if(answers):
+            continue
+        value = prompter.ask(question, default_for(question.key, answers, gpus))
+        if value is None and not question.optional:
+            continue
+        answers[question.key] = value
+    return answers
+
+
+class QuestionaryPrompter:
+    """Ask with questionary. Ctrl-C raises KeyboardInterrupt, Ctrl-D EOFError (the CLI exits 130)."""
+
+    def ask(self, question: Question, default):
+        import questionary
+
+        message = f"{question.prompt}\n  ({question.help})" if question.help else question.prompt
+        if question.kind == "select":
+            choices = [questionary.Choice(label, value=value) for value, label in question.choices]
+            default_choice = next((c for c in choices if c.value == default), None)
+            return questionary.select(message, choices=choices, default=default_choice).unsafe_ask()
+        if question.kind == "confirm":
+            return questionary.confirm(message, default=bool(default)).unsafe_ask()
+
+        def validate(text: str):
+            if not text.strip():
+                return True if question.optional or default is not None else "please answer"
+            try:
+                question.parse(text)
+            except ValueError as exc:
+                return str(exc)
+            return True
+
+        shown = "" if default is None else f"{default:g}" if isinstance(default, float) else str(default)
+        text = questionary.text(message, default=shown, validate=validate).unsafe_ask()
+        if not text.strip():
+            return None if question.optional else default
+        return question.parse(text)

@@ -1,0 +1,13 @@
+"""Errors a user can act on; only the CLI layer turns them into exit codes."""
+
+
+class AdaptkitError(Exception):
+    """Base error: its message is one line that tells the user what to do."""
+
+    exit_code = 1
+
+
+class InputError(AdaptkitError):
+    """Bad answers, options or files given by the user."""
+
+    exit_code = 2

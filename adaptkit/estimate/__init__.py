@@ -1,0 +1,1 @@
+"""Hardware probing and (later) memory and compute estimates. Pure Python, no torch."""

@@ -1,0 +1,45 @@
+"""Parse human numbers: 7B, 770M, 2k, 1.5e4, $5,000, 24GB."""
+
+from __future__ import annotations
+
+import re
+
+_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+_NUMBER = re.compile(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)$", re.IGNORECASE)
+
+
+def parse_number(value: object) -> float:
+    """Return the number in `value`; strings may carry k/M/B/T suffixes, `$`, `,` and `_`."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a number, got {value!r}")
+    text = value.strip().replace(",", "").replace("_", "").lstrip("$").strip()
+    match = _NUMBER.match(text)
+    if not match:
+        raise ValueError(f"expected a number like 500, 2k or 1.5M, got {value!r}")
+    return float(match.group(1)) * _SCALE[match.group(2).lower()]
+
+
+def parse_count(value: object) -> int:
+    """Return a whole count: 500, 2k, 1e4."""
+    number = parse_number(value)
+    if number != int(number):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return int(number)
+
+
+def parse_params_b(value: object) -> float:
+    """Return a parameter count in billions: 7B -> 7, 770M -> 0.77, a bare 7 -> 7."""
+    if isinstance(value, str) and value.strip() and value.strip()[-1].lower() in "kmbt":
+        return parse_number(value) / 1e9
+    return parse_number(value)
+
+
+def parse_gigabytes(value: object) -> float:
+    """Return gigabytes: 24, '24GB', '80 GiB'."""
+    if isinstance(value, str):
+        value = re.sub(r"\s*(gib|gb|g)$", "", value.strip(), flags=re.IGNORECASE)
+    return parse_number(value)

@@ -1,0 +1,161 @@
+"""The advisor as tables: which method wins, which gate fires, what combines."""
+
+import pytest
+
+from adaptkit.advisor.catalogue import METHOD_IDS
+from adaptkit.advisor.engine import advise
+from adaptkit.advisor.profile import build_profile
+
+BASE = {"task": "classification", "goal": "behavior", "weight_access": "open"}
+
+
+def run(**answers):
+    return advise(build_profile({**BASE, **answers}))
+
+
+# (case, answers, expected top method)
+TOP_CASES = [
+    ("no data, closed API: prompt it", dict(weight_access="closed_api"), "prompt_engineering"),
+    ("20 examples on a closed API: few-shot", dict(weight_access="closed_api", labeled_examples=20), "in_context_learning"),
+    ("2k tickets, 7B on 24 GB: LoRA", dict(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=2000), "lora_adapters"),
+    ("vendor tuning with 2k examples: vendor SFT (LoRA)", dict(weight_access="closed_api_ft", labeled_examples=2000), "lora_adapters"),
+    ("docs that change weekly, with citations: RAG",
+     dict(task="qa", goal="knowledge", weight_access="closed_api", knowledge_changes_often=True, needs_citations=True), "rag"),
+    ("refund agent: tool use", dict(task="agent", goal="actions", weight_access="closed_api", needs_actions_or_live_data=True), "tool_use"),
+    ("live prices in answers: tool use", dict(task="qa", goal="knowledge", weight_access="closed_api", needs_actions_or_live_data=True), "tool_use"),
+    ("100 tenants on a 13B model: soft prompts",
+     dict(model_params_b=13, gpu_vram_gb=80, num_gpus=2, labeled_examples=1000, tasks_to_serve=100), "prefix_prompt_tuning"),
+    ("300 examples on a 0.77B generator: prefix-tuning",
+     dict(task="generation", model_params_b=0.77, gpu_vram_gb=16, num_gpus=1, labeled_examples=300), "prefix_prompt_tuning"),
+    ("base model with 5k instructions: instruction tuning",
+     dict(task="chat", goal="instruction_following", model_params_b=1, is_base_model=True, gpu_vram_gb=80, num_gpus=1, labeled_examples=5000),
+     "instruction_tuning"),
+    ("instruct model, instruction following: prompts", dict(task="chat", goal="instruction_following", model_params_b=8,
+     gpu_vram_gb=24, num_gpus=1, labeled_examples=50), "prompt_engineering"),
+    ("legal CPT on 1B tokens with 8 A100s: full fine-tuning",
+     dict(task="generation", goal="domain_adaptation", model_params_b=7, gpu_vram_gb=80, num_gpus=8, labeled_examples=20000,
+          unlabeled_corpus_tokens=1_000_000_000), "full_finetuning"),
+    ("0.1B classifier with 50k labels: full fine-tuning",
+     dict(model_params_b=0.11, gpu_vram_gb=16, num_gpus=1, labeled_examples=50000), "full_finetuning"),
+    ("domain shift, modest data: LoRA", dict(goal="domain_adaptation", model_params_b=7, gpu_vram_gb=24, num_gpus=1,
+     labeled_examples=3000), "lora_adapters"),
+    ("2k preference pairs on 24 GB: DPO", dict(task="chat", goal="alignment", model_params_b=7, gpu_vram_gb=24, num_gpus=1,
+     preference_pairs=2000), "dpo"),
+    ("vendor preference tuning: DPO", dict(task="chat", goal="alignment", weight_access="closed_api_ft",
+     vendor_offers_preference_tuning=True, preference_pairs=3000), "dpo"),
+    ("100k comparisons, big budget, on-policy: RLHF",
+     dict(task="chat", goal="alignment", model_params_b=7, gpu_vram_gb=80, num_gpus=8, preference_pairs=100000,
+          budget_usd=500000, online_labeling=True, labeled_examples=20000), "rlhf"),
+    ("few pairs: prompt the alignment", dict(task="chat", goal="alignment", model_params_b=7, gpu_vram_gb=24, num_gpus=1,
+     preference_pairs=100), "prompt_engineering"),
+    ("small corpus, low volume: docs in the prompt",
+     dict(task="qa", goal="knowledge", weight_access="closed_api", corpus_tokens=50000), "prompt_engineering"),
+    ("big stable corpus: RAG", dict(task="qa", goal="knowledge", weight_access="closed_api", corpus_tokens=50_000_000), "rag"),
+]
+
+
+@pytest.mark.parametrize("case, answers, expected", TOP_CASES, ids=[c[0] for c in TOP_CASES])
+def test_top_method(case, answers, expected):
+    advice = run(**answers)
+    assert advice.recommendations, f"{case}: nothing recommended; ruled out {advice.ruled_out}"
+    assert advice.recommendations[0].method == expected, [(r.method, r.score) for r in advice.recommendations]
+
+
+def test_every_method_wins_some_case():
+    assert {case[2] for case in TOP_CASES} == set(METHOD_IDS)
+
+
+# (gate id, answers, methods it must rule out)
+GATE_CASES = [
+    ("G1-closed", dict(weight_access="closed_api", labeled_examples=5000, preference_pairs=5000),
+     {"full_finetuning", "instruction_tuning", "rlhf", "dpo", "lora_adapters", "prefix_prompt_tuning"}),
+    ("G1-vendor", dict(weight_access="closed_api_ft", labeled_examples=5000), {"full_finetuning", "instruction_tuning", "prefix_prompt_tuning"}),
+    ("G1-vendor-pref", dict(weight_access="closed_api_ft", goal="alignment", preference_pairs=5000), {"dpo"}),
+    ("G2-memory", dict(model_params_b=70, gpu_vram_gb=24, num_gpus=1, labeled_examples=5000),
+     {"full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning"}),
+    ("G3-no-labels", dict(model_params_b=7, gpu_vram_gb=80, num_gpus=1), {"lora_adapters", "instruction_tuning", "prefix_prompt_tuning"}),
+    ("G3-no-data-full", dict(model_params_b=7, gpu_vram_gb=80, num_gpus=4), {"full_finetuning"}),
+    ("G3-no-pairs", dict(goal="alignment", model_params_b=7, gpu_vram_gb=80, num_gpus=1), {"dpo", "rlhf"}),
+    ("G4-nothing-to-call", dict(), {"tool_use"}),
+    ("G5-changing-knowledge", dict(goal="knowledge", knowledge_changes_often=True, model_params_b=7, gpu_vram_gb=80, num_gpus=1,
+     labeled_examples=5000), {"full_finetuning", "lora_adapters", "prefix_prompt_tuning"}),
+    ("G6-privacy", dict(weight_access="closed_api", privacy_on_prem=True), set(METHOD_IDS)),
+    ("G8-no-gpu-private", dict(model_params_b=7, gpu_vram_gb=0, num_gpus=0, privacy_on_prem=True, labeled_examples=5000),
+     {"lora_adapters", "full_finetuning", "prefix_prompt_tuning"}),
+    ("G8-no-gpu-no-budget", dict(model_params_b=7, labeled_examples=5000, budget_usd=0), {"lora_adapters"}),
+    ("G-frozen-backbone", dict(model_params_b=0.1, gpu_vram_gb=80, num_gpus=1, labeled_examples=50000, frozen_backbone_required=True),
+     {"full_finetuning", "instruction_tuning"}),
+]
+
+
+@pytest.mark.parametrize("gate, answers, ruled", GATE_CASES, ids=[c[0] for c in GATE_CASES])
+def test_gate(gate, answers, ruled):
+    advice = run(**answers)
+    for method in ruled:
+        assert method in advice.ruled_out, f"{gate} should rule out {method}"
+        assert any(f"[{gate}]" in reason for reason in advice.ruled_out[method]), advice.ruled_out[method]
+
+
+def test_every_gate_has_a_case():
+    from adaptkit.advisor.rules import rules
+
+    gates = {r.id for r in rules() if r.kind in ("gate", "memory")}
+    assert gates == {case[0] for case in GATE_CASES}
+
+
+def test_memory_steps_down_to_qlora():
+    advice = run(model_params_b=30, gpu_vram_gb=24, num_gpus=1, labeled_examples=5000)
+    lora = next(r for r in advice.recommendations if r.method == "lora_adapters")
+    assert "4-bit QLoRA" in lora.feasibility
+    assert any("4-bit QLoRA" in line for line in lora.rationale)
+
+
+def test_full_finetuning_shards_over_gpus():
+    one = run(model_params_b=7, gpu_vram_gb=80, num_gpus=1, labeled_examples=200000)
+    eight = run(model_params_b=7, gpu_vram_gb=80, num_gpus=8, labeled_examples=200000)
+    assert "full_finetuning" not in eight.ruled_out
+    full_one = next((r for r in one.recommendations if r.method == "full_finetuning"), None)
+    assert full_one is not None and "pure bf16" in full_one.feasibility
+
+
+@pytest.mark.parametrize("case, answers, _", TOP_CASES + [(g, a, None) for g, a, _ in GATE_CASES])
+def test_every_method_is_ranked_or_ruled_out(case, answers, _):
+    advice = run(**answers)
+    ranked = [r.method for r in advice.recommendations]
+    assert sorted(ranked + list(advice.ruled_out)) == sorted(METHOD_IDS)
+    for rec in advice.recommendations:
+        assert rec.rationale and rec.sources
+    for reasons in advice.ruled_out.values():
+        assert reasons and all(reasons)
+
+
+COMBINE_CASES = [
+    ("knowledge plus format: RAG + LoRA", dict(task="qa", goal="knowledge", model_params_b=7, gpu_vram_gb=24, num_gpus=1,
+     labeled_examples=800), ["rag", "lora_adapters"]),
+    ("behavior plus changing facts: LoRA + RAG", dict(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=2000,
+     knowledge_changes_often=True), ["lora_adapters", "rag"]),
+    ("support bot that also looks up orders", dict(task="chat", weight_access="closed_api", labeled_examples=30,
+     needs_actions_or_live_data=True), ["in_context_learning", "tool_use"]),
+    ("base model to align: SFT first", dict(task="chat", goal="alignment", model_params_b=7, is_base_model=True, gpu_vram_gb=24,
+     num_gpus=1, labeled_examples=2000, preference_pairs=2000), ["dpo", "lora_adapters"]),
+    ("one goal: nothing to combine", dict(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=2000), []),
+]
+
+
+@pytest.mark.parametrize("case, answers, expected", COMBINE_CASES, ids=[c[0] for c in COMBINE_CASES])
+def test_combine(case, answers, expected):
+    assert run(**answers).combine == expected
+
+
+def test_cheaper_method_wins_a_tie():
+    advice = run(weight_access="closed_api", goal="behavior", labeled_examples=0)
+    scores = [(r.score, r.method) for r in advice.recommendations]
+    assert scores == sorted(scores, key=lambda s: -s[0])
+
+
+def test_explanations_name_the_rules():
+    advice = run(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=2000)
+    fired = {f.rule.id for f in advice.firings}
+    assert {"P1-cost", "R-behavior-train", "G2-memory", "G3-no-pairs"} <= fired
+    lora = next(f for f in advice.firings if f.rule.id == "R-behavior-train")
+    assert lora.effects == ["+4 lora_adapters"] and "2,000 labeled examples" in lora.reason

@@ -1,0 +1,137 @@
+"""Answers files and values: every bad-input class gives one clear line."""
+
+import json
+
+import pytest
+
+from adaptkit.advisor.profile import build_profile, infer_from_model_name, read_answers, resolve
+from adaptkit.errors import InputError
+from adaptkit.estimate.hardware import GPU
+from adaptkit.units import parse_count, parse_gigabytes, parse_number, parse_params_b
+
+BASE = {"task": "classification", "goal": "behavior", "weight_access": "open"}
+
+
+@pytest.mark.parametrize("parse, text, expected", [
+    (parse_number, "2k", 2000), (parse_number, "1.5M", 1.5e6), (parse_number, "$5,000", 5000), (parse_number, "1e4", 10000),
+    (parse_number, 12, 12), (parse_count, "10_000", 10000), (parse_params_b, "7B", 7), (parse_params_b, "770M", 0.77),
+    (parse_params_b, "7", 7), (parse_params_b, 13, 13), (parse_gigabytes, "24GB", 24), (parse_gigabytes, "80 GiB", 80),
+])
+def test_numbers(parse, text, expected):
+    assert parse(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("parse, text", [(parse_number, "lots"), (parse_count, "2.5"), (parse_number, True), (parse_number, "")])
+def test_bad_numbers(parse, text):
+    with pytest.raises(ValueError):
+        parse(text)
+
+
+def test_human_numbers_in_answers():
+    profile = build_profile({**BASE, "labeled_examples": "2k", "model_params_b": "7B", "gpu_vram_gb": "24GB", "num_gpus": 1,
+                             "budget_usd": "$1.5k"})
+    assert (profile.labeled_examples, profile.model_params_b, profile.gpu_vram_gb, profile.budget_usd) == (2000, 7, 24, 1500)
+
+
+# (bad-input class, answers, words the one line must contain)
+BAD_VALUES = [
+    ("unknown key with a close match", {**BASE, "labelled_examples": 5}, ["unknown key `labelled_examples`", "did you mean `labeled_examples`"]),
+    ("unknown key without a match", {**BASE, "colour": "red"}, ["unknown key `colour`"]),
+    ("wrong type", {**BASE, "labeled_examples": "lots"}, ["labeled_examples", "'lots'"]),
+    ("bad choice", {**BASE, "task": "translation"}, ["task", "'classification'", "'translation'"]),
+    ("negative count", {**BASE, "labeled_examples": -5}, ["labeled_examples", "greater than or equal to 0"]),
+    ("out of range", {**BASE, "model_params_b": 0}, ["model_params_b", "greater than 0"]),
+    ("fractional count", {**BASE, "num_gpus": 1.5, "gpu_vram_gb": 24}, ["num_gpus", "whole number"]),
+    ("bool expected", {**BASE, "privacy_on_prem": "perhaps"}, ["privacy_on_prem"]),
+    ("gpus without memory", {**BASE, "num_gpus": 2, "gpu_vram_gb": 0}, ["num_gpus is 2", "gpu_vram_gb"]),
+    ("memory without gpus", {**BASE, "num_gpus": 0, "gpu_vram_gb": 24}, ["gpu_vram_gb is 24", "num_gpus"]),
+    ("missing required", {"task": "qa"}, ["missing goal, weight_access"]),
+]
+
+
+@pytest.mark.parametrize("case, answers, words", BAD_VALUES, ids=[c[0] for c in BAD_VALUES])
+def test_bad_values(case, answers, words):
+    with pytest.raises(InputError) as info:
+        build_profile(answers, "a.yaml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("a.yaml: ")
+    for word in words:
+        assert word in message
+
+
+BAD_FILES = [
+    ("missing file", None, "no such file"),
+    ("empty file", "", "empty"),
+    ("whitespace only", "  \n\n", "empty"),
+    ("invalid YAML", "task: [classification\n", "not valid YAML"),
+    ("not a mapping", "- task\n- goal\n", "expected a mapping"),
+    ("binary garbage", b"\xff\xfe\x00bad", "cannot read"),
+]
+
+
+@pytest.mark.parametrize("case, content, words", BAD_FILES, ids=[c[0] for c in BAD_FILES])
+def test_bad_files(tmp_path, case, content, words):
+    path = tmp_path / "answers.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError) as info:
+        read_answers(path)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_folder_is_not_a_file(tmp_path):
+    with pytest.raises(InputError, match="is a folder"):
+        read_answers(tmp_path)
+
+
+def test_json_answers(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(BASE))
+    assert read_answers(path) == BASE
+    path.write_text("{bad json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_answers(path)
+
+
+def test_answers_under_a_top_level_key(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("answers:\n  task: qa\n")
+    assert read_answers(path) == {"task": "qa"}
+
+
+@pytest.mark.parametrize("name, size, base", [
+    ("meta-llama/Llama-3.1-8B-Instruct", 8, False), ("Qwen/Qwen2.5-0.5B", 0.5, None), ("google/gemma-2-9b-it", 9, False),
+    ("EleutherAI/pythia-410m", 0.41, None), ("my-local-model", None, None), ("mistralai/Mixtral-8x7B-v0.1", 7, None),
+])
+def test_model_name_inference(name, size, base):
+    got_size, got_base = infer_from_model_name(name)
+    assert got_size == (pytest.approx(size) if size else None)
+    assert got_base == base
+
+
+def test_detected_gpus_fill_missing_hardware():
+    profile, notes = resolve(BASE, [GPU("NVIDIA A100-SXM4-80GB", 85.1)] * 2)
+    assert (profile.num_gpus, profile.gpu_vram_gb) == (2, 85.1)
+    assert any("detected" in n for n in notes)
+
+
+def test_given_hardware_wins_over_detection():
+    profile, _ = resolve({**BASE, "gpu_vram_gb": 24, "num_gpus": 1}, [GPU("A100", 80)] * 8)
+    assert (profile.num_gpus, profile.gpu_vram_gb) == (1, 24)
+
+
+def test_memory_alone_means_one_gpu():
+    profile, _ = resolve({**BASE, "gpu_vram_gb": "24GB"}, [])
+    assert (profile.num_gpus, profile.gpu_vram_gb) == (1, 24)
+
+
+def test_closed_weights_skip_hardware():
+    profile, notes = resolve({**BASE, "weight_access": "closed_api"}, [GPU("A100", 80)])
+    assert profile.num_gpus == 0 and not notes
+
+
+def test_model_name_fills_size_and_base():
+    profile, notes = resolve({**BASE, "model": "Qwen/Qwen2.5-7B-Instruct", "gpu_vram_gb": 24, "num_gpus": 1})
+    assert profile.model_params_b == 7 and profile.is_base_model is False and len(notes) == 2

@@ -1,0 +1,114 @@
+"""The wizard with the prompt layer replaced by a script."""
+
+import json
+
+import pytest
+
+from adaptkit.cli import advise as advise_cli
+from adaptkit.cli.wizard import QUESTIONS, run_wizard
+from adaptkit.estimate.hardware import GPU
+
+GPU_KEYS = {"num_gpus", "gpu_vram_gb", "model", "model_params_b", "tasks_to_serve"}
+
+
+class Script:
+    """Answers questions from a dict; records what was asked and the default shown."""
+
+    def __init__(self, replies, fallback=True):
+        self.replies, self.fallback, self.asked = dict(replies), fallback, {}
+
+    def ask(self, question, default):
+        self.asked[question.key] = default
+        if question.key in self.replies:
+            reply = self.replies[question.key]
+            if isinstance(reply, BaseException) or (isinstance(reply, type) and issubclass(reply, BaseException)):
+                raise reply
+            return reply
+        if not self.fallback:
+            raise AssertionError(f"unexpected question {question.key}")
+        return default if question.kind != "select" else question.choices[0][0]
+
+
+def test_questions_cover_profile_fields():
+    from adaptkit.advisor.profile import Profile
+
+    keys = [q.key for q in QUESTIONS]
+    assert len(keys) == len(set(keys)) and set(keys) <= set(Profile.model_fields)
+    assert all(q.help for q in QUESTIONS)
+
+
+def test_closed_api_skips_hardware_questions():
+    script = Script({"task": "qa", "goal": "knowledge", "weight_access": "closed_api"})
+    run_wizard({}, script, [GPU("A100", 80)])
+    assert not GPU_KEYS & set(script.asked)
+    assert "knowledge_changes_often" in script.asked and "preference_pairs" not in script.asked
+
+
+def test_open_weights_default_to_detected_gpus():
+    script = Script({"task": "classification", "goal": "behavior", "weight_access": "open", "model": "mistralai/Mistral-7B-v0.1"})
+    answers = run_wizard({}, script, [GPU("NVIDIA L4", 24.0)] * 2)
+    assert script.asked["num_gpus"] == 2 and script.asked["gpu_vram_gb"] == 24.0
+    assert answers["num_gpus"] == 2 and answers["gpu_vram_gb"] == 24.0
+    assert "model_params_b" not in script.asked  # read from the name
+
+
+def test_no_gpu_skips_memory_question():
+    script = Script({"task": "classification", "goal": "behavior", "weight_access": "open", "num_gpus": 0})
+    run_wizard({}, script, [])
+    assert "num_gpus" in script.asked and "gpu_vram_gb" not in script.asked
+
+
+def test_alignment_asks_for_pairs_and_base_model():
+    script = Script({"task": "chat", "goal": "alignment", "weight_access": "open", "preference_pairs": 20000})
+    run_wizard({}, script, [])
+    assert {"preference_pairs", "is_base_model", "online_labeling", "verifiable_reward"} <= set(script.asked)
+
+
+def test_answers_file_fills_what_it_has():
+    script = Script({}, fallback=True)
+    run_wizard({"task": "qa", "goal": "knowledge", "weight_access": "closed_api", "labeled_examples": 10}, script, [])
+    assert not {"task", "goal", "weight_access", "labeled_examples"} & set(script.asked)
+
+
+def test_blank_optional_answer_stays_unknown():
+    script = Script({"task": "qa", "goal": "knowledge", "weight_access": "open", "model": None, "model_params_b": None})
+    answers = run_wizard({}, script, [])
+    assert answers["model_params_b"] is None
+
+
+@pytest.fixture
+def wizard_cli(monkeypatch):
+    """Make `adaptkit advise` believe it has a terminal and ask a Script."""
+
+    def install(script):
+        monkeypatch.setattr(advise_cli, "_interactive", lambda: True)
+        monkeypatch.setattr(advise_cli, "_prompter", lambda: script)
+
+    return install
+
+
+def test_wizard_flow_end_to_end(invoke, wizard_cli, tmp_path):
+    script = Script({"task": "generation", "goal": "behavior", "weight_access": "closed_api", "labeled_examples": 30})
+    wizard_cli(script)
+    saved = tmp_path / "answers.yaml"
+    result = invoke("advise", "--json", "--save-answers", saved)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["recommendations"][0]["method"] == "in_context_learning"
+    replay = invoke("advise", "--answers", saved, "--json", "--no-input")
+    assert json.loads(replay.stdout)["recommendations"] == json.loads(result.stdout)["recommendations"]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, EOFError])
+def test_ctrl_c_and_eof_exit_130_and_write_nothing(invoke, wizard_cli, tmp_path, interrupt):
+    wizard_cli(Script({"task": "qa", "goal": interrupt}))
+    saved = tmp_path / "answers.yaml"
+    result = invoke("advise", "--save-answers", saved)
+    assert result.exit_code == 130
+    assert "Traceback" not in result.output and "cancelled" in result.stderr
+    assert not saved.exists()
+
+
+def test_no_input_never_prompts(invoke, wizard_cli):
+    wizard_cli(Script({}, fallback=False))
+    result = invoke("advise", "--no-input", "--set", "task=qa")
+    assert result.exit_code == 2 and "missing goal, weight_access" in result.stderr
