@@ -34,7 +34,7 @@ def test_questions_cover_profile_fields():
 
     keys = [q.key for q in QUESTIONS]
     assert len(keys) == len(set(keys)) and set(keys) <= set(Profile.model_fields)
-    assert all(q.help for q in QUESTIONS)
+    assert all(q.why for q in QUESTIONS)
 
 
 def test_closed_api_skips_hardware_questions():

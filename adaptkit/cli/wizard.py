@@ -45,19 +45,16 @@ class Question:
 
     key: str
     prompt: str
+    why: str  # one line: why the answer matters
     kind: str = "text"  # text | select | confirm
     choices: tuple[tuple[str, str], ...] = ()
     parse: Optional[Callable] = None
     optional: bool = False
     ask_if: Callable[[dict], bool] = _always
 
-    @property
-    def help(self) -> str:
-        return Profile.model_fields[self.key].description or ""
-
 
 QUESTIONS: tuple[Question, ...] = (
-    Question("task", "What must the model do?", "select", (
+    Question("task", "What must the model do?", 'decides how results are evaluated and which recipe fits', "select", (
         ("classification", "classification: put inputs into fixed classes"),
         ("extraction", "extraction: pull fields or entities out of text"),
         ("generation", "generation: write text (emails, descriptions, stories)"),
@@ -67,7 +64,7 @@ QUESTIONS: tuple[Question, ...] = (
         ("code", "code: write or explain code"),
         ("agent", "agent: carry out multi-step tasks with tools"),
     )),
-    Question("goal", "What should adapting it change?", "select", (
+    Question("goal", "What should adapting it change?", 'the main fork: facts go to retrieval, behavior to prompts or training', "select", (
         ("behavior", "behavior: format, style, tone or task skill"),
         ("knowledge", "knowledge: facts it does not know (your documents)"),
         ("instruction_following", "instruction_following: make it follow instructions or chat"),
@@ -75,44 +72,44 @@ QUESTIONS: tuple[Question, ...] = (
         ("domain_adaptation", "domain_adaptation: a deep shift (new language, specialist domain)"),
         ("actions", "actions: call APIs, fetch live data, take actions"),
     )),
-    Question("weight_access", "Which model access do you have?", "select", (
+    Question("weight_access", "Which model access do you have?", 'closed weights leave prompting, RAG, tools and vendor tuning', "select", (
         ("open", "open: I can download the weights and train them"),
         ("closed_api", "closed_api: an API only (no tuning)"),
         ("closed_api_ft", "closed_api_ft: an API, and my org can create tuning jobs with the vendor"),
     )),
-    Question("model", "Model name or path (blank if undecided)", optional=True, parse=str, ask_if=_is_open),
-    Question("model_params_b", "Model size (e.g. 7B, 770M; blank if unknown)", optional=True, parse=parse_params_b, ask_if=_size_unknown),
-    Question("is_base_model", "Is it a base model (not instruction-tuned)?", "confirm", ask_if=_base_unknown),
-    Question("num_gpus", "How many GPUs can you train on?", parse=parse_count, ask_if=_is_open),
-    Question("gpu_vram_gb", "Memory per GPU in GB?", parse=parse_gigabytes, ask_if=_has_gpus),
-    Question("labeled_examples", "How many labeled input->output examples do you have? (e.g. 0, 50, 2k)", parse=parse_count),
-    Question("preference_pairs", "How many chosen/rejected preference pairs?", parse=parse_count,
+    Question("model", "Model name or path (blank if undecided)", 'a name like Qwen/Qwen2.5-7B-Instruct also gives its size', optional=True, parse=str, ask_if=_is_open),
+    Question("model_params_b", "Model size (e.g. 7B, 770M; blank if unknown)", 'memory needs scale with it: about 18 GB per billion for full fine-tuning', optional=True, parse=parse_params_b, ask_if=_size_unknown),
+    Question("is_base_model", "Is it a base model (not instruction-tuned)?", 'only base models gain from instruction tuning', "confirm", ask_if=_base_unknown),
+    Question("num_gpus", "How many GPUs can you train on?", 'the default is what this machine has', parse=parse_count, ask_if=_is_open),
+    Question("gpu_vram_gb", "Memory per GPU in GB?", 'decides full fine-tuning vs LoRA vs 4-bit QLoRA', parse=parse_gigabytes, ask_if=_has_gpus),
+    Question("labeled_examples", "How many labeled input->output examples do you have? (e.g. 0, 50, 2k)", '0 means prompting; a few dozen, few-shot; hundreds or more, training', parse=parse_count),
+    Question("preference_pairs", "How many chosen/rejected preference pairs?", 'DPO wants ~500+, RLHF ~10,000+', parse=parse_count,
              ask_if=lambda a: a.get("goal") == "alignment"),
-    Question("knowledge_changes_often", "Do the facts change weekly or faster?", "confirm",
+    Question("knowledge_changes_often", "Do the facts change weekly or faster?", 'changing facts belong in retrieval, not in weights', "confirm",
              ask_if=lambda a: a.get("goal") == "knowledge" or a.get("task") in ("qa", "chat")),
-    Question("needs_citations", "Must answers cite their sources?", "confirm",
+    Question("needs_citations", "Must answers cite their sources?", 'only retrieval gives provenance', "confirm",
              ask_if=lambda a: a.get("goal") == "knowledge" or a.get("task") == "qa"),
-    Question("corpus_tokens", "How large is the document collection, in tokens? (blank if unknown)", optional=True,
+    Question("corpus_tokens", "How large is the document collection, in tokens? (blank if unknown)", 'under ~200k tokens it can go straight into a long prompt', optional=True,
              parse=parse_count, ask_if=lambda a: a.get("goal") == "knowledge"),
-    Question("unlabeled_corpus_tokens", "Unlabeled domain text for continued pre-training, in tokens? (blank if none)",
+    Question("unlabeled_corpus_tokens", "Unlabeled domain text for continued pre-training, in tokens? (blank if none)", '10^8+ tokens make continued pre-training (full fine-tuning) worth it',
              optional=True, parse=parse_count, ask_if=lambda a: a.get("goal") == "domain_adaptation" and _is_open(a)),
-    Question("needs_actions_or_live_data", "Does it need live data, actions or exact computation?", "confirm",
+    Question("needs_actions_or_live_data", "Does it need live data, actions or exact computation?", "weights cannot hold tomorrow's price: that needs a tool", "confirm",
              ask_if=lambda a: a.get("goal") != "actions"),
-    Question("inference_volume", "How many requests a day?", "select", (
+    Question("inference_volume", "How many requests a day?", 'at high volume, long few-shot prompts cost more than a fine-tune', "select", (
         ("low", "low: under 1k a day"), ("medium", "medium: 1k to 100k"), ("high", "high: over 100k"),
     )),
-    Question("latency_slo_ms", "Latency target per request in ms? (blank if none)", optional=True, parse=parse_number,
+    Question("latency_slo_ms", "Latency target per request in ms? (blank if none)", 'tight latency favours short prompts', optional=True, parse=parse_number,
              ask_if=lambda a: a.get("inference_volume") in ("medium", "high")),
-    Question("budget_usd", "One-time adaptation budget in USD? (e.g. 500, 20k)", parse=parse_number),
-    Question("privacy_on_prem", "Must the data stay on your premises?", "confirm"),
-    Question("tasks_to_serve", "How many distinct tasks or tenants will share one base model?", parse=parse_count, ask_if=_is_open),
-    Question("mixed_task_batching", "Will requests for different tasks share one batch?", "confirm",
+    Question("budget_usd", "One-time adaptation budget in USD? (e.g. 500, 20k)", 'RLHF needs ~$100k; renting a GPU for LoRA costs tens of dollars', parse=parse_number),
+    Question("privacy_on_prem", "Must the data stay on your premises?", 'rules out external APIs and vendor tuning', "confirm"),
+    Question("tasks_to_serve", "How many distinct tasks or tenants will share one base model?", 'many tasks favour small adapters or soft prompts over full copies', parse=parse_count, ask_if=_is_open),
+    Question("mixed_task_batching", "Will requests for different tasks share one batch?", 'soft prompts batch across tasks trivially', "confirm",
              ask_if=lambda a: _count(a.get("tasks_to_serve", 1)) >= 2),
-    Question("vendor_offers_preference_tuning", "Does your vendor offer preference (DPO) tuning?", "confirm",
+    Question("vendor_offers_preference_tuning", "Does your vendor offer preference (DPO) tuning?", 'without it, closed weights allow no DPO', "confirm",
              ask_if=lambda a: a.get("weight_access") == "closed_api_ft" and a.get("goal") == "alignment"),
-    Question("online_labeling", "Can you label fresh model outputs while training?", "confirm",
+    Question("online_labeling", "Can you label fresh model outputs while training?", 'on-policy labels are where RLHF beats DPO', "confirm",
              ask_if=lambda a: a.get("goal") == "alignment" and _count(a.get("preference_pairs", 0)) >= 10_000),
-    Question("verifiable_reward", "Can answers be checked automatically (tests, exact answers)?", "confirm",
+    Question("verifiable_reward", "Can answers be checked automatically (tests, exact answers)?", 'a verifiable reward makes RL strong', "confirm",
              ask_if=lambda a: a.get("goal") == "alignment" and _count(a.get("preference_pairs", 0)) >= 10_000),
 )
 
@@ -147,7 +144,7 @@ class QuestionaryPrompter:
     def ask(self, question: Question, default):
         import questionary
 
-        message = f"{question.prompt}\n  ({question.help})" if question.help else question.prompt
+        message = f"{question.prompt}\n  ({question.why})"
         if question.kind == "select":
             choices = [questionary.Choice(label, value=value) for value, label in question.choices]
             default_choice = next((c for c in choices if c.value == default), None)
