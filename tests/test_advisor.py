@@ -106,8 +106,8 @@ def test_every_gate_has_a_case():
 def test_memory_steps_down_to_qlora():
     advice = run(model_params_b=30, gpu_vram_gb=24, num_gpus=1, labeled_examples=5000)
     lora = next(r for r in advice.recommendations if r.method == "lora_adapters")
-    assert "4-bit QLoRA" in lora.feasibility
-    assert any("4-bit QLoRA" in line for line in lora.rationale)
+    assert "4-bit base" in lora.feasibility
+    assert any("fits only with" in line and "4-bit base" in line for line in lora.rationale)
 
 
 def test_full_finetuning_shards_over_gpus():
@@ -116,6 +116,11 @@ def test_full_finetuning_shards_over_gpus():
     assert "full_finetuning" not in eight.ruled_out
     full_one = next((r for r in one.recommendations if r.method == "full_finetuning"), None)
     assert full_one is not None and "pure bf16" in full_one.feasibility
+    assert any("fits only with" in line for line in full_one.rationale) and full_one.score < eight_full(eight).score
+
+
+def eight_full(advice):
+    return next(r for r in advice.recommendations if r.method == "full_finetuning")
 
 
 @pytest.mark.parametrize("case, answers, _", TOP_CASES + [(g, a, None) for g, a, _ in GATE_CASES])

@@ -78,28 +78,54 @@ def _signed(weight: float) -> str:
     return f"{weight:+g}"
 
 
-def _memory(rule: Rule, facts: dict, feasibility: dict[str, str]):
-    """Yield (method, weight or None for a rule-out, reason) from the rubric's memory factors."""
-    size, vram = facts["model_params_b"], facts["vram_total_gb"]
-    if facts["weight_access"] != "open" or not facts["has_gpu"] or size is None:
+def _architecture(profile: Profile):
+    """The profile's model for the memory estimate: a built-in or local config, else a Llama-style model of its size."""
+    from adaptkit.errors import InputError
+    from adaptkit.estimate.architectures import from_params, load_model
+
+    if profile.model:
+        try:
+            return load_model(profile.model, online=False)
+        except InputError:
+            pass
+    return from_params(profile.model_params_b) if profile.model_params_b else None
+
+
+def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
+    """Yield (method, weight or None for a rule-out, reason) from the memory estimator."""
+    from adaptkit.estimate.fit import suggest
+    from adaptkit.estimate.memory import FULL_METHODS, Setup, estimate_memory
+
+    if profile.weight_access != "open" or profile.vram_total_gb <= 0:
         return
-    where = f"{facts['num_gpus']} x {facts['gpu_vram_gb']:g} GB = {vram:g} GB"
-    for method, options in rule.needs.items():
-        for rank, option in enumerate(options):
-            need = option.gb_per_b * size + option.plus_gb
-            if need <= vram:
-                if rank == 0:
-                    feasibility[method] = f"fits (~{need:.0f}/{vram:g} GB)"
-                    yield method, 0.0, f"fits: ~{need:.0f} GB for {option.label}, {where}"
-                else:
-                    feasibility[method] = f"{option.label.removeprefix('only ')} (~{need:.0f}/{vram:g} GB)"
-                    yield method, option.score, f"{option.label}: ~{need:.0f} GB fits {where} ({options[0].label} needs ~{options[0].gb_per_b * size + options[0].plus_gb:.0f} GB)"
-                break
-        else:
-            smallest = options[-1]
-            need = smallest.gb_per_b * size + smallest.plus_gb
-            feasibility[method] = f"does not fit (~{need:.0f}/{vram:g} GB)"
-            yield method, None, f"does not fit: even {smallest.label.removeprefix('only ')} needs ~{need:.0f} GB, {where}"
+    arch = _architecture(profile)
+    if arch is None:
+        return
+    device, gpus = profile.gpu_vram_gb, profile.num_gpus
+    where = f"{gpus} x {device:g} GB"
+    for method, fields in rule.setups.items():
+        sharding = "zero3" if gpus > 1 and method in FULL_METHODS else "none"
+        setup = Setup(method=method, num_gpus=gpus, sharding=sharding, **{**rule.defaults, **fields}).resolved()
+        kind = "soft prompt" if method == "prefix_prompt_tuning" else "full weights" if setup.adapter == "none" else setup.adapter
+        how = (f"{kind}, {setup.precision}, batch {setup.batch_size} x "
+               f"{setup.seq_len} tokens{', checkpointing' if setup.gradient_checkpointing else ''}"
+               f"{', ZeRO-3 over ' + str(gpus) + ' GPUs' if sharding != 'none' else ''}")
+        peak = estimate_memory(arch, setup).peak_gb
+        if peak <= device:
+            feasibility[method] = f"fits (~{peak:.0f}/{device:g} GB)"
+            yield method, 0.0, f"fits: ~{peak:.1f} GB per GPU on {where} ({how})"
+            continue
+        changes, verdict = suggest(arch, setup, device)
+        same = [c for c in changes if c.setup.method == method and c.setup.adapter == setup.adapter and c.setup.num_gpus == gpus]
+        if same:
+            change = same[0]
+            feasibility[method] = f"with {change.short} (~{change.peak_gb:.0f}/{device:g} GB)"
+            yield method, rule.penalty, (f"fits only with {change.description}: ~{change.peak_gb:.1f} GB per GPU on {where} "
+                                         f"(~{peak:.0f} GB as {how})")
+            continue
+        feasibility[method] = "does not fit"
+        other = f"; it would fit as {changes[0].description}" if changes else ""
+        yield method, None, f"does not fit: ~{peak:.0f} GB per GPU ({how}) on {where}{other}" + (f"; {verdict}" if verdict else "")
 
 
 def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
@@ -116,7 +142,7 @@ def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
     for rule in rules():
         if rule.kind == "memory":
             effects = []
-            for method, weight, text in _memory(rule, facts, feasibility):
+            for method, weight, text in _memory(rule, profile, feasibility):
                 if weight is None:
                     out.setdefault(method, []).append(f"{text} [{rule.id}]")
                     effects.append(f"rules out {method}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from adaptkit._yaml import load_yaml
 from adaptkit.advisor.catalogue import DATA, METHOD_IDS, sources
 from adaptkit.advisor.profile import Profile
+from adaptkit.errors import AdaptkitError
 
 MethodId = Literal[METHOD_IDS]  # type: ignore[valid-type]
 DERIVED_FACTS = ("vram_total_gb", "has_gpu")
@@ -28,14 +29,6 @@ _OPS = {
 }
 
 
-class MemoryOption(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    gb_per_b: float = Field(gt=0, description="GB of accelerator memory per billion parameters")
-    plus_gb: float = Field(0.0, ge=0, description="fixed GB on top (activations, CUDA context)")
-    label: str
-    score: float = Field(0.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="score change when only this option fits")
-
-
 class Rule(BaseModel):
     """One row of the rules table."""
 
@@ -48,7 +41,9 @@ class Rule(BaseModel):
     score: dict[MethodId, float] = Field(default_factory=dict)
     note: list[MethodId] = Field(default_factory=list)
     combine: list[MethodId] = Field(default_factory=list)
-    needs: dict[MethodId, list[MemoryOption]] = Field(default_factory=dict)
+    defaults: dict = Field(default_factory=dict, description="memory rules: setup fields shared by every method")
+    setups: dict[MethodId, dict] = Field(default_factory=dict, description="memory rules: the setup each method is checked with")
+    penalty: float = Field(0.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="memory rules: score change when a method fits only with changes")
     reason: str
     sources: list[str] = Field(default_factory=list)
 
@@ -61,8 +56,16 @@ class Rule(BaseModel):
             raise ValueError(f"rule `{self.id}`: a gate must rule something out")
         if self.kind != "gate" and self.rule_out:
             raise ValueError(f"rule `{self.id}`: only gates rule out")
-        if self.kind == "memory" and not self.needs:
-            raise ValueError(f"rule `{self.id}`: a memory rule needs `needs`")
+        if self.kind == "memory":
+            if not self.setups:
+                raise ValueError(f"rule `{self.id}`: a memory rule needs `setups`")
+            from adaptkit.estimate.memory import Setup
+
+            for method, fields in self.setups.items():
+                try:
+                    Setup(method=method, **{**self.defaults, **fields}).resolved()
+                except (TypeError, AdaptkitError) as exc:
+                    raise ValueError(f"rule `{self.id}`: bad setup for `{method}`: {exc}") from None
         if self.kind == "score" and not (self.score or self.note or self.combine):
             raise ValueError(f"rule `{self.id}`: a score rule needs `score`, `note` or `combine`")
         unknown = [s for s in self.sources if s not in sources()]

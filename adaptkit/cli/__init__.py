@@ -14,6 +14,8 @@ from adaptkit.errors import AdaptkitError
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS = {
     "advise": ("adaptkit.cli.advise", "advise", "Recommend an adaptation method for your task, data and hardware."),
+    "estimate": ("adaptkit.cli.estimate", "estimate", "Predict peak GPU memory, time and cost for a method, and what to change if it does not fit."),
+    "hardware": ("adaptkit.cli.hardware", "hardware", "Show GPUs, CPU, RAM, disk and the installed training stack."),
     "methods": ("adaptkit.cli.methods", "methods_cmd", "List the ten adaptation methods (the adaptation table)."),
 }
 

@@ -82,3 +82,66 @@ def _show_rules(console: Console, advice) -> None:
         console.print(f"      why: {firing.reason}")
         if rule.sources:
             console.print(f"      sources: {', '.join(rule.sources)}")
+
+
+def _fit_text(result: dict) -> str:
+    if result["fits"] is None:
+        return "no device to check (pass --gpu or --gpu-memory-gb)"
+    verb = "fits" if result["fits"] else "does NOT fit"
+    return f"{verb}: {result['peak_memory_gb']:.1f} of {result['device_memory_gb']:g} GB per device"
+
+
+def _range(value: dict | None, unit: str) -> str:
+    if not value:
+        return "-"
+    return f"{value['low']:,.2f}-{value['high']:,.2f} {unit}" if unit == "h" else f"${value['low']:,.0f}-{value['high']:,.0f}"
+
+
+def show_estimate(result: dict) -> None:
+    """One method's estimate: components, fit, suggestions, time, assumptions."""
+    console = _console()
+    setup = result["setup"]
+    console.print(
+        f"[bold]{result['method']}[/] on [bold]{result['model']}[/]: {result['total_params'] / 1e9:.2f}B parameters, "
+        f"{result['trainable_params']:,} trainable; {setup['precision']}, quantization {setup['quantization']}, "
+        f"batch {setup['batch_size']} x {setup['seq_len']} tokens, {setup['num_gpus']} GPU(s), sharding {setup['sharding']}"
+    )
+    table = Table(box=box.SIMPLE_HEAD, title="Peak memory per device", title_justify="left")
+    table.add_column("component")
+    table.add_column("GB", justify="right")
+    for name, value in result["breakdown"].items():
+        if value:
+            table.add_row(name.replace("_", " "), f"{value:.2f}")
+    table.add_row("[bold]peak[/]", f"[bold]{result['peak_memory_gb']:.2f}[/]")
+    console.print(table)
+    style = "green" if result["fits"] else "red" if result["fits"] is False else "yellow"
+    console.print(f"[{style}]{_fit_text(result)}[/] ({result['device'] or 'no device'})")
+    if result["suggestions"]:
+        console.print("[bold]Changes that make it fit[/] (cheapest first):")
+        for item in result["suggestions"]:
+            console.print(f"  - {item['change']}: {item['peak_memory_gb']:.1f} GB")
+    if result["verdict"]:
+        console.print(f"[bold red]{result['verdict']}[/]")
+    if result["train_flops"]:
+        console.print(f"compute: {result['train_flops']:.3g} FLOPs; time {_range(result['estimated_hours'], 'h')}; "
+                      f"cost {_range(result['estimated_cost_usd'], '$')}")
+    console.print("[bold]Assumptions[/]")
+    for line in result["assumptions"]:
+        console.print(f"  - {line}")
+
+
+def show_estimates(results: list[dict]) -> None:
+    """Every method side by side on one model and device."""
+    console = _console()
+    first = results[0]
+    console.print(f"[bold]{first['model']}[/]: {first['total_params'] / 1e9:.2f}B parameters; device: {first['device'] or 'none given'}")
+    table = Table(box=box.SIMPLE_HEAD, title="Peak memory per device, by method", title_justify="left")
+    for column in ("method", "trainable", "peak GB", "fits", "time", "cheapest change if not"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        fits = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[result["fits"]]
+        change = result["suggestions"][0]["change"] if result["suggestions"] else (result["verdict"] or "")
+        table.add_row(result["method"], f"{result['trainable_params']:,}", f"{result['peak_memory_gb']:.1f}", fits,
+                      _range(result["estimated_hours"], "h"), change)
+    console.print(table)
+    console.print("[dim]--method ID shows one method's breakdown and assumptions; --json for all of it.[/]")

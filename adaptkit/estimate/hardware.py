@@ -93,3 +93,75 @@ def detect_gpus() -> tuple[list[GPU], str]:
         if found:
             return found, label
     return [], "none"
+
+
+def _ram_gb() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) * 1024 / 1e9, 1)
+    except OSError:
+        pass
+    try:  # macOS
+        out = subprocess.run(["sysctl", "-n", "hw.memsize"], capture_output=True, text=True, timeout=5).stdout
+        return round(int(out.strip()) / 1e9, 1)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def _apple_silicon() -> dict | None:
+    import platform
+    import sys
+
+    if sys.platform != "darwin" or platform.machine() != "arm64":
+        return None
+    try:
+        chip = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        chip = "Apple silicon"
+    return {"chip": chip, "unified_memory_gb": _ram_gb(), "backend": "mps"}
+
+
+def _package_versions() -> dict:
+    """Installed versions of the training stack, read from package metadata (nothing is imported)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "deepspeed"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    cuda = None
+    torch_version = versions["torch"] or ""
+    if "+cu" in torch_version:
+        digits = torch_version.split("+cu", 1)[1]
+        cuda = f"{digits[:-1]}.{digits[-1]}" if digits.isdigit() and len(digits) >= 3 else digits
+    elif "+cpu" in torch_version:
+        cuda = "none (CPU build)"
+    else:
+        for runtime in ("nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13", "nvidia-cuda-runtime", "nvidia-cuda-runtime-cu11"):
+            try:
+                cuda = metadata.version(runtime)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    versions["torch_cuda"] = cuda
+    return versions
+
+
+def system_info() -> dict:
+    """Everything `adaptkit hardware` reports; no GPU is a normal answer."""
+    gpus, detection = detect_gpus()
+    usage = shutil.disk_usage(os.getcwd())
+    return {
+        "gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus],
+        "gpu_count": len(gpus),
+        "gpu_detection": detection,
+        "apple_silicon": _apple_silicon(),
+        "cpu_cores": os.cpu_count(),
+        "ram_gb": _ram_gb(),
+        "disk_free_gb": round(usage.free / 1e9, 1),
+        "packages": _package_versions(),
+    }

@@ -1,0 +1,126 @@
+"""`adaptkit estimate`: will this method fit, how long will it take, and what to change if it does not."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from adaptkit.advisor.catalogue import METHOD_IDS
+from adaptkit.errors import InputError
+from adaptkit.units import parse_count, parse_gigabytes, parse_number, parse_params_b
+
+INFERENCE_SEQ = {"prompt_engineering": 2048, "in_context_learning": 4096, "rag": 4096, "tool_use": 4096}
+
+
+def _number(parse, flag):
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=flag) from None
+    return convert
+
+
+@click.command("estimate")
+@click.option("--model", help="Hub id, built-in name or local folder with config.json.")
+@click.option("--params", callback=_number(parse_params_b, "--params"), help="Model size when only that is known: 7B, 770M.")
+@click.option("--method", type=click.Choice(("all",) + METHOD_IDS), default="all", show_default=True,
+              help="Catalogue id; training-free methods estimate inference. `all` compares every method.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]),
+              help="bf16 = pure bf16 weights and states. Default: bf16-mixed for full weights, bf16 otherwise.")
+@click.option("--quantization", type=click.Choice(["none", "8bit", "4bit"]), default="none", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batch per device.")
+@click.option("--seq-len", type=click.IntRange(min=1), help="Tokens per sequence (default 1024 for training; 2-4k prompts for inference).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True)
+@click.option("--chunked-loss", is_flag=True, help="Chunked/fused cross-entropy (Liger, torchtune).")
+@click.option("--adapter", type=click.Choice(["lora", "ia3", "none"]), help="For lora_adapters, dpo, rlhf: none = full weights.")
+@click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lora-targets", default="all-linear", show_default=True, help="q_proj,v_proj or all-linear.")
+@click.option("--soft-prompt", type=click.Choice(["prompt", "prefix"]), default="prompt", show_default=True)
+@click.option("--num-virtual-tokens", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "sgd"]), default="adamw", show_default=True)
+@click.option("--num-gpus", type=click.IntRange(min=1), help="Default: the detected count, or 1.")
+@click.option("--sharding", type=click.Choice(["none", "zero2", "zero3", "fsdp"]), default="none", show_default=True)
+@click.option("--rl-algorithm", type=click.Choice(["ppo", "rloo", "grpo"]), default="ppo", show_default=True)
+@click.option("--dpo-reference", type=click.Choice(["auto", "copy", "precomputed"]), default="auto", show_default=True)
+@click.option("--gpu", "gpu_name", help="GPU type for memory and speed (e.g. A100-80GB, H100, 4090). Default: detected.")
+@click.option("--gpu-memory-gb", callback=_number(parse_gigabytes, "--gpu-memory-gb"), help="Memory per device, when not a listed GPU.")
+@click.option("--tokens", callback=_number(parse_number, "--tokens"), help="Training tokens over all epochs (e.g. 50M), for time and cost.")
+@click.option("--gpu-hour-usd", type=click.FloatRange(min=0), help="Price per GPU-hour (default: the table's indicative price).")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+@click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
+@click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
+def estimate(model, params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
+             adapter, lora_r, lora_targets, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
+             dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, as_json, list_models, list_gpus):
+    """Predict peak GPU memory per device, compute, time and cost for a method, and what to change if it does not fit.
+
+    Examples:
+
+      adaptkit estimate --model meta-llama/Llama-3.1-8B --method lora_adapters --gpu 4090
+      adaptkit estimate --params 70B --method full_finetuning --gpu H100 --num-gpus 8 --sharding zero3 --tokens 1B
+    """
+    from adaptkit.estimate.architectures import from_params, known_models, load_model
+    from adaptkit.estimate.compute import gpu_table
+    from adaptkit.estimate.memory import Setup
+    from adaptkit.estimate.report import estimate as run_estimate
+
+    if list_models:
+        click.echo("\n".join(known_models()))
+        return
+    if list_gpus:
+        for gpu in gpu_table().values():
+            click.echo(f"{gpu.name:10} {gpu.memory_gb:>5g} GB  {gpu.bf16_tflops:>5g} TFLOP/s bf16  ~${gpu.hour_usd:g}/h")
+        return
+    if bool(model) == (params is not None):
+        raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them)")
+    arch = load_model(model) if model else from_params(params)
+    device, detected_count = _device(gpu_name, gpu_memory_gb)
+    gpus = num_gpus or detected_count or 1
+    methods = METHOD_IDS if method == "all" else (method,)
+    results = []
+    for one in methods:
+        inference = one in INFERENCE_SEQ
+        setup = Setup(
+            method=one, precision=precision, quantization=quantization if (inference or one not in ("full_finetuning", "instruction_tuning")) else "none",
+            batch_size=batch_size, seq_len=seq_len or INFERENCE_SEQ.get(one, 1024),
+            gradient_checkpointing=gradient_checkpointing, chunked_loss=chunked_loss,
+            adapter=adapter if one in ("lora_adapters", "dpo", "rlhf") else None, lora_r=lora_r, lora_targets=lora_targets,
+            soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
+            sharding=sharding if not inference else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
+        )
+        if method != "all" and quantization != "none" and one in ("full_finetuning", "instruction_tuning"):
+            setup = Setup(**{**setup.__dict__, "quantization": quantization})  # let the check explain why not
+        results.append(run_estimate(arch, setup, device, tokens, gpu_hour_usd))
+    if as_json:
+        click.echo(json.dumps(results[0] if method != "all" else {"model": arch.name, "estimates": results}, indent=2))
+        return
+    from adaptkit.cli.render import show_estimate, show_estimates
+
+    if method == "all":
+        show_estimates(results)
+    else:
+        show_estimate(results[0])
+
+
+def _device(gpu_name, gpu_memory_gb):
+    """(Device or None, detected GPU count) from --gpu, --gpu-memory-gb or detection."""
+    from adaptkit.estimate.compute import find_gpu
+    from adaptkit.estimate.hardware import detect_gpus
+    from adaptkit.estimate.report import Device
+
+    if gpu_name:
+        gpu = find_gpu(gpu_name)
+        return Device(gpu_memory_gb or gpu.memory_gb, gpu, "--gpu"), 0
+    gpus, how = detect_gpus()
+    if gpu_memory_gb is not None:
+        if gpu_memory_gb <= 0:
+            raise InputError("--gpu-memory-gb must be above 0")
+        gpu = find_gpu(gpus[0].name, strict=False) if gpus else None
+        return Device(gpu_memory_gb, gpu, "--gpu-memory-gb"), len(gpus)
+    if gpus:
+        return Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}"), len(gpus)
+    return None, 0

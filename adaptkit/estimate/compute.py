@@ -1,0 +1,108 @@
+"""Training compute, time and cost: FLOPs per token by method, over a GPU's peak at a stated MFU range."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from adaptkit._yaml import load_yaml
+from adaptkit.errors import InputError
+from adaptkit.estimate.architectures import Architecture
+from adaptkit.estimate.memory import Setup
+
+MFU_RANGE = (0.35, 0.15)  # single-node HF-Trainer fine-tuning: 15-35% of peak (memory-model.md section 6)
+RLHF_MFU_RANGE = (0.20, 0.08)  # generation is bandwidth-bound: RL pipelines reach less
+QLORA_SLOWDOWN = (1.3, 1.6)  # dequantization overhead over LoRA (1.0-2.5x published)
+
+
+@dataclass(frozen=True)
+class GPUType:
+    name: str
+    memory_gb: float
+    bf16_tflops: float
+    bandwidth_tbs: float
+    hour_usd: float
+
+
+@lru_cache(maxsize=1)
+def gpu_table() -> dict[str, GPUType]:
+    rows = load_yaml(Path(__file__).parent / "data" / "gpus.yaml")
+    return {name: GPUType(name, row["memory_gb"], row["bf16_tflops"], row["bandwidth_tbs"], row["hour_usd"]) for name, row in rows.items()}
+
+
+@lru_cache(maxsize=1)
+def _matchers() -> list[tuple[str, str]]:
+    rows = load_yaml(Path(__file__).parent / "data" / "gpus.yaml")
+    return [(str(pattern).lower(), name) for name, row in rows.items() for pattern in row["match"]]
+
+
+def find_gpu(name: str, strict: bool = True) -> GPUType | None:
+    """Look up a GPU by table name (`A100-80GB`), a short name (`4090`) or a detected name."""
+    table = gpu_table()
+    key = name.strip().lower()
+    for table_name, gpu in table.items():
+        if table_name.lower() == key:
+            return gpu
+    for pattern, table_name in _matchers():
+        if pattern in f" {key}":
+            return table[table_name]
+    if not strict:
+        return None
+    close = difflib.get_close_matches(name.upper(), list(table), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise InputError(f"unknown GPU `{name}`{hint}: use one of {', '.join(table)}, or --gpu-memory-gb N")
+
+
+def flops_per_token(arch: Architecture, setup: Setup) -> float:
+    """Training FLOPs per token: 6N full, ~4N for adapters (no weight gradients), +2N with checkpointing."""
+    s = setup.resolved()
+    n = arch.total_params
+    full = s.adapter == "none" and s.method != "prefix_prompt_tuning"
+    train = (6 if full else 4) * n + (2 * n if s.gradient_checkpointing else 0)
+    train += 6 * arch.layers * arch.hidden * s.seq_len  # causal attention scores and mixing
+    if s.method == "dpo" and s.dpo_reference != "precomputed":
+        train += 2 * n  # the reference model's forward pass
+    if s.method == "rlhf":
+        reward = s.reward_params or n
+        train += 2 * n + 2 * reward + 2 * n  # generation, reward scoring, reference log-probs
+        if s.rl_algorithm == "ppo":
+            train += (6 if full else 4) * n  # the value model
+    return float(train)
+
+
+@dataclass
+class TimeEstimate:
+    train_flops: float | None
+    hours: dict | None  # {"low": h, "high": h}
+    cost_usd: dict | None
+    assumptions: list[str]
+
+
+def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: GPUType | None,
+                  gpu_hour_usd: float | None) -> TimeEstimate:
+    """Hours and dollars as a range over the MFU range; None where tokens or the GPU type are unknown."""
+    s = setup.resolved()
+    if not s.trains:
+        return TimeEstimate(0.0, {"low": 0.0, "high": 0.0}, {"low": 0.0, "high": 0.0},
+                            [f"no training: inference costs ~{2 * arch.total_params / 1e9:.1f} GFLOPs per token"])
+    notes: list[str] = []
+    if tokens is None:
+        return TimeEstimate(None, None, None, ["pass --tokens N (training tokens, all epochs) for compute, time and cost"])
+    flops = flops_per_token(arch, s) * tokens
+    notes.append(f"{flops_per_token(arch, s) / arch.total_params:.1f} x N FLOPs per token (6N full, ~4N adapters, +2N checkpointing)")
+    if gpu is None:
+        notes.append("time needs a GPU type: pass --gpu NAME")
+        return TimeEstimate(flops, None, None, notes)
+    best, worst = RLHF_MFU_RANGE if s.method == "rlhf" else MFU_RANGE
+    slow = QLORA_SLOWDOWN if s.quantization != "none" else (1.0, 1.0)
+    rate = gpu.bf16_tflops * 1e12 * s.num_gpus
+    hours = {"low": flops / (rate * best) / 3600 * slow[0], "high": flops / (rate * worst) / 3600 * slow[1]}
+    price = gpu_hour_usd if gpu_hour_usd is not None else gpu.hour_usd
+    cost = {k: v * s.num_gpus * price for k, v in hours.items()}
+    notes.append(f"{s.num_gpus} x {gpu.name} at {gpu.bf16_tflops:g} TFLOP/s bf16 peak, MFU {worst:.0%}-{best:.0%}"
+                 + (f", x{slow[0]}-{slow[1]} for 4/8-bit dequantization" if s.quantization != "none" else "")
+                 + f", ${price:g}/GPU-hour" + ("" if gpu_hour_usd is not None else " (indicative; pass --gpu-hour-usd)"))
+    return TimeEstimate(flops, {k: round(v, 3) for k, v in hours.items()}, {k: round(v, 2) for k, v in cost.items()}, notes)
+

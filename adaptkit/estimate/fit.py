@@ -1,0 +1,169 @@
+"""Fit and step-down: when a setup does not fit, the cheapest changes that make it fit.
+
+Each kind of change has a cost (speed, quality or money lost). Every combination of kinds is tried with
+its mildest setting that fits (the largest micro-batch, the longest sequence, the fewest GPUs); the
+minimal combinations that fit are returned, cheapest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from itertools import combinations
+
+from adaptkit.estimate.architectures import Architecture
+from adaptkit.estimate.memory import FULL_METHODS, Setup, estimate_memory
+
+MAX_GPUS = 64
+MAX_SUGGESTIONS = 4
+COST = {"gc": 1.0, "loss": 0.3, "batch": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0, "gpus": 3.0}
+
+
+@dataclass
+class Change:
+    description: str
+    setup: Setup
+    peak_gb: float
+    cost: float = 0.0
+    short: str = ""  # a few words, for tables
+
+    def to_dict(self) -> dict:
+        return {"change": self.description, "peak_memory_gb": round(self.peak_gb, 2)}
+
+
+@lru_cache(maxsize=4096)
+def _peak(arch: Architecture, setup: Setup) -> float:
+    return estimate_memory(arch, setup).peak_gb
+
+
+def _trains_all(s: Setup) -> bool:
+    return s.trains and s.adapter == "none" and s.method != "prefix_prompt_tuning"
+
+
+def _kinds(s: Setup) -> list[str]:
+    """The kinds of change that apply to this setup."""
+    kinds = []
+    if s.trains and not s.gradient_checkpointing:
+        kinds.append("gc")
+    if s.trains and not s.chunked_loss:
+        kinds.append("loss")
+    if s.batch_size > 1:
+        kinds.append("batch")
+    if _trains_all(s) and s.precision != "bf16":
+        kinds.append("precision")
+    if _trains_all(s) and s.optimizer == "adamw":
+        kinds.append("optim")
+    if _trains_all(s):
+        kinds.append("lora")
+    if s.quantization == "none":
+        kinds.append("quant")
+    if s.seq_len > 256:
+        kinds.append("seq")
+    if s.sharding not in ("zero3", "fsdp"):
+        kinds.append("gpus")
+    return kinds
+
+
+def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
+    """Apply a change with no setting to search."""
+    if kind == "gc":
+        return replace(s, gradient_checkpointing=True), "gradient checkpointing (20-30% slower)"
+    if kind == "loss":
+        return replace(s, chunked_loss=True), "chunked cross-entropy (use_liger_kernel=True)"
+    if kind == "optim":
+        return replace(s, optimizer="adamw8bit"), "8-bit AdamW (bitsandbytes)"
+    if kind == "precision":
+        return replace(s, precision="bf16"), "pure bf16 weights and optimizer states (no fp32 masters)"
+    if kind == "lora":
+        method = "lora_adapters" if s.method in FULL_METHODS else s.method
+        return replace(s, method=method, adapter="lora", precision="bf16", optimizer="adamw"), "LoRA (r=16, all linear layers) instead of full weights"
+    if kind == "quant":
+        if not s.trains:
+            return replace(s, quantization="4bit"), "4-bit weights (NF4)"
+        if _trains_all(s):  # a 4-bit base needs adapters
+            lora, _ = _fixed(s, "lora")
+            return replace(lora, quantization="4bit"), "QLoRA (LoRA on a 4-bit base) instead of full weights"
+        return replace(s, quantization="4bit"), "4-bit base (QLoRA; needs bitsandbytes and CUDA)"
+    raise ValueError(kind)
+
+
+def _search(arch: Architecture, s: Setup, kind: str, device_gb: float) -> tuple[Setup, str, float] | None:
+    """Apply a change with a setting: the mildest one that fits, or the strongest if none does."""
+    if kind == "batch":
+        options = [(replace(s, batch_size=b), f"micro-batch {b} with gradient accumulation {-(-s.batch_size // b)}", 0.0)
+                   for b in _halvings(s.batch_size)]
+    elif kind == "seq":
+        options = [(replace(s, seq_len=n), f"sequences truncated to {n} tokens", s.seq_len / n - 1) for n in _halvings(s.seq_len, 256)]
+    else:  # gpus: memory falls as GPUs are added, so bisect for the fewest that fit
+        sharding = "zero3" if s.trains else "none"
+        how = "ZeRO-3/FSDP sharding" if s.trains else "the model split across them"
+        option = lambda g: (replace(s, num_gpus=g, sharding=sharding), f"{g} GPUs with {how}", 0.1 * g)  # noqa: E731
+        low, high = max(2, s.num_gpus + (0 if s.trains and s.sharding == "none" else 1)), MAX_GPUS
+        if low > high or _peak(arch, option(high)[0]) > device_gb:
+            return option(high) if low <= high else None
+        while low < high:
+            middle = (low + high) // 2
+            if _peak(arch, option(middle)[0]) <= device_gb:
+                high = middle
+            else:
+                low = middle + 1
+        return option(low)
+    for setup, text, extra in options:
+        if _peak(arch, setup) <= device_gb:
+            return setup, text, extra
+    return options[-1] if options else None
+
+
+def _halvings(value: int, floor: int = 1):
+    value //= 2
+    while value >= floor:
+        yield value
+        value //= 2
+
+
+def _apply(arch: Architecture, s: Setup, kinds: tuple[str, ...], device_gb: float) -> Change | None:
+    texts, shorts, cost = [], [], 0.0
+    order = [k for k in COST if k in kinds]
+    if "quant" in order and "lora" in order:
+        order.remove("lora")  # QLoRA covers both
+    for kind in order:
+        if kind in ("batch", "seq", "gpus"):
+            found = _search(arch, s, kind, device_gb)
+            if found is None:
+                return None
+            s, text, extra = found
+        else:
+            s, text = _fixed(s, kind)
+            extra = 0.0
+        texts.append(text)
+        shorts.append(_short(kind, s))
+        cost += COST[kind] + extra
+    return Change(" + ".join(texts), s, _peak(arch, s), cost, ", ".join(shorts))
+
+
+def _short(kind: str, s: Setup) -> str:
+    return {"gc": "checkpointing", "loss": "chunked loss", "batch": f"micro-batch {s.batch_size}", "precision": "pure bf16",
+            "optim": "8-bit Adam", "quant": "4-bit base" if s.trains else "4-bit weights", "lora": "LoRA",
+            "seq": f"{s.seq_len}-token sequences", "gpus": f"{s.num_gpus} GPUs"}[kind]
+
+
+def suggest(arch: Architecture, setup: Setup, device_gb: float) -> tuple[list[Change], str | None]:
+    """Return (the cheapest minimal changes that make it fit; a plain verdict when nothing does)."""
+    setup = setup.resolved()
+    kinds = _kinds(setup)
+    fitting: list[tuple[frozenset, Change]] = []
+    for size in range(1, len(kinds) + 1):
+        for combo in combinations(kinds, size):
+            if any(done <= set(combo) for done, _ in fitting):
+                continue  # a smaller combination already fits
+            change = _apply(arch, setup, combo, device_gb)
+            if change and change.peak_gb <= device_gb:
+                fitting.append((frozenset(combo), change))
+    if fitting:
+        ranked = sorted((c for _, c in fitting), key=lambda c: c.cost)
+        return ranked[:MAX_SUGGESTIONS], None
+    everything = _apply(arch, setup, tuple(k for k in kinds if k != "gpus"), device_gb)
+    smallest = everything.peak_gb if everything else _peak(arch, setup)
+    what = everything.description if everything else "the smallest setup"
+    return [], (f"does not fit at all: even with {what} it needs {smallest:.1f} GB per device, more than "
+                f"{device_gb:g} GB, and up to {MAX_GPUS} GPUs do not close the gap")

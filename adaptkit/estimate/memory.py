@@ -1,0 +1,314 @@
+"""Peak accelerator memory per device for a method on a model: the physics, component by component.
+
+Formulas and their sources are in ../shared/docs/memory-model.md (sections 2 and 7). All sizes are bytes
+until `GB` at the end; 1 GB = 10^9 bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from adaptkit.errors import InputError
+from adaptkit.estimate.architectures import ROLE_ALIASES, Architecture
+
+GB = 1e9
+INFERENCE_METHODS = ("prompt_engineering", "in_context_learning", "rag", "tool_use")
+FULL_METHODS = ("full_finetuning", "instruction_tuning")
+PRECISIONS = ("fp32", "bf16-mixed", "bf16")
+QUANTIZATIONS = ("none", "8bit", "4bit")
+OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
+SHARDINGS = ("none", "zero2", "zero3", "fsdp")
+ADAPTERS = ("lora", "ia3", "none")
+
+CUDA_CONTEXT_GB = 0.5  # CUDA context and kernels: 0.3-1.3 GB depending on driver and lazy loading
+ALLOCATOR_SLACK = 0.10  # reserved-but-unused memory of PyTorch's caching allocator, as a share of live tensors
+NF4_BYTES = 4.127 / 8  # NF4 with double quantization: 4 bits + 0.127 bit of block constants per weight
+INT8_BYTES = 1.0
+STATE_BYTES = {  # optimizer bytes per trainable parameter, by precision of the states
+    ("adamw", 4): 8, ("adamw", 2): 4, ("adamw8bit", 4): 2, ("adamw8bit", 2): 2, ("sgd", 4): 4, ("sgd", 2): 2,
+}
+COMPONENTS = (
+    "weights", "master_weights", "gradients", "optimizer_states", "adapters", "activations", "logits",
+    "reference_model", "reward_model", "value_model", "kv_cache", "cuda_context", "allocator_slack",
+)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How a model is trained or served. None means: the method's default (see `resolved`)."""
+
+    method: str = "lora_adapters"
+    precision: str | None = None
+    quantization: str = "none"
+    batch_size: int = 1  # micro-batch per device
+    seq_len: int = 1024
+    gradient_checkpointing: bool = False
+    adapter: str | None = None  # lora | ia3 | none (full weights), for lora_adapters, dpo and rlhf
+    lora_r: int = 16
+    lora_targets: str = "all-linear"
+    soft_prompt: str = "prompt"  # prompt | prefix, for prefix_prompt_tuning
+    num_virtual_tokens: int = 20
+    optimizer: str = "adamw"
+    num_gpus: int = 1
+    sharding: str = "none"
+    attention: str | None = None  # sdpa | eager; None: what transformers uses for the family
+    chunked_loss: bool = False
+    optimizer_in_backward: bool = False
+    dpo_reference: str = "auto"  # auto (adapters off for adapter DPO, a copy for full DPO) | copy | precomputed
+    rl_algorithm: str = "ppo"  # ppo (4 models) | rloo | grpo (no value model)
+    rollouts_per_prompt: int = 4
+    generation_tokens: int = 256
+    reward_params: int | None = None  # reward model size; None: same as the policy
+
+    def resolved(self) -> "Setup":
+        """Fill method defaults and reject combinations that cannot run."""
+        method = self.method
+        adapter = self.adapter
+        if adapter is None:
+            adapter = "none" if method in FULL_METHODS else "lora" if method in ("lora_adapters", "dpo", "rlhf") else "none"
+        precision = self.precision or ("bf16-mixed" if method in FULL_METHODS or (adapter == "none" and method in ("dpo", "rlhf")) else "bf16")
+        setup = replace(self, adapter=adapter, precision=precision)
+        setup.check()
+        return setup
+
+    def check(self) -> None:
+        for name, value, allowed in (
+            ("precision", self.precision, PRECISIONS), ("quantization", self.quantization, QUANTIZATIONS),
+            ("optimizer", self.optimizer, OPTIMIZERS), ("sharding", self.sharding, SHARDINGS),
+            ("adapter", self.adapter, ADAPTERS), ("soft_prompt", self.soft_prompt, ("prompt", "prefix")),
+            ("attention", self.attention, ("sdpa", "eager", None)), ("rl_algorithm", self.rl_algorithm, ("ppo", "rloo", "grpo")),
+            ("dpo_reference", self.dpo_reference, ("auto", "copy", "precomputed")),
+        ):
+            if value not in allowed:
+                raise InputError(f"{name} `{value}` is not one of {', '.join(a for a in allowed if a)}")
+        for name in ("batch_size", "seq_len", "lora_r", "num_virtual_tokens", "num_gpus", "rollouts_per_prompt", "generation_tokens"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.method in FULL_METHODS and self.adapter not in (None, "none"):
+            raise InputError(f"{self.method} trains all weights: use --method lora_adapters for adapters")
+        trains_all = self.adapter == "none" and self.method not in INFERENCE_METHODS and self.method != "prefix_prompt_tuning"
+        if self.quantization != "none" and trains_all:
+            raise InputError(f"a {self.quantization} base cannot be trained directly: use an adapter method (QLoRA) or --quantization none")
+        if self.sharding != "none" and self.num_gpus < 2:
+            raise InputError(f"--sharding {self.sharding} needs --num-gpus 2 or more")
+
+    @property
+    def trains(self) -> bool:
+        return self.method not in INFERENCE_METHODS
+
+
+@dataclass
+class MemoryEstimate:
+    breakdown: dict[str, float]  # GB per device, one entry per component
+    peak_gb: float  # what the device must hold (nvidia-smi style)
+    allocated_gb: float  # live tensors at the peak (torch.cuda.max_memory_allocated style)
+    total_params: int
+    trainable_params: int
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def reserved_gb(self) -> float:
+        return self.allocated_gb + self.breakdown["allocator_slack"]
+
+
+def lora_targets(arch: Architecture, targets: str) -> list:
+    """The linear modules LoRA wraps: `all-linear` or comma-separated names (family or llama-style)."""
+    linears = [(block, lin) for block in arch.blocks for lin in block.linears]
+    if targets.strip() == "all-linear":
+        return linears
+    wanted = [t.strip() for t in targets.split(",") if t.strip()]
+    chosen, unknown = [], []
+    for name in wanted:
+        role = ROLE_ALIASES.get(name)
+        hits = [(b, lin) for b, lin in linears if lin.name == name or lin.name.endswith("." + name) or (role and lin.role == role)]
+        if not hits and role in ("q", "k", "v"):  # fused QKV families (GPT-2, NeoX, BLOOM)
+            hits = [(b, lin) for b, lin in linears if lin.role == "qkv"]
+        if not hits:
+            unknown.append(name)
+        chosen.extend(hit for hit in hits if hit not in chosen)
+    if unknown:
+        raise InputError(f"--lora-targets: {', '.join(unknown)} not in {arch.name} (its modules: {', '.join(arch.module_names())}, or all-linear)")
+    return chosen
+
+
+def trainable_params(arch: Architecture, setup: Setup) -> int:
+    """Parameters that get gradients and optimizer states."""
+    if not setup.trains:
+        return 0
+    if setup.method == "prefix_prompt_tuning":
+        if setup.soft_prompt == "prefix":  # a key and a value vector per layer and virtual token
+            return setup.num_virtual_tokens * arch.layers * 2 * arch.kv_heads * arch.head_dim
+        return setup.num_virtual_tokens * arch.hidden
+    if setup.adapter == "lora":
+        return sum(block.count * setup.lora_r * (lin.d_in + lin.d_out) for block, lin in lora_targets(arch, setup.lora_targets))
+    if setup.adapter == "ia3":  # scaling vectors on keys, values and the MLP's down-projection input
+        ia3 = [(b, lin) for b in arch.blocks for lin in b.linears if lin.role in ("k", "v", "qkv", "down")]
+        return sum(b.count * (lin.d_in if lin.role == "down" else (lin.d_out if lin.role != "qkv" else 2 * lin.d_out // 3)) for b, lin in ia3)
+    return arch.total_params
+
+
+def _weight_bytes(arch: Architecture, quantization: str, dense_bytes: float) -> float:
+    """Resident weight bytes: quantization packs the blocks' linear weights; embeddings, head, norms stay 16-bit."""
+    if quantization == "none":
+        return arch.total_params * dense_bytes
+    rest = arch.total_params - arch.linear_params
+    per_weight = NF4_BYTES if quantization == "4bit" else INT8_BYTES
+    return arch.linear_params * per_weight + rest * 2
+
+
+def _per_layer_elements(arch: Architecture, setup: Setup, seq: int, eager: bool) -> tuple[float, float]:
+    """Saved activations per token for one block: (elements, 1-byte dropout-mask bytes). Korthikanti et al. 2022."""
+    h, i, heads, d, kv = arch.hidden, arch.intermediate, arch.heads, arch.head_dim, arch.kv_heads
+    attention = h + heads * d + 2 * kv * d + heads * d  # QKV input, Q, K, V, attention output
+    mlp = h + (4 * i if arch.gated_mlp else 2 * i)  # MLP input; gate, up, activation, product (or fc1 out, act out)
+    elements = 2 * h + attention + mlp  # + the two norm inputs
+    if arch.kind == "encoder-decoder":
+        elements += attention / 2  # decoder blocks add cross-attention; averaged over encoder and decoder blocks
+    masks = 0.0
+    if eager:
+        elements += heads * seq  # softmax output kept for the backward pass
+    if arch.dropout:
+        masks = 2 * h + (heads * seq if eager else 0)
+    return elements, masks
+
+
+def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
+    """Peak memory per device for `setup` on `arch`."""
+    s = setup.resolved()
+    notes: list[str] = []
+    n = arch.total_params
+    n_t = trainable_params(arch, s)
+    full = s.trains and s.adapter == "none" and s.method != "prefix_prompt_tuning"
+    dense = 4 if s.precision == "fp32" else 2
+    act_bytes = 4 if s.precision == "fp32" else 2
+    shards = s.num_gpus if s.sharding != "none" else 1
+    shard_states = s.sharding != "none"
+    shard_weights = s.sharding in ("zero3", "fsdp")
+    comp = dict.fromkeys(COMPONENTS, 0.0)
+
+    # Weights (and the fp32 masters of mixed precision).
+    comp["weights"] = _weight_bytes(arch, s.quantization, dense)
+    if s.precision == "bf16-mixed" and s.quantization == "none":
+        comp["master_weights"] = 4 * n
+        notes.append("bf16-mixed: fp32 weights (the masters) plus the 16-bit copies autocast keeps for the step")
+    if s.quantization == "4bit":
+        notes.append("4-bit NF4 with double quantization (4.127 bits/weight) on the blocks' linear layers; embeddings, head and norms stay 16-bit")
+    elif s.quantization == "8bit":
+        notes.append("8-bit (LLM.int8) linear weights; embeddings, head and norms stay 16-bit")
+
+    # Gradients and optimizer states of the trainable weights.
+    if full:
+        grad_bytes = 4 if s.precision in ("fp32", "bf16-mixed") else 2
+        state_bytes = STATE_BYTES[(s.optimizer, 4 if s.precision != "bf16" else 2)]
+        if s.optimizer_in_backward:
+            comp["gradients"] = grad_bytes * arch.largest_layer_params
+            notes.append("optimizer step fused into backward: only one layer's gradients are live")
+        else:
+            comp["gradients"] = grad_bytes * n
+            if s.num_gpus > 1 and s.sharding == "none":
+                comp["gradients"] += grad_bytes * n
+                notes.append("DDP keeps a second copy of the gradients in its communication buckets")
+        comp["optimizer_states"] = state_bytes * n
+    elif s.trains:
+        per = 4 + 4 + STATE_BYTES[(s.optimizer, 4)]  # adapters stay fp32: weights, gradients, states
+        comp["adapters"] = per * n_t
+        notes.append(f"{n_t:,} trainable adapter parameters kept in fp32 (weights, gradients, {s.optimizer} states)")
+
+    # Sharding over data-parallel ranks.
+    if shard_states:
+        for key in ("gradients", "optimizer_states", "master_weights", "adapters"):
+            comp[key] /= shards
+    if shard_weights:
+        per_param = {"4bit": NF4_BYTES, "8bit": INT8_BYTES}.get(s.quantization, dense)
+        gathered = 2 * arch.largest_layer_params * per_param  # the layer being computed plus the one prefetched
+        comp["weights"] = comp["weights"] / shards + gathered
+        notes.append(f"{s.sharding} over {shards} GPUs: states and weights sharded, two layers gathered at a time")
+    elif shard_states:
+        notes.append(f"zero2 over {shards} GPUs: gradients and optimizer states sharded, weights replicated")
+
+    # Activations and the loss.
+    eager = (s.attention or arch.attention) == "eager"
+    if s.trains:
+        seq = s.seq_len + (s.num_virtual_tokens if s.method == "prefix_prompt_tuning" and s.soft_prompt == "prompt" else 0)
+        sequences = s.batch_size * (2 if s.method == "dpo" else 1)
+        if s.method == "rlhf":
+            sequences = s.batch_size * (s.rollouts_per_prompt if s.rl_algorithm in ("grpo", "rloo") else 1)
+        tokens = sequences * seq
+        elements, masks = _per_layer_elements(arch, s, seq, eager)
+        per_layer = tokens * (elements * act_bytes + masks)
+        if s.gradient_checkpointing:
+            comp["activations"] = tokens * arch.hidden * act_bytes * arch.layers + per_layer
+            notes.append("gradient checkpointing: one saved input per block plus one block recomputed at a time")
+        else:
+            comp["activations"] = per_layer * arch.layers
+        if s.quantization != "none":
+            comp["activations"] += 2 * arch.largest_linear_params  # one dequantized weight during each matmul
+        if arch.kind != "encoder":
+            full_logits = tokens * arch.vocab_size
+            if s.chunked_loss:
+                comp["logits"] = full_logits * (act_bytes + 8 / 8)
+                notes.append("chunked cross-entropy: logits upcast to fp32 one chunk (of 8) at a time")
+            else:
+                comp["logits"] = full_logits * (act_bytes + 4 + 4) if act_bytes == 2 else full_logits * 8
+        notes.append(
+            f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
+            + (", chosen and rejected both" if s.method == "dpo" else "")
+        )
+    else:
+        tokens = s.batch_size * s.seq_len
+        comp["kv_cache"] = 2 * arch.layers * arch.kv_heads * arch.head_dim * tokens * 2
+        workspace = s.batch_size * min(s.seq_len, 2048) * (2 * arch.hidden + 2 * arch.intermediate) * 2
+        if eager:
+            workspace += s.batch_size * arch.heads * s.seq_len * min(s.seq_len, 2048) * 2
+        comp["activations"] = workspace
+        comp["logits"] = s.batch_size * arch.vocab_size * 4
+        if s.num_gpus > 1:  # the model split across GPUs (device_map="auto" or tensor parallel)
+            for key in ("weights", "kv_cache"):
+                comp[key] /= s.num_gpus
+            notes.append(f"inference split over {s.num_gpus} GPUs: weights and KV cache divided among them")
+        notes.append(f"inference: KV cache for {s.batch_size} x {s.seq_len} tokens (prompt + output), 16-bit")
+
+    # Preference tuning extras.
+    frozen_copy = _weight_bytes(arch, s.quantization, 2)
+    if shard_weights:
+        frozen_copy /= shards
+    if s.method == "dpo":
+        reference = s.dpo_reference if s.dpo_reference != "auto" else ("copy" if full else "adapters_off")
+        if reference == "copy":
+            comp["reference_model"] = frozen_copy
+            notes.append("DPO reference: a second, frozen 16-bit copy of the model")
+        elif reference == "precomputed":
+            notes.append("DPO reference log-probs precomputed: no reference model in the loop")
+        else:
+            notes.append("DPO reference: the base with adapters disabled (no second copy)")
+    if s.method == "rlhf":
+        reward_params = s.reward_params or n
+        comp["reward_model"] = reward_params * 2 / (shards if shard_weights else 1)
+        if full:
+            comp["reference_model"] = frozen_copy
+        if s.rl_algorithm == "ppo":
+            if full:  # a trainable value model as large as the policy
+                comp["value_model"] = comp["weights"] + comp["master_weights"] + comp["gradients"] + comp["optimizer_states"]
+            else:
+                comp["value_model"] = comp["adapters"] + arch.hidden * 16
+        rollout = s.batch_size * (s.rollouts_per_prompt if s.rl_algorithm != "ppo" else 1)
+        comp["kv_cache"] = 2 * arch.layers * arch.kv_heads * arch.head_dim * rollout * (s.seq_len + s.generation_tokens) * 2
+        notes.append(
+            f"RLHF ({s.rl_algorithm}): policy, {'reference copy' if full else 'reference = adapters off'}, reward model"
+            f" ({reward_params / 1e9:.2f}B, 16-bit){', value model' if s.rl_algorithm == 'ppo' else ''};"
+            " generation KV cache and training activations are not live together: the peak counts the larger"
+        )
+
+    live = {k: v for k, v in comp.items() if k not in ("cuda_context", "allocator_slack")}
+    allocated = sum(live.values())
+    if s.method == "rlhf":
+        transient = comp["activations"] + comp["logits"]
+        allocated -= min(transient, comp["kv_cache"])
+    comp["allocator_slack"] = ALLOCATOR_SLACK * allocated
+    comp["cuda_context"] = CUDA_CONTEXT_GB * GB
+    peak = allocated + comp["allocator_slack"] + comp["cuda_context"]
+    notes.append(f"CUDA context {CUDA_CONTEXT_GB} GB and allocator slack {ALLOCATOR_SLACK:.0%} of live tensors; expect +-20%")
+    return MemoryEstimate(
+        breakdown={k: round(v / GB, 3) for k, v in comp.items()},
+        peak_gb=peak / GB, allocated_gb=allocated / GB, total_params=n, trainable_params=n_t, assumptions=list(arch.notes) + notes,
+    )

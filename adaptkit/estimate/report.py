@@ -1,0 +1,51 @@
+"""One estimate: model + setup + device -> memory, fit, suggestions, compute, time and cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from adaptkit.estimate.architectures import Architecture
+from adaptkit.estimate.compute import GPUType, estimate_time
+from adaptkit.estimate.fit import suggest
+from adaptkit.estimate.memory import Setup, estimate_memory
+
+
+@dataclass(frozen=True)
+class Device:
+    """The accelerator a job must fit on: memory per device, and its type when known (for time)."""
+
+    memory_gb: float
+    gpu: GPUType | None = None
+    source: str = "given"
+
+
+def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: float | None = None,
+             gpu_hour_usd: float | None = None) -> dict:
+    """The `adaptkit estimate --json` answer."""
+    setup = setup.resolved()
+    memory = estimate_memory(arch, setup)
+    fits = None if device is None else memory.peak_gb <= device.memory_gb
+    suggestions, verdict = ([], None)
+    if device is not None and not fits:
+        changes, verdict = suggest(arch, setup, device.memory_gb)
+        suggestions = [c.to_dict() for c in changes]
+    timing = estimate_time(arch, setup, tokens, device.gpu if device else None, gpu_hour_usd)
+    return {
+        "model": arch.name,
+        "method": setup.method,
+        "setup": {k: v for k, v in asdict(setup).items() if k != "method"},
+        "total_params": memory.total_params,
+        "trainable_params": memory.trainable_params,
+        "peak_memory_gb": round(memory.peak_gb, 2),
+        "allocated_gb": round(memory.allocated_gb, 2),
+        "breakdown": memory.breakdown,
+        "fits": fits,
+        "device_memory_gb": None if device is None else device.memory_gb,
+        "device": None if device is None else (device.gpu.name if device.gpu else f"{device.memory_gb:g} GB device") + f" ({device.source})",
+        "verdict": verdict,
+        "train_flops": timing.train_flops,
+        "estimated_hours": timing.hours,
+        "estimated_cost_usd": timing.cost_usd,
+        "assumptions": memory.assumptions + timing.assumptions,
+        "suggestions": suggestions,
+    }
