@@ -48,6 +48,11 @@ def main() -> int:
         "adaptkit advise --answers F --json": adaptkit() + ["advise", "--answers", str(EXAMPLE), "--json"],
         "adaptkit advise --answers F (table)": adaptkit() + ["advise", "--answers", str(EXAMPLE)],
         "adaptkit methods": adaptkit() + ["methods"],
+        "adaptkit estimate --method M --json": adaptkit() + ["estimate", "--model", "meta-llama/Llama-3.1-8B", "--method",
+                                                           "lora_adapters", "--gpu", "4090", "--json"],
+        "adaptkit estimate (all methods) --json": adaptkit() + ["estimate", "--model", "meta-llama/Llama-3.1-70B", "--gpu", "A100-80GB",
+                                                              "--json"],
+        "adaptkit hardware --json": adaptkit() + ["hardware", "--json"],
     }
     print(f"{'command':40} {'median s':>9} {'x python -c pass':>17}")
     print(f"{'python -c pass':40} {baseline:9.3f} {1.0:17.1f}")

@@ -26,6 +26,9 @@ def poisoned_path(tmp_path):
     ["advise", "--answers", str(EXAMPLE), "--json"],
     ["advise", "--answers", str(EXAMPLE), "--explain"],
     ["methods"],
+    ["estimate", "--params", "7B", "--json"],
+    ["estimate", "--model", "meta-llama/Llama-3.1-8B", "--method", "lora_adapters", "--gpu", "4090", "--json"],
+    ["hardware", "--json"],
 ])
 def test_fast_paths_import_no_training_stack(poisoned_path, args):
     code = (

@@ -41,15 +41,24 @@ def show_advice(advice, explain: bool = False) -> None:
     if not advice.recommendations:
         console.print("\n[bold red]No method survives the gates.[/] What rules each out is listed below.")
     else:
-        table = Table(box=box.SIMPLE_HEAD, title="Recommended, best first", title_justify="left", expand=True, padding=(0, 1))
-        for column, style, ratio in (("#", "bold", None), ("method", "bold cyan", None), ("score", "", None),
-                                     ("why", "", 4), ("changes", "dim", 2), ("cost", "", 2), ("feasibility", "", 2)):
-            table.add_column(column, style=style, ratio=ratio, no_wrap=ratio is None, overflow="fold")
-        for rank, rec in enumerate(advice.recommendations, 1):
-            method = catalogue[rec.method]
-            why = "\n".join(rec.why[:3]) or "+ cheapest first"
-            table.add_row(str(rank), rec.method, f"{rec.score:g}", why, method.touches, method.cost_tier, rec.feasibility)
-        console.print(table)
+        console.print("[bold]Recommended, best first[/]")
+        if console.width >= 110:
+            table = Table(box=box.SIMPLE_HEAD, expand=True, padding=(0, 1))
+            for column, style, ratio in (("#", "bold", None), ("method", "bold cyan", None), ("score", "", None),
+                                         ("why", "", 4), ("changes", "dim", 2), ("cost", "", 2), ("feasibility", "", 3)):
+                table.add_column(column, style=style, ratio=ratio, no_wrap=ratio is None, overflow="fold")
+            for rank, rec in enumerate(advice.recommendations, 1):
+                method = catalogue[rec.method]
+                why = "\n".join(rec.why[:3]) or "+ cheapest first"
+                table.add_row(str(rank), rec.method, f"{rec.score:g}", why, method.touches, method.cost_tier, rec.feasibility)
+            console.print(table)
+        else:  # narrow terminals: one block per method
+            for rank, rec in enumerate(advice.recommendations, 1):
+                method = catalogue[rec.method]
+                console.print(f"  [bold]{rank}. [cyan]{rec.method}[/][/]  score {rec.score:g}  "
+                              f"[dim]changes {method.touches}; cost {method.cost_tier}; {rec.feasibility}[/]")
+                console.print(f"     {'; '.join(rec.why[:3]) or '+ cheapest first'}")
+            console.print()
 
     if advice.ruled_out:
         console.print("[bold]Ruled out[/]")
