@@ -17,6 +17,8 @@ COMMANDS = {
     "estimate": ("adaptkit.cli.estimate", "estimate", "Predict peak GPU memory, time and cost for a method, and what to change if it does not fit."),
     "hardware": ("adaptkit.cli.hardware", "hardware", "Show GPUs, CPU, RAM, disk and the installed training stack."),
     "methods": ("adaptkit.cli.methods", "methods_cmd", "List the ten adaptation methods (the adaptation table)."),
+    "recipes": ("adaptkit.cli.recipes", "recipes", "List, show, copy and validate recipes."),
+    "run": ("adaptkit.cli.run", "run", "Train and evaluate a recipe (built-in name or path) with key=value overrides."),
 }
 
 EXIT_CANCELLED = 130

@@ -154,3 +154,55 @@ def show_estimates(results: list[dict]) -> None:
                       _range(result["estimated_hours"], "h"), change)
     console.print(table)
     console.print("[dim]--method ID shows one method's breakdown and assumptions; --json for all of it.[/]")
+
+
+def show_dry_run(report: dict) -> None:
+    console = _console()
+    console.print("[bold]Resolved recipe[/]")
+    console.print(report["recipe"].rstrip(), markup=False)
+    data = report["data"]
+    console.print(f"\n[bold]Data[/]: {data['train_rows']} train rows, {data['eval_rows']} eval rows (eval: {data['eval_source']})")
+    if "labels" in data:
+        console.print("  labels (train): " + ", ".join(f"{k} {v}" for k, v in data["labels"].items()))
+    console.print(f"  sample: {data['sample']}", markup=False)
+    if "rendered" in data:
+        console.print(f"  rendered: {data['rendered']!r}", markup=False)
+    tokenized = data.get("tokenized")
+    if isinstance(tokenized, dict):
+        console.print(f"  tokenized ({tokenized['length']} tokens): {' '.join(tokenized['tokens'])}", markup=False)
+        lengths = data["lengths"]
+        console.print(f"  lengths: max {lengths['max']}, mean {lengths['mean']}; {lengths['truncated_at_max_length']} "
+                      f"example(s) longer than max_length {lengths['max_length']} will be truncated")
+    elif tokenized:
+        console.print(f"  {tokenized}")
+    memory = report["memory"]
+    console.print("\n[bold]Memory[/]")
+    if "peak_memory_gb" in memory:
+        console.print(f"  peak ~{memory['peak_memory_gb']:.2f} GB per device ({memory['trainable_params']:,} trainable of "
+                      f"{memory['total_params']:,}); {_fit_text(memory)}")
+        for item in memory["suggestions"]:
+            console.print(f"  - would fit with {item['change']}: {item['peak_memory_gb']:.1f} GB")
+        if memory.get("verdict"):
+            console.print(f"  [red]{memory['verdict']}[/]")
+    if memory.get("note"):
+        console.print(f"  {memory['note']}")
+    console.print("\n[bold]Commands[/]")
+    for name, command in report["commands"].items():
+        console.print(f"  {name.replace('_', ' ')}: {command}", markup=False)
+
+
+def show_run_summary(recipe, metrics: dict) -> None:
+    console = _console()
+    t, e = metrics["train"], metrics["eval"]
+    lines = [
+        f"[bold]{recipe.method}[/] on {recipe.model} ({recipe.task}) -> [bold]{recipe.output_dir}[/]",
+        f"trained {t['runtime_s']:.1f} s, {t['samples_per_second']:.1f} samples/s, {t['trainable_params']:,} of "
+        f"{t['total_params']:,} parameters trainable, final loss {t['final_loss']:.4f}",
+    ]
+    if "accuracy" in e:
+        lines.append(f"eval: [bold]accuracy {e['accuracy']:.4f}[/], macro-F1 {e['f1_macro']:.4f}, loss {e['loss']:.4f}"
+                     if e.get("accuracy") is not None else "eval: none (no eval data)")
+    else:
+        lines.append(f"eval: loss {e['loss']:.4f}, perplexity {e['perplexity']:.2f}" if e.get("loss") is not None else "eval: none")
+    lines.append("files: metrics.json, README.md (model card, how to load), recipe.yaml, train_log.jsonl, loss_curve.png")
+    console.print("\n".join(lines))

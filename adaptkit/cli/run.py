@@ -1,0 +1,120 @@
+"""`adaptkit run RECIPE [key=value ...]`: train and evaluate a recipe for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from adaptkit.errors import AdaptkitError, InputError
+
+CHILD_ENV = "ADAPTKIT_LAUNCHED"
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("recipe")
+@click.argument("overrides", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Show the resolved recipe, data summary, memory estimate and launch commands; load no weights.")
+@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty output_dir.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes: relaunches under accelerate launch (GPUs) or torchrun (CPU, gloo).")
+@click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False), help="An accelerate config file (FSDP, DeepSpeed) for --num-processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
+def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate_config, as_json):
+    """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
+
+    Examples:
+
+      adaptkit run lora_cls
+      adaptkit run lora_cls training.epochs=1 data.train=my.jsonl data.eval=my_test.jsonl output_dir=runs/mine
+      adaptkit run lora_cls --dry-run
+    """
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners.data import load_splits
+
+    loaded, _, _ = load_recipe(recipe, overrides)
+    if overwrite and resume:
+        raise InputError("--overwrite and --resume contradict each other: pick one")
+    splits = load_splits(loaded)  # data problems fail here, before any weights load
+    if dry_run:
+        _dry_run(loaded, splits, recipe, overrides, as_json)
+        return
+    child = os.environ.get(CHILD_ENV) == "1"
+    if not child:
+        _check_output_dir(Path(loaded.output_dir), overwrite, resume)
+    if num_processes > 1 and not child:
+        _relaunch(recipe, overrides, resume, num_processes, accelerate_config, loaded.output_dir, as_json)
+        return
+    from adaptkit.runners.models import resolve_model
+    from adaptkit.runners.report import write_outputs
+    from adaptkit.runners.train import RunOptions, train
+
+    metrics = train(loaded, splits, RunOptions(resume=resume, recipe_ref=recipe, overrides=tuple(overrides)))
+    if metrics is None:  # not the main process
+        return
+    write_outputs(loaded, metrics, splits.labels, resolve_model(loaded.model))
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        _summary(loaded, metrics)
+
+
+def _check_output_dir(out: Path, overwrite: bool, resume: bool) -> None:
+    if resume:
+        if not any(out.glob("checkpoint-*")):
+            raise InputError(f"--resume: no checkpoint in {out} to resume from")
+        return
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output_dir {out} is a file: choose a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"output_dir {out} is not empty: pass --overwrite to replace it, --resume to continue, "
+                             "or set output_dir=NEW_DIR")
+        shutil.rmtree(out)
+
+
+def _relaunch(recipe, overrides, resume, processes, accelerate_config, output_dir, as_json):
+    """Run this same command under torchrun (CPU, gloo) or accelerate launch (GPUs, or a given config)."""
+    from adaptkit.estimate.hardware import detect_gpus
+
+    tail = ["-m", "adaptkit", "run", recipe, *overrides] + (["--resume"] if resume else [])
+    gpus, _ = detect_gpus()
+    if gpus or accelerate_config:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+        command += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--standalone"]
+    command += tail
+    click.echo("launching: " + " ".join(command[1:]), err=True)
+    code = subprocess.call(command, env={**os.environ, CHILD_ENV: "1"})
+    if code == 130:
+        raise click.exceptions.Exit(130)
+    if code != 0:
+        raise AdaptkitError(f"the {processes}-process run failed (exit {code}); its output is above")
+    metrics_file = Path(output_dir) / "metrics.json"
+    if metrics_file.is_file() and not as_json:
+        click.echo(f"metrics: {metrics_file}\n{metrics_file.read_text()}")
+
+
+def _dry_run(recipe, splits, recipe_ref, overrides, as_json):
+    from adaptkit.runners.dryrun import dry_run
+
+    report = dry_run(recipe, splits, recipe_ref, tuple(overrides))
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    from adaptkit.cli.render import show_dry_run
+
+    show_dry_run(report)
+
+
+def _summary(recipe, metrics):
+    from adaptkit.cli.render import show_run_summary
+
+    show_run_summary(recipe, metrics)

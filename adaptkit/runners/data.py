@@ -1,0 +1,179 @@
+"""Read and check recipe data before any weights load. Light: stdlib readers; datasets only for hub names."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adaptkit.errors import InputError
+from adaptkit.recipe.load import is_file_reference
+from adaptkit.recipe.schema import Recipe
+
+
+@dataclass
+class Splits:
+    """Rows ready for a runner, plus what --dry-run reports about them."""
+
+    train: list[dict]
+    eval: list[dict]
+    labels: list = field(default_factory=list)  # classification: the label set, in a stable order
+    eval_source: str = ""
+
+
+def read_rows(reference: str, split: str, where: str) -> list[dict]:
+    """Rows of a .jsonl/.json/.csv/.parquet file or a hub dataset split."""
+    if not is_file_reference(reference):
+        return _hub_rows(reference, split, where)
+    path = Path(reference).expanduser()
+    if not path.is_file():
+        raise InputError(f"{where}: no such file {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            rows = []
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:
+                        raise InputError(f"{where}: {path} line {number} is not valid JSON") from None
+        elif suffix == ".json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(rows, dict) and len(rows) == 1 and isinstance(next(iter(rows.values())), list):
+                rows = next(iter(rows.values()))
+        elif suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+        elif suffix == ".parquet":
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise InputError(f"{where}: reading parquet needs pyarrow (pip install 'adaptkit[train]')") from None
+            rows = pq.read_table(path).to_pylist()
+        else:
+            raise InputError(f"{where}: {path} is not .jsonl, .json, .csv or .parquet")
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: {path} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise InputError(f"{where}: {path} cannot be parsed ({exc})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError(f"{where}: {path} must hold records (one object per row)")
+    return rows
+
+
+def _hub_rows(name: str, split: str, where: str) -> list[dict]:
+    try:
+        import datasets
+    except ImportError:
+        raise InputError(f"{where}: `{name}` is not a local file; hub datasets need `pip install 'adaptkit[train]'`") from None
+    try:
+        return list(datasets.load_dataset(name, split=split))
+    except Exception as exc:  # offline, missing, gated: say which and what to do
+        raise InputError(f"{where}: cannot load hub dataset `{name}` split `{split}` ({exc.__class__.__name__}); "
+                         "offline, pass a local .jsonl/.csv/.parquet file") from None
+
+
+def _require_columns(rows: list[dict], columns: list[str], where: str, setting: str) -> None:
+    present = list(rows[0].keys())
+    for column in columns:
+        if column not in present:
+            close = difflib.get_close_matches(column, present, n=1, cutoff=0.5)
+            hint = f"; did you mean `{close[0]}` (set {setting}={close[0]})" if close else ""
+            raise InputError(f"{where}: column `{column}` not found (columns: {', '.join(present)}){hint}")
+
+
+def _check_labels(rows: list[dict], column: str, where: str) -> None:
+    for number, row in enumerate(rows, 1):
+        value = row[column]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise InputError(f"{where}: row {number} has an empty label in `{column}`")
+        if isinstance(value, float) and not value.is_integer():
+            raise InputError(f"{where}: label column `{column}` holds floats ({value}): classification needs string or integer labels")
+        if isinstance(value, (list, dict)):
+            raise InputError(f"{where}: label column `{column}` holds {type(value).__name__}s: one label per row is needed")
+
+
+def _check_text(rows: list[dict], column: str, where: str) -> None:
+    empty = [n for n, row in enumerate(rows, 1) if not isinstance(row[column], str) or not row[column].strip()]
+    if empty:
+        raise InputError(f"{where}: {len(empty)} row(s) have no text in `{column}` (first: row {empty[0]})")
+
+
+def _label_key(value):
+    """Integers written as 1.0 or '1' in CSV stay one label."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def load_splits(recipe: Recipe) -> Splits:
+    """Read train and eval, check them against the task, and fail before any weights load."""
+    d = recipe.data
+    train = read_rows(d.train, d.train_split, "data.train")
+    if not train:
+        raise InputError(f"data.train: {d.train} has no rows")
+    eval_rows, eval_source = [], ""
+    if d.eval:
+        eval_rows = read_rows(d.eval, d.eval_split, "data.eval")
+        if not eval_rows:
+            raise InputError(f"data.eval: {d.eval} has no rows")
+        eval_source = d.eval
+    elif d.eval_fraction:
+        shuffled = train[:]
+        random.Random(recipe.training.seed).shuffle(shuffled)
+        cut = max(1, round(len(shuffled) * d.eval_fraction))
+        eval_rows, train = shuffled[:cut], shuffled[cut:]
+        eval_source = f"{d.eval_fraction:.0%} of data.train (seed {recipe.training.seed})"
+    if d.max_rows:
+        train = train[: d.max_rows]
+    if recipe.task == "sequence_classification":
+        return _classification(train, eval_rows, recipe, eval_source)
+    return _instructions(train, eval_rows, recipe, eval_source)
+
+
+def _classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
+    d = recipe.data
+    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
+        if not rows:
+            continue
+        _require_columns(rows, [d.text_column], where, "data.text_column")
+        _require_columns(rows, [d.label_column], where, "data.label_column")
+        _check_text(rows, d.text_column, where)
+        _check_labels(rows, d.label_column, where)
+    labels = sorted({_label_key(r[d.label_column]) for r in train}, key=lambda v: (isinstance(v, str), v))
+    if len(labels) < 2:
+        raise InputError(f"data.train: only one label ({labels[0]!r}) in `{d.label_column}`: classification needs two or more")
+    unseen = sorted({_label_key(r[d.label_column]) for r in eval_rows} - set(labels), key=str)
+    if unseen:
+        raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
+                         f"(train has: {', '.join(map(str, labels[:8]))})")
+    return Splits(train, eval_rows, labels, eval_source)
+
+
+def _instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
+    d = recipe.data
+    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
+        if not rows:
+            continue
+        if d.messages_column:
+            _require_columns(rows, [d.messages_column], where, "data.messages_column")
+            for number, row in enumerate(rows, 1):
+                messages = row[d.messages_column]
+                if not isinstance(messages, list) or not messages or not all(
+                        isinstance(m, dict) and "role" in m and "content" in m for m in messages):
+                    raise InputError(f"{where}: row {number}: `{d.messages_column}` must be a list of {{role, content}} messages")
+        else:
+            _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
+            _require_columns(rows, [d.response_column], where, "data.response_column")
+            _check_text(rows, d.prompt_column, where)
+            _check_text(rows, d.response_column, where)
+    return Splits(train, eval_rows, [], eval_source)
+
+
+def label_counts(rows: list[dict], column: str) -> Counter:
+    return Counter(_label_key(r[column]) for r in rows)

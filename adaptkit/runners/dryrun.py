@@ -1,0 +1,116 @@
+"""--dry-run: the resolved recipe, a data summary, the memory estimate and the launch commands. No weights load."""
+
+from __future__ import annotations
+
+import shlex
+from adaptkit.errors import InputError
+from adaptkit.recipe.load import as_yaml
+from adaptkit.recipe.schema import Recipe
+from adaptkit.runners.data import Splits, label_counts
+from adaptkit.runners.models import resolve_model
+
+
+def data_summary(recipe: Recipe, splits: Splits) -> dict:
+    d = recipe.data
+    summary = {"train_rows": len(splits.train), "eval_rows": len(splits.eval), "eval_source": splits.eval_source or "none"}
+    if recipe.task == "sequence_classification":
+        summary["labels"] = {str(k): v for k, v in sorted(label_counts(splits.train, d.label_column).items(), key=lambda kv: str(kv[0]))}
+        if splits.eval:
+            summary["eval_labels"] = {str(k): v for k, v in sorted(label_counts(splits.eval, d.label_column).items(), key=lambda kv: str(kv[0]))}
+        texts = [r[d.text_column] for r in splits.train]
+        sample = {"text": texts[0], "label": str(splits.train[0][d.label_column])}
+    elif d.messages_column:
+        texts = None
+        sample = {"messages": splits.train[0][d.messages_column]}
+    else:
+        texts = [r[d.prompt_column] + " " + r[d.response_column] for r in splits.train]
+        sample = {"prompt": splits.train[0][d.prompt_column], "response": splits.train[0][d.response_column]}
+    summary["sample"] = sample
+    tokenizer = _tokenizer(recipe)
+    if tokenizer is None:
+        summary["tokenized"] = "transformers is not installed: no tokenized sample (pip install 'adaptkit[train]')"
+        return summary
+    if texts is None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise InputError(f"data.messages_column is set but the tokenizer of {recipe.model} has no chat template")
+        texts = [tokenizer.apply_chat_template(r[d.messages_column], tokenize=False) for r in splits.train]
+        summary["rendered"] = texts[0]
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+    limit = recipe.training.max_length
+    ids = tokenizer(texts[0], truncation=True, max_length=limit)["input_ids"]
+    summary["tokenized"] = {"input_ids": ids[:48], "tokens": tokenizer.convert_ids_to_tokens(ids[:48]), "length": len(ids)}
+    summary["lengths"] = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
+                          "truncated_at_max_length": sum(n > limit for n in lengths), "max_length": limit}
+    return summary
+
+
+def _tokenizer(recipe: Recipe):
+    try:
+        import transformers
+    except ImportError:
+        return None
+    transformers.logging.set_verbosity_error()
+    try:
+        return transformers.AutoTokenizer.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
+    except Exception as exc:
+        raise InputError(f"model `{recipe.model}`: cannot load its tokenizer ({exc.__class__.__name__}); "
+                         "offline, pass a local folder as model=PATH") from None
+
+
+def memory(recipe: Recipe) -> dict:
+    """The estimate for this recipe on the detected hardware, with step-down suggestions."""
+    from adaptkit.estimate.architectures import load_model
+    from adaptkit.estimate.compute import find_gpu
+    from adaptkit.estimate.hardware import detect_gpus
+    from adaptkit.estimate.memory import Setup
+    from adaptkit.estimate.report import Device, estimate
+
+    try:
+        arch = load_model(resolve_model(recipe.model), online=False)
+    except InputError as exc:
+        return {"note": f"no memory estimate: {exc}"}
+    gpus, how = detect_gpus()
+    device = Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}") if gpus else None
+    precision = {"auto": "bf16-mixed" if gpus else "fp32", "fp16-mixed": "bf16-mixed"}.get(recipe.training.precision, recipe.training.precision)
+    adapter = recipe.adapter
+    setup = Setup(
+        method=recipe.method if recipe.method != "instruction_tuning" else "instruction_tuning",
+        precision=precision if adapter == "none" else ("bf16" if gpus else "fp32"),
+        quantization=recipe.lora.quantization if recipe.lora else "none",
+        batch_size=recipe.training.batch_size, seq_len=recipe.training.max_length,
+        gradient_checkpointing=recipe.training.gradient_checkpointing,
+        adapter={"lora": "lora", "ia3": "ia3"}.get(adapter, None) if recipe.method == "lora_adapters" else None,
+        lora_r=recipe.lora.r if recipe.lora else 16,
+        lora_targets=_targets(recipe), soft_prompt="prefix" if adapter == "prefix" else "prompt",
+        num_virtual_tokens=recipe.prefix_prompt_tuning.num_virtual_tokens if recipe.prefix_prompt_tuning else 20,
+        num_gpus=max(1, len(gpus)),
+    )
+    try:
+        result = estimate(arch, setup, device)
+    except InputError as exc:
+        return {"note": f"no memory estimate: {exc}"}
+    if device is None:
+        result["note"] = "no GPU detected: this runs on the CPU (system RAM); the GPU figure is for reference"
+    return result
+
+
+def _targets(recipe: Recipe) -> str:
+    if not recipe.lora or recipe.lora.target_modules in (None, "all-linear"):
+        return "q_proj,v_proj" if recipe.lora and recipe.lora.target_modules is None else "all-linear"
+    return ",".join(recipe.lora.target_modules)
+
+
+def launch_commands(recipe_ref: str, overrides: tuple[str, ...]) -> dict:
+    tail = " ".join(shlex.quote(x) for x in (recipe_ref, *overrides))
+    return {
+        "one_gpu_or_cpu": f"adaptkit run {tail}",
+        "multi_gpu": f"adaptkit run {tail} --num-processes 4   # = accelerate launch --num_processes 4 -m adaptkit run {tail}",
+        "fsdp_or_deepspeed": f"adaptkit run {tail} --num-processes 8 --accelerate-config fsdp.yaml",
+        "multi_node": (f"accelerate launch --num_machines 2 --machine_rank $RANK --main_process_ip $MASTER_ADDR "
+                       f"--main_process_port 29500 --num_processes 16 -m adaptkit run {tail}   # run on each node"),
+    }
+
+
+def dry_run(recipe: Recipe, splits: Splits, recipe_ref: str, overrides: tuple[str, ...]) -> dict:
+    return {"recipe": as_yaml(recipe), "data": data_summary(recipe, splits), "memory": memory(recipe),
+            "commands": launch_commands(recipe_ref, overrides)}

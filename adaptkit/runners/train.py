@@ -1,0 +1,307 @@
+"""Train and evaluate a supervised recipe with Transformers Trainer (classification) or TRL SFTTrainer (causal LM)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from adaptkit.errors import AdaptkitError, InputError
+from adaptkit.recipe.schema import Recipe
+from adaptkit.runners.data import Splits
+from adaptkit.runners.models import resolve_model
+
+
+class Interrupted(AdaptkitError):
+    exit_code = 130
+
+
+@dataclass
+class RunOptions:
+    resume: bool = False
+    recipe_ref: str = ""  # how the user named the recipe, for the resume command
+    overrides: tuple[str, ...] = ()
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _precision(recipe: Recipe) -> dict:
+    """TrainingArguments precision flags; auto = bf16-mixed on a capable GPU, fp32 elsewhere."""
+    import torch
+
+    wanted = recipe.training.precision
+    on_gpu = torch.cuda.is_available()
+    if wanted == "auto":
+        wanted = "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    if wanted != "fp32" and not on_gpu:
+        raise InputError(f"training.precision={wanted} needs a CUDA GPU; on the CPU use fp32 (or auto)")
+    return {"bf16": wanted == "bf16-mixed", "fp16": wanted == "fp16-mixed", "use_cpu": not on_gpu}
+
+
+def peft_config(recipe: Recipe, task_type: str):
+    """The PEFT config for the recipe's adapter, or None for full weights."""
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit
+
+    if recipe.lora:
+        block = recipe.lora
+        return LoraConfig(task_type=task_type, r=block.r, lora_alpha=block.alpha, lora_dropout=block.dropout,
+                          target_modules=block.target_modules)
+    if recipe.ia3:
+        return IA3Config(task_type=task_type, target_modules=recipe.ia3.target_modules,
+                         feedforward_modules=recipe.ia3.feedforward_modules)
+    if recipe.prefix_prompt_tuning:
+        block = recipe.prefix_prompt_tuning
+        if block.kind == "prefix":
+            return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=block.num_virtual_tokens)
+        if block.init_text:
+            return PromptTuningConfig(task_type=task_type, num_virtual_tokens=block.num_virtual_tokens,
+                                      prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=block.init_text,
+                                      tokenizer_name_or_path=resolve_model(recipe.model))
+        return PromptTuningConfig(task_type=task_type, num_virtual_tokens=block.num_virtual_tokens)
+    return None
+
+
+def _check_prefix_support(model) -> None:
+    """PEFT prefix tuning for classification needs a model whose forward takes past_key_values."""
+    import inspect
+
+    names = set(inspect.signature(model.forward).parameters)
+    backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if backbone is not None:
+        names |= set(inspect.signature(backbone.forward).parameters)
+    if "past_key_values" not in names:
+        import peft
+        import transformers
+
+        raise InputError(
+            f"prefix tuning cannot run on {model.__class__.__name__} with transformers {transformers.__version__} and "
+            f"peft {peft.__version__}: its forward takes no past_key_values. Use prefix_prompt_tuning.kind=prompt "
+            "(recipe prompt_tuning_cls), or prefix tuning on a causal LM (task causal_lm)"
+        )
+
+
+def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
+    t = recipe.training
+    common = dict(
+        output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=max(t.batch_size, 16),
+        gradient_accumulation_steps=t.gradient_accumulation, learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed,
+        logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
+        eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,
+        save_strategy="steps" if t.save_every else "epoch", save_steps=t.save_every, save_total_limit=2,
+        gradient_checkpointing=t.gradient_checkpointing, dataloader_num_workers=0, **_precision(recipe),
+    )
+    if sft:
+        from trl import SFTConfig
+
+        return SFTConfig(max_length=t.max_length, packing=False, **common)
+    from transformers import TrainingArguments
+
+    return TrainingArguments(**common)
+
+
+def _callbacks(stop_flag: dict, log_path: Path):
+    import json
+
+    from transformers import TrainerCallback
+
+    class Adaptkit(TrainerCallback):
+        """Write the training log as it goes; on Ctrl-C, save a checkpoint and stop cleanly."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(log_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop_flag["stop"]:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return [Adaptkit()]
+
+
+def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
+    import numpy as np
+    from datasets import Dataset
+    from peft import TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+
+    d = recipe.data
+    path = resolve_model(recipe.model)
+    labels = splits.labels
+    label2id = {str(label): i for i, label in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=recipe.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(labels), id2label={i: str(label) for i, label in enumerate(labels)}, label2id=label2id,
+        trust_remote_code=recipe.trust_remote_code,
+    )
+    if tokenizer.pad_token is None:  # decoder classifiers: pad with EOS
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    config = peft_config(recipe, TaskType.SEQ_CLS)
+    if config is not None:
+        if recipe.adapter == "prefix":
+            _check_prefix_support(model)
+        model = get_peft_model(model, config)
+
+    def encode(rows):
+        ds = Dataset.from_dict({"text": [r[d.text_column] for r in rows],
+                                "label": [label2id[str(_plain(r[d.label_column]))] for r in rows]})
+        return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=recipe.training.max_length),
+                      batched=True, remove_columns=["text"])
+
+    def metrics(prediction):
+        logits, gold = prediction
+        predicted = np.argmax(logits[0] if isinstance(logits, tuple) else logits, axis=-1)
+        return {"accuracy": float((predicted == gold).mean()), "f1_macro": _f1_macro(gold, predicted, len(labels))}
+
+    trainer = Trainer(model=model, args=args, train_dataset=encode(splits.train),
+                      eval_dataset=encode(splits.eval) if splits.eval else None, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks)
+    return trainer, tokenizer
+
+
+def _plain(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _f1_macro(gold, predicted, classes: int) -> float:
+    scores = []
+    for c in range(classes):
+        tp = int(((predicted == c) & (gold == c)).sum())
+        fp = int(((predicted == c) & (gold != c)).sum())
+        fn = int(((predicted != c) & (gold == c)).sum())
+        if tp + fp + fn == 0:
+            continue  # a class absent from both: it does not count
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(sum(scores) / len(scores)) if scores else 0.0
+
+
+def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    d = recipe.data
+    path = resolve_model(recipe.model)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=recipe.trust_remote_code)
+    if tokenizer.eos_token is None and tokenizer.sep_token is not None:  # BERT-style tokenizers on a causal LM
+        tokenizer.eos_token = tokenizer.sep_token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    load = {"trust_remote_code": recipe.trust_remote_code}
+    if recipe.lora and recipe.lora.quantization != "none":
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        load["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=recipe.lora.quantization == "4bit", load_in_8bit=recipe.lora.quantization == "8bit",
+            bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(path, **load)
+    if d.messages_column:
+        if not getattr(tokenizer, "chat_template", None):
+            raise InputError(f"data.messages_column is set but the tokenizer of {recipe.model} has no chat template: "
+                             "use prompt/response columns or a chat model")
+
+        def rows_to(rows):
+            return Dataset.from_dict({"messages": [r[d.messages_column] for r in rows]})
+    else:
+        def rows_to(rows):
+            return Dataset.from_dict({"prompt": [r[d.prompt_column] for r in rows],
+                                      "completion": [" " + r[d.response_column].lstrip() for r in rows]})
+    from peft import TaskType
+
+    config = peft_config(recipe, TaskType.CAUSAL_LM)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows_to(splits.train),
+                         eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer,
+                         peft_config=config, callbacks=callbacks)
+    return trainer, tokenizer
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
+    """Train, evaluate, save. Returns the metrics on the main process (None on other ranks)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if recipe.lora and recipe.lora.quantization != "none":
+        if not cuda_available():
+            raise InputError(f"lora.quantization={recipe.lora.quantization} (QLoRA) needs a CUDA GPU and bitsandbytes; "
+                             "this machine has none: use lora.quantization=none, or run where a GPU is")
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise InputError("lora.quantization needs bitsandbytes: pip install bitsandbytes")
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    stop = {"stop": False}
+    sft = recipe.task == "causal_lm"
+    args = _training_arguments(recipe, out, bool(splits.eval), sft)
+    build = _causal_trainer if sft else _classification_trainer
+    trainer, tokenizer = build(recipe, splits, out, args, _callbacks(stop, log_path))
+    trainable, total = count_parameters(trainer.model)
+
+    def on_interrupt(signum, frame):
+        if stop["stop"]:
+            raise KeyboardInterrupt
+        stop["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
+    started = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=True if options.resume else None)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if stop["stop"]:
+        raise Interrupted(
+            f"interrupted at step {trainer.state.global_step}: checkpoint saved in {out}; resume with: "
+            f"adaptkit run {options.recipe_ref} {' '.join(options.overrides)} --resume".replace("  ", " ")
+        )
+    runtime = time.perf_counter() - started
+    evaluation = trainer.evaluate() if splits.eval else {}
+    if not trainer.is_world_process_zero():
+        return None
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    train_metrics = {
+        "runtime_s": round(result.metrics.get("train_runtime", runtime), 3),
+        "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 3),
+        "trainable_params": trainable, "total_params": total,
+        "final_loss": round(losses[-1], 6) if losses else round(result.training_loss, 6),
+    }
+    if sft:
+        loss = evaluation.get("eval_loss")
+        eval_metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50)) if loss is not None else None}
+    else:
+        eval_metrics = {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
+                        "f1_macro": evaluation.get("eval_f1_macro")}
+    return {"method": recipe.method, "task": recipe.task, "train": train_metrics, "eval": eval_metrics,
+            "_log_history": trainer.state.log_history}
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def world_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
