@@ -1,7 +1,13 @@
 # Two commands, each from a fresh clone (they create .venv and install what they need):
-#   make demo   set up, then advise on a built-in example answers file
-#   make test   set up, then run the test suite
+#   make demo   set up, advise on a built-in example, then train and evaluate the lora_cls recipe offline
+#   make test   set up, then run the test suite (what CI runs)
+#
+# torch is installed first, on its own, so that pip does not pick a build for us: TORCH_SPEC is
+# `torch==2.13.0`, which on our CPU machines takes the CPU wheel they keep on disk. Elsewhere, on a
+# machine without a CUDA GPU, pass the CPU build explicitly, e.g.
+#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -11,17 +17,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/adaptkit advise --answers examples/answers/support_tickets.yaml
+	$(BIN)/adaptkit run lora_cls output_dir=runs/demo-lora_cls --overwrite
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/memory_calibration.py
+	$(BIN)/python benchmarks/runner_vs_peft_loop.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

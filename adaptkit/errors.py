@@ -5,6 +5,7 @@ class AdaptkitError(Exception):
     """Base error: its message is one line that tells the user what to do."""
 
     exit_code = 1
+    prefix = "error: "
 
 
 class InputError(AdaptkitError):

@@ -54,6 +54,9 @@ class Profile(BaseModel):
     needs_exact_numbers: bool = Field(False, description="answers need exact arithmetic or aggregation")
     mixed_task_batching: bool = Field(False, description="requests for different tasks share one batch")
     frozen_backbone_required: bool = Field(False, description="the base weights must stay untouched")
+    # Where the data is: used when advise writes a recipe (--emit-recipe).
+    train_data: Optional[str] = Field(None, description="training data file (.jsonl/.csv/.parquet) for the emitted recipe")
+    eval_data: Optional[str] = Field(None, description="held-out data file for the emitted recipe")
 
     @field_validator("model_params_b", mode="before")
     @classmethod

@@ -47,7 +47,7 @@ class AdaptkitGroup(click.Group):
         except AdaptkitError as exc:
             if ctx.meta.get("adaptkit.debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"{exc.prefix}{exc}", err=True)
             ctx.exit(exc.exit_code)
         except (KeyboardInterrupt, EOFError, click.Abort):
             if ctx.meta.get("adaptkit.debug"):

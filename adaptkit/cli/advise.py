@@ -34,8 +34,9 @@ def _needs_gpus(answers: dict) -> bool:
 @click.option("--explain", is_flag=True, help="Show every rule that fired and what it did.")
 @click.option("--no-input", is_flag=True, help="Never prompt: missing answers take their defaults (task, goal, weight_access are required).")
 @click.option("--save-answers", type=click.Path(dir_okay=False), help="Save the answers to this YAML file for reuse.")
-@click.option("--force", is_flag=True, help="Replace an existing --save-answers file.")
-def advise(answers_file, overrides, as_json, explain, no_input, save_answers, force):
+@click.option("--emit-recipe", type=click.Path(dir_okay=False), help="Write a runnable recipe for the top trainable method to this file.")
+@click.option("--force", is_flag=True, help="Replace an existing --save-answers or --emit-recipe file.")
+def advise(answers_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, force):
     """Recommend an adaptation method for your task, data and hardware.
 
     Rules out what cannot work (weight access, memory, data, privacy), ranks the rest
@@ -52,7 +53,8 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, fo
     from adaptkit.estimate.hardware import detect_gpus
 
     gpus, detection = detect_gpus() if _needs_gpus(answers) else ([], "not run")
-    if not no_input and _interactive():
+    interactive = not no_input and _interactive()
+    if interactive:
         from adaptkit.cli.wizard import run_wizard
 
         answers = run_wizard(answers, _prompter(), gpus)
@@ -69,9 +71,45 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, fo
         notes.append(f"answers saved to {save_answers}")
     advice = run_advisor(profile, notes)
     hardware = {"detected_gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus], "detection": detection}
+    if emit_recipe:
+        _emit(advice, emit_recipe, force, quiet=as_json)
     if as_json:
         click.echo(json.dumps(advice.to_dict(hardware), indent=2))
         return
     from adaptkit.cli.render import show_advice
 
     show_advice(advice, explain=explain)
+    if interactive and not emit_recipe:
+        _offer_recipe(advice, answers, force)
+
+
+def _emit(advice, path: str, force: bool, quiet: bool = False) -> None:
+    from adaptkit.recipe.emit import recipe_for, render
+
+    recipe, notes = recipe_for(advice)
+    write_new(path, render(recipe, advice, notes, path), force=force)
+    if not quiet:
+        click.echo(f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})")
+        for note in notes:
+            click.echo(f"  {note}")
+        click.echo(f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}")
+
+
+def _offer_recipe(advice, answers: dict, force: bool) -> None:
+    """The wizard's last step: write the recipe for the top trainable recommendation."""
+    from adaptkit.recipe.emit import pick
+
+    method = pick(advice)
+    if method is None:
+        return
+    from adaptkit.cli.wizard import ask_recipe
+
+    reply = ask_recipe(_prompter(), method, advice.profile)
+    if reply is None:
+        return
+    path, train_data, eval_data = reply
+    if train_data or eval_data:
+        answers = {**answers, "train_data": train_data or None, "eval_data": eval_data or None}
+        profile, _ = resolve(answers, None)
+        advice = run_advisor(profile)
+    _emit(advice, path, force)

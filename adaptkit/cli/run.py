@@ -55,7 +55,16 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
     from adaptkit.runners.report import write_outputs
     from adaptkit.runners.train import RunOptions, train
 
-    metrics = train(loaded, splits, RunOptions(resume=resume, recipe_ref=recipe, overrides=tuple(overrides)))
+    out = Path(loaded.output_dir)
+    created = not out.exists()
+    try:
+        metrics = train(loaded, splits, RunOptions(resume=resume, recipe_ref=recipe, overrides=tuple(overrides)))
+    except Exception as exc:
+        from adaptkit.runners.train import Interrupted
+
+        if created and not isinstance(exc, Interrupted) and not any(out.glob("checkpoint-*")):
+            shutil.rmtree(out, ignore_errors=True)  # leave no half-written output behind
+        raise
     if metrics is None:  # not the main process
         return
     write_outputs(loaded, metrics, splits.labels, resolve_model(loaded.model))
@@ -98,8 +107,8 @@ def _relaunch(recipe, overrides, resume, processes, accelerate_config, output_di
     if code != 0:
         raise AdaptkitError(f"the {processes}-process run failed (exit {code}); its output is above")
     metrics_file = Path(output_dir) / "metrics.json"
-    if metrics_file.is_file() and not as_json:
-        click.echo(f"metrics: {metrics_file}\n{metrics_file.read_text()}")
+    if metrics_file.is_file():
+        click.echo(metrics_file.read_text().rstrip() if as_json else f"metrics ({metrics_file}):\n{metrics_file.read_text().rstrip()}")
 
 
 def _dry_run(recipe, splits, recipe_ref, overrides, as_json):

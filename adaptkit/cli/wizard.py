@@ -166,3 +166,14 @@ class QuestionaryPrompter:
         if not text.strip():
             return None if question.optional else default
         return question.parse(text)
+
+
+def ask_recipe(prompter, method: str, profile) -> tuple[str, str, str] | None:
+    """Offer to write the recipe; return (path, train file, eval file) or None."""
+    write = Question("force", f"Write a runnable recipe for {method}?", "then `adaptkit run` trains it", "confirm")
+    if not prompter.ask(write, True):
+        return None
+    path = prompter.ask(Question("path", "Recipe file to write", "it is never overwritten without --force", parse=str), f"recipe-{method}.yaml")
+    train = prompter.ask(Question("train_data", "Training data file (blank: the demo data)", "a .jsonl, .csv or .parquet file", optional=True, parse=str), None)
+    held_out = prompter.ask(Question("eval_data", "Held-out data file (blank: the demo data)", "for accuracy or eval loss", optional=True, parse=str), None)
+    return path, train or "", held_out or ""

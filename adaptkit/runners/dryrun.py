@@ -26,9 +26,9 @@ def data_summary(recipe: Recipe, splits: Splits) -> dict:
         texts = [r[d.prompt_column] + " " + r[d.response_column] for r in splits.train]
         sample = {"prompt": splits.train[0][d.prompt_column], "response": splits.train[0][d.response_column]}
     summary["sample"] = sample
-    tokenizer = _tokenizer(recipe)
+    tokenizer, why = _tokenizer(recipe)
     if tokenizer is None:
-        summary["tokenized"] = "transformers is not installed: no tokenized sample (pip install 'adaptkit[train]')"
+        summary["tokenized"] = why
         return summary
     if texts is None:
         if not getattr(tokenizer, "chat_template", None):
@@ -45,16 +45,17 @@ def data_summary(recipe: Recipe, splits: Splits) -> dict:
 
 
 def _tokenizer(recipe: Recipe):
+    """(tokenizer, None) or (None, why there is no tokenized sample)."""
     try:
         import transformers
     except ImportError:
-        return None
+        return None, "transformers is not installed: no tokenized sample (pip install 'adaptkit[train]')"
     transformers.logging.set_verbosity_error()
     try:
-        return transformers.AutoTokenizer.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
+        return transformers.AutoTokenizer.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code), None
     except Exception as exc:
-        raise InputError(f"model `{recipe.model}`: cannot load its tokenizer ({exc.__class__.__name__}); "
-                         "offline, pass a local folder as model=PATH") from None
+        return None, (f"no tokenized sample: the tokenizer of `{recipe.model}` cannot be loaded here ({exc.__class__.__name__}; "
+                      "offline? pass model=PATH to a local copy)")
 
 
 def memory(recipe: Recipe) -> dict:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 import signal
 import time
 from dataclasses import dataclass
@@ -16,7 +18,10 @@ from adaptkit.runners.models import resolve_model
 
 
 class Interrupted(AdaptkitError):
+    """Ctrl-C during training: a checkpoint was saved."""
+
     exit_code = 130
+    prefix = ""
 
 
 @dataclass
@@ -97,15 +102,22 @@ def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
         logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
         eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,
         save_strategy="steps" if t.save_every else "epoch", save_steps=t.save_every, save_total_limit=2,
-        gradient_checkpointing=t.gradient_checkpointing, dataloader_num_workers=0, **_precision(recipe),
+        dataloader_num_workers=0, **_precision(recipe),
     )
+    if t.gradient_checkpointing:
+        from transformers import TrainingArguments
+
+        name = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
+        common[name] = True
     if sft:
         from trl import SFTConfig
 
         return SFTConfig(max_length=t.max_length, packing=False, **common)
     from transformers import TrainingArguments
 
-    return TrainingArguments(**common)
+    # Classifier losses are means over sequences, not sums over tokens: averaging token counts across
+    # processes would scale the loss (and the gradients) by the number of processes under DDP.
+    return TrainingArguments(average_tokens_across_devices=False, **common)
 
 
 def _callbacks(stop_flag: dict, log_path: Path):
@@ -247,6 +259,14 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
 
         if importlib.util.find_spec("bitsandbytes") is None:
             raise InputError("lora.quantization needs bitsandbytes: pip install bitsandbytes")
+    if recipe.adapter == "prefix" and recipe.task == "causal_lm":
+        import peft
+        import trl
+
+        raise InputError(
+            f"prefix tuning of a causal LM fails in TRL's SFTTrainer (trl {trl.__version__}, peft {peft.__version__}) with an "
+            "attention-mask size mismatch in its fused-loss forward: use prefix_prompt_tuning.kind=prompt, or LoRA"
+        )
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "train_log.jsonl"
@@ -264,8 +284,9 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
     started = time.perf_counter()
-    try:
-        result = trainer.train(resume_from_checkpoint=True if options.resume else None)
+    try:  # progress and log lines go to stderr: stdout carries the result
+        with contextlib.redirect_stdout(sys.stderr):
+            result = trainer.train(resume_from_checkpoint=True if options.resume else None)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -275,7 +296,8 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
             f"adaptkit run {options.recipe_ref} {' '.join(options.overrides)} --resume".replace("  ", " ")
         )
     runtime = time.perf_counter() - started
-    evaluation = trainer.evaluate() if splits.eval else {}
+    with contextlib.redirect_stdout(sys.stderr):
+        evaluation = trainer.evaluate() if splits.eval else {}
     if not trainer.is_world_process_zero():
         return None
     trainer.save_model(str(out))

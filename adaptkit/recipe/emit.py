@@ -1,0 +1,106 @@
+"""Write a runnable recipe for the best trainable recommendation, sized to fit the profile's hardware."""
+
+from __future__ import annotations
+
+from adaptkit.advisor.engine import Advice
+from adaptkit.errors import InputError
+from adaptkit.recipe.load import as_yaml, project_root, validate
+from adaptkit.recipe.schema import RUNNABLE
+
+CLASSIFICATION_DEFAULTS = {"model": "sentence-transformers/all-MiniLM-L6-v2", "train": "examples/data/support_tickets_train.jsonl",
+                           "eval": "examples/data/support_tickets_test.jsonl", "batch_size": 16, "max_length": 128}
+CAUSAL_DEFAULTS = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples/data/instructions_train.jsonl",
+                   "eval": "examples/data/instructions_eval.jsonl", "batch_size": 4, "max_length": 1024}
+
+
+def pick(advice: Advice) -> str | None:
+    """The best-ranked method adaptkit can run."""
+    return next((r.method for r in advice.recommendations if r.method in RUNNABLE), None)
+
+
+def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, list[str]]:
+    """Recipe data for the top runnable recommendation, and notes on what was chosen and why."""
+    method = pick(advice)
+    if method is None:
+        ranked = ", ".join(r.method for r in advice.recommendations) or "none"
+        raise InputError(f"no trainable method that adaptkit can run is recommended (ranked: {ranked}); nothing to write")
+    p = advice.profile
+    classification = p.task == "classification"
+    defaults = CLASSIFICATION_DEFAULTS if classification else CAUSAL_DEFAULTS
+    notes = []
+    recipe = {
+        "method": method if not (method == "full_finetuning" and not classification and p.goal == "instruction_following") else "instruction_tuning",
+        "task": "sequence_classification" if classification else "causal_lm",
+        "model": p.model or defaults["model"],
+        "data": {"train": p.train_data or str(project_root() / defaults["train"]),
+                 "eval": p.eval_data or (None if p.train_data else str(project_root() / defaults["eval"])),
+                 "eval_fraction": 0.1 if p.train_data and not p.eval_data else None},
+        "training": {"epochs": 3, "learning_rate": 2e-4, "batch_size": defaults["batch_size"], "max_length": defaults["max_length"]},
+        "output_dir": f"runs/{output_name or method}",
+    }
+    if not p.model:
+        notes.append(f"model: {defaults['model']} (no model in the answers; set model=... to change it)")
+    if not p.train_data:
+        notes.append(f"data: the demo data in examples/data (set data.train=... and data.eval=... for yours)")
+    if method == "lora_adapters":
+        recipe["lora"] = {"r": 8 if classification else 16, "alpha": 16 if classification else 32, "dropout": 0.05,
+                          "target_modules": None if classification else "all-linear", "quantization": "none"}
+        recipe["training"]["learning_rate"] = 1e-3 if classification else 2e-4
+    elif method == "prefix_prompt_tuning":
+        recipe["prefix_prompt_tuning"] = {"kind": "prompt", "num_virtual_tokens": 20}
+        recipe["training"].update(learning_rate=3e-2, epochs=10)
+    else:
+        recipe["training"]["learning_rate"] = 5e-5 if classification else 2e-5
+    notes.extend(_fit(recipe, advice))
+    validate(recipe, "emitted recipe")
+    return recipe, notes
+
+
+def _fit(recipe: dict, advice: Advice) -> list[str]:
+    """Apply the estimator's cheapest same-method change when the recipe does not fit the profile's GPU."""
+    p = advice.profile
+    if p.weight_access != "open" or p.vram_total_gb <= 0:
+        return ["no GPU in the profile: settings are the defaults (run --dry-run on the training machine)"]
+    from adaptkit.advisor.engine import _architecture
+    from adaptkit.estimate.fit import suggest
+    from adaptkit.estimate.memory import FULL_METHODS, Setup, estimate_memory
+
+    arch = _architecture(p)
+    if arch is None:
+        return ["model size unknown: settings are the defaults (run adaptkit run --dry-run to check the fit)"]
+    method = recipe["method"]
+    t = recipe["training"]
+    setup = Setup(method=method, batch_size=t["batch_size"], seq_len=t["max_length"], num_gpus=p.num_gpus,
+                  sharding="zero3" if p.num_gpus > 1 and method in FULL_METHODS else "none",
+                  lora_r=recipe.get("lora", {}).get("r", 16)).resolved()
+    peak = estimate_memory(arch, setup).peak_gb
+    if peak <= p.gpu_vram_gb:
+        return [f"fits: ~{peak:.1f} GB per GPU of {p.gpu_vram_gb:g} GB at batch {t['batch_size']} x {t['max_length']} tokens"]
+    changes, verdict = suggest(arch, setup, p.gpu_vram_gb)
+    same = [c for c in changes if c.setup.method == setup.method and c.setup.adapter == setup.adapter and c.setup.num_gpus == setup.num_gpus]
+    if not same:
+        return [f"does not fit on {p.num_gpus} x {p.gpu_vram_gb:g} GB ({verdict or 'only as another method'}): check with --dry-run"]
+    fitted = same[0].setup
+    t["batch_size"] = fitted.batch_size
+    t["gradient_accumulation"] = max(1, setup.batch_size // fitted.batch_size)
+    t["max_length"] = fitted.seq_len
+    t["gradient_checkpointing"] = fitted.gradient_checkpointing
+    if fitted.quantization != "none" and "lora" in recipe:
+        recipe["lora"]["quantization"] = fitted.quantization
+        recipe["lora"]["target_modules"] = "all-linear"
+    return [f"sized to fit {p.num_gpus} x {p.gpu_vram_gb:g} GB: {same[0].description} (~{same[0].peak_gb:.1f} GB per GPU)"]
+
+
+def render(recipe: dict, advice: Advice, notes: list[str], path: str) -> str:
+    """The recipe file: a header saying why, then the YAML."""
+    top = next(r for r in advice.recommendations if r.method == recipe["method"] or
+               (recipe["method"] == "instruction_tuning" and r.method == "full_finetuning"))
+    p = advice.profile
+    header = [
+        f"# {recipe['method']} for {p.task} (goal {p.goal}), written by `adaptkit advise`.",
+        f"# Why: {top.rationale[0]}" if top.rationale else "# Why: the best trainable method for these answers.",
+        *[f"# Note: {note}" for note in notes],
+        f"# Run: adaptkit run {path}   (check first: adaptkit run {path} --dry-run)",
+    ]
+    body = as_yaml(validate(recipe, "emitted recipe"))
+    return "\n".join(header) + "\n" + body
