@@ -29,6 +29,9 @@ def poisoned_path(tmp_path):
     ["estimate", "--params", "7B", "--json"],
     ["estimate", "--model", "meta-llama/Llama-3.1-8B", "--method", "lora_adapters", "--gpu", "4090", "--json"],
     ["hardware", "--json"],
+    ["recipes", "list"],
+    ["recipes", "show", "lora_cls"],
+    ["run", "--help"],
 ])
 def test_fast_paths_import_no_training_stack(poisoned_path, args):
     code = (

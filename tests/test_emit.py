@@ -1,0 +1,66 @@
+"""advise writes a runnable recipe for its top trainable recommendation, sized to the profile's GPU."""
+
+import pytest
+import yaml
+
+from adaptkit.advisor.engine import advise
+from adaptkit.advisor.profile import build_profile
+from adaptkit.errors import InputError
+from adaptkit.recipe.emit import recipe_for
+from adaptkit.recipe.load import load_recipe
+
+ANSWERS = "task: classification\ngoal: behavior\nweight_access: open\nmodel_params_b: 0.0227\ngpu_vram_gb: 0\nnum_gpus: 0\nlabeled_examples: 400\n"
+
+
+def test_emit_recipe_from_answers(invoke, tmp_path):
+    answers = tmp_path / "a.yaml"
+    answers.write_text(ANSWERS)
+    target = tmp_path / "recipe.yaml"
+    result = invoke("advise", "--answers", answers, "--emit-recipe", target)
+    assert result.exit_code == 0, result.output
+    assert f"adaptkit run {target}" in result.stdout
+    text = target.read_text()
+    assert text.startswith("# lora_adapters for classification") and "# Run: adaptkit run" in text
+    recipe, _, _ = load_recipe(str(target))
+    assert recipe.method == "lora_adapters" and recipe.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert invoke("recipes", "validate", target).exit_code == 0
+    again = invoke("advise", "--answers", answers, "--emit-recipe", target)
+    assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_emitted_recipe_is_sized_to_the_gpu():
+    profile = build_profile({"task": "chat", "goal": "behavior", "weight_access": "open", "model": "meta-llama/Llama-3.1-8B-Instruct",
+                             "gpu_vram_gb": 24, "num_gpus": 1, "labeled_examples": 3000})
+    recipe, notes = recipe_for(advise(profile))
+    assert recipe["method"] == "lora_adapters" and recipe["task"] == "causal_lm"
+    assert any("sized to fit" in n for n in notes), notes
+    t = recipe["training"]
+    assert t["batch_size"] * t.get("gradient_accumulation", 1) >= 4
+
+
+def test_user_data_paths_and_eval_fraction():
+    profile = build_profile({"task": "classification", "goal": "behavior", "weight_access": "open", "model_params_b": 0.02,
+                             "labeled_examples": 500, "train_data": "mine.csv"})
+    recipe, _ = recipe_for(advise(profile))
+    assert recipe["data"]["train"] == "mine.csv" and recipe["data"]["eval"] is None and recipe["data"]["eval_fraction"] == 0.1
+
+
+def test_nothing_trainable_to_emit():
+    profile = build_profile({"task": "qa", "goal": "knowledge", "weight_access": "closed_api"})
+    with pytest.raises(InputError, match="nothing to write"):
+        recipe_for(advise(profile))
+
+
+def test_wizard_offers_the_recipe_last(invoke, monkeypatch, tmp_path):
+    from adaptkit.cli import advise as advise_cli
+    from tests.test_wizard import Script
+
+    monkeypatch.chdir(tmp_path)
+    script = Script({"task": "classification", "goal": "behavior", "weight_access": "open", "model": None, "model_params_b": 0.0227,
+                     "num_gpus": 0, "labeled_examples": 400, "force": True, "path": "mine.yaml", "train_data": None, "eval_data": None})
+    monkeypatch.setattr(advise_cli, "_interactive", lambda: True)
+    monkeypatch.setattr(advise_cli, "_prompter", lambda: script)
+    result = invoke("advise")
+    assert result.exit_code == 0, result.output
+    assert "adaptkit run mine.yaml" in result.stdout
+    assert yaml.safe_load((tmp_path / "mine.yaml").read_text())["method"] == "lora_adapters"
