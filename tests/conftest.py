@@ -1,5 +1,11 @@
+import os
+
 import pytest
 from click.testing import CliRunner
+
+# Before anything imports huggingface_hub (which reads these once): no hub access in tests.
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_name] = "1"
 
 from adaptkit.cli import cli
 

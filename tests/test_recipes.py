@@ -48,7 +48,8 @@ def test_overrides_are_validated_like_the_file():
     ("training.learning_rate.x=1", "is a value, not a block"),
     ("epochs", "KEY=VALUE"),
     ("ia3.target_modules=[key]", "exactly one of the blocks `lora` or `ia3`"),
-    ("method=dpo", "has no runner yet"),
+    ("method=rag", "has no runner yet"),
+    ("method=dpo", "needs a `dpo` block"),
     ("task=causal_lm", None),
 ])
 def test_bad_overrides(override, words):

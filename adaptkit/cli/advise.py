@@ -87,6 +87,11 @@ def _emit(advice, path: str, force: bool, quiet: bool = False) -> None:
     from adaptkit.recipe.emit import recipe_for, render
 
     recipe, notes = recipe_for(advice)
+    if advice.profile.train_data:  # the user's own data: check it now, not after the GPU is booked
+        from adaptkit.recipe.load import validate
+        from adaptkit.runners.data import load_splits
+
+        load_splits(validate(recipe, "emitted recipe"))
     write_new(path, render(recipe, advice, notes, path), force=force)
     if not quiet:
         click.echo(f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})")

@@ -194,15 +194,26 @@ def show_dry_run(report: dict) -> None:
 def show_run_summary(recipe, metrics: dict) -> None:
     console = _console()
     t, e = metrics["train"], metrics["eval"]
-    lines = [
-        f"[bold]{recipe.method}[/] on {recipe.model} ({recipe.task}) -> [bold]{recipe.output_dir}[/]",
-        f"trained {t['runtime_s']:.1f} s, {t['samples_per_second']:.1f} samples/s, {t['trainable_params']:,} of "
-        f"{t['total_params']:,} parameters trainable, final loss {t['final_loss']:.4f}",
-    ]
-    if "accuracy" in e:
-        lines.append(f"eval: [bold]accuracy {e['accuracy']:.4f}[/], macro-F1 {e['f1_macro']:.4f}, loss {e['loss']:.4f}"
-                     if e.get("accuracy") is not None else "eval: none (no eval data)")
+    lines = [f"[bold]{recipe.method}[/] on {recipe.model} ({recipe.task}) -> [bold]{recipe.output_dir}[/]"]
+    for name, part in ([("reward model", t["reward_model"]), ("policy", t["policy"])] if recipe.method == "rlhf" else [("", t)]):
+        lines.append(f"{name + ': ' if name else ''}trained {part['runtime_s']:.1f} s, {part['samples_per_second']:.1f} samples/s, "
+                     f"{part['trainable_params']:,} of {part['total_params']:,} parameters trainable, final loss {part['final_loss']:.4f}")
+    if recipe.method == "rlhf":
+        lines.append(f"eval: reward model pairwise accuracy [bold]{_num(e['reward_model_accuracy'])}[/]; mean reward on held-out prompts "
+                     f"{_num(e['reward_before'])} before -> [bold]{_num(e['reward_after'])}[/] after; KL {_num(e['kl'])}")
+    elif recipe.method == "dpo":
+        lines.append(f"eval: preference accuracy [bold]{_num(e['preference_accuracy'])}[/], reward margin {_num(e['reward_margin'])}, "
+                     f"loss {_num(e['loss'])}")
+    elif "accuracy" in e:
+        lines.append(f"eval: [bold]accuracy {_num(e['accuracy'])}[/], macro-F1 {_num(e['f1_macro'])}, loss {_num(e['loss'])}")
     else:
-        lines.append(f"eval: loss {e['loss']:.4f}, perplexity {e['perplexity']:.2f}" if e.get("loss") is not None else "eval: none")
-    lines.append("files: metrics.json, README.md (model card, how to load), recipe.yaml, train_log.jsonl, loss_curve.png")
+        lines.append(f"eval: loss {_num(e['loss'])}, perplexity {_num(e['perplexity'], 2)}")
+    files = "metrics.json, README.md (model card, how to load), recipe.yaml, train_log.jsonl, loss_curve.png"
+    if recipe.method == "rlhf":
+        files += ", reward_curve.png, samples.jsonl, reward_model/, policy/"
+    lines.append(f"files: {files}")
     console.print("\n".join(lines))
+
+
+def _num(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -25,8 +25,10 @@ CHILD_ENV = "ADAPTKIT_LAUNCHED"
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes: relaunches under accelerate launch (GPUs) or torchrun (CPU, gloo).")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False), help="An accelerate config file (FSDP, DeepSpeed) for --num-processes.")
+@click.option("--stage", type=click.Choice(["all", "reward", "policy"]), default="all", show_default=True,
+              help="RLHF only: train the reward model, the policy (reusing the reward model), or both.")
 @click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
-def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate_config, as_json):
+def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate_config, stage, as_json):
     """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
 
     Examples:
@@ -41,15 +43,19 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
     loaded, _, _ = load_recipe(recipe, overrides)
     if overwrite and resume:
         raise InputError("--overwrite and --resume contradict each other: pick one")
+    if stage != "all" and loaded.method != "rlhf":
+        raise InputError(f"--stage is for rlhf recipes; this one is {loaded.method}")
     splits = load_splits(loaded)  # data problems fail here, before any weights load
     if dry_run:
         _dry_run(loaded, splits, recipe, overrides, as_json)
         return
     child = os.environ.get(CHILD_ENV) == "1"
     if not child:
-        _check_output_dir(Path(loaded.output_dir), overwrite, resume)
+        root = Path(loaded.output_dir)
+        _check_output_dir(root / "policy" if stage == "policy" else root, overwrite, resume)
     if num_processes > 1 and not child:
-        _relaunch(recipe, overrides, resume, num_processes, accelerate_config, loaded.output_dir, as_json)
+        _relaunch(recipe, overrides + (("--stage", stage) if stage != "all" else ()), resume, num_processes, accelerate_config,
+                  loaded.output_dir, as_json)
         return
     from adaptkit.runners.models import resolve_model
     from adaptkit.runners.report import write_outputs
@@ -58,14 +64,31 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
     out = Path(loaded.output_dir)
     created = not out.exists()
     try:
-        metrics = train(loaded, splits, RunOptions(resume=resume, recipe_ref=recipe, overrides=tuple(overrides)))
+        options = RunOptions(resume=resume, recipe_ref=recipe, overrides=tuple(overrides) + (("--stage", stage) if stage != "all" else ()))
+        if loaded.method == "dpo":
+            from adaptkit.runners.preference import run_dpo
+
+            metrics = run_dpo(loaded, splits, options)
+        elif loaded.method == "rlhf":
+            from adaptkit.runners.preference import run_rlhf
+
+            metrics = run_rlhf(loaded, splits, options, stage)
+        else:
+            metrics = train(loaded, splits, options)
     except Exception as exc:
         from adaptkit.runners.train import Interrupted
 
-        if created and not isinstance(exc, Interrupted) and not any(out.glob("checkpoint-*")):
+        finished = any(out.glob("**/checkpoint-*")) or any(out.glob("**/reward_metrics.json"))
+        if created and not isinstance(exc, Interrupted) and not finished:
             shutil.rmtree(out, ignore_errors=True)  # leave no half-written output behind
         raise
     if metrics is None:  # not the main process
+        return
+    if metrics.pop("stage", None) == "reward":  # a reward-only run: its metrics live with the reward model
+        metrics.pop("_log_history", None)
+        click.echo(json.dumps(metrics, indent=2) if as_json else
+                   f"reward model trained: pairwise accuracy {metrics['eval']['reward_model_accuracy']}; next: adaptkit run {recipe} "
+                   f"{' '.join(overrides)} --stage policy".replace("  ", " "))
         return
     write_outputs(loaded, metrics, splits.labels, resolve_model(loaded.model))
     if as_json:

@@ -11,6 +11,8 @@ CLASSIFICATION_DEFAULTS = {"model": "sentence-transformers/all-MiniLM-L6-v2", "t
                            "eval": "examples/data/support_tickets_test.jsonl", "batch_size": 16, "max_length": 128}
 CAUSAL_DEFAULTS = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples/data/instructions_train.jsonl",
                    "eval": "examples/data/instructions_eval.jsonl", "batch_size": 4, "max_length": 1024}
+PREFERENCE_DEFAULTS = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples/data/preferences_train.jsonl",
+                       "eval": "examples/data/preferences_eval.jsonl", "batch_size": 4, "max_length": 512}
 
 
 def pick(advice: Advice) -> str | None:
@@ -25,8 +27,9 @@ def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, li
         ranked = ", ".join(r.method for r in advice.recommendations) or "none"
         raise InputError(f"no trainable method that adaptkit can run is recommended (ranked: {ranked}); nothing to write")
     p = advice.profile
-    classification = p.task == "classification"
-    defaults = CLASSIFICATION_DEFAULTS if classification else CAUSAL_DEFAULTS
+    preference = method in ("dpo", "rlhf")
+    classification = p.task == "classification" and not preference
+    defaults = PREFERENCE_DEFAULTS if preference else CLASSIFICATION_DEFAULTS if classification else CAUSAL_DEFAULTS
     notes = []
     recipe = {
         "method": method if not (method == "full_finetuning" and not classification and p.goal == "instruction_following") else "instruction_tuning",
@@ -42,7 +45,17 @@ def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, li
         notes.append(f"model: {defaults['model']} (no model in the answers; set model=... to change it)")
     if not p.train_data:
         notes.append(f"data: the demo data in examples/data (set data.train=... and data.eval=... for yours)")
-    if method == "lora_adapters":
+    if preference:
+        recipe["lora"] = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear", "quantization": "none"}
+        recipe["training"].update(learning_rate=5e-5, epochs=1)
+        if method == "dpo":
+            recipe["dpo"] = {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}
+        else:
+            recipe["rlhf"] = {"reward": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8},
+                              "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}
+        if p.is_base_model:
+            notes.append("the model is a base model: instruction-tune it first (recipe lora_sft), then start from that adapter")
+    elif method == "lora_adapters":
         recipe["lora"] = {"r": 8 if classification else 16, "alpha": 16 if classification else 32, "dropout": 0.05,
                           "target_modules": None if classification else "all-linear", "quantization": "none"}
         recipe["training"]["learning_rate"] = 1e-3 if classification else 2e-4
@@ -71,13 +84,15 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
     method = recipe["method"]
     t = recipe["training"]
     setup = Setup(method=method, batch_size=t["batch_size"], seq_len=t["max_length"], num_gpus=p.num_gpus,
+                  adapter="lora" if "lora" in recipe else None,
                   sharding="zero3" if p.num_gpus > 1 and method in FULL_METHODS else "none",
                   lora_r=recipe.get("lora", {}).get("r", 16)).resolved()
     peak = estimate_memory(arch, setup).peak_gb
     if peak <= p.gpu_vram_gb:
         return [f"fits: ~{peak:.1f} GB per GPU of {p.gpu_vram_gb:g} GB at batch {t['batch_size']} x {t['max_length']} tokens"]
     changes, verdict = suggest(arch, setup, p.gpu_vram_gb)
-    same = [c for c in changes if c.setup.method == setup.method and c.setup.adapter == setup.adapter and c.setup.num_gpus == setup.num_gpus]
+    expressible = ("method", "adapter", "num_gpus", "chunked_loss", "optimizer", "precision")  # what a recipe cannot change
+    same = [c for c in changes if all(getattr(c.setup, key) == getattr(setup, key) for key in expressible)]
     if not same:
         return [f"does not fit on {p.num_gpus} x {p.gpu_vram_gb:g} GB ({verdict or 'only as another method'}): check with --dry-run"]
     fitted = same[0].setup

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from adaptkit.advisor.catalogue import METHOD_IDS
 
-RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning")
+RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning", "dpo", "rlhf")
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 
 
 class Strict(BaseModel):
@@ -26,6 +27,8 @@ class DataConfig(Strict):
     prompt_column: str = Field("prompt", description="instruction data: the prompt column")
     response_column: str = Field("response", description="instruction data: the response column")
     messages_column: Optional[str] = Field(None, description="instruction data: a column of chat messages (instead of prompt/response)")
+    chosen_column: str = Field("chosen", description="preference data: the preferred response (text or messages)")
+    rejected_column: str = Field("rejected", description="preference data: the dispreferred response (text or messages)")
     max_rows: Optional[int] = Field(None, ge=1, description="use at most this many training rows (quick trials)")
 
 
@@ -67,6 +70,39 @@ class IA3ConfigBlock(Strict):
     feedforward_modules: Optional[list[str]] = Field(None, description="which of them are feed-forward; null for PEFT's default")
 
 
+class DPOBlock(Strict):
+    beta: float = Field(0.1, gt=0, description="strength of the pull toward the reference model (higher: stay closer)")
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="the DPO loss variant (TRL's loss_type)")  # type: ignore[valid-type]
+    reference: Literal["adapters_off", "copy"] = Field(
+        "adapters_off", description="adapters_off: the base with LoRA disabled (no second copy); copy: full-weight DPO with a frozen copy")
+    starting_adapter: Optional[str] = Field(None, description="a LoRA adapter from an SFT run to start from (folder)")
+
+
+class RewardStage(Strict):
+    model: Optional[str] = Field(None, description="reward model base (default: the recipe's model)")
+    epochs: float = Field(1.0, gt=0, description="passes over the preference pairs")
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="reward model learning rate")
+    batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many steps")
+
+
+class PolicyStage(Strict):
+    algorithm: Literal["grpo", "rloo"] = Field("grpo", description="policy optimiser (TRL's GRPOTrainer or RLOOTrainer; PPO is not in the installed TRL)")
+    num_generations: int = Field(4, ge=2, description="samples per prompt (the group the advantage is computed over)")
+    max_completion_length: int = Field(64, ge=1, description="tokens generated per sample")
+    temperature: float = Field(0.9, gt=0, description="sampling temperature for rollouts")
+    kl_coef: float = Field(0.04, ge=0, description="KL penalty to the reference policy (TRL's beta)")
+    max_steps: int = Field(50, ge=1, description="policy optimisation steps (the step budget)")
+    learning_rate: float = Field(1e-5, gt=0, lt=1, description="policy learning rate")
+    batch_size: int = Field(4, ge=1, description="prompts x generations per micro-batch; a multiple of num_generations")
+    eval_prompts: int = Field(16, ge=1, description="held-out prompts scored before and after training")
+
+
+class RLHFBlock(Strict):
+    reward: RewardStage = Field(default_factory=RewardStage)
+    policy: PolicyStage = Field(default_factory=PolicyStage)
+
+
 class Recipe(Strict):
     """A runnable recipe. Exactly what `adaptkit run` does is written here."""
 
@@ -79,6 +115,8 @@ class Recipe(Strict):
     lora: Optional[LoraConfigBlock] = Field(None, description="LoRA / QLoRA settings (method lora_adapters)")
     ia3: Optional[IA3ConfigBlock] = Field(None, description="IA3 settings (method lora_adapters, instead of lora)")
     prefix_prompt_tuning: Optional[PrefixConfigBlock] = Field(None, description="soft prompt settings (method prefix_prompt_tuning)")
+    dpo: Optional[DPOBlock] = Field(None, description="DPO settings (method dpo)")
+    rlhf: Optional[RLHFBlock] = Field(None, description="RLHF stages: reward model, then policy optimisation (method rlhf)")
     output_dir: str = Field(description="where the model, metrics, model card, log and loss curve go")
 
     @field_validator("model", "output_dir")
@@ -92,13 +130,23 @@ class Recipe(Strict):
     def _method_blocks(self):
         if self.method not in RUNNABLE:
             raise ValueError(f"`method: {self.method}` has no runner yet; adaptkit run supports {', '.join(RUNNABLE)}")
-        blocks = {"lora": self.lora, "ia3": self.ia3, "prefix_prompt_tuning": self.prefix_prompt_tuning}
+        blocks = {"lora": self.lora, "ia3": self.ia3, "prefix_prompt_tuning": self.prefix_prompt_tuning, "dpo": self.dpo, "rlhf": self.rlhf}
         given = [name for name, block in blocks.items() if block is not None]
         if self.method == "lora_adapters" and len([b for b in given if b in ("lora", "ia3")]) != 1:
             raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora` or `ia3`")
-        if self.method == "prefix_prompt_tuning" and "prefix_prompt_tuning" not in given:
-            raise ValueError("`method: prefix_prompt_tuning` needs a `prefix_prompt_tuning` block")
-        allowed = {"lora_adapters": {"lora", "ia3"}, "prefix_prompt_tuning": {"prefix_prompt_tuning"}}.get(self.method, set())
+        for method in ("prefix_prompt_tuning", "dpo", "rlhf"):
+            if self.method == method and method not in given:
+                raise ValueError(f"`method: {method}` needs a `{method}` block")
+        if self.method in ("dpo", "rlhf") and self.task != "causal_lm":
+            raise ValueError(f"`method: {self.method}` trains a causal LM policy: set `task: causal_lm`")
+        if self.method == "dpo" and self.dpo.reference == "adapters_off" and self.lora is None:
+            raise ValueError("`dpo.reference: adapters_off` needs a `lora` block (or set `dpo.reference: copy` for full-weight DPO)")
+        if self.method == "dpo" and self.dpo.reference == "copy" and self.lora is not None:
+            raise ValueError("`dpo.reference: copy` is full-weight DPO: remove the `lora` block, or use `dpo.reference: adapters_off`")
+        if self.method == "rlhf" and self.rlhf.policy.batch_size % self.rlhf.policy.num_generations:
+            raise ValueError("`rlhf.policy.batch_size` must be a multiple of `rlhf.policy.num_generations`")
+        allowed = {"lora_adapters": {"lora", "ia3"}, "prefix_prompt_tuning": {"prefix_prompt_tuning"},
+                   "dpo": {"dpo", "lora"}, "rlhf": {"rlhf", "lora"}}.get(self.method, set())
         extra = [name for name in given if name not in allowed]
         if extra:
             raise ValueError(f"`method: {self.method}` does not use the block(s) {', '.join(extra)}: remove them")

@@ -129,10 +129,14 @@ def load_splits(recipe: Recipe) -> Splits:
         cut = max(1, round(len(shuffled) * d.eval_fraction))
         eval_rows, train = shuffled[:cut], shuffled[cut:]
         eval_source = f"{d.eval_fraction:.0%} of data.train (seed {recipe.training.seed})"
+        if not train:
+            raise InputError(f"data.train: {d.train} has too few rows to hold out {d.eval_fraction:.0%} for evaluation")
     if d.max_rows:
         train = train[: d.max_rows]
     if recipe.task == "sequence_classification":
         return _classification(train, eval_rows, recipe, eval_source)
+    if recipe.method in ("dpo", "rlhf"):
+        return _preferences(train, eval_rows, recipe, eval_source)
     return _instructions(train, eval_rows, recipe, eval_source)
 
 
@@ -172,6 +176,38 @@ def _instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
             _require_columns(rows, [d.response_column], where, "data.response_column")
             _check_text(rows, d.prompt_column, where)
             _check_text(rows, d.response_column, where)
+    return Splits(train, eval_rows, [], eval_source)
+
+
+def _response_text(value) -> str:
+    """A response as text: a string, or the contents of a message list."""
+    if isinstance(value, list):
+        return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return value if isinstance(value, str) else ""
+
+
+def _preferences(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
+    d = recipe.data
+    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
+        if not rows:
+            continue
+        present = set(rows[0])
+        if d.chosen_column not in present and d.rejected_column not in present and (
+                d.response_column in present or d.messages_column in present or "messages" in present or "completion" in present):
+            raise InputError(f"{where}: this looks like SFT data (columns: {', '.join(rows[0])}), not preference pairs: "
+                             f"{recipe.method} needs `{d.chosen_column}` and `{d.rejected_column}`; for SFT use the recipes lora_sft or instruction_tuning")
+        _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
+        _require_columns(rows, [d.chosen_column], where, "data.chosen_column")
+        _require_columns(rows, [d.rejected_column], where, "data.rejected_column")
+        empty = [n for n, r in enumerate(rows, 1) if not _response_text(r[d.chosen_column]).strip()
+                 or not _response_text(r[d.rejected_column]).strip()]
+        if empty:
+            raise InputError(f"{where}: {len(empty)} pair(s) have an empty chosen or rejected response (first: row {empty[0]})")
+        same = [n for n, r in enumerate(rows, 1) if _response_text(r[d.chosen_column]).strip() == _response_text(r[d.rejected_column]).strip()]
+        if same:
+            raise InputError(f"{where}: {len(same)} pair(s) have identical chosen and rejected responses (first: row {same[0]}): "
+                             "they teach nothing; remove them")
+        _check_text(rows, d.prompt_column, where) if isinstance(rows[0][d.prompt_column], str) else None
     return Splits(train, eval_rows, [], eval_source)
 
 

@@ -19,6 +19,10 @@ def data_summary(recipe: Recipe, splits: Splits) -> dict:
             summary["eval_labels"] = {str(k): v for k, v in sorted(label_counts(splits.eval, d.label_column).items(), key=lambda kv: str(kv[0]))}
         texts = [r[d.text_column] for r in splits.train]
         sample = {"text": texts[0], "label": str(splits.train[0][d.label_column])}
+    elif recipe.method in ("dpo", "rlhf"):
+        texts = [_text(r[d.prompt_column]) + " " + max(_text(r[d.chosen_column]), _text(r[d.rejected_column]), key=len) for r in splits.train]
+        sample = {"prompt": splits.train[0][d.prompt_column], "chosen": splits.train[0][d.chosen_column],
+                  "rejected": splits.train[0][d.rejected_column]}
     elif d.messages_column:
         texts = None
         sample = {"messages": splits.train[0][d.messages_column]}
@@ -44,6 +48,12 @@ def data_summary(recipe: Recipe, splits: Splits) -> dict:
     return summary
 
 
+def _text(value) -> str:
+    if isinstance(value, list):
+        return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return str(value)
+
+
 def _tokenizer(recipe: Recipe):
     """(tokenizer, None) or (None, why there is no tokenized sample)."""
     try:
@@ -51,11 +61,12 @@ def _tokenizer(recipe: Recipe):
     except ImportError:
         return None, "transformers is not installed: no tokenized sample (pip install 'adaptkit[train]')"
     transformers.logging.set_verbosity_error()
-    try:
-        return transformers.AutoTokenizer.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code), None
-    except Exception as exc:
-        return None, (f"no tokenized sample: the tokenizer of `{recipe.model}` cannot be loaded here ({exc.__class__.__name__}; "
-                      "offline? pass model=PATH to a local copy)")
+    try:  # a dry run never downloads: local folders and the local cache only
+        return transformers.AutoTokenizer.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code,
+                                                          local_files_only=True), None
+    except Exception:
+        return None, (f"no tokenized sample: the tokenizer of `{recipe.model}` is not on this machine yet "
+                      "(the run downloads it; offline, pass model=PATH to a local copy)")
 
 
 def memory(recipe: Recipe) -> dict:
@@ -74,13 +85,24 @@ def memory(recipe: Recipe) -> dict:
     device = Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}") if gpus else None
     precision = {"auto": "bf16-mixed" if gpus else "fp32", "fp16-mixed": "bf16-mixed"}.get(recipe.training.precision, recipe.training.precision)
     adapter = recipe.adapter
+    preference = {}
+    if recipe.method == "dpo":
+        preference = {"adapter": "lora" if recipe.lora else "none", "dpo_reference": "copy" if recipe.dpo.reference == "copy" else "auto"}
+    elif recipe.method == "rlhf":
+        policy = recipe.rlhf.policy
+        preference = {"adapter": "lora" if recipe.lora else "none", "rl_algorithm": policy.algorithm,
+                      "rollouts_per_prompt": policy.num_generations, "generation_tokens": policy.max_completion_length}
+    batch = recipe.training.batch_size
+    if recipe.method == "rlhf":
+        batch = max(1, recipe.rlhf.policy.batch_size // recipe.rlhf.policy.num_generations)
     setup = Setup(
-        method=recipe.method if recipe.method != "instruction_tuning" else "instruction_tuning",
+        method=recipe.method,
         precision=precision if adapter == "none" else ("bf16" if gpus else "fp32"),
         quantization=recipe.lora.quantization if recipe.lora else "none",
-        batch_size=recipe.training.batch_size, seq_len=recipe.training.max_length,
+        batch_size=batch, seq_len=recipe.training.max_length,
         gradient_checkpointing=recipe.training.gradient_checkpointing,
-        adapter={"lora": "lora", "ia3": "ia3"}.get(adapter, None) if recipe.method == "lora_adapters" else None,
+        adapter={"lora": "lora", "ia3": "ia3"}.get(adapter, None) if recipe.method == "lora_adapters" else preference.pop("adapter", None),
+        **preference,
         lora_r=recipe.lora.r if recipe.lora else 16,
         lora_targets=_targets(recipe), soft_prompt="prefix" if adapter == "prefix" else "prompt",
         num_virtual_tokens=recipe.prefix_prompt_tuning.num_virtual_tokens if recipe.prefix_prompt_tuning else 20,

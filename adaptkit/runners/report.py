@@ -44,6 +44,25 @@ def loss_curve(log_history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def reward_curve(log_history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(e["step"], e["reward"]) for e in log_history if "reward" in e and "step" in e]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    if points:
+        ax.plot(*zip(*points), label="mean reward of rollouts", color="#2ca02c")
+    ax.set_xlabel("policy step")
+    ax.set_ylabel("reward")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def model_card(recipe: Recipe, metrics: dict, base_path: str, labels: list) -> str:
     adapter = recipe.adapter
     e = metrics["eval"]
@@ -62,15 +81,22 @@ def model_card(recipe: Recipe, metrics: dict, base_path: str, labels: list) -> s
                     f"    id2label=dict(enumerate(labels)), label2id={{l: i for i, l in enumerate(labels)}})\n"
                     f"model = PeftModel.from_pretrained(base, \"{recipe.output_dir}\")\n"
                     f"tokenizer = AutoTokenizer.from_pretrained(\"{recipe.output_dir}\")")
-    elif adapter == "none":
-        load = (f"from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-                f"model = AutoModelForCausalLM.from_pretrained(\"{recipe.output_dir}\")\n"
-                f"tokenizer = AutoTokenizer.from_pretrained(\"{recipe.output_dir}\")")
     else:
-        load = (f"from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n"
-                f"model = AutoPeftModelForCausalLM.from_pretrained(\"{recipe.output_dir}\")\n"
-                f"tokenizer = AutoTokenizer.from_pretrained(\"{recipe.output_dir}\")")
+        where = f"{recipe.output_dir}/policy" if recipe.method == "rlhf" else recipe.output_dir
+        if adapter == "none":
+            load = (f"from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                    f"model = AutoModelForCausalLM.from_pretrained(\"{where}\")\n"
+                    f"tokenizer = AutoTokenizer.from_pretrained(\"{where}\")")
+        else:
+            load = (f"from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n"
+                    f"model = AutoPeftModelForCausalLM.from_pretrained(\"{where}\")\n"
+                    f"tokenizer = AutoTokenizer.from_pretrained(\"{where}\")")
+        if recipe.method == "rlhf":
+            load += (f"\n# the reward model:\nfrom transformers import AutoModelForSequenceClassification\n"
+                     f"reward_model = AutoModelForSequenceClassification.from_pretrained(\"{recipe.output_dir}/reward_model\")")
     t = metrics["train"]
+    if recipe.method == "rlhf":
+        t = t["policy"]
     return f"""---
 library_name: {"peft" if adapter != "none" else "transformers"}
 base_model: {recipe.model}
@@ -109,6 +135,8 @@ def write_outputs(recipe: Recipe, metrics: dict, labels: list, base_path: str) -
     if labels:
         write_atomic(out / "labels.json", json.dumps([str(x) for x in labels], indent=2) + "\n")
     loss_curve(history, out / "loss_curve.png")
+    if recipe.method == "rlhf":
+        reward_curve(history, out / "reward_curve.png")
     write_atomic(out / "README.md", model_card(recipe, metrics, base_path, labels))
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return out

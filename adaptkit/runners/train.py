@@ -92,12 +92,15 @@ def _check_prefix_support(model) -> None:
         )
 
 
-def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
+def common_arguments(recipe: Recipe, out: Path, has_eval: bool, **changes) -> dict:
+    """TrainingArguments fields every runner shares, from the recipe's `training` block (changes override them)."""
     t = recipe.training
+    values = dict(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size, max_steps=t.max_steps)
+    values.update(changes)
     common = dict(
-        output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
-        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=max(t.batch_size, 16),
-        gradient_accumulation_steps=t.gradient_accumulation, learning_rate=t.learning_rate,
+        output_dir=str(out), num_train_epochs=values["epochs"], max_steps=values["max_steps"] or -1,
+        per_device_train_batch_size=values["batch_size"], per_device_eval_batch_size=max(values["batch_size"], 8),
+        gradient_accumulation_steps=t.gradient_accumulation, learning_rate=values["learning_rate"],
         weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed,
         logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
         eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,
@@ -109,10 +112,15 @@ def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
 
         name = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
         common[name] = True
+    return common
+
+
+def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
+    common = common_arguments(recipe, out, has_eval)
     if sft:
         from trl import SFTConfig
 
-        return SFTConfig(max_length=t.max_length, packing=False, **common)
+        return SFTConfig(max_length=recipe.training.max_length, packing=False, **common)
     from transformers import TrainingArguments
 
     # Classifier losses are means over sequences, not sums over tokens: averaging token counts across
@@ -120,7 +128,7 @@ def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
     return TrainingArguments(average_tokens_across_devices=False, **common)
 
 
-def _callbacks(stop_flag: dict, log_path: Path):
+def callbacks(stop_flag: dict, log_path: Path, stage: str | None = None):
     import json
 
     from transformers import TrainerCallback
@@ -131,7 +139,8 @@ def _callbacks(stop_flag: dict, log_path: Path):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 with open(log_path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+                    extra = {"stage": stage} if stage else {}
+                    handle.write(json.dumps({**extra, "step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
         def on_step_end(self, args, state, control, **kwargs):
             if stop_flag["stop"]:
@@ -246,11 +255,7 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
-    """Train, evaluate, save. Returns the metrics on the main process (None on other ranks)."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+def check_quantization(recipe: Recipe) -> None:
     if recipe.lora and recipe.lora.quantization != "none":
         if not cuda_available():
             raise InputError(f"lora.quantization={recipe.lora.quantization} (QLoRA) needs a CUDA GPU and bitsandbytes; "
@@ -259,23 +264,10 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
 
         if importlib.util.find_spec("bitsandbytes") is None:
             raise InputError("lora.quantization needs bitsandbytes: pip install bitsandbytes")
-    if recipe.adapter == "prefix" and recipe.task == "causal_lm":
-        import peft
-        import trl
 
-        raise InputError(
-            f"prefix tuning of a causal LM fails in TRL's SFTTrainer (trl {trl.__version__}, peft {peft.__version__}) with an "
-            "attention-mask size mismatch in its fused-loss forward: use prefix_prompt_tuning.kind=prompt, or LoRA"
-        )
-    out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    stop = {"stop": False}
-    sft = recipe.task == "causal_lm"
-    args = _training_arguments(recipe, out, bool(splits.eval), sft)
-    build = _causal_trainer if sft else _classification_trainer
-    trainer, tokenizer = build(recipe, splits, out, args, _callbacks(stop, log_path))
-    trainable, total = count_parameters(trainer.model)
+
+def fit(trainer, stop: dict, options: RunOptions, out: Path, resume: bool):
+    """Run trainer.train with Ctrl-C saving a checkpoint; progress to stderr. Returns (result, seconds)."""
 
     def on_interrupt(signum, frame):
         if stop["stop"]:
@@ -286,36 +278,68 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     started = time.perf_counter()
     try:  # progress and log lines go to stderr: stdout carries the result
         with contextlib.redirect_stdout(sys.stderr):
-            result = trainer.train(resume_from_checkpoint=True if options.resume else None)
+            result = trainer.train(resume_from_checkpoint=True if resume else None)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     if stop["stop"]:
         raise Interrupted(
             f"interrupted at step {trainer.state.global_step}: checkpoint saved in {out}; resume with: "
-            f"adaptkit run {options.recipe_ref} {' '.join(options.overrides)} --resume".replace("  ", " ")
+            f"adaptkit run {' '.join([options.recipe_ref, *options.overrides])} --resume"
         )
-    runtime = time.perf_counter() - started
+    return result, time.perf_counter() - started
+
+
+def evaluate(trainer) -> dict:
     with contextlib.redirect_stdout(sys.stderr):
-        evaluation = trainer.evaluate() if splits.eval else {}
-    if not trainer.is_world_process_zero():
-        return None
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+        return trainer.evaluate()
+
+
+def train_metrics(trainer, result, runtime: float, model=None) -> dict:
+    trainable, total = count_parameters(model if model is not None else trainer.model)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    train_metrics = {
+    return {
         "runtime_s": round(result.metrics.get("train_runtime", runtime), 3),
         "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 3),
         "trainable_params": trainable, "total_params": total,
         "final_loss": round(losses[-1], 6) if losses else round(result.training_loss, 6),
     }
+
+
+def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
+    """Train, evaluate, save. Returns the metrics on the main process (None on other ranks)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    check_quantization(recipe)
+    if recipe.adapter == "prefix" and recipe.task == "causal_lm":
+        import peft
+        import trl
+
+        raise InputError(
+            f"prefix tuning of a causal LM fails in TRL's SFTTrainer (trl {trl.__version__}, peft {peft.__version__}) with an "
+            "attention-mask size mismatch in its fused-loss forward: use prefix_prompt_tuning.kind=prompt, or LoRA"
+        )
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stop = {"stop": False}
+    sft = recipe.task == "causal_lm"
+    args = _training_arguments(recipe, out, bool(splits.eval), sft)
+    build = _causal_trainer if sft else _classification_trainer
+    trainer, tokenizer = build(recipe, splits, out, args, callbacks(stop, out / "train_log.jsonl"))
+    result, runtime = fit(trainer, stop, options, out, options.resume)
+    evaluation = evaluate(trainer) if splits.eval else {}
+    if not trainer.is_world_process_zero():
+        return None
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
     if sft:
         loss = evaluation.get("eval_loss")
         eval_metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50)) if loss is not None else None}
     else:
         eval_metrics = {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
                         "f1_macro": evaluation.get("eval_f1_macro")}
-    return {"method": recipe.method, "task": recipe.task, "train": train_metrics, "eval": eval_metrics,
+    return {"method": recipe.method, "task": recipe.task, "train": train_metrics(trainer, result, runtime), "eval": eval_metrics,
             "_log_history": trainer.state.log_history}
 
 
