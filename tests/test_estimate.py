@@ -5,7 +5,7 @@ import json
 import pytest
 
 from adaptkit.errors import InputError
-from adaptkit.estimate.architectures import from_config, from_params, load_model
+from adaptkit.estimate.architectures import from_params, load_model
 from adaptkit.estimate.compute import find_gpu, flops_per_token
 from adaptkit.estimate.fit import suggest
 from adaptkit.estimate.memory import Setup, estimate_memory, trainable_params

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from adaptkit._files import write_atomic
 from adaptkit.errors import InputError
 
 
@@ -33,12 +32,5 @@ def write_new(path: str | Path, text: str, force: bool = False) -> Path:
         raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
     if not path.parent.exists():
         raise InputError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
     return path

@@ -8,7 +8,7 @@ import click
 
 from adaptkit.advisor.catalogue import METHOD_IDS
 from adaptkit.errors import InputError
-from adaptkit.units import parse_count, parse_gigabytes, parse_number, parse_params_b
+from adaptkit.units import parse_gigabytes, parse_number, parse_params_b
 
 INFERENCE_SEQ = {"prompt_engineering": 2048, "in_context_learning": 4096, "rag": 4096, "tool_use": 4096}
 

@@ -44,7 +44,7 @@ def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, li
     if not p.model:
         notes.append(f"model: {defaults['model']} (no model in the answers; set model=... to change it)")
     if not p.train_data:
-        notes.append(f"data: the demo data in examples/data (set data.train=... and data.eval=... for yours)")
+        notes.append("data: the demo data in examples/data (set data.train=... and data.eval=... for yours)")
     if preference:
         recipe["lora"] = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear", "quantization": "none"}
         recipe["training"].update(learning_rate=5e-5, epochs=1)

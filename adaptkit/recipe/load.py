@@ -5,11 +5,11 @@ from __future__ import annotations
 import difflib
 import sys
 from pathlib import Path
-from typing import get_args, get_origin
+from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 
-from adaptkit._yaml import load_yaml, loads_yaml
+from adaptkit._yaml import loads_yaml
 from adaptkit.errors import InputError
 from adaptkit.recipe.schema import Recipe
 
@@ -192,7 +192,3 @@ def as_yaml(recipe: Recipe) -> str:
     import yaml
 
     return yaml.safe_dump(recipe.model_dump(mode="json", exclude_none=False), sort_keys=False, allow_unicode=True)
-
-
-def load_yaml_file(path: Path):
-    return load_yaml(path)

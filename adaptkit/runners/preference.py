@@ -11,7 +11,7 @@ from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
 from adaptkit.runners.models import resolve_model
 from adaptkit.runners.train import (
-    RunOptions, callbacks, check_quantization, common_arguments, evaluate, fit, peft_config, train_metrics,
+    RunOptions, callbacks, check_quantization, common_arguments, evaluate, fit, fit_evaluate_save, peft_config, train_metrics,
 )
 
 
@@ -69,12 +69,10 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     trainer = DPOTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
                          eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
                          peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"))
-    result, runtime = fit(trainer, stop, options, out, options.resume)
-    evaluation = evaluate(trainer) if splits.eval else {}
-    if not trainer.is_world_process_zero():
+    finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval))
+    if finished is None:
         return None
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+    result, runtime, evaluation = finished
     return {
         "method": "dpo", "task": recipe.task, "train": train_metrics(trainer, result, runtime),
         "eval": {"loss": evaluation.get("eval_loss"), "preference_accuracy": evaluation.get("eval_rewards/accuracies"),

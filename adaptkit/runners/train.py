@@ -295,6 +295,17 @@ def evaluate(trainer) -> dict:
         return trainer.evaluate()
 
 
+def fit_evaluate_save(trainer, tokenizer, stop: dict, options: RunOptions, out: Path, has_eval: bool):
+    """Train, evaluate and save on the main process: (result, seconds, evaluation), or None on other ranks."""
+    result, runtime = fit(trainer, stop, options, out, options.resume)
+    evaluation = evaluate(trainer) if has_eval else {}
+    if not trainer.is_world_process_zero():
+        return None
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    return result, runtime, evaluation
+
+
 def train_metrics(trainer, result, runtime: float, model=None) -> dict:
     trainable, total = count_parameters(model if model is not None else trainer.model)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -327,12 +338,10 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     args = _training_arguments(recipe, out, bool(splits.eval), sft)
     build = _causal_trainer if sft else _classification_trainer
     trainer, tokenizer = build(recipe, splits, out, args, callbacks(stop, out / "train_log.jsonl"))
-    result, runtime = fit(trainer, stop, options, out, options.resume)
-    evaluation = evaluate(trainer) if splits.eval else {}
-    if not trainer.is_world_process_zero():
+    finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval))
+    if finished is None:
         return None
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+    result, runtime, evaluation = finished
     if sft:
         loss = evaluation.get("eval_loss")
         eval_metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50)) if loss is not None else None}
