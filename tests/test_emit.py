@@ -64,3 +64,18 @@ def test_wizard_offers_the_recipe_last(invoke, monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert "adaptkit run mine.yaml" in result.stdout
     assert yaml.safe_load((tmp_path / "mine.yaml").read_text())["method"] == "lora_adapters"
+
+
+def test_advise_then_run_is_two_commands(invoke, tmp_path, monkeypatch):
+    pytest.importorskip("peft")
+    monkeypatch.chdir(tmp_path)
+    answers = tmp_path / "a.yaml"
+    answers.write_text(ANSWERS)
+    assert invoke("advise", "--answers", answers, "--emit-recipe", "mine.yaml").exit_code == 0
+    result = invoke("run", "mine.yaml", "training.max_steps=3", "data.max_rows=48", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    metrics = json.loads(result.stdout)
+    assert metrics["method"] == "lora_adapters" and metrics["eval"]["accuracy"] is not None
+    assert (tmp_path / "runs" / "lora_adapters" / "adapter_config.json").is_file()
