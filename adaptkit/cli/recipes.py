@@ -69,5 +69,10 @@ def validate(recipe, overrides):
     from adaptkit.runners.data import load_splits
 
     loaded, path, _ = load_recipe(recipe, overrides)
+    if loaded.method == "rag":
+        from adaptkit.runners.data import check_questions
+
+        click.echo(f"{path}: valid ({loaded.method}, {loaded.task}, {len(check_questions(loaded))} questions)")
+        return
     splits = load_splits(loaded)
     click.echo(f"{path}: valid ({loaded.method}, {loaded.task}, {len(splits.train)} train / {len(splits.eval)} eval rows)")

@@ -45,6 +45,9 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
         raise InputError("--overwrite and --resume contradict each other: pick one")
     if stage != "all" and loaded.method != "rlhf":
         raise InputError(f"--stage is for rlhf recipes; this one is {loaded.method}")
+    if loaded.method == "rag":
+        _run_rag(loaded, recipe, overrides, dry_run, overwrite, as_json)
+        return
     splits = load_splits(loaded)  # data problems fail here, before any weights load
     if dry_run:
         _dry_run(loaded, splits, recipe, overrides, as_json)
@@ -97,18 +100,20 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
         _summary(loaded, metrics)
 
 
-def _check_output_dir(out: Path, overwrite: bool, resume: bool) -> None:
+def _check_output_dir(out: Path, overwrite: bool, resume: bool, keep: Path | None = None) -> None:
     if resume:
         if not any(out.glob("checkpoint-*")):
             raise InputError(f"--resume: no checkpoint in {out} to resume from")
         return
     if out.exists() and not out.is_dir():
         raise InputError(f"output_dir {out} is a file: choose a folder")
-    if out.is_dir() and any(out.iterdir()):
+    contents = [p for p in out.iterdir() if keep is None or p.resolve() != keep.resolve()] if out.is_dir() else []
+    if contents:
         if not overwrite:
             raise InputError(f"output_dir {out} is not empty: pass --overwrite to replace it, --resume to continue, "
                              "or set output_dir=NEW_DIR")
-        shutil.rmtree(out)
+        for path in contents:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _relaunch(recipe, overrides, resume, processes, accelerate_config, output_dir, as_json):
@@ -150,3 +155,42 @@ def _summary(recipe, metrics):
     from adaptkit.cli.render import show_run_summary
 
     show_run_summary(recipe, metrics)
+
+
+def _run_rag(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
+    from adaptkit.runners.data import check_questions
+
+    questions = check_questions(recipe)
+    corpus = Path(recipe.rag.corpus)
+    if not corpus.is_dir():
+        raise InputError(f"rag.corpus: {corpus} is not a folder")
+    if dry_run:
+        from adaptkit.runners.rag import SUFFIXES
+
+        files = [p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES]
+        report = {"recipe": __import__("adaptkit.recipe.load", fromlist=["as_yaml"]).as_yaml(recipe),
+                  "data": {"questions": len(questions), "corpus_files": len(files),
+                           "index": str(recipe.rag.index_dir), "index_exists": (Path(recipe.rag.index_dir) / "manifest.json").is_file()},
+                  "memory": __import__("adaptkit.runners.dryrun", fromlist=["memory"]).memory(recipe),
+                  "commands": {"run": f"adaptkit run {recipe_ref} {' '.join(overrides)}".strip()}}
+        click.echo(json.dumps(report, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in report["data"].items()))
+        return
+    _check_output_dir(Path(recipe.output_dir), overwrite, False, keep=Path(recipe.rag.index_dir))
+    from adaptkit.recipe.load import as_yaml
+    from adaptkit.runners.backends import make_backend
+    from adaptkit.runners.rag import run_rag
+    from adaptkit.runners.report import write_atomic
+
+    metrics = run_rag(recipe, questions, lambda: make_backend(recipe))
+    out = Path(recipe.output_dir)
+    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    e, index = metrics["eval"], metrics["index"]
+    click.echo(f"rag on {index['files']} files ({index['chunks']} chunks; embedded {index['embedded_files']}, reused "
+               f"{index['reused_files']}, removed {index['removed_files']}) -> {out}")
+    click.echo(f"retrieval over {e['questions']} questions: recall@{e['k']} {e['recall_at_k']:.3f}, MRR {e['mrr']:.3f}"
+               + (f"; answers containing the expected text {e['answer_contains_expected']:.3f}" if "answer_contains_expected" in e else ""))
+    click.echo("files: metrics.json, retrievals.jsonl (top chunks per question), recipe.yaml")

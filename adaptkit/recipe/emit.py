@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adaptkit.advisor.catalogue import TRAINING_METHODS
 from adaptkit.advisor.engine import Advice
 from adaptkit.errors import InputError
 from adaptkit.recipe.load import as_yaml, project_root, validate
@@ -16,8 +17,8 @@ PREFERENCE_DEFAULTS = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples
 
 
 def pick(advice: Advice) -> str | None:
-    """The best-ranked method adaptkit can run."""
-    return next((r.method for r in advice.recommendations if r.method in RUNNABLE), None)
+    """The best-ranked trainable method adaptkit can run."""
+    return next((r.method for r in advice.recommendations if r.method in RUNNABLE and r.method in TRAINING_METHODS), None)
 
 
 def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, list[str]]:

@@ -184,7 +184,12 @@ def resolve_paths(recipe: Recipe, builtin: bool) -> Recipe:
             path = project_root() / path
         updates[key] = str(path)
     data = recipe.data.model_copy(update=updates)
-    return recipe.model_copy(update={"data": data})
+    changes = {"data": data}
+    if recipe.rag and builtin:
+        corpus = Path(recipe.rag.corpus)
+        if not corpus.is_absolute() and not corpus.exists() and (project_root() / corpus).exists():
+            changes["rag"] = recipe.rag.model_copy(update={"corpus": str(project_root() / corpus)})
+    return recipe.model_copy(update=changes)
 
 
 def as_yaml(recipe: Recipe) -> str:

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from adaptkit.advisor.catalogue import METHOD_IDS
 
-RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning", "dpo", "rlhf")
+RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning", "dpo", "rlhf", "rag")
+EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 
 
@@ -17,7 +18,7 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    train: str = Field(description="training data: a .jsonl/.csv/.parquet file, or a hub dataset name")
+    train: Optional[str] = Field(None, description="training data (or the demonstration pool): a .jsonl/.csv/.parquet file, or a hub dataset name")
     eval: Optional[str] = Field(None, description="held-out data (same formats); or use eval_fraction")
     train_split: str = Field("train", description="split of a hub dataset used for training")
     eval_split: str = Field("test", description="split of a hub dataset used for evaluation")
@@ -103,11 +104,40 @@ class RLHFBlock(Strict):
     policy: PolicyStage = Field(default_factory=PolicyStage)
 
 
+class BackendBlock(Strict):
+    kind: Literal["local", "openai"] = Field("local", description="local: the recipe's model with Transformers; openai: any OpenAI-compatible endpoint")
+    base_url: Optional[str] = Field(None, description="openai: the endpoint, e.g. http://localhost:8000/v1")
+    model: Optional[str] = Field(None, description="openai: the served model name (default: the recipe's model)")
+    api_key_env: Optional[str] = Field(None, description="openai: the environment variable holding the API key (the key is never written)")
+    timeout_s: float = Field(60.0, gt=0, description="seconds to wait for one response")
+    max_retries: int = Field(4, ge=0, description="retries on 429, 5xx and timeouts, with exponential backoff")
+    concurrency: int = Field(4, ge=1, description="requests in flight at once")
+    cache_dir: Optional[str] = Field(None, description="cache responses on disk, keyed by request (re-running costs nothing)")
+    max_new_tokens: int = Field(64, ge=1, description="tokens generated per answer")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+
+
+class RAGBlock(Strict):
+    corpus: str = Field(description="a folder of .txt and .md files (.pdf too when pypdf is installed)")
+    index_dir: str = Field(description="where the on-disk index lives; unchanged files are not re-embedded")
+    chunk_size: int = Field(120, ge=10, description="words per chunk")
+    chunk_overlap: int = Field(30, ge=0, description="words shared by neighbouring chunks")
+    top_k: int = Field(3, ge=1, description="chunks retrieved per question")
+    embedding_model: str = Field(EMBEDDED, description="sentence-transformers model (the embedded MiniLM offline)")
+    generate: bool = Field(False, description="also answer each question with the backend, citing the chunks")
+    question_column: str = Field("question", description="questions file: the question")
+    source_column: str = Field("source", description="questions file: the file that holds the answer")
+    answer_column: Optional[str] = Field("answer", description="questions file: the expected answer (for answer metrics)")
+    prompt: str = Field(
+        "Answer the question using only the numbered sources below, and cite them like [1].\n\n{sources}\n\nQuestion: {question}",
+        description="the generation prompt; {sources} and {question} are filled in")
+
+
 class Recipe(Strict):
     """A runnable recipe. Exactly what `adaptkit run` does is written here."""
 
     method: Literal[METHOD_IDS] = Field(description="a catalogue method id")  # type: ignore[valid-type]
-    task: Literal["sequence_classification", "causal_lm"] = Field(description="what the model learns to do")
+    task: Literal["sequence_classification", "causal_lm", "question_answering"] = Field(description="what the model learns or is asked to do")
     model: str = Field(description="hub id or local path (sentence-transformers/all-MiniLM-L6-v2 resolves to the embedded copy offline)")
     trust_remote_code: bool = Field(False, description="run code shipped with the model (only for models you trust)")
     data: DataConfig
@@ -117,6 +147,8 @@ class Recipe(Strict):
     prefix_prompt_tuning: Optional[PrefixConfigBlock] = Field(None, description="soft prompt settings (method prefix_prompt_tuning)")
     dpo: Optional[DPOBlock] = Field(None, description="DPO settings (method dpo)")
     rlhf: Optional[RLHFBlock] = Field(None, description="RLHF stages: reward model, then policy optimisation (method rlhf)")
+    rag: Optional[RAGBlock] = Field(None, description="retrieval settings (method rag)")
+    backend: BackendBlock = Field(default_factory=BackendBlock, description="training-free methods: where prompts go")
     output_dir: str = Field(description="where the model, metrics, model card, log and loss curve go")
 
     @field_validator("model", "output_dir")
@@ -130,13 +162,20 @@ class Recipe(Strict):
     def _method_blocks(self):
         if self.method not in RUNNABLE:
             raise ValueError(f"`method: {self.method}` has no runner yet; adaptkit run supports {', '.join(RUNNABLE)}")
-        blocks = {"lora": self.lora, "ia3": self.ia3, "prefix_prompt_tuning": self.prefix_prompt_tuning, "dpo": self.dpo, "rlhf": self.rlhf}
+        blocks = {"lora": self.lora, "ia3": self.ia3, "prefix_prompt_tuning": self.prefix_prompt_tuning, "dpo": self.dpo,
+                  "rlhf": self.rlhf, "rag": self.rag}
         given = [name for name, block in blocks.items() if block is not None]
         if self.method == "lora_adapters" and len([b for b in given if b in ("lora", "ia3")]) != 1:
             raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora` or `ia3`")
-        for method in ("prefix_prompt_tuning", "dpo", "rlhf"):
+        for method in ("prefix_prompt_tuning", "dpo", "rlhf", "rag"):
             if self.method == method and method not in given:
                 raise ValueError(f"`method: {method}` needs a `{method}` block")
+        if self.method != "rag" and not self.data.train:
+            raise ValueError(f"`data.train` is required for `method: {self.method}`")
+        if self.method == "rag" and not self.data.eval:
+            raise ValueError("`method: rag` needs `data.eval`: the questions file (question, source, answer)")
+        if self.method == "rag" and self.task != "question_answering":
+            raise ValueError("`method: rag` needs `task: question_answering`")
         if self.method in ("dpo", "rlhf") and self.task != "causal_lm":
             raise ValueError(f"`method: {self.method}` trains a causal LM policy: set `task: causal_lm`")
         if self.method == "dpo" and self.dpo.reference == "adapters_off" and self.lora is None:
@@ -146,7 +185,7 @@ class Recipe(Strict):
         if self.method == "rlhf" and self.rlhf.policy.batch_size % self.rlhf.policy.num_generations:
             raise ValueError("`rlhf.policy.batch_size` must be a multiple of `rlhf.policy.num_generations`")
         allowed = {"lora_adapters": {"lora", "ia3"}, "prefix_prompt_tuning": {"prefix_prompt_tuning"},
-                   "dpo": {"dpo", "lora"}, "rlhf": {"rlhf", "lora"}}.get(self.method, set())
+                   "dpo": {"dpo", "lora"}, "rlhf": {"rlhf", "lora"}, "rag": {"rag"}}.get(self.method, set())
         extra = [name for name in given if name not in allowed]
         if extra:
             raise ValueError(f"`method: {self.method}` does not use the block(s) {', '.join(extra)}: remove them")

@@ -213,3 +213,15 @@ def _preferences(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
 
 def label_counts(rows: list[dict], column: str) -> Counter:
     return Counter(_label_key(r[column]) for r in rows)
+
+
+def check_questions(recipe: Recipe) -> list[dict]:
+    """The RAG question set: rows with a question and the source file that answers it."""
+    block = recipe.rag
+    rows = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
+    if not rows:
+        raise InputError(f"data.eval: {recipe.data.eval} has no questions")
+    _require_columns(rows, [block.question_column], "data.eval", "rag.question_column")
+    _require_columns(rows, [block.source_column], "data.eval", "rag.source_column")
+    _check_text(rows, block.question_column, "data.eval")
+    return rows
