@@ -48,6 +48,9 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
     if loaded.method == "rag":
         _run_rag(loaded, recipe, overrides, dry_run, overwrite, as_json)
         return
+    if loaded.method in ("prompt_engineering", "in_context_learning"):
+        _run_prompting(loaded, recipe, overrides, dry_run, overwrite, as_json)
+        return
     splits = load_splits(loaded)  # data problems fail here, before any weights load
     if dry_run:
         _dry_run(loaded, splits, recipe, overrides, as_json)
@@ -194,3 +197,49 @@ def _run_rag(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
     click.echo(f"retrieval over {e['questions']} questions: recall@{e['k']} {e['recall_at_k']:.3f}, MRR {e['mrr']:.3f}"
                + (f"; answers containing the expected text {e['answer_contains_expected']:.3f}" if "answer_contains_expected" in e else ""))
     click.echo("files: metrics.json, retrievals.jsonl (top chunks per question), recipe.yaml")
+
+
+def _run_prompting(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
+    """Prompt engineering and ICL: evaluate prompts on the dev set; nothing trains."""
+    from adaptkit.runners.data import prompt_rows
+
+    pool, rows, labels = prompt_rows(recipe)
+    if dry_run:
+        from adaptkit.recipe.load import as_yaml
+        from adaptkit.runners.dryrun import memory
+
+        what = ([v.name for v in recipe.prompts.variants] if recipe.prompts else recipe.icl.shots)
+        report = {"recipe": as_yaml(recipe), "data": {"dev_rows": len(rows), "pool_rows": len(pool), "labels": labels,
+                                                       "compares": what, "backend": recipe.backend.kind},
+                  "memory": memory(recipe) if recipe.backend.kind == "local" else {"note": "served by the endpoint"},
+                  "commands": {"run": f"adaptkit run {recipe_ref} {' '.join(overrides)}".strip()}}
+        click.echo(json.dumps(report, indent=2, default=str) if as_json else "\n".join(f"{k}: {v}" for k, v in report["data"].items()))
+        return
+    _check_output_dir(Path(recipe.output_dir), overwrite, False)
+    from adaptkit.recipe.load import as_yaml
+    from adaptkit.runners.backends import make_backend
+    from adaptkit.runners.prompting import run_icl, run_prompt_engineering
+    from adaptkit.runners.report import write_atomic
+
+    backend = make_backend(recipe)
+    if recipe.method == "prompt_engineering":
+        metrics = run_prompt_engineering(recipe, rows, labels, backend)
+    else:
+        metrics = run_icl(recipe, pool, rows, labels, backend)
+    out = Path(recipe.output_dir)
+    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    e = metrics["eval"]
+    if recipe.method == "prompt_engineering":
+        metric = next(k for k in e if k not in ("variants", "best_variant"))
+        for name, row in e["variants"].items():
+            click.echo(f"  {name:20} {metric} {row[metric]:.3f}  ({row['mean_prompt_tokens']:.0f} prompt tokens)")
+        click.echo(f"best variant: {e['best_variant']} ({metric} {e[metric]:.3f}); saved to {out / 'best_prompt.json'}")
+    else:
+        click.echo("  k   accuracy  prompt tokens")
+        for k, value in e["accuracy_by_k"].items():
+            click.echo(f"  {k:>3} {value:9.3f} {e['mean_prompt_tokens_by_k'][k]:14.0f}")
+        click.echo(f"best k: {e['best_k']} (accuracy {e['accuracy']:.3f}); chart: {out / 'accuracy_vs_k.png'}")

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from adaptkit.advisor.catalogue import METHOD_IDS
 
-RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning", "dpo", "rlhf", "rag")
+RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning", "dpo", "rlhf", "rag",
+            "prompt_engineering", "in_context_learning")
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 
@@ -117,6 +118,27 @@ class BackendBlock(Strict):
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
 
 
+class PromptVariant(Strict):
+    name: str = Field(description="a short name for the results table")
+    template: str = Field(description="the user message; {text} is the input, {labels} the label set (classification)")
+
+
+class PromptsBlock(Strict):
+    system: Optional[str] = Field(None, description="the system prompt shared by every variant")
+    variants: list[PromptVariant] = Field(min_length=1, description="prompt templates to compare on the dev set")
+    scorer: str = Field("exact", description="exact, contains, or module:function(prediction, row) -> float in [0, 1]")
+
+
+class ICLBlock(Strict):
+    shots: list[int] = Field([0, 1, 2, 4, 8], min_length=1, description="numbers of demonstrations to compare")
+    selection: Literal["random", "balanced", "similar"] = Field("similar", description="how demonstrations are picked from data.train")
+    embedding_model: str = Field(EMBEDDED, description="for selection: similar (the embedded MiniLM offline)")
+    instruction: str = Field("Sort each item into one of: {labels}.", description="the opening line; {labels} is the label set")
+    example_template: str = Field("Input: {text}\nLabel: {label}", description="one demonstration")
+    query_template: str = Field("Input: {text}\nLabel:", description="the item to label")
+    max_prompt_tokens: Optional[int] = Field(None, ge=16, description="token budget; k shrinks to fit (default: the model's context)")
+
+
 class RAGBlock(Strict):
     corpus: str = Field(description="a folder of .txt and .md files (.pdf too when pypdf is installed)")
     index_dir: str = Field(description="where the on-disk index lives; unchanged files are not re-embedded")
@@ -148,6 +170,8 @@ class Recipe(Strict):
     dpo: Optional[DPOBlock] = Field(None, description="DPO settings (method dpo)")
     rlhf: Optional[RLHFBlock] = Field(None, description="RLHF stages: reward model, then policy optimisation (method rlhf)")
     rag: Optional[RAGBlock] = Field(None, description="retrieval settings (method rag)")
+    prompts: Optional[PromptsBlock] = Field(None, description="prompt variants (method prompt_engineering)")
+    icl: Optional[ICLBlock] = Field(None, description="few-shot settings (method in_context_learning)")
     backend: BackendBlock = Field(default_factory=BackendBlock, description="training-free methods: where prompts go")
     output_dir: str = Field(description="where the model, metrics, model card, log and loss curve go")
 
@@ -163,14 +187,17 @@ class Recipe(Strict):
         if self.method not in RUNNABLE:
             raise ValueError(f"`method: {self.method}` has no runner yet; adaptkit run supports {', '.join(RUNNABLE)}")
         blocks = {"lora": self.lora, "ia3": self.ia3, "prefix_prompt_tuning": self.prefix_prompt_tuning, "dpo": self.dpo,
-                  "rlhf": self.rlhf, "rag": self.rag}
+                  "rlhf": self.rlhf, "rag": self.rag, "prompts": self.prompts, "icl": self.icl}
         given = [name for name, block in blocks.items() if block is not None]
         if self.method == "lora_adapters" and len([b for b in given if b in ("lora", "ia3")]) != 1:
             raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora` or `ia3`")
-        for method in ("prefix_prompt_tuning", "dpo", "rlhf", "rag"):
-            if self.method == method and method not in given:
-                raise ValueError(f"`method: {method}` needs a `{method}` block")
-        if self.method != "rag" and not self.data.train:
+        for method, block in (("prefix_prompt_tuning", "prefix_prompt_tuning"), ("dpo", "dpo"), ("rlhf", "rlhf"), ("rag", "rag"),
+                              ("prompt_engineering", "prompts"), ("in_context_learning", "icl")):
+            if self.method == method and block not in given:
+                raise ValueError(f"`method: {method}` needs a `{block}` block")
+        if self.method == "in_context_learning" and (self.task != "sequence_classification" or not self.data.eval):
+            raise ValueError("`method: in_context_learning` runs `task: sequence_classification` with `data.train` (the pool) and `data.eval`")
+        if self.method not in ("rag", "prompt_engineering") and not self.data.train:
             raise ValueError(f"`data.train` is required for `method: {self.method}`")
         if self.method == "rag" and not self.data.eval:
             raise ValueError("`method: rag` needs `data.eval`: the questions file (question, source, answer)")
@@ -185,7 +212,8 @@ class Recipe(Strict):
         if self.method == "rlhf" and self.rlhf.policy.batch_size % self.rlhf.policy.num_generations:
             raise ValueError("`rlhf.policy.batch_size` must be a multiple of `rlhf.policy.num_generations`")
         allowed = {"lora_adapters": {"lora", "ia3"}, "prefix_prompt_tuning": {"prefix_prompt_tuning"},
-                   "dpo": {"dpo", "lora"}, "rlhf": {"rlhf", "lora"}, "rag": {"rag"}}.get(self.method, set())
+                   "dpo": {"dpo", "lora"}, "rlhf": {"rlhf", "lora"}, "rag": {"rag"}, "prompt_engineering": {"prompts"},
+                   "in_context_learning": {"icl"}}.get(self.method, set())
         extra = [name for name in given if name not in allowed]
         if extra:
             raise ValueError(f"`method: {self.method}` does not use the block(s) {', '.join(extra)}: remove them")

@@ -225,3 +225,23 @@ def check_questions(recipe: Recipe) -> list[dict]:
     _require_columns(rows, [block.source_column], "data.eval", "rag.source_column")
     _check_text(rows, block.question_column, "data.eval")
     return rows
+
+
+def prompt_rows(recipe: Recipe) -> tuple[list[dict], list[dict], list]:
+    """(demonstration pool, dev rows, labels) for prompt engineering and ICL, checked like training data."""
+    d = recipe.data
+    if d.train:
+        splits = load_splits(recipe)
+        pool, rows = splits.train, splits.eval or splits.train
+        labels = splits.labels
+    else:
+        rows = read_rows(d.eval, d.eval_split, "data.eval")
+        if not rows:
+            raise InputError(f"data.eval: {d.eval} has no rows")
+        pool = []
+        if recipe.task == "sequence_classification":
+            labels = _classification(rows, [], recipe, "").labels
+        else:
+            _instructions(rows, [], recipe, "")
+            labels = []
+    return pool, rows, [str(label) for label in labels]
