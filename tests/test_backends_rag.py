@@ -24,6 +24,16 @@ class Scripted(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length))
         Scripted.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         action = Scripted.script.pop(0) if Scripted.script else "ok"
+        if callable(action):  # a function of the request body returns the assistant message
+            action = {"choices": [{"message": {"role": "assistant", **action(body)}}]}
+        if isinstance(action, dict):
+            payload = json.dumps(action).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         if action in ("429", "500"):
             self.send_response(int(action))
             self.send_header("Retry-After", "0")

@@ -48,6 +48,9 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
     if loaded.method == "rag":
         _run_rag(loaded, recipe, overrides, dry_run, overwrite, as_json)
         return
+    if loaded.method == "tool_use":
+        _run_tools(loaded, recipe, overrides, dry_run, overwrite, as_json)
+        return
     if loaded.method in ("prompt_engineering", "in_context_learning"):
         _run_prompting(loaded, recipe, overrides, dry_run, overwrite, as_json)
         return
@@ -243,3 +246,46 @@ def _run_prompting(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
         for k, value in e["accuracy_by_k"].items():
             click.echo(f"  {k:>3} {value:9.3f} {e['mean_prompt_tokens_by_k'][k]:14.0f}")
         click.echo(f"best k: {e['best_k']} (accuracy {e['accuracy']:.3f}); chart: {out / 'accuracy_vs_k.png'}")
+
+
+def _run_tools(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
+    from adaptkit.runners.data import read_rows
+    from adaptkit.runners.tools import load_tools
+
+    block = recipe.tools
+    tasks = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
+    if not tasks:
+        raise InputError(f"data.eval: {recipe.data.eval} has no tasks")
+    for column, setting in ((block.question_column, "tools.question_column"), (block.answer_column, "tools.answer_column")):
+        if column not in tasks[0]:
+            raise InputError(f"data.eval: column `{column}` not found (columns: {', '.join(tasks[0])}); set {setting}")
+    tools = load_tools(recipe)
+    if dry_run:
+        specs = {name: tool.spec for name, tool in tools.items()}
+        report = {"data": {"tasks": len(tasks), "tools": list(specs), "state_changing": [n for n, t in tools.items() if t.changes_state]},
+                  "tool_schemas": specs}
+        click.echo(json.dumps(report, indent=2) if as_json else json.dumps(report["data"]))
+        return
+    _check_output_dir(Path(recipe.output_dir), overwrite, False)
+    from adaptkit.recipe.load import as_yaml
+    from adaptkit.runners.backends import make_backend
+    from adaptkit.runners.report import write_atomic
+    from adaptkit.runners.tools import run_tool_use
+
+    interactive = block.confirm_changes and sys.stdin.isatty()
+
+    def confirm(name, arguments):
+        return interactive and click.confirm(f"run {name}({json.dumps(arguments)}), which changes state?", default=False, err=True)
+
+    metrics = run_tool_use(recipe, tasks, make_backend(recipe), confirm)
+    out = Path(recipe.output_dir)
+    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    e = metrics["eval"]
+    validity = "n/a" if e["tool_call_validity"] is None else f"{e['tool_call_validity']:.3f}"
+    click.echo(f"tool use on {e['tasks']} tasks: success {e['success_rate']:.3f}, valid tool calls {validity} "
+               f"({e['tool_calls']} calls, {e['refused_calls']} refused), mean steps {e['mean_steps']:.2f}; "
+               f"transcripts in {out / 'transcripts.jsonl'}")

@@ -189,6 +189,10 @@ def resolve_paths(recipe: Recipe, builtin: bool) -> Recipe:
         corpus = Path(recipe.rag.corpus)
         if not corpus.is_absolute() and not corpus.exists() and (project_root() / corpus).exists():
             changes["rag"] = recipe.rag.model_copy(update={"corpus": str(project_root() / corpus)})
+    if recipe.tools and recipe.tools.table and builtin:
+        table = Path(recipe.tools.table)
+        if not table.is_absolute() and not table.exists() and (project_root() / table).exists():
+            changes["tools"] = recipe.tools.model_copy(update={"table": str(project_root() / table)})
     return recipe.model_copy(update=changes)
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from adaptkit.advisor.catalogue import METHOD_IDS
 
 RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning", "dpo", "rlhf", "rag",
-            "prompt_engineering", "in_context_learning")
+            "prompt_engineering", "in_context_learning", "tool_use")
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 
@@ -139,6 +139,24 @@ class ICLBlock(Strict):
     max_prompt_tokens: Optional[int] = Field(None, ge=16, description="token budget; k shrinks to fit (default: the model's context)")
 
 
+class CustomTool(Strict):
+    function: str = Field(description="module:function; its type hints and docstring become the tool's JSON schema")
+    changes_state: bool = Field(False, description="the tool changes something (a refund, a ticket): confirmed or refused, never run silently")
+
+
+class ToolsBlock(Strict):
+    builtins: list[Literal["calculator", "table_lookup"]] = Field(["calculator"], description="built-in tools")
+    table: Optional[str] = Field(None, description="table_lookup: a CSV file")
+    table_key: str = Field("id", description="table_lookup: the key column")
+    custom: list[CustomTool] = Field(default_factory=list, description="your own tools")
+    max_steps: int = Field(5, ge=1, description="model turns per task before giving up")
+    confirm_changes: bool = Field(False, description="ask in the terminal before a state-changing tool runs (otherwise refuse it)")
+    system: str = Field("Use the tools to answer. Call a tool whenever you need a number or a fact; then answer briefly.",
+                        description="the system prompt")
+    question_column: str = Field("question", description="tasks file: the task")
+    answer_column: str = Field("answer", description="tasks file: the expected answer")
+
+
 class RAGBlock(Strict):
     corpus: str = Field(description="a folder of .txt and .md files (.pdf too when pypdf is installed)")
     index_dir: str = Field(description="where the on-disk index lives; unchanged files are not re-embedded")
@@ -159,7 +177,7 @@ class Recipe(Strict):
     """A runnable recipe. Exactly what `adaptkit run` does is written here."""
 
     method: Literal[METHOD_IDS] = Field(description="a catalogue method id")  # type: ignore[valid-type]
-    task: Literal["sequence_classification", "causal_lm", "question_answering"] = Field(description="what the model learns or is asked to do")
+    task: Literal["sequence_classification", "causal_lm", "question_answering", "agent"] = Field(description="what the model learns or is asked to do")
     model: str = Field(description="hub id or local path (sentence-transformers/all-MiniLM-L6-v2 resolves to the embedded copy offline)")
     trust_remote_code: bool = Field(False, description="run code shipped with the model (only for models you trust)")
     data: DataConfig
@@ -172,6 +190,7 @@ class Recipe(Strict):
     rag: Optional[RAGBlock] = Field(None, description="retrieval settings (method rag)")
     prompts: Optional[PromptsBlock] = Field(None, description="prompt variants (method prompt_engineering)")
     icl: Optional[ICLBlock] = Field(None, description="few-shot settings (method in_context_learning)")
+    tools: Optional[ToolsBlock] = Field(None, description="tools and the calling loop (method tool_use)")
     backend: BackendBlock = Field(default_factory=BackendBlock, description="training-free methods: where prompts go")
     output_dir: str = Field(description="where the model, metrics, model card, log and loss curve go")
 
@@ -187,17 +206,19 @@ class Recipe(Strict):
         if self.method not in RUNNABLE:
             raise ValueError(f"`method: {self.method}` has no runner yet; adaptkit run supports {', '.join(RUNNABLE)}")
         blocks = {"lora": self.lora, "ia3": self.ia3, "prefix_prompt_tuning": self.prefix_prompt_tuning, "dpo": self.dpo,
-                  "rlhf": self.rlhf, "rag": self.rag, "prompts": self.prompts, "icl": self.icl}
+                  "rlhf": self.rlhf, "rag": self.rag, "prompts": self.prompts, "icl": self.icl, "tools": self.tools}
         given = [name for name, block in blocks.items() if block is not None]
         if self.method == "lora_adapters" and len([b for b in given if b in ("lora", "ia3")]) != 1:
             raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora` or `ia3`")
         for method, block in (("prefix_prompt_tuning", "prefix_prompt_tuning"), ("dpo", "dpo"), ("rlhf", "rlhf"), ("rag", "rag"),
-                              ("prompt_engineering", "prompts"), ("in_context_learning", "icl")):
+                              ("prompt_engineering", "prompts"), ("in_context_learning", "icl"), ("tool_use", "tools")):
             if self.method == method and block not in given:
                 raise ValueError(f"`method: {method}` needs a `{block}` block")
         if self.method == "in_context_learning" and (self.task != "sequence_classification" or not self.data.eval):
             raise ValueError("`method: in_context_learning` runs `task: sequence_classification` with `data.train` (the pool) and `data.eval`")
-        if self.method not in ("rag", "prompt_engineering") and not self.data.train:
+        if self.method == "tool_use" and (self.task != "agent" or not self.data.eval):
+            raise ValueError("`method: tool_use` needs `task: agent` and `data.eval` (the tasks file: question, answer)")
+        if self.method not in ("rag", "prompt_engineering", "tool_use") and not self.data.train:
             raise ValueError(f"`data.train` is required for `method: {self.method}`")
         if self.method == "rag" and not self.data.eval:
             raise ValueError("`method: rag` needs `data.eval`: the questions file (question, source, answer)")
@@ -213,7 +234,7 @@ class Recipe(Strict):
             raise ValueError("`rlhf.policy.batch_size` must be a multiple of `rlhf.policy.num_generations`")
         allowed = {"lora_adapters": {"lora", "ia3"}, "prefix_prompt_tuning": {"prefix_prompt_tuning"},
                    "dpo": {"dpo", "lora"}, "rlhf": {"rlhf", "lora"}, "rag": {"rag"}, "prompt_engineering": {"prompts"},
-                   "in_context_learning": {"icl"}}.get(self.method, set())
+                   "in_context_learning": {"icl"}, "tool_use": {"tools"}}.get(self.method, set())
         extra = [name for name in given if name not in allowed]
         if extra:
             raise ValueError(f"`method: {self.method}` does not use the block(s) {', '.join(extra)}: remove them")

@@ -1,0 +1,244 @@
+"""Tool use: tools declared as Python functions (JSON schemas from type hints and docstrings), a safe calculator,
+a table lookup, and a function-calling loop with a step limit, errors fed back, and state-changing tools confirmed
+or refused, never run silently."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import importlib
+import inspect
+import json
+import math
+import operator
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, get_type_hints
+
+from adaptkit._files import write_atomic
+from adaptkit.errors import InputError
+from adaptkit.recipe.schema import Recipe
+
+MAX_EXPRESSION = 200
+MAX_DEPTH = 30
+MAX_EXPONENT = 1000
+MAX_MAGNITUDE = 1e100
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+
+
+class CalculatorError(ValueError):
+    pass
+
+
+def calculate(expression: str) -> float:
+    """Evaluate arithmetic by walking its syntax tree: numbers, + - * / // % **, parentheses. Never eval."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise CalculatorError("give an arithmetic expression, like (129 - 99) * 4")
+    if len(expression) > MAX_EXPRESSION:
+        raise CalculatorError(f"expression longer than {MAX_EXPRESSION} characters")
+    try:
+        tree = ast.parse(expression.replace("^", "**"), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise CalculatorError("not an arithmetic expression") from None
+
+    def walk(node, depth: int) -> float:
+        if depth > MAX_DEPTH:
+            raise CalculatorError("expression nested too deeply")
+        if isinstance(node, ast.Expression):
+            return walk(node.body, depth + 1)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+            value = walk(node.operand, depth + 1)
+            return value if isinstance(node.op, ast.UAdd) else -value
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            left, right = walk(node.left, depth + 1), walk(node.right, depth + 1)
+            if isinstance(node.op, ast.Pow) and (abs(right) > MAX_EXPONENT or (abs(left) > 1 and abs(right) * math.log10(abs(left)) > 100)):
+                raise CalculatorError("exponent too large")
+            try:
+                value = _OPERATORS[type(node.op)](left, right)
+            except ZeroDivisionError:
+                raise CalculatorError("division by zero") from None
+            except OverflowError:
+                raise CalculatorError("result too large") from None
+            if isinstance(value, complex) or (isinstance(value, float) and not math.isfinite(value)) or abs(value) > MAX_MAGNITUDE:
+                raise CalculatorError("result too large or not a real number")
+            return value
+        raise CalculatorError(f"{type(node).__name__} is not allowed: only numbers, + - * / // % ** and parentheses")
+
+    return walk(tree, 0)
+
+
+def calculator(expression: str) -> str:
+    """Compute an arithmetic expression exactly (+ - * / // % ** and parentheses).
+
+    Args:
+        expression: the arithmetic to compute, like (129 - 99) * 4 or 240 * 17.5 / 100
+    """
+    value = calculate(expression)
+    return str(int(value)) if float(value).is_integer() else f"{value:.10g}"
+
+
+def table_lookup_tool(path: str, key: str) -> Callable:
+    """A lookup over a local CSV table, keyed by one column."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"tools.table: no such file {file}")
+    with open(file, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or key not in rows[0]:
+        raise InputError(f"tools.table_key: column `{key}` not in {file} (columns: {', '.join(rows[0]) if rows else 'none'})")
+    index = {row[key].strip().lower(): row for row in rows}
+
+    def table_lookup(key: str) -> str:
+        """Look up one row of the product table by its key.
+
+        Args:
+            key: the row's key, for example a SKU such as NW-300
+        """
+        row = index.get(str(key).strip().lower())
+        return json.dumps(row) if row else f"no row with key {key!r}"
+
+    table_lookup.__doc__ = table_lookup.__doc__.replace("product table", f"table {file.name} ({', '.join(rows[0])})")
+    return table_lookup
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def schema(function: Callable) -> dict:
+    """The JSON schema of a tool: name, description (docstring), parameters (type hints, `Args:` descriptions)."""
+    doc = inspect.getdoc(function) or ""
+    description = doc.split("\n\n")[0].strip()
+    args = dict(re.findall(r"^\s*(\w+)\s*(?:\([^)]*\))?:\s*(.+)$", doc.split("Args:", 1)[1], re.MULTILINE)) if "Args:" in doc else {}
+    hints = get_type_hints(function)
+    properties, required = {}, []
+    for name, parameter in inspect.signature(function).parameters.items():
+        kind = _JSON_TYPES.get(hints.get(name), "string")
+        properties[name] = {"type": kind, **({"description": args[name].strip()} if name in args else {})}
+        if parameter.default is inspect.Parameter.empty:
+            required.append(name)
+    return {"name": function.__name__, "description": description,
+            "parameters": {"type": "object", "properties": properties, "required": required}}
+
+
+@dataclass
+class Tool:
+    function: Callable
+    changes_state: bool = False
+
+    @property
+    def spec(self) -> dict:
+        return schema(self.function)
+
+
+def load_tools(recipe: Recipe) -> dict[str, Tool]:
+    block = recipe.tools
+    tools: dict[str, Tool] = {}
+    if "calculator" in block.builtins:
+        tools["calculator"] = Tool(calculator)
+    if "table_lookup" in block.builtins:
+        if not block.table:
+            raise InputError("tools.builtins has table_lookup: set tools.table to a CSV file")
+        tools["table_lookup"] = Tool(table_lookup_tool(block.table, block.table_key))
+    for spec in block.custom:
+        module, _, attribute = spec.function.partition(":")
+        try:
+            function = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError, ValueError):
+            raise InputError(f"tools.custom: `{spec.function}` is not an importable module:function") from None
+        tools[function.__name__] = Tool(function, spec.changes_state)
+    if not tools:
+        raise InputError("tools: no tools declared (tools.builtins or tools.custom)")
+    return tools
+
+
+def check_call(call: dict, tools: dict[str, Tool]) -> str | None:
+    """Why a tool call is invalid, or None when it is valid."""
+    name, arguments = call.get("name"), call.get("arguments")
+    if name not in tools:
+        return f"unknown tool {name!r}; tools: {', '.join(tools)}"
+    if not isinstance(arguments, dict):
+        return "arguments must be a JSON object"
+    parameters = tools[name].spec["parameters"]
+    missing = [p for p in parameters["required"] if p not in arguments]
+    unknown = [a for a in arguments if a not in parameters["properties"]]
+    if missing or unknown:
+        return f"missing {missing} / unexpected {unknown} arguments for {name}"
+    for key, value in arguments.items():
+        kind = parameters["properties"][key]["type"]
+        ok = {"string": isinstance(value, str), "integer": isinstance(value, int) and not isinstance(value, bool),
+              "number": isinstance(value, (int, float)) and not isinstance(value, bool), "boolean": isinstance(value, bool)}[kind]
+        if not ok:
+            return f"argument {key} must be a {kind}"
+    return None
+
+
+def _matches(expected: str, answer: str | None) -> bool:
+    """The expected answer appears in the final answer: numbers compared as numbers, text as text."""
+    if not answer:
+        return False
+    try:
+        target = float(expected)
+    except ValueError:
+        return expected.strip().lower() in answer.lower()
+    numbers = [float(n.replace(",", "")) for n in re.findall(r"-?\d[\d,]*\.?\d*", answer)]
+    return any(math.isclose(n, target, rel_tol=1e-6, abs_tol=1e-9) for n in numbers)
+
+
+def solve(task: str, backend, tools: dict[str, Tool], recipe: Recipe, confirm: Callable[[str, dict], bool]) -> dict:
+    """One task through the function-calling loop."""
+    block, b = recipe.tools, recipe.backend
+    specs = [tool.spec for tool in tools.values()]
+    messages = [{"role": "system", "content": block.system}, {"role": "user", "content": task}]
+    calls = valid = refused = 0
+    final = None
+    steps = 0
+    for steps in range(1, block.max_steps + 1):
+        reply = backend.chat(messages, b.max_new_tokens, b.temperature, tools=specs)
+        if not reply["tool_calls"]:
+            final = reply["content"]
+            break
+        formatted = [{"id": call.get("id") or f"call_{steps}_{n}", "type": "function",
+                      "function": {"name": call.get("name"), "arguments": json.dumps(call.get("arguments"))}}
+                     for n, call in enumerate(reply["tool_calls"])]
+        messages.append({"role": "assistant", "content": reply["content"] or "", "tool_calls": formatted})
+        for call, spec in zip(reply["tool_calls"], formatted):
+            calls += 1
+            problem = check_call(call, tools)
+            if problem:
+                result = f"error: {problem}"
+            elif tools[call["name"]].changes_state and not confirm(call["name"], call["arguments"]):
+                refused += 1
+                valid += 1
+                result = "refused: this tool changes state and the change was not confirmed"
+            else:
+                valid += 1
+                try:
+                    result = str(tools[call["name"]].function(**call["arguments"]))
+                except Exception as exc:  # a tool's error goes back to the model, not up the stack
+                    result = f"error: {exc}"
+            messages.append({"role": "tool", "tool_call_id": spec["id"], "name": call.get("name"), "content": result})
+    return {"task": task, "final": final, "steps": steps, "calls": calls, "valid_calls": valid, "refused": refused,
+            "hit_step_limit": final is None, "messages": messages}
+
+
+def run_tool_use(recipe: Recipe, tasks: list[dict], backend, confirm: Callable[[str, dict], bool]) -> dict:
+    block = recipe.tools
+    tools = load_tools(recipe)
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    transcripts = backend.map(lambda row: {**solve(row[block.question_column], backend, tools, recipe, confirm),
+                                           "expected": str(row[block.answer_column])}, tasks)
+    for t in transcripts:
+        t["success"] = _matches(t["expected"], t["final"])
+    calls = sum(t["calls"] for t in transcripts)
+    write_atomic(out / "transcripts.jsonl", "".join(json.dumps(t) + "\n" for t in transcripts))
+    return {"method": "tool_use", "task": recipe.task, "eval": {
+        "success_rate": sum(t["success"] for t in transcripts) / len(transcripts),
+        "tool_call_validity": (sum(t["valid_calls"] for t in transcripts) / calls) if calls else None,
+        "mean_steps": sum(t["steps"] for t in transcripts) / len(transcripts),
+        "tool_calls": calls, "refused_calls": sum(t["refused"] for t in transcripts),
+        "hit_step_limit": sum(t["hit_step_limit"] for t in transcripts), "tasks": len(transcripts)}}
