@@ -45,10 +45,27 @@ def test_user_data_paths_and_eval_fraction():
     assert recipe["data"]["train"] == "mine.csv" and recipe["data"]["eval"] is None and recipe["data"]["eval_fraction"] == 0.1
 
 
-def test_nothing_trainable_to_emit():
-    profile = build_profile({"task": "qa", "goal": "knowledge", "weight_access": "closed_api"})
+def test_nothing_runnable_to_emit():
+    profile = build_profile({"task": "qa", "goal": "knowledge", "weight_access": "closed_api", "privacy_on_prem": True})
     with pytest.raises(InputError, match="nothing to write"):
         recipe_for(advise(profile))
+
+
+@pytest.mark.parametrize("answers, method", [
+    ({"task": "qa", "goal": "knowledge", "weight_access": "closed_api", "knowledge_changes_often": True}, "rag"),
+    ({"task": "agent", "goal": "actions", "weight_access": "closed_api", "needs_actions_or_live_data": True}, "tool_use"),
+    ({"task": "classification", "goal": "behavior", "weight_access": "closed_api", "labeled_examples": 20}, "in_context_learning"),
+    ({"task": "generation", "goal": "behavior", "weight_access": "closed_api"}, "prompt_engineering"),
+])
+def test_training_free_recipes_are_emitted_when_they_win(invoke, tmp_path, answers, method):
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump({**answers, "api_base_url": "http://127.0.0.1:8000/v1", "api_model": "m", "api_key_env": "K"}))
+    target = tmp_path / "r.yaml"
+    result = invoke("advise", "--answers", path, "--emit-recipe", target, "--json")
+    assert result.exit_code == 0, result.output
+    recipe, _, _ = load_recipe(str(target))
+    assert recipe.method == method and recipe.backend.kind == "openai" and recipe.backend.base_url == "http://127.0.0.1:8000/v1"
+    assert invoke("recipes", "validate", target).exit_code == 0
 
 
 def test_wizard_offers_the_recipe_last(invoke, monkeypatch, tmp_path):

@@ -48,7 +48,7 @@ def test_overrides_are_validated_like_the_file():
     ("training.learning_rate.x=1", "is a value, not a block"),
     ("epochs", "KEY=VALUE"),
     ("ia3.target_modules=[key]", "exactly one of the blocks `lora` or `ia3`"),
-    ("method=tool_use", "has no runner yet"),
+    ("method=tool_use", "needs a `tools` block"),
     ("method=dpo", "needs a `dpo` block"),
     ("task=causal_lm", None),
 ])
@@ -137,6 +137,9 @@ def test_each_built_in_dry_runs(invoke, name):
     assert set(report) == {"recipe", "data", "memory", "commands"}
     if name == "rag":
         assert report["data"]["questions"] > 0 and report["data"]["corpus_files"] > 0
+        return
+    if name in ("prompt_engineering", "icl", "tool_use"):
+        assert report["data"] and report["commands"]["run"].startswith("adaptkit run")
         return
     assert report["data"]["train_rows"] > 0 and report["commands"]["multi_node"].startswith("accelerate launch")
     assert "peak_memory_gb" in report["memory"], report["memory"]

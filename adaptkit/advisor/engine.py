@@ -128,6 +128,33 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
         yield method, None, f"does not fit: ~{peak:.0f} GB per GPU ({how}) on {where}{other}" + (f"; {verdict}" if verdict else "")
 
 
+def _cost(rule: Rule, profile: Profile):
+    """Yield (method, note): the daily cost of few-shot tokens against a one-time LoRA run."""
+    from adaptkit.estimate.architectures import from_params
+    from adaptkit.estimate.compute import estimate_time, find_gpu
+    from adaptkit.estimate.memory import Setup
+
+    a = rule.assume
+    per_day = a["requests_per_day"][profile.inference_volume]
+    extra = a["shots"] * a["tokens_per_example"]
+    daily = extra * per_day * a["usd_per_1m_input"] / 1e6
+    text = (f"{a['shots']} demonstrations add ~{extra} tokens a request: at ~{per_day:,} requests a day that is "
+            f"~${daily:,.2f} a day at ${a['usd_per_1m_input']:g} per 1M input tokens")
+    arch = _architecture(profile) if profile.weight_access == "open" else None
+    if arch is None and profile.model_params_b is None:
+        arch = from_params(7)  # closed models: size unknown; a 7B open model as the alternative
+    if arch is not None:
+        tokens = profile.labeled_examples * a.get("train_tokens_per_example", 128) * a.get("epochs", 3)
+        timing = estimate_time(arch, Setup(method="lora_adapters"), tokens, find_gpu(a.get("gpu", "A100-80GB")), None)
+        if timing.cost_usd:
+            low, high = timing.cost_usd["low"], timing.cost_usd["high"]
+            days = high / daily if daily else float("inf")
+            text += (f"; a LoRA run on your {profile.labeled_examples:,} examples costs ~${low:,.2f}-{high:,.2f} once "
+                     f"({'pays for itself within a day' if days < 1 else f'pays for itself in ~{days:,.0f} days'})")
+    yield "in_context_learning", text
+    yield "lora_adapters", text
+
+
 def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
     """Rank every method for `profile`, or rule it out, with the rules that decided it."""
     catalogue = methods()
@@ -154,6 +181,11 @@ def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
                 firings.append(Firing(rule, effects, _fill(rule.reason, facts)))
             continue
         if not matches(rule.when, facts):
+            continue
+        if rule.kind == "cost":
+            for method, text in _cost(rule, profile):
+                reasons[method].append((0.0, text, rule))
+            firings.append(Firing(rule, ["notes in_context_learning, lora_adapters"], _fill(rule.reason, {**facts, **rule.assume})))
             continue
         reason = _fill(rule.reason, facts)
         effects = []

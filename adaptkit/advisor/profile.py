@@ -57,6 +57,10 @@ class Profile(BaseModel):
     # Where the data is: used when advise writes a recipe (--emit-recipe).
     train_data: Optional[str] = Field(None, description="training data file (.jsonl/.csv/.parquet) for the emitted recipe")
     eval_data: Optional[str] = Field(None, description="held-out data file for the emitted recipe")
+    corpus_dir: Optional[str] = Field(None, description="RAG: the folder of documents for the emitted recipe")
+    api_base_url: Optional[str] = Field(None, description="closed models: the OpenAI-compatible endpoint for the emitted recipe")
+    api_model: Optional[str] = Field(None, description="closed models: the served model name")
+    api_key_env: Optional[str] = Field(None, description="closed models: the environment variable holding the API key")
 
     @field_validator("model_params_b", mode="before")
     @classmethod

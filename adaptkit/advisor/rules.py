@@ -34,7 +34,7 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
-    kind: Literal["gate", "score", "memory"]
+    kind: Literal["gate", "score", "memory", "cost"]
     title: str
     when: dict = Field(default_factory=dict)
     rule_out: list[MethodId] = Field(default_factory=list)
@@ -44,6 +44,7 @@ class Rule(BaseModel):
     defaults: dict = Field(default_factory=dict, description="memory rules: setup fields shared by every method")
     setups: dict[MethodId, dict] = Field(default_factory=dict, description="memory rules: the setup each method is checked with")
     penalty: float = Field(0.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="memory rules: score change when a method fits only with changes")
+    assume: dict = Field(default_factory=dict, description="cost rules: the assumptions behind the comparison")
     reason: str
     sources: list[str] = Field(default_factory=list)
 
@@ -56,6 +57,8 @@ class Rule(BaseModel):
             raise ValueError(f"rule `{self.id}`: a gate must rule something out")
         if self.kind != "gate" and self.rule_out:
             raise ValueError(f"rule `{self.id}`: only gates rule out")
+        if self.kind == "cost" and not {"shots", "tokens_per_example", "requests_per_day", "usd_per_1m_input"} <= set(self.assume):
+            raise ValueError(f"rule `{self.id}`: a cost rule needs assume: shots, tokens_per_example, requests_per_day, usd_per_1m_input")
         if self.kind == "memory":
             if not self.setups:
                 raise ValueError(f"rule `{self.id}`: a memory rule needs `setups`")

@@ -50,12 +50,23 @@ def _number(parse, flag):
 @click.option("--gpu-memory-gb", callback=_number(parse_gigabytes, "--gpu-memory-gb"), help="Memory per device, when not a listed GPU.")
 @click.option("--tokens", callback=_number(parse_number, "--tokens"), help="Training tokens over all epochs (e.g. 50M), for time and cost.")
 @click.option("--gpu-hour-usd", type=click.FloatRange(min=0), help="Price per GPU-hour (default: the table's indicative price).")
+@click.option("--shots", type=click.IntRange(min=0), default=0, show_default=True, help="ICL: demonstrations per prompt.")
+@click.option("--tokens-per-example", type=click.IntRange(min=1), default=60, show_default=True, help="ICL: tokens per demonstration (and per query).")
+@click.option("--retrieved-chunks", type=click.IntRange(min=0), default=0, show_default=True, help="RAG: chunks put in each prompt.")
+@click.option("--chunk-tokens", type=click.IntRange(min=1), default=150, show_default=True, help="RAG: tokens per chunk.")
+@click.option("--prompt-tokens", type=click.IntRange(min=0), default=200, show_default=True, help="Instructions and system prompt per request.")
+@click.option("--output-tokens", type=click.IntRange(min=1), default=64, show_default=True, help="Tokens generated per request.")
+@click.option("--requests-per-day", callback=_number(parse_number, "--requests-per-day"), help="For cost per day (e.g. 100k).")
+@click.option("--usd-per-1m-input", type=click.FloatRange(min=0), help="API price per 1M input tokens (else: self-served on --gpu).")
+@click.option("--usd-per-1m-output", type=click.FloatRange(min=0), help="API price per 1M output tokens (default: the input price).")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
 def estimate(model, params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
-             dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, as_json, list_models, list_gpus):
+             dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
+             chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output, as_json,
+             list_models, list_gpus):
     """Predict peak GPU memory per device, compute, time and cost for a method, and what to change if it does not fit.
 
     Examples:
@@ -64,7 +75,8 @@ def estimate(model, params, method, precision, quantization, batch_size, seq_len
       adaptkit estimate --params 70B --method full_finetuning --gpu H100 --num-gpus 8 --sharding zero3 --tokens 1B
     """
     from adaptkit.estimate.architectures import from_params, known_models, load_model
-    from adaptkit.estimate.compute import gpu_table
+    from adaptkit.estimate.compute import gpu_table, request_cost
+    from adaptkit.estimate.compute import prompt_tokens as count_prompt
     from adaptkit.estimate.memory import Setup
     from adaptkit.estimate.report import estimate as run_estimate
 
@@ -84,9 +96,12 @@ def estimate(model, params, method, precision, quantization, batch_size, seq_len
     results = []
     for one in methods:
         inference = one in INFERENCE_SEQ
+        sent, how = count_prompt(one, prompt_tokens, tokens_per_example, shots, tokens_per_example, retrieved_chunks, chunk_tokens,
+                                 tool_tokens=300, steps=2)
+        context = sent + output_tokens if (shots or retrieved_chunks or one == "tool_use") else INFERENCE_SEQ.get(one, 1024)
         setup = Setup(
             method=one, precision=precision, quantization=quantization if (inference or one not in ("full_finetuning", "instruction_tuning")) else "none",
-            batch_size=batch_size, seq_len=seq_len or INFERENCE_SEQ.get(one, 1024),
+            batch_size=batch_size, seq_len=seq_len or context,
             gradient_checkpointing=gradient_checkpointing, chunked_loss=chunked_loss,
             adapter=adapter if one in ("lora_adapters", "dpo", "rlhf") else None, lora_r=lora_r, lora_targets=lora_targets,
             soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
@@ -94,7 +109,12 @@ def estimate(model, params, method, precision, quantization, batch_size, seq_len
         )
         if method != "all" and quantization != "none" and one in ("full_finetuning", "instruction_tuning"):
             setup = Setup(**{**setup.__dict__, "quantization": quantization})  # let the check explain why not
-        results.append(run_estimate(arch, setup, device, tokens, gpu_hour_usd))
+        result = run_estimate(arch, setup, device, tokens, gpu_hour_usd)
+        if inference:
+            cost = request_cost(arch, sent, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
+                                device.gpu if device else None, gpu_hour_usd)
+            result["inference"] = {**cost.to_dict(), "prompt_breakdown": how}
+        results.append(result)
     if as_json:
         click.echo(json.dumps(results[0] if method != "all" else {"model": arch.name, "estimates": results}, indent=2))
         return

@@ -66,13 +66,7 @@ def copy(name, dest, force):
 def validate(recipe, overrides):
     """Check a recipe (and its data) without running it; every problem is listed."""
     from adaptkit.recipe.load import load_recipe
-    from adaptkit.runners.data import load_splits
+    from adaptkit.runners.data import describe_data
 
     loaded, path, _ = load_recipe(recipe, overrides)
-    if loaded.method == "rag":
-        from adaptkit.runners.data import check_questions
-
-        click.echo(f"{path}: valid ({loaded.method}, {loaded.task}, {len(check_questions(loaded))} questions)")
-        return
-    splits = load_splits(loaded)
-    click.echo(f"{path}: valid ({loaded.method}, {loaded.task}, {len(splits.train)} train / {len(splits.eval)} eval rows)")
+    click.echo(f"{path}: valid ({loaded.method}, {loaded.task}, {describe_data(loaded)})")

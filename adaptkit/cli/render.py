@@ -134,6 +134,16 @@ def show_estimate(result: dict) -> None:
     if result["train_flops"]:
         console.print(f"compute: {result['train_flops']:.3g} FLOPs; time {_range(result['estimated_hours'], 'h')}; "
                       f"cost {_range(result['estimated_cost_usd'], '$')}")
+    if result.get("inference"):
+        inference = result["inference"]
+        line = f"per request: {inference['prompt_tokens']:,} prompt tokens ({inference['prompt_breakdown']}) + {inference['output_tokens']} out"
+        if inference["cost_per_request_usd"] is not None:
+            line += f"; ${inference['cost_per_request_usd']:.6f} a request"
+        if inference["cost_per_day_usd"] is not None:
+            line += f", ${inference['cost_per_day_usd']:,.2f} a day at {inference['requests_per_day']:,.0f} requests"
+        console.print(line)
+        for note in inference["assumptions"]:
+            console.print(f"  - {note}")
     console.print("[bold]Assumptions[/]")
     for line in result["assumptions"]:
         console.print(f"  - {line}")

@@ -249,22 +249,23 @@ def _run_prompting(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
 
 
 def _run_tools(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
-    from adaptkit.runners.data import read_rows
+    from adaptkit.runners.data import check_tasks
     from adaptkit.runners.tools import load_tools
 
     block = recipe.tools
-    tasks = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
-    if not tasks:
-        raise InputError(f"data.eval: {recipe.data.eval} has no tasks")
-    for column, setting in ((block.question_column, "tools.question_column"), (block.answer_column, "tools.answer_column")):
-        if column not in tasks[0]:
-            raise InputError(f"data.eval: column `{column}` not found (columns: {', '.join(tasks[0])}); set {setting}")
+    tasks = check_tasks(recipe)
     tools = load_tools(recipe)
     if dry_run:
+        from adaptkit.recipe.load import as_yaml
+        from adaptkit.runners.dryrun import memory
+
         specs = {name: tool.spec for name, tool in tools.items()}
-        report = {"data": {"tasks": len(tasks), "tools": list(specs), "state_changing": [n for n, t in tools.items() if t.changes_state]},
-                  "tool_schemas": specs}
-        click.echo(json.dumps(report, indent=2) if as_json else json.dumps(report["data"]))
+        report = {"recipe": as_yaml(recipe),
+                  "data": {"tasks": len(tasks), "tools": list(specs), "state_changing": [n for n, t in tools.items() if t.changes_state],
+                           "tool_schemas": specs},
+                  "memory": memory(recipe) if recipe.backend.kind == "local" else {"note": "served by the endpoint"},
+                  "commands": {"run": f"adaptkit run {recipe_ref} {' '.join(overrides)}".strip()}}
+        click.echo(json.dumps(report, indent=2) if as_json else json.dumps(report["data"], indent=2))
         return
     _check_output_dir(Path(recipe.output_dir), overwrite, False)
     from adaptkit.recipe.load import as_yaml

@@ -106,3 +106,53 @@ def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: G
                  + f", ${price:g}/GPU-hour" + ("" if gpu_hour_usd is not None else " (indicative; pass --gpu-hour-usd)"))
     return TimeEstimate(flops, {k: round(v, 3) for k, v in hours.items()}, {k: round(v, 2) for k, v in cost.items()}, notes)
 
+
+
+@dataclass
+class RequestCost:
+    prompt_tokens: int
+    output_tokens: int
+    requests_per_day: float | None
+    cost_per_request_usd: float | None
+    cost_per_day_usd: float | None
+    seconds_per_request: float | None
+    assumptions: list[str]
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def prompt_tokens(method: str, base: int, query: int, shots: int = 0, per_example: int = 60, chunks: int = 0,
+                  per_chunk: int = 150, tool_tokens: int = 0, steps: int = 1) -> tuple[int, str]:
+    """Tokens a request sends: the prompt grows with demonstrations, retrieved chunks or tool schemas and turns."""
+    if method == "in_context_learning":
+        return base + query + shots * per_example, f"{base} prompt + {query} query + {shots} demonstrations x {per_example}"
+    if method == "rag":
+        return base + query + chunks * per_chunk, f"{base} prompt + {query} question + {chunks} chunks x {per_chunk}"
+    if method == "tool_use":
+        total = steps * (base + query + tool_tokens)
+        return total, f"{steps} model turns x ({base} prompt + {query} task + {tool_tokens} tool schemas and results)"
+    return base + query, f"{base} prompt + {query} input"
+
+
+def request_cost(arch: Architecture | None, prompt: int, output: int, requests_per_day: float | None,
+                 usd_per_1m_input: float | None, usd_per_1m_output: float | None, gpu: GPUType | None,
+                 gpu_hour_usd: float | None) -> RequestCost:
+    """Per-request cost: API token prices when given, else the time one request holds a GPU (batch 1, the upper bound)."""
+    notes: list[str] = []
+    per_request = seconds = None
+    if usd_per_1m_input is not None:
+        per_request = prompt * usd_per_1m_input / 1e6 + output * (usd_per_1m_output or usd_per_1m_input) / 1e6
+        notes.append(f"API prices: ${usd_per_1m_input:g} per 1M input tokens, ${usd_per_1m_output or usd_per_1m_input:g} per 1M output")
+    elif gpu is not None and arch is not None:
+        prefill = 2 * arch.total_params * prompt / (gpu.bf16_tflops * 1e12 * MFU_RANGE[1])
+        decode = output * 2 * arch.total_params / (gpu.bandwidth_tbs * 1e12 * 0.6)  # each token reads every weight once
+        seconds = prefill + decode
+        price = gpu_hour_usd if gpu_hour_usd is not None else gpu.hour_usd
+        per_request = seconds * price / 3600
+        notes.append(f"self-served on one {gpu.name} at batch 1 (prefill at {MFU_RANGE[1]:.0%} MFU, decode at 60% of "
+                     f"{gpu.bandwidth_tbs:g} TB/s): an upper bound; batching divides it")
+    else:
+        notes.append("no price: pass --usd-per-1m-input (API) or --gpu (self-served) for a cost per request")
+    per_day = per_request * requests_per_day if per_request is not None and requests_per_day else None
+    return RequestCost(prompt, output, requests_per_day, per_request, per_day, seconds, notes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from adaptkit.advisor.catalogue import TRAINING_METHODS
 from adaptkit.advisor.engine import Advice
 from adaptkit.errors import InputError
 from adaptkit.recipe.load import as_yaml, project_root, validate
@@ -16,9 +15,64 @@ PREFERENCE_DEFAULTS = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples
                        "eval": "examples/data/preferences_eval.jsonl", "batch_size": 4, "max_length": 512}
 
 
+TRAINING_FREE = ("prompt_engineering", "in_context_learning", "rag", "tool_use")
+
+
 def pick(advice: Advice) -> str | None:
-    """The best-ranked trainable method adaptkit can run."""
-    return next((r.method for r in advice.recommendations if r.method in RUNNABLE and r.method in TRAINING_METHODS), None)
+    """The best-ranked method adaptkit can run (ICL only for classification, where it is measured)."""
+    for rec in advice.recommendations:
+        if rec.method == "in_context_learning" and advice.profile.task != "classification":
+            continue
+        if rec.method in RUNNABLE:
+            return rec.method
+    return None
+
+
+def _backend(p) -> tuple[dict, list[str]]:
+    if p.weight_access == "open":
+        return {"kind": "local", "max_new_tokens": 64}, []
+    notes = [] if p.api_base_url else ["backend: an OpenAI endpoint by default; set backend.base_url, backend.model and backend.api_key_env for yours"]
+    return {"kind": "openai", "base_url": p.api_base_url or "https://api.openai.com/v1", "model": p.api_model or "gpt-4o-mini",
+            "api_key_env": p.api_key_env or "OPENAI_API_KEY", "cache_dir": "runs/cache", "max_new_tokens": 128}, notes
+
+
+def training_free_recipe(method: str, advice: Advice) -> tuple[dict, list[str]]:
+    """Recipes for the methods that change no weights, filled from the profile."""
+    p = advice.profile
+    root = project_root()
+    backend, notes = _backend(p)
+    model = p.model or p.api_model or CAUSAL_DEFAULTS["model"]
+    recipe = {"method": method, "model": model, "backend": backend, "output_dir": f"runs/{method}"}
+    if method == "rag":
+        recipe.update(task="question_answering",
+                      data={"eval": p.eval_data or str(root / "examples/rag/questions.jsonl")},
+                      rag={"corpus": p.corpus_dir or str(root / "examples/rag/docs"), "index_dir": "runs/rag/index",
+                           "top_k": 3, "generate": p.weight_access != "open" or bool(p.model)})
+        recipe["model"] = p.model or "sentence-transformers/all-MiniLM-L6-v2"
+        if not p.corpus_dir:
+            notes.append("rag.corpus: the demo policy documents (set rag.corpus=FOLDER and data.eval=QUESTIONS for yours)")
+    elif method == "tool_use":
+        recipe.update(task="agent", data={"eval": p.eval_data or str(root / "examples/tools/tasks.jsonl")},
+                      tools={"builtins": ["calculator", "table_lookup"], "table": str(root / "examples/tools/prices.csv"), "table_key": "sku"})
+        notes.append("tools: the calculator and the demo price table; add your own with tools.custom (module:function, changes_state)")
+    elif method == "in_context_learning":
+        recipe.update(task="sequence_classification",
+                      data={"train": p.train_data or str(root / CLASSIFICATION_DEFAULTS["train"]),
+                            "eval": p.eval_data or str(root / CLASSIFICATION_DEFAULTS["eval"])},
+                      icl={"shots": [0, 2, 4, 8], "selection": "similar"})
+    else:
+        classification = p.task == "classification"
+        recipe.update(task="sequence_classification" if classification else "causal_lm",
+                      data={"eval": p.eval_data or p.train_data or str(root / (CLASSIFICATION_DEFAULTS["eval"] if classification else CAUSAL_DEFAULTS["eval"]))},
+                      prompts={"system": "You are a careful assistant. Follow the instructions exactly.",
+                               "variants": [{"name": "plain", "template": "{text}" if classification else "{text}"},
+                                            {"name": "with_labels", "template": "Choose one of: {labels}.\n\n{text}\n\nAnswer with the label only."}
+                                            if classification else {"name": "concise", "template": "{text}\n\nAnswer concisely."}],
+                               "scorer": "exact" if classification else "contains"})
+    if not (p.eval_data or p.train_data) and method != "rag":
+        notes.append("data: the demo data (set data.eval=... for your dev set)")
+    validate(recipe, "emitted recipe")
+    return recipe, notes
 
 
 def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, list[str]]:
@@ -26,7 +80,9 @@ def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, li
     method = pick(advice)
     if method is None:
         ranked = ", ".join(r.method for r in advice.recommendations) or "none"
-        raise InputError(f"no trainable method that adaptkit can run is recommended (ranked: {ranked}); nothing to write")
+        raise InputError(f"no method that adaptkit can run is recommended (ranked: {ranked}); nothing to write")
+    if method in TRAINING_FREE:
+        return training_free_recipe(method, advice)
     p = advice.profile
     preference = method in ("dpo", "rlhf")
     classification = p.task == "classification" and not preference
@@ -109,8 +165,8 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
 
 def render(recipe: dict, advice: Advice, notes: list[str], path: str) -> str:
     """The recipe file: a header saying why, then the YAML."""
-    top = next(r for r in advice.recommendations if r.method == recipe["method"] or
-               (recipe["method"] == "instruction_tuning" and r.method == "full_finetuning"))
+    top = next((r for r in advice.recommendations if r.method == recipe["method"] or
+                (recipe["method"] == "instruction_tuning" and r.method == "full_finetuning")), advice.recommendations[0])
     p = advice.profile
     header = [
         f"# {recipe['method']} for {p.task} (goal {p.goal}), written by `adaptkit advise`.",

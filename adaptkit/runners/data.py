@@ -245,3 +245,27 @@ def prompt_rows(recipe: Recipe) -> tuple[list[dict], list[dict], list]:
             _instructions(rows, [], recipe, "")
             labels = []
     return pool, rows, [str(label) for label in labels]
+
+
+def check_tasks(recipe: Recipe) -> list[dict]:
+    """The tool-use task set: a question and an expected answer per row."""
+    block = recipe.tools
+    rows = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
+    if not rows:
+        raise InputError(f"data.eval: {recipe.data.eval} has no tasks")
+    _require_columns(rows, [block.question_column], "data.eval", "tools.question_column")
+    _require_columns(rows, [block.answer_column], "data.eval", "tools.answer_column")
+    return rows
+
+
+def describe_data(recipe: Recipe) -> str:
+    """Check a recipe's data the way its runner will, and say what is there."""
+    if recipe.method == "rag":
+        return f"{len(check_questions(recipe))} questions"
+    if recipe.method == "tool_use":
+        return f"{len(check_tasks(recipe))} tasks"
+    if recipe.method in ("prompt_engineering", "in_context_learning"):
+        pool, rows, labels = prompt_rows(recipe)
+        return f"{len(pool)} pool / {len(rows)} dev rows" + (f", {len(labels)} labels" if labels else "")
+    splits = load_splits(recipe)
+    return f"{len(splits.train)} train / {len(splits.eval)} eval rows"
