@@ -160,3 +160,9 @@ def test_icl_on_a_tiny_local_model(invoke, tmp_path, tiny_causal_lm):
 @pytest.mark.parametrize("recipe", ["prompt_engineering", "icl", "tool_use", "rag"])
 def test_training_free_recipes_dry_run(invoke, recipe):
     assert invoke("run", recipe, "--dry-run", "--json").exit_code == 0
+
+
+@pytest.mark.parametrize("flag", [["--resume"], ["--num-processes", "2"]])
+def test_training_flags_are_refused_for_training_free_recipes(invoke, flag):
+    result = invoke("run", "rag", *flag)
+    assert result.exit_code == 2 and "trains nothing" in result.stderr

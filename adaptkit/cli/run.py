@@ -45,6 +45,9 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
         raise InputError("--overwrite and --resume contradict each other: pick one")
     if stage != "all" and loaded.method != "rlhf":
         raise InputError(f"--stage is for rlhf recipes; this one is {loaded.method}")
+    if loaded.method in ("rag", "prompt_engineering", "in_context_learning", "tool_use") and (resume or num_processes > 1):
+        raise InputError(f"{loaded.method} trains nothing: --resume and --num-processes are for training recipes "
+                         "(endpoint requests run in parallel with backend.concurrency)")
     if loaded.method == "rag":
         _run_rag(loaded, recipe, overrides, dry_run, overwrite, as_json)
         return
