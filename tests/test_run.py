@@ -226,3 +226,10 @@ def test_two_cpu_processes_train_one_model(tmp_path):
     step4 = next(row for row in log if row["step"] == 4 and "loss" in row)
     assert step4["epoch"] == pytest.approx(4 * 8 * 2 / 64)  # two ranks: 16 samples a step
     assert len(list(out.glob("metrics.json"))) == 1 and json.loads((out / "metrics.json").read_text())["method"] == "lora_adapters"
+
+
+def test_same_seed_same_numbers(invoke, tmp_path):
+    runs = [run_ok(invoke, "lora_cls", f"output_dir={tmp_path / str(i)}", "training.max_steps=4", "data.max_rows=48") for i in (1, 2)]
+    assert runs[0]["eval"] == runs[1]["eval"] and runs[0]["train"]["final_loss"] == runs[1]["train"]["final_loss"]
+    other = run_ok(invoke, "lora_cls", f"output_dir={tmp_path / '3'}", "training.max_steps=4", "data.max_rows=48", "training.seed=7")
+    assert other["eval"]["loss"] != runs[0]["eval"]["loss"]

@@ -11,7 +11,8 @@ from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
 from adaptkit.runners.models import resolve_model
 from adaptkit.runners.train import (
-    RunOptions, callbacks, check_quantization, common_arguments, evaluate, fit, fit_evaluate_save, peft_config, train_metrics,
+    RunOptions, callbacks, check_quantization, common_arguments, evaluate, fit, fit_evaluate_save, peft_config, seed_everything,
+    train_metrics,
 )
 
 
@@ -51,6 +52,7 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
 
     transformers.logging.set_verbosity_error()
     check_quantization(recipe)
+    seed_everything(recipe.training.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stop = {"stop": False}
@@ -192,6 +194,7 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions, stage: str) ->
 
     transformers.logging.set_verbosity_error()
     check_quantization(recipe)
+    seed_everything(recipe.training.seed)
     root = Path(recipe.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     reward_metrics = None

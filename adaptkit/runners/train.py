@@ -317,11 +317,19 @@ def train_metrics(trainer, result, runtime: float, model=None) -> dict:
     }
 
 
+def seed_everything(seed: int) -> None:
+    """Seed before any model is built: classifier heads and adapters are initialised at construction."""
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
 def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     """Train, evaluate, save. Returns the metrics on the main process (None on other ranks)."""
     import transformers
 
     transformers.logging.set_verbosity_error()
+    seed_everything(recipe.training.seed)
     check_quantization(recipe)
     if recipe.adapter == "prefix" and recipe.task == "causal_lm":
         import peft
