@@ -182,7 +182,7 @@ def resolve_paths(recipe: Recipe, builtin: bool) -> Recipe:
         path = Path(value).expanduser()
         if not path.is_absolute() and not path.exists() and builtin and (project_root() / path).exists():
             path = project_root() / path
-        updates[key] = str(path)
+        updates[key] = str(path.resolve()) if path.exists() else str(path)
     data = recipe.data.model_copy(update=updates)
     changes = {"data": data}
     if recipe.rag and builtin:

@@ -92,7 +92,7 @@ def _check_prefix_support(model) -> None:
         )
 
 
-def common_arguments(recipe: Recipe, out: Path, has_eval: bool, **changes) -> dict:
+def common_arguments(recipe: Recipe, out: Path, has_eval: bool, with_precision: bool = True, **changes) -> dict:
     """TrainingArguments fields every runner shares, from the recipe's `training` block (changes override them)."""
     t = recipe.training
     values = dict(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size, max_steps=t.max_steps)
@@ -105,13 +105,10 @@ def common_arguments(recipe: Recipe, out: Path, has_eval: bool, **changes) -> di
         logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
         eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,
         save_strategy="steps" if t.save_every else "epoch", save_steps=t.save_every, save_total_limit=2,
-        dataloader_num_workers=0, **_precision(recipe),
+        dataloader_num_workers=0, **(_precision(recipe) if with_precision else {}),
     )
     if t.gradient_checkpointing:
-        from transformers import TrainingArguments
-
-        name = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
-        common[name] = True
+        common["gradient_checkpointing"] = True
     return common
 
 
