@@ -15,6 +15,7 @@ from adaptkit.errors import AdaptkitError
 COMMANDS = {
     "advise": ("adaptkit.cli.advise", "advise", "Recommend an adaptation method for your task, data and hardware."),
     "estimate": ("adaptkit.cli.estimate", "estimate", "Predict peak GPU memory, time and cost for a method, and what to change if it does not fit."),
+    "compare": ("adaptkit.cli.compare", "compare", "Run several recipes on the same held-out data and recommend the cheapest good one."),
     "export": ("adaptkit.cli.export", "export", "Write a recipe as a standalone training script."),
     "hardware": ("adaptkit.cli.hardware", "hardware", "Show GPUs, CPU, RAM, disk and the installed training stack."),
     "methods": ("adaptkit.cli.methods", "methods_cmd", "List the ten adaptation methods (the adaptation table)."),

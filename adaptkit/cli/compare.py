@@ -1,0 +1,154 @@
+"""`adaptkit compare`: run several recipes (or read finished runs) on the same held-out data and pick the cheapest
+one within a margin of the best."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from adaptkit.errors import InputError
+
+
+def _primary(metrics: dict) -> tuple[str, float | None]:
+    """The metric a run is compared on: accuracy, else recall@k, else success rate, else -eval loss."""
+    e = metrics.get("eval", {})
+    for name in ("accuracy", "recall_at_k", "success_rate", "preference_accuracy", "reward_model_accuracy"):
+        if e.get(name) is not None:
+            return name, float(e[name])
+    if e.get("loss") is not None:
+        return "neg_eval_loss", -float(e["loss"])
+    return "none", None
+
+
+def _tokens_per_request(metrics: dict, recipe: dict) -> float | None:
+    """Prompt tokens a request sends once deployed: the best prompt or k for prompting, the bare input for trained models."""
+    e = metrics.get("eval", {})
+    if metrics.get("method") == "prompt_engineering":
+        return e["variants"][e["best_variant"]]["mean_prompt_tokens"]
+    if metrics.get("method") == "in_context_learning":
+        return e["mean_prompt_tokens_by_k"][str(e["best_k"])]
+    data = recipe.get("data", {})
+    source = data.get("eval") or data.get("train")
+    column = data.get("text_column", "text")
+    if source and Path(source).is_file() and source.endswith(".jsonl"):
+        texts = [json.loads(line).get(column, "") for line in Path(source).read_text(encoding="utf-8").splitlines() if line.strip()]
+        return sum(len(str(t)) for t in texts) / max(1, len(texts)) / 4  # about four characters a token
+    return None
+
+
+def _run(ref: str, out: Path, eval_data: str | None) -> tuple[dict | None, dict | None, str | None]:
+    """(metrics, recipe, error) for a finished run folder or a recipe run now."""
+    folder = Path(ref)
+    if folder.is_dir() and (folder / "metrics.json").is_file():
+        import yaml
+
+        recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) if (folder / "recipe.yaml").is_file() else {}
+        return json.loads((folder / "metrics.json").read_text()), recipe, None
+    overrides = [f"output_dir={out}"] + ([f"data.eval={eval_data}"] if eval_data else [])
+    done = subprocess.run([sys.executable, "-m", "adaptkit", "run", ref, *overrides, "--overwrite", "--json"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return None, None, (lines[-1] if lines else f"exit {done.returncode}")[:300]
+    import yaml
+
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text()) if (out / "recipe.yaml").is_file() else {}
+    return json.loads(done.stdout), recipe, None
+
+
+@click.command("compare")
+@click.argument("recipes", nargs=-1, required=True)
+@click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), help="One held-out file for every recipe (data.eval).")
+@click.option("--target", help="METRIC=VALUE: the cheapest recipe reaching it wins (e.g. accuracy=0.9).")
+@click.option("--margin", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Within this of the best counts as good enough.")
+@click.option("--usd-per-1m-input", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Token price for the cost per 1,000 requests.")
+@click.option("--output-dir", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, as_json):
+    """Run RECIPES (built-in names, files, or finished run folders) on the same held-out data and recommend one.
+
+      adaptkit compare prompt_engineering icl lora_cls --eval-data examples/data/support_tickets_test.jsonl
+    """
+    from adaptkit.advisor.catalogue import methods
+
+    wanted = None
+    if target:
+        name, sep, value = target.partition("=")
+        try:
+            wanted = (name.strip(), float(value))
+        except ValueError:
+            wanted = None
+        if not sep or wanted is None:
+            raise InputError(f"--target {target!r}: write METRIC=VALUE, like accuracy=0.9")
+    root = Path(output_dir)
+    rows = []
+    for index, ref in enumerate(recipes):
+        out = root / f"{index}-{Path(ref).stem}"
+        click.echo(f"[{index + 1}/{len(recipes)}] {ref} ...", err=True)
+        metrics, recipe, error = _run(ref, out, eval_data)
+        if error:
+            rows.append({"recipe": ref, "error": error})
+            continue
+        metric, value = _primary(metrics)
+        train = metrics.get("train") or {}
+        train = train.get("policy", train) if isinstance(train, dict) else {}
+        tokens = _tokens_per_request(metrics, recipe or {})
+        rows.append({"recipe": ref, "method": metrics.get("method"), "metric": metric, "value": value,
+                     "trainable_params": train.get("trainable_params", 0), "training_s": train.get("runtime_s", 0.0),
+                     "tokens_per_request": tokens,
+                     "usd_per_1k_requests": None if tokens is None else tokens * 1000 * usd_per_1m_input / 1e6})
+    scored = [r for r in rows if r.get("value") is not None]
+    verdict = None
+    if scored:
+        best = max(r["value"] for r in scored)
+        good = [r for r in scored if (r["value"] >= wanted[1] if wanted and r["metric"] == wanted[0] else r["value"] >= best - margin)]
+        rank = {m: meth.cost_rank for m, meth in methods().items()}
+        # The cheapest sufficient method: lowest cost tier, then fewest tokens per request, then training time.
+        good.sort(key=lambda r: (rank.get(r["method"], 99), r["usd_per_1k_requests"] or 0, r["training_s"]))
+        if good:
+            pick = good[0]
+            why = (f"reaches {wanted[0]} {wanted[1]:g}" if wanted else f"is within {margin:g} of the best {pick['metric']} ({best:.4f})")
+            verdict = (f"{pick['recipe']} ({pick['method']}): the cheapest that {why}, with {pick['trainable_params']:,} trainable "
+                       f"parameters and ~{(pick['tokens_per_request'] or 0):.0f} prompt tokens a request")
+        elif wanted:
+            verdict = f"none reaches {wanted[0]} {wanted[1]:g}; the best has {best:.4f}"
+    root.mkdir(parents=True, exist_ok=True)
+    report = {"rows": rows, "recommendation": verdict}
+    (root / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
+    _chart(scored, root / "compare.png")
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{'recipe':24} {'method':22} {'metric':14} {'value':>8} {'trainable':>12} {'train s':>8} {'tokens/req':>10} {'$/1k req':>9}")
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['recipe']:24} failed: {r['error']}")
+            continue
+        tokens = "-" if r["tokens_per_request"] is None else f"{r['tokens_per_request']:.0f}"
+        cost = "-" if r["usd_per_1k_requests"] is None else f"{r['usd_per_1k_requests']:.4f}"
+        value = "-" if r["value"] is None else f"{r['value']:.4f}"
+        click.echo(f"{r['recipe']:24} {r['method']:22} {r['metric']:14} {value:>8} {r['trainable_params']:>12,} "
+                   f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
+    click.echo(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
+    click.echo(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")
+
+
+def _chart(rows: list[dict], path: Path) -> None:
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    ax.bar([r["recipe"] for r in rows], [r["value"] for r in rows], color="#1f77b4")
+    ax.set_ylabel(rows[0]["metric"])
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
