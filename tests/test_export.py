@@ -40,3 +40,43 @@ def test_export_refuses_what_it_cannot_write_yet(invoke, tmp_path):
     target.write_text("keep")
     again = invoke("export", "lora_cls", "-o", target)
     assert again.exit_code == 2 and "already exists" in again.stderr and target.read_text() == "keep"
+
+
+@pytest.mark.parametrize("recipe", ["lora_cls", "full_cls", "lora_sft", "qlora_sft", "dpo", "rlhf"])
+def test_accelerate_configs_parse(invoke, tmp_path, recipe):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    folder = tmp_path / "acc"
+    result = invoke("export", recipe, "--format", "accelerate", "--gpus", "4", "--machines", "2", "-o", folder)
+    assert result.exit_code == 0, result.output
+    kinds = {}
+    for name in ("single_gpu", "ddp", "fsdp", "deepspeed_zero3"):
+        config = load_config_from_file(str(folder / f"{name}.yaml"))
+        kinds[name] = (str(config.distributed_type), config.num_processes, config.mixed_precision)
+    assert kinds["single_gpu"][1] == 1 and kinds["ddp"][1] == kinds["fsdp"][1] == 8
+    assert "FSDP" in kinds["fsdp"][0] and "DEEPSPEED" in kinds["deepspeed_zero3"][0] and kinds["ddp"][2] == "bf16"
+    launch = (folder / "LAUNCH.md").read_text()
+    assert "--num_machines 2" in launch and "--machine_rank $RANK" in launch and f"-m adaptkit run {recipe}" in launch
+
+
+@pytest.mark.parametrize("recipe, command", [("lora_sft", "sft"), ("instruction_tuning", "sft"), ("qlora_sft", "sft"), ("dpo", "dpo")])
+def test_trl_config_parses_with_trls_own_parser(invoke, tmp_path, recipe, command):
+    from trl import DPOConfig, ModelConfig, SFTConfig
+    from trl.scripts.utils import DatasetMixtureConfig, TrlParser
+
+    result = invoke("export", recipe, "--format", "trl", "-o", tmp_path / "trl.yaml")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "trl.yaml").read_text()
+    assert f"trl {command} --config" in text and "Not carried over" in text and "training.precision=auto" in text
+    parser = TrlParser((DatasetMixtureConfig, DPOConfig if command == "dpo" else SFTConfig, ModelConfig))
+    data, training, model = parser.parse_args_and_config(
+        args=["--config", str(tmp_path / "trl.yaml"), "--use_cpu", "true", "--bf16", "false"])[:3]
+    assert data.datasets[0].data_files.endswith(".jsonl")
+    assert training.learning_rate > 0 and model.use_peft == (recipe != "instruction_tuning")
+    if recipe == "qlora_sft":
+        assert model.load_in_4bit and "messages" not in text.split("Not carried over")[1].split("\n")[0]
+
+
+def test_trl_refuses_classification(invoke):
+    result = invoke("export", "lora_cls", "--format", "trl")
+    assert result.exit_code == 2 and "no TRL CLI equivalent" in result.stderr

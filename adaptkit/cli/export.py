@@ -10,17 +10,34 @@ from adaptkit.cli._io import write_new
 @click.command("export")
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["script"]), default="script", show_default=True,
-              help="script: one standalone Python file that imports transformers/peft/datasets, never adaptkit.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file (default: print).")
-@click.option("--force", is_flag=True, help="Replace an existing --output file.")
-def export(recipe, overrides, fmt, output, force):
-    """Export RECIPE (with optional KEY=VALUE overrides) as a standalone script."""
-    from adaptkit.recipe.export import script
+@click.option("--format", "fmt", type=click.Choice(["script", "accelerate", "trl"]), default="script", show_default=True,
+              help="script: a standalone Python file (no adaptkit import); accelerate: config files and launch commands "
+                   "(-o is a folder); trl: a config for the TRL command line (SFT and DPO).")
+@click.option("-o", "--output", type=click.Path(), help="Write to this file (a folder for accelerate; default: print).")
+@click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True, help="accelerate: GPUs per machine.")
+@click.option("--machines", type=click.IntRange(min=1), default=1, show_default=True, help="accelerate: machines.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+def export(recipe, overrides, fmt, output, gpus, machines, force):
+    """Export RECIPE (with optional KEY=VALUE overrides) as a script, accelerate configs or a TRL CLI config."""
+    from pathlib import Path
+
+    from adaptkit.recipe.export import accelerate_configs, script, trl_config
     from adaptkit.recipe.load import load_recipe
 
     loaded, _, _ = load_recipe(recipe, overrides)
-    text = script(loaded, recipe, output or "train.py")
+    if fmt == "accelerate":
+        files = accelerate_configs(loaded, recipe, gpus, machines)
+        if not output:
+            for name, text in files.items():
+                click.echo(f"==> {name} <==\n{text}")
+            return
+        folder = Path(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            write_new(folder / name, text, force=force)
+        click.echo(f"wrote {', '.join(files)} to {folder}; see {folder / 'LAUNCH.md'}", err=True)
+        return
+    text = trl_config(loaded, recipe) if fmt == "trl" else script(loaded, recipe, output or "train.py")
     if output:
         write_new(output, text, force=force)
         click.echo(f"wrote {output}; run it with: python {output}", err=True)
