@@ -33,8 +33,29 @@ def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
 
 
+@pytest.mark.parametrize("recipe, extra", [
+    ("lora_sft", ["training.learning_rate=0.005"]),
+    ("instruction_tuning", ["training.learning_rate=0.003", "training.gradient_checkpointing=false"]),
+    ("dpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
+])
+def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causal_lm, recipe, extra):
+    common = [f"model={tiny_causal_lm}", "training.max_steps=3", "training.max_length=64", "data.max_rows=24", *extra]
+    script = tmp_path / "train.py"
+    assert invoke("export", recipe, *common, f"output_dir={tmp_path / 'script_out'}", "-o", script).exit_code == 0
+    poison = tmp_path / "poison" / "adaptkit"
+    poison.mkdir(parents=True)
+    (poison / "__init__.py").write_text("raise ImportError('the exported script imported adaptkit')\n")
+    env = {**os.environ, "PYTHONPATH": str(poison.parent), "HF_HUB_OFFLINE": "1"}
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    from_script = json.loads((tmp_path / "script_out" / "metrics.json").read_text())
+    from_run = json.loads(invoke("run", recipe, *common, f"output_dir={tmp_path / 'run_out'}", "--json").stdout)
+    assert from_script["eval"] == pytest.approx(from_run["eval"], rel=1e-5)
+    assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
+
+
 def test_export_refuses_what_it_cannot_write_yet(invoke, tmp_path):
-    result = invoke("export", "lora_sft")
+    result = invoke("export", "rlhf")
     assert result.exit_code == 2 and "not exported yet" in result.stderr
     target = tmp_path / "t.py"
     target.write_text("keep")
