@@ -96,3 +96,19 @@ def test_advise_then_run_is_two_commands(invoke, tmp_path, monkeypatch):
     metrics = json.loads(result.stdout)
     assert metrics["method"] == "lora_adapters" and metrics["eval"]["accuracy"] is not None
     assert (tmp_path / "runs" / "lora_adapters" / "adapter_config.json").is_file()
+
+
+def test_bake_off_writes_the_top_recipes_and_the_compare_command(invoke, tmp_path):
+    answers = tmp_path / "a.yaml"
+    answers.write_text(ANSWERS)
+    result = invoke("advise", "--answers", answers, "--bake-off", tmp_path / "bo")
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in (tmp_path / "bo").glob("*.yaml"))
+    assert len(files) == 3 and "lora_adapters.yaml" in files
+    assert f"adaptkit compare {tmp_path / 'bo'}" in result.stdout and "--eval-data" in result.stdout
+    for name in files:
+        assert invoke("recipes", "validate", tmp_path / "bo" / name).exit_code == 0
+    closed = tmp_path / "closed.yaml"
+    closed.write_text("task: qa\ngoal: knowledge\nweight_access: closed_api\nprivacy_on_prem: true\n")
+    refused = invoke("advise", "--answers", closed, "--bake-off", tmp_path / "none")
+    assert refused.exit_code == 2 and "bake-off needs two" in refused.stderr

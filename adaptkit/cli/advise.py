@@ -35,8 +35,10 @@ def _needs_gpus(answers: dict) -> bool:
 @click.option("--no-input", is_flag=True, help="Never prompt: missing answers take their defaults (task, goal, weight_access are required).")
 @click.option("--save-answers", type=click.Path(dir_okay=False), help="Save the answers to this YAML file for reuse.")
 @click.option("--emit-recipe", type=click.Path(dir_okay=False), help="Write a runnable recipe for the top trainable method to this file.")
-@click.option("--force", is_flag=True, help="Replace an existing --save-answers or --emit-recipe file.")
-def advise(answers_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, force):
+@click.option("--bake-off", "bake_off", type=click.Path(file_okay=False),
+              help="Write recipes for the top three runnable methods to this folder and print the compare command.")
+@click.option("--force", is_flag=True, help="Replace existing --save-answers, --emit-recipe or --bake-off files.")
+def advise(answers_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, bake_off, force):
     """Recommend an adaptation method for your task, data and hardware.
 
     Rules out what cannot work (weight access, memory, data, privacy), ranks the rest
@@ -73,6 +75,8 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, em
     hardware = {"detected_gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus], "detection": detection}
     if emit_recipe:
         _emit(advice, emit_recipe, force, quiet=as_json)
+    if bake_off:
+        _bake_off(advice, bake_off, force, quiet=as_json)
     if as_json:
         click.echo(json.dumps(advice.to_dict(hardware), indent=2))
         return
@@ -100,6 +104,30 @@ def _emit(advice, path: str, force: bool, quiet: bool = False) -> None:
         click.echo(f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}")
 
 
+def _bake_off(advice, folder: str, force: bool, quiet: bool = False) -> None:
+    """Recipes for the top runnable choices, and the compare command that settles it on the user's data."""
+    from pathlib import Path
+
+    from adaptkit.recipe.emit import recipe_for, render, runnable
+
+    methods = runnable(advice)[:3]
+    if len(methods) < 2:
+        raise InputError(f"a bake-off needs two runnable recommendations; there {'is' if methods else 'are'} {len(methods) or 'none'}")
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    written, eval_data = [], None
+    for method in methods:
+        recipe, notes = recipe_for(advice, output_name=f"bake-off/{method}", method=method)
+        path = target / f"{method}.yaml"
+        write_new(path, render(recipe, advice, notes, str(path)), force=force)
+        written.append(str(path))
+        eval_data = eval_data or recipe["data"].get("eval")
+    command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if eval_data and len({m in ('rag', 'tool_use') for m in methods}) == 1 else "")
+    if not quiet:
+        click.echo(f"\nwrote a bake-off of {', '.join(methods)} to {target}")
+        click.echo(f"settle it on your data: {command}")
+
+
 def _offer_recipe(advice, answers: dict, force: bool) -> None:
     """The wizard's last step: write the recipe for the top trainable recommendation."""
     from adaptkit.recipe.emit import pick
@@ -118,3 +146,8 @@ def _offer_recipe(advice, answers: dict, force: bool) -> None:
         profile, _ = resolve(answers, None)
         advice = run_advisor(profile)
     _emit(advice, path, force)
+    from adaptkit.cli.wizard import ask_bake_off
+    from adaptkit.recipe.emit import runnable
+
+    if len(runnable(advice)) >= 2 and ask_bake_off(_prompter()):
+        _bake_off(advice, "bake-off", force)

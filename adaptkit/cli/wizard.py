@@ -177,3 +177,9 @@ def ask_recipe(prompter, method: str, profile) -> tuple[str, str, str] | None:
     train = prompter.ask(Question("train_data", "Training data file (blank: the demo data)", "a .jsonl, .csv or .parquet file", optional=True, parse=str), None)
     held_out = prompter.ask(Question("eval_data", "Held-out data file (blank: the demo data)", "for accuracy or eval loss", optional=True, parse=str), None)
     return path, train or "", held_out or ""
+
+
+def ask_bake_off(prompter) -> bool:
+    """Offer the bake-off: recipes for the top choices and the compare command."""
+    return bool(prompter.ask(Question("bake_off", "Also write a bake-off of the top choices (folder bake-off/)?",
+                                      "adaptkit compare then measures them on the same held-out data", "confirm"), False))

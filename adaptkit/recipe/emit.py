@@ -18,14 +18,16 @@ PREFERENCE_DEFAULTS = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples
 TRAINING_FREE = ("prompt_engineering", "in_context_learning", "rag", "tool_use")
 
 
+def runnable(advice: Advice) -> list[str]:
+    """Recommended methods adaptkit can run, best first (ICL only for classification, where it is measured)."""
+    return [rec.method for rec in advice.recommendations if rec.method in RUNNABLE
+            and not (rec.method == "in_context_learning" and advice.profile.task != "classification")]
+
+
 def pick(advice: Advice) -> str | None:
-    """The best-ranked method adaptkit can run (ICL only for classification, where it is measured)."""
-    for rec in advice.recommendations:
-        if rec.method == "in_context_learning" and advice.profile.task != "classification":
-            continue
-        if rec.method in RUNNABLE:
-            return rec.method
-    return None
+    """The best-ranked method adaptkit can run."""
+    methods = runnable(advice)
+    return methods[0] if methods else None
 
 
 def _backend(p) -> tuple[dict, list[str]]:
@@ -75,9 +77,9 @@ def training_free_recipe(method: str, advice: Advice) -> tuple[dict, list[str]]:
     return recipe, notes
 
 
-def recipe_for(advice: Advice, output_name: str | None = None) -> tuple[dict, list[str]]:
-    """Recipe data for the top runnable recommendation, and notes on what was chosen and why."""
-    method = pick(advice)
+def recipe_for(advice: Advice, output_name: str | None = None, method: str | None = None) -> tuple[dict, list[str]]:
+    """Recipe data for the top runnable recommendation (or `method`), and notes on what was chosen and why."""
+    method = method or pick(advice)
     if method is None:
         ranked = ", ".join(r.method for r in advice.recommendations) or "none"
         raise InputError(f"no method that adaptkit can run is recommended (ranked: {ranked}); nothing to write")
