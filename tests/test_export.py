@@ -12,7 +12,7 @@ pytest.importorskip("peft")
 QUICK = ["training.max_steps=4", "data.max_rows=48"]
 
 
-@pytest.mark.parametrize("recipe", ["lora_cls", "ia3_cls", "full_cls"])
+@pytest.mark.parametrize("recipe", ["lora_cls", "ia3_cls", "full_cls", "prompt_tuning_cls"])
 def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     script = tmp_path / "train.py"
     exported = invoke("export", recipe, *QUICK, f"output_dir={tmp_path / 'script_out'}", "-o", script)
@@ -37,6 +37,8 @@ def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     ("lora_sft", ["training.learning_rate=0.005"]),
     ("instruction_tuning", ["training.learning_rate=0.003", "training.gradient_checkpointing=false"]),
     ("dpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
+    ("rlhf", ["training.max_length=128", "rlhf.reward.max_steps=3", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",
+              "rlhf.policy.eval_prompts=3", "rlhf.policy.batch_size=4"]),
 ])
 def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causal_lm, recipe, extra):
     common = [f"model={tiny_causal_lm}", "training.max_steps=3", "training.max_length=64", "data.max_rows=24", *extra]
@@ -51,11 +53,18 @@ def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causa
     from_script = json.loads((tmp_path / "script_out" / "metrics.json").read_text())
     from_run = json.loads(invoke("run", recipe, *common, f"output_dir={tmp_path / 'run_out'}", "--json").stdout)
     assert from_script["eval"] == pytest.approx(from_run["eval"], rel=1e-5)
-    assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
+    if recipe != "rlhf":  # the two-stage script reports the evaluation only
+        assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
+
+
+def test_qlora_script_loads_the_base_in_4_bits(invoke):
+    text = invoke("export", "qlora_sft").stdout
+    assert "QUANTIZATION = '4bit'" in text and "BitsAndBytesConfig" in text and "LoraConfig(task_type='CAUSAL_LM'" in text
+    compile(text, "train.py", "exec")
 
 
 def test_export_refuses_what_it_cannot_write_yet(invoke, tmp_path):
-    result = invoke("export", "rlhf")
+    result = invoke("export", "rag")
     assert result.exit_code == 2 and "not exported yet" in result.stderr
     target = tmp_path / "t.py"
     target.write_text("keep")

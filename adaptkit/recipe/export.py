@@ -36,10 +36,13 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
     from adaptkit.runners.models import resolve_model
     from adaptkit.runners.train import common_arguments
 
+    if recipe.method == "rlhf":
+        return _rlhf_script(recipe, ref, filename)
     classification = recipe.task == "sequence_classification"
     supported = recipe.method in ("full_finetuning", "lora_adapters", "prefix_prompt_tuning", "instruction_tuning", "dpo")
     if not supported or (recipe.method == "dpo" and recipe.dpo.starting_adapter) or recipe.adapter == "prefix" and not classification:
-        raise InputError(f"--format script covers the supervised and DPO recipes; {recipe.method}/{recipe.task} is not exported yet")
+        raise InputError(f"--format script covers the training recipes (supervised, DPO, RLHF); {recipe.method}/{recipe.task} "
+                         "is not exported yet (training-free recipes run with adaptkit run)")
     args = common_arguments(recipe, Path(recipe.output_dir), bool(recipe.data.eval), with_precision=False)
     d, t = recipe.data, recipe.training
     peft_import, peft_expression = _peft(recipe, "SEQ_CLS" if classification else "CAUSAL_LM")
@@ -61,6 +64,37 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
     }
     template = "classification.py.tmpl" if classification else "causal_lm.py.tmpl"
     text = (TEMPLATES / template).read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
+
+
+def _rlhf_script(recipe: Recipe, ref: str, filename: str) -> str:
+    from adaptkit.runners.models import resolve_model
+    from adaptkit.runners.train import common_arguments
+
+    d, t, r, p = recipe.data, recipe.training, recipe.rlhf.reward, recipe.rlhf.policy
+    out = Path(recipe.output_dir)
+    reward_args = common_arguments(recipe, out / "reward_model", bool(d.eval), with_precision=False, epochs=r.epochs,
+                                   learning_rate=r.learning_rate, batch_size=r.batch_size, max_steps=r.max_steps)
+    policy_args = common_arguments(recipe, out / "policy", False, with_precision=False, learning_rate=p.learning_rate,
+                                   batch_size=p.batch_size, max_steps=p.max_steps)
+    policy_args.update(per_device_eval_batch_size=p.batch_size, num_generations=p.num_generations,
+                       max_completion_length=p.max_completion_length, temperature=p.temperature, beta=p.kl_coef)
+    peft_import, peft_expression = _peft(recipe, "CAUSAL_LM")
+    literal = lambda args: "{\n    " + ",\n    ".join(f"{k!r}: {v!r}" for k, v in args.items()) + ",\n}"  # noqa: E731
+    values = {
+        "__TITLE__": f"rlhf on {recipe.model}, exported from the adaptkit recipe {ref}.", "__REF__": ref, "__FILE__": filename,
+        "__MODEL__": repr(resolve_model(recipe.model)), "__REWARD_BASE__": repr(resolve_model(r.model or recipe.model)),
+        "__TRAIN__": repr(d.train), "__EVAL__": repr(d.eval), "__PROMPT__": repr(d.prompt_column), "__CHOSEN__": repr(d.chosen_column),
+        "__REJECTED__": repr(d.rejected_column), "__MAX_ROWS__": repr(d.max_rows), "__MAX_LENGTH__": repr(t.max_length),
+        "__SEED__": repr(t.seed), "__OUTPUT_DIR__": repr(recipe.output_dir), "__PEFT_IMPORT__": peft_import,
+        "__ADAPTER__": peft_expression, "__EVAL_PROMPTS__": repr(p.eval_prompts), "__MAX_COMPLETION__": repr(p.max_completion_length),
+        "__PRECISION__": repr(t.precision), "__REWARD_ARGS__": literal(reward_args), "__POLICY_ARGS__": literal(policy_args),
+        "__POLICY_CONFIG__": "GRPOConfig" if p.algorithm == "grpo" else "RLOOConfig",
+        "__POLICY_TRAINER__": "GRPOTrainer" if p.algorithm == "grpo" else "RLOOTrainer",
+    }
+    text = (TEMPLATES / "rlhf.py.tmpl").read_text(encoding="utf-8")
     for key, value in values.items():
         text = text.replace(key, value)
     return text
