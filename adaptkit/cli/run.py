@@ -185,15 +185,11 @@ def _run_rag(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
         click.echo(json.dumps(report, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in report["data"].items()))
         return
     _check_output_dir(Path(recipe.output_dir), overwrite, False, keep=Path(recipe.rag.index_dir))
-    from adaptkit.recipe.load import as_yaml
     from adaptkit.runners.backends import make_backend
     from adaptkit.runners.rag import run_rag
-    from adaptkit.runners.report import write_atomic
 
     metrics = run_rag(recipe, questions, lambda: make_backend(recipe))
-    out = Path(recipe.output_dir)
-    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    out = _save(recipe, metrics)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -225,16 +221,13 @@ def _run_prompting(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
     from adaptkit.recipe.load import as_yaml
     from adaptkit.runners.backends import make_backend
     from adaptkit.runners.prompting import run_icl, run_prompt_engineering
-    from adaptkit.runners.report import write_atomic
 
     backend = make_backend(recipe)
     if recipe.method == "prompt_engineering":
         metrics = run_prompt_engineering(recipe, rows, labels, backend)
     else:
         metrics = run_icl(recipe, pool, rows, labels, backend)
-    out = Path(recipe.output_dir)
-    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    out = _save(recipe, metrics)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -273,7 +266,6 @@ def _run_tools(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
     _check_output_dir(Path(recipe.output_dir), overwrite, False)
     from adaptkit.recipe.load import as_yaml
     from adaptkit.runners.backends import make_backend
-    from adaptkit.runners.report import write_atomic
     from adaptkit.runners.tools import run_tool_use
 
     interactive = block.confirm_changes and sys.stdin.isatty()
@@ -282,9 +274,7 @@ def _run_tools(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
         return interactive and click.confirm(f"run {name}({json.dumps(arguments)}), which changes state?", default=False, err=True)
 
     metrics = run_tool_use(recipe, tasks, make_backend(recipe), confirm)
-    out = Path(recipe.output_dir)
-    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    out = _save(recipe, metrics)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -293,3 +283,14 @@ def _run_tools(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
     click.echo(f"tool use on {e['tasks']} tasks: success {e['success_rate']:.3f}, valid tool calls {validity} "
                f"({e['tool_calls']} calls, {e['refused_calls']} refused), mean steps {e['mean_steps']:.2f}; "
                f"transcripts in {out / 'transcripts.jsonl'}")
+
+
+def _save(recipe, metrics: dict) -> Path:
+    """A training-free run's files: the resolved recipe and metrics.json, written atomically."""
+    from adaptkit.recipe.load import as_yaml
+    from adaptkit.runners.report import write_atomic
+
+    out = Path(recipe.output_dir)
+    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return out
