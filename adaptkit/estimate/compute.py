@@ -59,7 +59,7 @@ def flops_per_token(arch: Architecture, setup: Setup) -> float:
     """Training FLOPs per token: 6N full, ~4N for adapters (no weight gradients), +2N with checkpointing."""
     s = setup.resolved()
     n = arch.total_params
-    full = s.adapter == "none" and s.method != "prefix_prompt_tuning"
+    full = s.trains_all_weights
     train = (6 if full else 4) * n + (2 * n if s.gradient_checkpointing else 0)
     train += 6 * arch.layers * arch.hidden * s.seq_len  # causal attention scores and mixing
     if s.method == "dpo" and s.dpo_reference != "precomputed":

@@ -36,10 +36,6 @@ def _peak(arch: Architecture, setup: Setup) -> float:
     return estimate_memory(arch, setup).peak_gb
 
 
-def _trains_all(s: Setup) -> bool:
-    return s.trains and s.adapter == "none" and s.method != "prefix_prompt_tuning"
-
-
 def _kinds(s: Setup) -> list[str]:
     """The kinds of change that apply to this setup."""
     kinds = []
@@ -49,11 +45,11 @@ def _kinds(s: Setup) -> list[str]:
         kinds.append("loss")
     if s.batch_size > 1:
         kinds.append("batch")
-    if _trains_all(s) and s.precision != "bf16":
+    if s.trains_all_weights and s.precision != "bf16":
         kinds.append("precision")
-    if _trains_all(s) and s.optimizer == "adamw":
+    if s.trains_all_weights and s.optimizer == "adamw":
         kinds.append("optim")
-    if _trains_all(s):
+    if s.trains_all_weights:
         kinds.append("lora")
     if s.quantization == "none":
         kinds.append("quant")
@@ -80,7 +76,7 @@ def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
     if kind == "quant":
         if not s.trains:
             return replace(s, quantization="4bit"), "4-bit weights (NF4)"
-        if _trains_all(s):  # a 4-bit base needs adapters
+        if s.trains_all_weights:  # a 4-bit base needs adapters
             lora, _ = _fixed(s, "lora")
             return replace(lora, quantization="4bit"), "QLoRA (LoRA on a 4-bit base) instead of full weights"
         return replace(s, quantization="4bit"), "4-bit base (QLoRA; needs bitsandbytes and CUDA)"

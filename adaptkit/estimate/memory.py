@@ -86,8 +86,7 @@ class Setup:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.method in FULL_METHODS and self.adapter not in (None, "none"):
             raise InputError(f"{self.method} trains all weights: use --method lora_adapters for adapters")
-        trains_all = self.adapter == "none" and self.method not in INFERENCE_METHODS and self.method != "prefix_prompt_tuning"
-        if self.quantization != "none" and trains_all:
+        if self.quantization != "none" and self.trains_all_weights:
             raise InputError(f"a {self.quantization} base cannot be trained directly: use an adapter method (QLoRA) or --quantization none")
         if self.sharding != "none" and self.num_gpus < 2:
             raise InputError(f"--sharding {self.sharding} needs --num-gpus 2 or more")
@@ -95,6 +94,11 @@ class Setup:
     @property
     def trains(self) -> bool:
         return self.method not in INFERENCE_METHODS
+
+    @property
+    def trains_all_weights(self) -> bool:
+        """Full fine-tuning (or full-weight DPO/RLHF): every parameter gets gradients and optimizer states."""
+        return self.trains and self.adapter == "none" and self.method != "prefix_prompt_tuning"
 
 
 @dataclass
@@ -178,7 +182,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     notes: list[str] = []
     n = arch.total_params
     n_t = trainable_params(arch, s)
-    full = s.trains and s.adapter == "none" and s.method != "prefix_prompt_tuning"
+    full = s.trains_all_weights
     dense = 4 if s.precision == "fp32" else 2
     act_bytes = 4 if s.precision == "fp32" else 2
     shards = s.num_gpus if s.sharding != "none" else 1
