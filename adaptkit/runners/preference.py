@@ -11,22 +11,10 @@ from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
 from adaptkit.runners.models import resolve_model
 from adaptkit.runners.train import (
-    RunOptions, callbacks, check_quantization, common_arguments, evaluate, fit, fit_evaluate_save, peft_config, seed_everything,
+    RunOptions, callbacks, check_quantization, causal_tokenizer, common_arguments, evaluate, fit, fit_evaluate_save, peft_config,
+    seed_everything,
     train_metrics,
 )
-
-
-def _tokenizer(name: str, trust: bool):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust)
-    if tokenizer.eos_token is None and tokenizer.sep_token is not None:  # BERT-style tokenizers on a causal LM
-        tokenizer.eos_token = tokenizer.sep_token
-    if tokenizer.bos_token is None and tokenizer.cls_token is not None:
-        tokenizer.bos_token = tokenizer.cls_token
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def _pairs(recipe: Recipe, rows: list[dict]):
@@ -56,7 +44,7 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stop = {"stop": False}
-    tokenizer = _tokenizer(recipe.model, recipe.trust_remote_code)
+    tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
     config = _lora(recipe)
     if recipe.dpo.starting_adapter:
@@ -100,7 +88,7 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     out = Path(recipe.output_dir) / REWARD_DIR
     out.mkdir(parents=True, exist_ok=True)
     name = stage.model or recipe.model
-    tokenizer = _tokenizer(name, recipe.trust_remote_code)
+    tokenizer = causal_tokenizer(name, recipe.trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(name), num_labels=1, trust_remote_code=recipe.trust_remote_code)
     model.config.pad_token_id = tokenizer.pad_token_id
     stop = {"stop": False}
@@ -155,8 +143,8 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     root = Path(recipe.output_dir)
     out = root / POLICY_DIR
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(recipe.model, recipe.trust_remote_code)
-    reward_tokenizer = _tokenizer(str(root / REWARD_DIR), recipe.trust_remote_code)
+    tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
+    reward_tokenizer = causal_tokenizer(str(root / REWARD_DIR), recipe.trust_remote_code)
     reward_model = AutoModelForSequenceClassification.from_pretrained(str(root / REWARD_DIR), num_labels=1)
     reward_model.config.pad_token_id = reward_tokenizer.pad_token_id
     policy = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)

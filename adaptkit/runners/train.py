@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import signal
 import time
@@ -205,18 +204,28 @@ def _f1_macro(gold, predicted, classes: int) -> float:
     return float(sum(scores) / len(scores)) if scores else 0.0
 
 
+def causal_tokenizer(name: str, trust: bool):
+    """A causal LM's tokenizer with the special tokens TRL needs (BERT-style ones lack eos and bos; many lack pad)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name), trust_remote_code=trust)
+    if tokenizer.eos_token is None and tokenizer.sep_token is not None:
+        tokenizer.eos_token = tokenizer.sep_token
+    if tokenizer.bos_token is None and tokenizer.cls_token is not None:
+        tokenizer.bos_token = tokenizer.cls_token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
     d = recipe.data
     path = resolve_model(recipe.model)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=recipe.trust_remote_code)
-    if tokenizer.eos_token is None and tokenizer.sep_token is not None:  # BERT-style tokenizers on a causal LM
-        tokenizer.eos_token = tokenizer.sep_token
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
     load = {"trust_remote_code": recipe.trust_remote_code}
     if recipe.lora and recipe.lora.quantization != "none":
         import torch
@@ -363,5 +372,3 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def world_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
