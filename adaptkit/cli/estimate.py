@@ -99,16 +99,16 @@ def estimate(model, params, method, precision, quantization, batch_size, seq_len
         sent, how = count_prompt(one, prompt_tokens, tokens_per_example, shots, tokens_per_example, retrieved_chunks, chunk_tokens,
                                  tool_tokens=300, steps=2)
         context = sent + output_tokens if (shots or retrieved_chunks or one == "tool_use") else INFERENCE_SEQ.get(one, 1024)
+        # Comparing every method, a 4/8-bit base applies where it can; asked for one method, Setup's check explains why not.
+        quantized = quantization if method != "all" or one not in ("full_finetuning", "instruction_tuning") else "none"
         setup = Setup(
-            method=one, precision=precision, quantization=quantization if (inference or one not in ("full_finetuning", "instruction_tuning")) else "none",
+            method=one, precision=precision, quantization=quantized,
             batch_size=batch_size, seq_len=seq_len or context,
             gradient_checkpointing=gradient_checkpointing, chunked_loss=chunked_loss,
             adapter=adapter if one in ("lora_adapters", "dpo", "rlhf") else None, lora_r=lora_r, lora_targets=lora_targets,
             soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
             sharding=sharding if not inference else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
         )
-        if method != "all" and quantization != "none" and one in ("full_finetuning", "instruction_tuning"):
-            setup = Setup(**{**setup.__dict__, "quantization": quantization})  # let the check explain why not
         result = run_estimate(arch, setup, device, tokens, gpu_hour_usd)
         if inference:
             cost = request_cost(arch, sent, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,

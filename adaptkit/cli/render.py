@@ -8,11 +8,8 @@ from rich.table import Table
 
 from adaptkit.advisor.catalogue import methods
 
-_FORCE_WIDTH = None
-
-
 def _console() -> Console:
-    return Console(width=_FORCE_WIDTH, highlight=False)
+    return Console(highlight=False)
 
 
 def dump_answers(answers: dict) -> str:

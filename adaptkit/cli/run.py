@@ -177,10 +177,13 @@ def _run_rag(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
         from adaptkit.runners.rag import SUFFIXES
 
         files = [p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES]
-        report = {"recipe": __import__("adaptkit.recipe.load", fromlist=["as_yaml"]).as_yaml(recipe),
+        from adaptkit.recipe.load import as_yaml
+        from adaptkit.runners.dryrun import memory
+
+        report = {"recipe": as_yaml(recipe),
                   "data": {"questions": len(questions), "corpus_files": len(files),
                            "index": str(recipe.rag.index_dir), "index_exists": (Path(recipe.rag.index_dir) / "manifest.json").is_file()},
-                  "memory": __import__("adaptkit.runners.dryrun", fromlist=["memory"]).memory(recipe),
+                  "memory": memory(recipe),
                   "commands": {"run": f"adaptkit run {recipe_ref} {' '.join(overrides)}".strip()}}
         click.echo(json.dumps(report, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in report["data"].items()))
         return

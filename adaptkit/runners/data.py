@@ -199,15 +199,16 @@ def _preferences(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
         _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
         _require_columns(rows, [d.chosen_column], where, "data.chosen_column")
         _require_columns(rows, [d.rejected_column], where, "data.rejected_column")
-        empty = [n for n, r in enumerate(rows, 1) if not _response_text(r[d.chosen_column]).strip()
-                 or not _response_text(r[d.rejected_column]).strip()]
+        pairs = [(_response_text(r[d.chosen_column]).strip(), _response_text(r[d.rejected_column]).strip()) for r in rows]
+        empty = [n for n, (chosen, rejected) in enumerate(pairs, 1) if not chosen or not rejected]
         if empty:
             raise InputError(f"{where}: {len(empty)} pair(s) have an empty chosen or rejected response (first: row {empty[0]})")
-        same = [n for n, r in enumerate(rows, 1) if _response_text(r[d.chosen_column]).strip() == _response_text(r[d.rejected_column]).strip()]
+        same = [n for n, (chosen, rejected) in enumerate(pairs, 1) if chosen == rejected]
         if same:
             raise InputError(f"{where}: {len(same)} pair(s) have identical chosen and rejected responses (first: row {same[0]}): "
                              "they teach nothing; remove them")
-        _check_text(rows, d.prompt_column, where) if isinstance(rows[0][d.prompt_column], str) else None
+        if isinstance(rows[0][d.prompt_column], str):  # conversational prompts are message lists
+            _check_text(rows, d.prompt_column, where)
     return Splits(train, eval_rows, [], eval_source)
 
 
@@ -215,12 +216,18 @@ def label_counts(rows: list[dict], column: str) -> Counter:
     return Counter(_label_key(r[column]) for r in rows)
 
 
+def _eval_rows(recipe: Recipe, what: str) -> list[dict]:
+    """data.eval's rows, which must not be empty."""
+    rows = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
+    if not rows:
+        raise InputError(f"data.eval: {recipe.data.eval} has no {what}")
+    return rows
+
+
 def check_questions(recipe: Recipe) -> list[dict]:
     """The RAG question set: rows with a question and the source file that answers it."""
     block = recipe.rag
-    rows = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
-    if not rows:
-        raise InputError(f"data.eval: {recipe.data.eval} has no questions")
+    rows = _eval_rows(recipe, "questions")
     _require_columns(rows, [block.question_column], "data.eval", "rag.question_column")
     _require_columns(rows, [block.source_column], "data.eval", "rag.source_column")
     _check_text(rows, block.question_column, "data.eval")
@@ -235,9 +242,7 @@ def prompt_rows(recipe: Recipe) -> tuple[list[dict], list[dict], list]:
         pool, rows = splits.train, splits.eval or splits.train
         labels = splits.labels
     else:
-        rows = read_rows(d.eval, d.eval_split, "data.eval")
-        if not rows:
-            raise InputError(f"data.eval: {d.eval} has no rows")
+        rows = _eval_rows(recipe, "rows")
         pool = []
         if recipe.task == "sequence_classification":
             labels = _classification(rows, [], recipe, "").labels
@@ -250,9 +255,7 @@ def prompt_rows(recipe: Recipe) -> tuple[list[dict], list[dict], list]:
 def check_tasks(recipe: Recipe) -> list[dict]:
     """The tool-use task set: a question and an expected answer per row."""
     block = recipe.tools
-    rows = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
-    if not rows:
-        raise InputError(f"data.eval: {recipe.data.eval} has no tasks")
+    rows = _eval_rows(recipe, "tasks")
     _require_columns(rows, [block.question_column], "data.eval", "tools.question_column")
     _require_columns(rows, [block.answer_column], "data.eval", "tools.answer_column")
     return rows
