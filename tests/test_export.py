@@ -12,6 +12,17 @@ pytest.importorskip("peft")
 QUICK = ["training.max_steps=4", "data.max_rows=48"]
 
 
+def run_without_adaptkit(script, tmp_path) -> dict:
+    """Run an exported script with adaptkit made unimportable; return the metrics it wrote to script_out/."""
+    poison = tmp_path / "poison" / "adaptkit"
+    poison.mkdir(parents=True)
+    (poison / "__init__.py").write_text("raise ImportError('the exported script imported adaptkit')\n")
+    env = {**os.environ, "PYTHONPATH": str(poison.parent), "HF_HUB_OFFLINE": "1"}
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    return json.loads((tmp_path / "script_out" / "metrics.json").read_text())
+
+
 @pytest.mark.parametrize("recipe", ["lora_cls", "ia3_cls", "full_cls", "prompt_tuning_cls"])
 def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     script = tmp_path / "train.py"
@@ -19,13 +30,7 @@ def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     assert exported.exit_code == 0, exported.output
     text = script.read_text()
     assert "import adaptkit" not in text and "from adaptkit" not in text
-    poison = tmp_path / "poison" / "adaptkit"
-    poison.mkdir(parents=True)
-    (poison / "__init__.py").write_text("raise ImportError('the exported script imported adaptkit')\n")
-    env = {**os.environ, "PYTHONPATH": str(poison.parent), "HF_HUB_OFFLINE": "1"}
-    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    from_script = json.loads((tmp_path / "script_out" / "metrics.json").read_text())
+    from_script = run_without_adaptkit(script, tmp_path)
     result = invoke("run", recipe, *QUICK, f"output_dir={tmp_path / 'run_out'}", "--json")
     from_run = json.loads(result.stdout)
     assert from_script["eval"] == pytest.approx(from_run["eval"], rel=1e-6)
@@ -44,13 +49,7 @@ def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causa
     common = [f"model={tiny_causal_lm}", "training.max_steps=3", "training.max_length=64", "data.max_rows=24", *extra]
     script = tmp_path / "train.py"
     assert invoke("export", recipe, *common, f"output_dir={tmp_path / 'script_out'}", "-o", script).exit_code == 0
-    poison = tmp_path / "poison" / "adaptkit"
-    poison.mkdir(parents=True)
-    (poison / "__init__.py").write_text("raise ImportError('the exported script imported adaptkit')\n")
-    env = {**os.environ, "PYTHONPATH": str(poison.parent), "HF_HUB_OFFLINE": "1"}
-    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    from_script = json.loads((tmp_path / "script_out" / "metrics.json").read_text())
+    from_script = run_without_adaptkit(script, tmp_path)
     from_run = json.loads(invoke("run", recipe, *common, f"output_dir={tmp_path / 'run_out'}", "--json").stdout)
     assert from_script["eval"] == pytest.approx(from_run["eval"], rel=1e-5)
     if recipe != "rlhf":  # the two-stage script reports the evaluation only
