@@ -1,20 +1,44 @@
-"""Write files so that a crash or Ctrl-C never leaves half of one behind."""
+"""Write files so that a crash or Ctrl-C never leaves half of one behind, with the permissions the user's umask gives."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 
-def write_atomic(path: Path, text: str) -> None:
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain `open(path, "w")` would give a new file: 0666 less the umask."""
+    return 0o666 & ~_umask()
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files; outputs follow the umask like any other file
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w", **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder adaptkit made, never following a symbolic link out of it (a link is removed, not its target)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+        return
+    shutil.rmtree(path)  # rmtree unlinks symbolic links inside; it does not descend into them

@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
+import math
 import re
+
+from adaptkit.errors import brief
 
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 _NUMBER = re.compile(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)$", re.IGNORECASE)
 
 
+MAX_NUMBER = 1e18  # no count, size, price or token total adaptkit weighs comes near this
+
+
 def parse_number(value: object) -> float:
     """Return the number in `value`; strings may carry k/M/B/T suffixes, `$`, `,` and `_`."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {brief(value)}")
     if isinstance(value, (int, float)):
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a number, got {value!r}")
-    text = value.strip().replace(",", "").replace("_", "").lstrip("$").strip()
-    match = _NUMBER.match(text)
-    if not match:
-        raise ValueError(f"expected a number like 500, 2k or 1.5M, got {value!r}")
-    return float(match.group(1)) * _SCALE[match.group(2).lower()]
+        number = float(value) if not isinstance(value, int) or abs(value) <= MAX_NUMBER else math.inf
+    elif isinstance(value, str):
+        text = value.strip().replace(",", "").replace("_", "").lstrip("$").strip()
+        match = _NUMBER.match(text)
+        if not match:
+            raise ValueError(f"expected a number like 500, 2k or 1.5M, got {brief(value)}")
+        number = float(match.group(1)) * _SCALE[match.group(2).lower()]
+    else:
+        raise ValueError(f"expected a number, got {brief(value)}")
+    if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+        raise ValueError(f"expected a finite number up to 1e18, got {brief(value)}")
+    return number
 
 
 def parse_count(value: object) -> int:
     """Return a whole count: 500, 2k, 1e4."""
     number = parse_number(value)
     if number != int(number):
-        raise ValueError(f"expected a whole number, got {value!r}")
+        raise ValueError(f"expected a whole number, got {brief(value)}")
     return int(number)
 
 

@@ -183,8 +183,15 @@ def test_output_dir_is_never_overwritten_silently(invoke, tmp_path):
     assert (out / "precious.txt").read_text() == "keep me"
     assert invoke("run", "lora_cls", f"output_dir={out}", "--resume").exit_code == 2
     assert "contradict" in invoke("run", "lora_cls", f"output_dir={out}", "--resume", "--overwrite").stderr
-    run_ok(invoke, "lora_cls", f"output_dir={out}", "training.max_steps=2", "--overwrite", *QUICK)
-    assert not (out / "precious.txt").exists() and (out / "metrics.json").is_file()
+    refused = invoke("run", "lora_cls", f"output_dir={out}", "training.max_steps=2", "--overwrite", *QUICK)
+    assert refused.exit_code == 2 and "replaces only folders adaptkit created" in refused.stderr
+    assert (out / "precious.txt").read_text() == "keep me"
+    run = tmp_path / "run"
+    first = run_ok(invoke, "lora_cls", f"output_dir={run}", "training.max_steps=2", *QUICK)
+    (run / "stale.txt").write_text("from the first run")
+    second = run_ok(invoke, "lora_cls", f"output_dir={run}", "training.max_steps=3", "--overwrite", *QUICK)
+    assert not (run / "stale.txt").exists() and json.loads((run / "metrics.json").read_text()) == second != first
+    assert not list(tmp_path.glob(".run.adaptkit-*"))  # no staging folder left beside it
 
 
 def _adaptkit(*args):

@@ -113,7 +113,7 @@ def test_state_changing_tools_are_refused_unconfirmed(invoke, tmp_path, server, 
 
     Scripted.script = [wants_refund] * 4
     result = invoke("run", "tool_use", *endpoint(server), f"data.eval={tasks}", f"output_dir={tmp_path / 'out'}",
-                    "tools.builtins=[]", "tools.custom=[{function: 'tests.helpers_tools:refund', changes_state: true}]", "--json")
+                    "tools.builtins=[]", "tools.custom=[{function: 'tests.helpers_tools:refund', changes_state: true}]", "--allow-code", "--json")
     assert result.exit_code == 0, result.output
     e = json.loads(result.stdout)["eval"]
     assert e["refused_calls"] == 1 and e["success_rate"] == 1.0

@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, brief
 from adaptkit.units import parse_count, parse_gigabytes, parse_number, parse_params_b
 
 Task = Literal["classification", "extraction", "generation", "chat", "qa", "summarization", "code", "agent"]
@@ -25,7 +25,7 @@ DEFAULT_BUDGET_USD = 1000.0
 class Profile(BaseModel):
     """Everything the advisor weighs. Field descriptions double as the wizard's help lines."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     task: Task = Field(description="what the model must do")
     goal: Goal = Field(description="what adapting it should change")
@@ -91,7 +91,7 @@ class Profile(BaseModel):
         if value is None:
             return None
         if not isinstance(value, str):
-            raise ValueError(f"expected a model name or path, got {value!r}")
+            raise ValueError(f"expected a model name or path, got {brief(value)}")
         return value.strip() or None
 
     @model_validator(mode="after")
@@ -147,7 +147,7 @@ def check_keys(answers: dict, where: str = "answers") -> None:
         if key not in FIELDS:
             close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
             hint = f" (did you mean `{close[0]}`?)" if close else f" (known keys: {', '.join(FIELDS[:6])}, ...)"
-            problems.append(f"unknown key `{key}`{hint}")
+            problems.append(f"unknown key `{brief(key)[1:-1]}`{hint}")
     if problems:
         raise InputError(f"{where}: " + "; ".join(problems))
 
@@ -174,10 +174,10 @@ def _describe(error: dict) -> str:
     field = ".".join(str(part) for part in error["loc"])
     message = re.sub(r"^(Value error|Assertion failed), ", "", error["msg"])
     if error["type"] == "literal_error":
-        return f"{field}: {message[0].lower()}{message[1:]}, got {error['input']!r}"
+        return f"{field}: {message[0].lower()}{message[1:]}, got {brief(error['input'])}"
     if field:
         shown = error.get("input")
-        got = f", got {shown!r}" if not isinstance(shown, dict) and "got" not in message else ""
+        got = f", got {brief(shown)}" if not isinstance(shown, dict) and "got" not in message else ""
         return f"{field}: {message[0].lower()}{message[1:]}{got}"
     return message
 

@@ -9,7 +9,7 @@ import traceback
 import click
 
 from adaptkit import __version__
-from adaptkit.errors import AdaptkitError
+from adaptkit.errors import AdaptkitError, one_line
 
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS = {
@@ -28,6 +28,27 @@ EXIT_CANCELLED = 130
 
 class AdaptkitGroup(click.Group):
     """A group that imports subcommands on use and turns errors into one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's main, with usage errors as one `error:` line (and its exit code 2) instead of three."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            if exc.__class__.__name__ == "NoArgsIsHelpError":  # `adaptkit` alone, or a group alone: the help itself
+                exc.show()
+                sys.exit(exc.exit_code)
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            click.echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("cancelled", err=True)
+            sys.exit(EXIT_CANCELLED)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def list_commands(self, ctx):
         return list(COMMANDS)
@@ -54,7 +75,8 @@ class AdaptkitGroup(click.Group):
         except (KeyboardInterrupt, EOFError, click.Abort):
             if ctx.meta.get("adaptkit.debug"):
                 raise
-            click.echo("\ncancelled: nothing was written", err=True)
+            what = "nothing was written" if ctx.invoked_subcommand in ("advise", "estimate", "hardware", "methods", "recipes") else ""
+            click.echo(f"\ncancelled{': ' + what if what else ''}", err=True)
             ctx.exit(EXIT_CANCELLED)
         except (click.exceptions.Exit, click.ClickException):
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adaptkit._files import write_atomic
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, brief
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -16,7 +16,7 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--set {pair!r}: write KEY=VALUE, like labeled_examples=2k")
+            raise InputError(f"--set {brief(pair)}: write KEY=VALUE, like labeled_examples=2k")
         try:
             parsed = loads_yaml(value) if value.strip() else None
         except Exception:
@@ -27,10 +27,15 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
 
 def write_new(path: str | Path, text: str, force: bool = False) -> Path:
     """Write `text` to `path` atomically; refuse to replace an existing file unless `force`."""
-    path = Path(path)
-    if path.exists() and not force:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: give a file name")
+    if (path.exists() or path.is_symlink()) and not force:
         raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
-    write_atomic(path, text)
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write it ({exc.strerror or exc.__class__.__name__})") from None
     return path

@@ -3,20 +3,27 @@ one within a margin of the best."""
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from adaptkit.errors import InputError
+from adaptkit._files import write_atomic
+from adaptkit.errors import AdaptkitError, InputError, brief
+
+
+PRIMARY = ("accuracy", "recall_at_k", "success_rate", "preference_accuracy", "reward_model_accuracy")
+METRICS = PRIMARY + ("neg_eval_loss",)  # what --target may name
 
 
 def _primary(metrics: dict) -> tuple[str, float | None]:
     """The metric a run is compared on: accuracy, else recall@k, else success rate, else -eval loss."""
     e = metrics.get("eval", {})
-    for name in ("accuracy", "recall_at_k", "success_rate", "preference_accuracy", "reward_model_accuracy"):
+    for name in PRIMARY:
         if e.get(name) is not None:
             return name, float(e[name])
     if e.get("loss") is not None:
@@ -40,24 +47,35 @@ def _tokens_per_request(metrics: dict, recipe: dict) -> float | None:
     return None
 
 
-def _run(ref: str, out: Path, eval_data: str | None) -> tuple[dict | None, dict | None, str | None]:
+def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool = False) -> tuple[dict | None, dict | None, str | None]:
     """(metrics, recipe, error) for a finished run folder or a recipe run now."""
     folder = Path(ref)
     if folder.is_dir() and (folder / "metrics.json").is_file():
-        import yaml
+        from adaptkit._yaml import loads_yaml
 
-        recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) if (folder / "recipe.yaml").is_file() else {}
-        return json.loads((folder / "metrics.json").read_text()), recipe, None
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+            recipe = loads_yaml((folder / "recipe.yaml").read_text(encoding="utf-8")) if (folder / "recipe.yaml").is_file() else {}
+        except Exception as exc:  # a damaged run folder is a failed row, not a crash
+            return None, None, f"{folder}: cannot read its metrics.json or recipe.yaml ({exc.__class__.__name__})"
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("eval"), dict):
+            return None, None, f"{folder}: metrics.json is not an adaptkit run's metrics"
+        return metrics, recipe if isinstance(recipe, dict) else {}, None
+    if folder.is_dir():
+        return None, None, f"{folder}: a folder without metrics.json (not a finished run)"
     overrides = [f"output_dir={out}"] + ([f"data.eval={eval_data}"] if eval_data else [])
-    done = subprocess.run([sys.executable, "-m", "adaptkit", "run", ref, *overrides, "--overwrite", "--json"],
-                          capture_output=True, text=True)
+    command = [sys.executable, "-m", "adaptkit", "run", ref, *overrides, "--overwrite", "--json"] + (["--allow-code"] if allow_code else [])
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         return None, None, (lines[-1] if lines else f"exit {done.returncode}")[:300]
-    import yaml
+    from adaptkit._yaml import loads_yaml
 
-    recipe = yaml.safe_load((out / "recipe.yaml").read_text()) if (out / "recipe.yaml").is_file() else {}
-    return json.loads(done.stdout), recipe, None
+    try:
+        recipe = loads_yaml((out / "recipe.yaml").read_text(encoding="utf-8")) if (out / "recipe.yaml").is_file() else {}
+        return json.loads(done.stdout), recipe, None
+    except ValueError as exc:
+        return None, None, f"the run's output could not be read ({exc.__class__.__name__})"
 
 
 @click.command("compare")
@@ -67,8 +85,9 @@ def _run(ref: str, out: Path, eval_data: str | None) -> tuple[dict | None, dict 
 @click.option("--margin", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Within this of the best counts as good enough.")
 @click.option("--usd-per-1m-input", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Token price for the cost per 1,000 requests.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
+@click.option("--allow-code", is_flag=True, help="Let the recipes import the Python code they name (see adaptkit run --allow-code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, as_json):
+def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, allow_code, as_json):
     """Run RECIPES (built-in names, files, or finished run folders) on the same held-out data and recommend one.
 
       adaptkit compare prompt_engineering icl lora_cls --eval-data examples/data/support_tickets_test.jsonl
@@ -82,14 +101,21 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, as
             wanted = (name.strip(), float(value))
         except ValueError:
             wanted = None
-        if not sep or wanted is None:
-            raise InputError(f"--target {target!r}: write METRIC=VALUE, like accuracy=0.9")
-    root = Path(output_dir)
+        if not sep or wanted is None or not math.isfinite(wanted[1]):
+            raise InputError(f"--target {brief(target)}: write METRIC=VALUE, like accuracy=0.9")
+        if wanted[0] not in METRICS:
+            close = difflib.get_close_matches(wanted[0], METRICS, n=1)
+            raise InputError(f"--target: `{brief(wanted[0])[1:-1]}` is not a metric compare ranks by"
+                             + (f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(METRICS)})"))
+    from adaptkit.rundir import check_location, expand
+
+    root = expand(output_dir)
+    check_location(root, "--output-dir")
     rows = []
     for index, ref in enumerate(recipes):
         out = root / f"{index}-{Path(ref).stem}"
         click.echo(f"[{index + 1}/{len(recipes)}] {ref} ...", err=True)
-        metrics, recipe, error = _run(ref, out, eval_data)
+        metrics, recipe, error = _run(ref, out, eval_data, allow_code)
         if error:
             rows.append({"recipe": ref, "error": error})
             continue
@@ -118,10 +144,11 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, as
             verdict = f"none reaches {wanted[0]} {wanted[1]:g}; the best has {best:.4f}"
     root.mkdir(parents=True, exist_ok=True)
     report = {"rows": rows, "recommendation": verdict}
-    (root / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_atomic(root / "compare.json", json.dumps(report, indent=2) + "\n")
     _chart(scored, root / "compare.png")
     if as_json:
         click.echo(json.dumps(report, indent=2))
+        _fail_if_none_ran(rows)
         return
     click.echo(f"{'recipe':24} {'method':22} {'metric':14} {'value':>8} {'trainable':>12} {'train s':>8} {'tokens/req':>10} {'$/1k req':>9}")
     for r in rows:
@@ -135,6 +162,12 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, as
                    f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
     click.echo(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
     click.echo(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")
+    _fail_if_none_ran(rows)
+
+
+def _fail_if_none_ran(rows: list[dict]) -> None:
+    if rows and all("error" in r for r in rows):
+        raise AdaptkitError(f"every recipe failed ({len(rows)} of {len(rows)}); the reasons are in the table above")
 
 
 def _chart(rows: list[dict], path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from adaptkit.cli._io import write_new
+from adaptkit.errors import InputError
 
 
 @click.command("export")
@@ -31,10 +32,17 @@ def export(recipe, overrides, fmt, output, gpus, machines, force):
             for name, text in files.items():
                 click.echo(f"==> {name} <==\n{text}")
             return
-        folder = Path(output)
+        from adaptkit.rundir import check_location
+
+        folder = Path(output).expanduser()
+        check_location(folder, "-o")
+        clashes = [name for name in files if (folder / name).exists()]
+        if clashes and not force:  # check every file first: never write half of the set
+            raise InputError(f"{folder / clashes[0]} already exists ({len(clashes)} of the {len(files)} files): "
+                             "choose another folder or pass --force to replace them")
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            write_new(folder / name, text, force=force)
+            write_new(folder / name, text, force=True)
         click.echo(f"wrote {', '.join(files)} to {folder}; see {folder / 'LAUNCH.md'}", err=True)
         return
     text = trl_config(loaded, recipe) if fmt == "trl" else script(loaded, recipe, output or "train.py")

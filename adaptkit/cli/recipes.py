@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
+import shlex
 from pathlib import Path
 
 import click
-
-from adaptkit.errors import InputError
 
 
 @click.group("recipes")
@@ -48,16 +46,14 @@ def copy(name, dest, force):
     """Copy a built-in recipe to DEST to edit it; run it with `adaptkit run DEST`."""
     from adaptkit.recipe.load import find_recipe
 
+    from adaptkit.cli._io import write_new
+
     path, _ = find_recipe(name)
-    target = Path(dest)
+    target = Path(dest).expanduser()
     if target.is_dir():
         target = target / path.name
-    if target.exists() and not force:
-        raise InputError(f"{target} already exists: choose another name or pass --force")
-    if not target.parent.is_dir():
-        raise InputError(f"{target}: folder {target.parent} does not exist")
-    shutil.copyfile(path, target)
-    click.echo(f"copied {path.name} to {target}; edit it, then: adaptkit run {target}")
+    write_new(target, path.read_text(encoding="utf-8"), force=force)
+    click.echo(f"copied {path.name} to {target}; edit it, then: adaptkit run {shlex.quote(str(target))}")
 
 
 @recipes.command("validate")
@@ -68,5 +64,9 @@ def validate(recipe, overrides):
     from adaptkit.recipe.load import load_recipe
     from adaptkit.runners.data import describe_data
 
+    from adaptkit.recipe.consent import describe_code
+
     loaded, path, _ = load_recipe(recipe, overrides)
     click.echo(f"{path}: valid ({loaded.method}, {loaded.task}, {describe_data(loaded)})")
+    for line in describe_code(loaded, loaded.allow_code):
+        click.echo(f"note: {line}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from adaptkit.advisor.catalogue import methods
@@ -165,6 +166,8 @@ def show_estimates(results: list[dict]) -> None:
 
 def show_dry_run(report: dict) -> None:
     console = _console()
+    for line in report.get("code", []) + ([report["output"]] if report.get("output") else []):
+        console.print(f"[bold yellow]note:[/] {escape(line)}", highlight=False)  # first, where it cannot be missed
     console.print("[bold]Resolved recipe[/]")
     console.print(report["recipe"].rstrip(), markup=False)
     data = report["data"]

@@ -4,31 +4,35 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import click
 
-from adaptkit.errors import AdaptkitError, InputError
+from adaptkit.errors import AdaptkitError, Cancelled, InputError
 
 CHILD_ENV = "ADAPTKIT_LAUNCHED"
+WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told its children to write
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Show the resolved recipe, data summary, memory estimate and launch commands; load no weights.")
-@click.option("--overwrite", is_flag=True, help="Replace the contents of a non-empty output_dir.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier adaptkit run in output_dir; the new run is written beside it and swapped in when it finishes.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes: relaunches under accelerate launch (GPUs) or torchrun (CPU, gloo).")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False), help="An accelerate config file (FSDP, DeepSpeed) for --num-processes.")
 @click.option("--stage", type=click.Choice(["all", "reward", "policy"]), default="all", show_default=True,
               help="RLHF only: train the reward model, the policy (reusing the reward model), or both.")
+@click.option("--allow-code", is_flag=True, help="Allow the recipe to import and run Python code it names (tools.custom, prompts.scorer).")
 @click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
-def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate_config, stage, as_json):
+def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate_config, stage, allow_code, as_json):
     """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
 
     Examples:
@@ -37,10 +41,10 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
       adaptkit run lora_cls training.epochs=1 data.train=my.jsonl data.eval=my_test.jsonl output_dir=runs/mine
       adaptkit run lora_cls --dry-run
     """
+    from adaptkit.recipe.consent import check_consent, describe_code
     from adaptkit.recipe.load import load_recipe
-    from adaptkit.runners.data import load_splits
 
-    loaded, _, _ = load_recipe(recipe, overrides)
+    loaded, path, builtin = load_recipe(recipe, overrides)
     if overwrite and resume:
         raise InputError("--overwrite and --resume contradict each other: pick one")
     if stage != "all" and loaded.method != "rlhf":
@@ -48,88 +52,131 @@ def run(recipe, overrides, dry_run, overwrite, resume, num_processes, accelerate
     if loaded.method in ("rag", "prompt_engineering", "in_context_learning", "tool_use") and (resume or num_processes > 1):
         raise InputError(f"{loaded.method} trains nothing: --resume and --num-processes are for training recipes "
                          "(endpoint requests run in parallel with backend.concurrency)")
-    if loaded.method == "rag":
-        _run_rag(loaded, recipe, overrides, dry_run, overwrite, as_json)
+    allowed = allow_code or loaded.allow_code
+    if not dry_run:
+        check_consent(loaded, allowed)
+        if os.environ.get(CHILD_ENV) != "1":
+            for line in describe_code(loaded, allowed):
+                click.echo(f"note: {line}", err=True)
+    context = RunContext(recipe, tuple(overrides), stage, path if not builtin else None)
+    if loaded.method in ("rag", "prompt_engineering", "in_context_learning", "tool_use"):
+        TRAINING_FREE[loaded.method](loaded, context, dry_run, overwrite, allowed, as_json)
         return
-    if loaded.method == "tool_use":
-        _run_tools(loaded, recipe, overrides, dry_run, overwrite, as_json)
-        return
-    if loaded.method in ("prompt_engineering", "in_context_learning"):
-        _run_prompting(loaded, recipe, overrides, dry_run, overwrite, as_json)
-        return
+    from adaptkit.runners.data import load_splits
+
     splits = load_splits(loaded)  # data problems fail here, before any weights load
     if dry_run:
-        _dry_run(loaded, splits, recipe, overrides, as_json)
+        _dry_run(loaded, splits, context, allowed, as_json)
         return
-    child = os.environ.get(CHILD_ENV) == "1"
-    if not child:
-        root = Path(loaded.output_dir)
-        _check_output_dir(root / "policy" if stage == "policy" else root, overwrite, resume)
-    if num_processes > 1 and not child:
-        _relaunch(recipe, overrides + (("--stage", stage) if stage != "all" else ()), resume, num_processes, accelerate_config,
-                  loaded.output_dir, as_json)
-        return
-    from adaptkit.runners.models import resolve_model
-    from adaptkit.runners.report import write_outputs
-    from adaptkit.runners.train import RunOptions, train
+    _train(loaded, splits, context, overwrite, resume, num_processes, accelerate_config, as_json)
 
-    out = Path(loaded.output_dir)
-    created = not out.exists()
+
+class RunContext:
+    """How the user asked for this run: for resume commands and the multi-process relaunch."""
+
+    def __init__(self, recipe_ref: str, overrides: tuple[str, ...], stage: str, recipe_file: Path | None):
+        self.recipe_ref, self.overrides, self.stage, self.recipe_file = recipe_ref, overrides, stage, recipe_file
+
+    def command(self, *flags: str) -> str:
+        stage = ("--stage", self.stage) if self.stage != "all" else ()
+        return shlex.join(["adaptkit", "run", self.recipe_ref, *self.overrides, *stage, *flags])
+
+
+def _prepare(recipe, context: RunContext, overwrite: bool, resume: bool = False, keep: tuple[Path, ...] = ()):
+    """The run's folder: where it writes now and where its results end up. Nothing is deleted here."""
+    from adaptkit.recipe.load import input_paths
+    from adaptkit.rundir import RunDir, prepare
+
+    root = Path(recipe.output_dir)
+    if os.environ.get(CHILD_ENV) == "1" and os.environ.get(WORK_ENV):  # a relaunched rank: the parent owns the folder
+        return RunDir(root, Path(os.environ[WORK_ENV]), resumed=True)
+    inputs = input_paths(recipe, context.recipe_file)
+    if context.stage == "policy":  # RLHF: replace the policy of a run whose reward model stays
+        return prepare(root / "policy", context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, owner=root)
+    return prepare(root, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, keep=keep)
+
+
+def _guarded(out, run_fn, context: RunContext):
+    """Run `run_fn`; on failure remove what it wrote (a checkpoint stays, for --resume); on Ctrl-C say what was kept."""
+    from adaptkit.rundir import has_checkpoint
+
     try:
-        options = RunOptions(resume=resume, recipe_ref=recipe, overrides=tuple(overrides) + (("--stage", stage) if stage != "all" else ()))
-        if loaded.method == "dpo":
-            from adaptkit.runners.preference import run_dpo
-
-            metrics = run_dpo(loaded, splits, options)
-        elif loaded.method == "rlhf":
-            from adaptkit.runners.preference import run_rlhf
-
-            metrics = run_rlhf(loaded, splits, options, stage)
-        else:
-            metrics = train(loaded, splits, options)
-    except Exception as exc:
+        return run_fn()
+    except BaseException as exc:
         from adaptkit.runners.train import Interrupted
 
-        finished = any(out.glob("**/checkpoint-*")) or any(out.glob("**/reward_metrics.json"))
-        if created and not isinstance(exc, Interrupted) and not finished:
-            shutil.rmtree(out, ignore_errors=True)  # leave no half-written output behind
+        kept = has_checkpoint(out.work)
+        if not kept:
+            out.abandon()
+        if isinstance(exc, Interrupted):
+            where = f"checkpoint saved in {out.work}" + (
+                f" (the previous results in {out.final} stay until the resumed run finishes)" if out.staged else "")
+            raise Interrupted(exc.step, f"interrupted at step {exc.step}: {where}; resume with: {context.command('--resume')}") from None
+        if isinstance(exc, (KeyboardInterrupt, click.Abort)):
+            raise Cancelled(f"cancelled: the checkpoint in {out.work} was kept; resume with: {context.command('--resume')}"
+                            if kept else "cancelled: nothing was written") from None
         raise
+
+
+def _train(recipe, splits, context: RunContext, overwrite, resume, num_processes, accelerate_config, as_json):
+    child = os.environ.get(CHILD_ENV) == "1"
+    out = _prepare(recipe, context, overwrite, resume)
+    root = out.work if context.stage != "policy" else Path(recipe.output_dir)
+    policy_out = out.work if context.stage == "policy" else None
+    if num_processes > 1 and not child:
+        _guarded(out, lambda: _relaunch(context, resume, num_processes, accelerate_config, out.work), context)
+        out.commit()
+        metrics_file = Path(recipe.output_dir) / "metrics.json"
+        if metrics_file.is_file():
+            text = metrics_file.read_text().rstrip()
+            click.echo(text if as_json else f"metrics ({metrics_file}):\n{text}")
+        return
+
+    def work():
+        from adaptkit.runners.models import resolve_model
+        from adaptkit.runners.report import write_outputs
+        from adaptkit.runners.train import RunOptions, train
+
+        options = RunOptions(out=root, resume=resume, policy_out=policy_out)
+        if recipe.method == "dpo":
+            from adaptkit.runners.preference import run_dpo
+
+            metrics = run_dpo(recipe, splits, options)
+        elif recipe.method == "rlhf":
+            from adaptkit.runners.preference import run_rlhf
+
+            metrics = run_rlhf(recipe, splits, options, context.stage)
+        else:
+            metrics = train(recipe, splits, options)
+        if metrics is not None and metrics.get("stage") != "reward":
+            write_outputs(recipe, metrics, splits.labels, resolve_model(recipe.model), root)
+        return metrics
+
+    metrics = _guarded(out, work, context)
     if metrics is None:  # not the main process
         return
+    if not child:
+        out.commit()
     if metrics.pop("stage", None) == "reward":  # a reward-only run: its metrics live with the reward model
         metrics.pop("_log_history", None)
         click.echo(json.dumps(metrics, indent=2) if as_json else
-                   f"reward model trained: pairwise accuracy {metrics['eval']['reward_model_accuracy']}; next: adaptkit run {recipe} "
-                   f"{' '.join(overrides)} --stage policy".replace("  ", " "))
+                   f"reward model trained: pairwise accuracy {metrics['eval']['reward_model_accuracy']}; next: "
+                   f"{shlex.join(['adaptkit', 'run', context.recipe_ref, *context.overrides, '--stage', 'policy'])}")
         return
-    write_outputs(loaded, metrics, splits.labels, resolve_model(loaded.model))
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
     else:
-        _summary(loaded, metrics)
+        from adaptkit.cli.render import show_run_summary
+
+        show_run_summary(recipe, metrics)
 
 
-def _check_output_dir(out: Path, overwrite: bool, resume: bool, keep: Path | None = None) -> None:
-    if resume:
-        if not any(out.glob("checkpoint-*")):
-            raise InputError(f"--resume: no checkpoint in {out} to resume from")
-        return
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output_dir {out} is a file: choose a folder")
-    contents = [p for p in out.iterdir() if keep is None or p.resolve() != keep.resolve()] if out.is_dir() else []
-    if contents:
-        if not overwrite:
-            raise InputError(f"output_dir {out} is not empty: pass --overwrite to replace it, --resume to continue, "
-                             "or set output_dir=NEW_DIR")
-        for path in contents:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def _relaunch(recipe, overrides, resume, processes, accelerate_config, output_dir, as_json):
+def _relaunch(context: RunContext, resume, processes, accelerate_config, work: Path):
     """Run this same command under torchrun (CPU, gloo) or accelerate launch (GPUs, or a given config)."""
     from adaptkit.estimate.hardware import detect_gpus
 
-    tail = ["-m", "adaptkit", "run", recipe, *overrides] + (["--resume"] if resume else [])
+    stage = ["--stage", context.stage] if context.stage != "all" else []
+    tail = ["-m", "adaptkit", "run", context.recipe_ref, *context.overrides, *stage, "--allow-code"] + (["--resume"] if resume else [])
     gpus, _ = detect_gpus()
     if gpus or accelerate_config:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
@@ -137,21 +184,24 @@ def _relaunch(recipe, overrides, resume, processes, accelerate_config, output_di
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--standalone"]
     command += tail
-    click.echo("launching: " + " ".join(command[1:]), err=True)
-    code = subprocess.call(command, env={**os.environ, CHILD_ENV: "1"})
+    click.echo("launching: " + shlex.join(command[1:]), err=True)
+    process = subprocess.Popen(command, env={**os.environ, CHILD_ENV: "1", WORK_ENV: str(work)})
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:  # the ranks got the same Ctrl-C and are saving a checkpoint: wait for them
+            continue
     if code == 130:
-        raise click.exceptions.Exit(130)
+        raise Cancelled(f"interrupted: the ranks saved a checkpoint in {work}; resume with: {context.command('--resume')}")
     if code != 0:
         raise AdaptkitError(f"the {processes}-process run failed (exit {code}); its output is above")
-    metrics_file = Path(output_dir) / "metrics.json"
-    if metrics_file.is_file():
-        click.echo(metrics_file.read_text().rstrip() if as_json else f"metrics ({metrics_file}):\n{metrics_file.read_text().rstrip()}")
 
 
-def _dry_run(recipe, splits, recipe_ref, overrides, as_json):
+def _dry_run(recipe, splits, context: RunContext, allowed: bool, as_json: bool):
     from adaptkit.runners.dryrun import dry_run
 
-    report = dry_run(recipe, splits, recipe_ref, tuple(overrides))
+    report = dry_run(recipe, splits, context.recipe_ref, context.overrides, allowed)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -160,77 +210,103 @@ def _dry_run(recipe, splits, recipe_ref, overrides, as_json):
     show_dry_run(report)
 
 
-def _summary(recipe, metrics):
-    from adaptkit.cli.render import show_run_summary
+def _training_free(recipe, context: RunContext, overwrite: bool, run_fn, keep: tuple[Path, ...] = ()) -> tuple[dict, Path]:
+    """Run a training-free recipe into a safely prepared folder; write its recipe and metrics; swap it into place."""
+    out = _prepare(recipe, context, overwrite, keep=keep)
 
-    show_run_summary(recipe, metrics)
+    def work():
+        metrics = run_fn(out.work)
+        _save(recipe, metrics, out.work)
+        return metrics
+
+    metrics = _guarded(out, work, context)
+    out.commit()
+    return metrics, out.final
 
 
-def _run_rag(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
+def _dry_report(recipe, context: RunContext, data: dict, allowed: bool, local_memory: bool = True) -> dict:
+    from adaptkit.recipe.consent import describe_code
+    from adaptkit.recipe.load import as_yaml
+    from adaptkit.runners.dryrun import memory, output_note
+
+    report = {"recipe": as_yaml(recipe), "data": data,
+              "memory": memory(recipe) if local_memory else {"note": "served by the endpoint"},
+              "code": describe_code(recipe, allowed),
+              "commands": {"run": shlex.join(["adaptkit", "run", context.recipe_ref, *context.overrides])}}
+    note = output_note(recipe)
+    if note:
+        report["output"] = note
+    return report
+
+
+def _print_dry(report: dict, as_json: bool, shown: dict) -> None:
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    for line in report["code"]:
+        click.echo(f"note: {line}")
+    if report.get("output"):
+        click.echo(f"note: {report['output']}")
+    click.echo("\n".join(f"{k}: {v}" for k, v in shown.items()))
+
+
+def _run_rag(recipe, context: RunContext, dry_run, overwrite, allowed, as_json):
     from adaptkit.runners.data import check_questions
 
     questions = check_questions(recipe)
     corpus = Path(recipe.rag.corpus)
     if not corpus.is_dir():
         raise InputError(f"rag.corpus: {corpus} is not a folder")
+    index_dir = Path(recipe.rag.index_dir)
+    if index_dir.resolve() == Path(recipe.output_dir).resolve():
+        raise InputError("rag.index_dir is output_dir itself: put the index in a folder of its own (e.g. OUTPUT_DIR/index)")
     if dry_run:
-        from adaptkit.runners.rag import SUFFIXES
+        from adaptkit.runners.rag import corpus_files, index_status
 
-        files = [p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES]
-        from adaptkit.recipe.load import as_yaml
-        from adaptkit.runners.dryrun import memory
-
-        report = {"recipe": as_yaml(recipe),
-                  "data": {"questions": len(questions), "corpus_files": len(files),
-                           "index": str(recipe.rag.index_dir), "index_exists": (Path(recipe.rag.index_dir) / "manifest.json").is_file()},
-                  "memory": memory(recipe),
-                  "commands": {"run": f"adaptkit run {recipe_ref} {' '.join(overrides)}".strip()}}
-        click.echo(json.dumps(report, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in report["data"].items()))
+        files, skipped = corpus_files(corpus)
+        data = {"questions": len(questions), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
+                "index": str(index_dir), "index_status": index_status(index_dir)}
+        _print_dry(_dry_report(recipe, context, data, allowed), as_json, data)
         return
-    _check_output_dir(Path(recipe.output_dir), overwrite, False, keep=Path(recipe.rag.index_dir))
     from adaptkit.runners.backends import make_backend
     from adaptkit.runners.rag import run_rag
 
-    metrics = run_rag(recipe, questions, lambda: make_backend(recipe))
-    out = _save(recipe, metrics)
+    metrics, out = _training_free(recipe, context, overwrite,
+                                  lambda work: run_rag(recipe, questions, lambda: make_backend(recipe), work, _progress("embedding", "chunks")),
+                                  keep=(index_dir,))
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
     e, index = metrics["eval"], metrics["index"]
     click.echo(f"rag on {index['files']} files ({index['chunks']} chunks; embedded {index['embedded_files']}, reused "
                f"{index['reused_files']}, removed {index['removed_files']}) -> {out}")
+    for item in index.get("skipped", []):
+        click.echo(f"  skipped {item}")
     click.echo(f"retrieval over {e['questions']} questions: recall@{e['k']} {e['recall_at_k']:.3f}, MRR {e['mrr']:.3f}"
                + (f"; answers containing the expected text {e['answer_contains_expected']:.3f}" if "answer_contains_expected" in e else ""))
     click.echo("files: metrics.json, retrievals.jsonl (top chunks per question), recipe.yaml")
 
 
-def _run_prompting(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
+def _run_prompting(recipe, context: RunContext, dry_run, overwrite, allowed, as_json):
     """Prompt engineering and ICL: evaluate prompts on the dev set; nothing trains."""
     from adaptkit.runners.data import prompt_rows
 
     pool, rows, labels = prompt_rows(recipe)
     if dry_run:
-        from adaptkit.recipe.load import as_yaml
-        from adaptkit.runners.dryrun import memory
-
         what = ([v.name for v in recipe.prompts.variants] if recipe.prompts else recipe.icl.shots)
-        report = {"recipe": as_yaml(recipe), "data": {"dev_rows": len(rows), "pool_rows": len(pool), "labels": labels,
-                                                       "compares": what, "backend": recipe.backend.kind},
-                  "memory": memory(recipe) if recipe.backend.kind == "local" else {"note": "served by the endpoint"},
-                  "commands": {"run": f"adaptkit run {recipe_ref} {' '.join(overrides)}".strip()}}
-        click.echo(json.dumps(report, indent=2, default=str) if as_json else "\n".join(f"{k}: {v}" for k, v in report["data"].items()))
+        data = {"dev_rows": len(rows), "pool_rows": len(pool), "labels": labels, "compares": what, "backend": recipe.backend.kind}
+        _print_dry(_dry_report(recipe, context, data, allowed, recipe.backend.kind == "local"), as_json, data)
         return
-    _check_output_dir(Path(recipe.output_dir), overwrite, False)
-    from adaptkit.recipe.load import as_yaml
     from adaptkit.runners.backends import make_backend
-    from adaptkit.runners.prompting import run_icl, run_prompt_engineering
+    from adaptkit.runners.prompting import run_icl, run_prompt_engineering, scorer
 
+    if recipe.prompts:
+        scorer(recipe.prompts.scorer)  # a scorer that cannot load fails before the model does
     backend = make_backend(recipe)
     if recipe.method == "prompt_engineering":
-        metrics = run_prompt_engineering(recipe, rows, labels, backend)
+        metrics, out = _training_free(recipe, context, overwrite, lambda work: run_prompt_engineering(recipe, rows, labels, backend, work))
     else:
-        metrics = run_icl(recipe, pool, rows, labels, backend)
-    out = _save(recipe, metrics)
+        metrics, out = _training_free(recipe, context, overwrite, lambda work: run_icl(recipe, pool, rows, labels, backend, work))
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -247,37 +323,37 @@ def _run_prompting(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
         click.echo(f"best k: {e['best_k']} (accuracy {e['accuracy']:.3f}); chart: {out / 'accuracy_vs_k.png'}")
 
 
-def _run_tools(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
+def _run_tools(recipe, context: RunContext, dry_run, overwrite, allowed, as_json):
     from adaptkit.runners.data import check_tasks
     from adaptkit.runners.tools import load_tools
 
     block = recipe.tools
     tasks = check_tasks(recipe)
-    tools = load_tools(recipe)
     if dry_run:
-        from adaptkit.recipe.load import as_yaml
-        from adaptkit.runners.dryrun import memory
-
+        tools = load_tools(recipe, import_custom=allowed)
         specs = {name: tool.spec for name, tool in tools.items()}
-        report = {"recipe": as_yaml(recipe),
-                  "data": {"tasks": len(tasks), "tools": list(specs), "state_changing": [n for n, t in tools.items() if t.changes_state],
-                           "tool_schemas": specs},
-                  "memory": memory(recipe) if recipe.backend.kind == "local" else {"note": "served by the endpoint"},
-                  "commands": {"run": f"adaptkit run {recipe_ref} {' '.join(overrides)}".strip()}}
-        click.echo(json.dumps(report, indent=2) if as_json else json.dumps(report["data"], indent=2))
+        data = {"tasks": len(tasks), "tools": list(specs) + [f"{t.function} (not imported: needs --allow-code)"
+                                                             for t in block.custom if not allowed],
+                "state_changing": [n for n, t in tools.items() if t.changes_state], "tool_schemas": specs}
+        report = _dry_report(recipe, context, data, allowed, recipe.backend.kind == "local")
+        _print_dry(report, as_json, {"data": json.dumps(data, indent=2)})
         return
-    _check_output_dir(Path(recipe.output_dir), overwrite, False)
-    from adaptkit.recipe.load import as_yaml
+    tools = load_tools(recipe)
     from adaptkit.runners.backends import make_backend
     from adaptkit.runners.tools import run_tool_use
 
-    interactive = block.confirm_changes and sys.stdin.isatty()
+    interactive = block.confirm_changes and _terminal()
+    asking = threading.Lock()  # one question at a time, even with requests in parallel
 
     def confirm(name, arguments):
-        return interactive and click.confirm(f"run {name}({json.dumps(arguments)}), which changes state?", default=False, err=True)
+        if not interactive:
+            return False
+        with asking:
+            call = f"{name}({json.dumps(arguments, ensure_ascii=True)})"
+            click.echo(f"\nthe model asks to run a state-changing tool:\n  {call}", err=True)
+            return click.confirm(f"run {name} with exactly these arguments?", default=False, err=True)
 
-    metrics = run_tool_use(recipe, tasks, make_backend(recipe), confirm)
-    out = _save(recipe, metrics)
+    metrics, out = _training_free(recipe, context, overwrite, lambda work: run_tool_use(recipe, tasks, make_backend(recipe), confirm, work))
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -288,12 +364,32 @@ def _run_tools(recipe, recipe_ref, overrides, dry_run, overwrite, as_json):
                f"transcripts in {out / 'transcripts.jsonl'}")
 
 
-def _save(recipe, metrics: dict) -> Path:
-    """A training-free run's files: the resolved recipe and metrics.json, written atomically."""
-    from adaptkit.recipe.load import as_yaml
-    from adaptkit.runners.report import write_atomic
+def _progress(doing: str, unit: str):
+    """A progress line on stderr: redrawn in place on a terminal, one plain line per update in a log."""
+    terminal = sys.stderr.isatty()
 
-    out = Path(recipe.output_dir)
+    def show(done: int, total: int) -> None:
+        text = f"{doing}: {done:,}/{total:,} {unit}"
+        if terminal:
+            click.echo(f"\r{text}" + ("\n" if done >= total else ""), err=True, nl=False)
+        else:
+            click.echo(text, err=True)
+
+    return show
+
+
+def _terminal() -> bool:
+    """Someone at a terminal can answer a confirmation."""
+    return sys.stdin.isatty()
+
+
+TRAINING_FREE = {"rag": _run_rag, "tool_use": _run_tools, "prompt_engineering": _run_prompting, "in_context_learning": _run_prompting}
+
+
+def _save(recipe, metrics: dict, out: Path) -> None:
+    """A training-free run's files: the resolved recipe and metrics.json, written atomically."""
+    from adaptkit._files import write_atomic
+    from adaptkit.recipe.load import as_yaml
+
     write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran.\n" + as_yaml(recipe))
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return out

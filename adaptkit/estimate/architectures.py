@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from adaptkit._yaml import load_yaml
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, brief, one_line
 
 DATA = Path(__file__).parent / "data"
 
@@ -98,10 +98,21 @@ ROLE_ALIASES = {  # llama-style names -> roles, so `q_proj,v_proj` works for eve
 }
 
 
+MAX_DIMENSION = 2**31 - 1  # no real vocabulary, width, depth or context comes near this
+MAX_TOTAL_PARAMS = 1e14  # 100T parameters: beyond it a config is a typo, not a model
+
+
 def _int(config: dict, *keys, default=None) -> int:
+    """A size from config.json: a whole number from 1 to 2**31 - 1, or a clear error naming the key."""
     for key in keys:
-        if config.get(key) is not None:
-            return int(config[key])
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DIMENSION:
+            raise InputError(f"config.json: `{key}` is {brief(value)}; it must be a whole number from 1 to {MAX_DIMENSION:,}")
+        return value
     if default is None:
         raise InputError(f"config.json lacks `{keys[0]}`: cannot size this model (pass --params instead)")
     return default
@@ -250,8 +261,12 @@ def from_config(config: dict, name: str = "model") -> Architecture:
     family = str(config.get("model_type", "")).lower()
     if family not in FAMILIES:
         known = ", ".join(sorted(FAMILIES))
-        raise InputError(f"{name}: model_type `{family or '?'}` is not one adaptkit can size (known: {known}); pass --params instead")
-    return FAMILIES[family](config, family, name)
+        raise InputError(f"{name}: model_type `{one_line(family)[:40] or '?'}` is not one adaptkit can size (known: {known}); pass --params instead")
+    arch = FAMILIES[family](config, family, name)
+    if arch.heads > arch.hidden or arch.total_params > MAX_TOTAL_PARAMS:
+        raise InputError(f"{name}: config.json describes {arch.total_params:.3g} parameters with {arch.heads} heads over width "
+                         f"{arch.hidden}: not a model adaptkit can size (check the file, or pass --params)")
+    return arch
 
 
 @lru_cache(maxsize=1)

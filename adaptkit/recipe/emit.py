@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 from adaptkit.advisor.engine import Advice
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, one_line
 from adaptkit.recipe.load import as_yaml, project_root, validate
 from adaptkit.recipe.schema import RUNNABLE
 
@@ -170,11 +172,12 @@ def render(recipe: dict, advice: Advice, notes: list[str], path: str) -> str:
     top = next((r for r in advice.recommendations if r.method == recipe["method"] or
                 (recipe["method"] == "instruction_tuning" and r.method == "full_finetuning")), advice.recommendations[0])
     p = advice.profile
+    quoted = shlex.quote(str(path))
     header = [
-        f"# {recipe['method']} for {p.task} (goal {p.goal}), written by `adaptkit advise`.",
-        f"# Why: {top.rationale[0]}" if top.rationale else "# Why: the best trainable method for these answers.",
-        *[f"# Note: {note}" for note in notes],
-        f"# Run: adaptkit run {path}   (check first: adaptkit run {path} --dry-run)",
+        f"{recipe['method']} for {p.task} (goal {p.goal}), written by `adaptkit advise`.",
+        f"Why: {top.rationale[0]}" if top.rationale else "Why: the best trainable method for these answers.",
+        *[f"Note: {note}" for note in notes],
+        f"Run: adaptkit run {quoted}   (check first: adaptkit run {quoted} --dry-run)",
     ]
     body = as_yaml(validate(recipe, "emitted recipe"))
-    return "\n".join(header) + "\n" + body
+    return "".join(f"# {one_line(line)}\n" for line in header) + body

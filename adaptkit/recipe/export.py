@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, one_line
 from adaptkit.recipe.schema import Recipe
 
 TEMPLATES = Path(__file__).parent / "templates"
+DOC_KEYS = ("__TITLE__", "__REF__", "__FILE__")  # placed inside the script's docstring; every other value is a literal
+
+
+def _in_docstring(text: str) -> str:
+    """Text that stays inside a triple-quoted docstring whatever it holds: one line, quotes and backslashes escaped."""
+    return one_line(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """Put each value in place of its placeholder in one pass, so no value is ever scanned for placeholders again."""
+    values = {key: _in_docstring(value) if key in DOC_KEYS else value for key, value in values.items()}
+    pattern = re.compile("|".join(re.escape(key) for key in sorted(values, key=len, reverse=True)))
+    return pattern.sub(lambda match: values[match.group(0)], template)
 
 
 def _peft(recipe: Recipe, task: str) -> tuple[str, str]:
@@ -63,10 +78,7 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
         "__EXTRA__": extra,
     }
     template = "classification.py.tmpl" if classification else "causal_lm.py.tmpl"
-    text = (TEMPLATES / template).read_text(encoding="utf-8")
-    for key, value in values.items():
-        text = text.replace(key, value)
-    return text
+    return _fill((TEMPLATES / template).read_text(encoding="utf-8"), values)
 
 
 def _rlhf_script(recipe: Recipe, ref: str, filename: str) -> str:
@@ -94,10 +106,7 @@ def _rlhf_script(recipe: Recipe, ref: str, filename: str) -> str:
         "__POLICY_CONFIG__": "GRPOConfig" if p.algorithm == "grpo" else "RLOOConfig",
         "__POLICY_TRAINER__": "GRPOTrainer" if p.algorithm == "grpo" else "RLOOTrainer",
     }
-    text = (TEMPLATES / "rlhf.py.tmpl").read_text(encoding="utf-8")
-    for key, value in values.items():
-        text = text.replace(key, value)
-    return text
+    return _fill((TEMPLATES / "rlhf.py.tmpl").read_text(encoding="utf-8"), values)
 
 
 def _mixed_precision(recipe: Recipe) -> str:
@@ -126,20 +135,22 @@ def accelerate_configs(recipe: Recipe, ref: str, gpus: int, machines: int) -> di
     }
     fits = _fits(recipe, gpus * machines)
     files = {}
+    command = shlex.join(["adaptkit", "run", ref])
     for name, config in configs.items():
-        header = f"# accelerate config for `adaptkit run {ref}`: {name.replace('_', ' ')} ({config['num_processes']} process(es))\n"
+        header = f"# accelerate config for `{one_line(command)}`: {name.replace('_', ' ')} ({config['num_processes']} process(es))\n"
         if fits.get(name):
             header += f"# estimated peak per GPU: {fits[name]}\n"
         files[f"{name}.yaml"] = header + yaml.safe_dump(config, sort_keys=False)
-    launch = [f"# Launching `adaptkit run {ref}`", "",
-              "One GPU:", "", f"    accelerate launch --config_file single_gpu.yaml -m adaptkit run {ref}", "",
+    quoted = one_line(shlex.quote(ref))
+    launch = [f"# Launching `adaptkit run {quoted}`", "",
+              "One GPU:", "", f"    accelerate launch --config_file single_gpu.yaml -m adaptkit run {quoted}", "",
               f"{gpus} GPUs on this machine (DDP; or fsdp.yaml / deepspeed_zero3.yaml to shard):", "",
-              f"    accelerate launch --config_file ddp.yaml --num_processes {gpus} --num_machines 1 -m adaptkit run {ref}",
-              f"    adaptkit run {ref} --num-processes {gpus} --accelerate-config fsdp.yaml   # the same, through adaptkit", ""]
+              f"    accelerate launch --config_file ddp.yaml --num_processes {gpus} --num_machines 1 -m adaptkit run {quoted}",
+              f"    adaptkit run {quoted} --num-processes {gpus} --accelerate-config fsdp.yaml   # the same, through adaptkit", ""]
     if machines > 1:
         launch += [f"{machines} machines x {gpus} GPUs (run on every machine, with its own --machine_rank):", "",
                    f"    accelerate launch --config_file fsdp.yaml --num_machines {machines} --num_processes {total} "
-                   f"--machine_rank $RANK --main_process_ip $MASTER_ADDR --main_process_port 29500 -m adaptkit run {ref}", ""]
+                   f"--machine_rank $RANK --main_process_ip $MASTER_ADDR --main_process_port 29500 -m adaptkit run {quoted}", ""]
     files["LAUNCH.md"] = "\n".join(launch)
     return files
 
@@ -229,7 +240,7 @@ def trl_config(recipe: Recipe, ref: str) -> str:
         if data.eval:
             lost.append(f"data.eval={data.eval}: the TRL CLI evaluates on a share of the training file (test_split_size), "
                         "not on a separate file")
-    lines = [f"# TRL CLI config for `adaptkit run {ref}`: trl {command} --config THIS_FILE",
+    lines = [f"# TRL CLI config for `adaptkit run {one_line(shlex.quote(ref))}`: trl {command} --config THIS_FILE",
              "# Not carried over (no equivalent in the TRL CLI):" if lost else "# Every recipe setting is carried over."]
-    lines += [f"#   - {item}" for item in lost]
+    lines += [f"#   - {one_line(item)}" for item in lost]
     return "\n".join(lines) + "\n" + yaml.safe_dump(config, sort_keys=False)

@@ -10,10 +10,11 @@ from typing import get_args
 from pydantic import BaseModel, ValidationError
 
 from adaptkit._yaml import loads_yaml
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, brief, one_line
 from adaptkit.recipe.schema import Recipe
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+MAX_PROBLEMS = 20  # listed in one validation message; the rest are counted
 
 
 def project_root() -> Path:
@@ -63,8 +64,10 @@ def find_recipe(name_or_path: str) -> tuple[Path, bool]:
 def read_recipe_file(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror or exc.__class__.__name__})") from None
     if not text.strip():
         raise InputError(f"{path}: the recipe is empty")
     try:
@@ -96,20 +99,20 @@ def apply_override(data: dict, override: str) -> None:
     """Set `a.b.c=value` in `data`, checking each key against the schema."""
     dotted, sep, raw = override.partition("=")
     if not sep or not dotted.strip():
-        raise InputError(f"override {override!r}: write KEY=VALUE, like training.epochs=1")
+        raise InputError(f"override {brief(override)}: write KEY=VALUE, like training.epochs=1")
     keys = dotted.strip().split(".")
     model: type[BaseModel] | None = Recipe
     target = data
     for depth, key in enumerate(keys):
         where = ".".join(keys[: depth + 1])
         if model is None or key not in model.model_fields:
-            raise InputError(f"override {override!r}: " + (_unknown(model, key, where) if model else f"{where}: not a block"))
+            raise InputError(f"override {brief(override)}: " + (_unknown(model, key, where) if model else f"{where}: not a block"))
         if depth == len(keys) - 1:
             target[key] = _parse_value(raw)
             return
         inner = _field_model(model, key)
         if inner is None:
-            raise InputError(f"override {override!r}: `{where}` is a value, not a block")
+            raise InputError(f"override {brief(override)}: `{where}` is a value, not a block")
         if not isinstance(target.get(key), dict):
             target[key] = {}
         target, model = target[key], inner
@@ -136,11 +139,12 @@ def validate(data: dict, where: str) -> Recipe:
     lines = [f"{where}: {len(problems)} problem{'s' if len(problems) > 1 else ''}"] if len(problems) > 1 else []
     if len(problems) == 1:
         raise InputError(f"{where}: {problems[0]}")
-    raise InputError("\n".join(lines + [f"  {p}" for p in problems]))
+    shown = problems[:MAX_PROBLEMS] + ([f"... and {len(problems) - MAX_PROBLEMS} more"] if len(problems) > MAX_PROBLEMS else [])
+    raise InputError("\n".join(lines + [f"  {p}" for p in shown]))
 
 
 def _describe(error: dict) -> str:
-    loc = [str(part) for part in error["loc"]]
+    loc = [one_line(part)[:60] for part in error["loc"]]
     field = ".".join(loc)
     if error["type"] == "extra_forbidden":
         model: type[BaseModel] = Recipe
@@ -155,7 +159,7 @@ def _describe(error: dict) -> str:
         return f"{field}: missing (required)"
     if not field:
         return message
-    return f"{field}: {message[0].lower()}{message[1:]}" + (f", got {error['input']!r}" if "input" in error and not isinstance(error["input"], dict) and error["type"] != "value_error" else "")
+    return f"{field}: {message[0].lower()}{message[1:]}" + (f", got {brief(error['input'])}" if "input" in error and not isinstance(error["input"], dict) and error["type"] != "value_error" else "")
 
 
 def load_recipe(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> tuple[Recipe, Path, bool]:
@@ -184,16 +188,42 @@ def resolve_paths(recipe: Recipe, builtin: bool) -> Recipe:
             path = project_root() / path
         updates[key] = str(path.resolve()) if path.exists() else str(path)
     data = recipe.data.model_copy(update=updates)
-    changes = {"data": data}
+    changes = {"data": data, "output_dir": str(Path(recipe.output_dir).expanduser())}
+    if recipe.backend.cache_dir:
+        changes["backend"] = recipe.backend.model_copy(update={"cache_dir": str(Path(recipe.backend.cache_dir).expanduser())})
+    if recipe.rag:
+        changes["rag"] = recipe.rag.model_copy(update={"corpus": str(Path(recipe.rag.corpus).expanduser()),
+                                                       "index_dir": str(Path(recipe.rag.index_dir).expanduser())})
     if recipe.rag and builtin:
-        corpus = Path(recipe.rag.corpus)
+        corpus = Path(changes["rag"].corpus)
         if not corpus.is_absolute() and not corpus.exists() and (project_root() / corpus).exists():
-            changes["rag"] = recipe.rag.model_copy(update={"corpus": str(project_root() / corpus)})
+            changes["rag"] = changes["rag"].model_copy(update={"corpus": str(project_root() / corpus)})
     if recipe.tools and recipe.tools.table and builtin:
         table = Path(recipe.tools.table)
         if not table.is_absolute() and not table.exists() and (project_root() / table).exists():
             changes["tools"] = recipe.tools.model_copy(update={"table": str(project_root() / table)})
     return recipe.model_copy(update=changes)
+
+
+def input_paths(recipe: Recipe, recipe_file: Path | None = None) -> list[Path]:
+    """Local files and folders a recipe reads: a run may never replace a folder holding one of them."""
+    candidates = [recipe.data.train, recipe.data.eval, recipe.model]
+    if recipe.rag:
+        candidates += [recipe.rag.corpus, recipe.rag.embedding_model]
+    if recipe.icl:
+        candidates.append(recipe.icl.embedding_model)
+    if recipe.tools:
+        candidates += [recipe.tools.table] + [tool.function.rpartition(":")[0] for tool in recipe.tools.custom]
+    if recipe.prompts:
+        candidates.append(recipe.prompts.scorer.rpartition(":")[0])
+    if recipe.dpo:
+        candidates.append(recipe.dpo.starting_adapter)
+    if recipe.rlhf:
+        candidates.append(recipe.rlhf.reward.model)
+    if recipe_file is not None and Path(recipe_file).resolve().parent != Path(recipe.output_dir).expanduser().resolve():
+        candidates.append(str(recipe_file))  # a run's own saved recipe.yaml is rewritten by the run itself
+    paths = [Path(c).expanduser() for c in candidates if c]
+    return [p.resolve() for p in paths if p.exists()]
 
 
 def as_yaml(recipe: Recipe) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,11 +12,36 @@ from adaptkit.advisor.catalogue import METHOD_IDS
 RUNNABLE = ("full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning", "dpo", "rlhf", "rag",
             "prompt_engineering", "in_context_learning", "tool_use")
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
+SCORERS = ("exact", "contains")  # built in; anything else is a module:function the user allows
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 
 
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill(template: str, **values) -> str:
+    """Put values into `{name}` placeholders. `{{` and `}}` are literal braces; any other brace (JSON in a prompt) stays."""
+    def swap(match):
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        return str(values[match.group(1)]) if match.group(1) in values else token
+    return _PLACEHOLDER.sub(swap, template)
+
+
+def _template(*names: str):
+    """A validator: a template may use only these placeholders."""
+    def check(cls, value: str) -> str:
+        unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(value) if m.group(1) and m.group(1) not in names})
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (this template knows {', '.join('{' + n + '}' for n in names)}; "
+                             f"write {{{{{unknown[0]}}}}} for literal braces)")
+        return value
+    return classmethod(check)
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(Strict):
@@ -35,12 +61,12 @@ class DataConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: float = Field(3.0, gt=0, description="passes over the training data (ignored when max_steps is set)")
+    epochs: float = Field(3.0, gt=0, le=100_000, description="passes over the training data (ignored when max_steps is set)")
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
     batch_size: int = Field(16, ge=1, description="micro-batch per device")
     gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_length: int = Field(128, ge=8, description="tokens per example; longer ones are truncated (and counted in --dry-run)")
-    seed: int = Field(42, description="seed for data order and initialisation")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed for data order and initialisation (0 to 2**32 - 1)")
     precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed"] = Field(
         "auto", description="auto: bf16-mixed on a GPU that supports it, fp32 on the CPU")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
@@ -122,11 +148,13 @@ class PromptVariant(Strict):
     name: str = Field(description="a short name for the results table")
     template: str = Field(description="the user message; {text} is the input, {labels} the label set (classification)")
 
+    _check_template = field_validator("template")(_template("text", "labels"))
+
 
 class PromptsBlock(Strict):
     system: Optional[str] = Field(None, description="the system prompt shared by every variant")
     variants: list[PromptVariant] = Field(min_length=1, description="prompt templates to compare on the dev set")
-    scorer: str = Field("exact", description="exact, contains, or module:function(prediction, row) -> float in [0, 1]")
+    scorer: str = Field("exact", description="exact, contains, or module:function / file.py:function (prediction, expected) -> float in [0, 1] (needs --allow-code)")
 
 
 class ICLBlock(Strict):
@@ -138,10 +166,15 @@ class ICLBlock(Strict):
     query_template: str = Field("Input: {text}\nLabel:", description="the item to label")
     max_prompt_tokens: Optional[int] = Field(None, ge=16, description="token budget; k shrinks to fit (default: the model's context)")
 
+    _check_instruction = field_validator("instruction")(_template("labels"))
+    _check_example = field_validator("example_template")(_template("text", "label"))
+    _check_query = field_validator("query_template")(_template("text"))
+
 
 class CustomTool(Strict):
-    function: str = Field(description="module:function; its type hints and docstring become the tool's JSON schema")
-    changes_state: bool = Field(False, description="the tool changes something (a refund, a ticket): confirmed or refused, never run silently")
+    function: str = Field(description="module:function or path/to/file.py:function (needs --allow-code); its type hints and docstring become the tool's JSON schema")
+    changes_state: bool = Field(True, description="the tool changes something (a refund, a ticket): confirmed or refused, never run silently; "
+                                                  "set false only for tools that just read")
 
 
 class ToolsBlock(Strict):
@@ -163,6 +196,7 @@ class RAGBlock(Strict):
     chunk_size: int = Field(120, ge=10, description="words per chunk")
     chunk_overlap: int = Field(30, ge=0, description="words shared by neighbouring chunks")
     top_k: int = Field(3, ge=1, description="chunks retrieved per question")
+    max_corpus_mb: float = Field(200.0, gt=0, description="refuse a corpus larger than this (MB of files); ingest resumes if interrupted")
     embedding_model: str = Field(EMBEDDED, description="sentence-transformers model (the embedded MiniLM offline)")
     generate: bool = Field(False, description="also answer each question with the backend, citing the chunks")
     question_column: str = Field("question", description="questions file: the question")
@@ -172,6 +206,8 @@ class RAGBlock(Strict):
         "Answer the question using only the numbered sources below, and cite them like [1].\n\n{sources}\n\nQuestion: {question}",
         description="the generation prompt; {sources} and {question} are filled in")
 
+    _check_prompt = field_validator("prompt")(_template("sources", "question"))
+
 
 class Recipe(Strict):
     """A runnable recipe. Exactly what `adaptkit run` does is written here."""
@@ -180,6 +216,8 @@ class Recipe(Strict):
     task: Literal["sequence_classification", "causal_lm", "question_answering", "agent"] = Field(description="what the model learns or is asked to do")
     model: str = Field(description="hub id or local path (sentence-transformers/all-MiniLM-L6-v2 resolves to the embedded copy offline)")
     trust_remote_code: bool = Field(False, description="run code shipped with the model (only for models you trust)")
+    allow_code: bool = Field(False, description="allow this recipe to import the Python code it names (tools.custom, prompts.scorer); "
+                                                "the same as adaptkit run --allow-code")
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     lora: Optional[LoraConfigBlock] = Field(None, description="LoRA / QLoRA settings (method lora_adapters)")

@@ -1,23 +1,25 @@
 """Where training-free recipes send prompts: a local Transformers model, or any OpenAI-compatible endpoint.
 
-The endpoint client uses the standard library only: timeouts, retries with backoff on 429 and 5xx (honouring
-Retry-After), a concurrency limit, and an optional on-disk cache keyed by the request. The API key is read from
-the environment variable the recipe names and is never printed, logged or written.
+The endpoint client (httpx) bounds each whole request by timeout_s, retries 429, 5xx, timeouts and dropped
+connections with backoff (honouring a sane Retry-After), never follows a redirect, keeps a concurrency limit, and
+has an optional on-disk cache keyed by the request. The API key is read from the environment variable the recipe
+names, sent only to base_url, and never printed, logged or written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-import socket
+import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
+from adaptkit._files import write_atomic
 from adaptkit.errors import AdaptkitError, InputError
 from adaptkit.runners.models import resolve_model
 
@@ -108,12 +110,29 @@ class LocalBackend:
         return [function(item) for item in items]
 
 
+class _Deadline(Exception):
+    """The whole request ran past timeout_s."""
+
+
+RETRIED_STATUS = (429, 500, 502, 503, 504)
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
 class OpenAIBackend:
-    """Any OpenAI-compatible /chat/completions endpoint."""
+    """Any OpenAI-compatible /chat/completions endpoint, over httpx.
+
+    Redirects are never followed (a POST stays a POST, and the key goes only to base_url's origin); timeout_s bounds
+    each whole request, a trickling body included; 429, 5xx, timeouts and dropped connections are retried with
+    backoff (a sane Retry-After is honoured); a reply without choices is an error and is never cached.
+    """
 
     def __init__(self, base_url: str, model: str, api_key_env: str | None = None, timeout_s: float = 60.0,
                  max_retries: int = 4, concurrency: int = 4, cache_dir: str | None = None, backoff_s: float = 1.0):
+        import httpx
+
         self.url = base_url.rstrip("/") + "/chat/completions"
+        if not self.url.startswith(("http://", "https://")):
+            raise InputError(f"backend.base_url must start with http:// or https://, got {base_url[:80]!r}")
         self.name = model
         self.timeout_s, self.max_retries, self.concurrency, self.backoff_s = timeout_s, max_retries, concurrency, backoff_s
         self._key = None
@@ -125,6 +144,15 @@ class OpenAIBackend:
         if self.cache:
             self.cache.mkdir(parents=True, exist_ok=True)
         self.context = 128_000
+        plain = self.url.startswith("http://")  # no TLS at all: there is no certificate to check, so no CA file to read
+        try:
+            self._client = httpx.Client(follow_redirects=False, timeout=httpx.Timeout(timeout_s), verify=not plain)
+        except OSError as exc:
+            raise InputError(f"backend.base_url: cannot set up TLS ({exc.strerror or exc.__class__.__name__}); check the "
+                             "certificate files SSL_CERT_FILE / SSL_CERT_DIR name") from None
+        self._requests = ThreadPoolExecutor(max_workers=concurrency + 2, thread_name_prefix="adaptkit-http")
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend({self.url!r}, model={self.name!r})"
@@ -137,19 +165,16 @@ class OpenAIBackend:
         if tools:
             body["tools"] = [{"type": "function", "function": tool} for tool in tools]
         data = self._cached(body)
-        try:
-            message = data["choices"][0]["message"]
-        except (KeyError, IndexError, TypeError):
-            raise BackendError(f"{self.url}: the response has no choices[0].message") from None
+        message = data["choices"][0]["message"]
         calls = []
         for call in message.get("tool_calls") or []:
-            function = call.get("function", {})
+            function = call.get("function", {}) if isinstance(call, dict) else {}
             try:
                 arguments = json.loads(function.get("arguments") or "{}")
-            except ValueError:
+            except (ValueError, TypeError):
                 arguments = None
-            calls.append({"name": function.get("name"), "arguments": arguments, "id": call.get("id")})
-        usage = data.get("usage") or {}
+            calls.append({"name": function.get("name"), "arguments": arguments, "id": call.get("id") if isinstance(call, dict) else None})
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         return {"content": (message.get("content") or "").strip(), "tool_calls": calls,
                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")}
 
@@ -157,55 +182,108 @@ class OpenAIBackend:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(function, items))
 
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
     def _cached(self, body: dict) -> dict:
         key = hashlib.sha256(json.dumps({"url": self.url, **body}, sort_keys=True).encode()).hexdigest()
         path = self.cache / f"{key}.json" if self.cache else None
-        if path and path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
-        data = self._post(body)
-        if path:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, path)
-        return data
+        with self._lock(key):  # one request per entry at a time: concurrent twins wait and read the cache
+            if path and path.is_file():
+                try:
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                    if _has_message(data):
+                        return data
+                except ValueError:
+                    pass  # a damaged entry is asked again
+            data = self._post(body)
+            if not _has_message(data):
+                raise BackendError(f"{self.url}: the response has no choices[0].message (not cached)")
+            if path:
+                write_atomic(path, json.dumps(data))
+            return data
 
     def _post(self, body: dict) -> dict:
+        import httpx
+
         payload = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
         last = ""
         for attempt in range(self.max_retries + 1):
-            request = urllib.request.Request(self.url, data=payload, headers=headers, method="POST")
+            wait = self.backoff_s * 2 ** attempt
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    text = response.read().decode("utf-8", errors="replace")
-                try:
-                    return json.loads(text)
-                except ValueError:
-                    raise BackendError(f"{self.url}: the response is not JSON ({text[:80]!r})") from None
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}"
-                if exc.code not in (429, 500, 502, 503, 504):
-                    raise BackendError(f"{self.url}: HTTP {exc.code} {exc.reason} (not retried)") from None
-                wait = _retry_after(exc) or self.backoff_s * 2 ** attempt
-            except (TimeoutError, socket.timeout):
-                last, wait = f"no answer within {self.timeout_s:g} s", self.backoff_s * 2 ** attempt
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                    last, wait = f"no answer within {self.timeout_s:g} s", self.backoff_s * 2 ** attempt
-                else:
-                    raise BackendError(f"cannot reach {self.url}: {exc.reason} (is the server running, and base_url right?)") from None
+                status, location, retry_after, content = self._exchange(payload, headers)
+            except (_Deadline, httpx.TimeoutException):
+                last = f"no answer within {self.timeout_s:g} s"
+            except httpx.ConnectError as exc:
+                raise BackendError(f"cannot reach {self.url}: {_reason(exc)} (is the server running, and base_url right?)") from None
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                last = f"the connection dropped ({_reason(exc)})"
+            except httpx.HTTPError as exc:
+                raise BackendError(f"{self.url}: {exc.__class__.__name__}: {_reason(exc)}") from None
+            else:
+                if 300 <= status < 400:
+                    raise BackendError(f"{self.url}: HTTP {status} redirect to {location[:120]!r} (not followed: a request and its key "
+                                       "go only to backend.base_url; set it to the final address)")
+                if status == 200:
+                    try:
+                        return json.loads(content.decode("utf-8", errors="replace"))
+                    except ValueError:
+                        raise BackendError(f"{self.url}: the response is not JSON ({content[:80]!r})") from None
+                if status not in RETRIED_STATUS:
+                    raise BackendError(f"{self.url}: HTTP {status} (not retried)")
+                last = f"HTTP {status}"
+                wait = retry_after if retry_after is not None else wait
             if attempt < self.max_retries:
                 time.sleep(min(wait, 30.0))
         raise BackendError(f"{self.url}: {last} after {self.max_retries + 1} attempts")
 
+    def _exchange(self, payload: bytes, headers: dict) -> tuple[int, str, float | None, bytes]:
+        """One POST, bounded as a whole by timeout_s: (status, redirect location, Retry-After seconds, body)."""
+        cancelled = threading.Event()
 
-def _retry_after(exc: urllib.error.HTTPError) -> float | None:
+        def request():
+            with self._client.stream("POST", self.url, content=payload, headers=headers) as response:
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    if cancelled.is_set():
+                        raise _Deadline()
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise BackendError(f"{self.url}: the response is larger than {MAX_RESPONSE_BYTES >> 20} MB")
+                    chunks.append(chunk)
+                return (response.status_code, response.headers.get("Location", ""),
+                        _retry_after(response.headers.get("Retry-After")), b"".join(chunks))
+
+        future = self._requests.submit(request)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            cancelled.set()  # the worker stops at its next chunk, or at httpx's own read timeout
+            raise _Deadline() from None
+
+
+def _has_message(data) -> bool:
     try:
-        return float(exc.headers.get("Retry-After"))
+        return isinstance(data["choices"][0]["message"], dict)
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header; anything but a finite number from 0 to an hour is ignored."""
+    try:
+        seconds = float(value)
     except (TypeError, ValueError):
         return None
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= 3600 else None
 
 
 def make_backend(recipe):

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, one_line
 from adaptkit.recipe.load import is_file_reference
 from adaptkit.recipe.schema import Recipe
 
@@ -36,19 +36,22 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
     try:
         if suffix == ".jsonl":
             rows = []
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
                     except ValueError:
                         raise InputError(f"{where}: {path} line {number} is not valid JSON") from None
         elif suffix == ".json":
-            rows = json.loads(path.read_text(encoding="utf-8"))
+            rows = json.loads(path.read_text(encoding="utf-8-sig"))
             if isinstance(rows, dict) and len(rows) == 1 and isinstance(next(iter(rows.values())), list):
                 rows = next(iter(rows.values()))
         elif suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as handle:
+            with open(path, newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: a BOM is not part of the first column's name
                 rows = list(csv.DictReader(handle))
+            for number, row in enumerate(rows, 2):
+                if None in row:
+                    raise InputError(f"{where}: {path} line {number} has more fields than the header (quote fields that hold commas)")
         elif suffix == ".parquet":
             try:
                 import pyarrow.parquet as pq
@@ -57,10 +60,12 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
             rows = pq.read_table(path).to_pylist()
         else:
             raise InputError(f"{where}: {path} is not .jsonl, .json, .csv or .parquet")
-    except UnicodeDecodeError:
-        raise InputError(f"{where}: {path} is not UTF-8 text") from None
-    except ValueError as exc:
-        raise InputError(f"{where}: {path} cannot be parsed ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except (ValueError, csv.Error) as exc:
+        raise InputError(f"{where}: {path} cannot be parsed ({one_line(exc)[:120]})") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read {path} ({exc.strerror or exc.__class__.__name__})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError(f"{where}: {path} must hold records (one object per row)")
     return rows
@@ -79,12 +84,15 @@ def _hub_rows(name: str, split: str, where: str) -> list[dict]:
 
 
 def _require_columns(rows: list[dict], columns: list[str], where: str, setting: str) -> None:
-    present = list(rows[0].keys())
+    present = [one_line(key)[:40] for key in rows[0].keys()][:30]
     for column in columns:
-        if column not in present:
+        if column not in rows[0]:
             close = difflib.get_close_matches(column, present, n=1, cutoff=0.5)
             hint = f"; did you mean `{close[0]}` (set {setting}={close[0]})" if close else ""
             raise InputError(f"{where}: column `{column}` not found (columns: {', '.join(present)}){hint}")
+        missing = next((number for number, row in enumerate(rows, 1) if column not in row), None)
+        if missing is not None:
+            raise InputError(f"{where}: row {missing} has no `{column}` (every row needs it)")
 
 
 def _check_labels(rows: list[dict], column: str, where: str) -> None:

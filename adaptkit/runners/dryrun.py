@@ -134,6 +134,26 @@ def launch_commands(recipe_ref: str, overrides: tuple[str, ...]) -> dict:
     }
 
 
-def dry_run(recipe: Recipe, splits: Splits, recipe_ref: str, overrides: tuple[str, ...]) -> dict:
-    return {"recipe": as_yaml(recipe), "data": data_summary(recipe, splits), "memory": memory(recipe),
-            "commands": launch_commands(recipe_ref, overrides)}
+def output_note(recipe: Recipe) -> str | None:
+    """What the real run will say about output_dir, said now."""
+    from pathlib import Path
+
+    from adaptkit.rundir import MARKER, is_adaptkit_run
+
+    out = Path(recipe.output_dir)
+    if not out.is_dir() or not [p for p in out.iterdir() if p.name != MARKER]:
+        return None
+    if is_adaptkit_run(out):
+        return f"output_dir {out} holds an earlier run: the real run refuses unless you pass --overwrite (or --resume)"
+    return f"output_dir {out} is not empty and is not an adaptkit run: the real run will refuse it; choose another output_dir"
+
+
+def dry_run(recipe: Recipe, splits: Splits, recipe_ref: str, overrides: tuple[str, ...], allowed: bool = False) -> dict:
+    from adaptkit.recipe.consent import describe_code
+
+    report = {"recipe": as_yaml(recipe), "data": data_summary(recipe, splits), "memory": memory(recipe),
+              "code": describe_code(recipe, allowed), "commands": launch_commands(recipe_ref, overrides)}
+    note = output_note(recipe)
+    if note:
+        report["output"] = note
+    return report

@@ -41,7 +41,7 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     transformers.logging.set_verbosity_error()
     check_quantization(recipe)
     seed_everything(recipe.training.seed)
-    out = Path(recipe.output_dir)
+    out = options.out
     out.mkdir(parents=True, exist_ok=True)
     stop = {"stop": False}
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
@@ -85,7 +85,7 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     from trl import RewardConfig, RewardTrainer
 
     stage = recipe.rlhf.reward
-    out = Path(recipe.output_dir) / REWARD_DIR
+    out = options.out / REWARD_DIR
     out.mkdir(parents=True, exist_ok=True)
     name = stage.model or recipe.model
     tokenizer = causal_tokenizer(name, recipe.trust_remote_code)
@@ -97,8 +97,8 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
                                            batch_size=stage.batch_size, max_steps=stage.max_steps))
     trainer = RewardTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
                             eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
-                            callbacks=callbacks(stop, Path(recipe.output_dir) / "train_log.jsonl", stage="reward"))
-    result, runtime = fit(trainer, stop, options, out, resume)
+                            callbacks=callbacks(stop, options.out / "train_log.jsonl", stage="reward"))
+    result, runtime = fit(trainer, stop, resume)
     evaluation = evaluate(trainer) if splits.eval else {}
     metrics = {"train": train_metrics(trainer, result, runtime),
                "eval": {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
@@ -140,8 +140,8 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     stage = recipe.rlhf.policy
-    root = Path(recipe.output_dir)
-    out = root / POLICY_DIR
+    root = options.out
+    out = options.policy_out or root / POLICY_DIR
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
     reward_tokenizer = causal_tokenizer(str(root / REWARD_DIR), recipe.trust_remote_code)
@@ -160,7 +160,7 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     trainer = Trainer(model=policy, reward_funcs=reward_model, args=args, train_dataset=_prompts(recipe, splits.train),
                       processing_class=tokenizer, reward_processing_classes=reward_tokenizer, peft_config=_lora(recipe),
                       callbacks=callbacks(stop, root / "train_log.jsonl", stage="policy"))
-    result, runtime = fit(trainer, stop, options, out, resume)
+    result, runtime = fit(trainer, stop, resume)
     trained = trainer.model
     after, samples_after = _score(trained, reward_model, tokenizer, reward_tokenizer, held_out, stage.max_completion_length)
     kls = [e["kl"] for e in trainer.state.log_history if "kl" in e]
@@ -183,7 +183,7 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions, stage: str) ->
     transformers.logging.set_verbosity_error()
     check_quantization(recipe)
     seed_everything(recipe.training.seed)
-    root = Path(recipe.output_dir)
+    root = options.out
     root.mkdir(parents=True, exist_ok=True)
     reward_metrics = None
     if stage in ("all", "reward"):
@@ -197,7 +197,7 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions, stage: str) ->
     if not reward_done(root):
         raise InputError(f"--stage policy needs a trained reward model in {root / REWARD_DIR}: run --stage reward first")
     saved = json.loads((root / REWARD_DIR / REWARD_METRICS).read_text())
-    policy_resume = options.resume and any((root / POLICY_DIR).glob("checkpoint-*"))
+    policy_resume = options.resume and any((options.policy_out or root / POLICY_DIR).glob("checkpoint-*"))
     policy = _policy_stage(recipe, splits, options, policy_resume)
     history = (reward_metrics or {}).get("_log_history", []) + policy["_log_history"]
     return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import random
 import re
@@ -10,8 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from adaptkit._files import write_atomic
-from adaptkit.errors import InputError
-from adaptkit.recipe.schema import Recipe
+from adaptkit.recipe.consent import import_function
+from adaptkit.recipe.schema import Recipe, fill
 
 
 def _norm(text) -> str:
@@ -19,16 +18,12 @@ def _norm(text) -> str:
 
 
 def scorer(name: str):
-    """exact, contains, or an importable module:function(prediction, row) -> float."""
+    """exact, contains, or a function the recipe names (module:function or file.py:function; only with consent)."""
     if name == "exact":
         return lambda prediction, expected: float(_norm(prediction) == _norm(expected))
     if name == "contains":
         return lambda prediction, expected: float(_norm(expected) in _norm(prediction))
-    module, _, attribute = name.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError, ValueError):
-        raise InputError(f"prompts.scorer: `{name}` is not exact, contains, or an importable module:function") from None
+    return import_function(name, "prompts.scorer")
 
 
 def _parse_label(text: str, labels: list[str]) -> str | None:
@@ -50,17 +45,15 @@ def _predict_label(backend, messages: list[dict], labels: list[str], max_tokens:
     return _parse_label(reply["content"], labels), reply.get("prompt_tokens") or 0
 
 
-def run_prompt_engineering(recipe: Recipe, rows: list[dict], labels: list[str], backend) -> dict:
+def run_prompt_engineering(recipe: Recipe, rows: list[dict], labels: list[str], backend, out: Path) -> dict:
     block, d, b = recipe.prompts, recipe.data, recipe.backend
     classification = recipe.task == "sequence_classification"
     score = scorer(block.scorer)
-    out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     results, predictions = {}, []
     for variant in block.variants:
         def one(row, variant=variant):
             text = row[d.text_column] if classification else row[d.prompt_column]
-            user = variant.template.format(text=text, labels=", ".join(labels))
+            user = fill(variant.template, text=text, labels=", ".join(labels))
             messages = ([{"role": "system", "content": block.system}] if block.system else []) + [{"role": "user", "content": user}]
             if classification:
                 label, tokens = _predict_label(backend, messages, labels, b.max_new_tokens, b.temperature)
@@ -118,10 +111,8 @@ class Selector:
         return self.rng.sample(self.pool, min(k, len(self.pool)))
 
 
-def run_icl(recipe: Recipe, pool: list[dict], rows: list[dict], labels: list[str], backend) -> dict:
+def run_icl(recipe: Recipe, pool: list[dict], rows: list[dict], labels: list[str], backend, out: Path) -> dict:
     block, d, b = recipe.icl, recipe.data, recipe.backend
-    out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     selector = Selector(recipe, pool)
     budget = block.max_prompt_tokens or (backend.context - b.max_new_tokens - 8)
     accuracy, tokens, shrunk, predictions = {}, {}, {}, []
@@ -129,9 +120,9 @@ def run_icl(recipe: Recipe, pool: list[dict], rows: list[dict], labels: list[str
         def one(row, k=k):
             demos = selector.pick(row[d.text_column], k)
             while True:  # shrink k until the prompt fits the token budget
-                parts = [block.instruction.format(labels=", ".join(labels))]
-                parts += [block.example_template.format(text=r[d.text_column], label=r[d.label_column]) for r in demos]
-                parts.append(block.query_template.format(text=row[d.text_column]))
+                parts = [fill(block.instruction, labels=", ".join(labels))]
+                parts += [fill(block.example_template, text=r[d.text_column], label=r[d.label_column]) for r in demos]
+                parts.append(fill(block.query_template, text=row[d.text_column]))
                 prompt = "\n\n".join(parts)
                 if not demos or backend.count_tokens(prompt) <= budget:
                     break

@@ -1,23 +1,36 @@
 """Retrieval-augmented generation: ingest a folder into a persistent index, retrieve, cite, evaluate.
 
-The index is a folder: chunks.jsonl, embeddings.npy (unit vectors) and manifest.json (each file's hash and its
-chunks). Searching uses FAISS when it is installed and a numpy matrix product otherwise; both give the same
-top-k. Re-ingesting embeds only files whose content changed.
+The index is one unit on disk: `index_dir/CURRENT` names a version folder (chunks.jsonl, embeddings.npy of unit
+vectors, manifest.json with each file's hash, the counts and the hashes of the other two files). An update writes
+a new version beside the old one and switches CURRENT atomically at the end, so an interrupted update leaves the
+previous index as it was; a version whose files disagree with its manifest is rebuilt, with a message.
+Files embedded by an update that did not finish are kept in `index_dir/partial/` and reused by the next one.
+Searching uses FAISS when it is installed and a numpy matrix product otherwise; both give the same top-k.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import re
+import stat
 from pathlib import Path
+from typing import Callable
 
-from adaptkit._files import write_atomic
+from adaptkit._files import remove_tree, write_atomic
 from adaptkit.errors import InputError
-from adaptkit.recipe.schema import Recipe
+from adaptkit.recipe.schema import Recipe, fill
 from adaptkit.runners.models import resolve_model
 
 SUFFIXES = (".txt", ".md", ".pdf")
+BATCH_CHUNKS = 256  # chunks embedded per batch; each finished file is saved, so an interrupted ingest resumes
+LEGACY = ("chunks.jsonl", "embeddings.npy", "manifest.json")  # the single-folder layout of earlier versions
+
+
+class SkipFile(Exception):
+    """A document that cannot be read: named in the ingest report and skipped."""
 
 
 def read_document(path: Path) -> str:
@@ -26,8 +39,14 @@ def read_document(path: Path) -> str:
             from pypdf import PdfReader
         except ImportError:
             raise InputError(f"{path}: reading .pdf needs pypdf (pip install pypdf), or convert it to .txt") from None
-        return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
-    return path.read_text(encoding="utf-8", errors="replace")
+        try:
+            return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
+        except Exception as exc:  # a damaged or encrypted PDF: skip it by name
+            raise SkipFile(f"not a readable PDF ({exc.__class__.__name__})") from None
+    try:
+        return path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError as exc:
+        raise SkipFile(f"cannot read it ({exc.strerror or exc.__class__.__name__})") from None
 
 
 def chunk_words(text: str, size: int, overlap: int) -> list[str]:
@@ -37,6 +56,40 @@ def chunk_words(text: str, size: int, overlap: int) -> list[str]:
         return []
     step = max(1, size - overlap)
     return [" ".join(words[start:start + size]) for start in range(0, max(1, len(words) - overlap), step)]
+
+
+def corpus_files(corpus: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The corpus's documents, and what was skipped and why: links that leave the folder, special files."""
+    root = corpus.resolve()
+    files, skipped = [], []
+    for folder, dirs, names in os.walk(corpus, followlinks=False):
+        for name in sorted(dirs):
+            if (Path(folder) / name).is_symlink():
+                skipped.append((str((Path(folder) / name).relative_to(corpus)), "a link to a folder (not followed)"))
+        for name in sorted(names):
+            path = Path(folder) / name
+            if path.suffix.lower() not in SUFFIXES:
+                continue
+            where = str(path.relative_to(corpus))
+            if path.is_symlink():
+                target = path.resolve()
+                if root not in target.parents:
+                    skipped.append((where, "a link to a file outside the corpus (not followed)"))
+                    continue
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                skipped.append((where, "a broken link"))
+                continue
+            if not stat.S_ISREG(mode):
+                skipped.append((where, "not a regular file"))
+                continue
+            files.append(path)
+    return sorted(files), skipped
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class Index:
@@ -62,70 +115,168 @@ class Index:
 
         if not texts:
             return np.zeros((0, self.encoder().get_sentence_embedding_dimension()), dtype="float32")
-        return self.encoder().encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).astype("float32")
+        return self.encoder().encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
+                                     batch_size=64).astype("float32")
 
-    def load(self) -> None:
+    def current(self) -> Path | None:
+        pointer = self.folder / "CURRENT"
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text(encoding="utf-8").strip()
+        return self.folder / name if re.fullmatch(r"v\d{6}", name) else None
+
+    def load(self) -> str | None:
+        """Read the current version and check it; returns why it cannot be used (None when it is sound or absent)."""
         import numpy as np
 
-        manifest = self.folder / "manifest.json"
-        if manifest.is_file():
-            self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
-            self.chunks = [json.loads(line) for line in (self.folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
-            self.vectors = np.load(self.folder / "embeddings.npy")
+        self.chunks, self.vectors, self.manifest = [], None, {}
+        version = self.current()
+        if version is None:
+            if (self.folder / "CURRENT").exists():
+                return "CURRENT does not name a version"
+            return "it has the layout of an earlier adaptkit" if (self.folder / "manifest.json").is_file() else None
+        try:
+            manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+            chunk_bytes = (version / "chunks.jsonl").read_bytes()
+            vector_bytes = (version / "embeddings.npy").read_bytes()
+        except (OSError, ValueError) as exc:
+            return f"{version.name} cannot be read ({exc.__class__.__name__})"
+        if _sha256(chunk_bytes) != manifest.get("chunks_sha256") or _sha256(vector_bytes) != manifest.get("embeddings_sha256"):
+            return f"the files of {version.name} do not match its manifest"
+        chunks = [json.loads(line) for line in chunk_bytes.decode("utf-8").splitlines()]
+        vectors = np.load(io.BytesIO(vector_bytes), allow_pickle=False)
+        if not (len(chunks) == manifest.get("count") == vectors.shape[0]):
+            return f"{version.name} holds {len(chunks)} chunks and {vectors.shape[0]} vectors; its manifest says {manifest.get('count')}"
+        self.chunks, self.vectors, self.manifest = chunks, vectors, manifest
+        return None
 
-    def ingest(self, corpus: Path, size: int, overlap: int) -> dict:
-        """Bring the index up to date with the folder; return what was embedded, reused and removed."""
+    def _partial(self, settings: dict, digest: str) -> Path:
+        key = _sha256(json.dumps({**settings, "sha256": digest}, sort_keys=True).encode())[:32]
+        return self.folder / "partial" / f"{key}.npz"
+
+    def ingest(self, corpus: Path, size: int, overlap: int, max_mb: float,
+               progress: Callable[[int, int], None] | None = None) -> dict:
+        """Bring the index up to date with the folder; return what was embedded, reused, removed and skipped."""
         import numpy as np
 
         if not corpus.is_dir():
             raise InputError(f"rag.corpus: {corpus} is not a folder")
-        files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        files, skipped = corpus_files(corpus)
         if not files:
             raise InputError(f"rag.corpus: no .txt, .md or .pdf files in {corpus}")
-        self.load()
+        total_mb = sum(p.stat().st_size for p in files) / 1e6
+        if total_mb > max_mb:
+            raise InputError(f"rag.corpus: {total_mb:,.0f} MB of documents in {corpus} is over rag.max_corpus_mb={max_mb:g}: "
+                             "raise it (ingest embeds in batches and resumes where it stopped) or index a smaller folder")
+        problem = self.load()
+        stats = {"embedded_files": 0, "reused_files": 0, "removed_files": 0}
+        if problem:
+            stats["rebuilt"] = f"the index in {self.folder} was rebuilt: {problem}"
         settings = {"embedding_model": self.embedding_model, "chunk_size": size, "chunk_overlap": overlap}
         same_settings = all(self.manifest.get(k) == v for k, v in settings.items())
         old = self.manifest.get("files", {}) if same_settings else {}
         by_source: dict[str, list[int]] = {}
         for position, chunk in enumerate(self.chunks):
             by_source.setdefault(chunk["source"], []).append(position)
-        chunks, vectors, stats = [], [], {"embedded_files": 0, "reused_files": 0, "removed_files": 0}
-        new_texts, new_chunks = [], []
-        files_meta = {}
+        parts: dict[str, tuple[list[dict], object]] = {}  # source -> (chunks, vectors)
+        files_meta, waiting, waiting_count = {}, [], 0
+        todo = []
         for path in files:
             source = str(path.relative_to(corpus))
-            text = read_document(path)
-            digest = hashlib.sha256(text.encode()).hexdigest()
+            try:
+                text = read_document(path)
+            except SkipFile as why:
+                skipped.append((source, str(why)))
+                continue
+            digest = _sha256(text.encode())
             files_meta[source] = {"sha256": digest}
             if source in old and old[source]["sha256"] == digest and source in by_source:
-                for position in by_source[source]:
-                    chunks.append(self.chunks[position])
-                    vectors.append(self.vectors[position])
+                positions = by_source[source]
+                parts[source] = ([self.chunks[p] for p in positions], self.vectors[positions])
                 stats["reused_files"] += 1
                 continue
-            pieces = chunk_words(text, size, overlap)
-            new_chunks.extend({"source": source, "chunk": i, "text": piece} for i, piece in enumerate(pieces))
-            new_texts.extend(pieces)
-            stats["embedded_files"] += 1
+            saved = self._partial(settings, digest)
+            if saved.is_file():
+                try:
+                    with np.load(saved, allow_pickle=False) as data:
+                        chunks = [{"source": source, "chunk": i, "text": t} for i, t in enumerate(json.loads(str(data["texts"])))]
+                        parts[source] = (chunks, data["vectors"])
+                    stats["embedded_files"] += 1
+                    continue
+                except (OSError, ValueError, KeyError):
+                    saved.unlink(missing_ok=True)
+            todo.append((source, digest, chunk_words(text, size, overlap)))
+        total = sum(len(pieces) for _, _, pieces in todo)
+        done = 0
+        for number, (source, digest, pieces) in enumerate(todo):
+            waiting.append((source, digest, pieces))
+            waiting_count += len(pieces)
+            if waiting_count < BATCH_CHUNKS and number < len(todo) - 1:
+                continue
+            vectors = self.embed([piece for _, _, batch in waiting for piece in batch])
+            start = 0
+            for name, file_digest, batch in waiting:
+                block = vectors[start:start + len(batch)]
+                start += len(batch)
+                parts[name] = ([{"source": name, "chunk": i, "text": t} for i, t in enumerate(batch)], block)
+                self._save_partial(settings, file_digest, batch, block)
+                stats["embedded_files"] += 1
+            done += waiting_count
+            waiting, waiting_count = [], 0
+            if progress:
+                progress(done, total)
         stats["removed_files"] = len(set(old) - set(files_meta))
-        fresh = self.embed(new_texts)
-        self.chunks = chunks + new_chunks
-        stacked = [np.asarray(v) for v in vectors] + list(fresh)
-        self.vectors = np.vstack(stacked).astype("float32") if stacked else fresh
+        order = [source for source in sorted(parts) if len(parts[source][0])]
+        if not order:
+            raise InputError(f"rag.corpus: no text could be read from the {len(files)} file(s) in {corpus}"
+                             + (f" (skipped: {'; '.join(f'{w}: {y}' for w, y in skipped[:3])})" if skipped else ""))
+        self.chunks = [chunk for source in order for chunk in parts[source][0]]
+        self.vectors = np.vstack([np.asarray(parts[source][1], dtype="float32") for source in order])
         self.manifest = {**settings, "files": files_meta}
         self.save()
-        stats.update(chunks=len(self.chunks), files=len(files_meta))
+        stats.update(chunks=len(self.chunks), files=len(files_meta), skipped=[f"{where}: {why}" for where, why in skipped])
         return stats
 
+    def _save_partial(self, settings: dict, digest: str, texts: list[str], vectors) -> None:
+        import numpy as np
+
+        target = self._partial(settings, digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, texts=np.array(json.dumps(texts)), vectors=np.asarray(vectors, dtype="float32"))
+        write_atomic(target, buffer.getvalue())
+
     def save(self) -> None:
+        """Write a new version beside the current one, then switch CURRENT to it in one atomic step."""
         import numpy as np
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.folder / "chunks.jsonl", "".join(json.dumps(c) + "\n" for c in self.chunks))
-        tmp = self.folder / ".embeddings.tmp.npy"
-        np.save(tmp, self.vectors)
-        tmp.replace(self.folder / "embeddings.npy")
-        write_atomic(self.folder / "manifest.json", json.dumps(self.manifest, indent=2) + "\n")
+        current = self.current()
+        number = int(current.name[1:]) + 1 if current else 1
+        version = self.folder / f"v{number:06d}"
+        staging = self.folder / f".{version.name}.tmp"
+        for leftover in (staging, version):
+            if leftover.exists():
+                remove_tree(leftover)
+        staging.mkdir()
+        chunk_bytes = "".join(json.dumps(c) + "\n" for c in self.chunks).encode("utf-8")
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(self.vectors, dtype="float32"), allow_pickle=False)
+        vector_bytes = buffer.getvalue()
+        manifest = {**self.manifest, "count": len(self.chunks), "chunks_sha256": _sha256(chunk_bytes),
+                    "embeddings_sha256": _sha256(vector_bytes)}
+        for name, data in (("chunks.jsonl", chunk_bytes), ("embeddings.npy", vector_bytes),
+                           ("manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())):
+            with open(staging / name, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.rename(staging, version)
+        write_atomic(self.folder / "CURRENT", version.name + "\n")
+        self.manifest = manifest
+        for path in self.folder.iterdir():  # older versions, unfinished ones, the earlier layout, finished partials
+            if path != version and (re.fullmatch(r"\.?v\d{6}(\.tmp)?", path.name) or path.name in LEGACY or path.name == "partial"):
+                remove_tree(path)
 
     def search(self, questions: list[str], k: int) -> list[list[tuple[dict, float]]]:
         queries = self.embed(questions)
@@ -145,18 +296,28 @@ class Index:
         return [[(self.chunks[p], float(s)) for p, s in zip(row_p, row_s)] for row_p, row_s in zip(positions, scores)]
 
 
+def index_status(folder: Path) -> str:
+    """For --dry-run: is there an index, and is it sound? Loads no model."""
+    index = Index(folder, "")
+    problem = index.load()
+    if problem:
+        return f"damaged ({problem}): the run rebuilds it"
+    if not index.manifest:
+        return "none yet: the run builds it"
+    return f"{index.manifest['count']} chunks from {len(index.manifest.get('files', {}))} files, verified"
+
+
 def _contains(expected: str, answer: str) -> bool:
     norm = lambda t: re.sub(r"[^a-z0-9$.% ]", " ", t.lower()).split()  # noqa: E731
     return " ".join(norm(expected)) in " ".join(norm(answer))
 
 
-def run_rag(recipe: Recipe, questions: list[dict], backend_factory) -> dict:
+def run_rag(recipe: Recipe, questions: list[dict], backend_factory, out: Path,
+            progress: Callable[[int, int], None] | None = None) -> dict:
     """Ingest, retrieve for every question, optionally generate; return metrics (and write retrievals.jsonl)."""
     block = recipe.rag
-    out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     index = Index(Path(block.index_dir), block.embedding_model)
-    stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap)
+    stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, progress)
     texts = [q[block.question_column] for q in questions]
     results = index.search(texts, block.top_k)
     hits, reciprocal, rows = 0, 0.0, []
@@ -175,7 +336,7 @@ def run_rag(recipe: Recipe, questions: list[dict], backend_factory) -> dict:
         def answer(pair):
             question, retrieved = pair
             sources = "\n".join(f"[{i}] ({c['source']}) {c['text']}" for i, (c, _) in enumerate(retrieved, 1))
-            prompt = block.prompt.format(sources=sources, question=question[block.question_column])
+            prompt = fill(block.prompt, sources=sources, question=question[block.question_column])
             return backend.chat([{"role": "user", "content": prompt}], recipe.backend.max_new_tokens, recipe.backend.temperature)
 
         replies = backend.map(answer, list(zip(questions, results)))

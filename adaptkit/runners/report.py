@@ -116,8 +116,8 @@ Re-run safety and regression evaluations before deploying any fine-tuned model.
 """
 
 
-def write_outputs(recipe: Recipe, metrics: dict, labels: list, base_path: str) -> Path:
-    out = Path(recipe.output_dir)
+def write_outputs(recipe: Recipe, metrics: dict, labels: list, base_path: str, out: Path) -> Path:
+    """Write the run's files into `out` (where the run writes; the model card names the final output_dir)."""
     history = metrics.pop("_log_history", [])
     write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran (every default written out).\n" + as_yaml(recipe))
     if labels:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import importlib
 import inspect
 import json
 import math
@@ -18,6 +17,7 @@ from typing import Callable, get_type_hints
 
 from adaptkit._files import write_atomic
 from adaptkit.errors import InputError
+from adaptkit.recipe.consent import import_function
 from adaptkit.recipe.schema import Recipe
 
 MAX_EXPRESSION = 200
@@ -134,7 +134,8 @@ class Tool:
         return schema(self.function)
 
 
-def load_tools(recipe: Recipe) -> dict[str, Tool]:
+def load_tools(recipe: Recipe, import_custom: bool = True) -> dict[str, Tool]:
+    """The recipe's tools; custom ones are imported only with the user's consent (checked before this is called)."""
     block = recipe.tools
     tools: dict[str, Tool] = {}
     if "calculator" in block.builtins:
@@ -143,14 +144,10 @@ def load_tools(recipe: Recipe) -> dict[str, Tool]:
         if not block.table:
             raise InputError("tools.builtins has table_lookup: set tools.table to a CSV file")
         tools["table_lookup"] = Tool(table_lookup_tool(block.table, block.table_key))
-    for spec in block.custom:
-        module, _, attribute = spec.function.partition(":")
-        try:
-            function = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError, ValueError):
-            raise InputError(f"tools.custom: `{spec.function}` is not an importable module:function") from None
+    for spec in block.custom if import_custom else ():
+        function = import_function(spec.function, "tools.custom")
         tools[function.__name__] = Tool(function, spec.changes_state)
-    if not tools:
+    if not tools and (import_custom or not block.custom):
         raise InputError("tools: no tools declared (tools.builtins or tools.custom)")
     return tools
 
@@ -225,11 +222,9 @@ def solve(task: str, backend, tools: dict[str, Tool], recipe: Recipe, confirm: C
             "hit_step_limit": final is None, "messages": messages}
 
 
-def run_tool_use(recipe: Recipe, tasks: list[dict], backend, confirm: Callable[[str, dict], bool]) -> dict:
+def run_tool_use(recipe: Recipe, tasks: list[dict], backend, confirm: Callable[[str, dict], bool], out: Path) -> dict:
     block = recipe.tools
     tools = load_tools(recipe)
-    out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     transcripts = backend.map(lambda row: {**solve(row[block.question_column], backend, tools, recipe, confirm),
                                            "expected": str(row[block.answer_column])}, tasks)
     for t in transcripts:

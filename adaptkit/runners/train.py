@@ -22,12 +22,16 @@ class Interrupted(AdaptkitError):
     exit_code = 130
     prefix = ""
 
+    def __init__(self, step: int, message: str = ""):
+        super().__init__(message or f"interrupted at step {step}: checkpoint saved")
+        self.step = step
+
 
 @dataclass
 class RunOptions:
+    out: Path  # where this run writes (the output folder, or the new run beside the one it replaces)
     resume: bool = False
-    recipe_ref: str = ""  # how the user named the recipe, for the resume command
-    overrides: tuple[str, ...] = ()
+    policy_out: Path | None = None  # RLHF --stage policy: where the new policy goes (default: out/policy)
 
 
 def cuda_available() -> bool:
@@ -139,9 +143,16 @@ def callbacks(stop_flag: dict, log_path: Path, stage: str | None = None):
                     handle.write(json.dumps({**extra, "step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
 
         def on_step_end(self, args, state, control, **kwargs):
-            if stop_flag["stop"]:
+            if stop_flag["stop"]:  # save now; the evaluation waits for the resumed run
                 control.should_save = True
+                control.should_evaluate = False
                 control.should_training_stop = True
+            return control
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if stop_flag["stop"]:  # saved at the step that stopped: no evaluation, no second save
+                control.should_evaluate = False
+                control.should_save = False
             return control
 
     return [Adaptkit()]
@@ -272,13 +283,15 @@ def check_quantization(recipe: Recipe) -> None:
             raise InputError("lora.quantization needs bitsandbytes: pip install bitsandbytes")
 
 
-def fit(trainer, stop: dict, options: RunOptions, out: Path, resume: bool):
+def fit(trainer, stop: dict, resume: bool):
     """Run trainer.train with Ctrl-C saving a checkpoint; progress to stderr. Returns (result, seconds)."""
 
     def on_interrupt(signum, frame):
-        if stop["stop"]:
-            raise KeyboardInterrupt
+        if stop["stop"]:  # a second Ctrl-C must not lose the checkpoint being written
+            print("\nstill saving the checkpoint; it takes a moment", file=sys.stderr, flush=True)
+            return
         stop["stop"] = True
+        print("\nstopping: saving a checkpoint after this step (no evaluation) ...", file=sys.stderr, flush=True)
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
     started = time.perf_counter()
@@ -289,10 +302,7 @@ def fit(trainer, stop: dict, options: RunOptions, out: Path, resume: bool):
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     if stop["stop"]:
-        raise Interrupted(
-            f"interrupted at step {trainer.state.global_step}: checkpoint saved in {out}; resume with: "
-            f"adaptkit run {' '.join([options.recipe_ref, *options.overrides])} --resume"
-        )
+        raise Interrupted(trainer.state.global_step)
     return result, time.perf_counter() - started
 
 
@@ -303,7 +313,7 @@ def evaluate(trainer) -> dict:
 
 def fit_evaluate_save(trainer, tokenizer, stop: dict, options: RunOptions, out: Path, has_eval: bool):
     """Train, evaluate and save on the main process: (result, seconds, evaluation), or None on other ranks."""
-    result, runtime = fit(trainer, stop, options, out, options.resume)
+    result, runtime = fit(trainer, stop, options.resume)
     evaluation = evaluate(trainer) if has_eval else {}
     if not trainer.is_world_process_zero():
         return None
@@ -345,7 +355,7 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
             f"prefix tuning of a causal LM fails in TRL's SFTTrainer (trl {trl.__version__}, peft {peft.__version__}) with an "
             "attention-mask size mismatch in its fused-loss forward: use prefix_prompt_tuning.kind=prompt, or LoRA"
         )
-    out = Path(recipe.output_dir)
+    out = options.out
     out.mkdir(parents=True, exist_ok=True)
     stop = {"stop": False}
     sft = recipe.task == "causal_lm"

@@ -1,0 +1,68 @@
+"""What a recipe may execute besides adaptkit's own code: nothing, unless the user allows it.
+
+A recipe can name Python functions (tools.custom, prompts.scorer). Importing one runs its module's code, so it
+needs the user's consent: `adaptkit run --allow-code`, or `allow_code: true` written in the recipe, which
+`--dry-run` and `recipes validate` report. `trust_remote_code: true` (the model's own code) is reported too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from adaptkit.errors import InputError
+from adaptkit.recipe.schema import SCORERS, Recipe
+
+
+def code_refs(recipe: Recipe) -> list[str]:
+    """The recipe settings that import Python code, as `setting `ref`` strings."""
+    refs = [f"tools.custom `{tool.function}`" for tool in recipe.tools.custom] if recipe.tools else []
+    if recipe.prompts and recipe.prompts.scorer not in SCORERS:
+        refs.append(f"prompts.scorer `{recipe.prompts.scorer}`")
+    return refs
+
+
+def check_consent(recipe: Recipe, allowed: bool) -> None:
+    refs = code_refs(recipe)
+    if refs and not allowed:
+        raise InputError(f"this recipe imports and runs Python code ({', '.join(refs)}): if you trust it, pass --allow-code "
+                         "(or set allow_code: true in the recipe)")
+
+
+def describe_code(recipe: Recipe, allowed: bool) -> list[str]:
+    """Lines for --dry-run, `recipes validate` and the start of a run: what code this recipe would execute."""
+    lines = []
+    refs = code_refs(recipe)
+    if refs:
+        how = ("allowed by allow_code: true in the recipe" if recipe.allow_code else "allowed by --allow-code") if allowed \
+            else "not allowed: running it needs --allow-code or allow_code: true"
+        lines.append(f"this recipe imports and runs Python code: {', '.join(refs)} ({how})")
+    if recipe.trust_remote_code:
+        lines.append(f"trust_remote_code: true: Python code shipped with the model {recipe.model} runs on this machine")
+    return lines
+
+
+def import_function(ref: str, setting: str):
+    """The function `ref` names: `package.module:function`, or `path/to/file.py:function`. Only call it with consent."""
+    target, sep, name = ref.rpartition(":")
+    if not sep or not target or not name.isidentifier():
+        raise InputError(f"{setting}: `{ref}` is not module:function or path/to/file.py:function")
+    try:
+        if target.endswith(".py"):
+            path = Path(target).expanduser()
+            if not path.is_file():
+                raise InputError(f"{setting}: no such file {path}")
+            spec = importlib.util.spec_from_file_location(f"adaptkit_user.{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except InputError:
+        raise
+    except Exception as exc:  # the user's module failed to import: name it
+        raise InputError(f"{setting}: cannot import `{target}` ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise InputError(f"{setting}: `{target}` has no function `{name}`")
+    return function
