@@ -87,6 +87,10 @@ def test_rlhf_reward_then_policy_stage(invoke, tmp_path, tiny_causal_lm):
     assert AutoPeftModelForCausalLM.from_pretrained(out / "policy") is not None
     again = invoke("run", "rlhf", f"model={tiny_causal_lm}", f"output_dir={out}", "--stage", "policy", *RLHF)
     assert again.exit_code == 2 and "not empty" in again.stderr
+    reward_files = {p.name: p.read_bytes() for p in (out / "reward_model").iterdir() if p.is_file()}
+    run_ok(invoke, "rlhf", f"model={tiny_causal_lm}", f"output_dir={out}", "--stage", "policy", "--overwrite", *RLHF)
+    assert {p.name: p.read_bytes() for p in (out / "reward_model").iterdir() if p.is_file()} == reward_files  # only the policy is replaced
+    assert (out / "policy" / "adapter_config.json").is_file() and not list(out.glob(".policy.adaptkit-*"))
 
 
 def test_rlhf_all_stages_with_rloo(invoke, tmp_path, tiny_causal_lm):

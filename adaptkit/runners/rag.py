@@ -232,8 +232,10 @@ class Index:
                              + (f" (skipped: {'; '.join(f'{w}: {y}' for w, y in skipped[:3])})" if skipped else ""))
         self.chunks = [chunk for source in order for chunk in parts[source][0]]
         self.vectors = np.vstack([np.asarray(parts[source][1], dtype="float32") for source in order])
-        self.manifest = {**settings, "files": files_meta}
-        self.save()
+        changed = problem or not same_settings or stats["embedded_files"] or stats["removed_files"] or set(files_meta) != set(old)
+        if changed:  # an unchanged corpus keeps its version: nothing to write
+            self.manifest = {**settings, "files": files_meta}
+            self.save()
         stats.update(chunks=len(self.chunks), files=len(files_meta), skipped=[f"{where}: {why}" for where, why in skipped])
         return stats
 
