@@ -45,6 +45,9 @@ FILES = {
     "adir/placeholder.txt": "x",
     "emptydir/.keep": "",
     "accel/ddp.yaml": "kept: true\n",
+    **{f"bake/{method}.yaml": "kept: true\n" for method in ("full_finetuning", "instruction_tuning", "rlhf", "dpo", "lora_adapters",
+                                                              "prefix_prompt_tuning", "in_context_learning", "prompt_engineering",
+                                                              "rag", "tool_use")},
 }
 
 CASES = [
@@ -97,6 +100,8 @@ CASES = [
     ("advise", *REQUIRED, "--set", "num_gpus=2.5"), ("advise", *REQUIRED, "--set", "latency_slo_ms=.inf"),
     ("advise", *REQUIRED, "--emit-recipe", "existing.yaml"), ("advise", *REQUIRED, "--save-answers", "adir"),
     ("advise", *REQUIRED, "--emit-recipe", "missingdir/r.yaml"),
+    ("advise", *REQUIRED, "--save-answers", "new.yaml", "--emit-recipe", "existing.yaml"),
+    ("advise", *REQUIRED, "--set", "labeled_examples=2k", "--bake-off", "bake"),
     # estimate
     ("estimate", "--params", "7B", "--tokens", "1e400"), ("estimate", "--params", "0"), ("estimate", "--params", "-7B"),
     ("estimate", "--params", "abc"), ("estimate", "--params", "1e400"), ("estimate", "--model", "cfg_zero"),

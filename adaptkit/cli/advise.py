@@ -47,6 +47,12 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, em
       adaptkit advise
       adaptkit advise --answers examples/answers/support_tickets.yaml --json
     """
+    if not force:  # every file this call would write is checked before any is written
+        from pathlib import Path
+
+        for path in (save_answers, emit_recipe):
+            if path and Path(path).expanduser().exists():
+                raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
     answers = read_answers(answers_file) if answers_file else {}
     answers.update(parse_overrides(overrides))
     where = answers_file or "answers"
@@ -113,15 +119,23 @@ def _bake_off(advice, folder: str, force: bool, quiet: bool = False) -> None:
     methods = runnable(advice)[:3]
     if len(methods) < 2:
         raise InputError(f"a bake-off needs two runnable recommendations; there {'is' if methods else 'are'} {len(methods) or 'none'}")
-    target = Path(folder)
-    target.mkdir(parents=True, exist_ok=True)
-    written, eval_data = [], None
+    from adaptkit.rundir import check_location
+
+    target = Path(folder).expanduser()
+    check_location(target, "--bake-off")
+    files, eval_data = {}, None
     for method in methods:
         recipe, notes = recipe_for(advice, output_name=f"bake-off/{method}", method=method)
         path = target / f"{method}.yaml"
-        write_new(path, render(recipe, advice, notes, str(path)), force=force)
-        written.append(str(path))
+        files[path] = render(recipe, advice, notes, str(path))
         eval_data = eval_data or recipe["data"].get("eval")
+    clashes = [path for path in files if path.exists()]
+    if clashes and not force:  # all or nothing: never half a bake-off
+        raise InputError(f"{clashes[0]} already exists: choose another folder or pass --force to replace the bake-off")
+    target.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        write_new(path, text, force=True)
+    written = [str(path) for path in files]
     command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if eval_data and len({m in ('rag', 'tool_use') for m in methods}) == 1 else "")
     if not quiet:
         click.echo(f"\nwrote a bake-off of {', '.join(methods)} to {target}")
