@@ -181,8 +181,9 @@ def _relaunch(context: RunContext, resume, processes, accelerate_config, work: P
     if gpus or accelerate_config:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
         command += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--standalone"]
+    else:  # one machine over loopback by address: no name lookup of `localhost`, which some sandboxes cannot do
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--nnodes", "1",
+                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
     command += tail
     click.echo("launching: " + shlex.join(command[1:]), err=True)
     process = subprocess.Popen(command, env={**os.environ, CHILD_ENV: "1", WORK_ENV: str(work)})
@@ -196,6 +197,14 @@ def _relaunch(context: RunContext, resume, processes, accelerate_config, work: P
         raise Cancelled(f"interrupted: the ranks saved a checkpoint in {work}; resume with: {context.command('--resume')}")
     if code != 0:
         raise AdaptkitError(f"the {processes}-process run failed (exit {code}); its output is above")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _dry_run(recipe, splits, context: RunContext, allowed: bool, as_json: bool):
