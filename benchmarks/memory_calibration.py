@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adaptkit._yaml import load_yaml  # noqa: E402
 from adaptkit.estimate.architectures import load_model  # noqa: E402
 from adaptkit.estimate.memory import Setup, estimate_memory  # noqa: E402
+from adaptkit.methods.registry import setup_for  # noqa: E402
 
 UNITS = {"GB": 1.0, "GiB": 2**30 / 1e9, "MiB": 2**20 / 1e9, "MB": 1e-3}
 POINTS = Path(__file__).with_name("calibration.yaml")
@@ -32,7 +33,7 @@ def rule_of_thumb(params_b: float, setup: Setup) -> float:
     s = setup.resolved()
     if not s.trains:
         factor = {"none": 2.0, "8bit": 1.0, "4bit": 0.5}[s.quantization]
-    elif s.adapter == "none" and s.method != "prefix_prompt_tuning":
+    elif s.trains_all_weights:
         factor = 8.0 if s.precision == "bf16" else 18.0
     else:
         factor = {"none": 2.0, "8bit": 1.0, "4bit": 0.5}[s.quantization]
@@ -54,7 +55,8 @@ def run() -> dict:
     rows = []
     for point in load_yaml(POINTS):
         arch = load_model(point["model"])
-        setup = Setup(**point["setup"])
+        fields = dict(point["setup"])
+        setup = setup_for(fields.pop("method"), **fields)
         memory = estimate_memory(arch, setup)
         ours = {"alloc": memory.allocated_gb, "active": memory.allocated_gb, "reserved": memory.reserved_gb,
                 "nvml": memory.peak_gb}[point["metric"]]

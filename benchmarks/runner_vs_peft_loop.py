@@ -112,7 +112,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from adaptkit.recipe.load import load_recipe
-    from adaptkit.runners.models import resolve_model
+    from adaptkit.models import resolve_model
 
     recipe, _, _ = load_recipe("lora_cls")
     epochs = args.epochs or int(recipe.training.epochs)

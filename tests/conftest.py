@@ -38,7 +38,7 @@ def tiny_causal_lm(tmp_path_factory):
     pytest.importorskip("torch")
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from adaptkit.runners.models import embedded_minilm
+    from adaptkit.models import embedded_minilm
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_minilm()))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from adaptkit.advisor.catalogue import METHOD_IDS
+from adaptkit.methods.catalogue import METHOD_IDS
 from adaptkit.advisor.engine import advise
 from adaptkit.advisor.profile import build_profile
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from adaptkit.advisor.catalogue import METHOD_IDS
+from adaptkit.methods.catalogue import METHOD_IDS
 
 ANSWERS = {"task": "classification", "goal": "behavior", "weight_access": "open", "model_params_b": 7,
            "gpu_vram_gb": 24, "num_gpus": 1, "labeled_examples": 2000}

@@ -8,7 +8,8 @@ from adaptkit.errors import InputError
 from adaptkit.estimate.architectures import from_params, load_model
 from adaptkit.estimate.compute import find_gpu, flops_per_token
 from adaptkit.estimate.fit import suggest
-from adaptkit.estimate.memory import Setup, estimate_memory, trainable_params
+from adaptkit.estimate.memory import estimate_memory, trainable_params
+from adaptkit.methods.registry import setup_for
 
 GB = 1e9
 
@@ -65,9 +66,9 @@ def mem(setup, model=LLAMA2):
 
 def test_weights_by_precision_and_quantization():
     arch = load_model(LLAMA2)
-    assert mem(Setup("prompt_engineering")).breakdown["weights"] == pytest.approx(2 * N / GB, rel=1e-3)
-    assert mem(Setup("prompt_engineering", precision="fp32")).breakdown["weights"] == pytest.approx(4 * N / GB, rel=1e-3)
-    four = mem(Setup("prompt_engineering", quantization="4bit")).breakdown["weights"]
+    assert mem(setup_for("prompt_engineering")).breakdown["weights"] == pytest.approx(2 * N / GB, rel=1e-3)
+    assert mem(setup_for("prompt_engineering", precision="fp32")).breakdown["weights"] == pytest.approx(4 * N / GB, rel=1e-3)
+    four = mem(setup_for("prompt_engineering", quantization="4bit")).breakdown["weights"]
     rest = N - arch.linear_params  # embeddings, head and norms stay 16-bit
     assert four == pytest.approx((arch.linear_params * 4.127 / 8 + rest * 2) / GB, rel=1e-3)
     assert rest == 2 * 32000 * 4096 + 65 * 4096
@@ -78,23 +79,23 @@ def test_weights_by_precision_and_quantization():
     ("bf16", "sgd", 6), ("fp32", "sgd", 12),
 ])
 def test_model_states_per_parameter(precision, optimizer, per_param):
-    b = mem(Setup("full_finetuning", precision=precision, optimizer=optimizer)).breakdown
+    b = mem(setup_for("full_finetuning", precision=precision, optimizer=optimizer)).breakdown
     states = b["weights"] + b["master_weights"] + b["gradients"] + b["optimizer_states"]
     assert states == pytest.approx(per_param * N / GB, rel=1e-3)
 
 
 def test_lora_trainable_parameters_match_peft():
     arch = load_model(LLAMA2)
-    assert trainable_params(arch, Setup("lora_adapters", lora_r=8, lora_targets="q_proj,v_proj").resolved()) == 4_194_304
-    assert trainable_params(arch, Setup("lora_adapters", lora_r=16).resolved()) == 39_976_960
+    assert trainable_params(arch, setup_for("lora_adapters", lora_r=8, lora_targets="q_proj,v_proj").resolved()) == 4_194_304
+    assert trainable_params(arch, setup_for("lora_adapters", lora_r=16).resolved()) == 39_976_960
     gpt2 = load_model("gpt2")  # fused c_attn, as PEFT's target for GPT-2
-    assert trainable_params(gpt2, Setup("lora_adapters", lora_r=8, lora_targets="c_attn").resolved()) == 12 * 8 * (768 + 2304)
-    assert trainable_params(arch, Setup("prefix_prompt_tuning", num_virtual_tokens=20).resolved()) == 20 * 4096
-    assert trainable_params(arch, Setup("lora_adapters", adapter="ia3").resolved()) == 32 * (4096 + 4096 + 11008)
+    assert trainable_params(gpt2, setup_for("lora_adapters", lora_r=8, lora_targets="c_attn").resolved()) == 12 * 8 * (768 + 2304)
+    assert trainable_params(arch, setup_for("prefix_prompt_tuning", num_virtual_tokens=20).resolved()) == 20 * 4096
+    assert trainable_params(arch, setup_for("lora_adapters", adapter="ia3").resolved()) == 32 * (4096 + 4096 + 11008)
 
 
 def test_adapters_cost_16_bytes_per_trainable_parameter():
-    b = mem(Setup("lora_adapters", lora_r=8, lora_targets="q_proj,v_proj")).breakdown
+    b = mem(setup_for("lora_adapters", lora_r=8, lora_targets="q_proj,v_proj")).breakdown
     assert b["adapters"] == pytest.approx(4_194_304 * 16 / GB, abs=1e-3)
     assert b["gradients"] == b["optimizer_states"] == b["master_weights"] == 0
 
@@ -102,58 +103,58 @@ def test_adapters_cost_16_bytes_per_trainable_parameter():
 def test_activations_and_checkpointing_by_hand():
     # Llama-2-7B, 1 x 1024 tokens, bf16: per token per layer 6h + 2h*kv/a + 4i elements (SwiGLU, flash attention)
     per_layer = 1024 * (6 * 4096 + 2 * 4096 + 4 * 11008) * 2
-    plain = mem(Setup("lora_adapters", seq_len=1024)).breakdown["activations"]
+    plain = mem(setup_for("lora_adapters", seq_len=1024)).breakdown["activations"]
     assert plain == pytest.approx(32 * per_layer / GB, rel=1e-3)
-    checkpointed = mem(Setup("lora_adapters", seq_len=1024, gradient_checkpointing=True)).breakdown["activations"]
+    checkpointed = mem(setup_for("lora_adapters", seq_len=1024, gradient_checkpointing=True)).breakdown["activations"]
     assert checkpointed == pytest.approx((1024 * 4096 * 2 * 32 + per_layer) / GB, rel=1e-3)
 
 
 def test_logits_and_chunked_loss():
-    b = mem(Setup("lora_adapters", batch_size=4, seq_len=768), "meta-llama/Llama-3.1-8B").breakdown
+    b = mem(setup_for("lora_adapters", batch_size=4, seq_len=768), "meta-llama/Llama-3.1-8B").breakdown
     assert b["logits"] == pytest.approx(4 * 768 * 128256 * 10 / GB, rel=1e-3)  # ~3.9 GB, memory-model.md
-    chunked = mem(Setup("lora_adapters", batch_size=4, seq_len=768, chunked_loss=True), "meta-llama/Llama-3.1-8B").breakdown
+    chunked = mem(setup_for("lora_adapters", batch_size=4, seq_len=768, chunked_loss=True), "meta-llama/Llama-3.1-8B").breakdown
     assert chunked["logits"] < b["logits"] / 3
 
 
 def test_kv_cache_for_inference():
-    b = mem(Setup("rag", seq_len=131072), "meta-llama/Llama-3.1-8B").breakdown
+    b = mem(setup_for("rag", seq_len=131072), "meta-llama/Llama-3.1-8B").breakdown
     assert b["kv_cache"] == pytest.approx(131072 * 128 * 1024 / GB, rel=1e-3)  # 128 KiB per token: 16 GiB
 
 
 def test_dpo_reference_and_doubled_sequences():
-    lora = mem(Setup("dpo", seq_len=512)).breakdown
-    sft = mem(Setup("lora_adapters", seq_len=512)).breakdown
+    lora = mem(setup_for("dpo", seq_len=512)).breakdown
+    sft = mem(setup_for("lora_adapters", seq_len=512)).breakdown
     assert lora["reference_model"] == 0 and lora["activations"] == pytest.approx(2 * sft["activations"], rel=1e-3)
-    full = mem(Setup("dpo", adapter="none", seq_len=512)).breakdown
+    full = mem(setup_for("dpo", adapter="none", seq_len=512)).breakdown
     assert full["reference_model"] == pytest.approx(2 * N / GB, rel=1e-3)
-    assert mem(Setup("dpo", adapter="none", dpo_reference="precomputed")).breakdown["reference_model"] == 0
+    assert mem(setup_for("dpo", adapter="none", dpo_reference="precomputed")).breakdown["reference_model"] == 0
 
 
 def test_rlhf_models():
-    ppo_full = mem(Setup("rlhf", adapter="none", precision="bf16")).breakdown
+    ppo_full = mem(setup_for("rlhf", adapter="none", precision="bf16")).breakdown
     assert ppo_full["reward_model"] == pytest.approx(2 * N / GB, rel=1e-3)
     assert ppo_full["reference_model"] == pytest.approx(2 * N / GB, rel=1e-3)
     assert ppo_full["value_model"] == pytest.approx(8 * N / GB, rel=1e-3)  # a second trainable copy
-    grpo = mem(Setup("rlhf", rl_algorithm="grpo")).breakdown
+    grpo = mem(setup_for("rlhf", rl_algorithm="grpo")).breakdown
     assert grpo["value_model"] == 0 and grpo["reference_model"] == 0 and grpo["kv_cache"] > 0
-    assert mem(Setup("rlhf", adapter="none")).peak_gb > 2 * mem(Setup("full_finetuning")).peak_gb  # four models
+    assert mem(setup_for("rlhf", adapter="none")).peak_gb > 2 * mem(setup_for("full_finetuning")).peak_gb  # four models
 
 
 def test_sharding_divides_states():
-    one = mem(Setup("full_finetuning")).breakdown
-    zero3 = mem(Setup("full_finetuning", num_gpus=8, sharding="zero3")).breakdown
-    zero2 = mem(Setup("full_finetuning", num_gpus=8, sharding="zero2")).breakdown
+    one = mem(setup_for("full_finetuning")).breakdown
+    zero3 = mem(setup_for("full_finetuning", num_gpus=8, sharding="zero3")).breakdown
+    zero2 = mem(setup_for("full_finetuning", num_gpus=8, sharding="zero2")).breakdown
     assert zero3["optimizer_states"] == pytest.approx(one["optimizer_states"] / 8, rel=1e-3)
     assert zero2["weights"] == one["weights"] and zero3["weights"] < one["weights"] / 4
     states = sum(zero3[k] for k in ("weights", "master_weights", "gradients", "optimizer_states"))
     # DeepSpeed's estimator (memory-model.md 1.6): 18*P/gpus plus ~4 bytes x the largest layer
     assert states == pytest.approx(18 * N / 8 / GB + 4 * load_model(LLAMA2).largest_layer_params / GB, rel=0.02)
-    ddp = mem(Setup("full_finetuning", num_gpus=2)).breakdown
+    ddp = mem(setup_for("full_finetuning", num_gpus=2)).breakdown
     assert ddp["gradients"] == pytest.approx(2 * one["gradients"], rel=1e-3)
 
 
 def test_context_and_slack_are_counted():
-    m = mem(Setup("lora_adapters"))
+    m = mem(setup_for("lora_adapters"))
     assert m.breakdown["cuda_context"] == 0.5
     assert m.peak_gb == pytest.approx(sum(m.breakdown.values()), rel=1e-3)
     assert m.allocated_gb < m.reserved_gb < m.peak_gb
@@ -161,23 +162,23 @@ def test_context_and_slack_are_counted():
 
 def test_impossible_setups_are_clear_errors():
     with pytest.raises(InputError, match="cannot be trained directly"):
-        mem(Setup("full_finetuning", quantization="4bit"))
+        mem(setup_for("full_finetuning", quantization="4bit"))
     with pytest.raises(InputError, match="needs --num-gpus 2"):
-        mem(Setup("full_finetuning", sharding="zero3"))
+        mem(setup_for("full_finetuning", sharding="zero3"))
     with pytest.raises(InputError, match="lora-targets"):
-        mem(Setup("lora_adapters", lora_targets="qq_proj"))
+        mem(setup_for("lora_adapters", lora_targets="qq_proj"))
 
 
 def test_flops_per_token():
     arch = load_model(LLAMA2)
     attention = 6 * 32 * 4096 * 1024
-    assert flops_per_token(arch, Setup("full_finetuning")) == 6 * N + attention
-    assert flops_per_token(arch, Setup("lora_adapters", gradient_checkpointing=True)) == 6 * N + attention
+    assert flops_per_token(arch, setup_for("full_finetuning")) == 6 * N + attention
+    assert flops_per_token(arch, setup_for("lora_adapters", gradient_checkpointing=True)) == 6 * N + attention
 
 
 def test_step_down_lists_changes_that_fit():
     arch = load_model("meta-llama/Llama-3.1-8B")
-    changes, verdict = suggest(arch, Setup("lora_adapters", batch_size=2, seq_len=2048), 24)
+    changes, verdict = suggest(arch, setup_for("lora_adapters", batch_size=2, seq_len=2048), 24)
     assert verdict is None and changes
     assert all(c.peak_gb <= 24 for c in changes)
     assert "gradient checkpointing" in changes[0].description
@@ -187,13 +188,13 @@ def test_step_down_lists_changes_that_fit():
 
 def test_step_down_reaches_qlora_and_more_gpus():
     arch = load_model("meta-llama/Llama-3.1-8B")
-    changes, _ = suggest(arch, Setup("full_finetuning", batch_size=4, seq_len=2048), 24)
+    changes, _ = suggest(arch, setup_for("full_finetuning", batch_size=4, seq_len=2048), 24)
     text = " | ".join(c.description for c in changes)
     assert "QLoRA" in text and "GPUs with ZeRO-3" in text
 
 
 def test_does_not_fit_at_all_is_said_plainly():
-    changes, verdict = suggest(load_model("meta-llama/Llama-3.1-405B"), Setup("prompt_engineering"), 0.2)
+    changes, verdict = suggest(load_model("meta-llama/Llama-3.1-405B"), setup_for("prompt_engineering"), 0.2)
     assert changes == [] and verdict.startswith("does not fit at all")
 
 

@@ -64,7 +64,7 @@ def test_qlora_script_loads_the_base_in_4_bits(invoke):
 
 def test_export_refuses_what_it_cannot_write_yet(invoke, tmp_path):
     result = invoke("export", "rag")
-    assert result.exit_code == 2 and "not exported yet" in result.stderr
+    assert result.exit_code == 2 and "rag trains nothing" in result.stderr
     target = tmp_path / "t.py"
     target.write_text("keep")
     again = invoke("export", "lora_cls", "-o", target)

@@ -101,7 +101,7 @@ def test_rlhf_all_stages_with_rloo(invoke, tmp_path, tiny_causal_lm):
 
 def test_stage_is_only_for_rlhf(invoke):
     result = invoke("run", "dpo", "--stage", "reward")
-    assert result.exit_code == 2 and "--stage is for rlhf" in result.stderr
+    assert result.exit_code == 2 and "dpo has no stages" in result.stderr
 
 
 def _jsonl(path: Path, rows):

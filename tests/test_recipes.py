@@ -115,7 +115,10 @@ def test_recipes_list_show_copy(invoke, tmp_path):
     assert invoke("recipes", "show", "lora_cls").stdout.startswith("# LoRA")
     target = tmp_path / "mine.yaml"
     assert invoke("recipes", "copy", "lora_cls", target).exit_code == 0
-    assert target.read_text() == builtin_recipes()["lora_cls"].read_text()
+    original = builtin_recipes()["lora_cls"].read_text()
+    copied = target.read_text()
+    assert copied.splitlines()[:3] == original.splitlines()[:3] and "# higher rank: more capacity and memory" in copied
+    assert "examples/data/support_tickets_train.jsonl" in copied and "train: examples/" not in copied  # rewritten to reach the data
     again = invoke("recipes", "copy", "lora_cls", target)
     assert again.exit_code == 2 and "already exists" in again.stderr
     result = invoke("run", target, "--dry-run", "--json")

@@ -48,7 +48,7 @@ def _load_classifier(out: Path, adapter: bool):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from adaptkit.runners.models import embedded_minilm
+    from adaptkit.models import embedded_minilm
 
     labels = json.loads((out / "labels.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(out)

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from adaptkit.advisor.catalogue import METHOD_IDS, methods, sources
+from adaptkit.methods.catalogue import METHOD_IDS, methods, sources
 from adaptkit.advisor.rules import Rule, describe, matches, rules
 
 

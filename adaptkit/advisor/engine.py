@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adaptkit.advisor.catalogue import cite, methods
+from adaptkit.methods.catalogue import cite, methods
 from adaptkit.advisor.profile import Profile
 from adaptkit.advisor.rules import Rule, describe, matches, rules
 
@@ -80,21 +80,18 @@ def _signed(weight: float) -> str:
 
 def _architecture(profile: Profile):
     """The profile's model for the memory estimate: a built-in or local config, else a Llama-style model of its size."""
-    from adaptkit.errors import InputError
-    from adaptkit.estimate.architectures import from_params, load_model
+    from adaptkit.estimate.architectures import for_model
 
-    if profile.model:
-        try:
-            return load_model(profile.model, online=False)
-        except InputError:
-            pass
-    return from_params(profile.model_params_b) if profile.model_params_b else None
+    return for_model(profile.model, profile.model_params_b)
 
 
 def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
     """Yield (method, weight or None for a rule-out, reason) from the memory estimator."""
+    from dataclasses import replace
+
     from adaptkit.estimate.fit import suggest
-    from adaptkit.estimate.memory import FULL_METHODS, Setup, estimate_memory
+    from adaptkit.estimate.memory import estimate_memory
+    from adaptkit.methods.registry import setup_for
 
     if profile.weight_access != "open" or profile.vram_total_gb <= 0:
         return
@@ -104,9 +101,10 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
     device, gpus = profile.gpu_vram_gb, profile.num_gpus
     where = f"{gpus} x {device:g} GB"
     for method, fields in rule.setups.items():
-        sharding = "zero3" if gpus > 1 and method in FULL_METHODS else "none"
-        setup = Setup(method=method, num_gpus=gpus, sharding=sharding, **{**rule.defaults, **fields}).resolved()
-        kind = "soft prompt" if method == "prefix_prompt_tuning" else "full weights" if setup.adapter == "none" else setup.adapter
+        setup = setup_for(method, num_gpus=gpus, **{**rule.defaults, **fields}).resolved()
+        sharding = "zero3" if gpus > 1 and setup.trains_all_weights else "none"
+        setup = replace(setup, sharding=sharding)
+        kind = "full weights" if setup.adapter == "none" else setup.adapter.replace("_", " ")
         how = (f"{kind}, {setup.precision}, batch {setup.batch_size} x "
                f"{setup.seq_len} tokens{', checkpointing' if setup.gradient_checkpointing else ''}"
                f"{', ZeRO-3 over ' + str(gpus) + ' GPUs' if sharding != 'none' else ''}")
@@ -132,7 +130,7 @@ def _cost(rule: Rule, profile: Profile):
     """Yield (method, note): the daily cost of few-shot tokens against a one-time LoRA run."""
     from adaptkit.estimate.architectures import from_params
     from adaptkit.estimate.compute import estimate_time, find_gpu
-    from adaptkit.estimate.memory import Setup
+    from adaptkit.methods.registry import setup_for
 
     a = rule.assume
     per_day = a["requests_per_day"][profile.inference_volume]
@@ -145,14 +143,14 @@ def _cost(rule: Rule, profile: Profile):
         arch = from_params(7)  # closed models: size unknown; a 7B open model as the alternative
     if arch is not None:
         tokens = profile.labeled_examples * a.get("train_tokens_per_example", 128) * a.get("epochs", 3)
-        timing = estimate_time(arch, Setup(method="lora_adapters"), tokens, find_gpu(a.get("gpu", "A100-80GB")), None)
+        timing = estimate_time(arch, setup_for(a["against"]), tokens, find_gpu(a.get("gpu", "A100-80GB")), None)
         if timing.cost_usd:
             low, high = timing.cost_usd["low"], timing.cost_usd["high"]
             days = high / daily if daily else float("inf")
             text += (f"; a LoRA run on your {profile.labeled_examples:,} examples costs ~${low:,.2f}-{high:,.2f} once "
                      f"({'pays for itself within a day' if days < 1 else f'pays for itself in ~{days:,.0f} days'})")
-    yield "in_context_learning", text
-    yield "lora_adapters", text
+    for method in rule.note:
+        yield method, text
 
 
 def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
@@ -185,7 +183,7 @@ def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
         if rule.kind == "cost":
             for method, text in _cost(rule, profile):
                 reasons[method].append((0.0, text, rule))
-            firings.append(Firing(rule, ["notes in_context_learning, lora_adapters"], _fill(rule.reason, {**facts, **rule.assume})))
+            firings.append(Firing(rule, ["notes " + ", ".join(rule.note)], _fill(rule.reason, {**facts, **rule.assume})))
             continue
         reason = _fill(rule.reason, facts)
         effects = []

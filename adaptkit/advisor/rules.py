@@ -5,14 +5,15 @@ from __future__ import annotations
 import operator
 import typing
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adaptkit._yaml import load_yaml
-from adaptkit.advisor.catalogue import DATA, METHOD_IDS, sources
 from adaptkit.advisor.profile import Profile
 from adaptkit.errors import AdaptkitError
+from adaptkit.methods.catalogue import METHOD_IDS, sources
 
 MethodId = Literal[METHOD_IDS]  # type: ignore[valid-type]
 DERIVED_FACTS = ("vram_total_gb", "has_gpu")
@@ -57,8 +58,11 @@ class Rule(BaseModel):
             raise ValueError(f"rule `{self.id}`: a gate must rule something out")
         if self.kind != "gate" and self.rule_out:
             raise ValueError(f"rule `{self.id}`: only gates rule out")
-        if self.kind == "cost" and not {"shots", "tokens_per_example", "requests_per_day", "usd_per_1m_input"} <= set(self.assume):
-            raise ValueError(f"rule `{self.id}`: a cost rule needs assume: shots, tokens_per_example, requests_per_day, usd_per_1m_input")
+        if self.kind == "cost" and not {"against", "shots", "tokens_per_example", "requests_per_day", "usd_per_1m_input"} <= set(self.assume):
+            raise ValueError(f"rule `{self.id}`: a cost rule needs assume: against, shots, tokens_per_example, requests_per_day, "
+                             "usd_per_1m_input")
+        if self.kind == "cost" and self.assume["against"] not in METHOD_IDS:
+            raise ValueError(f"rule `{self.id}`: assume.against `{self.assume['against']}` is not a method")
         if self.kind == "memory":
             if not self.setups:
                 raise ValueError(f"rule `{self.id}`: a memory rule needs `setups`")
@@ -172,7 +176,7 @@ def _show(value) -> str:
 @lru_cache(maxsize=1)
 def rules() -> tuple[Rule, ...]:
     """Load and check the rules table; a broken table fails here, loudly."""
-    rows = load_yaml(DATA / "rules.yaml")
+    rows = load_yaml(Path(__file__).parent / "data" / "rules.yaml")
     table = tuple(Rule(**row) for row in rows)
     seen = set()
     for rule in table:

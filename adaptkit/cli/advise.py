@@ -94,15 +94,15 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, em
 
 
 def _emit(advice, path: str, force: bool, quiet: bool = False) -> None:
-    from adaptkit.recipe.emit import recipe_for, render
+    from adaptkit.recipe.emit import pick, recipe_for, render
 
     recipe, notes = recipe_for(advice)
     if advice.profile.train_data:  # the user's own data: check it now, not after the GPU is booked
         from adaptkit.recipe.load import validate
-        from adaptkit.runners.data import load_splits
+        from adaptkit.runners.data import load_data
 
-        load_splits(validate(recipe, "emitted recipe"))
-    write_new(path, render(recipe, advice, notes, path), force=force)
+        load_data(validate(recipe, "emitted recipe"))
+    write_new(path, render(recipe, advice, notes, path, pick(advice)), force=force)
     if not quiet:
         click.echo(f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})")
         for note in notes:
@@ -123,12 +123,13 @@ def _bake_off(advice, folder: str, force: bool, quiet: bool = False) -> None:
 
     target = Path(folder).expanduser()
     check_location(target, "--bake-off")
-    files, eval_data = {}, None
+    files, eval_data, tasks = {}, None, set()
     for method in methods:
         recipe, notes = recipe_for(advice, output_name=f"bake-off/{method}", method=method)
         path = target / f"{method}.yaml"
-        files[path] = render(recipe, advice, notes, str(path))
+        files[path] = render(recipe, advice, notes, str(path), method)
         eval_data = eval_data or recipe["data"].get("eval")
+        tasks.add(recipe["task"])
     clashes = [path for path in files if path.exists()]
     if clashes and not force:  # all or nothing: never half a bake-off
         raise InputError(f"{clashes[0]} already exists: choose another folder or pass --force to replace the bake-off")
@@ -136,7 +137,8 @@ def _bake_off(advice, folder: str, force: bool, quiet: bool = False) -> None:
     for path, text in files.items():
         write_new(path, text, force=True)
     written = [str(path) for path in files]
-    command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if eval_data and len({m in ('rag', 'tool_use') for m in methods}) == 1 else "")
+    shared = eval_data and len(tasks) == 1  # one held-out file only fits recipes of one task
+    command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if shared else "")
     if not quiet:
         click.echo(f"\nwrote a bake-off of {', '.join(methods)} to {target}")
         click.echo(f"settle it on your data: {command}")

@@ -16,37 +16,6 @@ from adaptkit._files import write_atomic
 from adaptkit.errors import AdaptkitError, InputError, brief
 
 
-PRIMARY = ("accuracy", "recall_at_k", "success_rate", "preference_accuracy", "reward_model_accuracy")
-METRICS = PRIMARY + ("neg_eval_loss",)  # what --target may name
-
-
-def _primary(metrics: dict) -> tuple[str, float | None]:
-    """The metric a run is compared on: accuracy, else recall@k, else success rate, else -eval loss."""
-    e = metrics.get("eval", {})
-    for name in PRIMARY:
-        if e.get(name) is not None:
-            return name, float(e[name])
-    if e.get("loss") is not None:
-        return "neg_eval_loss", -float(e["loss"])
-    return "none", None
-
-
-def _tokens_per_request(metrics: dict, recipe: dict) -> float | None:
-    """Prompt tokens a request sends once deployed: the best prompt or k for prompting, the bare input for trained models."""
-    e = metrics.get("eval", {})
-    if metrics.get("method") == "prompt_engineering":
-        return e["variants"][e["best_variant"]]["mean_prompt_tokens"]
-    if metrics.get("method") == "in_context_learning":
-        return e["mean_prompt_tokens_by_k"][str(e["best_k"])]
-    data = recipe.get("data", {})
-    source = data.get("eval") or data.get("train")
-    column = data.get("text_column", "text")
-    if source and Path(source).is_file() and source.endswith(".jsonl"):
-        texts = [json.loads(line).get(column, "") for line in Path(source).read_text(encoding="utf-8").splitlines() if line.strip()]
-        return sum(len(str(t)) for t in texts) / max(1, len(texts)) / 4  # about four characters a token
-    return None
-
-
 def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool = False) -> tuple[dict | None, dict | None, str | None]:
     """(metrics, recipe, error) for a finished run folder or a recipe run now."""
     folder = Path(ref)
@@ -92,7 +61,7 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, al
 
       adaptkit compare prompt_engineering icl lora_cls --eval-data examples/data/support_tickets_test.jsonl
     """
-    from adaptkit.advisor.catalogue import methods
+    from adaptkit.methods.bakeoff import metric_names, row, winner
 
     wanted = None
     if target:
@@ -103,10 +72,11 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, al
             wanted = None
         if not sep or wanted is None or not math.isfinite(wanted[1]):
             raise InputError(f"--target {brief(target)}: write METRIC=VALUE, like accuracy=0.9")
-        if wanted[0] not in METRICS:
-            close = difflib.get_close_matches(wanted[0], METRICS, n=1)
+        known = metric_names()
+        if wanted[0] not in known:
+            close = difflib.get_close_matches(wanted[0], known, n=1)
             raise InputError(f"--target: `{brief(wanted[0])[1:-1]}` is not a metric compare ranks by"
-                             + (f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(METRICS)})"))
+                             + (f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(known)})"))
     from adaptkit.rundir import check_location, expand
 
     root = expand(output_dir)
@@ -119,29 +89,9 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, al
         if error:
             rows.append({"recipe": ref, "error": error})
             continue
-        metric, value = _primary(metrics)
-        train = metrics.get("train") or {}
-        train = train.get("policy", train) if isinstance(train, dict) else {}
-        tokens = _tokens_per_request(metrics, recipe or {})
-        rows.append({"recipe": ref, "method": metrics.get("method"), "metric": metric, "value": value,
-                     "trainable_params": train.get("trainable_params", 0), "training_s": train.get("runtime_s", 0.0),
-                     "tokens_per_request": tokens,
-                     "usd_per_1k_requests": None if tokens is None else tokens * 1000 * usd_per_1m_input / 1e6})
+        rows.append(row(ref, metrics, recipe or {}, usd_per_1m_input))
     scored = [r for r in rows if r.get("value") is not None]
-    verdict = None
-    if scored:
-        best = max(r["value"] for r in scored)
-        good = [r for r in scored if (r["value"] >= wanted[1] if wanted and r["metric"] == wanted[0] else r["value"] >= best - margin)]
-        rank = {m: meth.cost_rank for m, meth in methods().items()}
-        # The cheapest sufficient method: lowest cost tier, then fewest tokens per request, then training time.
-        good.sort(key=lambda r: (rank.get(r["method"], 99), r["usd_per_1k_requests"] or 0, r["training_s"]))
-        if good:
-            pick = good[0]
-            why = (f"reaches {wanted[0]} {wanted[1]:g}" if wanted else f"is within {margin:g} of the best {pick['metric']} ({best:.4f})")
-            verdict = (f"{pick['recipe']} ({pick['method']}): the cheapest that {why}, with {pick['trainable_params']:,} trainable "
-                       f"parameters and ~{(pick['tokens_per_request'] or 0):.0f} prompt tokens a request")
-        elif wanted:
-            verdict = f"none reaches {wanted[0]} {wanted[1]:g}; the best has {best:.4f}"
+    verdict = winner(rows, margin, wanted)
     root.mkdir(parents=True, exist_ok=True)
     report = {"rows": rows, "recommendation": verdict}
     write_atomic(root / "compare.json", json.dumps(report, indent=2) + "\n")

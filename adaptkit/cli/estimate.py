@@ -6,11 +6,12 @@ import json
 
 import click
 
-from adaptkit.advisor.catalogue import METHOD_IDS
+from adaptkit.methods.catalogue import METHOD_IDS
 from adaptkit.errors import InputError
 from adaptkit.units import parse_gigabytes, parse_number, parse_params_b
 
-INFERENCE_SEQ = {"prompt_engineering": 2048, "in_context_learning": 4096, "rag": 4096, "tool_use": 4096}
+SETUP_OPTIONS = ("precision", "quantization", "batch_size", "seq_len", "gradient_checkpointing", "chunked_loss", "adapter", "lora_r",
+                 "lora_targets", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference")
 
 
 def _number(parse, flag):
@@ -25,6 +26,7 @@ def _number(parse, flag):
 
 
 @click.command("estimate")
+@click.option("--recipe", help="A recipe (built-in name or path): the setup it would run, sized on --gpu / --num-gpus.")
 @click.option("--model", help="Hub id, built-in name or local folder with config.json.")
 @click.option("--params", callback=_number(parse_params_b, "--params"), help="Model size when only that is known: 7B, 770M.")
 @click.option("--method", type=click.Choice(("all",) + METHOD_IDS), default="all", show_default=True,
@@ -62,7 +64,7 @@ def _number(parse, flag):
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
-def estimate(model, params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
+def estimate(recipe, model, params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output, as_json,
@@ -73,12 +75,13 @@ def estimate(model, params, method, precision, quantization, batch_size, seq_len
 
       adaptkit estimate --model meta-llama/Llama-3.1-8B --method lora_adapters --gpu 4090
       adaptkit estimate --params 70B --method full_finetuning --gpu H100 --num-gpus 8 --sharding zero3 --tokens 1B
+      adaptkit estimate --recipe qlora_sft --gpu 4090
     """
     from adaptkit.estimate.architectures import from_params, known_models, load_model
     from adaptkit.estimate.compute import gpu_table, request_cost
     from adaptkit.estimate.compute import prompt_tokens as count_prompt
-    from adaptkit.estimate.memory import Setup
     from adaptkit.estimate.report import estimate as run_estimate
+    from adaptkit.estimate.report import find_device
 
     if list_models:
         click.echo("\n".join(known_models()))
@@ -87,30 +90,46 @@ def estimate(model, params, method, precision, quantization, batch_size, seq_len
         for gpu in gpu_table().values():
             click.echo(f"{gpu.name:10} {gpu.memory_gb:>5g} GB  {gpu.bf16_tflops:>5g} TFLOP/s bf16  ~${gpu.hour_usd:g}/h")
         return
-    if bool(model) == (params is not None):
-        raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them)")
-    arch = load_model(model) if model else from_params(params)
-    device, detected_count = _device(gpu_name, gpu_memory_gb)
+    from adaptkit.methods.registry import get, setup_for
+
+    device, detected_count = find_device(gpu_name, gpu_memory_gb)
     gpus = num_gpus or detected_count or 1
-    methods = METHOD_IDS if method == "all" else (method,)
-    results = []
-    for one in methods:
-        inference = one in INFERENCE_SEQ
-        sent, how = count_prompt(one, prompt_tokens, tokens_per_example, shots, tokens_per_example, retrieved_chunks, chunk_tokens,
-                                 tool_tokens=300, steps=2)
-        context = sent + output_tokens if (shots or retrieved_chunks or one == "tool_use") else INFERENCE_SEQ.get(one, 1024)
+    if recipe:
+        ctx = click.get_current_context()
+        given = [f"--{name.replace('_', '-')}" for name in ("model", "params", "method", *SETUP_OPTIONS)
+                 if ctx.get_parameter_source(name).name == "COMMANDLINE"]
+        if given:
+            raise InputError(f"--recipe sets the model and the setup: drop {', '.join(given)} (change the recipe's fields instead)")
+        results = [_recipe_estimate(recipe, device, gpus, sharding, tokens, gpu_hour_usd)]
+        method = results[0]["method"]
+    else:
+        if bool(model) == (params is not None):
+            raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them), or a --recipe")
+        arch = load_model(model) if model else from_params(params)
+        results = []
+    for one in (() if recipe else METHOD_IDS if method == "all" else (method,)):
+        definition = get(one)
+        parts = definition.prompt_parts
+        uses_tools = "tools" in parts
+        sent, how = count_prompt(prompt_tokens, tokens_per_example, shots=shots if "shots" in parts else 0, per_example=tokens_per_example,
+                                 chunks=retrieved_chunks if "chunks" in parts else 0, per_chunk=chunk_tokens,
+                                 tool_tokens=300 if uses_tools else 0, steps=2 if uses_tools else 1)
+        grows = (shots and "shots" in parts) or (retrieved_chunks and "chunks" in parts) or uses_tools
+        context = (sent + output_tokens if grows else definition.serve_tokens) if not definition.trains else 1024
         # Comparing every method, a 4/8-bit base applies where it can; asked for one method, Setup's check explains why not.
-        quantized = quantization if method != "all" or one not in ("full_finetuning", "instruction_tuning") else "none"
-        setup = Setup(
-            method=one, precision=precision, quantization=quantized,
+        all_weights_only = definition.trains and definition.adapters == ("none",)
+        quantized = quantization if method != "all" or not all_weights_only else "none"
+        chosen = adapter if adapter and (method != "all" or adapter in definition.adapters) else None
+        setup = setup_for(
+            one, adapter=chosen, precision=precision, quantization=quantized,
             batch_size=batch_size, seq_len=seq_len or context,
             gradient_checkpointing=gradient_checkpointing, chunked_loss=chunked_loss,
-            adapter=adapter if one in ("lora_adapters", "dpo", "rlhf") else None, lora_r=lora_r, lora_targets=lora_targets,
+            lora_r=lora_r, lora_targets=lora_targets,
             soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
-            sharding=sharding if not inference else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
+            sharding=sharding if definition.trains else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
         )
         result = run_estimate(arch, setup, device, tokens, gpu_hour_usd)
-        if inference:
+        if not definition.trains:
             cost = request_cost(arch, sent, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
                                 device.gpu if device else None, gpu_hour_usd)
             result["inference"] = {**cost.to_dict(), "prompt_breakdown": how}
@@ -126,21 +145,17 @@ def estimate(model, params, method, precision, quantization, batch_size, seq_len
         show_estimate(results[0])
 
 
-def _device(gpu_name, gpu_memory_gb):
-    """(Device or None, detected GPU count) from --gpu, --gpu-memory-gb or detection."""
-    from adaptkit.estimate.compute import find_gpu
-    from adaptkit.estimate.hardware import detect_gpus
-    from adaptkit.estimate.report import Device
 
-    if gpu_name:
-        gpu = find_gpu(gpu_name)
-        return Device(gpu_memory_gb or gpu.memory_gb, gpu, "--gpu"), 0
-    gpus, how = detect_gpus()
-    if gpu_memory_gb is not None:
-        if gpu_memory_gb <= 0:
-            raise InputError("--gpu-memory-gb must be above 0")
-        gpu = find_gpu(gpus[0].name, strict=False) if gpus else None
-        return Device(gpu_memory_gb, gpu, "--gpu-memory-gb"), len(gpus)
-    if gpus:
-        return Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}"), len(gpus)
-    return None, 0
+
+def _recipe_estimate(ref: str, device, gpus: int, sharding: str, tokens, gpu_hour_usd) -> dict:
+    """The estimate for what a recipe would run: the same conversion as run --dry-run and the export headers."""
+    from adaptkit.estimate.architectures import load_model
+    from adaptkit.estimate.report import estimate as run_estimate
+    from adaptkit.methods.registry import recipe_setup
+    from adaptkit.models import resolve_model
+    from adaptkit.recipe.load import load_recipe
+
+    loaded, _, _ = load_recipe(ref)
+    result = run_estimate(load_model(resolve_model(loaded.model)), recipe_setup(loaded, gpus, sharding), device, tokens, gpu_hour_usd)
+    result["recipe"] = ref
+    return result

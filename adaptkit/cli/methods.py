@@ -6,7 +6,7 @@ import json
 
 import click
 
-from adaptkit.advisor.catalogue import cite, methods
+from adaptkit.methods.catalogue import cite, methods
 
 
 @click.command("methods")

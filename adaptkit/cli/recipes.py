@@ -43,16 +43,17 @@ def show(name):
 @click.argument("dest", type=click.Path())
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
 def copy(name, dest, force):
-    """Copy a built-in recipe to DEST to edit it; run it with `adaptkit run DEST`."""
+    """Copy a recipe to DEST to edit it (relative paths are rewritten to reach the same files); run it with `adaptkit run DEST`."""
     from adaptkit.recipe.load import find_recipe
 
     from adaptkit.cli._io import write_new
+    from adaptkit.recipe.load import portable_copy
 
-    path, _ = find_recipe(name)
+    path, builtin = find_recipe(name)
     target = Path(dest).expanduser()
     if target.is_dir():
         target = target / path.name
-    write_new(target, path.read_text(encoding="utf-8"), force=force)
+    write_new(target, portable_copy(path, builtin, target), force=force)  # its relative paths still reach the same files
     click.echo(f"copied {path.name} to {target}; edit it, then: adaptkit run {shlex.quote(str(target))}")
 
 

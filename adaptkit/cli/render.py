@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from adaptkit.advisor.catalogue import methods
+from adaptkit.methods.catalogue import methods
 
 def _console() -> Console:
     return Console(highlight=False)
@@ -171,6 +173,13 @@ def show_dry_run(report: dict) -> None:
     console.print("[bold]Resolved recipe[/]")
     console.print(report["recipe"].rstrip(), markup=False)
     data = report["data"]
+    if "train_rows" not in data:  # a method that trains nothing: its own summary, field by field
+        console.print("\n[bold]Data[/]")
+        for key, value in data.items():
+            shown = json.dumps(value, indent=2) if isinstance(value, dict) else value
+            console.print(f"  {key.replace('_', ' ')}: {shown}", markup=False)
+        _show_memory_and_commands(console, report)
+        return
     console.print(f"\n[bold]Data[/]: {data['train_rows']} train rows, {data['eval_rows']} eval rows (eval: {data['eval_source']})")
     if "labels" in data:
         console.print("  labels (train): " + ", ".join(f"{k} {v}" for k, v in data["labels"].items()))
@@ -185,6 +194,10 @@ def show_dry_run(report: dict) -> None:
                       f"example(s) longer than max_length {lengths['max_length']} will be truncated")
     elif tokenized:
         console.print(f"  {tokenized}")
+    _show_memory_and_commands(console, report)
+
+
+def _show_memory_and_commands(console: Console, report: dict) -> None:
     memory = report["memory"]
     console.print("\n[bold]Memory[/]")
     if "peak_memory_gb" in memory:
@@ -201,28 +214,36 @@ def show_dry_run(report: dict) -> None:
         console.print(f"  {name.replace('_', ' ')}: {command}", markup=False)
 
 
-def show_run_summary(recipe, metrics: dict) -> None:
+def show_run_summary(recipe, result, folder) -> None:
+    """What a run did, for any method: training figures, every evaluation figure (the one a bake-off ranks by in bold)."""
     console = _console()
-    t, e = metrics["train"], metrics["eval"]
-    lines = [f"[bold]{recipe.method}[/] on {recipe.model} ({recipe.task}) -> [bold]{recipe.output_dir}[/]"]
-    for name, part in ([("reward model", t["reward_model"]), ("policy", t["policy"])] if recipe.method == "rlhf" else [("", t)]):
-        lines.append(f"{name + ': ' if name else ''}trained {part['runtime_s']:.1f} s, {part['samples_per_second']:.1f} samples/s, "
-                     f"{part['trainable_params']:,} of {part['total_params']:,} parameters trainable, final loss {part['final_loss']:.4f}")
-    if recipe.method == "rlhf":
-        lines.append(f"eval: reward model pairwise accuracy [bold]{_num(e['reward_model_accuracy'])}[/]; mean reward on held-out prompts "
-                     f"{_num(e['reward_before'])} before -> [bold]{_num(e['reward_after'])}[/] after; KL {_num(e['kl'])}")
-    elif recipe.method == "dpo":
-        lines.append(f"eval: preference accuracy [bold]{_num(e['preference_accuracy'])}[/], reward margin {_num(e['reward_margin'])}, "
-                     f"loss {_num(e['loss'])}")
-    elif "accuracy" in e:
-        lines.append(f"eval: [bold]accuracy {_num(e['accuracy'])}[/], macro-F1 {_num(e['f1_macro'])}, loss {_num(e['loss'])}")
-    else:
-        lines.append(f"eval: loss {_num(e['loss'])}, perplexity {_num(e['perplexity'], 2)}")
-    files = "metrics.json, README.md (model card, how to load), recipe.yaml, train_log.jsonl, loss_curve.png"
-    if recipe.method == "rlhf":
-        files += ", reward_curve.png, samples.jsonl, reward_model/, policy/"
-    lines.append(f"files: {files}")
-    console.print("\n".join(lines))
+    metrics = result.metrics
+    primary, _ = recipe.definition.primary(metrics)
+    lines = [f"[bold]{escape(recipe.method)}[/] on {escape(recipe.model)} ({recipe.task}) -> [bold]{escape(str(folder))}[/]"]
+    train = metrics.get("train") or {}
+    parts = [(name, part) for name, part in train.items() if isinstance(part, dict)] or ([("", train)] if train else [])
+    for name, part in parts:
+        lines.append(f"{name.replace('_', ' ') + ': ' if name else ''}trained {part['runtime_s']:.1f} s, "
+                     f"{part['samples_per_second']:.1f} samples/s, {part['trainable_params']:,} of {part['total_params']:,} "
+                     f"parameters trainable, final loss {part['final_loss']:.4f}")
+    for name, part in metrics.items():  # what else a method reports (RAG: the index)
+        if name not in ("method", "task", "train", "eval") and isinstance(part, dict):
+            lines.append(f"{name}: " + escape(", ".join(f"{k} {v}" for k, v in part.items() if not isinstance(v, (list, dict)))))
+            lines.extend(f"  skipped {escape(str(item))}" for item in part.get("skipped", []))
+    scalars, tables = [], []
+    for name, value in (metrics.get("eval") or {}).items():
+        if isinstance(value, dict):
+            tables.append((name, value))
+        elif value is not None:
+            text = f"{name} {_num(value) if isinstance(value, float) else value}"
+            scalars.append(f"[bold]{escape(text)}[/]" if name == primary or (primary == "neg_eval_loss" and name == "loss") else escape(text))
+    lines.append("eval: " + ", ".join(scalars))
+    for name, table in tables:
+        rows = [f"{k}: " + (", ".join(f"{kk} {_num(vv) if isinstance(vv, float) else vv}" for kk, vv in v.items())
+                            if isinstance(v, dict) else (_num(v) if isinstance(v, float) else str(v))) for k, v in table.items()]
+        lines.append(f"  {name.replace('_', ' ')}: " + escape("; ".join(rows)))
+    lines.append(f"files: {escape(', '.join(['metrics.json', 'recipe.yaml', *result.artifacts]))}")
+    console.print("\n".join(lines), highlight=False)
 
 
 def _num(value, digits: int = 4) -> str:

@@ -361,3 +361,13 @@ def from_params(params_b: float) -> Architecture:
     note = (f"only the size was given: assumed a Llama-style decoder with hidden {h}, {layers} layers, "
             f"{heads} heads ({kv} KV), MLP {i}, vocab {vocab}")
     return Architecture(**{**arch.__dict__, "notes": (note,)})
+
+
+def for_model(model: str | None, params_b: float | None) -> Architecture | None:
+    """A model to size: a built-in or local config when it names one, else a Llama-style model of the given size."""
+    if model:
+        try:
+            return load_model(model, online=False)
+        except InputError:
+            pass
+    return from_params(params_b) if params_b else None

@@ -62,9 +62,9 @@ def flops_per_token(arch: Architecture, setup: Setup) -> float:
     full = s.trains_all_weights
     train = (6 if full else 4) * n + (2 * n if s.gradient_checkpointing else 0)
     train += 6 * arch.layers * arch.hidden * s.seq_len  # causal attention scores and mixing
-    if s.method == "dpo" and s.dpo_reference != "precomputed":
+    if s.objective == "dpo" and s.dpo_reference != "precomputed":
         train += 2 * n  # the reference model's forward pass
-    if s.method == "rlhf":
+    if s.objective == "rlhf":
         reward = s.reward_params or n
         train += 2 * n + 2 * reward + 2 * n  # generation, reward scoring, reference log-probs
         if s.rl_algorithm == "ppo":
@@ -95,7 +95,7 @@ def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: G
     if gpu is None:
         notes.append("time needs a GPU type: pass --gpu NAME")
         return TimeEstimate(flops, None, None, notes)
-    best, worst = RLHF_MFU_RANGE if s.method == "rlhf" else MFU_RANGE
+    best, worst = RLHF_MFU_RANGE if s.objective == "rlhf" else MFU_RANGE
     slow = QLORA_SLOWDOWN if s.quantization != "none" else (1.0, 1.0)
     rate = gpu.bf16_tflops * 1e12 * s.num_gpus
     hours = {"low": flops / (rate * best) / 3600 * slow[0], "high": flops / (rate * worst) / 3600 * slow[1]}
@@ -122,17 +122,19 @@ class RequestCost:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def prompt_tokens(method: str, base: int, query: int, shots: int = 0, per_example: int = 60, chunks: int = 0,
+def prompt_tokens(base: int, query: int, shots: int = 0, per_example: int = 60, chunks: int = 0,
                   per_chunk: int = 150, tool_tokens: int = 0, steps: int = 1) -> tuple[int, str]:
-    """Tokens a request sends: the prompt grows with demonstrations, retrieved chunks or tool schemas and turns."""
-    if method == "in_context_learning":
-        return base + query + shots * per_example, f"{base} prompt + {query} query + {shots} demonstrations x {per_example}"
-    if method == "rag":
-        return base + query + chunks * per_chunk, f"{base} prompt + {query} question + {chunks} chunks x {per_chunk}"
-    if method == "tool_use":
-        total = steps * (base + query + tool_tokens)
-        return total, f"{steps} model turns x ({base} prompt + {query} task + {tool_tokens} tool schemas and results)"
-    return base + query, f"{base} prompt + {query} input"
+    """Tokens a request sends: the prompt grows with demonstrations, retrieved chunks, or tool schemas and turns."""
+    parts = [f"{base} prompt", f"{query} input"]
+    if shots:
+        parts.append(f"{shots} demonstrations x {per_example}")
+    if chunks:
+        parts.append(f"{chunks} chunks x {per_chunk}")
+    if tool_tokens:
+        parts.append(f"{tool_tokens} tool schemas and results")
+    one = base + query + shots * per_example + chunks * per_chunk + tool_tokens
+    text = " + ".join(parts)
+    return steps * one, (f"{steps} model turns x ({text})" if steps > 1 else text)
 
 
 def request_cost(arch: Architecture | None, prompt: int, output: int, requests_per_day: float | None,

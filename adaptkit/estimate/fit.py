@@ -12,7 +12,7 @@ from functools import lru_cache
 from itertools import combinations
 
 from adaptkit.estimate.architectures import Architecture
-from adaptkit.estimate.memory import FULL_METHODS, Setup, estimate_memory
+from adaptkit.estimate.memory import Setup, estimate_memory
 
 MAX_GPUS = 64
 MAX_SUGGESTIONS = 4
@@ -71,8 +71,7 @@ def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
     if kind == "precision":
         return replace(s, precision="bf16"), "pure bf16 weights and optimizer states (no fp32 masters)"
     if kind == "lora":
-        method = "lora_adapters" if s.method in FULL_METHODS else s.method
-        return replace(s, method=method, adapter="lora", precision="bf16", optimizer="adamw"), "LoRA (r=16, all linear layers) instead of full weights"
+        return replace(s, adapter="lora", precision="bf16", optimizer="adamw"), "LoRA (r=16, all linear layers) instead of full weights"
     if kind == "quant":
         if not s.trains:
             return replace(s, quantization="4bit"), "4-bit weights (NF4)"

@@ -12,13 +12,12 @@ from adaptkit.errors import InputError
 from adaptkit.estimate.architectures import ROLE_ALIASES, Architecture
 
 GB = 1e9
-INFERENCE_METHODS = ("prompt_engineering", "in_context_learning", "rag", "tool_use")
-FULL_METHODS = ("full_finetuning", "instruction_tuning")
+OBJECTIVES = ("sft", "dpo", "rlhf", "serve")  # what the job optimises: supervised, preference pairs, RL, or none (inference)
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
-ADAPTERS = ("lora", "ia3", "none")
+ADAPTERS = ("lora", "ia3", "soft_prompt", "none")  # none: all weights train
 
 CUDA_CONTEXT_GB = 0.5  # CUDA context and kernels: 0.3-1.3 GB depending on driver and lazy loading
 ALLOCATOR_SLACK = 0.10  # reserved-but-unused memory of PyTorch's caching allocator, as a share of live tensors
@@ -35,18 +34,20 @@ COMPONENTS = (
 
 @dataclass(frozen=True)
 class Setup:
-    """How a model is trained or served. None means: the method's default (see `resolved`)."""
+    """How a model is trained or served. The method registry builds one from a method id or a recipe
+    (adaptkit.methods.registry.setup_for / recipe_setup); the memory model reads only its traits."""
 
-    method: str = "lora_adapters"
-    precision: str | None = None
+    method: str = ""  # a label for reports (the method id); nothing here depends on it
+    objective: str = "sft"  # sft | dpo | rlhf | serve
+    adapter: str = "lora"  # lora | ia3 | soft_prompt | none (all weights train)
+    precision: str | None = None  # None: bf16-mixed when all weights train, bf16 (frozen 16-bit base) otherwise
     quantization: str = "none"
     batch_size: int = 1  # micro-batch per device
     seq_len: int = 1024
     gradient_checkpointing: bool = False
-    adapter: str | None = None  # lora | ia3 | none (full weights), for lora_adapters, dpo and rlhf
     lora_r: int = 16
     lora_targets: str = "all-linear"
-    soft_prompt: str = "prompt"  # prompt | prefix, for prefix_prompt_tuning
+    soft_prompt: str = "prompt"  # prompt | prefix, when adapter is soft_prompt
     num_virtual_tokens: int = 20
     optimizer: str = "adamw"
     num_gpus: int = 1
@@ -61,18 +62,14 @@ class Setup:
     reward_params: int | None = None  # reward model size; None: same as the policy
 
     def resolved(self) -> "Setup":
-        """Fill method defaults and reject combinations that cannot run."""
-        method = self.method
-        adapter = self.adapter
-        if adapter is None:
-            adapter = "none" if method in FULL_METHODS else "lora" if method in ("lora_adapters", "dpo", "rlhf") else "none"
-        precision = self.precision or ("bf16-mixed" if method in FULL_METHODS or (adapter == "none" and method in ("dpo", "rlhf")) else "bf16")
-        setup = replace(self, adapter=adapter, precision=precision)
+        """Fill the default precision and reject combinations that cannot run."""
+        setup = replace(self, precision=self.precision or ("bf16-mixed" if self.trains_all_weights else "bf16"))
         setup.check()
         return setup
 
     def check(self) -> None:
         for name, value, allowed in (
+            ("objective", self.objective, OBJECTIVES),
             ("precision", self.precision, PRECISIONS), ("quantization", self.quantization, QUANTIZATIONS),
             ("optimizer", self.optimizer, OPTIMIZERS), ("sharding", self.sharding, SHARDINGS),
             ("adapter", self.adapter, ADAPTERS), ("soft_prompt", self.soft_prompt, ("prompt", "prefix")),
@@ -84,8 +81,6 @@ class Setup:
         for name in ("batch_size", "seq_len", "lora_r", "num_virtual_tokens", "num_gpus", "rollouts_per_prompt", "generation_tokens"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.method in FULL_METHODS and self.adapter not in (None, "none"):
-            raise InputError(f"{self.method} trains all weights: use --method lora_adapters for adapters")
         if self.quantization != "none" and self.trains_all_weights:
             raise InputError(f"a {self.quantization} base cannot be trained directly: use an adapter method (QLoRA) or --quantization none")
         if self.sharding != "none" and self.num_gpus < 2:
@@ -93,12 +88,12 @@ class Setup:
 
     @property
     def trains(self) -> bool:
-        return self.method not in INFERENCE_METHODS
+        return self.objective != "serve"
 
     @property
     def trains_all_weights(self) -> bool:
         """Full fine-tuning (or full-weight DPO/RLHF): every parameter gets gradients and optimizer states."""
-        return self.trains and self.adapter == "none" and self.method != "prefix_prompt_tuning"
+        return self.trains and self.adapter == "none"
 
 
 @dataclass
@@ -139,7 +134,7 @@ def trainable_params(arch: Architecture, setup: Setup) -> int:
     """Parameters that get gradients and optimizer states."""
     if not setup.trains:
         return 0
-    if setup.method == "prefix_prompt_tuning":
+    if setup.adapter == "soft_prompt":
         if setup.soft_prompt == "prefix":  # a key and a value vector per layer and virtual token
             return setup.num_virtual_tokens * arch.layers * 2 * arch.kv_heads * arch.head_dim
         return setup.num_virtual_tokens * arch.hidden
@@ -233,9 +228,9 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     # Activations and the loss.
     eager = (s.attention or arch.attention) == "eager"
     if s.trains:
-        seq = s.seq_len + (s.num_virtual_tokens if s.method == "prefix_prompt_tuning" and s.soft_prompt == "prompt" else 0)
-        sequences = s.batch_size * (2 if s.method == "dpo" else 1)
-        if s.method == "rlhf":
+        seq = s.seq_len + (s.num_virtual_tokens if s.adapter == "soft_prompt" and s.soft_prompt == "prompt" else 0)
+        sequences = s.batch_size * (2 if s.objective == "dpo" else 1)
+        if s.objective == "rlhf":
             sequences = s.batch_size * (s.rollouts_per_prompt if s.rl_algorithm in ("grpo", "rloo") else 1)
         tokens = sequences * seq
         elements, masks = _per_layer_elements(arch, s, seq, eager)
@@ -256,7 +251,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
                 comp["logits"] = full_logits * (act_bytes + 4 + 4) if act_bytes == 2 else full_logits * 8
         notes.append(
             f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
-            + (", chosen and rejected both" if s.method == "dpo" else "")
+            + (", chosen and rejected both" if s.objective == "dpo" else "")
         )
     else:
         tokens = s.batch_size * s.seq_len
@@ -276,7 +271,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     frozen_copy = _weight_bytes(arch, s.quantization, 2)
     if shard_weights:
         frozen_copy /= shards
-    if s.method == "dpo":
+    if s.objective == "dpo":
         reference = s.dpo_reference if s.dpo_reference != "auto" else ("copy" if full else "adapters_off")
         if reference == "copy":
             comp["reference_model"] = frozen_copy
@@ -285,7 +280,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
             notes.append("DPO reference log-probs precomputed: no reference model in the loop")
         else:
             notes.append("DPO reference: the base with adapters disabled (no second copy)")
-    if s.method == "rlhf":
+    if s.objective == "rlhf":
         reward_params = s.reward_params or n
         comp["reward_model"] = reward_params * 2 / (shards if shard_weights else 1)
         if full:
@@ -305,7 +300,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
 
     live = {k: v for k, v in comp.items() if k not in ("cuda_context", "allocator_slack")}
     allocated = sum(live.values())
-    if s.method == "rlhf":
+    if s.objective == "rlhf":
         transient = comp["activations"] + comp["logits"]
         allocated -= min(transient, comp["kv_cache"])
     comp["allocator_slack"] = ALLOCATOR_SLACK * allocated

@@ -19,6 +19,26 @@ class Device:
     source: str = "given"
 
 
+def find_device(gpu_name: str | None = None, gpu_memory_gb: float | None = None) -> tuple[Device | None, int]:
+    """(the device to fit, the detected GPU count) from --gpu, --gpu-memory-gb or what this machine has."""
+    from adaptkit.errors import InputError
+    from adaptkit.estimate.compute import find_gpu
+    from adaptkit.estimate.hardware import detect_gpus
+
+    if gpu_memory_gb is not None and gpu_memory_gb <= 0:
+        raise InputError("--gpu-memory-gb must be above 0")
+    if gpu_name:
+        gpu = find_gpu(gpu_name)
+        return Device(gpu_memory_gb or gpu.memory_gb, gpu, "--gpu"), 0
+    gpus, how = detect_gpus()
+    if gpu_memory_gb is not None:
+        gpu = find_gpu(gpus[0].name, strict=False) if gpus else None
+        return Device(gpu_memory_gb, gpu, "--gpu-memory-gb"), len(gpus)
+    if gpus:
+        return Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}"), len(gpus)
+    return None, 0
+
+
 def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: float | None = None,
              gpu_hour_usd: float | None = None) -> dict:
     """The `adaptkit estimate --json` answer."""

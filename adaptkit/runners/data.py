@@ -17,12 +17,39 @@ from adaptkit.recipe.schema import Recipe
 
 @dataclass
 class Splits:
-    """Rows ready for a runner, plus what --dry-run reports about them."""
+    """Rows ready for a training runner, plus what --dry-run reports about them."""
 
     train: list[dict]
     eval: list[dict]
     labels: list = field(default_factory=list)  # classification: the label set, in a stable order
     eval_source: str = ""
+    kind: str = "instructions"  # classification | instructions | pairs
+
+    def describe(self) -> str:
+        return f"{len(self.train)} train / {len(self.eval)} eval rows"
+
+
+@dataclass
+class Rows:
+    """A checked evaluation file for a method that trains nothing: questions (RAG) or tasks (tool use)."""
+
+    rows: list[dict]
+    noun: str
+
+    def describe(self) -> str:
+        return f"{len(self.rows)} {self.noun}"
+
+
+@dataclass
+class PromptData:
+    """Prompt engineering and ICL: the demonstration pool, the dev rows scored, and the labels (classification)."""
+
+    pool: list[dict]
+    rows: list[dict]
+    labels: list[str]
+
+    def describe(self) -> str:
+        return f"{len(self.pool)} pool / {len(self.rows)} dev rows" + (f", {len(self.labels)} labels" if self.labels else "")
 
 
 def read_rows(reference: str, split: str, where: str) -> list[dict]:
@@ -120,7 +147,20 @@ def _label_key(value):
 
 
 def load_splits(recipe: Recipe) -> Splits:
-    """Read train and eval, check them against the task, and fail before any weights load."""
+    """Supervised data: classification rows or instruction pairs, checked against the task before any weights load."""
+    train, eval_rows, eval_source = _read_splits(recipe)
+    if recipe.task == "sequence_classification":
+        return _classification(train, eval_rows, recipe, eval_source)
+    return _instructions(train, eval_rows, recipe, eval_source)
+
+
+def load_pairs(recipe: Recipe) -> Splits:
+    """Preference data: prompt, chosen and rejected, checked before any weights load."""
+    return _preferences(*_read_splits(recipe), recipe)
+
+
+def _read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:
+    """(train, eval, where eval came from): data.eval, a held-out share of data.train, or nothing."""
     d = recipe.data
     train = read_rows(d.train, d.train_split, "data.train")
     if not train:
@@ -141,11 +181,7 @@ def load_splits(recipe: Recipe) -> Splits:
             raise InputError(f"data.train: {d.train} has too few rows to hold out {d.eval_fraction:.0%} for evaluation")
     if d.max_rows:
         train = train[: d.max_rows]
-    if recipe.task == "sequence_classification":
-        return _classification(train, eval_rows, recipe, eval_source)
-    if recipe.method in ("dpo", "rlhf"):
-        return _preferences(train, eval_rows, recipe, eval_source)
-    return _instructions(train, eval_rows, recipe, eval_source)
+    return train, eval_rows, eval_source
 
 
 def _classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
@@ -164,7 +200,7 @@ def _classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Split
     if unseen:
         raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
                          f"(train has: {', '.join(map(str, labels[:8]))})")
-    return Splits(train, eval_rows, labels, eval_source)
+    return Splits(train, eval_rows, labels, eval_source, kind="classification")
 
 
 def _instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
@@ -194,7 +230,7 @@ def _response_text(value) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _preferences(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
+def _preferences(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
     d = recipe.data
     for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
         if not rows:
@@ -217,7 +253,7 @@ def _preferences(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
                              "they teach nothing; remove them")
         if isinstance(rows[0][d.prompt_column], str):  # conversational prompts are message lists
             _check_text(rows, d.prompt_column, where)
-    return Splits(train, eval_rows, [], eval_source)
+    return Splits(train, eval_rows, [], eval_source, kind="pairs")
 
 
 def label_counts(rows: list[dict], column: str) -> Counter:
@@ -232,18 +268,18 @@ def _eval_rows(recipe: Recipe, what: str) -> list[dict]:
     return rows
 
 
-def check_questions(recipe: Recipe) -> list[dict]:
+def check_questions(recipe: Recipe) -> Rows:
     """The RAG question set: rows with a question and the source file that answers it."""
     block = recipe.rag
     rows = _eval_rows(recipe, "questions")
     _require_columns(rows, [block.question_column], "data.eval", "rag.question_column")
     _require_columns(rows, [block.source_column], "data.eval", "rag.source_column")
     _check_text(rows, block.question_column, "data.eval")
-    return rows
+    return Rows(rows, "questions")
 
 
-def prompt_rows(recipe: Recipe) -> tuple[list[dict], list[dict], list]:
-    """(demonstration pool, dev rows, labels) for prompt engineering and ICL, checked like training data."""
+def prompt_rows(recipe: Recipe) -> PromptData:
+    """The demonstration pool, the dev rows and the labels for prompt engineering and ICL, checked like training data."""
     d = recipe.data
     if d.train:
         splits = load_splits(recipe)
@@ -257,26 +293,25 @@ def prompt_rows(recipe: Recipe) -> tuple[list[dict], list[dict], list]:
         else:
             _instructions(rows, [], recipe, "")
             labels = []
-    return pool, rows, [str(label) for label in labels]
+    return PromptData(pool, rows, [str(label) for label in labels])
 
 
-def check_tasks(recipe: Recipe) -> list[dict]:
+def check_tasks(recipe: Recipe) -> Rows:
     """The tool-use task set: a question and an expected answer per row."""
     block = recipe.tools
     rows = _eval_rows(recipe, "tasks")
     _require_columns(rows, [block.question_column], "data.eval", "tools.question_column")
     _require_columns(rows, [block.answer_column], "data.eval", "tools.answer_column")
-    return rows
+    return Rows(rows, "tasks")
+
+
+def load_data(recipe: Recipe):
+    """The recipe's data, read and checked by its method's own loader before any weights load."""
+    from adaptkit.methods.registry import import_ref
+
+    return import_ref(recipe.definition.data)(recipe)
 
 
 def describe_data(recipe: Recipe) -> str:
     """Check a recipe's data the way its runner will, and say what is there."""
-    if recipe.method == "rag":
-        return f"{len(check_questions(recipe))} questions"
-    if recipe.method == "tool_use":
-        return f"{len(check_tasks(recipe))} tasks"
-    if recipe.method in ("prompt_engineering", "in_context_learning"):
-        pool, rows, labels = prompt_rows(recipe)
-        return f"{len(pool)} pool / {len(rows)} dev rows" + (f", {len(labels)} labels" if labels else "")
-    splits = load_splits(recipe)
-    return f"{len(splits.train)} train / {len(splits.eval)} eval rows"
+    return load_data(recipe).describe()

@@ -1,25 +1,32 @@
-"""--dry-run: the resolved recipe, a data summary, the memory estimate and the launch commands. No weights load."""
+"""--dry-run: the resolved recipe, a data summary, the memory estimate and the launch commands. No weights load.
+
+Each method's definition names its data summary here (`summary`); the memory figure comes from the one conversion
+of a recipe into the estimator's Setup (adaptkit.methods.registry.recipe_setup), the same as `estimate --recipe`,
+the export headers and advise --emit-recipe.
+"""
 
 from __future__ import annotations
 
 import shlex
+
 from adaptkit.errors import InputError
 from adaptkit.recipe.load import as_yaml
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import Splits, label_counts
-from adaptkit.runners.models import resolve_model
+from adaptkit.runners.data import PromptData, Rows, Splits, label_counts
+from adaptkit.models import resolve_model
 
 
-def data_summary(recipe: Recipe, splits: Splits) -> dict:
+def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
+    """Training data: rows, labels, a sample, and the sample tokenized with the model's own tokenizer."""
     d = recipe.data
     summary = {"train_rows": len(splits.train), "eval_rows": len(splits.eval), "eval_source": splits.eval_source or "none"}
-    if recipe.task == "sequence_classification":
+    if splits.kind == "classification":
         summary["labels"] = {str(k): v for k, v in sorted(label_counts(splits.train, d.label_column).items(), key=lambda kv: str(kv[0]))}
         if splits.eval:
             summary["eval_labels"] = {str(k): v for k, v in sorted(label_counts(splits.eval, d.label_column).items(), key=lambda kv: str(kv[0]))}
         texts = [r[d.text_column] for r in splits.train]
         sample = {"text": texts[0], "label": str(splits.train[0][d.label_column])}
-    elif recipe.method in ("dpo", "rlhf"):
+    elif splits.kind == "pairs":
         texts = [_text(r[d.prompt_column]) + " " + max(_text(r[d.chosen_column]), _text(r[d.rejected_column]), key=len) for r in splits.train]
         sample = {"prompt": splits.train[0][d.prompt_column], "chosen": splits.train[0][d.chosen_column],
                   "rejected": splits.train[0][d.rejected_column]}
@@ -48,6 +55,39 @@ def data_summary(recipe: Recipe, splits: Splits) -> dict:
     return summary
 
 
+def prompting_summary(recipe: Recipe, data: PromptData, allowed: bool = False) -> dict:
+    block = getattr(recipe, "prompts", None)
+    compares = [v.name for v in block.variants] if block else recipe.icl.shots
+    return {"dev_rows": len(data.rows), "pool_rows": len(data.pool), "labels": data.labels, "compares": compares,
+            "backend": recipe.backend.kind}
+
+
+def rag_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
+    from pathlib import Path
+
+    from adaptkit.runners.rag import corpus_files, index_status
+
+    corpus = Path(recipe.rag.corpus)
+    if not corpus.is_dir():
+        raise InputError(f"rag.corpus: {corpus} is not a folder")
+    if Path(recipe.rag.index_dir).resolve() == Path(recipe.output_dir).resolve():
+        raise InputError("rag.index_dir is output_dir itself: put the index in a folder of its own (e.g. OUTPUT_DIR/index)")
+    files, skipped = corpus_files(corpus)
+    return {"questions": len(data.rows), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
+            "index": recipe.rag.index_dir, "index_status": index_status(Path(recipe.rag.index_dir))}
+
+
+def tools_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
+    """The tools and their JSON schemas; custom tools are imported only with the user's consent."""
+    from adaptkit.runners.tools import load_tools
+
+    tools = load_tools(recipe, import_custom=allowed)
+    specs = {name: tool.spec for name, tool in tools.items()}
+    skipped = [f"{t.function} (not imported: needs --allow-code)" for t in recipe.tools.custom if not allowed]
+    return {"tasks": len(data.rows), "tools": list(specs) + skipped,
+            "state_changing": [n for n, t in tools.items() if t.changes_state], "tool_schemas": specs}
+
+
 def _text(value) -> str:
     if isinstance(value, list):
         return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
@@ -69,58 +109,22 @@ def _tokenizer(recipe: Recipe):
                       "(the run downloads it; offline, pass model=PATH to a local copy)")
 
 
-def memory(recipe: Recipe) -> dict:
-    """The estimate for this recipe on the detected hardware, with step-down suggestions."""
+def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | None = None) -> dict:
+    """The estimate for this recipe on one GPU (given, or detected), with step-down suggestions."""
     from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.compute import find_gpu
-    from adaptkit.estimate.hardware import detect_gpus
-    from adaptkit.estimate.memory import Setup
-    from adaptkit.estimate.report import Device, estimate
+    from adaptkit.estimate.report import estimate, find_device
+    from adaptkit.methods.registry import recipe_setup
 
+    device, _ = find_device(gpu_name, gpu_memory_gb)
     try:
         arch = load_model(resolve_model(recipe.model), online=False)
-    except InputError as exc:
-        return {"note": f"no memory estimate: {exc}"}
-    gpus, how = detect_gpus()
-    device = Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}") if gpus else None
-    precision = {"auto": "bf16-mixed" if gpus else "fp32", "fp16-mixed": "bf16-mixed"}.get(recipe.training.precision, recipe.training.precision)
-    adapter = recipe.adapter
-    preference = {}
-    if recipe.method == "dpo":
-        preference = {"adapter": "lora" if recipe.lora else "none", "dpo_reference": "copy" if recipe.dpo.reference == "copy" else "auto"}
-    elif recipe.method == "rlhf":
-        policy = recipe.rlhf.policy
-        preference = {"adapter": "lora" if recipe.lora else "none", "rl_algorithm": policy.algorithm,
-                      "rollouts_per_prompt": policy.num_generations, "generation_tokens": policy.max_completion_length}
-    batch = recipe.training.batch_size
-    if recipe.method == "rlhf":
-        batch = max(1, recipe.rlhf.policy.batch_size // recipe.rlhf.policy.num_generations)
-    setup = Setup(
-        method=recipe.method,
-        precision=precision if adapter == "none" else ("bf16" if gpus else "fp32"),
-        quantization=recipe.lora.quantization if recipe.lora else "none",
-        batch_size=batch, seq_len=recipe.training.max_length,
-        gradient_checkpointing=recipe.training.gradient_checkpointing,
-        adapter={"lora": "lora", "ia3": "ia3"}.get(adapter, None) if recipe.method == "lora_adapters" else preference.pop("adapter", None),
-        **preference,
-        lora_r=recipe.lora.r if recipe.lora else 16,
-        lora_targets=_targets(recipe), soft_prompt="prefix" if adapter == "prefix" else "prompt",
-        num_virtual_tokens=recipe.prefix_prompt_tuning.num_virtual_tokens if recipe.prefix_prompt_tuning else 20,
-        num_gpus=max(1, len(gpus)),
-    )
-    try:
-        result = estimate(arch, setup, device)
+        result = estimate(arch, recipe_setup(recipe), device)
     except InputError as exc:
         return {"note": f"no memory estimate: {exc}"}
     if device is None:
-        result["note"] = "no GPU detected: this runs on the CPU (system RAM); the GPU figure is for reference"
+        result["note"] = ("no GPU detected or given (--gpu NAME, --gpu-memory-gb N): the figure is for one GPU; "
+                          "on this machine the run uses the CPU and system RAM")
     return result
-
-
-def _targets(recipe: Recipe) -> str:
-    if not recipe.lora or recipe.lora.target_modules in (None, "all-linear"):
-        return "q_proj,v_proj" if recipe.lora and recipe.lora.target_modules is None else "all-linear"
-    return ",".join(recipe.lora.target_modules)
 
 
 def launch_commands(recipe_ref: str, overrides: tuple[str, ...]) -> dict:
@@ -148,11 +152,19 @@ def output_note(recipe: Recipe) -> str | None:
     return f"output_dir {out} is not empty and is not an adaptkit run: the real run will refuse it; choose another output_dir"
 
 
-def dry_run(recipe: Recipe, splits: Splits, recipe_ref: str, overrides: tuple[str, ...], allowed: bool = False) -> dict:
+def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], allowed: bool = False,
+            gpu_name: str | None = None, gpu_memory_gb: float | None = None) -> dict:
+    """The whole --dry-run report; what the method's definition names summarises the data."""
+    from adaptkit.methods.registry import import_ref
     from adaptkit.recipe.consent import describe_code
 
-    report = {"recipe": as_yaml(recipe), "data": data_summary(recipe, splits), "memory": memory(recipe),
-              "code": describe_code(recipe, allowed), "commands": launch_commands(recipe_ref, overrides)}
+    definition = recipe.definition
+    served_remotely = not definition.trains and recipe.backend.kind != "local"
+    report = {"recipe": as_yaml(recipe), "data": import_ref(definition.summary)(recipe, data, allowed),
+              "memory": {"note": "served by the endpoint"} if served_remotely else memory(recipe, gpu_name, gpu_memory_gb),
+              "code": describe_code(recipe, allowed),
+              "commands": launch_commands(recipe_ref, overrides) if definition.trains else
+              {"run": " ".join(shlex.quote(x) for x in ("adaptkit", "run", recipe_ref, *overrides))}}
     note = output_note(recipe)
     if note:
         report["output"] = note

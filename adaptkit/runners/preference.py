@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 
 from adaptkit.errors import InputError
+from adaptkit.methods.base import RunOptions, RunResult, training_kwargs
+from adaptkit.methods.preference import policy_kwargs, reward_kwargs
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
-from adaptkit.runners.models import resolve_model
+from adaptkit.models import resolve_model
+from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
 from adaptkit.runners.train import (
-    RunOptions, callbacks, check_quantization, causal_tokenizer, common_arguments, evaluate, fit, fit_evaluate_save, peft_config,
-    seed_everything,
-    train_metrics,
+    callbacks, check_quantization, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
+    with_precision,
 )
 
 
@@ -33,7 +35,7 @@ def _lora(recipe: Recipe):
 
 # ----------------------------------------------------------------------------------------------- DPO
 
-def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
+def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
     import transformers
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
@@ -54,8 +56,7 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
             raise InputError(f"dpo.starting_adapter: {recipe.dpo.starting_adapter} holds no adapter_config.json (an SFT run's output_dir)")
         model = PeftModel.from_pretrained(model, recipe.dpo.starting_adapter, is_trainable=True)
         config = None  # train the SFT adapter further; the reference is the base with it switched off
-    args = DPOConfig(beta=recipe.dpo.beta, loss_type=recipe.dpo.loss_type, max_length=recipe.training.max_length,
-                     **common_arguments(recipe, out, bool(splits.eval)))
+    args = DPOConfig(**with_precision(recipe, {**training_kwargs(recipe, out, bool(splits.eval)), **recipe.definition.trainer(recipe)}))
     trainer = DPOTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
                          eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
                          peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"))
@@ -63,12 +64,13 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     if finished is None:
         return None
     result, runtime, evaluation = finished
-    return {
-        "method": "dpo", "task": recipe.task, "train": train_metrics(trainer, result, runtime),
+    metrics = {
+        "method": recipe.method, "task": recipe.task, "train": train_metrics(trainer, result, runtime),
         "eval": {"loss": evaluation.get("eval_loss"), "preference_accuracy": evaluation.get("eval_rewards/accuracies"),
                  "reward_margin": evaluation.get("eval_rewards/margins")},
-        "_log_history": trainer.state.log_history,
     }
+    history = trainer.state.log_history
+    return RunResult(metrics, history, write_training_files(recipe, metrics, history, [], out))
 
 
 # ----------------------------------------------------------------------------------------------- RLHF
@@ -92,9 +94,7 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     model = AutoModelForSequenceClassification.from_pretrained(resolve_model(name), num_labels=1, trust_remote_code=recipe.trust_remote_code)
     model.config.pad_token_id = tokenizer.pad_token_id
     stop = {"stop": False}
-    args = RewardConfig(max_length=recipe.training.max_length,
-                        **common_arguments(recipe, out, bool(splits.eval), epochs=stage.epochs, learning_rate=stage.learning_rate,
-                                           batch_size=stage.batch_size, max_steps=stage.max_steps))
+    args = RewardConfig(**with_precision(recipe, reward_kwargs(recipe, out, bool(splits.eval))))
     trainer = RewardTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
                             eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
                             callbacks=callbacks(stop, options.out / "train_log.jsonl", stage="reward"))
@@ -151,11 +151,7 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     held_out = [r[recipe.data.prompt_column] for r in (splits.eval or splits.train)][: stage.eval_prompts]
     before, samples_before = _score(policy, reward_model, tokenizer, reward_tokenizer, held_out, stage.max_completion_length)
     Config, Trainer = (GRPOConfig, GRPOTrainer) if stage.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
-    common = common_arguments(recipe, out, False, learning_rate=stage.learning_rate, batch_size=stage.batch_size,
-                              max_steps=stage.max_steps)
-    common["per_device_eval_batch_size"] = stage.batch_size
-    args = Config(num_generations=stage.num_generations, max_completion_length=stage.max_completion_length,
-                  temperature=stage.temperature, beta=stage.kl_coef, **common)
+    args = Config(**with_precision(recipe, policy_kwargs(recipe, out)))
     stop = {"stop": False}
     trainer = Trainer(model=policy, reward_funcs=reward_model, args=args, train_dataset=_prompts(recipe, splits.train),
                       processing_class=tokenizer, reward_processing_classes=reward_tokenizer, peft_config=_lora(recipe),
@@ -176,8 +172,9 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     return metrics
 
 
-def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions, stage: str) -> dict | None:
-    """stage: all (reward, then policy), reward, or policy (reusing a finished reward stage)."""
+def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
+    """options.stage: all (reward, then policy), reward, or policy (reusing a finished reward stage)."""
+    stage = options.stage
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -192,18 +189,32 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions, stage: str) ->
         else:
             reward_metrics = _reward_stage(recipe, splits, options, resume=options.resume and any((root / REWARD_DIR).glob("checkpoint-*")))
     if stage == "reward":
-        return {"method": "rlhf", "task": recipe.task, "stage": "reward", "train": {"reward_model": reward_metrics["train"]},
-                "eval": {"reward_model_accuracy": reward_metrics["eval"]["accuracy"]}, "_log_history": reward_metrics["_log_history"]}
+        return RunResult({"method": recipe.method, "task": recipe.task, "train": {"reward_model": reward_metrics["train"]},
+                          "eval": {"reward_model_accuracy": reward_metrics["eval"]["accuracy"]}},
+                         reward_metrics["_log_history"], [f"{REWARD_DIR}/"], stage="reward")
     if not reward_done(root):
         raise InputError(f"--stage policy needs a trained reward model in {root / REWARD_DIR}: run --stage reward first")
     saved = json.loads((root / REWARD_DIR / REWARD_METRICS).read_text())
     policy_resume = options.resume and any((options.policy_out or root / POLICY_DIR).glob("checkpoint-*"))
     policy = _policy_stage(recipe, splits, options, policy_resume)
     history = (reward_metrics or {}).get("_log_history", []) + policy["_log_history"]
-    return {
-        "method": "rlhf", "task": recipe.task,
+    metrics = {
+        "method": recipe.method, "task": recipe.task,
         "train": {"reward_model": saved["train"], "policy": policy["train"]},
         "eval": {"reward_model_accuracy": saved["eval"]["accuracy"], "reward_before": policy["reward_before"],
                  "reward_after": policy["reward_after"], "kl": policy["kl"]},
-        "_log_history": history,
     }
+    if not _main_process():
+        return None
+    reward_load = (f"\n# the reward model:\nfrom transformers import AutoModelForSequenceClassification\n"
+                   f"reward_model = AutoModelForSequenceClassification.from_pretrained({recipe.output_dir + '/' + REWARD_DIR!r})")
+    files = write_training_files(recipe, metrics, history, [], root, where=POLICY_DIR, extra_load=reward_load,
+                                 train=policy["train"], curves=(loss_curve, reward_curve))
+    return RunResult(metrics, history, files + ["samples.jsonl", f"{REWARD_DIR}/", f"{POLICY_DIR}/"])
+
+
+def _main_process() -> bool:
+    """Only the main process writes the run's files."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)

@@ -9,8 +9,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from adaptkit._files import write_atomic
+from adaptkit.methods.base import RunOptions, RunResult
 from adaptkit.recipe.consent import import_function
 from adaptkit.recipe.schema import Recipe, fill
+from adaptkit.runners.backends import make_backend
+from adaptkit.runners.data import PromptData
 
 
 def _norm(text) -> str:
@@ -45,10 +48,13 @@ def _predict_label(backend, messages: list[dict], labels: list[str], max_tokens:
     return _parse_label(reply["content"], labels), reply.get("prompt_tokens") or 0
 
 
-def run_prompt_engineering(recipe: Recipe, rows: list[dict], labels: list[str], backend, out: Path) -> dict:
-    block, d, b = recipe.prompts, recipe.data, recipe.backend
+def run_prompt_engineering(recipe: Recipe, data: PromptData, options: RunOptions) -> RunResult:
+    """Score every prompt variant on the dev rows; save the best prompt."""
+    block, d, b, out = recipe.prompts, recipe.data, recipe.backend, options.out
+    rows, labels = data.rows, data.labels
+    score = scorer(block.scorer)  # a scorer that cannot load fails before the model does
+    backend = make_backend(recipe)
     classification = recipe.task == "sequence_classification"
-    score = scorer(block.scorer)
     results, predictions = {}, []
     for variant in block.variants:
         def one(row, variant=variant):
@@ -72,8 +78,10 @@ def run_prompt_engineering(recipe: Recipe, rows: list[dict], labels: list[str], 
     chosen = next(v for v in block.variants if v.name == best)
     write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     write_atomic(out / "best_prompt.json", json.dumps({"system": block.system, "name": chosen.name, "template": chosen.template}, indent=2) + "\n")
-    return {"method": recipe.method, "task": recipe.task,
-            "eval": {"variants": results, "best_variant": best, metric: results[best][metric]}}
+    return RunResult({"method": recipe.method, "task": recipe.task,
+                      "eval": {"variants": results, "best_variant": best, metric: results[best][metric],
+                               "prompt_tokens": results[best]["mean_prompt_tokens"]}},
+                     artifacts=["predictions.jsonl", "best_prompt.json"])
 
 
 class Selector:
@@ -86,7 +94,7 @@ class Selector:
         if self.block.selection == "similar":
             from sentence_transformers import SentenceTransformer
 
-            from adaptkit.runners.models import resolve_model
+            from adaptkit.models import resolve_model
 
             self.encoder = SentenceTransformer(resolve_model(self.block.embedding_model), device="cpu")
             self.vectors = self.encoder.encode([r[self.d.text_column] for r in pool], normalize_embeddings=True, show_progress_bar=False)
@@ -111,8 +119,11 @@ class Selector:
         return self.rng.sample(self.pool, min(k, len(self.pool)))
 
 
-def run_icl(recipe: Recipe, pool: list[dict], rows: list[dict], labels: list[str], backend, out: Path) -> dict:
-    block, d, b = recipe.icl, recipe.data, recipe.backend
+def run_icl(recipe: Recipe, data: PromptData, options: RunOptions) -> RunResult:
+    """Accuracy against k demonstrations on the dev rows, with the prompt shrunk to its token budget."""
+    block, d, b, out = recipe.icl, recipe.data, recipe.backend, options.out
+    pool, rows, labels = data.pool, data.rows, data.labels
+    backend = make_backend(recipe)
     selector = Selector(recipe, pool)
     budget = block.max_prompt_tokens or (backend.context - b.max_new_tokens - 8)
     accuracy, tokens, shrunk, predictions = {}, {}, {}, []
@@ -138,9 +149,11 @@ def run_icl(recipe: Recipe, pool: list[dict], rows: list[dict], labels: list[str
     best = max(accuracy, key=lambda k: (accuracy[k], -int(k)))
     write_atomic(out / "predictions.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     _plot(accuracy, out / "accuracy_vs_k.png")
-    return {"method": recipe.method, "task": recipe.task,
-            "eval": {"accuracy_by_k": accuracy, "mean_prompt_tokens_by_k": tokens, "queries_where_k_shrank": shrunk,
-                     "best_k": int(best), "accuracy": accuracy[best], "selection": block.selection}}
+    return RunResult({"method": recipe.method, "task": recipe.task,
+                      "eval": {"accuracy_by_k": accuracy, "mean_prompt_tokens_by_k": tokens, "queries_where_k_shrank": shrunk,
+                               "best_k": int(best), "accuracy": accuracy[best], "prompt_tokens": tokens[best],
+                               "selection": block.selection}},
+                     artifacts=["predictions.jsonl", "accuracy_vs_k.png"])
 
 
 def _plot(accuracy: dict, path: Path) -> None:

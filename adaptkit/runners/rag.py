@@ -21,8 +21,10 @@ from typing import Callable
 
 from adaptkit._files import remove_tree, write_atomic
 from adaptkit.errors import InputError
+from adaptkit.methods.base import RunOptions, RunResult
 from adaptkit.recipe.schema import Recipe, fill
-from adaptkit.runners.models import resolve_model
+from adaptkit.runners.data import Rows
+from adaptkit.models import resolve_model
 
 SUFFIXES = (".txt", ".md", ".pdf")
 BATCH_CHUNKS = 256  # chunks embedded per batch; each finished file is saved, so an interrupted ingest resumes
@@ -314,12 +316,13 @@ def _contains(expected: str, answer: str) -> bool:
     return " ".join(norm(expected)) in " ".join(norm(answer))
 
 
-def run_rag(recipe: Recipe, questions: list[dict], backend_factory, out: Path,
-            progress: Callable[[int, int], None] | None = None) -> dict:
-    """Ingest, retrieve for every question, optionally generate; return metrics (and write retrievals.jsonl)."""
-    block = recipe.rag
+def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
+    """Ingest, retrieve for every question, optionally generate with citations; write retrievals.jsonl."""
+    block, questions, out = recipe.rag, data.rows, options.out
+    if Path(block.index_dir).resolve() == Path(recipe.output_dir).resolve():
+        raise InputError("rag.index_dir is output_dir itself: put the index in a folder of its own (e.g. OUTPUT_DIR/index)")
     index = Index(Path(block.index_dir), block.embedding_model)
-    stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, progress)
+    stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, options.progress)
     texts = [q[block.question_column] for q in questions]
     results = index.search(texts, block.top_k)
     hits, reciprocal, rows = 0, 0.0, []
@@ -333,7 +336,9 @@ def run_rag(recipe: Recipe, questions: list[dict], backend_factory, out: Path,
                      "retrieved": [{"source": c["source"], "chunk": c["chunk"], "score": round(s, 4)} for c, s in retrieved]})
     metrics = {"recall_at_k": hits / len(questions), "mrr": reciprocal / len(questions), "k": block.top_k, "questions": len(questions)}
     if block.generate:
-        backend = backend_factory()
+        from adaptkit.runners.backends import make_backend
+
+        backend = make_backend(recipe)
 
         def answer(pair):
             question, retrieved = pair
@@ -353,4 +358,4 @@ def run_rag(recipe: Recipe, questions: list[dict], backend_factory, out: Path,
         if block.answer_column:
             metrics["answer_contains_expected"] = contained / len(questions)
     write_atomic(out / "retrievals.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    return {"method": "rag", "task": recipe.task, "index": stats, "eval": metrics}
+    return RunResult({"method": recipe.method, "task": recipe.task, "index": stats, "eval": metrics}, artifacts=["retrievals.jsonl"])

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from adaptkit._files import write_atomic
-from adaptkit.recipe.load import as_yaml
 from adaptkit.recipe.schema import Recipe
 
 
@@ -51,40 +50,35 @@ def reward_curve(log_history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def model_card(recipe: Recipe, metrics: dict, base_path: str, labels: list) -> str:
+def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", extra_load: str = "", train: dict | None = None) -> str:
+    """The model card: what was trained, how well, and the calls that load it (`where`: the folder inside output_dir)."""
     adapter = recipe.adapter
     e = metrics["eval"]
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in e.items() if isinstance(v, (int, float)))
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in e.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    folder = f"{recipe.output_dir}/{where}" if where else recipe.output_dir
     if recipe.task == "sequence_classification":
         if adapter == "none":
             load = (f"from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
-                    f"model = AutoModelForSequenceClassification.from_pretrained(\"{recipe.output_dir}\")\n"
-                    f"tokenizer = AutoTokenizer.from_pretrained(\"{recipe.output_dir}\")")
+                    f"model = AutoModelForSequenceClassification.from_pretrained({folder!r})\n"
+                    f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
         else:
             load = (f"from transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
                     f"from peft import PeftModel\n"
                     f"labels = {[str(x) for x in labels]}\n"
                     f"base = AutoModelForSequenceClassification.from_pretrained(\n"
-                    f"    \"{base_path}\", num_labels=len(labels),\n"
+                    f"    {recipe.model!r}, num_labels=len(labels),\n"
                     f"    id2label=dict(enumerate(labels)), label2id={{l: i for i, l in enumerate(labels)}})\n"
-                    f"model = PeftModel.from_pretrained(base, \"{recipe.output_dir}\")\n"
-                    f"tokenizer = AutoTokenizer.from_pretrained(\"{recipe.output_dir}\")")
+                    f"model = PeftModel.from_pretrained(base, {folder!r})\n"
+                    f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
+    elif adapter == "none":
+        load = (f"from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                f"model = AutoModelForCausalLM.from_pretrained({folder!r})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
     else:
-        where = f"{recipe.output_dir}/policy" if recipe.method == "rlhf" else recipe.output_dir
-        if adapter == "none":
-            load = (f"from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-                    f"model = AutoModelForCausalLM.from_pretrained(\"{where}\")\n"
-                    f"tokenizer = AutoTokenizer.from_pretrained(\"{where}\")")
-        else:
-            load = (f"from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n"
-                    f"model = AutoPeftModelForCausalLM.from_pretrained(\"{where}\")\n"
-                    f"tokenizer = AutoTokenizer.from_pretrained(\"{where}\")")
-        if recipe.method == "rlhf":
-            load += (f"\n# the reward model:\nfrom transformers import AutoModelForSequenceClassification\n"
-                     f"reward_model = AutoModelForSequenceClassification.from_pretrained(\"{recipe.output_dir}/reward_model\")")
-    t = metrics["train"]
-    if recipe.method == "rlhf":
-        t = t["policy"]
+        load = (f"from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n"
+                f"model = AutoPeftModelForCausalLM.from_pretrained({folder!r})\n"
+                f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
+    t = train or metrics["train"]
     return f"""---
 library_name: {"peft" if adapter != "none" else "transformers"}
 base_model: {recipe.model}
@@ -104,7 +98,7 @@ Trained by `adaptkit run` with method `{recipe.method}` ({"full weights" if adap
 ## Load it
 
 ```python
-{load}
+{load}{extra_load}
 ```
 
 ## Files
@@ -116,15 +110,31 @@ Re-run safety and regression evaluations before deploying any fine-tuned model.
 """
 
 
-def write_outputs(recipe: Recipe, metrics: dict, labels: list, base_path: str, out: Path) -> Path:
-    """Write the run's files into `out` (where the run writes; the model card names the final output_dir)."""
-    history = metrics.pop("_log_history", [])
-    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran (every default written out).\n" + as_yaml(recipe))
+def name_the_base(recipe: Recipe, folder: Path) -> None:
+    """PEFT records the folder the base was loaded from; a run names it by its hub id, so the adapter loads anywhere."""
+    from adaptkit.models import resolve_model
+
+    config = folder / "adapter_config.json"
+    loaded_from = resolve_model(recipe.model)
+    if config.is_file() and loaded_from != recipe.model:
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if data.get("base_model_name_or_path") == loaded_from:
+            data["base_model_name_or_path"] = recipe.model
+            write_atomic(config, json.dumps(data, indent=2) + "\n")
+
+
+def write_training_files(recipe: Recipe, metrics: dict, history: list[dict], labels: list, out: Path, where: str = "",
+                         extra_load: str = "", train: dict | None = None, curves: tuple = (loss_curve,)) -> list[str]:
+    """A training run's own files in `out`: the model card, labels, curves. The CLI writes recipe.yaml and metrics.json."""
+    files = ["README.md"]
     if labels:
         write_atomic(out / "labels.json", json.dumps([str(x) for x in labels], indent=2) + "\n")
-    loss_curve(history, out / "loss_curve.png")
-    if recipe.method == "rlhf":
-        reward_curve(history, out / "reward_curve.png")
-    write_atomic(out / "README.md", model_card(recipe, metrics, base_path, labels))
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return out
+        files.append("labels.json")
+    for curve in curves:
+        name = curve.__name__ + ".png"
+        curve(history, out / name)
+        files.append(name)
+    name_the_base(recipe, out / where if where else out)
+    write_atomic(out / "README.md", model_card(recipe, metrics, labels, where, extra_load, train))
+    weights = "adapter" if recipe.adapter != "none" else "model"
+    return [f"{where + '/' if where else ''}{weights} + tokenizer (from_pretrained)"] + files + ["train_log.jsonl"]

@@ -17,8 +17,10 @@ from typing import Callable, get_type_hints
 
 from adaptkit._files import write_atomic
 from adaptkit.errors import InputError
+from adaptkit.methods.base import RunOptions, RunResult
 from adaptkit.recipe.consent import import_function
 from adaptkit.recipe.schema import Recipe
+from adaptkit.runners.data import Rows
 
 MAX_EXPRESSION = 200
 MAX_DEPTH = 30
@@ -222,18 +224,22 @@ def solve(task: str, backend, tools: dict[str, Tool], recipe: Recipe, confirm: C
             "hit_step_limit": final is None, "messages": messages}
 
 
-def run_tool_use(recipe: Recipe, tasks: list[dict], backend, confirm: Callable[[str, dict], bool], out: Path) -> dict:
-    block = recipe.tools
+def run_tool_use(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
+    """Every task through the calling loop; state-changing calls go through options.confirm; transcripts.jsonl."""
+    from adaptkit.runners.backends import make_backend
+
+    block, tasks, out, confirm = recipe.tools, data.rows, options.out, options.confirm
     tools = load_tools(recipe)
+    backend = make_backend(recipe)
     transcripts = backend.map(lambda row: {**solve(row[block.question_column], backend, tools, recipe, confirm),
                                            "expected": str(row[block.answer_column])}, tasks)
     for t in transcripts:
         t["success"] = _matches(t["expected"], t["final"])
     calls = sum(t["calls"] for t in transcripts)
     write_atomic(out / "transcripts.jsonl", "".join(json.dumps(t) + "\n" for t in transcripts))
-    return {"method": "tool_use", "task": recipe.task, "eval": {
+    return RunResult({"method": recipe.method, "task": recipe.task, "eval": {
         "success_rate": sum(t["success"] for t in transcripts) / len(transcripts),
         "tool_call_validity": (sum(t["valid_calls"] for t in transcripts) / calls) if calls else None,
         "mean_steps": sum(t["steps"] for t in transcripts) / len(transcripts),
         "tool_calls": calls, "refused_calls": sum(t["refused"] for t in transcripts),
-        "hit_step_limit": sum(t["hit_step_limit"] for t in transcripts), "tasks": len(transcripts)}}
+        "hit_step_limit": sum(t["hit_step_limit"] for t in transcripts), "tasks": len(transcripts)}}, artifacts=["transcripts.jsonl"])

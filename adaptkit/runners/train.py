@@ -7,13 +7,14 @@ import math
 import sys
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from adaptkit.errors import AdaptkitError, InputError
+from adaptkit.methods.base import RunOptions, RunResult, training_kwargs
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
-from adaptkit.runners.models import resolve_model
+from adaptkit.models import resolve_model
+from adaptkit.runners.report import write_training_files
 
 
 class Interrupted(AdaptkitError):
@@ -25,13 +26,6 @@ class Interrupted(AdaptkitError):
     def __init__(self, step: int, message: str = ""):
         super().__init__(message or f"interrupted at step {step}: checkpoint saved")
         self.step = step
-
-
-@dataclass
-class RunOptions:
-    out: Path  # where this run writes (the output folder, or the new run beside the one it replaces)
-    resume: bool = False
-    policy_out: Path | None = None  # RLHF --stage policy: where the new policy goes (default: out/policy)
 
 
 def cuda_available() -> bool:
@@ -54,26 +48,14 @@ def _precision(recipe: Recipe) -> dict:
 
 
 def peft_config(recipe: Recipe, task_type: str):
-    """The PEFT config for the recipe's adapter, or None for full weights."""
-    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit
+    """The PEFT config the method's definition names (the same keyword dict `adaptkit export` writes), or None."""
+    spec = recipe.definition.peft(recipe, resolve_model(recipe.model))
+    if spec is None:
+        return None
+    import peft
 
-    if recipe.lora:
-        block = recipe.lora
-        return LoraConfig(task_type=task_type, r=block.r, lora_alpha=block.alpha, lora_dropout=block.dropout,
-                          target_modules=block.target_modules)
-    if recipe.ia3:
-        return IA3Config(task_type=task_type, target_modules=recipe.ia3.target_modules,
-                         feedforward_modules=recipe.ia3.feedforward_modules)
-    if recipe.prefix_prompt_tuning:
-        block = recipe.prefix_prompt_tuning
-        if block.kind == "prefix":
-            return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=block.num_virtual_tokens)
-        if block.init_text:
-            return PromptTuningConfig(task_type=task_type, num_virtual_tokens=block.num_virtual_tokens,
-                                      prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=block.init_text,
-                                      tokenizer_name_or_path=resolve_model(recipe.model))
-        return PromptTuningConfig(task_type=task_type, num_virtual_tokens=block.num_virtual_tokens)
-    return None
+    name, kwargs = spec
+    return getattr(peft, name)(task_type=task_type, **kwargs)
 
 
 def _check_prefix_support(model) -> None:
@@ -95,37 +77,20 @@ def _check_prefix_support(model) -> None:
         )
 
 
-def common_arguments(recipe: Recipe, out: Path, has_eval: bool, with_precision: bool = True, **changes) -> dict:
-    """TrainingArguments fields every runner shares, from the recipe's `training` block (changes override them)."""
-    t = recipe.training
-    values = dict(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size, max_steps=t.max_steps)
-    values.update(changes)
-    common = dict(
-        output_dir=str(out), num_train_epochs=values["epochs"], max_steps=values["max_steps"] or -1,
-        per_device_train_batch_size=values["batch_size"], per_device_eval_batch_size=max(values["batch_size"], 8),
-        gradient_accumulation_steps=t.gradient_accumulation, learning_rate=values["learning_rate"],
-        weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed,
-        logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
-        eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,
-        save_strategy="steps" if t.save_every else "epoch", save_steps=t.save_every, save_total_limit=2,
-        dataloader_num_workers=0, **(_precision(recipe) if with_precision else {}),
-    )
-    if t.gradient_checkpointing:
-        common["gradient_checkpointing"] = True
-    return common
+def with_precision(recipe: Recipe, kwargs: dict) -> dict:
+    """A trainer config's keyword dict (as `adaptkit export` writes it) plus the precision flags for this device."""
+    return {**kwargs, **_precision(recipe)}
 
 
 def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
-    common = common_arguments(recipe, out, has_eval)
+    kwargs = with_precision(recipe, {**training_kwargs(recipe, out, has_eval), **recipe.definition.trainer(recipe)})
     if sft:
         from trl import SFTConfig
 
-        return SFTConfig(max_length=recipe.training.max_length, packing=False, **common)
+        return SFTConfig(**kwargs)
     from transformers import TrainingArguments
 
-    # Classifier losses are means over sequences, not sums over tokens: averaging token counts across
-    # processes would scale the loss (and the gradients) by the number of processes under DDP.
-    return TrainingArguments(average_tokens_across_devices=False, **common)
+    return TrainingArguments(**kwargs)
 
 
 def callbacks(stop_flag: dict, log_path: Path, stage: str | None = None):
@@ -238,12 +203,12 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     path = resolve_model(recipe.model)
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
     load = {"trust_remote_code": recipe.trust_remote_code}
-    if recipe.lora and recipe.lora.quantization != "none":
+    if recipe.quantization != "none":
         import torch
         from transformers import BitsAndBytesConfig
 
         load["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=recipe.lora.quantization == "4bit", load_in_8bit=recipe.lora.quantization == "8bit",
+            load_in_4bit=recipe.quantization == "4bit", load_in_8bit=recipe.quantization == "8bit",
             bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(path, **load)
     if d.messages_column:
@@ -273,9 +238,9 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def check_quantization(recipe: Recipe) -> None:
-    if recipe.lora and recipe.lora.quantization != "none":
+    if recipe.quantization != "none":
         if not cuda_available():
-            raise InputError(f"lora.quantization={recipe.lora.quantization} (QLoRA) needs a CUDA GPU and bitsandbytes; "
+            raise InputError(f"lora.quantization={recipe.quantization} (QLoRA) needs a CUDA GPU and bitsandbytes; "
                              "this machine has none: use lora.quantization=none, or run where a GPU is")
         import importlib.util
 
@@ -340,8 +305,8 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
-    """Train, evaluate, save. Returns the metrics on the main process (None on other ranks)."""
+def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
+    """Train, evaluate, save. Returns the result on the main process (None on other ranks)."""
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -372,8 +337,10 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> dict | None:
     else:
         eval_metrics = {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
                         "f1_macro": evaluation.get("eval_f1_macro")}
-    return {"method": recipe.method, "task": recipe.task, "train": train_metrics(trainer, result, runtime), "eval": eval_metrics,
-            "_log_history": trainer.state.log_history}
+    metrics = {"method": recipe.method, "task": recipe.task, "train": train_metrics(trainer, result, runtime), "eval": eval_metrics}
+    history = trainer.state.log_history
+    files = write_training_files(recipe, metrics, history, splits.labels, out)
+    return RunResult(metrics, history, artifacts=files)
 
 
 def _main_thread() -> bool:

@@ -1,4 +1,7 @@
-"""The method catalogue (adaptation table) and the sources behind it, loaded from data files."""
+"""The method catalogue (the adaptation table) and the sources behind it, read from data files.
+
+Light on purpose: the advisor, `adaptkit methods` and the wizard read it without loading any method definition.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from adaptkit._yaml import load_yaml
 
 DATA = Path(__file__).parent / "data"
-
-METHOD_IDS = (
-    "full_finetuning",
-    "instruction_tuning",
-    "rlhf",
-    "dpo",
-    "lora_adapters",
-    "prefix_prompt_tuning",
-    "in_context_learning",
-    "prompt_engineering",
-    "rag",
-    "tool_use",
-)
-TRAINING_METHODS = (
-    "full_finetuning",
-    "instruction_tuning",
-    "rlhf",
-    "dpo",
-    "lora_adapters",
-    "prefix_prompt_tuning",
-)
 
 
 class Evidence(BaseModel):
@@ -45,6 +27,7 @@ class Method(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
     name: str
+    trains: bool = Field(description="the method changes model weights (a training run), or only the prompt or pipeline")
     touches: str = Field(description="what it changes, in two or three words (the table's column)")
     changes: str = Field(description="what the method changes in the model or the pipeline")
     cost_tier: str
@@ -55,7 +38,7 @@ class Method(BaseModel):
 
     @property
     def trains_weights(self) -> bool:
-        return self.id in TRAINING_METHODS
+        return self.trains
 
 
 @lru_cache(maxsize=1)
@@ -69,8 +52,8 @@ def methods() -> dict[str, Method]:
     """Return method id -> Method, in catalogue order; fail loudly on a bad table."""
     rows = load_yaml(DATA / "methods.yaml")
     table = {row["id"]: Method(**row, cost_rank=rank) for rank, row in enumerate(rows)}
-    if set(table) != set(METHOD_IDS) or len(rows) != len(METHOD_IDS):
-        raise ValueError(f"methods.yaml must list exactly {METHOD_IDS}, got {[r['id'] for r in rows]}")
+    if len(table) != len(rows):
+        raise ValueError(f"methods.yaml lists an id twice: {[r['id'] for r in rows]}")
     known = sources()
     for method in table.values():
         for evidence in method.evidence:
@@ -78,6 +61,10 @@ def methods() -> dict[str, Method]:
             if missing:
                 raise ValueError(f"methods.yaml: `{method.id}` cites unknown sources {missing}")
     return table
+
+
+METHOD_IDS = tuple(methods())  # catalogue order, cheapest first
+TRAINING_METHODS = tuple(m.id for m in methods().values() if m.trains)
 
 
 def cite(source_id: str) -> str:

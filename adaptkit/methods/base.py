@@ -1,0 +1,306 @@
+"""What every method definition is made of: the recipe fields all methods share, the recipe base class each
+method's variant extends, and `MethodDef`, the one record every layer reads. Torch-free.
+
+A method lives in one module of this package (supervised, preference, prompting, rag, tools): its recipe
+variant (a pydantic model with its own blocks and cross-field checks), and a `MethodDef` registered in
+`adaptkit.methods.registry` with its tasks, the estimator traits, the runner and data check (named, imported
+lazily), the PEFT and trainer keyword dicts the runner and the exporter share, and the metric a bake-off ranks by.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
+TASKS = ("sequence_classification", "causal_lm", "question_answering", "agent")
+
+# ------------------------------------------------------------------------------------------ templates in recipes
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill(template: str, **values) -> str:
+    """Put values into `{name}` placeholders. `{{` and `}}` are literal braces; any other brace (JSON in a prompt) stays."""
+    def swap(match):
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        return str(values[match.group(1)]) if match.group(1) in values else token
+    return _PLACEHOLDER.sub(swap, template)
+
+
+def placeholders(*names: str):
+    """A field validator: a template may use only these placeholders."""
+    def check(cls, value: str) -> str:
+        unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(value) if m.group(1) and m.group(1) not in names})
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (this template knows {', '.join('{' + n + '}' for n in names)}; "
+                             f"write {{{{{unknown[0]}}}}} for literal braces)")
+        return value
+    return classmethod(check)
+
+
+PATH_ROLES = ("file", "data", "model", "code")
+
+
+def input_path(description: str, role: str = "file", **kwargs):
+    """A recipe field naming something the run reads. A relative value resolves against the recipe file's folder (a
+    value given as a command-line override, against the working folder). Roles: file (always a path), data (a file,
+    or else a hub dataset), model (a local folder, or else a hub id), code (`path/to/file.py:function`, or a module)."""
+    return Field(json_schema_extra={"path": role}, description=description, **kwargs)
+
+
+def path_role(model: type[BaseModel], name: str) -> str | None:
+    extra = model.model_fields[name].json_schema_extra
+    return extra.get("path") if isinstance(extra, dict) else None
+
+
+def nested_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The pydantic model a field holds (directly, optionally, or as list items), if it is a block."""
+    from typing import get_args
+
+    annotation = model.model_fields[name].annotation
+    stack = [annotation]
+    while stack:
+        candidate = stack.pop()
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        stack.extend(get_args(candidate))
+    return None
+
+
+def path_values(instance: BaseModel, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted field, role, value) for every path-like value set in a recipe."""
+    found = []
+    for name in type(instance).model_fields:
+        value = getattr(instance, name)
+        role = path_role(type(instance), name)
+        if role and isinstance(value, str):
+            found.append((prefix + name, role, value))
+        elif isinstance(value, BaseModel):
+            found.extend(path_values(value, f"{prefix}{name}."))
+        elif isinstance(value, list):
+            for number, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found.extend(path_values(item, f"{prefix}{name}.{number}."))
+    return found
+
+
+# ------------------------------------------------------------------------------------------ shared recipe blocks
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class DataConfig(Strict):
+    train: Optional[str] = input_path("training data (or the demonstration pool): a .jsonl/.csv/.parquet file, or a hub dataset name",
+                                      "data", default=None)
+    eval: Optional[str] = input_path("held-out data (same formats); or use eval_fraction", "data", default=None)
+    train_split: str = Field("train", description="split of a hub dataset used for training")
+    eval_split: str = Field("test", description="split of a hub dataset used for evaluation")
+    eval_fraction: Optional[float] = Field(None, gt=0, lt=0.5, description="hold out this share of train when there is no eval")
+    text_column: str = Field("text", description="classification: the input text column")
+    label_column: str = Field("label", description="classification: the label column (strings or integers)")
+    prompt_column: str = Field("prompt", description="instruction data: the prompt column")
+    response_column: str = Field("response", description="instruction data: the response column")
+    messages_column: Optional[str] = Field(None, description="instruction data: a column of chat messages (instead of prompt/response)")
+    chosen_column: str = Field("chosen", description="preference data: the preferred response (text or messages)")
+    rejected_column: str = Field("rejected", description="preference data: the dispreferred response (text or messages)")
+    max_rows: Optional[int] = Field(None, ge=1, description="use at most this many training rows (quick trials)")
+
+
+class TrainingConfig(Strict):
+    epochs: float = Field(3.0, gt=0, le=100_000, description="passes over the training data (ignored when max_steps is set)")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
+    batch_size: int = Field(16, ge=1, description="micro-batch per device")
+    gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_length: int = Field(128, ge=8, description="tokens per example; longer ones are truncated (and counted in --dry-run)")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed for data order and initialisation (0 to 2**32 - 1)")
+    precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed"] = Field(
+        "auto", description="auto: bf16-mixed on a GPU that supports it, fp32 on the CPU")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many optimizer steps")
+    eval_every: Optional[int] = Field(None, ge=1, description="evaluate every N steps (default: each epoch)")
+    save_every: Optional[int] = Field(None, ge=1, description="save a checkpoint every N steps (default: each epoch)")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up the learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    logging_steps: int = Field(5, ge=1, description="log the loss every N steps")
+
+
+class BackendBlock(Strict):
+    kind: Literal["local", "openai"] = Field("local", description="local: the recipe's model with Transformers; openai: any OpenAI-compatible endpoint")
+    base_url: Optional[str] = Field(None, description="openai: the endpoint, e.g. http://localhost:8000/v1")
+    model: Optional[str] = Field(None, description="openai: the served model name (default: the recipe's model)")
+    api_key_env: Optional[str] = Field(None, description="openai: the environment variable holding the API key (the key is never written)")
+    timeout_s: float = Field(60.0, gt=0, description="seconds one whole request may take")
+    max_retries: int = Field(4, ge=0, description="retries on 429, 5xx, timeouts and dropped connections, with exponential backoff")
+    concurrency: int = Field(4, ge=1, description="requests in flight at once")
+    cache_dir: Optional[str] = Field(None, description="cache responses on disk, keyed by request (re-running costs nothing)")
+    max_new_tokens: int = Field(64, ge=1, description="tokens generated per answer")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+
+
+class RecipeBase(Strict):
+    """What every recipe has; each method's variant adds its own blocks and checks. Exactly what `adaptkit run` does is written here."""
+
+    method: str = Field(description="a catalogue method id")
+    task: Literal[TASKS] = Field(description="what the model learns or is asked to do")  # type: ignore[valid-type]
+    model: str = input_path("hub id or local path (sentence-transformers/all-MiniLM-L6-v2 resolves to the embedded copy offline)", "model")
+    trust_remote_code: bool = Field(False, description="run code shipped with the model (only for models you trust)")
+    allow_code: bool = Field(False, description="allow this recipe to import the Python code it names (tools.custom, prompts.scorer); "
+                                                "the same as adaptkit run --allow-code")
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    backend: BackendBlock = Field(default_factory=BackendBlock, description="training-free methods: where prompts go")
+    output_dir: str = Field(description="where the model, metrics, model card, log and loss curve go (relative to the working folder)")
+
+    COMMON: ClassVar[tuple[str, ...]] = ("method", "task", "model", "trust_remote_code", "allow_code", "data", "training", "backend",
+                                         "output_dir")
+
+    @field_validator("model", "output_dir")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _method_checks(self):
+        definition = self.definition
+        self.check()
+        if self.task not in definition.tasks:
+            raise ValueError(f"`method: {self.method}` needs `task: {'` or `task: '.join(definition.tasks)}`")
+        if definition.needs_train and not self.data.train:
+            raise ValueError(f"`data.train` is required for `method: {self.method}`")
+        if definition.needs_eval and not self.data.eval:
+            raise ValueError(f"`method: {self.method}` needs `data.eval`: {definition.needs_eval}")
+        return self
+
+    def check(self) -> None:
+        """Cross-field checks of a method's own blocks: raise ValueError naming the fields."""
+
+    @classmethod
+    def blocks(cls) -> tuple[str, ...]:
+        """The recipe blocks this method owns."""
+        return tuple(name for name in cls.model_fields if name not in RecipeBase.COMMON)
+
+    @property
+    def definition(self) -> "MethodDef":
+        from adaptkit.methods.registry import get
+
+        return get(self.method)
+
+    @property
+    def adapter(self) -> str:
+        """lora, ia3, prompt, prefix, or none (all weights, or no training)."""
+        return "none"
+
+    @property
+    def quantization(self) -> str:
+        return "none"
+
+
+# ------------------------------------------------------------------------------------------ the definition record
+
+
+class Code(str):
+    """A name to write into generated code as it is (`MODEL`), not as a string literal."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def literal(value) -> str:
+    """A Python literal for a value (every string through repr, never pasted), a dict one key per line."""
+    if isinstance(value, dict):
+        return "{\n    " + ",\n    ".join(f"{k!r}: {v!r}" for k, v in value.items()) + ",\n}"
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class MethodDef:
+    """One method: the facts every layer reads about it. Build one per method and pass it to `registry.register`."""
+
+    id: str  # the catalogue id (its row in data/methods.yaml)
+    recipe: type[RecipeBase]  # the recipe variant, discriminated on `method`
+    tasks: tuple[str, ...]  # recipe tasks it runs
+    objective: str  # the estimator's objective: sft | dpo | rlhf | serve
+    adapters: tuple[str, ...]  # estimator adapters it can take, the default first (none: all weights)
+    runner: str  # "module:function(recipe, data, options) -> RunResult", imported when it runs
+    data: str  # "module:function(recipe) -> data": checks and reads the data before any weights load (torch-free)
+    summary: str  # "module:function(recipe, data) -> dict": the data part of --dry-run
+    metrics: tuple[str, ...]  # what a bake-off can rank it by (its primary metric is the first one present in eval)
+    setup: Callable[[RecipeBase], dict] = lambda recipe: {}  # recipe -> estimator Setup fields of this method
+    peft: Callable[[RecipeBase, str], tuple[str, dict] | None] = lambda recipe, model: None  # (PEFT config class, kwargs)
+    trainer: Callable[[RecipeBase], dict] = lambda recipe: {}  # the trainer config's method-specific fields (TRL/Trainer)
+    export: Callable[[RecipeBase], tuple[str, dict]] | None = None  # export --format script: (template, its own placeholders as code)
+    needs_train: bool = True  # data.train is required
+    needs_eval: str = ""  # data.eval is required: what the file holds
+    prompt_parts: tuple[str, ...] = ()  # estimate: what a served prompt carries besides the input (shots, chunks, tools)
+    serve_tokens: int = 1024  # estimate: the context a served request fills by default
+    stages: tuple[str, ...] = ()  # `run --stage` choices (RLHF: reward, policy)
+    emit: Callable | None = None  # advise --emit-recipe: (profile, context) -> this method's recipe fields, or None where it cannot
+    code: Callable[[RecipeBase], list] = lambda recipe: []  # `setting `ref`` strings of Python code the recipe imports
+
+    @property
+    def trains(self) -> bool:
+        return self.objective != "serve"
+
+    def primary(self, metrics: dict) -> tuple[str, float | None]:
+        """The metric a bake-off ranks this run by, and its value (higher is better)."""
+        e = metrics.get("eval") or {}
+        for name in self.metrics:
+            if name == "neg_eval_loss" and e.get("loss") is not None:
+                return name, -float(e["loss"])
+            if isinstance(e.get(name), (int, float)) and not isinstance(e.get(name), bool):
+                return name, float(e[name])
+        return "none", None
+
+
+@dataclass
+class RunOptions:
+    """How the CLI asks a runner to run: where to write, and the callbacks a method may need."""
+
+    out: Path  # where this run writes (the output folder, or the new run beside the one it replaces)
+    resume: bool = False
+    stage: str = "all"  # RLHF: all, reward or policy
+    policy_out: Path | None = None  # RLHF --stage policy: where the new policy goes (default: out/policy)
+    confirm: Callable[[str, dict], bool] = lambda name, arguments: False  # tool use: may this state-changing call run?
+    progress: Callable[[int, int], None] | None = None  # long loops (RAG ingest): done, total
+
+
+@dataclass
+class RunResult:
+    """What a runner hands back; the CLI writes and renders it. Runners never print."""
+
+    metrics: dict  # metrics.json: method, task, train, eval
+    history: list[dict] = field(default_factory=list)  # the trainer's log (loss, eval, reward per step)
+    artifacts: list[str] = field(default_factory=list)  # files the run wrote, relative to its folder
+    stage: str = "all"  # RLHF: a run of one stage keeps its metrics with that stage
+
+
+def training_kwargs(recipe: RecipeBase, out: Path, has_eval: bool, **changes) -> dict:
+    """TrainingArguments fields every trainer shares, from the recipe's `training` block (changes override them).
+    Precision is left to the runner, which knows the device; the exporter writes the same dict as code."""
+    t = recipe.training
+    values = dict(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size, max_steps=t.max_steps)
+    values.update(changes)
+    common = dict(
+        output_dir=str(out), num_train_epochs=values["epochs"], max_steps=values["max_steps"] or -1,
+        per_device_train_batch_size=values["batch_size"], per_device_eval_batch_size=max(values["batch_size"], 8),
+        gradient_accumulation_steps=t.gradient_accumulation, learning_rate=values["learning_rate"],
+        weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed,
+        logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
+        eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,
+        save_strategy="steps" if t.save_every else "epoch", save_steps=t.save_every, save_total_limit=2,
+        dataloader_num_workers=0,
+    )
+    if t.gradient_checkpointing:
+        common["gradient_checkpointing"] = True
+    return common

@@ -1,0 +1,164 @@
+"""Preference tuning with TRL: `dpo` on chosen/rejected pairs, and `rlhf` as two stages, a reward model (RewardTrainer)
+then the policy optimised against it (GRPOTrainer or RLOOTrainer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from adaptkit.errors import InputError
+from adaptkit.methods.base import MethodDef, RecipeBase, Strict, input_path, literal, training_kwargs
+from adaptkit.methods.registry import register
+from adaptkit.methods.supervised import LoraConfigBlock, lora_peft, lora_setup
+
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
+PREFERENCE = dict(data="adaptkit.runners.data:load_pairs", summary="adaptkit.runners.dryrun:data_summary", tasks=("causal_lm",),
+                  adapters=("lora", "none"))
+
+
+class DPOBlock(Strict):
+    beta: float = Field(0.1, gt=0, description="strength of the pull toward the reference model (higher: stay closer)")
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="the DPO loss variant (TRL's loss_type)")  # type: ignore[valid-type]
+    reference: Literal["adapters_off", "copy"] = Field(
+        "adapters_off", description="adapters_off: the base with LoRA disabled (no second copy); copy: full-weight DPO with a frozen copy")
+    starting_adapter: Optional[str] = input_path("a LoRA adapter from an SFT run to start from (folder)", default=None)
+
+
+class RewardStage(Strict):
+    model: Optional[str] = input_path("reward model base (default: the recipe's model)", "model", default=None)
+    epochs: float = Field(1.0, gt=0, description="passes over the preference pairs")
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="reward model learning rate")
+    batch_size: int = Field(8, ge=1, description="pairs per micro-batch")
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many steps")
+
+
+class PolicyStage(Strict):
+    algorithm: Literal["grpo", "rloo"] = Field("grpo", description="policy optimiser (TRL's GRPOTrainer or RLOOTrainer; PPO is not in the installed TRL)")
+    num_generations: int = Field(4, ge=2, description="samples per prompt (the group the advantage is computed over)")
+    max_completion_length: int = Field(64, ge=1, description="tokens generated per sample")
+    temperature: float = Field(0.9, gt=0, description="sampling temperature for rollouts")
+    kl_coef: float = Field(0.04, ge=0, description="KL penalty to the reference policy (TRL's beta)")
+    max_steps: int = Field(50, ge=1, description="policy optimisation steps (the step budget)")
+    learning_rate: float = Field(1e-5, gt=0, lt=1, description="policy learning rate")
+    batch_size: int = Field(4, ge=1, description="prompts x generations per micro-batch; a multiple of num_generations")
+    eval_prompts: int = Field(16, ge=1, description="held-out prompts scored before and after training")
+
+
+class RLHFBlock(Strict):
+    reward: RewardStage = Field(default_factory=RewardStage)
+    policy: PolicyStage = Field(default_factory=PolicyStage)
+
+
+class DpoRecipe(RecipeBase):
+    method: Literal["dpo"] = Field(description="direct preference optimisation on chosen/rejected pairs")
+    dpo: Optional[DPOBlock] = Field(None, description="DPO settings")
+    lora: Optional[LoraConfigBlock] = Field(None, description="LoRA on the policy (the reference is the base with adapters off)")
+
+    def check(self) -> None:
+        if self.dpo is None:
+            raise ValueError("`method: dpo` needs a `dpo` block")
+        if self.dpo.reference == "adapters_off" and self.lora is None:
+            raise ValueError("`dpo.reference: adapters_off` needs a `lora` block (or set `dpo.reference: copy` for full-weight DPO)")
+        if self.dpo.reference == "copy" and self.lora is not None:
+            raise ValueError("`dpo.reference: copy` is full-weight DPO: remove the `lora` block, or use `dpo.reference: adapters_off`")
+
+    @property
+    def adapter(self) -> str:
+        return "lora" if self.lora else "none"
+
+    @property
+    def quantization(self) -> str:
+        return self.lora.quantization if self.lora else "none"
+
+
+class RlhfRecipe(RecipeBase):
+    method: Literal["rlhf"] = Field(description="a reward model, then the policy optimised against it")
+    rlhf: Optional[RLHFBlock] = Field(None, description="RLHF stages: reward model, then policy optimisation")
+    lora: Optional[LoraConfigBlock] = Field(None, description="LoRA on the policy")
+
+    def check(self) -> None:
+        if self.rlhf is None:
+            raise ValueError("`method: rlhf` needs a `rlhf` block")
+        if self.rlhf.policy.batch_size % self.rlhf.policy.num_generations:
+            raise ValueError("`rlhf.policy.batch_size` must be a multiple of `rlhf.policy.num_generations`")
+
+    @property
+    def adapter(self) -> str:
+        return "lora" if self.lora else "none"
+
+    @property
+    def quantization(self) -> str:
+        return self.lora.quantization if self.lora else "none"
+
+
+def _lora(recipe) -> dict:
+    return lora_setup(recipe.lora) if recipe.lora else {"adapter": "none"}
+
+
+def _peft(recipe, model: str):
+    return lora_peft(recipe.lora) if recipe.lora else None
+
+
+def _dpo_export(recipe: DpoRecipe) -> tuple[str, dict]:
+    if recipe.dpo.starting_adapter:
+        raise InputError("--format script does not yet start DPO from an SFT adapter (dpo.starting_adapter): run it with adaptkit run")
+    return "causal_lm.py.tmpl", {"__CONFIG__": "DPOConfig", "__TRAINER__": "DPOTrainer", "__PREFERENCE__": "True"}
+
+
+def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
+    """The two-stage script: the same RewardConfig and GRPO/RLOO config dicts the runner builds."""
+    out, p = Path(recipe.output_dir), recipe.rlhf.policy
+    trainer = "GRPO" if p.algorithm == "grpo" else "RLOO"
+    return "rlhf.py.tmpl", {
+        "__REWARD_BASE__": repr(recipe.rlhf.reward.model or recipe.model), "__EVAL_PROMPTS__": repr(p.eval_prompts),
+        "__MAX_COMPLETION__": repr(p.max_completion_length), "__REWARD_ARGS__": literal(reward_kwargs(recipe, out / "reward_model", bool(recipe.data.eval))),
+        "__POLICY_ARGS__": literal(policy_kwargs(recipe, out / "policy")), "__POLICY_CONFIG__": f"{trainer}Config",
+        "__POLICY_TRAINER__": f"{trainer}Trainer"}
+
+
+def reward_kwargs(recipe: RlhfRecipe, out: Path, has_eval: bool) -> dict:
+    """RewardConfig for the first stage: the training block, with the reward stage's own epochs, rate, batch and steps."""
+    r = recipe.rlhf.reward
+    return {"max_length": recipe.training.max_length,
+            **training_kwargs(recipe, out, has_eval, epochs=r.epochs, learning_rate=r.learning_rate, batch_size=r.batch_size,
+                              max_steps=r.max_steps)}
+
+
+def policy_kwargs(recipe: RlhfRecipe, out: Path) -> dict:
+    """GRPOConfig / RLOOConfig for the second stage."""
+    p = recipe.rlhf.policy
+    args = training_kwargs(recipe, out, False, learning_rate=p.learning_rate, batch_size=p.batch_size, max_steps=p.max_steps)
+    args.update(per_device_eval_batch_size=p.batch_size, num_generations=p.num_generations, max_completion_length=p.max_completion_length,
+                temperature=p.temperature, beta=p.kl_coef)
+    return args
+
+
+def _emit(block: dict):
+    """advise --emit-recipe: LoRA on all linear layers over the preference pairs, and this method's block."""
+    def emit(profile, context) -> dict:
+        fields = context.training_data("pairs")
+        fields["training"].update(learning_rate=5e-5, epochs=1)
+        fields["lora"] = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear", "quantization": "none"}
+        if profile.is_base_model:
+            context.notes.append("the model is a base model: instruction-tune it first (recipe lora_sft), then start from that adapter")
+        return {**fields, **block}
+    return emit
+
+
+register(MethodDef(
+    id="dpo", recipe=DpoRecipe, objective="dpo", runner="adaptkit.runners.preference:run_dpo",
+    metrics=("preference_accuracy", "neg_eval_loss"),
+    setup=lambda recipe: {**_lora(recipe), "dpo_reference": "copy" if recipe.dpo.reference == "copy" else "auto"},
+    peft=_peft, trainer=lambda recipe: {"beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type, "max_length": recipe.training.max_length},
+    export=_dpo_export, emit=_emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}}), **PREFERENCE))
+register(MethodDef(
+    id="rlhf", recipe=RlhfRecipe, objective="rlhf", runner="adaptkit.runners.preference:run_rlhf", metrics=("reward_model_accuracy",),
+    setup=lambda recipe: {**_lora(recipe), "rl_algorithm": recipe.rlhf.policy.algorithm,
+                          "rollouts_per_prompt": recipe.rlhf.policy.num_generations,
+                          "generation_tokens": recipe.rlhf.policy.max_completion_length,
+                          "batch_size": max(1, recipe.rlhf.policy.batch_size // recipe.rlhf.policy.num_generations)},
+    peft=_peft, export=_rlhf_export, stages=("reward", "policy"),
+    emit=_emit({"rlhf": {"reward": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8},
+                         "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}}), **PREFERENCE))

@@ -1,0 +1,94 @@
+"""Methods that change only the prompt, measured on a labeled dev set: `prompt_engineering` (prompt variants) and
+`in_context_learning` (k demonstrations, picked at random, label-balanced or by similarity)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from adaptkit.methods.base import EMBEDDED, MethodDef, RecipeBase, Strict, input_path, placeholders
+from adaptkit.methods.registry import register
+
+SCORERS = ("exact", "contains")  # built in; anything else is a module:function the user allows
+
+
+class PromptVariant(Strict):
+    name: str = Field(description="a short name for the results table")
+    template: str = Field(description="the user message; {text} is the input, {labels} the label set (classification)")
+
+    _check_template = field_validator("template")(placeholders("text", "labels"))
+
+
+class PromptsBlock(Strict):
+    system: Optional[str] = Field(None, description="the system prompt shared by every variant")
+    variants: list[PromptVariant] = Field(min_length=1, description="prompt templates to compare on the dev set")
+    scorer: str = input_path("exact, contains, or module:function / path/to/file.py:function (prediction, expected) -> float in "
+                             "[0, 1] (needs --allow-code)", "code", default="exact")
+
+
+class ICLBlock(Strict):
+    shots: list[int] = Field([0, 1, 2, 4, 8], min_length=1, description="numbers of demonstrations to compare")
+    selection: Literal["random", "balanced", "similar"] = Field("similar", description="how demonstrations are picked from data.train")
+    embedding_model: str = input_path("for selection: similar (the embedded MiniLM offline)", "model", default=EMBEDDED)
+    instruction: str = Field("Sort each item into one of: {labels}.", description="the opening line; {labels} is the label set")
+    example_template: str = Field("Input: {text}\nLabel: {label}", description="one demonstration")
+    query_template: str = Field("Input: {text}\nLabel:", description="the item to label")
+    max_prompt_tokens: Optional[int] = Field(None, ge=16, description="token budget; k shrinks to fit (default: the model's context)")
+
+    _check_instruction = field_validator("instruction")(placeholders("labels"))
+    _check_example = field_validator("example_template")(placeholders("text", "label"))
+    _check_query = field_validator("query_template")(placeholders("text"))
+
+
+class PromptEngineeringRecipe(RecipeBase):
+    method: Literal["prompt_engineering"] = Field(description="prompt variants scored on a dev set")
+    prompts: Optional[PromptsBlock] = Field(None, description="prompt variants")
+
+    def check(self) -> None:
+        if self.prompts is None:
+            raise ValueError("`method: prompt_engineering` needs a `prompts` block")
+
+
+class IclRecipe(RecipeBase):
+    method: Literal["in_context_learning"] = Field(description="k labeled demonstrations in the prompt")
+    icl: Optional[ICLBlock] = Field(None, description="few-shot settings")
+
+    def check(self) -> None:
+        if self.icl is None:
+            raise ValueError("`method: in_context_learning` needs an `icl` block")
+
+
+def _scorer_code(recipe: PromptEngineeringRecipe) -> list[str]:
+    return [] if recipe.prompts.scorer in SCORERS else [f"prompts.scorer `{recipe.prompts.scorer}`"]
+
+
+def _emit_prompts(profile, context) -> dict:
+    """Prompt variants on the user's dev set (or the demo tickets), scored exactly for classes, by containment otherwise."""
+    classification = profile.task == "classification"
+    variant = ({"name": "with_labels", "template": "Choose one of: {labels}.\n\n{text}\n\nAnswer with the label only."} if classification
+               else {"name": "concise", "template": "{text}\n\nAnswer concisely."})
+    return {"task": "sequence_classification" if classification else "causal_lm",
+            "data": {"eval": context.dev_data("classification" if classification else "instructions")},
+            "prompts": {"system": "You are a careful assistant. Follow the instructions exactly.",
+                        "variants": [{"name": "plain", "template": "{text}"}, variant], "scorer": "exact" if classification else "contains"}}
+
+
+def _emit_icl(profile, context) -> dict | None:
+    """k-shot prompts are measured on classification only (label likelihoods); elsewhere ICL is advice, not a recipe."""
+    if profile.task != "classification":
+        return None
+    data = context.training_data("classification")["data"]
+    return {"task": "sequence_classification", "data": {"train": data["train"], "eval": data["eval"] or data["train"]},
+            "icl": {"shots": [0, 2, 4, 8], "selection": "similar"}}
+
+
+PROMPTING = dict(objective="serve", adapters=("none",), data="adaptkit.runners.data:prompt_rows",
+                 summary="adaptkit.runners.dryrun:prompting_summary")
+register(MethodDef(id="prompt_engineering", recipe=PromptEngineeringRecipe, tasks=("sequence_classification", "causal_lm"),
+                   runner="adaptkit.runners.prompting:run_prompt_engineering", metrics=("accuracy", "exact", "contains"),
+                   needs_train=False, serve_tokens=2048, code=_scorer_code, emit=_emit_prompts, **PROMPTING))
+register(MethodDef(id="in_context_learning", recipe=IclRecipe, tasks=("sequence_classification",),
+                   runner="adaptkit.runners.prompting:run_icl", metrics=("accuracy",),
+                   needs_eval="the labeled dev set the k-shot prompts are scored on (data.train is the demonstration pool)",
+                   prompt_parts=("shots",), serve_tokens=4096, emit=_emit_icl, **PROMPTING))

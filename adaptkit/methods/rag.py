@@ -1,0 +1,56 @@
+"""Retrieval-augmented generation: a persistent index of a folder of documents, retrieval measured against the
+file that answers each question, and optionally answers with numbered citations from a backend."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from adaptkit.methods.base import EMBEDDED, MethodDef, RecipeBase, Strict, input_path, placeholders
+from adaptkit.methods.registry import register
+
+
+class RAGBlock(Strict):
+    corpus: str = input_path("a folder of .txt, .md and .pdf files")
+    index_dir: str = Field(description="where the on-disk index lives (relative to the working folder); unchanged files are not re-embedded")
+    chunk_size: int = Field(120, ge=10, description="words per chunk")
+    chunk_overlap: int = Field(30, ge=0, description="words shared by neighbouring chunks")
+    top_k: int = Field(3, ge=1, description="chunks retrieved per question")
+    max_corpus_mb: float = Field(200.0, gt=0, description="refuse a corpus larger than this (MB of files); ingest resumes if interrupted")
+    embedding_model: str = input_path("sentence-transformers model (the embedded MiniLM offline)", "model", default=EMBEDDED)
+    generate: bool = Field(False, description="also answer each question with the backend, citing the chunks")
+    question_column: str = Field("question", description="questions file: the question")
+    source_column: str = Field("source", description="questions file: the file that holds the answer")
+    answer_column: Optional[str] = Field("answer", description="questions file: the expected answer (for answer metrics)")
+    prompt: str = Field(
+        "Answer the question using only the numbered sources below, and cite them like [1].\n\n{sources}\n\nQuestion: {question}",
+        description="the generation prompt; {sources} and {question} are filled in")
+
+    _check_prompt = field_validator("prompt")(placeholders("sources", "question"))
+
+
+class RagRecipe(RecipeBase):
+    method: Literal["rag"] = Field(description="retrieval from your documents, cited")
+    rag: Optional[RAGBlock] = Field(None, description="retrieval settings")
+
+    def check(self) -> None:
+        if self.rag is None:
+            raise ValueError("`method: rag` needs a `rag` block")
+
+
+def _emit(profile, context) -> dict:
+    """The user's documents and questions when the answers name them, else the demo shop's; answers when a model can give them."""
+    if not profile.corpus_dir:
+        context.notes.append("rag.corpus: the demo policy documents (set rag.corpus=FOLDER and data.eval=QUESTIONS for yours)")
+    return {"task": "question_answering", "model": profile.model or "sentence-transformers/all-MiniLM-L6-v2",
+            "data": {"eval": profile.eval_data or context.demo("examples/rag/questions.jsonl")},
+            "rag": {"corpus": profile.corpus_dir or context.demo("examples/rag/docs"), "index_dir": "runs/rag/index", "top_k": 3,
+                    "generate": profile.weight_access != "open" or bool(profile.model)}}
+
+
+register(MethodDef(
+    id="rag", recipe=RagRecipe, tasks=("question_answering",), objective="serve", adapters=("none",),
+    runner="adaptkit.runners.rag:run_rag", data="adaptkit.runners.data:check_questions", summary="adaptkit.runners.dryrun:rag_summary",
+    metrics=("recall_at_k",), needs_train=False, needs_eval="the questions file (question, source, answer)",
+    prompt_parts=("chunks",), serve_tokens=4096, emit=_emit))

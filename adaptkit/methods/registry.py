@@ -1,0 +1,118 @@
+"""The method registry: one definition per method, registered once, read by every layer.
+
+Like PEFT's `register_peft_method`, a method module ends in `register(MethodDef(...))`, and a duplicate id, an id
+without a catalogue row, or a catalogue row without a definition is an error when the registry loads. Nothing
+outside the method modules compares method ids: code asks the registry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Annotated, Union
+
+from adaptkit.errors import InputError
+from adaptkit.methods.base import MethodDef, RecipeBase
+from adaptkit.methods.catalogue import methods
+
+MODULES = ("adaptkit.methods.supervised", "adaptkit.methods.preference", "adaptkit.methods.prompting",
+           "adaptkit.methods.rag", "adaptkit.methods.tools")
+
+_REGISTRY: dict[str, MethodDef] = {}
+_LOADED = False
+
+
+def register(definition: MethodDef) -> MethodDef:
+    """Add a method; refuses a duplicate id and a definition that disagrees with its catalogue row or recipe."""
+    catalogue = methods()
+    if definition.id in _REGISTRY:
+        raise ValueError(f"method `{definition.id}` is registered twice")
+    if definition.id not in catalogue:
+        raise ValueError(f"method `{definition.id}` has no row in the catalogue (methods/data/methods.yaml)")
+    if definition.trains != catalogue[definition.id].trains:
+        raise ValueError(f"method `{definition.id}`: objective `{definition.objective}` disagrees with the catalogue's trains")
+    if definition.recipe.model_fields["method"].annotation.__args__ != (definition.id,):
+        raise ValueError(f"method `{definition.id}`: its recipe's `method` field must be Literal[{definition.id!r}]")
+    _REGISTRY[definition.id] = definition
+    return definition
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for module in MODULES:
+        importlib.import_module(module)
+    missing = [m for m in methods() if m not in _REGISTRY]
+    if missing:
+        raise ValueError(f"catalogue methods without a definition: {', '.join(missing)}")
+
+
+def registry() -> dict[str, MethodDef]:
+    """Every method's definition, in catalogue order (cheapest first)."""
+    _load()
+    return {method: _REGISTRY[method] for method in methods()}
+
+
+def get(method: str) -> MethodDef:
+    """One method's definition; an unknown id is a clear error with a did-you-mean."""
+    _load()
+    if method not in _REGISTRY:
+        close = difflib.get_close_matches(str(method), list(_REGISTRY), n=1)
+        raise InputError(f"`{str(method)[:60]}` is not a method" + (f" (did you mean `{close[0]}`?)" if close else
+                                                                     f" (methods: {', '.join(_REGISTRY)})"))
+    return _REGISTRY[method]
+
+
+def import_ref(ref: str):
+    """The function a definition names as "module:function", imported now."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def block_owners() -> dict[str, list[str]]:
+    """Recipe block name -> the methods that own it."""
+    owners: dict[str, list[str]] = {}
+    for definition in registry().values():
+        for block in definition.recipe.blocks():
+            owners.setdefault(block, []).append(definition.id)
+    return owners
+
+
+def recipe_type():
+    """The recipe schema: a union of every method's variant, discriminated on `method`."""
+    from pydantic import Field
+
+    variants = tuple(d.recipe for d in registry().values())
+    return Annotated[Union[variants], Field(discriminator="method")]  # type: ignore[valid-type]
+
+
+# ------------------------------------------------------------------------------------------ the estimator's view
+
+
+def setup_for(method: str, **fields):
+    """The estimator's Setup for a method: its objective and default adapter, then `fields`."""
+    from adaptkit.estimate.memory import Setup
+
+    definition = get(method)
+    adapter = fields.pop("adapter", None) or definition.adapters[0]
+    if adapter not in definition.adapters:
+        choices = " or ".join(a if a != "none" else "none (all weights)" for a in definition.adapters)
+        raise InputError(f"{method} takes the adapter {choices}, not {adapter}")
+    return Setup(method=method, objective=definition.objective, adapter=adapter, **fields)
+
+
+def recipe_setup(recipe: RecipeBase, num_gpus: int = 1, sharding: str = "none"):
+    """The one conversion from a recipe to the estimator's Setup, used by estimate --recipe, run --dry-run, the
+    export headers, advise --emit-recipe and the advisor's memory gate. The figure is for a GPU: `precision: auto`
+    is bf16 there (fp32 only when the recipe says so)."""
+    definition = recipe.definition
+    if not definition.trains:
+        return setup_for(definition.id, seq_len=definition.serve_tokens, num_gpus=num_gpus)
+    t = recipe.training
+    fields = {"batch_size": t.batch_size, "seq_len": t.max_length, "gradient_checkpointing": t.gradient_checkpointing,
+              **definition.setup(recipe)}
+    full = fields.get("adapter", definition.adapters[0]) == "none"
+    precision = "fp32" if t.precision == "fp32" else "bf16-mixed" if full else "bf16"
+    return setup_for(definition.id, precision=precision, num_gpus=num_gpus, sharding=sharding, **fields)

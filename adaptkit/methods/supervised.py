@@ -1,0 +1,165 @@
+"""Supervised fine-tuning: all weights (`full_finetuning`, `instruction_tuning`), adapters (`lora_adapters`: LoRA,
+QLoRA or IA3) and soft prompts (`prefix_prompt_tuning`). Trained by Transformers' Trainer (classification) or TRL's
+SFTTrainer (causal LM), with PEFT for adapters."""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, Optional, Union
+
+from pydantic import Field
+
+from adaptkit.errors import InputError
+from adaptkit.methods.base import MethodDef, RecipeBase, Strict
+from adaptkit.methods.registry import register
+
+SUPERVISED = dict(runner="adaptkit.runners.train:train", data="adaptkit.runners.data:load_splits",
+                  summary="adaptkit.runners.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
+BOTH_TASKS = ("sequence_classification", "causal_lm")
+
+
+class LoraConfigBlock(Strict):
+    r: int = Field(8, ge=1, description="rank of the update matrices")
+    alpha: int = Field(16, ge=1, description="scaling (alpha / r multiplies the update)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
+    target_modules: Union[Literal["all-linear"], list[str], None] = Field(
+        None, description="modules to adapt: a list, `all-linear`, or null for PEFT's default for the architecture")
+    quantization: Literal["none", "8bit", "4bit"] = Field("none", description="load the base in 8 or 4 bits (QLoRA; needs CUDA and bitsandbytes)")
+
+
+class IA3ConfigBlock(Strict):
+    target_modules: Optional[list[str]] = Field(None, description="modules to rescale; null for PEFT's default")
+    feedforward_modules: Optional[list[str]] = Field(None, description="which of them are feed-forward; null for PEFT's default")
+
+
+class PrefixConfigBlock(Strict):
+    kind: Literal["prompt", "prefix"] = Field("prompt", description="prompt: soft input tokens; prefix: key/value prefixes in every layer")
+    num_virtual_tokens: int = Field(20, ge=1, description="number of soft tokens")
+    init_text: Optional[str] = Field(None, description="prompt tuning: initialise the soft tokens from this text")
+
+
+def lora_setup(block: LoraConfigBlock) -> dict:
+    """The estimator's view of a LoRA block. PEFT's default targets are the query and value projections."""
+    targets = block.target_modules
+    return {"adapter": "lora", "lora_r": block.r, "quantization": block.quantization,
+            "lora_targets": "q_proj,v_proj" if targets is None else targets if isinstance(targets, str) else ",".join(targets)}
+
+
+def lora_peft(block: LoraConfigBlock) -> tuple[str, dict]:
+    return "LoraConfig", {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout, "target_modules": block.target_modules}
+
+
+def sft_trainer(recipe: RecipeBase) -> dict:
+    """The trainer config's own fields: SFTConfig for causal LMs; for classifiers, TrainingArguments with token counts
+    not averaged across processes (a classifier's loss is a mean over sequences, so averaging would scale it)."""
+    if recipe.task == "causal_lm":
+        return {"max_length": recipe.training.max_length, "packing": False}
+    return {"average_tokens_across_devices": False}
+
+
+SFT_TEMPLATE = {"__CONFIG__": "SFTConfig", "__TRAINER__": "SFTTrainer", "__PREFERENCE__": "False"}
+
+
+def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
+    if recipe.task == "sequence_classification":
+        return "classification.py.tmpl", {}
+    return "causal_lm.py.tmpl", SFT_TEMPLATE
+
+
+class FullFinetuningRecipe(RecipeBase):
+    method: Literal["full_finetuning"] = Field(description="every weight trains")
+
+
+class InstructionTuningRecipe(RecipeBase):
+    method: Literal["instruction_tuning"] = Field(description="every weight of a causal LM trains on instruction data")
+
+
+class LoraAdaptersRecipe(RecipeBase):
+    method: Literal["lora_adapters"] = Field(description="small trainable adapters on a frozen model")
+    lora: Optional[LoraConfigBlock] = Field(None, description="LoRA / QLoRA settings")
+    ia3: Optional[IA3ConfigBlock] = Field(None, description="IA3 settings (instead of lora)")
+
+    def check(self) -> None:
+        if (self.lora is None) == (self.ia3 is None):
+            raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora` or `ia3`")
+
+    @property
+    def adapter(self) -> str:
+        return "lora" if self.lora else "ia3"
+
+    @property
+    def quantization(self) -> str:
+        return self.lora.quantization if self.lora else "none"
+
+
+class PrefixPromptTuningRecipe(RecipeBase):
+    method: Literal["prefix_prompt_tuning"] = Field(description="trainable soft tokens (or key/value prefixes) on a frozen model")
+    prefix_prompt_tuning: Optional[PrefixConfigBlock] = Field(None, description="soft prompt settings")
+
+    def check(self) -> None:
+        if self.prefix_prompt_tuning is None:
+            raise ValueError("`method: prefix_prompt_tuning` needs a `prefix_prompt_tuning` block")
+
+    @property
+    def adapter(self) -> str:
+        return self.prefix_prompt_tuning.kind
+
+
+def _adapter_peft(recipe: LoraAdaptersRecipe, model: str) -> tuple[str, dict]:
+    if recipe.lora:
+        return lora_peft(recipe.lora)
+    return "IA3Config", {"target_modules": recipe.ia3.target_modules, "feedforward_modules": recipe.ia3.feedforward_modules}
+
+
+def _soft_prompt_peft(recipe: PrefixPromptTuningRecipe, model: str) -> tuple[str, dict]:
+    block = recipe.prefix_prompt_tuning
+    if block.kind == "prefix":
+        return "PrefixTuningConfig", {"num_virtual_tokens": block.num_virtual_tokens}
+    if block.init_text:
+        return "PromptTuningConfig", {"num_virtual_tokens": block.num_virtual_tokens, "prompt_tuning_init": "TEXT",
+                                      "prompt_tuning_init_text": block.init_text, "tokenizer_name_or_path": model}
+    return "PromptTuningConfig", {"num_virtual_tokens": block.num_virtual_tokens}
+
+
+def _soft_prompt_export(recipe: PrefixPromptTuningRecipe) -> tuple[str, dict]:
+    if recipe.adapter == "prefix" and recipe.task == "causal_lm":
+        raise InputError("prefix tuning of a causal LM does not run on the installed TRL (see adaptkit run), so it is not exported: "
+                         "use prefix_prompt_tuning.kind=prompt")
+    return sft_export(recipe)
+
+
+def _emit(blocks: Callable[[bool], dict] = lambda classification: {}, learning_rate=(5e-5, 2e-5), **training):
+    """advise --emit-recipe for a supervised method: the demo or the user's data of the profile's task, and this method's blocks."""
+    def emit(profile, context) -> dict:
+        classification = profile.task == "classification"
+        fields = context.training_data("classification" if classification else "instructions")
+        fields["training"].update(learning_rate=learning_rate[0] if classification else learning_rate[1], **training)
+        return {**fields, **blocks(classification)}
+    return emit
+
+
+def _emit_full(profile, context) -> dict:
+    """Full weights; a causal LM taught to follow instructions is instruction tuning."""
+    fields = _emit()(profile, context)
+    if profile.task != "classification" and profile.goal == "instruction_following":
+        fields["method"] = "instruction_tuning"
+    return fields
+
+
+def _lora_block(classification: bool) -> dict:
+    return {"lora": {"r": 8 if classification else 16, "alpha": 16 if classification else 32, "dropout": 0.05,
+                     "target_modules": None if classification else "all-linear", "quantization": "none"}}
+
+
+register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=BOTH_TASKS, adapters=("none",),
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, emit=_emit_full, **SUPERVISED))
+register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, emit=_emit(), **SUPERVISED))
+register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=BOTH_TASKS, adapters=("lora", "ia3"),
+                   setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3"},
+                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, emit=_emit(_lora_block, (1e-3, 2e-4)), **SUPERVISED))
+register(MethodDef(id="prefix_prompt_tuning", recipe=PrefixPromptTuningRecipe, tasks=BOTH_TASKS, adapters=("soft_prompt",),
+                   setup=lambda recipe: {"adapter": "soft_prompt", "soft_prompt": recipe.prefix_prompt_tuning.kind,
+                                         "num_virtual_tokens": recipe.prefix_prompt_tuning.num_virtual_tokens},
+                   peft=_soft_prompt_peft, trainer=sft_trainer, export=_soft_prompt_export,
+                   emit=_emit(lambda classification: {"prefix_prompt_tuning": {"kind": "prompt", "num_virtual_tokens": 20}},
+                              (3e-2, 3e-2), epochs=10), **SUPERVISED))
