@@ -98,6 +98,7 @@ class RunContext:
 
 def _prepare(recipe, context: RunContext, overwrite: bool, resume: bool):
     """The run's folder: where it writes now and where its results end up. Nothing is deleted here."""
+    from adaptkit.methods.base import outputs_kept
     from adaptkit.recipe.load import input_paths
     from adaptkit.rundir import RunDir, prepare
 
@@ -107,8 +108,8 @@ def _prepare(recipe, context: RunContext, overwrite: bool, resume: bool):
     inputs = input_paths(recipe, context.recipe_file)
     if context.stage != "all" and context.stage == recipe.definition.stages[-1]:  # a later stage replaces only its own folder
         return prepare(root / context.stage, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, owner=root)
-    index = getattr(getattr(recipe, "rag", None), "index_dir", None)  # a RAG index inside output_dir outlives the run
-    return prepare(root, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, keep=(Path(index),) if index else ())
+    keep = tuple(Path(path) for path in outputs_kept(recipe))  # a RAG index inside output_dir outlives the run
+    return prepare(root, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, keep=keep)
 
 
 def _guarded(out, run_fn, context: RunContext):

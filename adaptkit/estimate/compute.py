@@ -62,9 +62,9 @@ def flops_per_token(arch: Architecture, setup: Setup) -> float:
     full = s.trains_all_weights
     train = (6 if full else 4) * n + (2 * n if s.gradient_checkpointing else 0)
     train += 6 * arch.layers * arch.hidden * s.seq_len  # causal attention scores and mixing
-    if s.objective == "dpo" and s.dpo_reference != "precomputed":
+    if s.objective == "preference" and s.dpo_reference != "precomputed":
         train += 2 * n  # the reference model's forward pass
-    if s.objective == "rlhf":
+    if s.objective == "rl":
         reward = s.reward_params or n
         train += 2 * n + 2 * reward + 2 * n  # generation, reward scoring, reference log-probs
         if s.rl_algorithm == "ppo":
@@ -95,7 +95,7 @@ def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: G
     if gpu is None:
         notes.append("time needs a GPU type: pass --gpu NAME")
         return TimeEstimate(flops, None, None, notes)
-    best, worst = RLHF_MFU_RANGE if s.objective == "rlhf" else MFU_RANGE
+    best, worst = RLHF_MFU_RANGE if s.objective == "rl" else MFU_RANGE
     slow = QLORA_SLOWDOWN if s.quantization != "none" else (1.0, 1.0)
     rate = gpu.bf16_tflops * 1e12 * s.num_gpus
     hours = {"low": flops / (rate * best) / 3600 * slow[0], "high": flops / (rate * worst) / 3600 * slow[1]}

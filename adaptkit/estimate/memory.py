@@ -12,7 +12,7 @@ from adaptkit.errors import InputError
 from adaptkit.estimate.architectures import ROLE_ALIASES, Architecture
 
 GB = 1e9
-OBJECTIVES = ("sft", "dpo", "rlhf", "serve")  # what the job optimises: supervised, preference pairs, RL, or none (inference)
+OBJECTIVES = ("sft", "preference", "rl", "serve")  # supervised targets, chosen/rejected pairs, RL on rollouts, or inference only
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
@@ -38,7 +38,7 @@ class Setup:
     (adaptkit.methods.registry.setup_for / recipe_setup); the memory model reads only its traits."""
 
     method: str = ""  # a label for reports (the method id); nothing here depends on it
-    objective: str = "sft"  # sft | dpo | rlhf | serve
+    objective: str = "sft"  # sft | preference (pairs, doubled sequences) | rl (rollouts, reward model) | serve
     adapter: str = "lora"  # lora | ia3 | soft_prompt | none (all weights train)
     precision: str | None = None  # None: bf16-mixed when all weights train, bf16 (frozen 16-bit base) otherwise
     quantization: str = "none"
@@ -229,8 +229,8 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     eager = (s.attention or arch.attention) == "eager"
     if s.trains:
         seq = s.seq_len + (s.num_virtual_tokens if s.adapter == "soft_prompt" and s.soft_prompt == "prompt" else 0)
-        sequences = s.batch_size * (2 if s.objective == "dpo" else 1)
-        if s.objective == "rlhf":
+        sequences = s.batch_size * (2 if s.objective == "preference" else 1)
+        if s.objective == "rl":
             sequences = s.batch_size * (s.rollouts_per_prompt if s.rl_algorithm in ("grpo", "rloo") else 1)
         tokens = sequences * seq
         elements, masks = _per_layer_elements(arch, s, seq, eager)
@@ -251,7 +251,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
                 comp["logits"] = full_logits * (act_bytes + 4 + 4) if act_bytes == 2 else full_logits * 8
         notes.append(
             f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
-            + (", chosen and rejected both" if s.objective == "dpo" else "")
+            + (", chosen and rejected both" if s.objective == "preference" else "")
         )
     else:
         tokens = s.batch_size * s.seq_len
@@ -271,7 +271,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     frozen_copy = _weight_bytes(arch, s.quantization, 2)
     if shard_weights:
         frozen_copy /= shards
-    if s.objective == "dpo":
+    if s.objective == "preference":
         reference = s.dpo_reference if s.dpo_reference != "auto" else ("copy" if full else "adapters_off")
         if reference == "copy":
             comp["reference_model"] = frozen_copy
@@ -280,7 +280,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
             notes.append("DPO reference log-probs precomputed: no reference model in the loop")
         else:
             notes.append("DPO reference: the base with adapters disabled (no second copy)")
-    if s.objective == "rlhf":
+    if s.objective == "rl":
         reward_params = s.reward_params or n
         comp["reward_model"] = reward_params * 2 / (shards if shard_weights else 1)
         if full:
@@ -300,7 +300,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
 
     live = {k: v for k, v in comp.items() if k not in ("cuda_context", "allocator_slack")}
     allocated = sum(live.values())
-    if s.objective == "rlhf":
+    if s.objective == "rl":
         transient = comp["activations"] + comp["logits"]
         allocated -= min(transient, comp["kv_cache"])
     comp["allocator_slack"] = ALLOCATOR_SLACK * allocated

@@ -45,7 +45,7 @@ def placeholders(*names: str):
     return classmethod(check)
 
 
-PATH_ROLES = ("file", "data", "model", "code")
+PATH_ROLES = ("file", "data", "model", "code", "output")
 
 
 def input_path(description: str, role: str = "file", **kwargs):
@@ -72,6 +72,11 @@ def nested_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
             return candidate
         stack.extend(get_args(candidate))
     return None
+
+
+def outputs_kept(recipe: "RecipeBase") -> list[str]:
+    """Places a run writes besides output_dir (a RAG index): kept when the run in output_dir is replaced."""
+    return [value for dotted, role, value in path_values(recipe) if role == "output" and dotted != "output_dir"]
 
 
 def path_values(instance: BaseModel, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -141,7 +146,7 @@ class BackendBlock(Strict):
     timeout_s: float = Field(60.0, gt=0, description="seconds one whole request may take")
     max_retries: int = Field(4, ge=0, description="retries on 429, 5xx, timeouts and dropped connections, with exponential backoff")
     concurrency: int = Field(4, ge=1, description="requests in flight at once")
-    cache_dir: Optional[str] = Field(None, description="cache responses on disk, keyed by request (re-running costs nothing)")
+    cache_dir: Optional[str] = input_path("cache responses on disk, keyed by request (re-running costs nothing)", "output", default=None)
     max_new_tokens: int = Field(64, ge=1, description="tokens generated per answer")
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
 
@@ -158,7 +163,7 @@ class RecipeBase(Strict):
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     backend: BackendBlock = Field(default_factory=BackendBlock, description="training-free methods: where prompts go")
-    output_dir: str = Field(description="where the model, metrics, model card, log and loss curve go (relative to the working folder)")
+    output_dir: str = input_path("where the model, metrics, model card, log and loss curve go (relative to the working folder)", "output")
 
     COMMON: ClassVar[tuple[str, ...]] = ("method", "task", "model", "trust_remote_code", "allow_code", "data", "training", "backend",
                                          "output_dir")
@@ -230,7 +235,7 @@ class MethodDef:
     id: str  # the catalogue id (its row in data/methods.yaml)
     recipe: type[RecipeBase]  # the recipe variant, discriminated on `method`
     tasks: tuple[str, ...]  # recipe tasks it runs
-    objective: str  # the estimator's objective: sft | dpo | rlhf | serve
+    objective: str  # the estimator's objective: sft | preference | rl | serve
     adapters: tuple[str, ...]  # estimator adapters it can take, the default first (none: all weights)
     runner: str  # "module:function(recipe, data, options) -> RunResult", imported when it runs
     data: str  # "module:function(recipe) -> data": checks and reads the data before any weights load (torch-free)
@@ -239,6 +244,7 @@ class MethodDef:
     setup: Callable[[RecipeBase], dict] = lambda recipe: {}  # recipe -> estimator Setup fields of this method
     peft: Callable[[RecipeBase, str], tuple[str, dict] | None] = lambda recipe, model: None  # (PEFT config class, kwargs)
     trainer: Callable[[RecipeBase], dict] = lambda recipe: {}  # the trainer config's method-specific fields (TRL/Trainer)
+    trl: Callable[[RecipeBase], tuple[str, dict, list]] | None = None  # export --format trl: (trl command, config fields, what is lost)
     export: Callable[[RecipeBase], tuple[str, dict]] | None = None  # export --format script: (template, its own placeholders as code)
     needs_train: bool = True  # data.train is required
     needs_eval: str = ""  # data.eval is required: what the file holds

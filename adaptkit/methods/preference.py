@@ -11,7 +11,7 @@ from pydantic import Field
 from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase, Strict, input_path, literal, training_kwargs
 from adaptkit.methods.registry import register
-from adaptkit.methods.supervised import LoraConfigBlock, lora_peft, lora_setup
+from adaptkit.methods.supervised import LoraConfigBlock, lora_peft, lora_setup, lora_trl
 
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 PREFERENCE = dict(data="adaptkit.runners.data:load_pairs", summary="adaptkit.runners.dryrun:data_summary", tasks=("causal_lm",),
@@ -118,6 +118,12 @@ def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
         "__POLICY_TRAINER__": f"{trainer}Trainer"}
 
 
+def _dpo_trl(recipe: DpoRecipe) -> tuple[str, dict, list]:
+    lost = ([f"dpo.starting_adapter={recipe.dpo.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first"]
+            if recipe.dpo.starting_adapter else [])
+    return "dpo", {**lora_trl(recipe.lora), "beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type}, lost
+
+
 def reward_kwargs(recipe: RlhfRecipe, out: Path, has_eval: bool) -> dict:
     """RewardConfig for the first stage: the training block, with the reward stage's own epochs, rate, batch and steps."""
     r = recipe.rlhf.reward
@@ -148,13 +154,13 @@ def _emit(block: dict):
 
 
 register(MethodDef(
-    id="dpo", recipe=DpoRecipe, objective="dpo", runner="adaptkit.runners.preference:run_dpo",
+    id="dpo", recipe=DpoRecipe, objective="preference", runner="adaptkit.runners.preference:run_dpo",
     metrics=("preference_accuracy", "neg_eval_loss"),
     setup=lambda recipe: {**_lora(recipe), "dpo_reference": "copy" if recipe.dpo.reference == "copy" else "auto"},
     peft=_peft, trainer=lambda recipe: {"beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type, "max_length": recipe.training.max_length},
-    export=_dpo_export, emit=_emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}}), **PREFERENCE))
+    export=_dpo_export, trl=_dpo_trl, emit=_emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}}), **PREFERENCE))
 register(MethodDef(
-    id="rlhf", recipe=RlhfRecipe, objective="rlhf", runner="adaptkit.runners.preference:run_rlhf", metrics=("reward_model_accuracy",),
+    id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.runners.preference:run_rlhf", metrics=("reward_model_accuracy",),
     setup=lambda recipe: {**_lora(recipe), "rl_algorithm": recipe.rlhf.policy.algorithm,
                           "rollouts_per_prompt": recipe.rlhf.policy.num_generations,
                           "generation_tokens": recipe.rlhf.policy.max_completion_length,

@@ -13,7 +13,8 @@ from adaptkit.methods.registry import register
 
 class RAGBlock(Strict):
     corpus: str = input_path("a folder of .txt, .md and .pdf files")
-    index_dir: str = Field(description="where the on-disk index lives (relative to the working folder); unchanged files are not re-embedded")
+    index_dir: str = input_path("where the on-disk index lives (relative to the working folder); unchanged files are not re-embedded",
+                                "output")
     chunk_size: int = Field(120, ge=10, description="words per chunk")
     chunk_overlap: int = Field(30, ge=0, description="words shared by neighbouring chunks")
     top_k: int = Field(3, ge=1, description="chunks retrieved per question")

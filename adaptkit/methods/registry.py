@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Annotated, Union
 
 from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase
@@ -78,14 +77,6 @@ def block_owners() -> dict[str, list[str]]:
         for block in definition.recipe.blocks():
             owners.setdefault(block, []).append(definition.id)
     return owners
-
-
-def recipe_type():
-    """The recipe schema: a union of every method's variant, discriminated on `method`."""
-    from pydantic import Field
-
-    variants = tuple(d.recipe for d in registry().values())
-    return Annotated[Union[variants], Field(discriminator="method")]  # type: ignore[valid-type]
 
 
 # ------------------------------------------------------------------------------------------ the estimator's view

@@ -48,6 +48,27 @@ def lora_peft(block: LoraConfigBlock) -> tuple[str, dict]:
     return "LoraConfig", {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout, "target_modules": block.target_modules}
 
 
+def lora_trl(block: LoraConfigBlock | None) -> dict:
+    """The TRL command line's LoRA fields (its ModelConfig) for a LoRA block."""
+    if block is None:
+        return {}
+    fields = {"use_peft": True, "lora_r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout,
+              "lora_target_modules": block.target_modules}
+    if block.quantization == "4bit":
+        fields.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
+    elif block.quantization == "8bit":
+        fields["load_in_8bit"] = True
+    return fields
+
+
+def _sft_trl(recipe: RecipeBase) -> tuple[str, dict, list] | None:
+    """`trl sft`: full weights or LoRA (the TRL command line has no IA3 and no soft prompts)."""
+    if recipe.adapter in ("prompt", "prefix"):
+        return None
+    lost = ["ia3: the TRL CLI trains LoRA adapters only"] if recipe.adapter == "ia3" else []
+    return "sft", lora_trl(getattr(recipe, "lora", None)), lost
+
+
 def sft_trainer(recipe: RecipeBase) -> dict:
     """The trainer config's own fields: SFTConfig for causal LMs; for classifiers, TrainingArguments with token counts
     not averaged across processes (a classifier's loss is a mean over sequences, so averaging would scale it)."""
@@ -151,12 +172,12 @@ def _lora_block(classification: bool) -> dict:
 
 
 register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=BOTH_TASKS, adapters=("none",),
-                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, emit=_emit_full, **SUPERVISED))
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full, **SUPERVISED))
 register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
-                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, emit=_emit(), **SUPERVISED))
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), **SUPERVISED))
 register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=BOTH_TASKS, adapters=("lora", "ia3"),
                    setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3"},
-                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, emit=_emit(_lora_block, (1e-3, 2e-4)), **SUPERVISED))
+                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(_lora_block, (1e-3, 2e-4)), **SUPERVISED))
 register(MethodDef(id="prefix_prompt_tuning", recipe=PrefixPromptTuningRecipe, tasks=BOTH_TASKS, adapters=("soft_prompt",),
                    setup=lambda recipe: {"adapter": "soft_prompt", "soft_prompt": recipe.prefix_prompt_tuning.kind,
                                          "num_virtual_tokens": recipe.prefix_prompt_tuning.num_virtual_tokens},

@@ -151,14 +151,13 @@ def trl_config(recipe: Recipe, ref: str) -> str:
     """A config for `trl sft|dpo --config FILE`, with every recipe setting TRL's CLI cannot express listed, not dropped."""
     import yaml
 
-    objective = recipe.definition.objective
-    if objective not in ("sft", "dpo") or recipe.task != "causal_lm" or recipe.adapter in ("prompt", "prefix"):
+    own = recipe.definition.trl(recipe) if recipe.definition.trl and recipe.task == "causal_lm" else None
+    if own is None:
         raise InputError(f"--format trl covers SFT (full or LoRA) and DPO recipes of a causal LM; {recipe.method}/{recipe.task} "
                          "has no TRL CLI equivalent")
-    command = objective
+    command, fields, lost = own
     config: dict = {"model_name_or_path": recipe.model,
                     "datasets": [{"path": "json", "data_files": recipe.data.train, "split": "train"}]}
-    lost = []
     values = recipe.model_dump()
     for dotted, name in TRL_FIELDS.items():
         value = values
@@ -168,19 +167,7 @@ def trl_config(recipe: Recipe, ref: str) -> str:
             config[name] = value
     if recipe.training.eval_every:
         config["eval_strategy"] = "steps"
-    lora, dpo = getattr(recipe, "lora", None), getattr(recipe, "dpo", None)
-    if recipe.adapter == "ia3":
-        lost.append("ia3: the TRL CLI trains LoRA adapters only")
-    if lora:
-        config.update(use_peft=True, lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, lora_target_modules=lora.target_modules)
-        if lora.quantization == "4bit":
-            config.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
-        elif lora.quantization == "8bit":
-            config["load_in_8bit"] = True
-    if dpo:
-        config.update(beta=dpo.beta, loss_type=dpo.loss_type)
-        if dpo.starting_adapter:
-            lost.append(f"dpo.starting_adapter={dpo.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first")
+    config.update(fields)  # the method's own: its LoRA block, its loss settings
     if recipe.training.precision != "auto":
         config["bf16"] = recipe.training.precision == "bf16-mixed"
         config["fp16"] = recipe.training.precision == "fp16-mixed"

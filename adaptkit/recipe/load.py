@@ -201,7 +201,7 @@ def load_recipe(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
         apply_override(data, override)
     resolve_inputs(data, Path.cwd())
     recipe = validate(data, str(path) if not builtin else f"recipe {path.stem}")
-    return expand_outputs(recipe), path, builtin
+    return recipe, path, builtin
 
 
 def is_file_reference(value: str) -> bool:
@@ -209,7 +209,10 @@ def is_file_reference(value: str) -> bool:
 
 
 def _resolved(value: str, role: str, base: Path) -> str:
-    """A path-like value made absolute against `base`; hub ids, hub datasets and module names stay as they are."""
+    """A path-like value made absolute against `base`; hub ids, hub datasets and module names stay as they are;
+    where a run writes stays relative to the working folder (only `~` expands)."""
+    if role == "output":
+        return str(Path(value).expanduser())
     if role == "code":
         target, sep, name = value.rpartition(":")
         if not sep or not target.endswith(".py"):
@@ -243,20 +246,9 @@ def resolve_inputs(data: dict, base: Path, model: type[BaseModel] | None = None)
                     resolve_inputs(item, base, inner)
 
 
-def expand_outputs(recipe: Recipe) -> Recipe:
-    """Where a run writes stays relative to the working folder; `~` expands."""
-    changes = {"output_dir": str(Path(recipe.output_dir).expanduser())}
-    if recipe.backend.cache_dir:
-        changes["backend"] = recipe.backend.model_copy(update={"cache_dir": str(Path(recipe.backend.cache_dir).expanduser())})
-    index = getattr(recipe, "rag", None)
-    if index is not None:
-        changes["rag"] = index.model_copy(update={"index_dir": str(Path(index.index_dir).expanduser())})
-    return recipe.model_copy(update=changes)
-
-
 def input_paths(recipe: Recipe, recipe_file: Path | None = None) -> list[Path]:
     """Local files and folders a recipe reads: a run may never replace a folder holding one of them."""
-    candidates = [value.rpartition(":")[0] if role == "code" else value for _, role, value in path_values(recipe)]
+    candidates = [value.rpartition(":")[0] if role == "code" else value for _, role, value in path_values(recipe) if role != "output"]
     if recipe_file is not None and Path(recipe_file).resolve().parent != Path(recipe.output_dir).expanduser().resolve():
         candidates.append(str(recipe_file))  # a run's own saved recipe.yaml is rewritten by the run itself
     paths = [Path(c).expanduser() for c in candidates if c]

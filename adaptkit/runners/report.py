@@ -111,16 +111,22 @@ Re-run safety and regression evaluations before deploying any fine-tuned model.
 
 
 def name_the_base(recipe: Recipe, folder: Path) -> None:
-    """PEFT records the folder the base was loaded from; a run names it by its hub id, so the adapter loads anywhere."""
+    """PEFT records the folder the base was loaded from (in adapter_config.json, and its card in each checkpoint); a run
+    names it by its hub id instead, so the adapter loads anywhere and no file points inside this environment."""
     from adaptkit.models import resolve_model
 
-    config = folder / "adapter_config.json"
     loaded_from = resolve_model(recipe.model)
-    if config.is_file() and loaded_from != recipe.model:
-        data = json.loads(config.read_text(encoding="utf-8"))
+    if loaded_from == recipe.model:
+        return
+    for config in [folder / "adapter_config.json", *folder.glob("checkpoint-*/adapter_config.json")]:
+        data = json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
         if data.get("base_model_name_or_path") == loaded_from:
             data["base_model_name_or_path"] = recipe.model
             write_atomic(config, json.dumps(data, indent=2) + "\n")
+    for card in folder.glob("checkpoint-*/README.md"):
+        text = card.read_text(encoding="utf-8")
+        if loaded_from in text:
+            write_atomic(card, text.replace(loaded_from, recipe.model))
 
 
 def write_training_files(recipe: Recipe, metrics: dict, history: list[dict], labels: list, out: Path, where: str = "",
