@@ -31,6 +31,8 @@ def poisoned_path(tmp_path):
     ["hardware", "--json"],
     ["recipes", "list"],
     ["recipes", "show", "lora_cls"],
+    ["recipes", "validate", "lora_cls"],
+    ["estimate", "--recipe", "qlora_sft", "--gpu", "4090", "--json"],
     ["run", "--help"],
 ])
 def test_fast_paths_import_no_training_stack(poisoned_path, args):

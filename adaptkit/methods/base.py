@@ -167,6 +167,7 @@ class RecipeBase(Strict):
 
     COMMON: ClassVar[tuple[str, ...]] = ("method", "task", "model", "trust_remote_code", "allow_code", "data", "training", "backend",
                                          "output_dir")
+    REQUIRED: ClassVar[tuple[str, ...]] = ()  # the method's blocks a recipe must give
 
     @field_validator("model", "output_dir")
     @classmethod
@@ -178,6 +179,9 @@ class RecipeBase(Strict):
     @model_validator(mode="after")
     def _method_checks(self):
         definition = self.definition
+        for block in self.REQUIRED:
+            if getattr(self, block) is None:
+                raise ValueError(f"`method: {self.method}` needs a `{block}` block")
         self.check()
         if self.task not in definition.tasks:
             raise ValueError(f"`method: {self.method}` needs `task: {'` or `task: '.join(definition.tasks)}`")

@@ -51,46 +51,42 @@ class RLHFBlock(Strict):
     policy: PolicyStage = Field(default_factory=PolicyStage)
 
 
-class DpoRecipe(RecipeBase):
+class PolicyRecipe(RecipeBase):
+    """A causal LM policy trained on preferences, with LoRA on it or all its weights."""
+
+    lora: Optional[LoraConfigBlock] = Field(None, description="LoRA on the policy (none: all weights train)")
+
+    @property
+    def adapter(self) -> str:
+        return "lora" if self.lora else "none"
+
+    @property
+    def quantization(self) -> str:
+        return self.lora.quantization if self.lora else "none"
+
+
+class DpoRecipe(PolicyRecipe):
     method: Literal["dpo"] = Field(description="direct preference optimisation on chosen/rejected pairs")
     dpo: Optional[DPOBlock] = Field(None, description="DPO settings")
-    lora: Optional[LoraConfigBlock] = Field(None, description="LoRA on the policy (the reference is the base with adapters off)")
+
+    REQUIRED = ("dpo",)
 
     def check(self) -> None:
-        if self.dpo is None:
-            raise ValueError("`method: dpo` needs a `dpo` block")
         if self.dpo.reference == "adapters_off" and self.lora is None:
             raise ValueError("`dpo.reference: adapters_off` needs a `lora` block (or set `dpo.reference: copy` for full-weight DPO)")
         if self.dpo.reference == "copy" and self.lora is not None:
             raise ValueError("`dpo.reference: copy` is full-weight DPO: remove the `lora` block, or use `dpo.reference: adapters_off`")
 
-    @property
-    def adapter(self) -> str:
-        return "lora" if self.lora else "none"
 
-    @property
-    def quantization(self) -> str:
-        return self.lora.quantization if self.lora else "none"
-
-
-class RlhfRecipe(RecipeBase):
+class RlhfRecipe(PolicyRecipe):
     method: Literal["rlhf"] = Field(description="a reward model, then the policy optimised against it")
     rlhf: Optional[RLHFBlock] = Field(None, description="RLHF stages: reward model, then policy optimisation")
-    lora: Optional[LoraConfigBlock] = Field(None, description="LoRA on the policy")
+
+    REQUIRED = ("rlhf",)
 
     def check(self) -> None:
-        if self.rlhf is None:
-            raise ValueError("`method: rlhf` needs a `rlhf` block")
         if self.rlhf.policy.batch_size % self.rlhf.policy.num_generations:
             raise ValueError("`rlhf.policy.batch_size` must be a multiple of `rlhf.policy.num_generations`")
-
-    @property
-    def adapter(self) -> str:
-        return "lora" if self.lora else "none"
-
-    @property
-    def quantization(self) -> str:
-        return self.lora.quantization if self.lora else "none"
 
 
 def _lora(recipe) -> dict:

@@ -45,18 +45,14 @@ class PromptEngineeringRecipe(RecipeBase):
     method: Literal["prompt_engineering"] = Field(description="prompt variants scored on a dev set")
     prompts: Optional[PromptsBlock] = Field(None, description="prompt variants")
 
-    def check(self) -> None:
-        if self.prompts is None:
-            raise ValueError("`method: prompt_engineering` needs a `prompts` block")
+    REQUIRED = ("prompts",)
 
 
 class IclRecipe(RecipeBase):
     method: Literal["in_context_learning"] = Field(description="k labeled demonstrations in the prompt")
     icl: Optional[ICLBlock] = Field(None, description="few-shot settings")
 
-    def check(self) -> None:
-        if self.icl is None:
-            raise ValueError("`method: in_context_learning` needs an `icl` block")
+    REQUIRED = ("icl",)
 
 
 def _scorer_code(recipe: PromptEngineeringRecipe) -> list[str]:

@@ -3,6 +3,7 @@ file that answers each question, and optionally answers with numbered citations 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator
@@ -35,9 +36,11 @@ class RagRecipe(RecipeBase):
     method: Literal["rag"] = Field(description="retrieval from your documents, cited")
     rag: Optional[RAGBlock] = Field(None, description="retrieval settings")
 
+    REQUIRED = ("rag",)
+
     def check(self) -> None:
-        if self.rag is None:
-            raise ValueError("`method: rag` needs a `rag` block")
+        if Path(self.rag.index_dir).expanduser().resolve() == Path(self.output_dir).expanduser().resolve():
+            raise ValueError("`rag.index_dir` is `output_dir` itself: give the index a folder of its own (e.g. OUTPUT_DIR/index)")
 
 
 def _emit(profile, context) -> dict:

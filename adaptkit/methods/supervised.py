@@ -116,9 +116,7 @@ class PrefixPromptTuningRecipe(RecipeBase):
     method: Literal["prefix_prompt_tuning"] = Field(description="trainable soft tokens (or key/value prefixes) on a frozen model")
     prefix_prompt_tuning: Optional[PrefixConfigBlock] = Field(None, description="soft prompt settings")
 
-    def check(self) -> None:
-        if self.prefix_prompt_tuning is None:
-            raise ValueError("`method: prefix_prompt_tuning` needs a `prefix_prompt_tuning` block")
+    REQUIRED = ("prefix_prompt_tuning",)
 
     @property
     def adapter(self) -> str:

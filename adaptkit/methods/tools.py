@@ -35,9 +35,7 @@ class ToolUseRecipe(RecipeBase):
     method: Literal["tool_use"] = Field(description="a model calling tools in a loop")
     tools: Optional[ToolsBlock] = Field(None, description="tools and the calling loop")
 
-    def check(self) -> None:
-        if self.tools is None:
-            raise ValueError("`method: tool_use` needs a `tools` block")
+    REQUIRED = ("tools",)
 
 
 def _emit(profile, context) -> dict:

@@ -70,8 +70,6 @@ def rag_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
     corpus = Path(recipe.rag.corpus)
     if not corpus.is_dir():
         raise InputError(f"rag.corpus: {corpus} is not a folder")
-    if Path(recipe.rag.index_dir).resolve() == Path(recipe.output_dir).resolve():
-        raise InputError("rag.index_dir is output_dir itself: put the index in a folder of its own (e.g. OUTPUT_DIR/index)")
     files, skipped = corpus_files(corpus)
     return {"questions": len(data.rows), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
             "index": recipe.rag.index_dir, "index_status": index_status(Path(recipe.rag.index_dir))}

@@ -319,8 +319,6 @@ def _contains(expected: str, answer: str) -> bool:
 def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
     """Ingest, retrieve for every question, optionally generate with citations; write retrievals.jsonl."""
     block, questions, out = recipe.rag, data.rows, options.out
-    if Path(block.index_dir).resolve() == Path(recipe.output_dir).resolve():
-        raise InputError("rag.index_dir is output_dir itself: put the index in a folder of its own (e.g. OUTPUT_DIR/index)")
     index = Index(Path(block.index_dir), block.embedding_model)
     stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, options.progress)
     texts = [q[block.question_column] for q in questions]
