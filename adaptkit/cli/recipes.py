@@ -44,10 +44,8 @@ def show(name):
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
 def copy(name, dest, force):
     """Copy a recipe to DEST to edit it (relative paths are rewritten to reach the same files); run it with `adaptkit run DEST`."""
-    from adaptkit.recipe.load import find_recipe
-
     from adaptkit.cli._io import write_new
-    from adaptkit.recipe.load import portable_copy
+    from adaptkit.recipe.load import find_recipe, portable_copy
 
     path, builtin = find_recipe(name)
     target = Path(dest).expanduser()
@@ -62,10 +60,9 @@ def copy(name, dest, force):
 @click.argument("overrides", nargs=-1)
 def validate(recipe, overrides):
     """Check a recipe (and its data) without running it; every problem is listed."""
+    from adaptkit.recipe.consent import describe_code
     from adaptkit.recipe.load import load_recipe
     from adaptkit.runners.data import describe_data
-
-    from adaptkit.recipe.consent import describe_code
 
     loaded, path, _ = load_recipe(recipe, overrides)
     click.echo(f"{path}: valid ({loaded.method}, {loaded.task}, {describe_data(loaded)})")

@@ -314,3 +314,9 @@ def training_kwargs(recipe: RecipeBase, out: Path, has_eval: bool, **changes) ->
     if t.gradient_checkpointing:
         common["gradient_checkpointing"] = True
     return common
+
+
+def trainer_kwargs(recipe: RecipeBase, out: Path, has_eval: bool) -> dict:
+    """The whole trainer config of a one-stage method: the shared training fields and the method's own. The runner adds
+    the precision flags and builds the config; `adaptkit export` writes the same dict into the script."""
+    return {**training_kwargs(recipe, out, has_eval), **recipe.definition.trainer(recipe)}

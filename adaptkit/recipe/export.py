@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
-from adaptkit.methods.base import Code, literal, training_kwargs
+from adaptkit.methods.base import Code, literal, trainer_kwargs
 from adaptkit.recipe.schema import Recipe
 from adaptkit.models import EMBEDDED_NAMES
 
@@ -54,7 +54,7 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
     template, extra = definition.export(recipe)
     classification = recipe.task == "sequence_classification"
     d, t = recipe.data, recipe.training
-    args = {**training_kwargs(recipe, Path(recipe.output_dir), bool(d.eval)), **definition.trainer(recipe)}
+    args = trainer_kwargs(recipe, Path(recipe.output_dir), bool(d.eval))
     peft_import, peft_expression = _peft(recipe, "SEQ_CLS" if classification else "CAUSAL_LM")
     values = {
         "__TITLE__": f"{recipe.method} on {recipe.model} for {recipe.task}, exported from the adaptkit recipe {ref}.",

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from adaptkit.errors import InputError
-from adaptkit.methods.base import RunOptions, RunResult, training_kwargs
+from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
 from adaptkit.methods.preference import policy_kwargs, reward_kwargs
+from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
-from adaptkit.models import resolve_model
 from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
 from adaptkit.runners.train import (
     callbacks, check_quantization, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
@@ -30,7 +30,7 @@ def _pairs(recipe: Recipe, rows: list[dict]):
 def _lora(recipe: Recipe):
     from peft import TaskType
 
-    return peft_config(recipe, TaskType.CAUSAL_LM) if recipe.lora else None
+    return peft_config(recipe, TaskType.CAUSAL_LM)
 
 
 # ----------------------------------------------------------------------------------------------- DPO
@@ -56,7 +56,7 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | 
             raise InputError(f"dpo.starting_adapter: {recipe.dpo.starting_adapter} holds no adapter_config.json (an SFT run's output_dir)")
         model = PeftModel.from_pretrained(model, recipe.dpo.starting_adapter, is_trainable=True)
         config = None  # train the SFT adapter further; the reference is the base with it switched off
-    args = DPOConfig(**with_precision(recipe, {**training_kwargs(recipe, out, bool(splits.eval)), **recipe.definition.trainer(recipe)}))
+    args = DPOConfig(**with_precision(recipe, trainer_kwargs(recipe, out, bool(splits.eval))))
     trainer = DPOTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
                          eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
                          peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from adaptkit.errors import AdaptkitError, InputError
-from adaptkit.methods.base import RunOptions, RunResult, training_kwargs
+from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
 from adaptkit.models import resolve_model
@@ -83,7 +83,7 @@ def with_precision(recipe: Recipe, kwargs: dict) -> dict:
 
 
 def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
-    kwargs = with_precision(recipe, {**training_kwargs(recipe, out, has_eval), **recipe.definition.trainer(recipe)})
+    kwargs = with_precision(recipe, trainer_kwargs(recipe, out, has_eval))
     if sft:
         from trl import SFTConfig
 
