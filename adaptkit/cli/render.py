@@ -218,7 +218,7 @@ def show_run_summary(recipe, result, folder) -> None:
     """What a run did, for any method: training figures, every evaluation figure (the one a bake-off ranks by in bold)."""
     console = _console()
     metrics = result.metrics
-    primary, _ = recipe.definition.primary(metrics)
+    primary, _ = result.primary
     lines = [f"[bold]{escape(recipe.method)}[/] on {escape(recipe.model)} ({recipe.task}) -> [bold]{escape(str(folder))}[/]"]
     train = metrics.get("train") or {}
     parts = [(name, part) for name, part in train.items() if isinstance(part, dict)] or ([("", train)] if train else [])

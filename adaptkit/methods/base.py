@@ -294,6 +294,13 @@ class RunResult:
     artifacts: list[str] = field(default_factory=list)  # files the run wrote, relative to its folder
     stage: str = "all"  # RLHF: a run of one stage keeps its metrics with that stage
 
+    @property
+    def primary(self) -> tuple[str, float | None]:
+        """The metric a bake-off ranks this run by, as its method's definition says, and its value."""
+        from adaptkit.methods.registry import get
+
+        return get(self.metrics["method"]).primary(self.metrics)
+
 
 def training_kwargs(recipe: RecipeBase, out: Path, has_eval: bool, **changes) -> dict:
     """TrainingArguments fields every trainer shares, from the recipe's `training` block (changes override them).
