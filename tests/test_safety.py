@@ -47,7 +47,29 @@ def earlier_run(folder: Path, marker: bool = True) -> Path:
 # ------------------------------------------------------------------------------------------ output folders
 
 
-@pytest.mark.parametrize("case", ["home", "root", "cwd", "parent of cwd", "holds the data", "not adaptkit's", "symlink"])
+@pytest.fixture
+def no_deleting(monkeypatch):
+    """Any attempt to delete or move a file fails loudly: a regression in the guards then breaks the test, not the machine."""
+    import shutil
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried to delete or move {args[:1]}")
+
+    for owner, name in ((shutil, "rmtree"), (os, "unlink"), (os, "remove"), (os, "rmdir"), (os, "rename"), (os, "replace"), (Path, "unlink")):
+        monkeypatch.setattr(owner, name, refuse)
+
+
+def test_overwrite_never_replaces_the_root_folder(no_deleting):
+    """Checked on the guard itself: a test must never hand the real / to a command that might, if broken, empty it
+    (running this audit's reproduction against the code before the fix deleted /etc on the machine it ran on)."""
+    from adaptkit.errors import InputError
+    from adaptkit.rundir import check_replaceable
+
+    with pytest.raises(InputError, match="never replaces the root folder"):
+        check_replaceable(Path("/"), [])
+
+
+@pytest.mark.parametrize("case", ["home", "cwd", "parent of cwd", "holds the data", "not adaptkit's", "symlink"])
 def test_overwrite_never_replaces_what_adaptkit_did_not_make(invoke, tmp_path, monkeypatch, case):
     home, work = earlier_run(tmp_path / "home"), earlier_run(tmp_path / "work")
     (work / "sub").mkdir()
@@ -58,7 +80,7 @@ def test_overwrite_never_replaces_what_adaptkit_did_not_make(invoke, tmp_path, m
     earlier_run(tmp_path / "plain", marker=False)
     (tmp_path / "link").symlink_to(tmp_path / "data")
     target, extra, words = {
-        "home": ("~/", [], "your home folder"), "root": ("/", [], "root folder"), "cwd": (".", [], "working folder"),
+        "home": ("~/", [], "your home folder"), "cwd": (".", [], "working folder"),
         "parent of cwd": ("..", [], "working folder or a folder that holds it"),
         "holds the data": (str(data), [f"data.train={data / 'train.jsonl'}"], "holds this recipe's input"),
         "not adaptkit's": (str(tmp_path / "plain"), [], "replaces only folders adaptkit created"),
