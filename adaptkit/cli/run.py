@@ -91,9 +91,13 @@ class RunContext:
     def __init__(self, recipe_ref: str, overrides: tuple[str, ...], stage: str, recipe_file: Path | None):
         self.recipe_ref, self.overrides, self.stage, self.recipe_file = recipe_ref, overrides, stage, recipe_file
 
-    def command(self, *flags: str) -> str:
-        stage = ("--stage", self.stage) if self.stage != "all" else ()
-        return shlex.join(["adaptkit", "run", self.recipe_ref, *self.overrides, *stage, *flags])
+    def command(self, *flags: str, stage: str | None = None) -> str:
+        stage = stage or self.stage
+        return shlex.join(["adaptkit", "run", self.recipe_ref, *self.overrides, *(("--stage", stage) if stage != "all" else ()), *flags])
+
+    def later_stage(self, recipe) -> bool:
+        """A later stage of a staged method (RLHF's policy) writes, and replaces, only its own folder in output_dir."""
+        return self.stage != "all" and self.stage == recipe.definition.stages[-1]
 
 
 def _prepare(recipe, context: RunContext, overwrite: bool, resume: bool):
@@ -106,7 +110,7 @@ def _prepare(recipe, context: RunContext, overwrite: bool, resume: bool):
     if os.environ.get(CHILD_ENV) == "1" and os.environ.get(WORK_ENV):  # a relaunched rank: the parent owns the folder
         return RunDir(root, Path(os.environ[WORK_ENV]), resumed=True)
     inputs = input_paths(recipe, context.recipe_file)
-    if context.stage != "all" and context.stage == recipe.definition.stages[-1]:  # a later stage replaces only its own folder
+    if context.later_stage(recipe):
         return prepare(root / context.stage, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, owner=root)
     keep = tuple(Path(path) for path in outputs_kept(recipe))  # a RAG index inside output_dir outlives the run
     return prepare(root, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, keep=keep)
@@ -140,7 +144,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
 
     child = os.environ.get(CHILD_ENV) == "1"
     out = _prepare(recipe, context, overwrite, resume)
-    staged_stage = context.stage != "all" and context.stage == recipe.definition.stages[-1]
+    staged_stage = context.later_stage(recipe)
     root = Path(recipe.output_dir) if staged_stage else out.work
     if num_processes > 1 and not child:
         _guarded(out, lambda: _relaunch(context, resume, num_processes, accelerate_config, out.work), context)
@@ -167,7 +171,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
     if result.stage != "all":  # one stage of a staged method: its metrics live with that stage
         click.echo(json.dumps(result.metrics, indent=2) if as_json else
                    f"{result.stage} stage done ({', '.join(f'{k} {v}' for k, v in result.metrics['eval'].items())}); next: "
-                   f"{shlex.join(['adaptkit', 'run', context.recipe_ref, *context.overrides, '--stage', recipe.definition.stages[-1]])}")
+                   f"{context.command(stage=recipe.definition.stages[-1])}")
         return
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))

@@ -52,6 +52,8 @@ def input_path(description: str, role: str = "file", **kwargs):
     """A recipe field naming something the run reads. A relative value resolves against the recipe file's folder (a
     value given as a command-line override, against the working folder). Roles: file (always a path), data (a file,
     or else a hub dataset), model (a local folder, or else a hub id), code (`path/to/file.py:function`, or a module)."""
+    if role not in PATH_ROLES:
+        raise ValueError(f"input_path role {role!r} is not one of {', '.join(PATH_ROLES)}")
     return Field(json_schema_extra={"path": role}, description=description, **kwargs)
 
 
@@ -212,7 +214,9 @@ class RecipeBase(Strict):
 
     @property
     def quantization(self) -> str:
-        return "none"
+        """none, 8bit or 4bit: a quantized base is set on the recipe's LoRA block (QLoRA), when it has one."""
+        lora = getattr(self, "lora", None)
+        return lora.quantization if lora is not None else "none"
 
 
 # ------------------------------------------------------------------------------------------ the definition record

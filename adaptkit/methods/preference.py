@@ -60,10 +60,6 @@ class PolicyRecipe(RecipeBase):
     def adapter(self) -> str:
         return "lora" if self.lora else "none"
 
-    @property
-    def quantization(self) -> str:
-        return self.lora.quantization if self.lora else "none"
-
 
 class DpoRecipe(PolicyRecipe):
     method: Literal["dpo"] = Field(description="direct preference optimisation on chosen/rejected pairs")

@@ -107,10 +107,6 @@ class LoraAdaptersRecipe(RecipeBase):
     def adapter(self) -> str:
         return "lora" if self.lora else "ia3"
 
-    @property
-    def quantization(self) -> str:
-        return self.lora.quantization if self.lora else "none"
-
 
 class PrefixPromptTuningRecipe(RecipeBase):
     method: Literal["prefix_prompt_tuning"] = Field(description="trainable soft tokens (or key/value prefixes) on a frozen model")

@@ -119,8 +119,9 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
     gpus = p.num_gpus
 
     def setup_of(data: dict):
-        single = recipe_setup(validate(data, "emitted recipe"))
-        return recipe_setup(validate(data, "emitted recipe"), gpus, "zero3") if gpus > 1 and single.trains_all_weights else single
+        checked = validate(data, "emitted recipe")
+        single = recipe_setup(checked)
+        return recipe_setup(checked, gpus, "zero3") if gpus > 1 and single.trains_all_weights else single
 
     setup = setup_of(recipe)
     notes = []

@@ -204,8 +204,9 @@ def load_recipe(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
     return recipe, path, builtin
 
 
-def is_file_reference(value: str) -> bool:
-    return value.lower().endswith(DATA_SUFFIXES) or Path(value).expanduser().exists()
+def is_file_reference(value: str, base: Path | None = None) -> bool:
+    """A data file (by its suffix, or because it exists, relative to `base`), not a hub dataset name."""
+    return value.lower().endswith(DATA_SUFFIXES) or ((base or Path()) / Path(value).expanduser()).exists()
 
 
 def _resolved(value: str, role: str, base: Path) -> str:
@@ -221,7 +222,7 @@ def _resolved(value: str, role: str, base: Path) -> str:
     path = Path(value).expanduser()
     if path.is_absolute():
         return str(path)
-    if role == "data" and not (value.lower().endswith(DATA_SUFFIXES) or (base / path).exists()):
+    if role == "data" and not is_file_reference(value, base):
         return value  # a hub dataset name
     if role == "model":
         if not (looks_like_path(value) or (base / path).exists()):
