@@ -164,3 +164,22 @@ def test_explanations_name_the_rules():
     assert {"P1-cost", "R-behavior-train", "G2-memory", "G3-no-pairs"} <= fired
     lora = next(f for f in advice.firings if f.rule.id == "R-behavior-train")
     assert lora.effects == ["+4 lora_adapters"] and "2,000 labeled examples" in lora.reason
+
+
+# ---- Issue: the cases a domain expert would correct ----
+
+@pytest.mark.parametrize("model, gpus, full_fits, lora_note", [
+    ("mistralai/Mixtral-8x7B-v0.1", 1, False, "4-bit"),        # 46.7B: ~93 GB of bf16 weights alone
+    ("someorg/Frankenmoe-8x7B-v2", 1, False, "4-bit"),         # not built in: read from the name
+    ("Qwen/Qwen3-30B-A3B", 1, False, "fits"),                  # 30.5B total: LoRA in bf16 fits 80 GB, full FT does not
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", 8, True, "fits"),  # 8 x 80 GB: sharded full FT fits
+])
+def test_mixture_of_experts_is_sized_by_its_total(model, gpus, full_fits, lora_note):
+    from adaptkit.advisor.profile import resolve
+
+    profile, notes = resolve({**BASE, "task": "chat", "model": model, "gpu_vram_gb": 80, "num_gpus": gpus, "labeled_examples": 5000})
+    assert profile.model_params_b > 20 and profile.model_active_params_b < profile.model_params_b / 2
+    advice = advise(profile)
+    assert ("full_finetuning" not in advice.ruled_out) == full_fits, advice.ruled_out.get("full_finetuning")
+    lora = next(r for r in advice.recommendations if r.method == "lora_adapters")
+    assert lora_note in lora.feasibility

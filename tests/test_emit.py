@@ -7,7 +7,7 @@ from adaptkit.advisor.engine import advise
 from adaptkit.advisor.profile import build_profile
 from adaptkit.errors import InputError
 from adaptkit.recipe.emit import recipe_for
-from adaptkit.recipe.load import load_recipe
+from adaptkit.recipe.load import load_recipe, validate
 
 ANSWERS = "task: classification\ngoal: behavior\nweight_access: open\nmodel_params_b: 0.0227\ngpu_vram_gb: 0\nnum_gpus: 0\nlabeled_examples: 400\n"
 
@@ -112,3 +112,36 @@ def test_bake_off_writes_the_top_recipes_and_the_compare_command(invoke, tmp_pat
     closed.write_text("task: qa\ngoal: knowledge\nweight_access: closed_api\nprivacy_on_prem: true\n")
     refused = invoke("advise", "--answers", closed, "--bake-off", tmp_path / "none")
     assert refused.exit_code == 2 and "bake-off needs two" in refused.stderr
+
+
+@pytest.mark.parametrize("model, vram, gpus", [
+    ("meta-llama/Llama-3.1-8B-Instruct", 24, 1), ("meta-llama/Llama-3.1-8B-Instruct", 40, 1), ("Qwen/Qwen2.5-14B-Instruct", 48, 1),
+    ("Qwen/Qwen2.5-7B-Instruct", 16, 1), ("meta-llama/Llama-3.1-70B-Instruct", 80, 8), ("mistralai/Mixtral-8x7B-Instruct-v0.1", 80, 8),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", 80, 1), ("Qwen/Qwen3-30B-A3B", 48, 2),
+])
+def test_emitted_recipes_leave_headroom(model, vram, gpus):
+    from adaptkit.estimate.architectures import load_model
+    from adaptkit.estimate.memory import estimate_memory
+    from adaptkit.methods.registry import recipe_setup
+    from adaptkit.recipe.emit import HEADROOM
+
+    profile = build_profile({"task": "chat", "goal": "behavior", "weight_access": "open", "model": model,
+                             "gpu_vram_gb": vram, "num_gpus": gpus, "labeled_examples": 3000})
+    recipe, notes = recipe_for(advise(profile))
+    loaded = validate(recipe, "test")
+    single = recipe_setup(loaded)
+    arch = load_model(model, online=False)
+    sharded = gpus > 1 and estimate_memory(arch, single).peak_gb > HEADROOM * vram
+    peak = estimate_memory(arch, recipe_setup(loaded, gpus, "zero3") if sharded else single).peak_gb
+    assert peak <= HEADROOM * vram, (peak, notes)
+    if sharded:  # on several GPUs a sharded 16-bit base comes before a 4-bit one
+        assert recipe["lora"].get("quantization", "none") == "none" and any("ZeRO-3 over" in n for n in notes), notes
+
+
+def test_several_gpus_shard_a_16_bit_base_before_quantizing():
+    answers = {"task": "chat", "goal": "behavior", "weight_access": "open", "model": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+               "gpu_vram_gb": 80, "labeled_examples": 3000}
+    one, _ = recipe_for(advise(build_profile({**answers, "num_gpus": 1})))
+    eight, notes = recipe_for(advise(build_profile({**answers, "num_gpus": 8})))
+    assert one["lora"]["quantization"] == "4bit"
+    assert eight["lora"].get("quantization", "none") == "none" and any("accelerate-config" in n for n in notes)

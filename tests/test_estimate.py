@@ -309,3 +309,70 @@ def test_calibration_beats_the_rules_of_thumb():
     assert result["modeled"] >= 30
     assert medians["adaptkit"] < 0.20
     assert medians["adaptkit"] < medians["rule_of_thumb"] and medians["adaptkit"] < medians["weights_only"]
+
+
+# Mixtures of experts: the built-in reader against transformers' own models (tiny shapes, random weights).
+MOE_CONFIGS = {
+    "mixtral": dict(model_type="mixtral", vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False),
+    "qwen2_moe": dict(model_type="qwen2_moe", vocab_size=512, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                      shared_expert_intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      num_experts=6, num_experts_per_tok=2, tie_word_embeddings=False),
+    "qwen3_moe": dict(model_type="qwen3_moe", vocab_size=512, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=6,
+                      num_experts_per_tok=2, tie_word_embeddings=False),
+    "deepseek_v3": dict(model_type="deepseek_v3", vocab_size=512, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16,
+                        qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, n_routed_experts=8, n_shared_experts=1,
+                        num_experts_per_tok=2, first_k_dense_replace=1, n_group=1, topk_group=1, tie_word_embeddings=False),
+    "deepseek_v2": dict(model_type="deepseek_v2", vocab_size=512, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=None, kv_lora_rank=16,
+                        qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, n_routed_experts=8, n_shared_experts=2,
+                        num_experts_per_tok=2, first_k_dense_replace=1, n_group=1, topk_group=1, tie_word_embeddings=False),
+}
+
+
+@pytest.mark.parametrize("family", sorted(MOE_CONFIGS))
+def test_mixture_of_experts_counts_match_transformers(family):
+    import transformers
+
+    from adaptkit.estimate.architectures import from_config
+
+    config = MOE_CONFIGS[family]
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config))
+    arch = from_config(config, family)
+    assert arch.total_params == sum(p.numel() for p in model.parameters())
+    assert arch.is_moe and 0 < arch.active_params < arch.total_params
+    if family == "qwen2_moe":  # PEFT wraps its attention, shared expert and shared-expert gate, not the stacked experts
+        from peft import LoraConfig, get_peft_model
+
+        peft = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+        measured = sum(p.numel() for p in peft.parameters() if p.requires_grad)
+        assert trainable_params(arch, setup_for("lora_adapters", lora_r=4).resolved()) == measured
+
+
+@pytest.mark.parametrize("name, total, active", [
+    ("mistralai/Mixtral-8x7B-v0.1", 46.7e9, 12.9e9), ("mistralai/Mixtral-8x22B-v0.1", 141e9, 39e9),
+    ("Qwen/Qwen1.5-MoE-A2.7B", 14.3e9, 2.7e9), ("Qwen/Qwen2-57B-A14B", 57.4e9, 14.2e9),
+    ("Qwen/Qwen3-30B-A3B", 30.5e9, 3.3e9), ("Qwen/Qwen3-235B-A22B", 235e9, 22e9), ("deepseek-ai/DeepSeek-V3", 671e9, 37e9),
+])
+def test_mixture_of_experts_published_totals(name, total, active):
+    arch = load_model(name, online=False)
+    assert arch.total_params == pytest.approx(total, rel=0.01)
+    assert arch.active_params == pytest.approx(active, rel=0.03)
+
+
+def test_mixture_of_experts_memory_follows_total_and_compute_active():
+    mixtral = load_model("mistralai/Mixtral-8x7B-v0.1", online=False)
+    lora = setup_for("lora_adapters", lora_r=16).resolved()
+    assert estimate_memory(mixtral, lora).breakdown["weights"] == pytest.approx(2 * 46.7, rel=0.01)  # every expert resident
+    dense_13b = from_params(12.9)
+    assert flops_per_token(mixtral, lora) == pytest.approx(flops_per_token(dense_13b, lora), rel=0.05)
+    sized = from_params(46.7, 12.9)  # only the sizes known: a Mixtral-style stand-in of the same total and active size
+    assert sized.total_params == pytest.approx(46.7e9, rel=0.05) and sized.active_params == pytest.approx(12.9e9, rel=0.05)
+
+
+def test_unknown_mixture_of_experts_name_offline_suggests_both_sizes(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match=r"--params 45.2B --active-params 12.5B"):
+        load_model("acme/Frankenmoe-8x7B")

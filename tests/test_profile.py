@@ -103,7 +103,7 @@ def test_answers_under_a_top_level_key(tmp_path):
 
 @pytest.mark.parametrize("name, size, base", [
     ("meta-llama/Llama-3.1-8B-Instruct", 8, False), ("Qwen/Qwen2.5-0.5B", 0.5, None), ("google/gemma-2-9b-it", 9, False),
-    ("EleutherAI/pythia-410m", 0.41, None), ("my-local-model", None, None), ("mistralai/Mixtral-8x7B-v0.1", 7, None),
+    ("EleutherAI/pythia-410m", 0.41, None), ("my-local-model", None, None), ("mistralai/Mixtral-8x7B-v0.1", 45.2, None), ("Qwen/Qwen3-30B-A3B", 30, None), ("org/moe-A2.7B", None, None),
 ])
 def test_model_name_inference(name, size, base):
     got_size, got_base = infer_from_model_name(name)
@@ -134,4 +134,32 @@ def test_closed_weights_skip_hardware():
 
 def test_model_name_fills_size_and_base():
     profile, notes = resolve({**BASE, "model": "Qwen/Qwen2.5-7B-Instruct", "gpu_vram_gb": 24, "num_gpus": 1})
-    assert profile.model_params_b == 7 and profile.is_base_model is False and len(notes) == 2
+    assert profile.model_params_b == pytest.approx(7.62, abs=0.01) and profile.is_base_model is False and len(notes) == 2
+    assert "built-in config" in notes[0] and profile.context_window_tokens == 32768
+    profile, notes = resolve({**BASE, "model": "org/custom-13B-chat", "gpu_vram_gb": 24, "num_gpus": 1})
+    assert profile.model_params_b == 13 and "read from the model name" in notes[0] and profile.model_active_params_b is None
+
+
+# Mixtures of experts: memory follows the total, compute the active; the name's last number is not the size.
+@pytest.mark.parametrize("model, total, active", [
+    ("mistralai/Mixtral-8x7B-v0.1", 46.7, 12.9),             # built-in config
+    ("mistralai/Mixtral-8x22B-Instruct-v0.1", 140.6, 39.2),
+    ("Qwen/Qwen3-30B-A3B", 30.5, 3.35),
+    ("Qwen/Qwen1.5-MoE-A2.7B-Chat", 14.3, 2.69),
+    ("deepseek-ai/DeepSeek-V3", 671.0, 37.5),
+    ("someorg/Frankenmoe-4x7B", 23.4, 12.5),                 # read from the name: N experts of an M model
+    ("someorg/Thing-2x13B-v2", 23.1, 23.1),
+    ("someorg/Coder-80B-A6B-Instruct", 80, 6),               # -A<n>B: active parameters
+])
+def test_mixture_of_experts_sizes(model, total, active):
+    profile, notes = resolve({**BASE, "model": model, "gpu_vram_gb": 80, "num_gpus": 1})
+    assert profile.model_params_b == pytest.approx(total, rel=0.01)
+    assert profile.model_active_params_b == pytest.approx(active, rel=0.01)
+    assert "mixture of experts" in notes[0]
+
+
+def test_a_given_size_is_not_paired_with_the_names_active_size():
+    profile, _ = resolve({**BASE, "model": "someorg/Frankenmoe-4x7B", "model_params_b": 24, "gpu_vram_gb": 80, "num_gpus": 1})
+    assert profile.model_params_b == 24 and profile.model_active_params_b is None
+    with pytest.raises(InputError, match="part of the total"):
+        build_profile({**BASE, "model_params_b": 7, "model_active_params_b": 13})

@@ -82,7 +82,7 @@ def _architecture(profile: Profile):
     """The profile's model for the memory estimate: a built-in or local config, else a Llama-style model of its size."""
     from adaptkit.estimate.architectures import for_model
 
-    return for_model(profile.model, profile.model_params_b)
+    return for_model(profile.model, profile.model_params_b, profile.model_active_params_b)
 
 
 def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
@@ -102,7 +102,9 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
     where = f"{gpus} x {device:g} GB"
     for method, fields in rule.setups.items():
         setup = setup_for(method, num_gpus=gpus, **{**rule.defaults, **fields}).resolved()
-        sharding = "zero3" if gpus > 1 and setup.trains_all_weights else "none"
+        # On several GPUs, full weights are always sharded; adapters shard their 16-bit base when it does not fit replicated.
+        sharded = gpus > 1 and (setup.trains_all_weights or estimate_memory(arch, setup).peak_gb > device)
+        sharding = "zero3" if sharded else "none"
         setup = replace(setup, sharding=sharding)
         kind = "full weights" if setup.adapter == "none" else setup.adapter.replace("_", " ")
         how = (f"{kind}, {setup.precision}, batch {setup.batch_size} x "

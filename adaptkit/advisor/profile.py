@@ -32,6 +32,10 @@ class Profile(BaseModel):
     weight_access: WeightAccess = Field(description="open weights, a closed API, or a closed API your org can tune")
     model: Optional[str] = Field(None, description="model name or path (optional)")
     model_params_b: Optional[float] = Field(None, gt=0, le=100000, description="model size in billions of parameters; null for closed models")
+    model_active_params_b: Optional[float] = Field(None, gt=0, le=100000, description="mixture of experts: billions of parameters "
+                                                   "active per token (memory follows the total, compute the active); null for dense models")
+    context_window_tokens: Optional[int] = Field(None, ge=1, description="the model's context window in tokens (default: from its config, "
+                                                 "or assumed)")
     gpu_vram_gb: float = Field(0.0, ge=0, le=4096, description="memory per GPU in GB, 0 = no GPU (default: detected)")
     num_gpus: int = Field(0, ge=0, le=100000, description="number of GPUs (default: detected)")
     labeled_examples: int = Field(0, ge=0, description="input->output demonstrations you have (default 0)")
@@ -62,7 +66,7 @@ class Profile(BaseModel):
     api_model: Optional[str] = Field(None, description="closed models: the served model name")
     api_key_env: Optional[str] = Field(None, description="closed models: the environment variable holding the API key")
 
-    @field_validator("model_params_b", mode="before")
+    @field_validator("model_params_b", "model_active_params_b", mode="before")
     @classmethod
     def _params(cls, value):
         return None if value is None else parse_params_b(value)
@@ -79,7 +83,7 @@ class Profile(BaseModel):
 
     @field_validator(
         "num_gpus", "labeled_examples", "preference_pairs", "tasks_to_serve",
-        "corpus_tokens", "unlabeled_corpus_tokens", mode="before",
+        "corpus_tokens", "unlabeled_corpus_tokens", "context_window_tokens", mode="before",
     )
     @classmethod
     def _count(cls, value):
@@ -100,6 +104,9 @@ class Profile(BaseModel):
             raise ValueError(f"gpu_vram_gb is {self.gpu_vram_gb:g} but num_gpus is 0: set num_gpus to at least 1, or gpu_vram_gb to 0")
         if self.num_gpus > 0 and self.gpu_vram_gb == 0:
             raise ValueError(f"num_gpus is {self.num_gpus} but gpu_vram_gb is 0: give the memory per GPU, or set num_gpus to 0")
+        if self.model_active_params_b is not None and self.model_params_b is not None and self.model_active_params_b > self.model_params_b:
+            raise ValueError(f"model_active_params_b ({self.model_active_params_b:g}) is more than model_params_b ({self.model_params_b:g}): "
+                             "the active parameters are a part of the total")
         return self
 
     @property
@@ -182,29 +189,57 @@ def _describe(error: dict) -> str:
     return message
 
 
-_SIZE_IN_NAME = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
 _INSTRUCT_IN_NAME = re.compile(r"(instruct|chat|-it\b|-sft|assistant|hermes|zephyr)", re.IGNORECASE)
 
 
 def infer_from_model_name(name: str) -> tuple[Optional[float], Optional[bool]]:
-    """Guess (params in billions, is_base_model) from a model name such as `Qwen2.5-7B-Instruct`."""
-    size = None
-    for number, unit in _SIZE_IN_NAME.findall(name.rsplit("/", 1)[-1]):
-        size = float(number) / (1000 if unit.lower() == "m" else 1)
+    """Guess (total params in billions, is_base_model) from a model name such as `Qwen2.5-7B-Instruct` or `Mixtral-8x7B`."""
+    from adaptkit.estimate.architectures import sizes_from_name
+
     is_base = False if _INSTRUCT_IN_NAME.search(name) else None
-    return size, is_base
+    return sizes_from_name(name)[0], is_base
+
+
+def model_facts(name: str) -> tuple[dict, str]:
+    """Size, active size and context window of a named model, and where they came from: a built-in or local config, else its name."""
+    from adaptkit.errors import AdaptkitError
+    from adaptkit.estimate.architectures import load_model, sizes_from_name
+
+    try:
+        arch = load_model(name, online=False)
+    except AdaptkitError:
+        arch = None
+    if arch is not None:
+        facts = {"model_params_b": round(arch.total_params / 1e9, 3),
+                 "model_active_params_b": round(arch.active_params / 1e9, 3) if arch.is_moe else None,
+                 "context_window_tokens": arch.context_window}
+        where = "its config.json" if Path(name).expanduser().exists() else f"the built-in config of `{arch.name}`"
+        return {k: v for k, v in facts.items() if v is not None}, f"from {where}"
+    total, active, how = sizes_from_name(name)
+    facts = {key: value for key, value in (("model_params_b", total), ("model_active_params_b", active)) if value is not None}
+    return facts, f"read from the model name `{name}`" + (f": {how}" if active is not None else "")
+
+
+def _said(facts: dict, where: str) -> str:
+    shown = ", ".join(f"{key} = {value:,}" if isinstance(value, int) else f"{key} = {value:g}" for key, value in facts.items())
+    moe = " (a mixture of experts: memory follows the total, compute the active)" if "model_active_params_b" in facts else ""
+    return f"{shown} {where}{moe}"
 
 
 def resolve(answers: dict, gpus: list | None = None, where: str = "answers") -> tuple[Profile, list[str]]:
-    """Fill what the answers leave out (model size from its name, detected GPUs); return the profile and notes."""
+    """Fill what the answers leave out (model size and window from its config or name, detected GPUs); return the profile and notes."""
     answers = dict(answers)
     notes: list[str] = []
     check_keys(answers, where)
     if answers.get("model") and answers.get("weight_access") == "open":
-        size, is_base = infer_from_model_name(str(answers["model"]))
-        if answers.get("model_params_b") is None and size is not None:
-            answers["model_params_b"] = size
-            notes.append(f"model_params_b = {size:g} read from the model name `{answers['model']}`")
+        facts, where = model_facts(str(answers["model"]))
+        missing = {key: value for key, value in facts.items() if answers.get(key) is None}
+        if answers.get("model_params_b") is not None:
+            missing.pop("model_active_params_b", None)  # a size the user gave is theirs; do not pair it with the name's
+        if missing:
+            answers.update(missing)
+            notes.append(_said(missing, where))
+        _, is_base = infer_from_model_name(str(answers["model"]))
         if answers.get("is_base_model") is None and is_base is not None:
             answers["is_base_model"] = is_base
             notes.append(f"is_base_model = no: `{answers['model']}` looks instruction-tuned")

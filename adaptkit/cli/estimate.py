@@ -29,6 +29,8 @@ def _number(parse, flag):
 @click.option("--recipe", help="A recipe (built-in name or path): the setup it would run, sized on --gpu / --num-gpus.")
 @click.option("--model", help="Hub id, built-in name or local folder with config.json.")
 @click.option("--params", callback=_number(parse_params_b, "--params"), help="Model size when only that is known: 7B, 770M.")
+@click.option("--active-params", callback=_number(parse_params_b, "--active-params"),
+              help="With --params, for a mixture of experts: parameters active per token (e.g. --params 47B --active-params 13B).")
 @click.option("--method", type=click.Choice(("all",) + METHOD_IDS), default="all", show_default=True,
               help="Catalogue id; training-free methods estimate inference. `all` compares every method.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]),
@@ -64,7 +66,7 @@ def _number(parse, flag):
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
-def estimate(recipe, model, params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
+def estimate(recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output, as_json,
@@ -96,7 +98,7 @@ def estimate(recipe, model, params, method, precision, quantization, batch_size,
     gpus = num_gpus or detected_count or 1
     if recipe:
         ctx = click.get_current_context()
-        given = [f"--{name.replace('_', '-')}" for name in ("model", "params", "method", *SETUP_OPTIONS)
+        given = [f"--{name.replace('_', '-')}" for name in ("model", "params", "active_params", "method", *SETUP_OPTIONS)
                  if ctx.get_parameter_source(name).name == "COMMANDLINE"]
         if given:
             raise InputError(f"--recipe sets the model and the setup: drop {', '.join(given)} (change the recipe's fields instead)")
@@ -105,7 +107,9 @@ def estimate(recipe, model, params, method, precision, quantization, batch_size,
     else:
         if bool(model) == (params is not None):
             raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them), or a --recipe")
-        arch = load_model(model) if model else from_params(params)
+        if active_params is not None and params is None:
+            raise InputError("--active-params goes with --params (a named model's config already says how many are active)")
+        arch = load_model(model) if model else from_params(params, active_params)
         results = []
     for one in (() if recipe else METHOD_IDS if method == "all" else (method,)):
         definition = get(one)

@@ -30,7 +30,9 @@ def show_advice(advice, explain: bool = False) -> None:
     hardware = (
         f"{profile.num_gpus} x {profile.gpu_vram_gb:g} GB GPU" if profile.num_gpus else "no GPU"
     ) if profile.weight_access == "open" else "closed weights"
-    size = f", {profile.model_params_b:g}B" if profile.model_params_b else ""
+    size = f", {profile.model_params_b:.3g}B" if profile.model_params_b else ""
+    if profile.model_params_b and profile.model_active_params_b:
+        size += f" ({profile.model_active_params_b:.3g}B active)"
     console.print(
         f"[bold]Profile[/]: {profile.task}, goal {profile.goal}, {profile.weight_access}{size}, {hardware}, "
         f"{profile.labeled_examples:,} labeled, {profile.preference_pairs:,} pairs, volume {profile.inference_volume}"
@@ -106,12 +108,18 @@ def _range(value: dict | None, unit: str) -> str:
     return f"{value['low']:,.2f}-{value['high']:,.2f} {unit}" if unit == "h" else f"${value['low']:,.0f}-{value['high']:,.0f}"
 
 
+def _params(result: dict) -> str:
+    total, active = result["total_params"], result.get("active_params", result["total_params"])
+    text = f"{total / 1e9:.2f}B parameters"
+    return text if active == total else f"{text} ({active / 1e9:.2f}B active per token: memory follows the total, compute the active)"
+
+
 def show_estimate(result: dict) -> None:
     """One method's estimate: components, fit, suggestions, time, assumptions."""
     console = _console()
     setup = result["setup"]
     console.print(
-        f"[bold]{result['method']}[/] on [bold]{result['model']}[/]: {result['total_params'] / 1e9:.2f}B parameters, "
+        f"[bold]{result['method']}[/] on [bold]{result['model']}[/]: {_params(result)}, "
         f"{result['trainable_params']:,} trainable; {setup['precision']}, quantization {setup['quantization']}, "
         f"batch {setup['batch_size']} x {setup['seq_len']} tokens, {setup['num_gpus']} GPU(s), sharding {setup['sharding']}"
     )
@@ -153,7 +161,7 @@ def show_estimates(results: list[dict]) -> None:
     """Every method side by side on one model and device."""
     console = _console()
     first = results[0]
-    console.print(f"[bold]{first['model']}[/]: {first['total_params'] / 1e9:.2f}B parameters; device: {first['device'] or 'none given'}")
+    console.print(f"[bold]{first['model']}[/]: {_params(first)}; device: {first['device'] or 'none given'}")
     table = Table(box=box.SIMPLE_HEAD, title="Peak memory per device, by method", title_justify="left")
     for column in ("method", "trainable", "peak GB", "fits", "time", "cheapest change if not"):
         table.add_column(column, overflow="fold")

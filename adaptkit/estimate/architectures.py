@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,10 +24,17 @@ class Linear:
     d_in: int
     d_out: int
     bias: bool = False
+    experts: int = 1  # mixture-of-experts: copies of this weight, of which `active` serve each token
+    active: int = 1
+    fused: bool = False  # a stacked 3-D parameter (MoE experts, router) in transformers 5: not an nn.Linear LoRA can wrap
 
     @property
     def params(self) -> int:
-        return self.d_in * self.d_out + (self.d_out if self.bias else 0)
+        return self.experts * (self.d_in * self.d_out + (self.d_out if self.bias else 0))
+
+    @property
+    def active_params(self) -> int:
+        return self.params // self.experts * self.active
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,10 @@ class Block:
     @property
     def params(self) -> int:
         return sum(lin.params for lin in self.linears) + self.norm_params
+
+    @property
+    def active_params(self) -> int:
+        return sum(lin.active_params for lin in self.linears) + self.norm_params
 
 
 @dataclass(frozen=True)
@@ -67,15 +78,25 @@ class Architecture:
     dropout: bool = False
     attention: str = "sdpa"  # what transformers uses by default: sdpa, or eager (T5)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    context_window: int | None = None  # tokens the model was trained to attend over (config max_position_embeddings)
 
     @property
     def total_params(self) -> int:
         return self.embedding_params + self.head_params + self.other_params + sum(b.count * b.params + b.extra_params for b in self.blocks)
 
     @property
+    def active_params(self) -> int:
+        """Parameters each token passes through: the total for dense models, fewer for mixtures of experts."""
+        return self.total_params - sum(b.count * (b.params - b.active_params) for b in self.blocks)
+
+    @property
+    def is_moe(self) -> bool:
+        return any(lin.experts > 1 for b in self.blocks for lin in b.linears)
+
+    @property
     def linear_params(self) -> int:
-        """Parameters in the blocks' linear layers: what 4/8-bit quantization compresses."""
-        return sum(b.count * sum(lin.d_in * lin.d_out for lin in b.linears) for b in self.blocks)
+        """Parameters in the blocks' linear layers (experts included): what 4/8-bit quantization compresses."""
+        return sum(b.count * sum(lin.d_in * lin.d_out * lin.experts for lin in b.linears) for b in self.blocks)
 
     @property
     def largest_layer_params(self) -> int:
@@ -142,6 +163,74 @@ def _decoder(config: dict, family: str, name: str) -> Architecture:
     return Architecture(
         name, family, vocab, h, layers, heads, kv, d, i, True, tied, (Block(layers, linears, norms),),
         embedding_params=vocab * h, head_params=0 if tied else vocab * h, other_params=h,
+    )
+
+
+def _experts(config: dict, h: int, routed: int, top_k: int, size: int, shared: int = 0) -> tuple[Linear, ...]:
+    """A mixture-of-experts MLP: a router, `routed` gated experts of width `size` (`top_k` per token), an always-on shared MLP."""
+    if top_k > routed:
+        raise InputError(f"config.json: {top_k} experts per token but only {routed} experts")
+    moe = (
+        Linear("router", "router", h, routed, fused=True),
+        Linear("experts.gate_proj", "expert", h, size, experts=routed, active=top_k, fused=True),
+        Linear("experts.up_proj", "expert", h, size, experts=routed, active=top_k, fused=True),
+        Linear("experts.down_proj", "expert", size, h, experts=routed, active=top_k, fused=True),
+    )
+    if shared:
+        moe += (Linear("shared_expert.gate_proj", "gate", h, shared), Linear("shared_expert.up_proj", "up", h, shared),
+                Linear("shared_expert.down_proj", "down", shared, h))
+    return moe
+
+
+def _moe(config: dict, family: str, name: str) -> Architecture:
+    """Mixtral, Qwen2-MoE, Qwen3-MoE: a Llama-style attention block whose MLP is a routed mixture of experts.
+
+    Memory follows the total parameters (every expert is resident); compute and activations follow the active ones."""
+    dense = _decoder({**config, "intermediate_size": config.get("intermediate_size") or 1}, "qwen2" if family == "qwen2_moe" else family, name)
+    h = dense.hidden
+    routed = _int(config, "num_local_experts", "num_experts")
+    top_k = _int(config, "num_experts_per_tok", default=2)
+    size = _int(config, "intermediate_size") if family == "mixtral" else _int(config, "moe_intermediate_size")
+    shared = _int(config, "shared_expert_intermediate_size") if family == "qwen2_moe" else 0
+    attention = dense.blocks[0].linears[:4]
+    norms = dense.blocks[0].norm_params + (2 * dense.head_dim if family == "qwen3_moe" else 0)
+    linears = attention + _experts(config, h, routed, top_k, size, shared)
+    if family == "qwen2_moe":
+        linears += (Linear("shared_expert_gate", "router", h, 1),)  # an nn.Linear, unlike the router
+    block = Block(dense.layers, linears, norms)
+    active_width = top_k * size + shared
+    return Architecture(**{**dense.__dict__, "family": family, "blocks": (block,), "intermediate": active_width,
+                           "notes": (f"mixture of experts: {routed} experts of width {size}, {top_k} per token"
+                                     + (f", plus a shared MLP of width {shared}" if shared else "")
+                                     + ": memory counts every expert, compute and activations the active ones",)})
+
+
+def _deepseek(config: dict, family: str, name: str) -> Architecture:
+    """DeepSeek-V2/V3: multi-head latent attention, the first layers dense, the rest routed plus shared experts."""
+    h, layers = _int(config, "hidden_size"), _int(config, "num_hidden_layers")
+    heads, vocab = _int(config, "num_attention_heads"), _int(config, "vocab_size")
+    nope, rope, v = _int(config, "qk_nope_head_dim"), _int(config, "qk_rope_head_dim"), _int(config, "v_head_dim")
+    kv_rank = _int(config, "kv_lora_rank")
+    q_rank = config.get("q_lora_rank")
+    q = ((Linear("q_a_proj", "q", h, _int(config, "q_lora_rank")), Linear("q_b_proj", "q", _int(config, "q_lora_rank"), heads * (nope + rope)))
+         if q_rank else (Linear("q_proj", "q", h, heads * (nope + rope)),))
+    attention = q + (Linear("kv_a_proj_with_mqa", "k", h, kv_rank + rope), Linear("kv_b_proj", "v", kv_rank, heads * (nope + v)),
+                     Linear("o_proj", "o", heads * v, h))
+    norms = 2 * h + kv_rank + (_int(config, "q_lora_rank") if q_rank else 0)
+    first_dense = min(layers, int(config.get("first_k_dense_replace") or 0))
+    dense_i = _int(config, "intermediate_size")
+    size, routed = _int(config, "moe_intermediate_size"), _int(config, "n_routed_experts")
+    top_k, shared = _int(config, "num_experts_per_tok"), int(config.get("n_shared_experts") or 0)
+    mlp = (Linear("gate_proj", "gate", h, dense_i), Linear("up_proj", "up", h, dense_i), Linear("down_proj", "down", dense_i, h))
+    blocks = tuple(b for b in (Block(first_dense, attention + mlp, norms),
+                               Block(layers - first_dense, attention + _experts(config, h, routed, top_k, size, shared * size), norms))
+                   if b.count)
+    tied = bool(config.get("tie_word_embeddings", False))
+    return Architecture(
+        name, family, vocab, h, layers, heads, heads, nope + rope, top_k * size + shared * size, True, tied, blocks,
+        embedding_params=vocab * h, head_params=0 if tied else vocab * h, other_params=h,
+        notes=(f"mixture of experts: {routed} experts of width {size}, {top_k} per token, {shared} shared, the first {first_dense} "
+               "layers dense; latent attention: memory counts every expert, compute and activations the active ones",),
     )
 
 
@@ -248,6 +337,7 @@ def _t5(config: dict, family: str, name: str) -> Architecture:
 FAMILIES = {
     "llama": _decoder, "mistral": _decoder, "qwen2": _decoder, "qwen3": _decoder, "gemma": _decoder,
     "gemma2": _decoder, "phi3": _decoder,
+    "mixtral": _moe, "qwen2_moe": _moe, "qwen3_moe": _moe, "deepseek_v2": _deepseek, "deepseek_v3": _deepseek,
     "phi": lambda c, f, n: _phi(c, n),
     "gpt2": _gpt2, "gpt_bigcode": _gpt2,
     "gpt_neox": _neox, "bloom": _neox,
@@ -263,6 +353,9 @@ def from_config(config: dict, name: str = "model") -> Architecture:
         known = ", ".join(sorted(FAMILIES))
         raise InputError(f"{name}: model_type `{one_line(family)[:40] or '?'}` is not one adaptkit can size (known: {known}); pass --params instead")
     arch = FAMILIES[family](config, family, name)
+    window = config.get("max_position_embeddings", config.get("n_positions"))
+    if window is not None:
+        arch = replace(arch, context_window=_int(config, "max_position_embeddings", "n_positions"))
     if arch.heads > arch.hidden or arch.total_params > MAX_TOTAL_PARAMS:
         raise InputError(f"{name}: config.json describes {arch.total_params:.3g} parameters with {arch.heads} heads over width "
                          f"{arch.hidden}: not a model adaptkit can size (check the file, or pass --params)")
@@ -307,8 +400,8 @@ def load_model(name_or_path: str, online: bool = True) -> Architecture:
         return from_config(entry["config"], entry["name"])
     config = _from_hub(name_or_path) if online else None
     if config is None:
-        size = re.search(r"(\d+(?:\.\d+)?)\s*[bB]\b", name_or_path)
-        hint = f" --params {size.group(1)}B" if size else " --params 7B"
+        total, active, _ = sizes_from_name(name_or_path)
+        hint = (f" --params {total:g}B" if total else " --params 7B") + (f" --active-params {active:g}B" if total and active else "")
         raise InputError(
             f"model `{name_or_path}` is not built in and the hub is offline: pass a local folder with its config.json, "
             f"or{hint} (see `adaptkit estimate --list-models`)"
@@ -344,30 +437,81 @@ _SHAPES = [  # (params_b, hidden, layers, heads, kv_heads, intermediate, vocab)
 ]
 
 
-def from_params(params_b: float) -> Architecture:
-    """A Llama-style architecture of about `params_b` billion parameters (layers scaled to match)."""
-    if params_b <= 0:
+def from_params(params_b: float, active_b: float | None = None) -> Architecture:
+    """A Llama-style architecture of about `params_b` billion parameters (layers scaled to match).
+
+    With `active_b` below it, a Mixtral-style mixture of experts: the dense shape of the active size, its MLP split into
+    two experts per token, and as many experts as make up the total."""
+    if params_b <= 0 or (active_b is not None and active_b <= 0):
         raise InputError("--params must be a positive size like 7B or 770M")
-    shape = min(_SHAPES, key=lambda s: abs(s[0] - params_b) / s[0])
+    if active_b is not None and active_b > params_b:
+        raise InputError(f"--active-params {active_b:g}B is more than the model's {params_b:g}B parameters")
+    moe = active_b is not None and active_b < params_b * 0.95
+    target = active_b if moe else params_b
+    shape = min(_SHAPES, key=lambda s: abs(s[0] - target) / s[0])
     _, h, layers, heads, kv, i, vocab = shape
     base = from_config({"model_type": "llama", "hidden_size": h, "num_hidden_layers": 1, "num_attention_heads": heads,
                         "num_key_value_heads": kv, "intermediate_size": i, "vocab_size": vocab}, "x")
     per_layer = base.blocks[0].params
     fixed = base.total_params - per_layer
-    layers = max(1, round((params_b * 1e9 - fixed) / per_layer))
+    layers = max(1, round((target * 1e9 - fixed) / per_layer))
     config = {"model_type": "llama", "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads,
               "num_key_value_heads": kv, "intermediate_size": i, "vocab_size": vocab}
-    arch = from_config(config, f"{params_b:g}B (Llama-style)")
-    note = (f"only the size was given: assumed a Llama-style decoder with hidden {h}, {layers} layers, "
-            f"{heads} heads ({kv} KV), MLP {i}, vocab {vocab}")
-    return Architecture(**{**arch.__dict__, "notes": (note,)})
+    if not moe:
+        arch = from_config(config, f"{params_b:g}B (Llama-style)")
+        note = (f"only the size was given: assumed a Llama-style decoder with hidden {h}, {layers} layers, "
+                f"{heads} heads ({kv} KV), MLP {i}, vocab {vocab}")
+        return replace(arch, notes=(note,))
+    expert_mlp = layers * 3 * h * (i // 2)  # one expert's MLP weights over all layers
+    experts = max(2, round(2 + (params_b - active_b) * 1e9 / expert_mlp))
+    arch = from_config({**config, "model_type": "mixtral", "intermediate_size": i // 2, "num_local_experts": experts,
+                        "num_experts_per_tok": 2}, f"{params_b:g}B with {active_b:g}B active (Mixtral-style)")
+    note = (f"only the sizes were given: assumed a Mixtral-style mixture of experts with hidden {h}, {layers} layers, "
+            f"{experts} experts of width {i // 2} (2 per token), vocab {vocab}: {arch.total_params / 1e9:.1f}B in all, "
+            f"{arch.active_params / 1e9:.1f}B active")
+    return replace(arch, notes=(note,))
 
 
-def for_model(model: str | None, params_b: float | None) -> Architecture | None:
+# Sizes in model names: `Qwen2.5-7B`, `Mixtral-8x7B` (8 experts of a 7B model), `Qwen3-30B-A3B` (3B active).
+_SIZE = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
+_EXPERTS = re.compile(r"(?<![0-9.])(\d+)\s*x\s*(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
+_ACTIVE = re.compile(r"(?<![a-z0-9])a(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
+MLP_SHARE = 0.78  # share of a Llama/Mistral-style model's parameters in its MLPs (Mistral-7B: 5.6B of 7.2B)
+
+
+def sizes_from_name(name: str) -> tuple[float | None, float | None, str]:
+    """(total, active or None, how) in billions, read from a model name; (None, None, "") when it gives no size.
+
+    `NxM`: N experts cloned from an M model, the attention shared, two experts per token (Mixtral-style)."""
+    tail = name.rsplit("/", 1)[-1]
+    scale = lambda number, unit: float(number) / (1000 if unit.lower() == "m" else 1)  # noqa: E731
+    experts = _EXPERTS.search(tail)
+    if experts:
+        count, each = int(experts.group(1)), scale(experts.group(2), experts.group(3))
+        if count >= 2:
+            total = each * (1 + (count - 1) * MLP_SHARE)
+            active = each * (1 + min(1, count - 1) * MLP_SHARE)
+            return (round(total, 1), round(active, 1),
+                    f"`{experts.group(0)}` read as {count} experts of a {each:g}B model sharing its attention, 2 per token "
+                    f"(~{MLP_SHARE:.0%} of a dense model is MLP): about {total:.1f}B in all, {active:.1f}B active")
+    active_match = _ACTIVE.search(tail)
+    sizes = [scale(n, u) for n, u in _SIZE.findall(_ACTIVE.sub(" ", tail))]
+    if active_match:
+        active = scale(active_match.group(1), active_match.group(2))
+        total = sizes[-1] if sizes else None
+        if total is not None and total > active:
+            return total, active, f"{total:g}B in all, {active:g}B active (`-A{active_match.group(1)}{active_match.group(2)}`)"
+        return None, active, f"{active:g}B active per token (`A{active_match.group(1)}{active_match.group(2)}`); the total is not in the name"
+    if sizes:
+        return sizes[-1], None, f"{sizes[-1]:g}B"
+    return None, None, ""
+
+
+def for_model(model: str | None, params_b: float | None, active_b: float | None = None) -> Architecture | None:
     """A model to size: a built-in or local config when it names one, else a Llama-style model of the given size."""
     if model:
         try:
             return load_model(model, online=False)
         except InputError:
             pass
-    return from_params(params_b) if params_b else None
+    return from_params(params_b, active_b) if params_b else None

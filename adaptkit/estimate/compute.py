@@ -56,9 +56,11 @@ def find_gpu(name: str, strict: bool = True) -> GPUType | None:
 
 
 def flops_per_token(arch: Architecture, setup: Setup) -> float:
-    """Training FLOPs per token: 6N full, ~4N for adapters (no weight gradients), +2N with checkpointing."""
+    """Training FLOPs per token: 6N full, ~4N for adapters (no weight gradients), +2N with checkpointing.
+
+    N counts the parameters a token passes through: for a mixture of experts, the active ones."""
     s = setup.resolved()
-    n = arch.total_params
+    n = arch.active_params
     full = s.trains_all_weights
     train = (6 if full else 4) * n + (2 * n if s.gradient_checkpointing else 0)
     train += 6 * arch.layers * arch.hidden * s.seq_len  # causal attention scores and mixing
@@ -86,12 +88,13 @@ def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: G
     s = setup.resolved()
     if not s.trains:
         return TimeEstimate(0.0, {"low": 0.0, "high": 0.0}, {"low": 0.0, "high": 0.0},
-                            [f"no training: inference costs ~{2 * arch.total_params / 1e9:.1f} GFLOPs per token"])
+                            [f"no training: inference costs ~{2 * arch.active_params / 1e9:.1f} GFLOPs per token"])
     notes: list[str] = []
     if tokens is None:
         return TimeEstimate(None, None, None, ["pass --tokens N (training tokens, all epochs) for compute, time and cost"])
     flops = flops_per_token(arch, s) * tokens
-    notes.append(f"{flops_per_token(arch, s) / arch.total_params:.1f} x N FLOPs per token (6N full, ~4N adapters, +2N checkpointing)")
+    notes.append(f"{flops_per_token(arch, s) / arch.active_params:.1f} x N FLOPs per token (6N full, ~4N adapters, +2N checkpointing)"
+                 + (f", N = {arch.active_params / 1e9:.1f}B active of {arch.total_params / 1e9:.1f}B" if arch.is_moe else ""))
     if gpu is None:
         notes.append("time needs a GPU type: pass --gpu NAME")
         return TimeEstimate(flops, None, None, notes)
@@ -147,8 +150,8 @@ def request_cost(arch: Architecture | None, prompt: int, output: int, requests_p
         per_request = prompt * usd_per_1m_input / 1e6 + output * (usd_per_1m_output or usd_per_1m_input) / 1e6
         notes.append(f"API prices: ${usd_per_1m_input:g} per 1M input tokens, ${usd_per_1m_output or usd_per_1m_input:g} per 1M output")
     elif gpu is not None and arch is not None:
-        prefill = 2 * arch.total_params * prompt / (gpu.bf16_tflops * 1e12 * MFU_RANGE[1])
-        decode = output * 2 * arch.total_params / (gpu.bandwidth_tbs * 1e12 * 0.6)  # each token reads every weight once
+        prefill = 2 * arch.active_params * prompt / (gpu.bf16_tflops * 1e12 * MFU_RANGE[1])
+        decode = output * 2 * arch.active_params / (gpu.bandwidth_tbs * 1e12 * 0.6)  # each token reads every weight it uses once
         seconds = prefill + decode
         price = gpu_hour_usd if gpu_hour_usd is not None else gpu.hour_usd
         per_request = seconds * price / 3600

@@ -16,7 +16,8 @@ from adaptkit.estimate.memory import Setup, estimate_memory
 
 MAX_GPUS = 64
 MAX_SUGGESTIONS = 4
-COST = {"gc": 1.0, "loss": 0.3, "batch": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0, "gpus": 3.0}
+COST = {"gc": 1.0, "loss": 0.3, "batch": 0.5, "shard": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0,
+        "gpus": 3.0}  # sharding over the GPUs you have keeps a 16-bit base: cheaper than a 4-bit one, which dequantizes every pass
 
 
 @dataclass
@@ -45,6 +46,8 @@ def _kinds(s: Setup) -> list[str]:
         kinds.append("loss")
     if s.batch_size > 1:
         kinds.append("batch")
+    if s.trains and s.num_gpus > 1 and s.sharding == "none":
+        kinds.append("shard")
     if s.trains_all_weights and s.precision != "bf16":
         kinds.append("precision")
     if s.trains_all_weights and s.optimizer == "adamw":
@@ -68,6 +71,8 @@ def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
         return replace(s, chunked_loss=True), "chunked cross-entropy (use_liger_kernel=True)"
     if kind == "optim":
         return replace(s, optimizer="adamw8bit"), "8-bit AdamW (bitsandbytes)"
+    if kind == "shard":
+        return replace(s, sharding="zero3"), f"ZeRO-3/FSDP over your {s.num_gpus} GPUs (the 16-bit base sharded)"
     if kind == "precision":
         return replace(s, precision="bf16"), "pure bf16 weights and optimizer states (no fp32 masters)"
     if kind == "lora":
@@ -121,6 +126,8 @@ def _apply(arch: Architecture, s: Setup, kinds: tuple[str, ...], device_gb: floa
     order = [k for k in COST if k in kinds]
     if "quant" in order and "lora" in order:
         order.remove("lora")  # QLoRA covers both
+    if "shard" in order and "gpus" in order:
+        order.remove("shard")  # more GPUs are sharded anyway
     for kind in order:
         if kind in ("batch", "seq", "gpus"):
             found = _search(arch, s, kind, device_gb)
@@ -138,7 +145,7 @@ def _apply(arch: Architecture, s: Setup, kinds: tuple[str, ...], device_gb: floa
 
 def _short(kind: str, s: Setup) -> str:
     return {"gc": "checkpointing", "loss": "chunked loss", "batch": f"micro-batch {s.batch_size}", "precision": "pure bf16",
-            "optim": "8-bit Adam", "quant": "4-bit base" if s.trains else "4-bit weights", "lora": "LoRA",
+            "optim": "8-bit Adam", "quant": "4-bit base" if s.trains else "4-bit weights", "lora": "LoRA", "shard": f"ZeRO-3 over {s.num_gpus}",
             "seq": f"{s.seq_len}-token sequences", "gpus": f"{s.num_gpus} GPUs"}[kind]
 
 

@@ -112,7 +112,7 @@ class MemoryEstimate:
 
 def lora_targets(arch: Architecture, targets: str) -> list:
     """The linear modules LoRA wraps: `all-linear` or comma-separated names (family or llama-style)."""
-    linears = [(block, lin) for block in arch.blocks for lin in block.linears]
+    linears = [(block, lin) for block in arch.blocks for lin in block.linears if not lin.fused]  # stacked experts are no nn.Linear
     if targets.strip() == "all-linear":
         return linears
     wanted = [t.strip() for t in targets.split(",") if t.strip()]
@@ -212,6 +212,9 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         per = 4 + 4 + STATE_BYTES[(s.optimizer, 4)]  # adapters stay fp32: weights, gradients, states
         comp["adapters"] = per * n_t
         notes.append(f"{n_t:,} trainable adapter parameters kept in fp32 (weights, gradients, {s.optimizer} states)")
+        if s.adapter == "lora" and arch.is_moe:
+            notes.append("mixture of experts: LoRA counted on the attention and shared layers; PEFT may also wrap the stacked experts "
+                         "(it does for Mixtral and Qwen3-MoE), which adds adapter memory: name --lora-targets to be exact")
 
     # Sharding over data-parallel ranks.
     if shard_states:

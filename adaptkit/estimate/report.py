@@ -55,6 +55,7 @@ def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: fl
         "method": setup.method,
         "setup": {k: v for k, v in asdict(setup).items() if k != "method"},
         "total_params": memory.total_params,
+        "active_params": arch.active_params,
         "trainable_params": memory.trainable_params,
         "peak_memory_gb": round(memory.peak_gb, 2),
         "allocated_gb": round(memory.allocated_gb, 2),

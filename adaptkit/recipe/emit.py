@@ -19,6 +19,9 @@ DEFAULTS = {  # the demo data and settings of each kind of training data, when t
 }
 
 
+HEADROOM = 0.88  # emitted recipes aim at 88% of device memory: the estimator's error band is about 10-20%
+
+
 class EmitContext:
     """What a method's `emit` hook may ask for: the profile's data (or the demo's) and notes for the file's header."""
 
@@ -116,17 +119,19 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
     arch = for_model(resolve_model(p.model) if p.model else None, p.model_params_b)
     if arch is None:
         return ["model size unknown: settings are the defaults (run adaptkit run --dry-run to check the fit)"]
-    gpus = p.num_gpus
+    gpus, budget = p.num_gpus, HEADROOM * p.gpu_vram_gb
 
     def setup_of(data: dict):
+        """One GPU's setup; on several, sharded when it trains every weight or its 16-bit base does not fit replicated."""
         checked = validate(data, "emitted recipe")
         single = recipe_setup(checked)
-        return recipe_setup(checked, gpus, "zero3") if gpus > 1 and single.trains_all_weights else single
+        shard = gpus > 1 and (single.trains_all_weights or estimate_memory(arch, single).peak_gb > budget)
+        return recipe_setup(checked, gpus, "zero3") if shard else single
 
     setup = setup_of(recipe)
     notes = []
-    if estimate_memory(arch, setup).peak_gb > p.gpu_vram_gb:
-        changes, verdict = suggest(arch, setup, p.gpu_vram_gb)
+    if estimate_memory(arch, setup).peak_gb > budget:
+        changes, verdict = suggest(arch, setup, budget)
         expressible = ("method", "adapter", "num_gpus", "chunked_loss", "optimizer", "precision")  # what a recipe cannot change
         same = [c for c in changes if all(getattr(c.setup, key) == getattr(setup, key) for key in expressible)]
         if not same:
@@ -136,13 +141,18 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
         t.update(batch_size=fitted.batch_size, max_length=fitted.seq_len, gradient_checkpointing=fitted.gradient_checkpointing)
         if fitted.quantization != "none" and "lora" in recipe:
             recipe["lora"].update(quantization=fitted.quantization, target_modules="all-linear")
-        notes.append(f"sized to fit {gpus} x {p.gpu_vram_gb:g} GB: {same[0].description}")
+        notes.append(f"sized to fit {gpus} x {p.gpu_vram_gb:g} GB with {1 - HEADROOM:.0%} headroom (the estimate's error band "
+                     f"is 10-20%): {same[0].description}")
     t = recipe["training"]
+    final = setup_of(recipe)
     one = estimate_memory(arch, recipe_setup(validate(recipe, "emitted recipe"))).peak_gb
-    many = estimate_memory(arch, setup_of(recipe)).peak_gb
-    where = f"; ~{many:.1f} GB per GPU with ZeRO-3 over {gpus}" if gpus > 1 and many != one else ""
+    many = estimate_memory(arch, final).peak_gb
+    where = f"; ~{many:.1f} GB per GPU with ZeRO-3 over {gpus}" if final.sharding != "none" else ""
     notes.append(f"memory: ~{one:.1f} GB on one GPU{where} (of {p.gpu_vram_gb:g} GB) at batch {t['batch_size']} x "
                  f"{t['max_length']} tokens; `adaptkit estimate --recipe` and `run --dry-run` give the same figure")
+    if final.sharding != "none":
+        notes.append(f"launch sharded: adaptkit export RECIPE --format accelerate --gpus {gpus} -o accel/, then adaptkit run RECIPE "
+                     f"--num-processes {gpus} --accelerate-config accel/fsdp.yaml")
     return notes
 
 
