@@ -78,7 +78,9 @@ GATE_CASES = [
     ("G3-no-pairs", dict(goal="alignment", model_params_b=7, gpu_vram_gb=80, num_gpus=1), {"dpo", "rlhf"}),
     ("G4-nothing-to-call", dict(), {"tool_use"}),
     ("G5-changing-knowledge", dict(goal="knowledge", knowledge_changes_often=True, model_params_b=7, gpu_vram_gb=80, num_gpus=1,
-     labeled_examples=5000), {"full_finetuning", "lora_adapters", "prefix_prompt_tuning"}),
+     labeled_examples=5000), {"full_finetuning", "prefix_prompt_tuning", "dpo", "rlhf", "instruction_tuning"}),
+    ("G5-answer-style", dict(goal="knowledge", needs_citations=True, model_params_b=7, gpu_vram_gb=80, num_gpus=1,
+     labeled_examples=60), {"lora_adapters"}),
     ("G6-privacy", dict(weight_access="closed_api", privacy_on_prem=True), set(METHOD_IDS)),
     ("G8-no-gpu-private", dict(model_params_b=7, gpu_vram_gb=0, num_gpus=0, privacy_on_prem=True, labeled_examples=5000),
      {"lora_adapters", "full_finetuning", "prefix_prompt_tuning"}),
@@ -140,7 +142,7 @@ COMBINE_CASES = [
     ("behavior plus changing facts: LoRA + RAG", dict(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=2000,
      knowledge_changes_often=True), ["lora_adapters", "rag"]),
     ("support bot that also looks up orders", dict(task="chat", weight_access="closed_api", labeled_examples=30,
-     needs_actions_or_live_data=True), ["in_context_learning", "tool_use"]),
+     needs_actions_or_live_data=True), ["tool_use", "prompt_engineering"]),
     ("base model to align: SFT first", dict(task="chat", goal="alignment", model_params_b=7, is_base_model=True, gpu_vram_gb=24,
      num_gpus=1, labeled_examples=2000, preference_pairs=2000), ["dpo", "lora_adapters"]),
     ("one goal: nothing to combine", dict(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=2000), []),
@@ -183,3 +185,160 @@ def test_mixture_of_experts_is_sized_by_its_total(model, gpus, full_fits, lora_n
     assert ("full_finetuning" not in advice.ruled_out) == full_fits, advice.ruled_out.get("full_finetuning")
     lora = next(r for r in advice.recommendations if r.method == "lora_adapters")
     assert lora_note in lora.feasibility
+
+
+def resolved(**answers):
+    from adaptkit.advisor.profile import resolve
+
+    profile, notes = resolve({**BASE, **answers})
+    return advise(profile, notes)
+
+
+KNOWLEDGE = dict(task="qa", goal="knowledge")
+
+
+# P8: the whole corpus goes in the prompt only when it fits the named model's window, with room for question and answer.
+@pytest.mark.parametrize("answers, in_prompt", [
+    (dict(weight_access="closed_api", corpus_tokens=50_000), True),                                # assumed 128k API window
+    (dict(weight_access="closed_api", corpus_tokens=126_000), False),                              # no room left for the answer
+    (dict(weight_access="closed_api", corpus_tokens=150_000, context_window_tokens=1_000_000), True),
+    (dict(model="meta-llama/Llama-2-7b-chat-hf", gpu_vram_gb=24, corpus_tokens=60_000), False),    # 4k window
+    (dict(model="Qwen/Qwen2.5-7B-Instruct", gpu_vram_gb=24, corpus_tokens=100_000), False),       # 32k window
+    (dict(model="Qwen/Qwen2.5-7B-Instruct", gpu_vram_gb=24, corpus_tokens=20_000), True),
+    (dict(model="meta-llama/Llama-3.1-8B-Instruct", gpu_vram_gb=80, corpus_tokens=110_000), True),  # 128k window
+    (dict(model="meta-llama/Meta-Llama-3-8B-Instruct", gpu_vram_gb=80, corpus_tokens=20_000), False),  # 8k window
+    (dict(model="acme/inhouse-7b", gpu_vram_gb=24, corpus_tokens=20_000), False),                  # window unknown: not assumed
+    (dict(model="acme/inhouse-7b", gpu_vram_gb=24, corpus_tokens=20_000, context_window_tokens=65_536), True),
+])
+def test_corpus_in_prompt_needs_the_window(answers, in_prompt):
+    advice = resolved(**KNOWLEDGE, **{"weight_access": "open", **answers})
+    fired = any(f.rule.id == "P8-small-corpus" for f in advice.firings)
+    assert fired == in_prompt
+    assert (advice.recommendations[0].method == "prompt_engineering") == in_prompt, [r.method for r in advice.recommendations]
+    if answers.get("model") == "acme/inhouse-7b" and "context_window_tokens" not in answers:
+        assert any("context_window_tokens" in note for note in advice.notes)
+
+
+# Exact computation, live data or side effects: tool use ranks first, prompt engineering its companion.
+@pytest.mark.parametrize("answers", [
+    dict(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=2000, needs_exact_numbers=True),
+    dict(model_params_b=7, gpu_vram_gb=80, num_gpus=1, labeled_examples=50_000, needs_exact_numbers=True, inference_volume="high"),
+    dict(task="generation", model_params_b=13, gpu_vram_gb=80, num_gpus=2, labeled_examples=800, needs_actions_or_live_data=True),
+    dict(task="extraction", weight_access="closed_api", labeled_examples=30, needs_exact_numbers=True),
+    dict(task="chat", goal="instruction_following", model_params_b=8, gpu_vram_gb=24, num_gpus=1, labeled_examples=500,
+         needs_exact_numbers=True),
+    dict(task="chat", weight_access="closed_api_ft", labeled_examples=3000, needs_actions_or_live_data=True),
+])
+def test_exact_computation_and_live_data_go_to_a_tool(answers):
+    advice = run(**answers)
+    assert advice.recommendations[0].method == "tool_use", [(r.method, r.score) for r in advice.recommendations]
+    assert advice.combine[:2] == ["tool_use", "prompt_engineering"]
+
+
+# Changing or cited facts stay out of the weights, but hundreds of Q/A pairs can teach the answer style (RAFT).
+@pytest.mark.parametrize("answers, lora_combined", [
+    (dict(needs_citations=True, model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=800), True),
+    (dict(knowledge_changes_often=True, model_params_b=8, gpu_vram_gb=80, num_gpus=1, labeled_examples=300), True),
+    (dict(knowledge_changes_often=True, needs_citations=True, weight_access="closed_api_ft", labeled_examples=5000), True),
+    (dict(needs_citations=True, model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=40), False),
+    (dict(knowledge_changes_often=True, weight_access="closed_api", labeled_examples=2000), False),   # no training at all
+])
+def test_citations_allow_training_the_answer_style(answers, lora_combined):
+    advice = run(**KNOWLEDGE, **answers)
+    assert advice.recommendations[0].method == "rag"
+    assert ("lora_adapters" in advice.combine) == lora_combined, (advice.combine, advice.ruled_out.get("lora_adapters"))
+    for method in ("full_finetuning", "instruction_tuning", "dpo", "rlhf"):
+        assert method in advice.ruled_out
+    said = [e for f in advice.firings for e in f.effects if e.startswith("suggests combining")]
+    assert all(m in advice.combine for e in said for m in e.removeprefix("suggests combining ").split(", "))
+
+
+# Small models with plenty of labels for one task: full fine-tuning is the ceiling and ranks first.
+@pytest.mark.parametrize("size, labels, vram, volume, goal", [
+    (0.11, 10_000, 16, "low", "behavior"), (0.35, 30_000, 24, "high", "behavior"), (0.5, 200_000, 80, "medium", "behavior"),
+    (1.24, 20_000, 80, "high", "behavior"), (0.5, 50_000, 24, "low", "domain_adaptation"), (1.0, 15_000, 40, "high", "behavior"),
+])
+def test_small_models_with_many_labels_fine_tune_fully(size, labels, vram, volume, goal):
+    advice = run(model_params_b=size, gpu_vram_gb=vram, num_gpus=1, labeled_examples=labels, inference_volume=volume, goal=goal)
+    assert advice.recommendations[0].method == "full_finetuning", [(r.method, r.score) for r in advice.recommendations]
+
+
+@pytest.mark.parametrize("answers", [
+    dict(model_params_b=7, gpu_vram_gb=80, num_gpus=1, labeled_examples=50_000),            # a large model: LoRA
+    dict(model_params_b=0.5, gpu_vram_gb=24, num_gpus=1, labeled_examples=3_000),           # few labels: LoRA
+    dict(model_params_b=0.5, gpu_vram_gb=24, num_gpus=1, labeled_examples=50_000, tasks_to_serve=20),  # many tenants: adapters
+])
+def test_full_fine_tuning_stays_second_outside_that_class(answers):
+    assert run(**answers).recommendations[0].method != "full_finetuning"
+
+
+# An instruction corpus drawn from many task families is one general model, not many tenants (FLAN).
+@pytest.mark.parametrize("size, examples, families, gpus", [(13, 300_000, 60, 8), (7, 100_000, 40, 4), (1, 50_000, 120, 1)])
+def test_instruction_corpora_are_not_tenants(size, examples, families, gpus):
+    advice = run(task="chat", goal="instruction_following", is_base_model=True, model_params_b=size, gpu_vram_gb=80, num_gpus=gpus,
+                 labeled_examples=examples, tasks_to_serve=families)
+    assert advice.recommendations[0].method == "instruction_tuning", [(r.method, r.score) for r in advice.recommendations]
+    assert not any(f.rule.id.startswith("P3-") for f in advice.firings)
+
+
+def test_tenants_still_get_soft_prompts():
+    advice = run(model_params_b=13, gpu_vram_gb=80, num_gpus=2, labeled_examples=1000, tasks_to_serve=100)
+    assert advice.recommendations[0].method == "prefix_prompt_tuning"
+
+
+# A rule's reason sits only next to the methods it is about.
+@pytest.mark.parametrize("answers", [
+    dict(goal="domain_adaptation", model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=3000),
+    dict(goal="domain_adaptation", weight_access="closed_api"),
+    dict(goal="actions", task="agent", weight_access="closed_api"),
+])
+def test_reasons_sit_next_to_their_methods(answers):
+    advice = run(**answers)
+    for rec in advice.recommendations:
+        if rec.method != "lora_adapters":
+            assert not any("LoRA adapts" in line for line in rec.rationale), (rec.method, rec.rationale)
+        if rec.method == "prompt_engineering":
+            assert not any("weights cannot hold" in line for line in rec.rationale), rec.rationale
+
+
+def test_a_reason_for_an_unscored_method_fails_to_load():
+    from pydantic import ValidationError
+
+    from adaptkit.advisor.rules import Rule
+
+    with pytest.raises(ValidationError, match="neither scores nor notes"):
+        Rule(id="X", kind="score", title="t", reason="r", score={"rag": 1}, reasons={"tool_use": "x"})
+
+
+# Closed models: prices asked or read from a dated table, output priced apart, and no argument from a ruled-out method.
+@pytest.mark.parametrize("answers, words, absent", [
+    (dict(weight_access="closed_api", labeled_examples=200, inference_volume="high", api_model="gpt-4o-mini-2024-07-18"),
+     ["$0.15 / $0.6 per 1M"], ["LoRA run"]),
+    (dict(weight_access="closed_api", labeled_examples=200, inference_volume="medium", usd_per_1m_input_tokens=3,
+          usd_per_1m_output_tokens=15), ["$3 / $15 per 1M"], ["LoRA run", "assumed"]),
+    (dict(weight_access="closed_api", labeled_examples=500, inference_volume="medium"),
+     ["$0.5 per 1M input tokens assumed", "4x the input price"], ["LoRA run"]),
+    (dict(weight_access="closed_api_ft", labeled_examples=500, inference_volume="high", api_model="gpt-4.1-mini"),
+     ["vendor tuning job", "$5 per 1M training tokens", "checked 2025-06"], ["LoRA run"]),
+    (dict(model_params_b=7, gpu_vram_gb=24, num_gpus=1, labeled_examples=500, inference_volume="high"),
+     ["LoRA run on your 500 examples"], []),
+])
+def test_cost_talk(answers, words, absent):
+    advice = resolved(**answers)
+    icl = next(r for r in advice.recommendations if r.method == "in_context_learning")
+    text = " ".join(icl.rationale)
+    assert "demonstrations add" in text
+    for word in words:
+        assert word in text, text
+    for word in absent:
+        assert word not in text, text
+
+
+def test_known_api_model_prices_are_dated_notes():
+    from adaptkit.advisor.profile import resolve
+
+    profile, notes = resolve({**BASE, "weight_access": "closed_api", "api_model": "claude-3-5-haiku-latest"})
+    assert profile.usd_per_1m_input_tokens == 0.8 and profile.usd_per_1m_output_tokens == 4
+    assert any("checked 2025-06" in n for n in notes)
+    profile, _ = resolve({**BASE, "weight_access": "closed_api", "api_model": "gpt-4o", "usd_per_1m_input_tokens": 2})
+    assert profile.usd_per_1m_input_tokens == 2 and profile.usd_per_1m_output_tokens == 10

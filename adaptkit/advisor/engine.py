@@ -59,12 +59,38 @@ class Advice:
         }
 
 
+ASSUMED_API_WINDOW = 128_000  # closed API models whose window is not given: today's common floor (GPT-4o, Claude, Gemini hold more)
+ANSWER_ROOM = 4_000  # tokens kept free for the question, the instructions and the answer
+
+
+def context_window(profile: Profile) -> int | None:
+    if profile.context_window_tokens:
+        return profile.context_window_tokens
+    return ASSUMED_API_WINDOW if profile.weight_access != "open" else None
+
+
 def facts_of(profile: Profile) -> dict:
     """Profile fields plus the derived facts rules may test."""
     facts = profile.model_dump()
     facts["vram_total_gb"] = profile.vram_total_gb
     facts["has_gpu"] = profile.vram_total_gb > 0
+    window = context_window(profile)
+    facts["context_window_tokens"] = window
+    facts["corpus_fits_context"] = (None if window is None or profile.corpus_tokens is None
+                                    else profile.corpus_tokens + ANSWER_ROOM <= window)
     return facts
+
+
+def context_notes(profile: Profile) -> list[str]:
+    """What the corpus-in-the-prompt question assumed about the window, said."""
+    if profile.goal != "knowledge" or profile.corpus_tokens is None:
+        return []
+    if profile.context_window_tokens is None and profile.weight_access != "open":
+        return [f"context window not given: assumed {ASSUMED_API_WINDOW:,} tokens for the API model (set context_window_tokens)"]
+    if context_window(profile) is None:
+        return ["context window unknown: give context_window_tokens (or a model adaptkit knows) to weigh putting the whole corpus "
+                "in the prompt"]
+    return []
 
 
 def _fill(template: str, facts: dict) -> str:
@@ -128,31 +154,63 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
         yield method, None, f"does not fit: ~{peak:.0f} GB per GPU ({how}) on {where}{other}" + (f"; {verdict}" if verdict else "")
 
 
-def _cost(rule: Rule, profile: Profile):
-    """Yield (method, note): the daily cost of few-shot tokens against a one-time LoRA run."""
+def _cost(rule: Rule, profile: Profile, ruled_out: dict):
+    """Yield (method, note): what few-shot demonstrations cost a day, priced input and output apart, against the one-time
+    cost of the training method that would drop them, when that method is still possible."""
+    from adaptkit.advisor.profile import api_price
     from adaptkit.estimate.architectures import from_params
     from adaptkit.estimate.compute import estimate_time, find_gpu
     from adaptkit.methods.registry import setup_for
 
     a = rule.assume
     per_day = a["requests_per_day"][profile.inference_volume]
+    open_weights = profile.weight_access == "open"
+    price_in = profile.usd_per_1m_input_tokens
+    price_out = profile.usd_per_1m_output_tokens
+    said = []
+    if price_in is None:
+        price_in = a["usd_per_1m_input"]
+        said.append(f"${price_in:g} per 1M input tokens assumed" + (" (self-served tokens cost about as much)" if open_weights
+                                                                     else ": set usd_per_1m_input_tokens to your model's price"))
+    if price_out is None:
+        price_out = price_in * a.get("output_price_ratio", 4)
+        said.append(f"output assumed at {a.get('output_price_ratio', 4):g}x the input price")
     extra = a["shots"] * a["tokens_per_example"]
-    daily = extra * per_day * a["usd_per_1m_input"] / 1e6
-    text = (f"{a['shots']} demonstrations add ~{extra} tokens a request: at ~{per_day:,} requests a day that is "
-            f"~${daily:,.2f} a day at ${a['usd_per_1m_input']:g} per 1M input tokens")
-    arch = _architecture(profile) if profile.weight_access == "open" else None
-    if arch is None and profile.model_params_b is None:
-        arch = from_params(7)  # closed models: size unknown; a 7B open model as the alternative
-    if arch is not None:
+    demos = extra * per_day * price_in / 1e6
+    base = per_day * (a.get("prompt_tokens", 300) * price_in + a.get("output_tokens", 150) * price_out) / 1e6
+    text = (f"{a['shots']} demonstrations add ~{extra} input tokens a request: at ~{per_day:,} requests a day that is ~${demos:,.2f} a day "
+            f"on top of ~${base:,.2f} for the requests themselves ({a.get('prompt_tokens', 300)} input + {a.get('output_tokens', 150)} "
+            f"output tokens at ${price_in:g} / ${price_out:g} per 1M)" + (f"; {'; '.join(said)}" if said else ""))
+    against = a["against"]
+    if against in ruled_out:
+        pass  # never argue from a method this profile cannot use
+    elif profile.weight_access == "closed_api_ft":
         tokens = profile.labeled_examples * a.get("train_tokens_per_example", 128) * a.get("epochs", 3)
-        timing = estimate_time(arch, setup_for(a["against"]), tokens, find_gpu(a.get("gpu", "A100-80GB")), None)
-        if timing.cost_usd:
-            low, high = timing.cost_usd["low"], timing.cost_usd["high"]
-            days = high / daily if daily else float("inf")
-            text += (f"; a LoRA run on your {profile.labeled_examples:,} examples costs ~${low:,.2f}-{high:,.2f} once "
-                     f"({'pays for itself within a day' if days < 1 else f'pays for itself in ~{days:,.0f} days'})")
+        found = api_price(profile.api_model or profile.model or "")
+        if found and "training" in found[1]:
+            once = tokens * found[1]["training"] / 1e6
+            days = once / demos if demos else float("inf")
+            text += (f"; a vendor tuning job on your {profile.labeled_examples:,} examples (~{tokens / 1e6:.1f}M training tokens) costs "
+                     f"~${once:,.2f} once at ${found[1]['training']:g} per 1M training tokens (`{found[0]}`, checked {found[2]}; "
+                     f"{'pays for itself within a day' if days < 1 else f'pays for itself in ~{days:,.0f} days'})")
+        else:
+            text += (f"; a vendor tuning job trains on ~{tokens / 1e6:.1f}M tokens: weigh it at your vendor's training price "
+                     "(tuned models are often billed higher per token too)")
+    else:
+        arch = _architecture(profile) if open_weights else None
+        if arch is None and profile.model_params_b is None:
+            arch = from_params(7)  # size unknown: a 7B open model as the alternative
+        if arch is not None:
+            tokens = profile.labeled_examples * a.get("train_tokens_per_example", 128) * a.get("epochs", 3)
+            timing = estimate_time(arch, setup_for(against), tokens, find_gpu(a.get("gpu", "A100-80GB")), None)
+            if timing.cost_usd:
+                low, high = timing.cost_usd["low"], timing.cost_usd["high"]
+                days = high / demos if demos else float("inf")
+                text += (f"; a LoRA run on your {profile.labeled_examples:,} examples costs ~${low:,.2f}-{high:,.2f} once "
+                         f"({'pays for itself within a day' if days < 1 else f'pays for itself in ~{days:,.0f} days'})")
     for method in rule.note:
-        yield method, text
+        if method not in ruled_out:
+            yield method, text
 
 
 def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
@@ -183,7 +241,7 @@ def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
         if not matches(rule.when, facts):
             continue
         if rule.kind == "cost":
-            for method, text in _cost(rule, profile):
+            for method, text in _cost(rule, profile, out):
                 reasons[method].append((0.0, text, rule))
             firings.append(Firing(rule, ["notes " + ", ".join(rule.note)], _fill(rule.reason, {**facts, **rule.assume})))
             continue
@@ -195,15 +253,14 @@ def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
             effects.append("rules out " + ", ".join(rule.rule_out))
         for method, weight in rule.score.items():
             scores[method] += weight
-            reasons[method].append((weight, reason, rule))
+            reasons[method].append((weight, _fill(rule.reasons.get(method, rule.reason), facts), rule))
             effects.append(f"{_signed(weight)} {method}")
         for method in rule.note:
-            reasons[method].append((0.0, reason, rule))
+            reasons[method].append((0.0, _fill(rule.reasons.get(method, rule.reason), facts), rule))
         if rule.note:
             effects.append("notes " + ", ".join(rule.note))
         if rule.combine:
             combine_choices.append(list(rule.combine))
-            effects.append("suggests combining " + " or ".join(rule.combine))
         firings.append(Firing(rule, effects, reason))
 
     survivors = sorted(
@@ -219,12 +276,16 @@ def advise(profile: Profile, notes: list[str] | None = None) -> Advice:
     if recommendations:
         top = recommendations[0].method
         for choices in combine_choices:
-            pick = next((m for m in choices if m in survivors), None)
-            if pick and pick != top and pick not in combine:
+            pick = next((m for m in choices if m in survivors and m != top), None)  # the first that adds something to the top
+            if pick and pick not in combine:
                 combine.append(pick)
         if combine:
             combine.insert(0, top)
-    return Advice(profile, recommendations, ruled_out, combine, firings, list(notes or []))
+    for firing in firings:  # say "suggests combining" only for what the advice does combine
+        suggested = [m for m in firing.rule.combine if m in combine]
+        if suggested:
+            firing.effects.append("suggests combining " + ", ".join(suggested))
+    return Advice(profile, recommendations, ruled_out, combine, firings, list(notes or []) + context_notes(profile))
 
 
 def _recommend(method, score: float, contributions, feasibility: str) -> Recommendation:

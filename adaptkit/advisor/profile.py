@@ -46,7 +46,8 @@ class Profile(BaseModel):
     inference_volume: Volume = Field("low", description="low <1k requests/day, medium 1k-100k, high >100k (default low)")
     budget_usd: float = Field(DEFAULT_BUDGET_USD, ge=0, description="one-time adaptation budget in USD (default 1000)")
     privacy_on_prem: bool = Field(False, description="data may not leave your premises (default no)")
-    tasks_to_serve: int = Field(1, ge=1, le=10_000_000, description="distinct tasks or tenants on one base model (default 1)")
+    tasks_to_serve: int = Field(1, ge=1, le=10_000_000, description="separately served tasks or tenants on one base model, not the task "
+                                "families inside one instruction dataset (default 1)")
     # Optional inputs from rubric section 5.
     is_base_model: Optional[bool] = Field(None, description="a base (not instruction-tuned) model; unknown = treated as instruct")
     corpus_tokens: Optional[int] = Field(None, ge=0, description="size of the document collection in tokens (for RAG vs long prompt)")
@@ -65,6 +66,9 @@ class Profile(BaseModel):
     api_base_url: Optional[str] = Field(None, description="closed models: the OpenAI-compatible endpoint for the emitted recipe")
     api_model: Optional[str] = Field(None, description="closed models: the served model name")
     api_key_env: Optional[str] = Field(None, description="closed models: the environment variable holding the API key")
+    usd_per_1m_input_tokens: Optional[float] = Field(None, ge=0, description="closed models: price per 1M input tokens (default: "
+                                                     "adaptkit's dated table for known API model names)")
+    usd_per_1m_output_tokens: Optional[float] = Field(None, ge=0, description="closed models: price per 1M output tokens")
 
     @field_validator("model_params_b", "model_active_params_b", mode="before")
     @classmethod
@@ -76,7 +80,7 @@ class Profile(BaseModel):
     def _gigabytes(cls, value):
         return parse_gigabytes(value)
 
-    @field_validator("budget_usd", "latency_slo_ms", mode="before")
+    @field_validator("budget_usd", "latency_slo_ms", "usd_per_1m_input_tokens", "usd_per_1m_output_tokens", mode="before")
     @classmethod
     def _number(cls, value):
         return None if value is None else parse_number(value)
@@ -245,7 +249,38 @@ def resolve(answers: dict, gpus: list | None = None, where: str = "answers") -> 
             notes.append(f"is_base_model = no: `{answers['model']}` looks instruction-tuned")
     if answers.get("weight_access") == "open":
         _fill_gpus(answers, gpus or [], notes)
+    elif answers.get("api_model") or answers.get("model"):
+        _fill_prices(answers, str(answers.get("api_model") or answers.get("model")), notes)
     return build_profile(answers, where), notes
+
+
+def api_price(name: str) -> tuple[str, dict, str] | None:
+    """(matched name, {input, output, training}, date checked) from the dated price table, by the longest prefix."""
+    from adaptkit._yaml import load_yaml
+
+    table = load_yaml(Path(__file__).parent / "data" / "prices.yaml")
+    tail = name.rsplit("/", 1)[-1].strip().lower()
+    matches = [key for key in table["models"] if tail.startswith(key)]
+    if not matches:
+        return None
+    best = max(matches, key=len)
+    return best, table["models"][best], str(table["checked"])
+
+
+def _fill_prices(answers: dict, name: str, notes: list[str]) -> None:
+    keys = {"input": "usd_per_1m_input_tokens", "output": "usd_per_1m_output_tokens"}
+    if all(answers.get(key) is not None for key in keys.values()):
+        return
+    found = api_price(name)
+    if found is None:
+        return
+    matched, prices, checked = found
+    filled = [f"{key} = {prices[kind]:g}" for kind, key in keys.items() if answers.get(key) is None and kind in prices]
+    for kind, key in keys.items():
+        if answers.get(key) is None and kind in prices:
+            answers[key] = prices[kind]
+    notes.append(f"{', '.join(filled)}: list prices of `{matched}` in adaptkit's table (checked {checked}; prices change, "
+                 "so set yours in the answers)")
 
 
 def _fill_gpus(answers: dict, gpus: list, notes: list[str]) -> None:

@@ -16,7 +16,7 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.methods.catalogue import METHOD_IDS, sources
 
 MethodId = Literal[METHOD_IDS]  # type: ignore[valid-type]
-DERIVED_FACTS = ("vram_total_gb", "has_gpu")
+DERIVED_FACTS = ("vram_total_gb", "has_gpu", "corpus_fits_context")
 FACT_NAMES = tuple(Profile.model_fields) + DERIVED_FACTS
 MAX_WEIGHT = 10.0
 
@@ -47,6 +47,7 @@ class Rule(BaseModel):
     penalty: float = Field(0.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="memory rules: score change when a method fits only with changes")
     assume: dict = Field(default_factory=dict, description="cost rules: the assumptions behind the comparison")
     reason: str
+    reasons: dict[MethodId, str] = Field(default_factory=dict, description="the reason shown next to a method, where the rule's is about another")
     sources: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -75,6 +76,9 @@ class Rule(BaseModel):
                     raise ValueError(f"rule `{self.id}`: bad setup for `{method}`: {exc}") from None
         if self.kind == "score" and not (self.score or self.note or self.combine):
             raise ValueError(f"rule `{self.id}`: a score rule needs `score`, `note` or `combine`")
+        stray = [m for m in self.reasons if m not in self.score and m not in self.note]
+        if stray:
+            raise ValueError(f"rule `{self.id}`: reasons for {stray}, which the rule neither scores nor notes")
         unknown = [s for s in self.sources if s not in sources()]
         if unknown:
             raise ValueError(f"rule `{self.id}`: unknown sources {unknown}")

@@ -28,6 +28,22 @@ def _base_unknown(answers: dict) -> bool:
     return _is_open(answers) and answers.get("goal") in ("instruction_following", "alignment") and not known
 
 
+def _price_unknown(answers: dict) -> bool:
+    from adaptkit.advisor.profile import api_price
+
+    name = answers.get("api_model") or answers.get("model")
+    return (not _is_open(answers) and answers.get("inference_volume") in ("medium", "high")
+            and not (name and api_price(str(name))))
+
+
+def _window_unknown(answers: dict) -> bool:
+    if answers.get("goal") != "knowledge" or answers.get("corpus_tokens") in (None, "") or not _is_open(answers):
+        return False
+    from adaptkit.advisor.profile import model_facts
+
+    return "context_window_tokens" not in model_facts(str(answers.get("model") or ""))[0]
+
+
 def _has_gpus(answers: dict) -> bool:
     return _is_open(answers) and _count(answers.get("num_gpus", 0)) > 0
 
@@ -100,9 +116,19 @@ QUESTIONS: tuple[Question, ...] = (
     )),
     Question("latency_slo_ms", "Latency target per request in ms? (blank if none)", 'tight latency favours short prompts', optional=True, parse=parse_number,
              ask_if=lambda a: a.get("inference_volume") in ("medium", "high")),
+    Question("api_model", "API model name (e.g. gpt-4o-mini; blank if undecided)", 'a known name gives its token prices from a dated table',
+             optional=True, parse=str, ask_if=lambda a: not _is_open(a) and a.get("weight_access") is not None),
+    Question("usd_per_1m_input_tokens", "Price per 1M input tokens in USD? (blank: assume $0.5)", 'few-shot prompts are paid per input token, every request',
+             optional=True, parse=parse_number, ask_if=_price_unknown),
+    Question("usd_per_1m_output_tokens", "Price per 1M output tokens in USD? (blank: 4x the input price)", 'output tokens are priced apart, usually 4-5x input',
+             optional=True, parse=parse_number, ask_if=_price_unknown),
+    Question("context_window_tokens", "The model's context window in tokens? (blank if unknown)", 'decides whether the whole corpus fits in one prompt',
+             optional=True, parse=parse_count, ask_if=_window_unknown),
     Question("budget_usd", "One-time adaptation budget in USD? (e.g. 500, 20k)", 'RLHF needs ~$100k; renting a GPU for LoRA costs tens of dollars', parse=parse_number),
     Question("privacy_on_prem", "Must the data stay on your premises?", 'rules out external APIs and vendor tuning', "confirm"),
-    Question("tasks_to_serve", "How many distinct tasks or tenants will share one base model?", 'many tasks favour small adapters or soft prompts over full copies', parse=parse_count, ask_if=_is_open),
+    Question("tasks_to_serve", "How many separately served tasks or tenants will share one base model?",
+             'many tasks favour one small adapter or soft prompt each; the task families inside one instruction dataset count as one',
+             parse=parse_count, ask_if=_is_open),
     Question("mixed_task_batching", "Will requests for different tasks share one batch?", 'soft prompts batch across tasks trivially', "confirm",
              ask_if=lambda a: _count(a.get("tasks_to_serve", 1)) >= 2),
     Question("vendor_offers_preference_tuning", "Does your vendor offer preference (DPO) tuning?", 'without it, closed weights allow no DPO', "confirm",

@@ -111,6 +111,9 @@ def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: G
 
 
 
+OUTPUT_PRICE_RATIO = 4  # API output tokens cost 4-5x input tokens (OpenAI, Anthropic, Google list prices)
+
+
 @dataclass
 class RequestCost:
     prompt_tokens: int
@@ -147,8 +150,10 @@ def request_cost(arch: Architecture | None, prompt: int, output: int, requests_p
     notes: list[str] = []
     per_request = seconds = None
     if usd_per_1m_input is not None:
-        per_request = prompt * usd_per_1m_input / 1e6 + output * (usd_per_1m_output or usd_per_1m_input) / 1e6
-        notes.append(f"API prices: ${usd_per_1m_input:g} per 1M input tokens, ${usd_per_1m_output or usd_per_1m_input:g} per 1M output")
+        output_price = usd_per_1m_output if usd_per_1m_output is not None else OUTPUT_PRICE_RATIO * usd_per_1m_input
+        per_request = prompt * usd_per_1m_input / 1e6 + output * output_price / 1e6
+        notes.append(f"API prices: ${usd_per_1m_input:g} per 1M input tokens, ${output_price:g} per 1M output"
+                     + ("" if usd_per_1m_output is not None else f" (assumed {OUTPUT_PRICE_RATIO}x input, as APIs charge: pass --usd-per-1m-output)"))
     elif gpu is not None and arch is not None:
         prefill = 2 * arch.active_params * prompt / (gpu.bf16_tflops * 1e12 * MFU_RANGE[1])
         decode = output * 2 * arch.active_params / (gpu.bandwidth_tbs * 1e12 * 0.6)  # each token reads every weight it uses once
