@@ -56,6 +56,7 @@ class Advice:
             "recommendations": [rec.to_dict() for rec in self.recommendations],
             "ruled_out": [{"method": m, "reasons": reasons} for m, reasons in self.ruled_out.items()],
             "combine": self.combine,
+            "notes": self.notes,
         }
 
 

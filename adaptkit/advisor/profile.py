@@ -62,6 +62,8 @@ class Profile(BaseModel):
     # Where the data is: used when advise writes a recipe (--emit-recipe).
     train_data: Optional[str] = Field(None, description="training data file (.jsonl/.csv/.parquet) for the emitted recipe")
     eval_data: Optional[str] = Field(None, description="held-out data file for the emitted recipe")
+    data_p95_tokens: Optional[int] = Field(None, ge=1, description="95th-percentile tokens per example (advise --data): the emitted "
+                                           "recipe's max_length")
     corpus_dir: Optional[str] = Field(None, description="RAG: the folder of documents for the emitted recipe")
     api_base_url: Optional[str] = Field(None, description="closed models: the OpenAI-compatible endpoint for the emitted recipe")
     api_model: Optional[str] = Field(None, description="closed models: the served model name")
@@ -87,7 +89,7 @@ class Profile(BaseModel):
 
     @field_validator(
         "num_gpus", "labeled_examples", "preference_pairs", "tasks_to_serve",
-        "corpus_tokens", "unlabeled_corpus_tokens", "context_window_tokens", mode="before",
+        "corpus_tokens", "unlabeled_corpus_tokens", "context_window_tokens", "data_p95_tokens", mode="before",
     )
     @classmethod
     def _count(cls, value):

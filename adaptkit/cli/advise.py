@@ -29,6 +29,8 @@ def _needs_gpus(answers: dict) -> bool:
 
 @click.command("advise")
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=True), help="YAML or JSON file with answers; the wizard asks only what it leaves out.")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False),
+              help="A .jsonl/.csv/.parquet data file: fills the task, the counts and the token lengths it proves.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set one answer (repeatable), e.g. --set labeled_examples=2k.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recommendation as JSON.")
 @click.option("--explain", is_flag=True, help="Show every rule that fired and what it did.")
@@ -38,7 +40,7 @@ def _needs_gpus(answers: dict) -> bool:
 @click.option("--bake-off", "bake_off", type=click.Path(file_okay=False),
               help="Write recipes for the top three runnable methods to this folder and print the compare command.")
 @click.option("--force", is_flag=True, help="Replace existing --save-answers, --emit-recipe or --bake-off files.")
-def advise(answers_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, bake_off, force):
+def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, bake_off, force):
     """Recommend an adaptation method for your task, data and hardware.
 
     Rules out what cannot work (weight access, memory, data, privacy), ranks the rest
@@ -46,6 +48,7 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, em
 
       adaptkit advise
       adaptkit advise --answers examples/answers/support_tickets.yaml --json
+      adaptkit advise --data tickets.jsonl --set goal=behavior --set weight_access=open
     """
     if not force:  # every file this call would write is checked before any is written
         from pathlib import Path
@@ -60,8 +63,15 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, em
 
     from adaptkit.estimate.hardware import detect_gpus
 
-    gpus, detection = detect_gpus() if _needs_gpus(answers) else ([], "not run")
     interactive = not no_input and _interactive()
+    from_data: list[str] = []
+    if interactive and not data_file and "train_data" not in answers:
+        from adaptkit.cli.wizard import ask_data_file
+
+        data_file = ask_data_file(_prompter())
+    if data_file:
+        from_data = _from_data(answers, data_file, quiet=as_json)
+    gpus, detection = detect_gpus() if _needs_gpus(answers) else ([], "not run")
     if interactive:
         from adaptkit.cli.wizard import run_wizard
 
@@ -72,6 +82,7 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, em
             "give them with --answers FILE or --set KEY=VALUE"
         )
     profile, notes = resolve(answers, gpus, where)
+    notes[:0] = from_data
     if save_answers:
         from adaptkit.cli.render import dump_answers
 
@@ -91,6 +102,23 @@ def advise(answers_file, overrides, as_json, explain, no_input, save_answers, em
     show_advice(advice, explain=explain)
     if interactive and not emit_recipe:
         _offer_recipe(advice, answers, force)
+
+
+def _from_data(answers: dict, data_file: str, quiet: bool) -> list[str]:
+    """Fill the answers a data file proves (never one the user gave) and say what came from which columns."""
+    from adaptkit.advisor.data_answers import infer
+
+    facts = infer(data_file, answers.get("model"))
+    taken = {key: value for key, value in facts.answers.items() if answers.get(key) in (None, "")}
+    answers.update(taken)
+    kept = sorted(set(facts.answers) - set(taken))
+    said = [f"from {data_file}: {line}" for line in facts.said]
+    if kept:
+        said.append(f"from {data_file}: kept your own {', '.join(kept)}")
+    if not quiet and _interactive():
+        for line in said:
+            click.echo(line)
+    return said
 
 
 def _emit(advice, path: str, force: bool, quiet: bool = False) -> None:

@@ -205,6 +205,25 @@ def ask_recipe(prompter, method: str, profile) -> tuple[str, str, str] | None:
     return path, train or "", held_out or ""
 
 
+def _existing_file(text: str) -> str:
+    from pathlib import Path
+
+    path = Path(text.strip()).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no such file: {text.strip()} (blank to skip)")
+    if path.suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet"):
+        raise ValueError("expected a .jsonl, .json, .csv or .parquet file (blank to skip)")
+    return text.strip()
+
+
+def ask_data_file(prompter) -> str | None:
+    """The wizard's first question: a data file answers the task, the counts and the lengths it proves."""
+    question = Question("data", "Do you have a data file? Its path (blank to skip)",
+                        "the task, the example counts and their lengths are read from it, and not asked", optional=True,
+                        parse=_existing_file)
+    return prompter.ask(question, None)
+
+
 def ask_bake_off(prompter) -> bool:
     """Offer the bake-off: recipes for the top choices and the compare command."""
     return bool(prompter.ask(Question("bake_off", "Also write a bake-off of the top choices (folder bake-off/)?",

@@ -39,11 +39,17 @@ class EmitContext:
             self.notes.append(f"model: {defaults['model']} (no model in the answers; set model=... to change it)")
         if not p.train_data:
             self.notes.append("data: the demo data in examples/data (set data.train=... and data.eval=... for yours)")
+        max_length = defaults["max_length"]
+        if p.data_p95_tokens:  # cover 95% of the examples whole; the longest 5% are truncated
+            max_length = min(8192, max(64, -(-p.data_p95_tokens // 64) * 64))
+            if p.context_window_tokens:
+                max_length = min(max_length, p.context_window_tokens)
+            self.notes.append(f"max_length {max_length}: covers the data's p95 of {p.data_p95_tokens:,} tokens")
         return {"task": "sequence_classification" if kind == "classification" else "causal_lm", "model": p.model or defaults["model"],
                 "data": {"train": p.train_data or self.demo(defaults["train"]),
                          "eval": p.eval_data or (None if p.train_data else self.demo(defaults["eval"])),
                          "eval_fraction": 0.1 if p.train_data and not p.eval_data else None},
-                "training": {"epochs": 3, "learning_rate": 2e-4, "batch_size": defaults["batch_size"], "max_length": defaults["max_length"]}}
+                "training": {"epochs": 3, "learning_rate": 2e-4, "batch_size": defaults["batch_size"], "max_length": max_length}}
 
     def dev_data(self, kind: str) -> str:
         """A labeled dev set for prompting: the user's eval or train file, else the demo's (and a note)."""

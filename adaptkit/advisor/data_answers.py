@@ -1,0 +1,166 @@
+"""`advise --data FILE`: the answers a data file can prove (task, counts, token lengths, split), and where each came from.
+
+Light: the stdlib readers of runners.data and, for token lengths, the `tokenizers` library on a tokenizer.json found
+offline (a local model folder, the embedded MiniLM, the Hugging Face cache); a word count otherwise. Never torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adaptkit.errors import InputError
+
+LABEL_COLUMNS = ("label", "labels", "category", "class", "intent", "queue", "target", "sentiment", "topic")
+TEXT_COLUMNS = ("text", "body", "content", "sentence", "document", "input", "message", "ticket")
+PAIR_COLUMNS = (("prompt", "response"), ("prompt", "completion"), ("instruction", "output"), ("instruction", "response"),
+                ("question", "answer"), ("input", "output"), ("query", "response"), ("source", "target"))
+WORD_TO_TOKENS = 1.3  # English words per BPE token, when no tokenizer is available offline
+EVAL_FRACTION = 0.1  # what the emitted recipe holds out when only a training file is given (data.eval_fraction)
+
+
+@dataclass
+class DataFacts:
+    """What a file proves: answers for the profile, and one line per inference naming its columns."""
+
+    answers: dict = field(default_factory=dict)
+    said: list[str] = field(default_factory=list)
+
+
+def _percentile(values: list[int], share: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # chat messages
+        return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _tokenizer(model: str | None):
+    """A `tokenizers` tokenizer for the model when one is on disk; None otherwise (then words are counted)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None, ""
+    from adaptkit.models import EMBEDDED_NAMES, embedded_minilm
+
+    candidates = []
+    if model:
+        local = Path(model).expanduser()
+        if local.is_dir():
+            candidates.append(local / "tokenizer.json")
+        elif model in EMBEDDED_NAMES and embedded_minilm():
+            candidates.append(embedded_minilm() / "tokenizer.json")
+        else:
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                cached = try_to_load_from_cache(model, "tokenizer.json")
+                if isinstance(cached, str):
+                    candidates.append(Path(cached))
+            except Exception:  # no hub library, or a name it rejects: count words instead
+                pass
+    for path in candidates:
+        if path.is_file():
+            try:
+                tokenizer = Tokenizer.from_file(str(path))
+            except Exception:
+                continue
+            tokenizer.no_truncation()  # measure the data, not the length the model's files cut it to
+            tokenizer.no_padding()
+            return tokenizer, f"the tokenizer of `{model}`"
+    return None, ""
+
+
+def _lengths(texts: list[str], model: str | None) -> tuple[list[int], str]:
+    tokenizer, how = _tokenizer(model)
+    if tokenizer is not None:
+        return [len(encoding.ids) for encoding in tokenizer.encode_batch(texts)], how
+    return [max(1, round(len(text.split()) * WORD_TO_TOKENS)) for text in texts], f"words x {WORD_TO_TOKENS} (no tokenizer on disk)"
+
+
+def infer(path: str, model: str | None = None) -> DataFacts:
+    """Read FILE and return the answers it proves, with what each came from."""
+    from adaptkit.runners.data import read_rows
+
+    where = f"--data {path}"
+    if not Path(path).expanduser().is_file():
+        raise InputError(f"{where}: no such file (a .jsonl, .csv or .parquet file of examples)")
+    rows = read_rows(str(Path(path).expanduser()), "train", where)
+    if not rows:
+        raise InputError(f"{where}: the file holds no rows")
+    columns = list(rows[0])
+    lower = {c.lower(): c for c in columns}
+    facts = DataFacts()
+    facts.answers["train_data"] = str(path)
+    n = len(rows)
+
+    def texts_of(*names: str) -> list[str]:
+        return ["\n".join(_text(row.get(name)) for name in names) for row in rows]
+
+    if "chosen" in lower and "rejected" in lower:
+        facts.answers.update(task="chat", preference_pairs=n)
+        facts.said.append(f"{n:,} preference pairs (columns `{lower['chosen']}` / `{lower['rejected']}`): task chat, "
+                          "preference_pairs; pairs are what the alignment goal trains on")
+        texts = texts_of(*[lower[c] for c in ("prompt", "chosen") if c in lower])
+    elif "messages" in lower or "conversations" in lower:
+        column = lower.get("messages") or lower["conversations"]
+        facts.answers.update(task="chat", labeled_examples=n)
+        facts.said.append(f"{n:,} conversations (column `{column}`): task chat, labeled_examples")
+        texts = texts_of(column)
+    elif (pair := next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower), None)) is not None:
+        first, second = pair
+        structured = sum(isinstance(row.get(second), dict) or _is_json_object(row.get(second)) for row in rows)
+        task = "extraction" if structured >= 0.8 * n else "qa" if first.lower() in ("question", "query") else "generation"
+        facts.answers.update(task=task, labeled_examples=n)
+        why = "its outputs are JSON objects" if task == "extraction" else f"`{first}` -> `{second}`"
+        facts.said.append(f"{n:,} input -> output examples (columns `{first}` / `{second}`): task {task} ({why}), labeled_examples")
+        texts = texts_of(first, second)
+    elif (label := next((lower[c] for c in LABEL_COLUMNS if c in lower), None)) is not None:
+        text = next((lower[c] for c in TEXT_COLUMNS if c in lower and lower[c] != label),
+                    next((c for c in columns if c != label and isinstance(rows[0].get(c), str)), None))
+        if text is None:
+            raise InputError(f"{where}: a label column `{label}` but no text column (columns: {', '.join(columns[:12])})")
+        counts = Counter(str(row.get(label)) for row in rows)
+        share = max(counts.values()) / n
+        facts.answers.update(task="classification", labeled_examples=n)
+        facts.said.append(f"{n:,} labeled examples in {len(counts)} classes (text `{text}`, label `{label}`): task classification, "
+                          f"labeled_examples; largest class {share:.0%}" + (", imbalanced: report macro-F1, not accuracy alone"
+                                                                          if share > 2 / (len(counts) + 1) and len(counts) > 2 else ""))
+        texts = texts_of(text)
+        model = model or "sentence-transformers/all-MiniLM-L6-v2"  # the recipe's default classifier
+    elif len(columns) == 1 or (text := next((lower[c] for c in TEXT_COLUMNS if c in lower), None)) is not None:
+        column = columns[0] if len(columns) == 1 else text
+        lengths, how = _lengths(texts_of(column), model)
+        facts.answers["unlabeled_corpus_tokens"] = sum(lengths)
+        facts.said.append(f"unlabeled text (column `{column}`, no label or output column): unlabeled_corpus_tokens = "
+                          f"{sum(lengths):,} ({how})")
+        facts.answers.pop("train_data")  # a corpus is not supervised training data
+        return facts
+    else:
+        raise InputError(f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "
+                         "(label, category, ...), prompt/response, messages, chosen/rejected, or one text column")
+    lengths, how = _lengths(texts, model)
+    p50, p95 = _percentile(lengths, 0.5), _percentile(lengths, 0.95)
+    facts.answers["data_p95_tokens"] = p95
+    held = max(1, round(n * EVAL_FRACTION)) if n >= 10 else 0
+    facts.said.append(f"length per example: p50 {p50:,} / p95 {p95:,} tokens ({how}); the emitted recipe's max_length covers p95")
+    facts.said.append(f"split: {n - held:,} train / {held:,} eval (eval_fraction {EVAL_FRACTION:g}), unless an eval file is given"
+                      if held else f"split: all {n} rows train (too few to hold any out): give an eval file")
+    return facts
+
+
+def _is_json_object(value) -> bool:
+    if not isinstance(value, str) or not value.strip().startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(value), dict)
+    except ValueError:
+        return False

@@ -1,0 +1,132 @@
+"""`advise --data FILE`: the answers a data file proves, where each came from, and clear errors for files it cannot read."""
+
+import csv
+import json
+
+import pytest
+
+from adaptkit.advisor.data_answers import infer
+from adaptkit.errors import InputError
+
+OPEN = ("--set", "weight_access=open", "--set", "goal=behavior", "--no-input", "--json")
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def tickets(n, classes=("billing", "shipping", "returns", "account"), skew=None):
+    rows = []
+    for i in range(n):
+        label = classes[0] if skew and i % 10 < skew else classes[i % len(classes)]
+        rows.append({"text": f"ticket {i}: my {label} question about order {i * 7} " + "please help " * (i % 9), "label": label})
+    return rows
+
+
+@pytest.mark.parametrize("rows, task, counts", [
+    (tickets(40), "classification", {"labeled_examples": 40}),
+    (tickets(300, classes=("a", "b", "c", "d", "e", "f")), "classification", {"labeled_examples": 300}),
+    ([{"prompt": f"Write a title for item {i}", "response": f"Item {i}: a fine thing"} for i in range(25)], "generation",
+     {"labeled_examples": 25}),
+    ([{"question": f"What is the fee for plan {i}?", "answer": f"${i}"} for i in range(60)], "qa", {"labeled_examples": 60}),
+    ([{"input": f"Order {i} shipped to Oslo", "output": json.dumps({"order": i, "city": "Oslo"})} for i in range(30)], "extraction",
+     {"labeled_examples": 30}),
+    ([{"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": "hello"}]} for i in range(12)], "chat",
+     {"labeled_examples": 12}),
+    ([{"prompt": f"p{i}", "chosen": "a careful answer", "rejected": "no"} for i in range(700)], "chat", {"preference_pairs": 700}),
+])
+def test_the_file_proves_task_and_counts(tmp_path, rows, task, counts):
+    facts = infer(str(jsonl(tmp_path / "d.jsonl", rows)))
+    assert facts.answers["task"] == task
+    for key, value in counts.items():
+        assert facts.answers[key] == value
+    assert facts.answers["data_p95_tokens"] >= 1 and any("p50" in line and "p95" in line for line in facts.said)
+    assert any("split:" in line for line in facts.said)
+
+
+def test_class_balance_is_reported(tmp_path):
+    facts = infer(str(jsonl(tmp_path / "d.jsonl", tickets(200, skew=7))))
+    assert "4 classes" in facts.said[0] and "imbalanced" in facts.said[0]
+    balanced = infer(str(jsonl(tmp_path / "e.jsonl", tickets(200))))
+    assert "imbalanced" not in balanced.said[0]
+
+
+def test_a_single_text_column_is_an_unlabeled_corpus(tmp_path):
+    facts = infer(str(jsonl(tmp_path / "c.jsonl", [{"text": "word " * 100} for _ in range(50)])))
+    assert facts.answers["unlabeled_corpus_tokens"] == 50 * 130 and "task" not in facts.answers
+
+
+def test_token_lengths_use_the_models_tokenizer_when_on_disk(tmp_path):
+    rows = [{"text": "Refund request for the damaged blender, order 4412", "label": "returns"}] * 20
+    facts = infer(str(jsonl(tmp_path / "d.jsonl", rows)))
+    assert "tokenizer of `sentence-transformers/all-MiniLM-L6-v2`" in facts.said[1]
+    generation = infer(str(jsonl(tmp_path / "g.jsonl", [{"prompt": "a b c d e f g h i j", "response": "k"}] * 20)))
+    assert "words x 1.3" in generation.said[1] and generation.answers["data_p95_tokens"] == 14
+
+
+def test_csv_and_parquet_are_read(tmp_path):
+    path = tmp_path / "d.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["body", "queue"])
+        writer.writeheader()
+        writer.writerows({"body": f"text {i}", "queue": f"q{i % 3}"} for i in range(30))
+    assert infer(str(path)).answers["task"] == "classification"
+    pyarrow = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pyarrow.Table.from_pylist([{"instruction": "x", "output": "y"}] * 15), tmp_path / "d.parquet")
+    assert infer(str(tmp_path / "d.parquet")).answers["labeled_examples"] == 15
+
+
+@pytest.mark.parametrize("content, name, words", [
+    (None, "missing.jsonl", "no such file"),
+    ("", "empty.jsonl", "no rows"),
+    ('{"a": 1}\nnot json\n', "bad.jsonl", "line 2 is not valid JSON"),
+    ('{"id": 1, "score": 2}\n', "odd.jsonl", "cannot tell what the rows are"),
+    ("a,b\n1,2\n", "data.txt", "not .jsonl"),
+])
+def test_unreadable_files_are_one_clear_line(invoke, tmp_path, content, name, words):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    result = invoke("advise", "--data", path, *OPEN)
+    assert result.exit_code == 2 and words in result.stderr and "Traceback" not in result.output
+
+
+def test_cli_fills_answers_and_keeps_the_users(invoke, tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", tickets(400))
+    result = invoke("advise", "--data", path, *OPEN)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["profile"]["task"] == "classification" and data["profile"]["labeled_examples"] == 400
+    assert data["profile"]["train_data"] == str(path) and any("label `label`" in n for n in data["notes"])
+    kept = json.loads(invoke("advise", "--data", path, "--set", "labeled_examples=50", *OPEN).stdout)
+    assert kept["profile"]["labeled_examples"] == 50 and any("kept your own labeled_examples" in n for n in kept["notes"])
+
+
+def test_emitted_recipe_is_sized_by_the_data(invoke, tmp_path):
+    rows = [{"prompt": "word " * 300, "response": "answer " * 100} for _ in range(200)]
+    path = jsonl(tmp_path / "long.jsonl", rows)
+    target = tmp_path / "recipe.yaml"
+    result = invoke("advise", "--data", path, "--set", "weight_access=open", "--set", "goal=behavior", "--set", "model_params_b=0.5",
+                    "--set", "gpu_vram_gb=24", "--set", "num_gpus=1", "--no-input", "--emit-recipe", target)
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    recipe = yaml.safe_load(target.read_text())
+    assert recipe["training"]["max_length"] == 576 and recipe["data"]["train"] == str(path)  # p95 of 520 rounded up to 64s
+
+
+def test_the_wizard_asks_for_a_data_file_first_and_skips_what_it_answered(invoke, monkeypatch, tmp_path):
+    from tests.test_wizard import Script
+    from adaptkit.cli import advise as advise_cli
+
+    path = jsonl(tmp_path / "d.jsonl", tickets(120))
+    script = Script({"data": str(path), "goal": "behavior", "weight_access": "open", "num_gpus": 0})
+    monkeypatch.setattr(advise_cli, "_interactive", lambda: True)
+    monkeypatch.setattr(advise_cli, "_prompter", lambda: script)
+    result = invoke("advise", "--json")
+    assert result.exit_code == 0, result.output
+    assert list(script.asked)[0] == "data" and "task" not in script.asked and "labeled_examples" not in script.asked
+    assert json.loads(result.stdout)["profile"]["labeled_examples"] == 120
