@@ -6,7 +6,6 @@ import json
 import pytest
 
 from adaptkit.advisor.data_answers import infer
-from adaptkit.errors import InputError
 
 OPEN = ("--set", "weight_access=open", "--set", "goal=behavior", "--no-input", "--json")
 

@@ -376,3 +376,14 @@ def test_unknown_mixture_of_experts_name_offline_suggests_both_sizes(monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match=r"--params 45.2B --active-params 12.5B"):
         load_model("acme/Frankenmoe-8x7B")
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["--params", "47B", "--active-params", "13B", "--method", "lora_adapters", "--json"], 0, '"active_params": 1'),
+    (["--active-params", "13B", "--method", "lora_adapters"], 2, "--active-params goes with --params"),
+    (["--params", "7B", "--active-params", "13B"], 2, "more than the model's 7B"),
+])
+def test_estimate_active_params_option(invoke, args, code, words):
+    result = invoke("estimate", *args)
+    assert result.exit_code == code, result.output
+    assert words in (result.stdout if code == 0 else result.stderr)

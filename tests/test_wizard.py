@@ -112,3 +112,21 @@ def test_no_input_never_prompts(invoke, wizard_cli):
     wizard_cli(Script({}, fallback=False))
     result = invoke("advise", "--no-input", "--set", "task=qa")
     assert result.exit_code == 2 and "missing goal, weight_access" in result.stderr
+
+
+@pytest.mark.parametrize("replies, asked, not_asked", [
+    ({"task": "chat", "goal": "behavior", "weight_access": "closed_api", "inference_volume": "high", "api_model": None},
+     {"api_model", "usd_per_1m_input_tokens", "usd_per_1m_output_tokens"}, {"num_gpus"}),
+    ({"task": "chat", "goal": "behavior", "weight_access": "closed_api", "inference_volume": "high", "api_model": "gpt-4o-mini"},
+     {"api_model"}, {"usd_per_1m_input_tokens"}),
+    ({"task": "chat", "goal": "behavior", "weight_access": "closed_api", "inference_volume": "low"}, {"api_model"},
+     {"usd_per_1m_input_tokens"}),
+    ({"task": "qa", "goal": "knowledge", "weight_access": "open", "model": "acme/inhouse-7b", "corpus_tokens": 50_000, "num_gpus": 0},
+     {"context_window_tokens"}, {"api_model"}),
+    ({"task": "qa", "goal": "knowledge", "weight_access": "open", "model": "Qwen/Qwen2.5-7B-Instruct", "corpus_tokens": 50_000,
+      "num_gpus": 0}, set(), {"context_window_tokens"}),
+])
+def test_prices_and_windows_are_asked_only_when_unknown(replies, asked, not_asked):
+    script = Script(replies)
+    run_wizard({}, script, [])
+    assert asked <= set(script.asked) and not (not_asked & set(script.asked)), sorted(script.asked)

@@ -105,10 +105,10 @@ def estimate(recipe, model, params, active_params, method, precision, quantizati
         results = [_recipe_estimate(recipe, device, gpus, sharding, tokens, gpu_hour_usd)]
         method = results[0]["method"]
     else:
-        if bool(model) == (params is not None):
-            raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them), or a --recipe")
         if active_params is not None and params is None:
             raise InputError("--active-params goes with --params (a named model's config already says how many are active)")
+        if bool(model) == (params is not None):
+            raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them), or a --recipe")
         arch = load_model(model) if model else from_params(params, active_params)
         results = []
     for one in (() if recipe else METHOD_IDS if method == "all" else (method,)):
