@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from adaptkit.advisor.data_answers import infer
+from adaptkit.cli.data_answers import infer
 
 OPEN = ("--set", "weight_access=open", "--set", "goal=behavior", "--no-input", "--json")
 

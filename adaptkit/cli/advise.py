@@ -106,7 +106,7 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
 
 def _from_data(answers: dict, data_file: str, quiet: bool) -> list[str]:
     """Fill the answers a data file proves (never one the user gave) and say what came from which columns."""
-    from adaptkit.advisor.data_answers import infer
+    from adaptkit.cli.data_answers import infer
 
     facts = infer(data_file, answers.get("model"))
     taken = {key: value for key, value in facts.answers.items() if answers.get(key) in (None, "")}
