@@ -44,6 +44,8 @@ def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     ("dpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("rlhf", ["training.max_length=128", "rlhf.reward.max_steps=3", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",
               "rlhf.policy.eval_prompts=3", "rlhf.policy.batch_size=4"]),
+    ("rlvr_math", ["training.max_length=96", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",
+                   "rlhf.policy.eval_prompts=3", "rlhf.policy.batch_size=4", "rlhf.rewards=[{function: length_penalty, max_chars: 12}]"]),
 ])
 def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causal_lm, recipe, extra):
     common = [f"model={tiny_causal_lm}", "training.max_steps=3", "training.max_length=64", "data.max_rows=24", *extra]
@@ -52,7 +54,7 @@ def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causa
     from_script = run_without_adaptkit(script, tmp_path)
     from_run = json.loads(invoke("run", recipe, *common, f"output_dir={tmp_path / 'run_out'}", "--json").stdout)
     assert from_script["eval"] == pytest.approx(from_run["eval"], rel=1e-5)
-    if recipe != "rlhf":  # the two-stage script reports the evaluation only
+    if recipe not in ("rlhf", "rlvr_math"):  # the RL scripts report the evaluation only
         assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
 
 
@@ -71,7 +73,7 @@ def test_export_refuses_what_it_cannot_write_yet(invoke, tmp_path):
     assert again.exit_code == 2 and "already exists" in again.stderr and target.read_text() == "keep"
 
 
-@pytest.mark.parametrize("recipe", ["lora_cls", "full_cls", "lora_sft", "qlora_sft", "dpo", "rlhf"])
+@pytest.mark.parametrize("recipe", ["lora_cls", "full_cls", "lora_sft", "qlora_sft", "dpo", "rlhf", "rlvr_math"])
 def test_accelerate_configs_parse(invoke, tmp_path, recipe):
     from accelerate.commands.config.config_args import load_config_from_file
 

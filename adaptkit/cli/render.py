@@ -192,6 +192,10 @@ def show_dry_run(report: dict) -> None:
     if "labels" in data:
         console.print("  labels (train): " + ", ".join(f"{k} {v}" for k, v in data["labels"].items()))
     console.print(f"  sample: {data['sample']}", markup=False)
+    if data.get("rewards"):
+        console.print("  rewards (summed with their weights):")
+        for line in data["rewards"]:
+            console.print(f"    {line}", markup=False)
     if "rendered" in data:
         console.print(f"  rendered: {data['rendered']!r}", markup=False)
     tokenized = data.get("tokenized")
@@ -211,6 +215,8 @@ def _show_memory_and_commands(console: Console, report: dict) -> None:
     if "peak_memory_gb" in memory:
         console.print(f"  peak ~{memory['peak_memory_gb']:.2f} GB per device ({memory['trainable_params']:,} trainable of "
                       f"{memory['total_params']:,}); {_fit_text(memory)}")
+        if memory.get("rollouts"):
+            console.print(f"  {memory['rollouts']}", markup=False)
         for item in memory["suggestions"]:
             console.print(f"  - would fit with {item['change']}: {item['peak_memory_gb']:.1f} GB")
         if memory.get("verdict"):

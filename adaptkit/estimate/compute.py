@@ -67,7 +67,7 @@ def flops_per_token(arch: Architecture, setup: Setup) -> float:
     if s.objective == "preference" and s.dpo_reference != "precomputed":
         train += 2 * n  # the reference model's forward pass
     if s.objective == "rl":
-        reward = s.reward_params or n
+        reward = n if s.reward_params is None else s.reward_params
         train += 2 * n + 2 * reward + 2 * n  # generation, reward scoring, reference log-probs
         if s.rl_algorithm == "ppo":
             train += (6 if full else 4) * n  # the value model

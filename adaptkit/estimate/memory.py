@@ -59,7 +59,7 @@ class Setup:
     rl_algorithm: str = "ppo"  # ppo (4 models) | rloo | grpo (no value model)
     rollouts_per_prompt: int = 4
     generation_tokens: int = 256
-    reward_params: int | None = None  # reward model size; None: same as the policy
+    reward_params: int | None = None  # reward model size; None: same as the policy; 0: reward functions, no model
 
     def resolved(self) -> "Setup":
         """Fill the default precision and reject combinations that cannot run."""
@@ -284,7 +284,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         else:
             notes.append("DPO reference: the base with adapters disabled (no second copy)")
     if s.objective == "rl":
-        reward_params = s.reward_params or n
+        reward_params = n if s.reward_params is None else s.reward_params
         comp["reward_model"] = reward_params * 2 / (shards if shard_weights else 1)
         if full:
             comp["reference_model"] = frozen_copy
@@ -296,8 +296,9 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         rollout = s.batch_size * (s.rollouts_per_prompt if s.rl_algorithm != "ppo" else 1)
         comp["kv_cache"] = 2 * arch.layers * arch.kv_heads * arch.head_dim * rollout * (s.seq_len + s.generation_tokens) * 2
         notes.append(
-            f"RLHF ({s.rl_algorithm}): policy, {'reference copy' if full else 'reference = adapters off'}, reward model"
-            f" ({reward_params / 1e9:.2f}B, 16-bit){', value model' if s.rl_algorithm == 'ppo' else ''};"
+            f"RLHF ({s.rl_algorithm}): policy, {'reference copy' if full else 'reference = adapters off'}, "
+            + (f"reward model ({reward_params / 1e9:.2f}B, 16-bit)" if reward_params else "reward functions (no reward model)")
+            + f"{', value model' if s.rl_algorithm == 'ppo' else ''};"
             " generation KV cache and training activations are not live together: the peak counts the larger"
         )
 

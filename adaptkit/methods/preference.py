@@ -1,20 +1,23 @@
-"""Preference tuning with TRL: `dpo` on chosen/rejected pairs, and `rlhf` as two stages, a reward model (RewardTrainer)
-then the policy optimised against it (GRPOTrainer or RLOOTrainer)."""
+"""Preference tuning with TRL: `dpo` on chosen/rejected pairs, and `rlhf`: a policy optimised (GRPOTrainer or
+RLOOTrainer) against a reward model trained first on the pairs (RewardTrainer), or against reward functions that check
+answers (RL from verifiable rewards: prompts with reference answers, no pairs, no reward model)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase, Strict, input_path, literal, training_kwargs
 from adaptkit.methods.registry import register
+from adaptkit.methods.rewards import BUILTINS
 from adaptkit.methods.supervised import LoraConfigBlock, lora_peft, lora_setup, lora_trl
 
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
-PREFERENCE = dict(data="adaptkit.runners.data:load_pairs", summary="adaptkit.runners.dryrun:data_summary", tasks=("causal_lm",),
+PREFERENCE = dict(summary="adaptkit.runners.dryrun:data_summary", tasks=("causal_lm",),
                   adapters=("lora", "none"))
 
 
@@ -46,9 +49,54 @@ class PolicyStage(Strict):
     eval_prompts: int = Field(16, ge=1, description="held-out prompts scored before and after training")
 
 
+class RewardFunction(Strict):
+    function: str = Field(description="a built-in (exact_match, numeric, regex, json_valid, length_penalty) or your own as "
+                                      "module:function or path/to/file.py:function, with TRL's reward_funcs signature")
+    weight: float = Field(1.0, description="its weight in the summed reward")
+    column: str = Field("answer", description="exact_match, numeric: the data column holding the reference answer")
+    tolerance: float = Field(1e-6, ge=0, description="numeric: absolute or relative tolerance")
+    pattern: Optional[str] = Field(None, description="regex: the pattern a well-formed completion contains (re.search)")
+    max_chars: int = Field(400, ge=1, description="length_penalty: characters allowed before the penalty starts")
+
+    @field_validator("function")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in BUILTINS and ":" not in value:
+            raise ValueError(f"`{value}` is neither a built-in reward ({', '.join(BUILTINS)}) nor module:function")
+        return value
+
+    @model_validator(mode="after")
+    def _pattern(self):
+        if self.function == "regex":
+            if not self.pattern:
+                raise ValueError("the regex reward needs `pattern`")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern `{self.pattern}` is not a regular expression: {exc}") from None
+        return self
+
+    @property
+    def builtin(self) -> bool:
+        return self.function in BUILTINS
+
+    def settings(self) -> dict:
+        """The built-in's settings (what its factory takes)."""
+        return {"column": self.column, "tolerance": self.tolerance, "pattern": self.pattern, "max_chars": self.max_chars}
+
+
 class RLHFBlock(Strict):
-    reward: RewardStage = Field(default_factory=RewardStage)
+    reward: RewardStage = Field(default_factory=RewardStage, description="the learned reward model (when there are no `rewards`)")
+    rewards: list[RewardFunction] = Field(
+        default_factory=list, description="reward functions instead of a reward model (RL from verifiable rewards): "
+                                          "prompts with reference answers, no pairs")
     policy: PolicyStage = Field(default_factory=PolicyStage)
+
+    @model_validator(mode="after")
+    def _one_reward(self):
+        if self.rewards and "reward" in self.model_fields_set:
+            raise ValueError("give the policy one kind of reward: `reward` (a reward model trained on pairs) or `rewards` (functions)")
+        return self
 
 
 class PolicyRecipe(RecipeBase):
@@ -84,6 +132,11 @@ class RlhfRecipe(PolicyRecipe):
         if self.rlhf.policy.batch_size % self.rlhf.policy.num_generations:
             raise ValueError("`rlhf.policy.batch_size` must be a multiple of `rlhf.policy.num_generations`")
 
+    @property
+    def verifiable(self) -> bool:
+        """Reward functions (RL from verifiable rewards) instead of a learned reward model."""
+        return bool(self.rlhf.rewards)
+
 
 def _lora(recipe) -> dict:
     return lora_setup(recipe.lora) if recipe.lora else {"adapter": "none"}
@@ -100,9 +153,22 @@ def _dpo_export(recipe: DpoRecipe) -> tuple[str, dict]:
 
 
 def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
-    """The two-stage script: the same RewardConfig and GRPO/RLOO config dicts the runner builds."""
+    """The two-stage script (the same RewardConfig and GRPO/RLOO config dicts the runner builds), or with reward
+    functions, the one-stage script carrying the built-in rewards' source."""
     out, p = Path(recipe.output_dir), recipe.rlhf.policy
     trainer = "GRPO" if p.algorithm == "grpo" else "RLOO"
+    if recipe.verifiable:
+        import inspect
+
+        from adaptkit.methods import rewards
+
+        source = inspect.getsource(rewards).split('"""', 2)[2].strip()  # without the module docstring
+        source = source.replace("from __future__ import annotations\n", "")
+        return "rlvr.py.tmpl", {
+            "__EVAL_PROMPTS__": repr(p.eval_prompts), "__MAX_COMPLETION__": repr(p.max_completion_length),
+            "__REWARDS__": repr([(r.function, r.settings() if r.builtin else {}, r.weight) for r in recipe.rlhf.rewards]),
+            "__REWARDS_SOURCE__": source, "__POLICY_ARGS__": literal(policy_kwargs(recipe, out / "policy")),
+            "__POLICY_CONFIG__": f"{trainer}Config", "__POLICY_TRAINER__": f"{trainer}Trainer"}
     return "rlhf.py.tmpl", {
         "__REWARD_BASE__": repr(recipe.rlhf.reward.model or recipe.model), "__EVAL_PROMPTS__": repr(p.eval_prompts),
         "__MAX_COMPLETION__": repr(p.max_completion_length), "__REWARD_ARGS__": literal(reward_kwargs(recipe, out / "reward_model", bool(recipe.data.eval))),
@@ -150,13 +216,16 @@ register(MethodDef(
     metrics=("preference_accuracy", "neg_eval_loss"),
     setup=lambda recipe: {**_lora(recipe), "dpo_reference": "copy" if recipe.dpo.reference == "copy" else "auto"},
     peft=_peft, trainer=lambda recipe: {"beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type, "max_length": recipe.training.max_length},
-    export=_dpo_export, trl=_dpo_trl, emit=_emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}}), **PREFERENCE))
+    export=_dpo_export, trl=_dpo_trl, data="adaptkit.runners.data:load_pairs", emit=_emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}}), **PREFERENCE))
 register(MethodDef(
-    id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.runners.preference:run_rlhf", metrics=("reward_model_accuracy",),
+    id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.runners.preference:run_rlhf",
+    metrics=("correct_after", "reward_model_accuracy"), data="adaptkit.runners.data:load_rl",
     setup=lambda recipe: {**_lora(recipe), "rl_algorithm": recipe.rlhf.policy.algorithm,
                           "rollouts_per_prompt": recipe.rlhf.policy.num_generations,
                           "generation_tokens": recipe.rlhf.policy.max_completion_length,
-                          "batch_size": max(1, recipe.rlhf.policy.batch_size // recipe.rlhf.policy.num_generations)},
+                          "batch_size": max(1, recipe.rlhf.policy.batch_size // recipe.rlhf.policy.num_generations),
+                          **({"reward_params": 0} if recipe.verifiable else {})},
+    code=lambda recipe: [f"rlhf.rewards.{n}.function `{r.function}`" for n, r in enumerate(recipe.rlhf.rewards) if not r.builtin],
     peft=_peft, export=_rlhf_export, stages=("reward", "policy"),
     emit=_emit({"rlhf": {"reward": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8},
                          "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}}), **PREFERENCE))

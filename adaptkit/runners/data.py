@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
+from adaptkit.methods.rewards import final_number
 from adaptkit.recipe.load import is_file_reference
 from adaptkit.recipe.schema import Recipe
 
@@ -157,6 +158,30 @@ def load_splits(recipe: Recipe) -> Splits:
 def load_pairs(recipe: Recipe) -> Splits:
     """Preference data: prompt, chosen and rejected, checked before any weights load."""
     return _preferences(*_read_splits(recipe), recipe)
+
+
+def load_rl(recipe: Recipe) -> Splits:
+    """RLHF's data: preference pairs for a reward model, or prompts with reference answers for reward functions."""
+    if not getattr(recipe, "verifiable", False):
+        return load_pairs(recipe)
+    train, eval_rows, eval_source = _read_splits(recipe)
+    d = recipe.data
+    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
+        if not rows:
+            continue
+        _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
+        if isinstance(rows[0][d.prompt_column], str):  # conversational prompts are message lists
+            _check_text(rows, d.prompt_column, where)
+        for number, reward in enumerate(recipe.rlhf.rewards):
+            if reward.function not in ("exact_match", "numeric"):
+                continue
+            _require_columns(rows, [reward.column], where, f"rlhf.rewards.{number}.column")
+            if reward.function == "numeric":
+                bad = [n for n, r in enumerate(rows, 1) if final_number(str(r[reward.column])) is None]
+                if bad:
+                    raise InputError(f"{where}: row {bad[0]}: `{reward.column}` = {str(rows[bad[0] - 1][reward.column])[:40]!r} holds no "
+                                     f"number for the numeric reward ({len(bad)} such row(s))")
+    return Splits(train, eval_rows, [], eval_source, kind="prompts")
 
 
 def _read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:

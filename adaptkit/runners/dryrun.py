@@ -30,6 +30,10 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
         texts = [_text(r[d.prompt_column]) + " " + max(_text(r[d.chosen_column]), _text(r[d.rejected_column]), key=len) for r in splits.train]
         sample = {"prompt": splits.train[0][d.prompt_column], "chosen": splits.train[0][d.chosen_column],
                   "rejected": splits.train[0][d.rejected_column]}
+    elif splits.kind == "prompts":
+        texts = [_text(r[d.prompt_column]) for r in splits.train]
+        sample = dict(splits.train[0])
+        summary["rewards"] = reward_summary(recipe, allowed)
     elif d.messages_column:
         texts = None
         sample = {"messages": splits.train[0][d.messages_column]}
@@ -53,6 +57,27 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
     summary["lengths"] = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
                           "truncated_at_max_length": sum(n > limit for n in lengths), "max_length": limit}
     return summary
+
+
+def reward_summary(recipe: Recipe, allowed: bool) -> list[str]:
+    """rlhf.rewards resolved: each function, its settings and weight; a user function is imported only with consent."""
+    from adaptkit.methods.rewards import BUILTINS
+    from adaptkit.recipe.consent import import_function
+
+    lines = []
+    for number, r in enumerate(recipe.rlhf.rewards):
+        if r.builtin:
+            used = {"exact_match": ("column",), "numeric": ("column", "tolerance"), "regex": ("pattern",),
+                    "length_penalty": ("max_chars",)}.get(r.function, ())
+            settings = ", ".join(f"{k}={getattr(r, k)!r}" for k in used)
+            doc = (BUILTINS[r.function].__doc__ or "").strip().splitlines()[0]
+            lines.append(f"{r.weight:g} x {r.function}({settings}): {doc}")
+        elif allowed:
+            function = import_function(r.function, f"rlhf.rewards.{number}.function")
+            lines.append(f"{r.weight:g} x {r.function}: imported ({function.__module__}.{function.__name__})")
+        else:
+            lines.append(f"{r.weight:g} x {r.function}: not imported (needs --allow-code)")
+    return lines
 
 
 def prompting_summary(recipe: Recipe, data: PromptData, allowed: bool = False) -> dict:
@@ -116,9 +141,15 @@ def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | N
     device, _ = find_device(gpu_name, gpu_memory_gb)
     try:
         arch = load_model(resolve_model(recipe.model), online=False)
-        result = estimate(arch, recipe_setup(recipe), device)
+        setup = recipe_setup(recipe)
+        result = estimate(arch, setup, device)
     except InputError as exc:
         return {"note": f"no memory estimate: {exc}"}
+    if setup.objective == "rl":
+        b = result["breakdown"]
+        result["rollouts"] = (f"rollouts: {setup.batch_size} prompt(s) x {setup.rollouts_per_prompt} samples of {setup.generation_tokens} "
+                              f"new tokens per device, KV cache {b['kv_cache']:.2f} GB; "
+                              + (f"reward model {b['reward_model']:.2f} GB" if b["reward_model"] else "reward functions: no reward model"))
     if device is None:
         result["note"] = ("no GPU detected or given (--gpu NAME, --gpu-memory-gb N): the figure is for one GPU; "
                           "on this machine the run uses the CPU and system RAM")

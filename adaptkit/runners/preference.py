@@ -1,5 +1,5 @@
-"""Preference tuning with TRL: DPO on pairs, and RLHF as a reward model (RewardTrainer) then policy optimisation
-(GRPOTrainer or RLOOTrainer with that reward model as the reward function)."""
+"""Preference tuning with TRL: DPO on pairs, and RLHF as policy optimisation (GRPOTrainer or RLOOTrainer) against a
+reward model trained first (RewardTrainer), or against reward functions that check answers (verifiable rewards)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
+from adaptkit.methods.rewards import CHECKS_ANSWERS
 from adaptkit.methods.preference import policy_kwargs, reward_kwargs
 from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
@@ -112,31 +113,98 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
 
 
 def _prompts(recipe: Recipe, rows: list[dict]):
+    """The policy's prompts; with reward functions, every data column too (TRL hands them to the functions)."""
     from datasets import Dataset
 
-    return Dataset.from_dict({"prompt": [r[recipe.data.prompt_column] for r in rows]})
+    columns = {"prompt": [r[recipe.data.prompt_column] for r in rows]}
+    if recipe.verifiable:
+        for name in rows[0]:
+            if name != recipe.data.prompt_column and name != "prompt" and all(name in r for r in rows):
+                columns[name] = [r[name] for r in rows]
+    return Dataset.from_dict(columns)
 
 
-def _score(policy, reward_model, tokenizer, reward_tokenizer, prompts: list, max_new_tokens: int) -> tuple[float, list[dict]]:
-    """Greedy completions for held-out prompts, scored by the reward model: (mean reward, samples)."""
+def reward_functions(recipe: Recipe) -> tuple[list, list[float]]:
+    """rlhf.rewards as TRL reward functions and weights: built-ins configured, user functions imported (the CLI has
+    checked the user's consent before any runner starts)."""
+    from adaptkit.methods.rewards import make
+    from adaptkit.recipe.consent import import_function
+
+    functions = [make(r.function, **r.settings()) if r.builtin else import_function(r.function, f"rlhf.rewards.{n}.function")
+                 for n, r in enumerate(recipe.rlhf.rewards)]
+    return functions, [r.weight for r in recipe.rlhf.rewards]
+
+
+def _generate(policy, tokenizer, prompts: list, max_new_tokens: int) -> tuple[list[str], list[str]]:
+    """Greedy completions for held-out prompts: (prompt texts, completions)."""
     import torch
 
-    samples = []
+    texts, completions = [], []
     policy.eval()
     with torch.no_grad():
         for prompt in prompts:
             text = prompt if isinstance(prompt, str) else tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
             inputs = tokenizer(text, return_tensors="pt", return_token_type_ids=False).to(policy.device)
             output = policy.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            completion = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            scored = reward_tokenizer(text + completion, return_tensors="pt", truncation=True, return_token_type_ids=False).to(reward_model.device)
-            reward = float(reward_model(**scored).logits[0, 0])
-            samples.append({"prompt": text, "completion": completion, "reward": reward})
-    return sum(s["reward"] for s in samples) / len(samples), samples
+            texts.append(text)
+            completions.append(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+    return texts, completions
+
+
+class ModelScorer:
+    """Held-out completions scored by the learned reward model."""
+
+    def __init__(self, root: Path, recipe: Recipe):
+        from transformers import AutoModelForSequenceClassification
+
+        self.tokenizer = causal_tokenizer(str(root / REWARD_DIR), recipe.trust_remote_code)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(root / REWARD_DIR), num_labels=1)
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.trainer_kwargs = {"reward_funcs": self.model, "reward_processing_classes": self.tokenizer}
+
+    def score(self, texts: list[str], completions: list[str], rows: list[dict]) -> list[dict]:
+        import torch
+
+        samples = []
+        with torch.no_grad():
+            for text, completion in zip(texts, completions):
+                scored = self.tokenizer(text + completion, return_tensors="pt", truncation=True, return_token_type_ids=False)
+                samples.append({"reward": float(self.model(**scored.to(self.model.device)).logits[0, 0])})
+        return samples
+
+
+class FunctionScorer:
+    """Held-out completions scored by the reward functions; correct when every answer check gives 1."""
+
+    def __init__(self, recipe: Recipe):
+        self.functions, self.weights = reward_functions(recipe)
+        self.checks = [n for n, r in enumerate(recipe.rlhf.rewards) if r.function in CHECKS_ANSWERS]
+        self.trainer_kwargs = {"reward_funcs": self.functions}
+        self.prompt_column = recipe.data.prompt_column
+
+    def score(self, texts: list[str], completions: list[str], rows: list[dict]) -> list[dict]:
+        columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != self.prompt_column}
+        extras = {"completion_ids": None, "trainer_state": None, "log_extra": lambda *a: None, "log_metric": lambda *a: None}
+        per_function = [[0.0 if s is None else float(s) for s in f(prompts=texts, completions=completions, **columns, **extras)]
+                        for f in self.functions]
+        samples = []
+        for i in range(len(completions)):
+            scores = {getattr(f, "__name__", f"reward_{n}"): per_function[n][i] for n, f in enumerate(self.functions)}
+            sample = {"reward": sum(w * per_function[n][i] for n, w in enumerate(self.weights)), "scores": scores}
+            if self.checks:
+                sample["correct"] = all(per_function[n][i] == 1.0 for n in self.checks)
+            samples.append(sample)
+        return samples
+
+
+def _held_out(samples: list[dict]) -> dict:
+    mean = sum(s["reward"] for s in samples) / len(samples)
+    correct = [s["correct"] for s in samples if "correct" in s]
+    return {"reward": mean, "correct": sum(correct) / len(correct) if correct else None}
 
 
 def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: bool) -> dict:
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     stage = recipe.rlhf.policy
@@ -144,46 +212,56 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     out = options.policy_out or root / POLICY_DIR
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
-    reward_tokenizer = causal_tokenizer(str(root / REWARD_DIR), recipe.trust_remote_code)
-    reward_model = AutoModelForSequenceClassification.from_pretrained(str(root / REWARD_DIR), num_labels=1)
-    reward_model.config.pad_token_id = reward_tokenizer.pad_token_id
+    scorer = FunctionScorer(recipe) if recipe.verifiable else ModelScorer(root, recipe)
     policy = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
-    held_out = [r[recipe.data.prompt_column] for r in (splits.eval or splits.train)][: stage.eval_prompts]
-    before, samples_before = _score(policy, reward_model, tokenizer, reward_tokenizer, held_out, stage.max_completion_length)
+    held_rows = (splits.eval or splits.train)[: stage.eval_prompts]
+    held_prompts = [r[recipe.data.prompt_column] for r in held_rows]
+    texts, completions_before = _generate(policy, tokenizer, held_prompts, stage.max_completion_length)
+    samples_before = scorer.score(texts, completions_before, held_rows)
     Config, Trainer = (GRPOConfig, GRPOTrainer) if stage.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
     args = Config(**with_precision(recipe, policy_kwargs(recipe, out)))
     stop = {"stop": False}
-    trainer = Trainer(model=policy, reward_funcs=reward_model, args=args, train_dataset=_prompts(recipe, splits.train),
-                      processing_class=tokenizer, reward_processing_classes=reward_tokenizer, peft_config=_lora(recipe),
-                      callbacks=callbacks(stop, root / "train_log.jsonl", stage="policy"))
+    trainer = Trainer(model=policy, args=args, train_dataset=_prompts(recipe, splits.train), processing_class=tokenizer,
+                      peft_config=_lora(recipe), callbacks=callbacks(stop, root / "train_log.jsonl", stage="policy"),
+                      **scorer.trainer_kwargs)
     result, runtime = fit(trainer, stop, resume)
     trained = trainer.model
-    after, samples_after = _score(trained, reward_model, tokenizer, reward_tokenizer, held_out, stage.max_completion_length)
-    kls = [e["kl"] for e in trainer.state.log_history if "kl" in e]
-    metrics = {"train": train_metrics(trainer, result, runtime, model=trained), "reward_before": before, "reward_after": after,
-               "kl": kls[-1] if kls else None, "_log_history": trainer.state.log_history}
+    _, completions_after = _generate(trained, tokenizer, held_prompts, stage.max_completion_length)
+    samples_after = scorer.score(texts, completions_after, held_rows)
+    history = trainer.state.log_history
+    kls = [e["kl"] for e in history if "kl" in e]
+    train = train_metrics(trainer, result, runtime, model=trained)
+    train["reward_per_step"] = [{"step": e["step"], "reward": round(e["reward"], 6)} for e in history if "reward" in e and "step" in e]
+    metrics = {"train": train, "before": _held_out(samples_before), "after": _held_out(samples_after),
+               "kl": kls[-1] if kls else None, "_log_history": history}
     if trainer.is_world_process_zero():
         trainer.save_model(str(out))
         tokenizer.save_pretrained(str(out))
         with open(root / "samples.jsonl", "w", encoding="utf-8") as handle:
-            for b, a in zip(samples_before, samples_after):
-                handle.write(json.dumps({"prompt": b["prompt"], "before": b["completion"], "reward_before": b["reward"],
-                                         "after": a["completion"], "reward_after": a["reward"]}) + "\n")
+            for text, row, b, a, cb, ca in zip(texts, held_rows, samples_before, samples_after, completions_before, completions_after):
+                line = {"prompt": text, "before": cb, "reward_before": b["reward"], "after": ca, "reward_after": a["reward"]}
+                for key in ("correct", "scores"):
+                    if key in b:
+                        line.update({f"{key}_before": b[key], f"{key}_after": a[key]})
+                handle.write(json.dumps(line) + "\n")
     return metrics
 
 
 def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
-    """options.stage: all (reward, then policy), reward, or policy (reusing a finished reward stage)."""
+    """options.stage: all (reward, then policy), reward, or policy (reusing a finished reward stage). With reward
+    functions (rlhf.rewards) there is no reward stage: the policy stage is the run."""
     stage = options.stage
     import transformers
 
     transformers.logging.set_verbosity_error()
     check_quantization(recipe)
     seed_everything(recipe.training.seed)
+    if recipe.verifiable and stage == "reward":
+        raise InputError("this recipe rewards with functions (rlhf.rewards): there is no reward model to train; run it without --stage")
     root = options.out
     root.mkdir(parents=True, exist_ok=True)
     reward_metrics = None
-    if stage in ("all", "reward"):
+    if stage in ("all", "reward") and not recipe.verifiable:
         if reward_done(root) and stage == "all" and options.resume:
             pass  # finished earlier: reuse it
         else:
@@ -192,25 +270,32 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult |
         return RunResult({"method": recipe.method, "task": recipe.task, "train": {"reward_model": reward_metrics["train"]},
                           "eval": {"reward_model_accuracy": reward_metrics["eval"]["accuracy"]}},
                          reward_metrics["_log_history"], [f"{REWARD_DIR}/"], stage="reward")
-    if not reward_done(root):
+    if not recipe.verifiable and not reward_done(root):
         raise InputError(f"--stage policy needs a trained reward model in {root / REWARD_DIR}: run --stage reward first")
-    saved = json.loads((root / REWARD_DIR / REWARD_METRICS).read_text())
     policy_resume = options.resume and any((options.policy_out or root / POLICY_DIR).glob("checkpoint-*"))
     policy = _policy_stage(recipe, splits, options, policy_resume)
     history = (reward_metrics or {}).get("_log_history", []) + policy["_log_history"]
-    metrics = {
-        "method": recipe.method, "task": recipe.task,
-        "train": {"reward_model": saved["train"], "policy": policy["train"]},
-        "eval": {"reward_model_accuracy": saved["eval"]["accuracy"], "reward_before": policy["reward_before"],
-                 "reward_after": policy["reward_after"], "kl": policy["kl"]},
-    }
+    before, after = policy["before"], policy["after"]
+    if recipe.verifiable:
+        train = {"policy": policy["train"]}
+        evaluation = {"reward_before": before["reward"], "reward_after": after["reward"]}
+        if before["correct"] is not None:
+            evaluation.update(correct_before=before["correct"], correct_after=after["correct"])
+        evaluation["kl"] = policy["kl"]
+        reward_load = ""
+    else:
+        saved = json.loads((root / REWARD_DIR / REWARD_METRICS).read_text())
+        train = {"reward_model": saved["train"], "policy": policy["train"]}
+        evaluation = {"reward_model_accuracy": saved["eval"]["accuracy"], "reward_before": before["reward"],
+                      "reward_after": after["reward"], "kl": policy["kl"]}
+        reward_load = (f"\n# the reward model:\nfrom transformers import AutoModelForSequenceClassification\n"
+                       f"reward_model = AutoModelForSequenceClassification.from_pretrained({recipe.output_dir + '/' + REWARD_DIR!r})")
+    metrics = {"method": recipe.method, "task": recipe.task, "train": train, "eval": evaluation}
     if not _main_process():
         return None
-    reward_load = (f"\n# the reward model:\nfrom transformers import AutoModelForSequenceClassification\n"
-                   f"reward_model = AutoModelForSequenceClassification.from_pretrained({recipe.output_dir + '/' + REWARD_DIR!r})")
     files = write_training_files(recipe, metrics, history, [], root, where=POLICY_DIR, extra_load=reward_load,
                                  train=policy["train"], curves=(loss_curve, reward_curve))
-    return RunResult(metrics, history, files + ["samples.jsonl", f"{REWARD_DIR}/", f"{POLICY_DIR}/"])
+    return RunResult(metrics, history, files + ["samples.jsonl", f"{POLICY_DIR}/"] + ([] if recipe.verifiable else [f"{REWARD_DIR}/"]))
 
 
 def _main_process() -> bool:
