@@ -75,7 +75,8 @@ GATE_CASES = [
      {"full_finetuning", "instruction_tuning", "lora_adapters", "prefix_prompt_tuning"}),
     ("G3-no-labels", dict(model_params_b=7, gpu_vram_gb=80, num_gpus=1), {"lora_adapters", "instruction_tuning", "prefix_prompt_tuning"}),
     ("G3-no-data-full", dict(model_params_b=7, gpu_vram_gb=80, num_gpus=4), {"full_finetuning"}),
-    ("G3-no-pairs", dict(goal="alignment", model_params_b=7, gpu_vram_gb=80, num_gpus=1), {"dpo", "rlhf"}),
+    ("G3-no-pairs", dict(goal="alignment", model_params_b=7, gpu_vram_gb=80, num_gpus=1), {"dpo"}),
+    ("G3-no-pairs-rl", dict(goal="alignment", model_params_b=7, gpu_vram_gb=80, num_gpus=1), {"rlhf"}),
     ("G4-nothing-to-call", dict(), {"tool_use"}),
     ("G5-changing-knowledge", dict(goal="knowledge", knowledge_changes_often=True, model_params_b=7, gpu_vram_gb=80, num_gpus=1,
      labeled_examples=5000), {"full_finetuning", "prefix_prompt_tuning", "dpo", "rlhf", "instruction_tuning"}),
@@ -342,3 +343,39 @@ def test_known_api_model_prices_are_dated_notes():
     assert any("checked 2025-06" in n for n in notes)
     profile, _ = resolve({**BASE, "weight_access": "closed_api", "api_model": "gpt-4o", "usd_per_1m_input_tokens": 2})
     assert profile.usd_per_1m_input_tokens == 2 and profile.usd_per_1m_output_tokens == 10
+
+
+RLVR = {"task": "generation", "goal": "behavior", "weight_access": "open", "model": "Qwen/Qwen2.5-1.5B-Instruct",
+        "labeled_examples": 2000, "budget_usd": 2000, "gpu_vram_gb": 24, "num_gpus": 1}
+
+
+@pytest.mark.parametrize("extra, rlhf_open", [
+    ({"verifiable_reward": True}, True),  # checkable answers with reference answers: GRPO on reward functions
+    ({}, False),  # no pairs, nothing checkable
+    ({"verifiable_reward": True, "labeled_examples": 0}, False),  # checkable, but no prompts with reference answers
+])
+def test_verifiable_rewards_need_no_pairs(extra, rlhf_open):
+    advice = advise(build_profile({**RLVR, **extra}))
+    ranked = [r.method for r in advice.recommendations]
+    fired = {f.rule.id for f in advice.firings}
+    assert "dpo" in advice.ruled_out  # DPO still needs pairs
+    if rlhf_open:
+        assert "rlhf" in ranked[:3] and "R-rlvr" in fired and "R-rlhf-budget" not in fired
+        from adaptkit.recipe.emit import recipe_for
+
+        recipe, _ = recipe_for(advice, method="rlhf")
+        assert recipe["rlhf"]["rewards"][0]["function"] == "numeric" and "reward" not in recipe["rlhf"]
+        assert recipe["data"]["train"].endswith("arithmetic_train.jsonl")
+    else:
+        assert any("[G3-no-pairs-rl]" in reason for reason in advice.ruled_out["rlhf"])
+
+
+def test_rl_memory_gate_counts_no_reward_model_with_reward_functions():
+    tight = {**RLVR, "model": "Qwen/Qwen2.5-7B-Instruct", "gpu_vram_gb": 80}
+
+    def peak(answers) -> float:
+        rl = next(r for r in advise(build_profile(answers)).recommendations if r.method == "rlhf")
+        return float(rl.feasibility.split("~")[1].split("/")[0])
+    with_rewards = peak({**tight, "verifiable_reward": True})
+    with_pairs = peak({**tight, "preference_pairs": 20000, "goal": "alignment", "budget_usd": 200000})
+    assert with_rewards < with_pairs - 10  # the 7B reward model (15 GB in 16 bits) is not in memory

@@ -130,3 +130,15 @@ def test_prices_and_windows_are_asked_only_when_unknown(replies, asked, not_aske
     script = Script(replies)
     run_wizard({}, script, [])
     assert asked <= set(script.asked) and not (not_asked & set(script.asked)), sorted(script.asked)
+
+
+@pytest.mark.parametrize("replies, asked", [
+    ({"task": "code", "goal": "behavior", "weight_access": "open", "labeled_examples": 500}, True),  # reference answers: RLVR
+    ({"task": "classification", "goal": "behavior", "weight_access": "open", "labeled_examples": 500}, False),
+    ({"task": "code", "goal": "behavior", "weight_access": "closed_api", "labeled_examples": 500}, False),
+    ({"task": "code", "goal": "behavior", "weight_access": "open", "labeled_examples": 0}, False),
+])
+def test_checkable_answers_are_asked_where_rl_could_use_them(replies, asked):
+    script = Script(replies)
+    run_wizard({}, script, [])
+    assert ("verifiable_reward" in script.asked) is asked

@@ -79,6 +79,7 @@ def facts_of(profile: Profile) -> dict:
     facts["context_window_tokens"] = window
     facts["corpus_fits_context"] = (None if window is None or profile.corpus_tokens is None
                                     else profile.corpus_tokens + ANSWER_ROOM <= window)
+    facts["rl_from_rewards"] = profile.rl_from_rewards
     return facts
 
 
@@ -127,7 +128,10 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
         return
     device, gpus = profile.gpu_vram_gb, profile.num_gpus
     where = f"{gpus} x {device:g} GB"
+    facts = facts_of(profile)
     for method, fields in rule.setups.items():
+        for fact, changes in rule.setups_if.items():
+            fields = {**fields, **(changes.get(method, {}) if facts.get(fact) else {})}
         setup = setup_for(method, num_gpus=gpus, **{**rule.defaults, **fields}).resolved()
         # On several GPUs, full weights are always sharded; adapters shard their 16-bit base when it does not fit replicated.
         sharded = gpus > 1 and (setup.trains_all_weights or estimate_memory(arch, setup).peak_gb > device)

@@ -52,7 +52,8 @@ class Profile(BaseModel):
     is_base_model: Optional[bool] = Field(None, description="a base (not instruction-tuned) model; unknown = treated as instruct")
     corpus_tokens: Optional[int] = Field(None, ge=0, description="size of the document collection in tokens (for RAG vs long prompt)")
     unlabeled_corpus_tokens: Optional[int] = Field(None, ge=0, description="unlabeled domain text for continued pre-training, in tokens")
-    verifiable_reward: bool = Field(False, description="answers can be checked automatically (unit tests, exact answers)")
+    verifiable_reward: bool = Field(False, description="answers can be checked automatically (unit tests, exact answers); "
+                                                       "with labeled_examples as prompts with reference answers, RL needs no pairs")
     online_labeling: bool = Field(False, description="you can label fresh model outputs as training goes")
     vendor_offers_preference_tuning: bool = Field(False, description="your API vendor offers preference (DPO) tuning")
     latency_slo_ms: Optional[float] = Field(None, gt=0, description="latency target per request in ms")
@@ -118,6 +119,11 @@ class Profile(BaseModel):
     @property
     def vram_total_gb(self) -> float:
         return self.gpu_vram_gb * self.num_gpus
+
+    @property
+    def rl_from_rewards(self) -> bool:
+        """RL from verifiable rewards is possible: checkable answers and prompts with reference answers (10 or more)."""
+        return self.verifiable_reward and self.labeled_examples >= 10
 
 
 FIELDS = tuple(Profile.model_fields)

@@ -16,7 +16,7 @@ from adaptkit.errors import AdaptkitError
 from adaptkit.methods.catalogue import METHOD_IDS, sources
 
 MethodId = Literal[METHOD_IDS]  # type: ignore[valid-type]
-DERIVED_FACTS = ("vram_total_gb", "has_gpu", "corpus_fits_context")
+DERIVED_FACTS = ("vram_total_gb", "has_gpu", "corpus_fits_context", "rl_from_rewards")
 FACT_NAMES = tuple(Profile.model_fields) + DERIVED_FACTS
 MAX_WEIGHT = 10.0
 
@@ -44,6 +44,8 @@ class Rule(BaseModel):
     combine: list[MethodId] = Field(default_factory=list)
     defaults: dict = Field(default_factory=dict, description="memory rules: setup fields shared by every method")
     setups: dict[MethodId, dict] = Field(default_factory=dict, description="memory rules: the setup each method is checked with")
+    setups_if: dict[str, dict[MethodId, dict]] = Field(default_factory=dict, description="memory rules: setup fields that change "
+                                                                                         "when a fact holds")
     penalty: float = Field(0.0, ge=-MAX_WEIGHT, le=MAX_WEIGHT, description="memory rules: score change when a method fits only with changes")
     assume: dict = Field(default_factory=dict, description="cost rules: the assumptions behind the comparison")
     reason: str
@@ -69,9 +71,13 @@ class Rule(BaseModel):
                 raise ValueError(f"rule `{self.id}`: a memory rule needs `setups`")
             from adaptkit.estimate.memory import Setup
 
+            unknown = [fact for fact in self.setups_if if fact not in FACT_NAMES]
+            if unknown:
+                raise ValueError(f"rule `{self.id}`: setups_if names an unknown fact `{unknown[0]}`")
             for method, fields in self.setups.items():
                 try:
-                    Setup(method=method, **{**self.defaults, **fields}).resolved()
+                    for extra in [{}] + [changes.get(method, {}) for changes in self.setups_if.values()]:
+                        Setup(method=method, **{**self.defaults, **fields, **extra}).resolved()
                 except (TypeError, AdaptkitError) as exc:
                     raise ValueError(f"rule `{self.id}`: bad setup for `{method}`: {exc}") from None
         if self.kind == "score" and not (self.score or self.note or self.combine):

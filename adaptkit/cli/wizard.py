@@ -55,6 +55,14 @@ def _count(value) -> int:
         return 0
 
 
+def _rewards_may_help(answers: dict) -> bool:
+    """Ask about checkable answers where RL could use them: open generative models with pairs at scale or reference answers."""
+    if answers.get("goal") == "alignment" and _count(answers.get("preference_pairs", 0)) >= 10_000:
+        return True
+    return (_is_open(answers) and answers.get("task") != "classification" and answers.get("goal") in ("behavior", "alignment", "domain_adaptation")
+            and _count(answers.get("labeled_examples", 0)) >= 10)
+
+
 @dataclass(frozen=True)
 class Question:
     """One wizard question. `parse` turns typed text into the answer; blank gives None when optional."""
@@ -135,8 +143,8 @@ QUESTIONS: tuple[Question, ...] = (
              ask_if=lambda a: a.get("weight_access") == "closed_api_ft" and a.get("goal") == "alignment"),
     Question("online_labeling", "Can you label fresh model outputs while training?", 'on-policy labels are where RLHF beats DPO', "confirm",
              ask_if=lambda a: a.get("goal") == "alignment" and _count(a.get("preference_pairs", 0)) >= 10_000),
-    Question("verifiable_reward", "Can answers be checked automatically (tests, exact answers)?", 'a verifiable reward makes RL strong', "confirm",
-             ask_if=lambda a: a.get("goal") == "alignment" and _count(a.get("preference_pairs", 0)) >= 10_000),
+    Question("verifiable_reward", "Can a program check the answers (unit tests, exact or numeric answers)?",
+             'RL with a checkable reward needs no preference pairs', "confirm", ask_if=_rewards_may_help),
 )
 
 

@@ -211,6 +211,23 @@ def _emit(block: dict):
     return emit
 
 
+def _emit_rl(profile, context) -> dict:
+    """RL from verifiable rewards when the answers are checkable and there are no pairs; else a reward model on the pairs."""
+    if not (profile.rl_from_rewards and profile.preference_pairs == 0):
+        return _emit({"rlhf": {"reward": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8},
+                               "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}})(profile, context)
+    fields = context.training_data("answers")
+    fields["training"].update(learning_rate=1e-5, epochs=1)
+    fields["lora"] = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear", "quantization": "none"}
+    if profile.train_data:
+        context.notes.append("rlhf.rewards: numeric checks the number in the `answer` column; for text answers use exact_match, for "
+                             "code your own module:function (run with --allow-code)")
+    fields["rlhf"] = {"rewards": [{"function": "numeric", "column": "answer", "weight": 1.0},
+                                  {"function": "length_penalty", "max_chars": 600, "weight": 0.1}],
+                      "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}
+    return fields
+
+
 register(MethodDef(
     id="dpo", recipe=DpoRecipe, objective="preference", runner="adaptkit.runners.preference:run_dpo",
     metrics=("preference_accuracy", "neg_eval_loss"),
@@ -227,5 +244,4 @@ register(MethodDef(
                           **({"reward_params": 0} if recipe.verifiable else {})},
     code=lambda recipe: [f"rlhf.rewards.{n}.function `{r.function}`" for n, r in enumerate(recipe.rlhf.rewards) if not r.builtin],
     peft=_peft, export=_rlhf_export, stages=("reward", "policy"),
-    emit=_emit({"rlhf": {"reward": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8},
-                         "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}}), **PREFERENCE))
+    emit=_emit_rl, **PREFERENCE))

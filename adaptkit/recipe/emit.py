@@ -16,6 +16,8 @@ DEFAULTS = {  # the demo data and settings of each kind of training data, when t
                      "eval": "examples/data/instructions_eval.jsonl", "batch_size": 4, "max_length": 1024},
     "pairs": {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples/data/preferences_train.jsonl",
               "eval": "examples/data/preferences_eval.jsonl", "batch_size": 4, "max_length": 512},
+    "answers": {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples/data/arithmetic_train.jsonl",
+                "eval": "examples/data/arithmetic_eval.jsonl", "batch_size": 8, "max_length": 256},
 }
 
 
