@@ -34,6 +34,8 @@ def tickets(n, classes=("billing", "shipping", "returns", "account"), skew=None)
     ([{"messages": [{"role": "user", "content": f"hi {i}"}, {"role": "assistant", "content": "hello"}]} for i in range(12)], "chat",
      {"labeled_examples": 12}),
     ([{"prompt": f"p{i}", "chosen": "a careful answer", "rejected": "no"} for i in range(700)], "chat", {"preference_pairs": 700}),
+    ([{"prompt": f"p{i}", "completion": "a reply", "label": i % 3 != 0} for i in range(150)], "chat", {"feedback_labels": 150}),
+    ([{"prompt": f"p{i}", "completion": "a reply", "label": "up" if i % 2 else "down"} for i in range(40)], "chat", {"feedback_labels": 40}),
 ])
 def test_the_file_proves_task_and_counts(tmp_path, rows, task, counts):
     facts = infer(str(jsonl(tmp_path / "d.jsonl", rows)))

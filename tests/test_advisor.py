@@ -379,3 +379,25 @@ def test_rl_memory_gate_counts_no_reward_model_with_reward_functions():
     with_rewards = peak({**tight, "verifiable_reward": True})
     with_pairs = peak({**tight, "preference_pairs": 20000, "goal": "alignment", "budget_usd": 200000})
     assert with_rewards < with_pairs - 10  # the 7B reward model (15 GB in 16 bits) is not in memory
+
+
+@pytest.mark.parametrize("extra, method_open, algorithm", [
+    ({"feedback_labels": 5000}, True, "kto"),  # unpaired ratings: KTO
+    ({"feedback_labels": 50}, False, None),  # too few to learn from
+    ({"preference_pairs": 2000}, True, "dpo"),
+])
+def test_preference_data_decides_the_algorithm(extra, method_open, algorithm):
+    from adaptkit.recipe.emit import recipe_for
+
+    answers = {"task": "chat", "goal": "alignment", "weight_access": "open", "model": "Qwen/Qwen2.5-0.5B-Instruct",
+               "gpu_vram_gb": 24, "num_gpus": 1, **extra}
+    advice = advise(build_profile(answers))
+    if not method_open:
+        assert any("[G3-no-pairs]" in reason for reason in advice.ruled_out["dpo"])
+        return
+    ranked = [r.method for r in advice.recommendations]
+    assert ranked.index("dpo") <= 1
+    recipe, notes = recipe_for(advice, method="dpo")
+    assert recipe["dpo"].get("algorithm", "dpo") == algorithm
+    if algorithm == "kto":
+        assert recipe["data"]["train"].endswith("feedback_train.jsonl") and "KTO" in " ".join(f.reason for f in advice.firings)

@@ -145,3 +145,42 @@ def test_advise_emits_a_dpo_recipe_and_checks_the_users_data(invoke, tmp_path):
     sft.write_text("prompt,response\nhello,hi there\nbye,see you\n")
     bad = invoke("advise", "--answers", answers, "--set", f"train_data={sft}", "--emit-recipe", tmp_path / "other.yaml")
     assert bad.exit_code == 2 and "looks like SFT data" in bad.stderr and not (tmp_path / "other.yaml").exists()
+
+
+# ----------------------------------------------------------------------------------------------- KTO, ORPO, SimPO, CPO
+
+@pytest.mark.parametrize("recipe, extra", [
+    ("kto", []),
+    ("kto", ["data.train=examples/data/preferences_train.jsonl", "data.eval=examples/data/preferences_eval.jsonl"]),  # pairs, split
+])
+def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causal_lm, monkeypatch, recipe, extra):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    metrics = run_ok(invoke, recipe, f"model={tiny_causal_lm}", f"output_dir={out}", "training.max_steps=4",
+                     "training.learning_rate=0.002", "training.gradient_accumulation=1", *SHORT, *extra)
+    algorithm = next((e.split("=")[1] for e in extra if e.startswith("dpo.algorithm=")), recipe)
+    assert metrics["method"] == "dpo" and metrics["algorithm"] == algorithm
+    curve = losses(out)
+    assert len(curve) >= 3 and all(loss == loss for loss in curve) and curve[-1] != curve[0], curve
+    assert metrics["eval"]["loss"] is not None and metrics["eval"]["reward_margin"] is not None
+    if algorithm != "kto":  # paired losses report how often the chosen reply wins
+        assert 0 <= metrics["eval"]["preference_accuracy"] <= 1
+    from peft import AutoPeftModelForCausalLM
+
+    assert AutoPeftModelForCausalLM.from_pretrained(out) is not None
+
+
+@pytest.mark.parametrize("rows, overrides, words", [
+    ([{"prompt": "p", "completion": "a", "label": "maybe"}], [], "is not a thumbs-up/down rating"),
+    ([{"prompt": "p", "completion": "a", "label": True}, {"prompt": "q", "completion": "b", "label": 1}], [], "every rating is up"),
+    ([{"prompt": "p", "completion": "", "label": True}], [], "have no text in `completion`"),
+    ([{"prompt": "p", "completion": "a", "label": True}], ["dpo.loss_type=ipo"], "`dpo.loss_type` is for dpo, not kto"),
+    ([{"prompt": "p", "completion": "a", "label": True}], ["dpo.algorithm=dpo", "dpo.desirable_weight=2"], "is for kto, not dpo"),
+])
+def test_bad_feedback_data_and_settings_fail_in_one_line(invoke, tmp_path, monkeypatch, rows, overrides, words):
+    monkeypatch.chdir(tmp_path)
+    _jsonl(tmp_path / "f.jsonl", rows)
+    result = invoke("run", "kto", "data.train=f.jsonl", "data.eval=", "output_dir=out", *overrides)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

@@ -40,6 +40,7 @@ class Profile(BaseModel):
     num_gpus: int = Field(0, ge=0, le=100000, description="number of GPUs (default: detected)")
     labeled_examples: int = Field(0, ge=0, description="input->output demonstrations you have (default 0)")
     preference_pairs: int = Field(0, ge=0, description="chosen/rejected pairs you have (default 0)")
+    feedback_labels: int = Field(0, ge=0, description="single replies rated thumbs-up or thumbs-down, unpaired (KTO learns from them; default 0)")
     knowledge_changes_often: bool = Field(False, description="the facts change weekly or faster (default no)")
     needs_citations: bool = Field(False, description="answers must point to their sources (default no)")
     needs_actions_or_live_data: bool = Field(False, description="live data, side effects or exact computation (default no)")
@@ -89,7 +90,7 @@ class Profile(BaseModel):
         return None if value is None else parse_number(value)
 
     @field_validator(
-        "num_gpus", "labeled_examples", "preference_pairs", "tasks_to_serve",
+        "num_gpus", "labeled_examples", "preference_pairs", "feedback_labels", "tasks_to_serve",
         "corpus_tokens", "unlabeled_corpus_tokens", "context_window_tokens", "data_p95_tokens", mode="before",
     )
     @classmethod

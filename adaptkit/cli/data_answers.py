@@ -30,6 +30,12 @@ class DataFacts:
     said: list[str] = field(default_factory=list)
 
 
+def _rating(value):
+    from adaptkit.methods.preference import rating
+
+    return rating(value)
+
+
 def _percentile(values: list[int], share: float) -> int:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
@@ -110,6 +116,12 @@ def infer(path: str, model: str | None = None) -> DataFacts:
         facts.said.append(f"{n:,} preference pairs (columns `{lower['chosen']}` / `{lower['rejected']}`): task chat, "
                           "preference_pairs; pairs are what the alignment goal trains on")
         texts = texts_of(*[lower[c] for c in ("prompt", "chosen") if c in lower])
+    elif "completion" in lower and "label" in lower and all(_rating(row.get(lower["label"])) is not None for row in rows):
+        facts.answers.update(task="chat", feedback_labels=n)
+        up = sum(bool(_rating(row.get(lower["label"]))) for row in rows)
+        facts.said.append(f"{n:,} rated replies, {up:,} up and {n - up:,} down (columns `{lower['completion']}` / `{lower['label']}`): "
+                          "task chat, feedback_labels; KTO learns from unpaired ratings")
+        texts = texts_of(*[lower[c] for c in ("prompt", "completion") if c in lower])
     elif "messages" in lower or "conversations" in lower:
         column = lower.get("messages") or lower["conversations"]
         facts.answers.update(task="chat", labeled_examples=n)

@@ -49,7 +49,8 @@ def _number(parse, flag):
 @click.option("--num-gpus", type=click.IntRange(min=1), help="Default: the detected count, or 1.")
 @click.option("--sharding", type=click.Choice(["none", "zero2", "zero3", "fsdp"]), default="none", show_default=True)
 @click.option("--rl-algorithm", type=click.Choice(["ppo", "rloo", "grpo"]), default="ppo", show_default=True)
-@click.option("--dpo-reference", type=click.Choice(["auto", "copy", "precomputed"]), default="auto", show_default=True)
+@click.option("--dpo-reference", type=click.Choice(["auto", "copy", "precomputed", "none"]), default="auto", show_default=True,
+              help="none: a reference-free loss (ORPO, SimPO, CPO)")
 @click.option("--gpu", "gpu_name", help="GPU type for memory and speed (e.g. A100-80GB, H100, 4090). Default: detected.")
 @click.option("--gpu-memory-gb", callback=_number(parse_gigabytes, "--gpu-memory-gb"), help="Memory per device, when not a listed GPU.")
 @click.option("--tokens", callback=_number(parse_number, "--tokens"), help="Training tokens over all epochs (e.g. 50M), for time and cost.")

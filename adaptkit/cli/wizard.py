@@ -109,6 +109,8 @@ QUESTIONS: tuple[Question, ...] = (
     Question("labeled_examples", "How many labeled input->output examples do you have? (e.g. 0, 50, 2k)", '0 means prompting; a few dozen, few-shot; hundreds or more, training', parse=parse_count),
     Question("preference_pairs", "How many chosen/rejected preference pairs?", 'DPO wants ~500+, RLHF ~10,000+', parse=parse_count,
              ask_if=lambda a: a.get("goal") == "alignment"),
+    Question("feedback_labels", "How many single replies rated thumbs-up or thumbs-down (unpaired)?", 'KTO learns from unpaired ratings: no pairs needed',
+             parse=parse_count, ask_if=lambda a: a.get("goal") == "alignment" and _count(a.get("preference_pairs", 0)) < 500),
     Question("knowledge_changes_often", "Do the facts change weekly or faster?", 'changing facts belong in retrieval, not in weights', "confirm",
              ask_if=lambda a: a.get("goal") == "knowledge" or a.get("task") in ("qa", "chat")),
     Question("needs_citations", "Must answers cite their sources?", 'only retrieval gives provenance', "confirm",

@@ -64,7 +64,7 @@ def flops_per_token(arch: Architecture, setup: Setup) -> float:
     full = s.trains_all_weights
     train = (6 if full else 4) * n + (2 * n if s.gradient_checkpointing else 0)
     train += 6 * arch.layers * arch.hidden * s.seq_len  # causal attention scores and mixing
-    if s.objective == "preference" and s.dpo_reference != "precomputed":
+    if s.objective == "preference" and s.dpo_reference not in ("precomputed", "none"):
         train += 2 * n  # the reference model's forward pass
     if s.objective == "rl":
         reward = n if s.reward_params is None else s.reward_params

@@ -55,7 +55,7 @@ class Setup:
     attention: str | None = None  # sdpa | eager; None: what transformers uses for the family
     chunked_loss: bool = False
     optimizer_in_backward: bool = False
-    dpo_reference: str = "auto"  # auto (adapters off for adapter DPO, a copy for full DPO) | copy | precomputed
+    dpo_reference: str = "auto"  # auto (adapters off for adapter DPO, a copy for full DPO) | copy | precomputed | none (ORPO, SimPO, CPO)
     rl_algorithm: str = "ppo"  # ppo (4 models) | rloo | grpo (no value model)
     rollouts_per_prompt: int = 4
     generation_tokens: int = 256
@@ -74,7 +74,7 @@ class Setup:
             ("optimizer", self.optimizer, OPTIMIZERS), ("sharding", self.sharding, SHARDINGS),
             ("adapter", self.adapter, ADAPTERS), ("soft_prompt", self.soft_prompt, ("prompt", "prefix")),
             ("attention", self.attention, ("sdpa", "eager", None)), ("rl_algorithm", self.rl_algorithm, ("ppo", "rloo", "grpo")),
-            ("dpo_reference", self.dpo_reference, ("auto", "copy", "precomputed")),
+            ("dpo_reference", self.dpo_reference, ("auto", "copy", "precomputed", "none")),
         ):
             if value not in allowed:
                 raise InputError(f"{name} `{value}` is not one of {', '.join(a for a in allowed if a)}")
@@ -281,6 +281,8 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
             notes.append("DPO reference: a second, frozen 16-bit copy of the model")
         elif reference == "precomputed":
             notes.append("DPO reference log-probs precomputed: no reference model in the loop")
+        elif reference == "none":
+            notes.append("reference-free preference loss (ORPO, SimPO, CPO): no reference model")
         else:
             notes.append("DPO reference: the base with adapters disabled (no second copy)")
     if s.objective == "rl":

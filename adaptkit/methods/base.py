@@ -113,12 +113,14 @@ class DataConfig(Strict):
     eval_split: str = Field("test", description="split of a hub dataset used for evaluation")
     eval_fraction: Optional[float] = Field(None, gt=0, lt=0.5, description="hold out this share of train when there is no eval")
     text_column: str = Field("text", description="classification: the input text column")
-    label_column: str = Field("label", description="classification: the label column (strings or integers)")
+    label_column: str = Field("label", description="classification: the label column (strings or integers); feedback data (KTO): the rating")
     prompt_column: str = Field("prompt", description="instruction data: the prompt column")
     response_column: str = Field("response", description="instruction data: the response column")
     messages_column: Optional[str] = Field(None, description="instruction data: a column of chat messages (instead of prompt/response)")
     chosen_column: str = Field("chosen", description="preference data: the preferred response (text or messages)")
     rejected_column: str = Field("rejected", description="preference data: the dispreferred response (text or messages)")
+    completion_column: str = Field("completion", description="feedback data (KTO): the response that was rated; its rating is in "
+                                                             "label_column (true/false, 1/0, up/down, good/bad, yes/no)")
     max_rows: Optional[int] = Field(None, ge=1, description="use at most this many training rows (quick trials)")
 
 

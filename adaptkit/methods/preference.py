@@ -5,8 +5,9 @@ answers (RL from verifiable rewards: prompts with reference answers, no pairs, n
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,12 +22,63 @@ PREFERENCE = dict(summary="adaptkit.runners.dryrun:data_summary", tasks=("causal
                   adapters=("lora", "none"))
 
 
+@dataclass(frozen=True)
+class Algorithm:
+    """A preference-optimisation algorithm a TRL trainer runs. Adding one is a row in ALGORITHMS (plus a recipe)."""
+
+    trainer: str  # "module:Class" of the TRL trainer and its config; a class TRL has moved is one clear error
+    config: str
+    data: str  # pairs (prompt, chosen, rejected) | feedback (prompt, completion, label: thumbs up/down; pairs are split)
+    reference: bool  # keeps a reference model (the base with adapters off, or a frozen copy)
+    fields: Callable  # DPOBlock -> the config's own fields
+    source: str
+
+
+ALGORITHMS = {
+    "dpo": Algorithm("trl:DPOTrainer", "trl:DPOConfig", "pairs", True, lambda b: {"beta": b.beta, "loss_type": b.loss_type},
+                     "Rafailov et al., arXiv:2305.18290"),
+    "kto": Algorithm("trl:KTOTrainer", "trl:KTOConfig", "feedback", True,
+                     lambda b: {"beta": b.beta, "desirable_weight": b.desirable_weight, "undesirable_weight": b.undesirable_weight},
+                     "Ethayarajh et al., arXiv:2402.01306"),
+}
+
+
+THUMBS = {"true": True, "false": False, "1": True, "0": False, "up": True, "down": False, "good": True, "bad": False,
+          "yes": True, "no": False}
+
+
+def rating(value) -> bool | None:
+    """A thumbs-up / thumbs-down label as True / False; None when it is neither."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    return THUMBS.get(value.strip().lower()) if isinstance(value, str) else None
+
+
 class DPOBlock(Strict):
-    beta: float = Field(0.1, gt=0, description="strength of the pull toward the reference model (higher: stay closer)")
-    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="the DPO loss variant (TRL's loss_type)")  # type: ignore[valid-type]
+    algorithm: Literal[tuple(ALGORITHMS)] = Field(  # type: ignore[valid-type]
+        "dpo", description="dpo; kto (unpaired thumbs-up/down feedback)")
+    beta: float = Field(0.1, gt=0, description="dpo, kto: pull toward the reference (higher: stay closer)")
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="dpo: the loss variant (TRL's loss_type)")  # type: ignore[valid-type]
+    desirable_weight: float = Field(1.0, gt=0, description="kto: weight of thumbs-up examples (raise it when they are the fewer)")
+    undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of thumbs-down examples")
     reference: Literal["adapters_off", "copy"] = Field(
-        "adapters_off", description="adapters_off: the base with LoRA disabled (no second copy); copy: full-weight DPO with a frozen copy")
+        "adapters_off", description="dpo, kto: adapters_off: the base with LoRA disabled (no second copy); copy: full weights with a frozen copy")
     starting_adapter: Optional[str] = input_path("a LoRA adapter from an SFT run to start from (folder)", default=None)
+
+    @model_validator(mode="after")
+    def _fields_of_the_algorithm(self):
+        own = {"loss_type": ("dpo",), "desirable_weight": ("kto",), "undesirable_weight": ("kto",),
+               "reference": tuple(a for a, d in ALGORITHMS.items() if d.reference)}
+        for name, algorithms in own.items():
+            if getattr(self, name) != type(self).model_fields[name].default and self.algorithm not in algorithms:
+                raise ValueError(f"`dpo.{name}` is for {', '.join(algorithms)}, not {self.algorithm}")
+        return self
+
+    @property
+    def spec(self) -> Algorithm:
+        return ALGORITHMS[self.algorithm]
 
 
 class RewardStage(Strict):
@@ -94,7 +146,7 @@ class RLHFBlock(Strict):
 
     @model_validator(mode="after")
     def _one_reward(self):
-        if self.rewards and "reward" in self.model_fields_set:
+        if self.rewards and self.reward != RewardStage():
             raise ValueError("give the policy one kind of reward: `reward` (a reward model trained on pairs) or `rewards` (functions)")
         return self
 
@@ -116,6 +168,8 @@ class DpoRecipe(PolicyRecipe):
     REQUIRED = ("dpo",)
 
     def check(self) -> None:
+        if not self.dpo.spec.reference:
+            return  # a reference-free loss: LoRA or all weights
         if self.dpo.reference == "adapters_off" and self.lora is None:
             raise ValueError("`dpo.reference: adapters_off` needs a `lora` block (or set `dpo.reference: copy` for full-weight DPO)")
         if self.dpo.reference == "copy" and self.lora is not None:
@@ -149,7 +203,11 @@ def _peft(recipe, model: str):
 def _dpo_export(recipe: DpoRecipe) -> tuple[str, dict]:
     if recipe.dpo.starting_adapter:
         raise InputError("--format script does not yet start DPO from an SFT adapter (dpo.starting_adapter): run it with adaptkit run")
-    return "causal_lm.py.tmpl", {"__CONFIG__": "DPOConfig", "__TRAINER__": "DPOTrainer", "__PREFERENCE__": "True"}
+    spec = recipe.dpo.spec
+    module, _, trainer = spec.trainer.partition(":")
+    config = spec.config.partition(":")[2]
+    return "causal_lm.py.tmpl", {"__TRL_IMPORT__": f"from {module} import {config}, {trainer}", "__CONFIG__": config,
+                                 "__TRAINER__": trainer, "__PREFERENCE__": repr(spec.data)}
 
 
 def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
@@ -176,7 +234,9 @@ def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
         "__POLICY_TRAINER__": f"{trainer}Trainer"}
 
 
-def _dpo_trl(recipe: DpoRecipe) -> tuple[str, dict, list]:
+def _dpo_trl(recipe: DpoRecipe) -> tuple[str, dict, list] | None:
+    if recipe.dpo.algorithm != "dpo":
+        return None  # the TRL command line has `trl dpo` and `trl kto` only; the script export covers the rest
     lost = ([f"dpo.starting_adapter={recipe.dpo.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first"]
             if recipe.dpo.starting_adapter else [])
     return "dpo", {**lora_trl(recipe.lora), "beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type}, lost
@@ -211,6 +271,19 @@ def _emit(block: dict):
     return emit
 
 
+def _emit_preference(profile, context) -> dict:
+    """DPO on pairs; KTO when the feedback is unpaired ratings."""
+    if profile.preference_pairs < 500 and profile.feedback_labels >= 100:
+        fields = _emit({"dpo": {"algorithm": "kto", "beta": 0.1, "reference": "adapters_off"}})(profile, context)
+        if profile.train_data:
+            context.notes.append("KTO data: prompt, completion and label (true/false) columns; name them with data.completion_column "
+                                 "and data.label_column")
+        else:
+            fields["data"].update(train=context.demo("examples/data/feedback_train.jsonl"), eval=context.demo("examples/data/feedback_eval.jsonl"))
+        return fields
+    return _emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}})(profile, context)
+
+
 def _emit_rl(profile, context) -> dict:
     """RL from verifiable rewards when the answers are checkable and there are no pairs; else a reward model on the pairs."""
     if not (profile.rl_from_rewards and profile.preference_pairs == 0):
@@ -231,9 +304,10 @@ def _emit_rl(profile, context) -> dict:
 register(MethodDef(
     id="dpo", recipe=DpoRecipe, objective="preference", runner="adaptkit.runners.preference:run_dpo",
     metrics=("preference_accuracy", "neg_eval_loss"),
-    setup=lambda recipe: {**_lora(recipe), "dpo_reference": "copy" if recipe.dpo.reference == "copy" else "auto"},
-    peft=_peft, trainer=lambda recipe: {"beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type, "max_length": recipe.training.max_length},
-    export=_dpo_export, trl=_dpo_trl, data="adaptkit.runners.data:load_pairs", emit=_emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}}), **PREFERENCE))
+    setup=lambda recipe: {**_lora(recipe), "dpo_reference": "none" if not recipe.dpo.spec.reference else
+                          "copy" if recipe.dpo.reference == "copy" else "auto"},
+    peft=_peft, trainer=lambda recipe: {**recipe.dpo.spec.fields(recipe.dpo), "max_length": recipe.training.max_length},
+    export=_dpo_export, trl=_dpo_trl, data="adaptkit.runners.data:load_pairs", emit=_emit_preference, **PREFERENCE))
 register(MethodDef(
     id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.runners.preference:run_rlhf",
     metrics=("correct_after", "reward_model_accuracy"), data="adaptkit.runners.data:load_rl",

@@ -77,7 +77,8 @@ def sft_trainer(recipe: RecipeBase) -> dict:
     return {"average_tokens_across_devices": False}
 
 
-SFT_TEMPLATE = {"__CONFIG__": "SFTConfig", "__TRAINER__": "SFTTrainer", "__PREFERENCE__": "False"}
+SFT_TEMPLATE = {"__TRL_IMPORT__": "from trl import SFTConfig, SFTTrainer", "__CONFIG__": "SFTConfig", "__TRAINER__": "SFTTrainer",
+                "__PREFERENCE__": "None"}
 
 
 def sft_export(recipe: RecipeBase) -> tuple[str, dict]:

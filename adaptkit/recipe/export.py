@@ -64,7 +64,7 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
         "__OUTPUT_DIR__": repr(recipe.output_dir), "__PEFT_IMPORT__": peft_import, "__ADAPTER__": peft_expression,
         "__PRECISION__": repr(t.precision), "__ARGS__": literal(args), "__METHOD__": repr(recipe.method),
         "__PROMPT__": repr(d.prompt_column), "__RESPONSE__": repr(d.response_column), "__MESSAGES__": repr(d.messages_column),
-        "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__QUANTIZATION__": repr(recipe.quantization),
+        "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__COMPLETION__": repr(d.completion_column), "__QUANTIZATION__": repr(recipe.quantization),
         **extra,
     }
     return _fill((TEMPLATES / template).read_text(encoding="utf-8"), values)

@@ -156,8 +156,35 @@ def load_splits(recipe: Recipe) -> Splits:
 
 
 def load_pairs(recipe: Recipe) -> Splits:
-    """Preference data: prompt, chosen and rejected, checked before any weights load."""
-    return _preferences(*_read_splits(recipe), recipe)
+    """Preference data, checked before any weights load: prompt, chosen and rejected; for an algorithm that learns from
+    feedback (KTO), rated single responses too (prompt, completion, a thumbs-up/down label)."""
+    train, eval_rows, eval_source = _read_splits(recipe)
+    block = getattr(recipe, "dpo", None)
+    if block is not None and block.spec.data == "feedback" and recipe.data.completion_column in train[0]:
+        return _feedback(train, eval_rows, eval_source, recipe)
+    return _preferences(train, eval_rows, eval_source, recipe)
+
+
+def _feedback(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
+    from adaptkit.methods.preference import rating
+
+    d = recipe.data
+    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
+        if not rows:
+            continue
+        _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
+        _require_columns(rows, [d.completion_column], where, "data.completion_column")
+        _require_columns(rows, [d.label_column], where, "data.label_column")
+        _check_text(rows, d.completion_column, where)
+        bad = [n for n, r in enumerate(rows, 1) if rating(r[d.label_column]) is None]
+        if bad:
+            raise InputError(f"{where}: row {bad[0]}: `{d.label_column}` = {str(rows[bad[0] - 1][d.label_column])[:30]!r} is not a "
+                             f"thumbs-up/down rating (true/false, 1/0, up/down, good/bad, yes/no; {len(bad)} such row(s))")
+        kinds = {rating(r[d.label_column]) for r in rows}
+        if where == "data.train" and len(kinds) < 2:
+            raise InputError(f"{where}: every rating is {'up' if True in kinds else 'down'}: KTO needs both desirable and undesirable "
+                             "examples")
+    return Splits(train, eval_rows, [], eval_source, kind="feedback")
 
 
 def load_rl(recipe: Recipe) -> Splits:

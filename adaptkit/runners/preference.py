@@ -28,21 +28,55 @@ def _pairs(recipe: Recipe, rows: list[dict]):
                               "rejected": [r[d.rejected_column] for r in rows]})
 
 
+def _feedback(recipe: Recipe, rows: list[dict], kind: str):
+    """TRL's unpaired format (prompt, completion, label): rated responses as they are, or each pair split in two."""
+    from datasets import Dataset
+
+    from adaptkit.methods.preference import rating
+
+    d = recipe.data
+    if kind == "feedback":
+        return Dataset.from_dict({"prompt": [r[d.prompt_column] for r in rows], "completion": [r[d.completion_column] for r in rows],
+                                  "label": [rating(r[d.label_column]) for r in rows]})
+    return Dataset.from_dict({"prompt": [r[d.prompt_column] for r in rows] * 2,
+                              "completion": [r[d.chosen_column] for r in rows] + [r[d.rejected_column] for r in rows],
+                              "label": [True] * len(rows) + [False] * len(rows)})
+
+
 def _lora(recipe: Recipe):
     from peft import TaskType
 
     return peft_config(recipe, TaskType.CAUSAL_LM)
 
 
-# ----------------------------------------------------------------------------------------------- DPO
+def trainer_classes(recipe: Recipe):
+    """The algorithm's TRL config and trainer classes; one clear error when the installed TRL has moved or dropped them."""
+    import importlib
+
+    import trl
+
+    spec = recipe.dpo.spec
+    found = []
+    for ref in (spec.config, spec.trainer):
+        module, _, name = ref.partition(":")
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            raise InputError(f"dpo.algorithm={recipe.dpo.algorithm}: {module}.{name} is not in the installed trl {trl.__version__} "
+                             f"(TRL moves experimental trainers between releases): install the TRL adaptkit was tested with "
+                             f"(trl 1.16) or pick another algorithm") from None
+    return found
+
+
+# ----------------------------------------------------------------------------------------------- DPO, KTO, ORPO, SimPO, CPO
 
 def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
     import transformers
     from transformers import AutoModelForCausalLM
-    from trl import DPOConfig, DPOTrainer
 
     transformers.logging.set_verbosity_error()
     check_quantization(recipe)
+    Config, Trainer = trainer_classes(recipe)
     seed_everything(recipe.training.seed)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
@@ -57,18 +91,27 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | 
             raise InputError(f"dpo.starting_adapter: {recipe.dpo.starting_adapter} holds no adapter_config.json (an SFT run's output_dir)")
         model = PeftModel.from_pretrained(model, recipe.dpo.starting_adapter, is_trainable=True)
         config = None  # train the SFT adapter further; the reference is the base with it switched off
-    args = DPOConfig(**with_precision(recipe, trainer_kwargs(recipe, out, bool(splits.eval))))
-    trainer = DPOTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
-                         eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
-                         peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"))
+    if recipe.dpo.spec.data == "feedback":
+        def dataset(rows):
+            return _feedback(recipe, rows, splits.kind)
+    else:
+        def dataset(rows):
+            return _pairs(recipe, rows)
+    args = Config(**with_precision(recipe, trainer_kwargs(recipe, out, bool(splits.eval))))
+    trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train),
+                      eval_dataset=dataset(splits.eval) if splits.eval else None, processing_class=tokenizer,
+                      peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"))
     finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval))
     if finished is None:
         return None
     result, runtime, evaluation = finished
+    margin = evaluation.get("eval_rewards/margins")
+    if margin is None and "eval_rewards/chosen" in evaluation:  # KTO reports the two rewards apart
+        margin = evaluation["eval_rewards/chosen"] - evaluation["eval_rewards/rejected"]
     metrics = {
-        "method": recipe.method, "task": recipe.task, "train": train_metrics(trainer, result, runtime),
+        "method": recipe.method, "task": recipe.task, "algorithm": recipe.dpo.algorithm, "train": train_metrics(trainer, result, runtime),
         "eval": {"loss": evaluation.get("eval_loss"), "preference_accuracy": evaluation.get("eval_rewards/accuracies"),
-                 "reward_margin": evaluation.get("eval_rewards/margins")},
+                 "reward_margin": margin},
     }
     history = trainer.state.log_history
     return RunResult(metrics, history, write_training_files(recipe, metrics, history, [], out))
