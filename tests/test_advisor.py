@@ -385,6 +385,7 @@ def test_rl_memory_gate_counts_no_reward_model_with_reward_functions():
     ({"feedback_labels": 5000}, True, "kto"),  # unpaired ratings: KTO
     ({"feedback_labels": 50}, False, None),  # too few to learn from
     ({"preference_pairs": 2000}, True, "dpo"),
+    ({"preference_pairs": 2000, "is_base_model": True, "labeled_examples": 0}, True, "orpo"),  # a base model: one stage
 ])
 def test_preference_data_decides_the_algorithm(extra, method_open, algorithm):
     from adaptkit.recipe.emit import recipe_for
@@ -401,3 +402,5 @@ def test_preference_data_decides_the_algorithm(extra, method_open, algorithm):
     assert recipe["dpo"].get("algorithm", "dpo") == algorithm
     if algorithm == "kto":
         assert recipe["data"]["train"].endswith("feedback_train.jsonl") and "KTO" in " ".join(f.reason for f in advice.firings)
+    if algorithm == "orpo":
+        assert any("one stage" in n for n in notes) and not any("instruction-tune it first" in n for n in notes)

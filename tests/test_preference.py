@@ -150,7 +150,7 @@ def test_advise_emits_a_dpo_recipe_and_checks_the_users_data(invoke, tmp_path):
 # ----------------------------------------------------------------------------------------------- KTO, ORPO, SimPO, CPO
 
 @pytest.mark.parametrize("recipe, extra", [
-    ("kto", []),
+    ("kto", []), ("orpo", []),
     ("kto", ["data.train=examples/data/preferences_train.jsonl", "data.eval=examples/data/preferences_eval.jsonl"]),  # pairs, split
 ])
 def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causal_lm, monkeypatch, recipe, extra):
@@ -184,3 +184,22 @@ def test_bad_feedback_data_and_settings_fail_in_one_line(invoke, tmp_path, monke
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_trainer_trl_moved_is_one_clear_error(monkeypatch):
+    import importlib
+
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.errors import InputError
+    from adaptkit.runners.preference import trainer_classes
+
+    recipe, _, _ = load_recipe("orpo")
+    real = importlib.import_module
+
+    def moved(name, *args):
+        if name == "trl.experimental.orpo":
+            raise ModuleNotFoundError(name)
+        return real(name, *args)
+    monkeypatch.setattr(importlib, "import_module", moved)
+    with pytest.raises(InputError, match=r"dpo.algorithm=orpo: trl.experimental.orpo.ORPOConfig is not in the installed trl"):
+        trainer_classes(recipe)

@@ -40,6 +40,8 @@ ALGORITHMS = {
     "kto": Algorithm("trl:KTOTrainer", "trl:KTOConfig", "feedback", True,
                      lambda b: {"beta": b.beta, "desirable_weight": b.desirable_weight, "undesirable_weight": b.undesirable_weight},
                      "Ethayarajh et al., arXiv:2402.01306"),
+    "orpo": Algorithm("trl.experimental.orpo:ORPOTrainer", "trl.experimental.orpo:ORPOConfig", "pairs", False,
+                      lambda b: {"beta": b.beta}, "Hong et al., arXiv:2403.07691"),
 }
 
 
@@ -58,8 +60,9 @@ def rating(value) -> bool | None:
 
 class DPOBlock(Strict):
     algorithm: Literal[tuple(ALGORITHMS)] = Field(  # type: ignore[valid-type]
-        "dpo", description="dpo; kto (unpaired thumbs-up/down feedback)")
-    beta: float = Field(0.1, gt=0, description="dpo, kto: pull toward the reference (higher: stay closer)")
+        "dpo", description="dpo; kto (unpaired thumbs-up/down feedback); orpo (no reference model)")
+    beta: float = Field(0.1, gt=0, description="dpo, kto: pull toward the reference (higher: stay closer); orpo: the odds-ratio "
+                                               "weight (lambda)")
     loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="dpo: the loss variant (TRL's loss_type)")  # type: ignore[valid-type]
     desirable_weight: float = Field(1.0, gt=0, description="kto: weight of thumbs-up examples (raise it when they are the fewer)")
     undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of thumbs-down examples")
@@ -272,7 +275,7 @@ def _emit(block: dict):
 
 
 def _emit_preference(profile, context) -> dict:
-    """DPO on pairs; KTO when the feedback is unpaired ratings."""
+    """DPO on pairs; KTO when the feedback is unpaired ratings; ORPO (one stage, no reference) for a base model."""
     if profile.preference_pairs < 500 and profile.feedback_labels >= 100:
         fields = _emit({"dpo": {"algorithm": "kto", "beta": 0.1, "reference": "adapters_off"}})(profile, context)
         if profile.train_data:
@@ -280,6 +283,11 @@ def _emit_preference(profile, context) -> dict:
                                  "and data.label_column")
         else:
             fields["data"].update(train=context.demo("examples/data/feedback_train.jsonl"), eval=context.demo("examples/data/feedback_eval.jsonl"))
+        return fields
+    if profile.is_base_model:
+        fields = _emit({"dpo": {"algorithm": "orpo", "beta": 0.1}})(profile, context)
+        context.notes[:] = [n for n in context.notes if "instruction-tune it first" not in n]
+        context.notes.append("the model is a base model: ORPO learns instruction following and the preferences in one stage")
         return fields
     return _emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}})(profile, context)
 
