@@ -150,7 +150,7 @@ def test_advise_emits_a_dpo_recipe_and_checks_the_users_data(invoke, tmp_path):
 # ----------------------------------------------------------------------------------------------- KTO, ORPO, SimPO, CPO
 
 @pytest.mark.parametrize("recipe, extra", [
-    ("kto", []), ("orpo", []),
+    ("kto", []), ("orpo", []), ("simpo", []), ("orpo", ["dpo.algorithm=cpo"]),
     ("kto", ["data.train=examples/data/preferences_train.jsonl", "data.eval=examples/data/preferences_eval.jsonl"]),  # pairs, split
 ])
 def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causal_lm, monkeypatch, recipe, extra):
@@ -170,12 +170,22 @@ def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causa
     assert AutoPeftModelForCausalLM.from_pretrained(out) is not None
 
 
+def test_reference_free_losses_train_all_weights_without_a_reference(invoke, tmp_path, tiny_causal_lm):
+    metrics = run_ok(invoke, "simpo", f"model={tiny_causal_lm}", f"output_dir={tmp_path / 'full'}", "lora=", "training.max_steps=2", *SHORT)
+    assert metrics["train"]["trainable_params"] == metrics["train"]["total_params"]
+    simpo = json.loads(invoke("run", "simpo", "lora=", "--dry-run", "--json").stdout)["memory"]
+    dpo = json.loads(invoke("run", "dpo", "lora=", "dpo.reference=copy", "--dry-run", "--json").stdout)["memory"]
+    assert simpo["breakdown"]["reference_model"] == 0 and dpo["breakdown"]["reference_model"] > 0
+    assert simpo["peak_memory_gb"] < dpo["peak_memory_gb"]
+    assert any("reference-free" in a for a in simpo["assumptions"])
+
+
 @pytest.mark.parametrize("rows, overrides, words", [
     ([{"prompt": "p", "completion": "a", "label": "maybe"}], [], "is not a thumbs-up/down rating"),
     ([{"prompt": "p", "completion": "a", "label": True}, {"prompt": "q", "completion": "b", "label": 1}], [], "every rating is up"),
     ([{"prompt": "p", "completion": "", "label": True}], [], "have no text in `completion`"),
     ([{"prompt": "p", "completion": "a", "label": True}], ["dpo.loss_type=ipo"], "`dpo.loss_type` is for dpo, not kto"),
-    ([{"prompt": "p", "completion": "a", "label": True}], ["dpo.algorithm=dpo", "dpo.desirable_weight=2"], "is for kto, not dpo"),
+    ([{"prompt": "p", "completion": "a", "label": True}], ["dpo.algorithm=orpo", "dpo.desirable_weight=2"], "is for kto, not orpo"),
 ])
 def test_bad_feedback_data_and_settings_fail_in_one_line(invoke, tmp_path, monkeypatch, rows, overrides, words):
     monkeypatch.chdir(tmp_path)

@@ -42,6 +42,11 @@ ALGORITHMS = {
                      "Ethayarajh et al., arXiv:2402.01306"),
     "orpo": Algorithm("trl.experimental.orpo:ORPOTrainer", "trl.experimental.orpo:ORPOConfig", "pairs", False,
                       lambda b: {"beta": b.beta}, "Hong et al., arXiv:2403.07691"),
+    "simpo": Algorithm("trl.experimental.cpo:CPOTrainer", "trl.experimental.cpo:CPOConfig", "pairs", False,
+                       lambda b: {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": b.beta, "simpo_gamma": b.simpo_gamma},
+                       "Meng et al., arXiv:2405.14734"),
+    "cpo": Algorithm("trl.experimental.cpo:CPOTrainer", "trl.experimental.cpo:CPOConfig", "pairs", False,
+                     lambda b: {"beta": b.beta}, "Xu et al., arXiv:2401.08417"),
 }
 
 
@@ -60,19 +65,20 @@ def rating(value) -> bool | None:
 
 class DPOBlock(Strict):
     algorithm: Literal[tuple(ALGORITHMS)] = Field(  # type: ignore[valid-type]
-        "dpo", description="dpo; kto (unpaired thumbs-up/down feedback); orpo (no reference model)")
+        "dpo", description="dpo; kto (unpaired thumbs-up/down feedback); orpo, simpo, cpo (no reference model)")
     beta: float = Field(0.1, gt=0, description="dpo, kto: pull toward the reference (higher: stay closer); orpo: the odds-ratio "
-                                               "weight (lambda)")
+                                               "weight (lambda); simpo: the reward scale (the paper uses 2-2.5); cpo: the loss scale")
     loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="dpo: the loss variant (TRL's loss_type)")  # type: ignore[valid-type]
     desirable_weight: float = Field(1.0, gt=0, description="kto: weight of thumbs-up examples (raise it when they are the fewer)")
     undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of thumbs-down examples")
+    simpo_gamma: float = Field(0.5, ge=0, description="simpo: the target reward margin (gamma / beta in TRL's CPOConfig)")
     reference: Literal["adapters_off", "copy"] = Field(
         "adapters_off", description="dpo, kto: adapters_off: the base with LoRA disabled (no second copy); copy: full weights with a frozen copy")
     starting_adapter: Optional[str] = input_path("a LoRA adapter from an SFT run to start from (folder)", default=None)
 
     @model_validator(mode="after")
     def _fields_of_the_algorithm(self):
-        own = {"loss_type": ("dpo",), "desirable_weight": ("kto",), "undesirable_weight": ("kto",),
+        own = {"loss_type": ("dpo",), "desirable_weight": ("kto",), "undesirable_weight": ("kto",), "simpo_gamma": ("simpo",),
                "reference": tuple(a for a, d in ALGORITHMS.items() if d.reference)}
         for name, algorithms in own.items():
             if getattr(self, name) != type(self).model_fields[name].default and self.algorithm not in algorithms:
@@ -172,7 +178,7 @@ class DpoRecipe(PolicyRecipe):
 
     def check(self) -> None:
         if not self.dpo.spec.reference:
-            return  # a reference-free loss: LoRA or all weights
+            return  # orpo, simpo, cpo: no reference model, LoRA or all weights
         if self.dpo.reference == "adapters_off" and self.lora is None:
             raise ValueError("`dpo.reference: adapters_off` needs a `lora` block (or set `dpo.reference: copy` for full-weight DPO)")
         if self.dpo.reference == "copy" and self.lora is not None:
