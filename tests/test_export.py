@@ -38,8 +38,24 @@ def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
 
 
+@pytest.mark.parametrize("extra", [["lora.use_dora=true"], ["lora.use_rslora=true"]])
+def test_exported_lora_variants_of_a_classifier_match(invoke, tmp_path, extra):
+    script = tmp_path / "train.py"
+    assert invoke("export", "lora_cls", *QUICK, *extra, f"output_dir={tmp_path / 'script_out'}", "-o", script).exit_code == 0
+    from_script = run_without_adaptkit(script, tmp_path)
+    from_run = json.loads(invoke("run", "lora_cls", *QUICK, *extra, f"output_dir={tmp_path / 'run_out'}", "--json").stdout)
+    assert from_script["eval"] == pytest.approx(from_run["eval"], rel=1e-6)
+    assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
+    saved = [json.loads((tmp_path / folder / "adapter_config.json").read_text()) for folder in ("script_out", "run_out")]
+    for config in saved:  # the run names the hub id of the embedded model; PEFT keeps target modules as a set
+        config.pop("base_model_name_or_path")
+        config["target_modules"] = sorted(config["target_modules"])
+    assert saved[0] == saved[1]
+
+
 @pytest.mark.parametrize("recipe, extra", [
     ("lora_sft", ["training.learning_rate=0.005"]),
+    ("lora_sft", ["training.learning_rate=0.005", "lora.use_dora=true", "lora.use_rslora=true"]),
     ("instruction_tuning", ["training.learning_rate=0.003", "training.gradient_checkpointing=false"]),
     ("dpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("kto", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),

@@ -11,7 +11,7 @@ from adaptkit.errors import InputError
 from adaptkit.units import parse_gigabytes, parse_number, parse_params_b
 
 SETUP_OPTIONS = ("precision", "quantization", "batch_size", "seq_len", "gradient_checkpointing", "chunked_loss", "adapter", "lora_r",
-                 "lora_targets", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference")
+                 "lora_targets", "dora", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference")
 
 
 def _number(parse, flag):
@@ -43,6 +43,7 @@ def _number(parse, flag):
 @click.option("--adapter", type=click.Choice(["lora", "ia3", "none"]), help="For lora_adapters, dpo, rlhf: none = full weights.")
 @click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lora-targets", default="all-linear", show_default=True, help="q_proj,v_proj or all-linear.")
+@click.option("--dora", is_flag=True, help="DoRA (lora.use_dora): magnitude vectors and their extra activations.")
 @click.option("--soft-prompt", type=click.Choice(["prompt", "prefix"]), default="prompt", show_default=True)
 @click.option("--num-virtual-tokens", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "sgd"]), default="adamw", show_default=True)
@@ -68,7 +69,7 @@ def _number(parse, flag):
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
 def estimate(recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
-             adapter, lora_r, lora_targets, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
+             adapter, lora_r, lora_targets, dora, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output, as_json,
              list_models, list_gpus):
@@ -129,7 +130,7 @@ def estimate(recipe, model, params, active_params, method, precision, quantizati
             one, adapter=chosen, precision=precision, quantization=quantized,
             batch_size=batch_size, seq_len=seq_len or context,
             gradient_checkpointing=gradient_checkpointing, chunked_loss=chunked_loss,
-            lora_r=lora_r, lora_targets=lora_targets,
+            lora_r=lora_r, lora_targets=lora_targets, dora=dora,
             soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
             sharding=sharding if definition.trains else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
         )

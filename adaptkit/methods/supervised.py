@@ -24,6 +24,9 @@ class LoraConfigBlock(Strict):
     target_modules: Union[Literal["all-linear"], list[str], None] = Field(
         None, description="modules to adapt: a list, `all-linear`, or null for PEFT's default for the architecture")
     quantization: Literal["none", "8bit", "4bit"] = Field("none", description="load the base in 8 or 4 bits (QLoRA; needs CUDA and bitsandbytes)")
+    use_dora: bool = Field(False, description="DoRA: learn each weight's magnitude apart from its direction (PEFT use_dora; "
+                                              "more activation memory, see estimate)")
+    use_rslora: bool = Field(False, description="rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r (stable at high rank)")
 
 
 class IA3ConfigBlock(Strict):
@@ -40,12 +43,18 @@ class PrefixConfigBlock(Strict):
 def lora_setup(block: LoraConfigBlock) -> dict:
     """The estimator's view of a LoRA block. PEFT's default targets are the query and value projections."""
     targets = block.target_modules
-    return {"adapter": "lora", "lora_r": block.r, "quantization": block.quantization,
+    return {"adapter": "lora", "lora_r": block.r, "quantization": block.quantization, "dora": block.use_dora,
             "lora_targets": "q_proj,v_proj" if targets is None else targets if isinstance(targets, str) else ",".join(targets)}
 
 
 def lora_peft(block: LoraConfigBlock) -> tuple[str, dict]:
-    return "LoraConfig", {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout, "target_modules": block.target_modules}
+    """PEFT's LoraConfig fields; the variants only when chosen (DoRA, rsLoRA)."""
+    kwargs = {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout, "target_modules": block.target_modules}
+    if block.use_dora:
+        kwargs["use_dora"] = True
+    if block.use_rslora:
+        kwargs["use_rslora"] = True
+    return "LoraConfig", kwargs
 
 
 def lora_trl(block: LoraConfigBlock | None) -> dict:
@@ -54,6 +63,10 @@ def lora_trl(block: LoraConfigBlock | None) -> dict:
         return {}
     fields = {"use_peft": True, "lora_r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout,
               "lora_target_modules": block.target_modules}
+    if block.use_dora:
+        fields["use_dora"] = True
+    if block.use_rslora:
+        fields["use_rslora"] = True
     if block.quantization == "4bit":
         fields.update(load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
     elif block.quantization == "8bit":
