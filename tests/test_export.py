@@ -38,7 +38,7 @@ def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
     assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]
 
 
-@pytest.mark.parametrize("extra", [["lora.use_dora=true"], ["lora.use_rslora=true"]])
+@pytest.mark.parametrize("extra", [["lora.use_dora=true", "lora.loraplus_lr_ratio=8"], ["lora.init=olora", "lora.use_rslora=true"]])
 def test_exported_lora_variants_of_a_classifier_match(invoke, tmp_path, extra):
     script = tmp_path / "train.py"
     assert invoke("export", "lora_cls", *QUICK, *extra, f"output_dir={tmp_path / 'script_out'}", "-o", script).exit_code == 0
@@ -50,12 +50,13 @@ def test_exported_lora_variants_of_a_classifier_match(invoke, tmp_path, extra):
     for config in saved:  # the run names the hub id of the embedded model; PEFT keeps target modules as a set
         config.pop("base_model_name_or_path")
         config["target_modules"] = sorted(config["target_modules"])
-    assert saved[0] == saved[1]
+    assert saved[0] == saved[1] and not (tmp_path / "script_out" / "initial_adapter").exists()
 
 
 @pytest.mark.parametrize("recipe, extra", [
     ("lora_sft", ["training.learning_rate=0.005"]),
     ("lora_sft", ["training.learning_rate=0.005", "lora.use_dora=true", "lora.use_rslora=true"]),
+    ("lora_sft", ["training.learning_rate=0.005", "lora.loraplus_lr_ratio=16", "lora.init=pissa"]),
     ("instruction_tuning", ["training.learning_rate=0.003", "training.gradient_checkpointing=false"]),
     ("dpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("kto", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),

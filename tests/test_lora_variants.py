@@ -1,4 +1,4 @@
-"""LoRA variants as recipe options: DoRA, rsLoRA; each trains, reloads and exports, and the
+"""LoRA variants as recipe options: DoRA, rsLoRA, PiSSA / OLoRA starts, LoRA+; each trains, reloads and exports, and the
 estimator's DoRA memory is checked against the tensors PEFT really keeps for the backward pass."""
 
 import json
@@ -33,6 +33,9 @@ def lora_b_norm(folder: Path) -> float:
 @pytest.mark.parametrize("variant, config", [
     ("lora.use_dora=true", {"use_dora": True}),
     ("lora.use_rslora=true", {"use_rslora": True}),
+    ("lora.init=pissa", {"init_lora_weights": True, "r": 32}),  # converted to plain LoRA of rank 2r: loads on the original base
+    ("lora.init=olora", {"init_lora_weights": True, "r": 32}),
+    ("lora.loraplus_lr_ratio=16", {}),
 ])
 def test_each_variant_trains_and_reloads(invoke, tmp_path, tiny_causal_lm, variant, config):
     out = tmp_path / "out"
@@ -43,18 +46,42 @@ def test_each_variant_trains_and_reloads(invoke, tmp_path, tiny_causal_lm, varia
     saved = json.loads((out / "adapter_config.json").read_text())
     for key, value in config.items():
         assert saved[key] == value, (key, saved[key])
+    assert not (out / "initial_adapter").exists()  # the start point adaptkit kept for the conversion is gone
     from peft import AutoPeftModelForCausalLM
 
     assert AutoPeftModelForCausalLM.from_pretrained(out) is not None
 
 
+def test_loraplus_moves_b_faster_than_plain_lora(invoke, tmp_path, tiny_causal_lm):
+    plain, plus = tmp_path / "plain", tmp_path / "plus"
+    run_ok(invoke, "lora_sft", f"model={tiny_causal_lm}", f"output_dir={plain}", *QUICK, "training.learning_rate=0.0005")
+    run_ok(invoke, "lora_sft", f"model={tiny_causal_lm}", f"output_dir={plus}", *QUICK, "training.learning_rate=0.0005",
+           "lora.loraplus_lr_ratio=16")
+    assert lora_b_norm(plus) > 3 * lora_b_norm(plain)
+
+
 def test_variants_on_a_classifier(invoke, tmp_path):
     out = tmp_path / "cls"
     metrics = run_ok(invoke, "lora_cls", f"output_dir={out}", "training.max_steps=3", "data.max_rows=48", "lora.use_dora=true",
-                     "lora.use_rslora=true")
+                     "lora.loraplus_lr_ratio=8", "lora.use_rslora=true")
     assert 0 <= metrics["eval"]["accuracy"] <= 1
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["use_dora"] and saved["use_rslora"]
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["lora.init=pissa", "lora.quantization=4bit"], "lora.init=pissa decomposes the base weights"),
+    (["lora.loraplus_lr_ratio=0.5"], "loraplus_lr_ratio"),
+    (["lora.init=loftq"], "lora.init"),
+])
+def test_impossible_variants_fail_in_one_line(invoke, overrides, words):
+    result = invoke("run", "lora_sft", *overrides, "--dry-run")
+    assert result.exit_code == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_trl_config_lists_what_the_cli_cannot_express(invoke):
+    text = invoke("export", "lora_sft", "lora.use_dora=true", "lora.init=pissa", "lora.loraplus_lr_ratio=16", "--format", "trl").stdout
+    assert "use_dora: true" in text and "lora.init=pissa" in text and "loraplus_lr_ratio=16" in text
 
 
 def _saved_activation_bytes(folder: Path, dora: bool, targets) -> int:

@@ -15,7 +15,7 @@ from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase, Strict, input_path, literal, training_kwargs
 from adaptkit.methods.registry import register
 from adaptkit.methods.rewards import BUILTINS
-from adaptkit.methods.supervised import LoraConfigBlock, lora_peft, lora_setup, lora_trl
+from adaptkit.methods.supervised import LoraConfigBlock, lora_lost, lora_peft, lora_setup, lora_trl
 
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 PREFERENCE = dict(summary="adaptkit.runners.dryrun:data_summary", tasks=("causal_lm",),
@@ -223,6 +223,8 @@ def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
     """The two-stage script (the same RewardConfig and GRPO/RLOO config dicts the runner builds), or with reward
     functions, the one-stage script carrying the built-in rewards' source."""
     out, p = Path(recipe.output_dir), recipe.rlhf.policy
+    if recipe.lora and (recipe.lora.loraplus_lr_ratio or recipe.lora.init != "default"):
+        raise InputError("--format script does not yet write LoRA+ or a PiSSA/OLoRA start for the RL policy: run it with adaptkit run")
     trainer = "GRPO" if p.algorithm == "grpo" else "RLOO"
     if recipe.verifiable:
         import inspect
@@ -248,7 +250,7 @@ def _dpo_trl(recipe: DpoRecipe) -> tuple[str, dict, list] | None:
         return None  # the TRL command line has `trl dpo` and `trl kto` only; the script export covers the rest
     lost = ([f"dpo.starting_adapter={recipe.dpo.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first"]
             if recipe.dpo.starting_adapter else [])
-    return "dpo", {**lora_trl(recipe.lora), "beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type}, lost
+    return "dpo", {**lora_trl(recipe.lora), "beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type}, lost + lora_lost(recipe.lora)
 
 
 def reward_kwargs(recipe: RlhfRecipe, out: Path, has_eval: bool) -> dict:

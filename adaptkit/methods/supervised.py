@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase, Strict
@@ -15,6 +15,8 @@ from adaptkit.methods.registry import register
 SUPERVISED = dict(runner="adaptkit.runners.train:train", data="adaptkit.runners.data:load_splits",
                   summary="adaptkit.runners.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
 BOTH_TASKS = ("sequence_classification", "causal_lm")
+LORA_INIT_DIR = "initial_adapter"  # PiSSA/OLoRA: the adapter as initialised (in output_dir) until the trained one is converted
+# to plain LoRA; PEFT names the adapter after the folder, so no leading dot
 
 
 class LoraConfigBlock(Strict):
@@ -27,6 +29,17 @@ class LoraConfigBlock(Strict):
     use_dora: bool = Field(False, description="DoRA: learn each weight's magnitude apart from its direction (PEFT use_dora; "
                                               "more activation memory, see estimate)")
     use_rslora: bool = Field(False, description="rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r (stable at high rank)")
+    init: Literal["default", "gaussian", "pissa", "olora"] = Field(
+        "default", description="how the adapters start: default (B = 0), gaussian, pissa (the principal singular vectors of each "
+                               "weight), olora (a QR decomposition); PEFT's init_lora_weights")
+    loraplus_lr_ratio: Optional[float] = Field(None, ge=1, le=1000, description="LoRA+: the B matrices learn this many times faster "
+                                                                              "than A (the paper uses 16)")
+
+    @model_validator(mode="after")
+    def _init_on_a_full_base(self):
+        if self.init in ("pissa", "olora") and self.quantization != "none":
+            raise ValueError(f"lora.init={self.init} decomposes the base weights: it needs lora.quantization=none")
+        return self
 
 
 class IA3ConfigBlock(Strict):
@@ -48,12 +61,14 @@ def lora_setup(block: LoraConfigBlock) -> dict:
 
 
 def lora_peft(block: LoraConfigBlock) -> tuple[str, dict]:
-    """PEFT's LoraConfig fields; the variants only when chosen (DoRA, rsLoRA)."""
+    """PEFT's LoraConfig fields; the variants only when chosen (DoRA, rsLoRA, an initialisation)."""
     kwargs = {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout, "target_modules": block.target_modules}
     if block.use_dora:
         kwargs["use_dora"] = True
     if block.use_rslora:
         kwargs["use_rslora"] = True
+    if block.init != "default":
+        kwargs["init_lora_weights"] = block.init
     return "LoraConfig", kwargs
 
 
@@ -74,12 +89,20 @@ def lora_trl(block: LoraConfigBlock | None) -> dict:
     return fields
 
 
+def lora_lost(block: LoraConfigBlock | None) -> list[str]:
+    """LoRA settings the TRL command line cannot express."""
+    if block is None:
+        return []
+    return ([f"lora.init={block.init}: the TRL CLI starts LoRA from PEFT's default"] if block.init != "default" else []) + \
+        ([f"lora.loraplus_lr_ratio={block.loraplus_lr_ratio:g}: the TRL CLI has no LoRA+ optimizer"] if block.loraplus_lr_ratio else [])
+
+
 def _sft_trl(recipe: RecipeBase) -> tuple[str, dict, list] | None:
     """`trl sft`: full weights or LoRA (the TRL command line has no IA3 and no soft prompts)."""
     if recipe.adapter in ("prompt", "prefix"):
         return None
     lost = ["ia3: the TRL CLI trains LoRA adapters only"] if recipe.adapter == "ia3" else []
-    return "sft", lora_trl(getattr(recipe, "lora", None)), lost
+    return "sft", lora_trl(getattr(recipe, "lora", None)), lost + lora_lost(getattr(recipe, "lora", None))
 
 
 def sft_trainer(recipe: RecipeBase) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
 from adaptkit.methods.base import Code, literal, trainer_kwargs
+from adaptkit.methods.supervised import LORA_INIT_DIR
 from adaptkit.recipe.schema import Recipe
 from adaptkit.models import EMBEDDED_NAMES
 
@@ -62,12 +63,21 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
         "__TRAIN__": repr(d.train), "__EVAL__": repr(d.eval), "__TEXT__": repr(d.text_column), "__LABEL__": repr(d.label_column),
         "__MAX_ROWS__": repr(d.max_rows), "__MAX_LENGTH__": repr(t.max_length), "__SEED__": repr(t.seed),
         "__OUTPUT_DIR__": repr(recipe.output_dir), "__PEFT_IMPORT__": peft_import, "__ADAPTER__": peft_expression,
+        "__LORAPLUS__": repr(getattr(getattr(recipe, "lora", None), "loraplus_lr_ratio", None)), "__INITIAL__": _initial(recipe),
         "__PRECISION__": repr(t.precision), "__ARGS__": literal(args), "__METHOD__": repr(recipe.method),
         "__PROMPT__": repr(d.prompt_column), "__RESPONSE__": repr(d.response_column), "__MESSAGES__": repr(d.messages_column),
         "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__COMPLETION__": repr(d.completion_column), "__QUANTIZATION__": repr(recipe.quantization),
         **extra,
     }
     return _fill((TEMPLATES / template).read_text(encoding="utf-8"), values)
+
+
+def _initial(recipe: Recipe) -> str:
+    """Where a PiSSA/OLoRA script keeps the initial adapter (the runner's folder name), as a literal; None otherwise."""
+    lora = getattr(recipe, "lora", None)
+    if lora is None or lora.init not in ("pissa", "olora"):
+        return "None"
+    return repr(str(Path(recipe.output_dir) / LORA_INIT_DIR))
 
 
 def _mixed_precision(recipe: Recipe) -> str:

@@ -16,7 +16,7 @@ from adaptkit.runners.data import Splits
 from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
 from adaptkit.runners.train import (
     callbacks, check_quantization, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
-    with_precision,
+    prepare_adapters, with_precision,
 )
 
 
@@ -98,10 +98,11 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | 
         def dataset(rows):
             return _pairs(recipe, rows)
     args = Config(**with_precision(recipe, trainer_kwargs(recipe, out, bool(splits.eval))))
+    model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
     trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train),
                       eval_dataset=dataset(splits.eval) if splits.eval else None, processing_class=tokenizer,
-                      peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"))
-    finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval))
+                      peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"), optimizers=optimizers)
+    finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval), finish)
     if finished is None:
         return None
     result, runtime, evaluation = finished
@@ -264,9 +265,10 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     Config, Trainer = (GRPOConfig, GRPOTrainer) if stage.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
     args = Config(**with_precision(recipe, policy_kwargs(recipe, out)))
     stop = {"stop": False}
+    policy, config, optimizers, finish = prepare_adapters(recipe, policy, _lora(recipe), stage.learning_rate, out)
     trainer = Trainer(model=policy, args=args, train_dataset=_prompts(recipe, splits.train), processing_class=tokenizer,
-                      peft_config=_lora(recipe), callbacks=callbacks(stop, root / "train_log.jsonl", stage="policy"),
-                      **scorer.trainer_kwargs)
+                      peft_config=config, callbacks=callbacks(stop, root / "train_log.jsonl", stage="policy"),
+                      optimizers=optimizers, **scorer.trainer_kwargs)
     result, runtime = fit(trainer, stop, resume)
     trained = trainer.model
     _, completions_after = _generate(trained, tokenizer, held_prompts, stage.max_completion_length)
@@ -280,6 +282,7 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     if trainer.is_world_process_zero():
         trainer.save_model(str(out))
         tokenizer.save_pretrained(str(out))
+        finish(trainer)
         with open(root / "samples.jsonl", "w", encoding="utf-8") as handle:
             for text, row, b, a, cb, ca in zip(texts, held_rows, samples_before, samples_after, completions_before, completions_after):
                 line = {"prompt": text, "before": cb, "reward_before": b["reward"], "after": ca, "reward_after": a["reward"]}

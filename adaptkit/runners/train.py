@@ -11,6 +11,7 @@ from pathlib import Path
 
 from adaptkit.errors import AdaptkitError, InputError
 from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
+from adaptkit.methods.supervised import LORA_INIT_DIR
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
 from adaptkit.models import resolve_model
@@ -56,6 +57,45 @@ def peft_config(recipe: Recipe, task_type: str):
 
     name, kwargs = spec
     return getattr(peft, name)(task_type=task_type, **kwargs)
+
+
+def prepare_adapters(recipe: Recipe, model, config, learning_rate: float, out: Path):
+    """What a LoRA block asks beyond PEFT's config. LoRA+ (lora.loraplus_lr_ratio): the model wrapped now and PEFT's AdamW
+    whose B matrices learn faster. PiSSA / OLoRA (lora.init): the initial adapter saved, so `finish` can convert the
+    trained one into plain LoRA that loads on the original base (PEFT's path_initial_model_for_weight_conversion).
+    Returns (model, the PEFT config still to apply, the trainer's `optimizers`, finish(trainer) after the model is saved)."""
+    from peft import PeftModel
+
+    block = getattr(recipe, "lora", None)
+    adapted = config is not None or isinstance(model, PeftModel)
+    converts = block is not None and block.init in ("pissa", "olora") and adapted
+    if block is None or not adapted or not (block.loraplus_lr_ratio or converts):
+        return model, config, (None, None), lambda trainer: None
+    import shutil
+
+    import torch
+    from peft import get_peft_model
+
+    if not isinstance(model, PeftModel):
+        model, config = get_peft_model(model, config), None
+    initial = out / LORA_INIT_DIR
+    if converts:
+        adapter = model.peft_config["default"]
+        adapter.init_lora_weights = True  # saved as a plain LoRA start point, as PEFT's PiSSA/OLoRA docs do
+        model.save_pretrained(str(initial))
+        adapter.init_lora_weights = block.init
+    optimizers = (None, None)
+    if block.loraplus_lr_ratio:
+        from peft.optimizers import create_loraplus_optimizer
+
+        optimizers = (create_loraplus_optimizer(model=model, optimizer_cls=torch.optim.AdamW, lr=learning_rate,
+                                                loraplus_lr_ratio=block.loraplus_lr_ratio, weight_decay=recipe.training.weight_decay), None)
+
+    def finish(trainer) -> None:
+        if converts and trainer.is_world_process_zero():
+            trainer.model.save_pretrained(str(out), path_initial_model_for_weight_conversion=str(initial))
+            shutil.rmtree(initial, ignore_errors=True)
+    return model, config, optimizers, finish
 
 
 def _check_prefix_support(model) -> None:
@@ -146,6 +186,7 @@ def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, cal
         if recipe.adapter == "prefix":
             _check_prefix_support(model)
         model = get_peft_model(model, config)
+    model, _, optimizers, finish = prepare_adapters(recipe, model, None, recipe.training.learning_rate, out)
 
     def encode(rows):
         ds = Dataset.from_dict({"text": [r[d.text_column] for r in rows],
@@ -160,8 +201,8 @@ def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, cal
 
     trainer = Trainer(model=model, args=args, train_dataset=encode(splits.train),
                       eval_dataset=encode(splits.eval) if splits.eval else None, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks)
-    return trainer, tokenizer
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks, optimizers=optimizers)
+    return trainer, tokenizer, finish
 
 
 def _plain(value):
@@ -225,10 +266,11 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     from peft import TaskType
 
     config = peft_config(recipe, TaskType.CAUSAL_LM)
+    model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows_to(splits.train),
                          eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer,
-                         peft_config=config, callbacks=callbacks)
-    return trainer, tokenizer
+                         peft_config=config, callbacks=callbacks, optimizers=optimizers)
+    return trainer, tokenizer, finish
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -276,14 +318,16 @@ def evaluate(trainer) -> dict:
         return trainer.evaluate()
 
 
-def fit_evaluate_save(trainer, tokenizer, stop: dict, options: RunOptions, out: Path, has_eval: bool):
-    """Train, evaluate and save on the main process: (result, seconds, evaluation), or None on other ranks."""
+def fit_evaluate_save(trainer, tokenizer, stop: dict, options: RunOptions, out: Path, has_eval: bool, finish=lambda trainer: None):
+    """Train, evaluate and save on the main process: (result, seconds, evaluation), or None on other ranks. `finish`
+    runs after the save (PiSSA/OLoRA: the adapter converted to plain LoRA)."""
     result, runtime = fit(trainer, stop, options.resume)
     evaluation = evaluate(trainer) if has_eval else {}
     if not trainer.is_world_process_zero():
         return None
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
+    finish(trainer)
     return result, runtime, evaluation
 
 
@@ -326,8 +370,8 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
     sft = recipe.task == "causal_lm"
     args = _training_arguments(recipe, out, bool(splits.eval), sft)
     build = _causal_trainer if sft else _classification_trainer
-    trainer, tokenizer = build(recipe, splits, out, args, callbacks(stop, out / "train_log.jsonl"))
-    finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval))
+    trainer, tokenizer, finish = build(recipe, splits, out, args, callbacks(stop, out / "train_log.jsonl"))
+    finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval), finish)
     if finished is None:
         return None
     result, runtime, evaluation = finished
