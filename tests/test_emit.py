@@ -144,4 +144,5 @@ def test_several_gpus_shard_a_16_bit_base_before_quantizing():
     one, _ = recipe_for(advise(build_profile({**answers, "num_gpus": 1})))
     eight, notes = recipe_for(advise(build_profile({**answers, "num_gpus": 8})))
     assert one["lora"]["quantization"] == "4bit"
-    assert eight["lora"].get("quantization", "none") == "none" and any("accelerate-config" in n for n in notes)
+    assert eight["lora"].get("quantization", "none") == "none" and eight["training"]["sharding"] == "zero3"
+    assert any("--num-processes 8" in n for n in notes) and "sharding" not in one["training"]

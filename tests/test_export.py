@@ -58,6 +58,7 @@ def test_exported_lora_variants_of_a_classifier_match(invoke, tmp_path, extra):
     ("lora_sft", ["training.learning_rate=0.005", "lora.use_dora=true", "lora.use_rslora=true"]),
     ("lora_sft", ["training.learning_rate=0.005", "lora.loraplus_lr_ratio=16", "lora.init=pissa"]),
     ("instruction_tuning", ["training.learning_rate=0.003", "training.gradient_checkpointing=false"]),
+    ("instruction_tuning", ["training.learning_rate=0.003", "training.precision=bf16", "training.optimizer=adafactor"]),
     ("dpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("kto", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("orpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),

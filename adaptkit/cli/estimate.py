@@ -26,6 +26,7 @@ def _number(parse, flag):
 
 
 @click.command("estimate")
+@click.argument("overrides", nargs=-1)
 @click.option("--recipe", help="A recipe (built-in name or path): the setup it would run, sized on --gpu / --num-gpus.")
 @click.option("--model", help="Hub id, built-in name or local folder with config.json.")
 @click.option("--params", callback=_number(parse_params_b, "--params"), help="Model size when only that is known: 7B, 770M.")
@@ -46,7 +47,8 @@ def _number(parse, flag):
 @click.option("--dora", is_flag=True, help="DoRA (lora.use_dora): magnitude vectors and their extra activations.")
 @click.option("--soft-prompt", type=click.Choice(["prompt", "prefix"]), default="prompt", show_default=True)
 @click.option("--num-virtual-tokens", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "sgd"]), default="adamw", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "adafactor", "sgd"]), default="adamw", show_default=True,
+              help="adamw8bit: bitsandbytes 8-bit states; adafactor: factored states; sgd: no momentum, no state.")
 @click.option("--num-gpus", type=click.IntRange(min=1), help="Default: the detected count, or 1.")
 @click.option("--sharding", type=click.Choice(["none", "zero2", "zero3", "fsdp"]), default="none", show_default=True)
 @click.option("--rl-algorithm", type=click.Choice(["ppo", "rloo", "grpo"]), default="ppo", show_default=True)
@@ -68,7 +70,7 @@ def _number(parse, flag):
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
-def estimate(recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
+def estimate(overrides, recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, dora, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output, as_json,
@@ -80,6 +82,7 @@ def estimate(recipe, model, params, active_params, method, precision, quantizati
       adaptkit estimate --model meta-llama/Llama-3.1-8B --method lora_adapters --gpu 4090
       adaptkit estimate --params 70B --method full_finetuning --gpu H100 --num-gpus 8 --sharding zero3 --tokens 1B
       adaptkit estimate --recipe qlora_sft --gpu 4090
+      adaptkit estimate --recipe lora_sft training.max_length=2048 --gpu 4090
     """
     from adaptkit.estimate.architectures import from_params, known_models, load_model
     from adaptkit.estimate.compute import gpu_table, request_cost
@@ -104,9 +107,12 @@ def estimate(recipe, model, params, active_params, method, precision, quantizati
                  if ctx.get_parameter_source(name).name == "COMMANDLINE"]
         if given:
             raise InputError(f"--recipe sets the model and the setup: drop {', '.join(given)} (change the recipe's fields instead)")
-        results = [_recipe_estimate(recipe, device, gpus, sharding, tokens, gpu_hour_usd)]
+        chosen = sharding if ctx.get_parameter_source("sharding").name == "COMMANDLINE" else None  # else the recipe's own
+        results = [_recipe_estimate(recipe, tuple(overrides), device, gpus, chosen, tokens, gpu_hour_usd)]
         method = results[0]["method"]
     else:
+        if overrides:
+            raise InputError(f"KEY=VALUE overrides ({overrides[0]}) change a recipe: give it with --recipe")
         if active_params is not None and params is None:
             raise InputError("--active-params goes with --params (a named model's config already says how many are active)")
         if bool(model) == (params is not None):
@@ -153,15 +159,19 @@ def estimate(recipe, model, params, active_params, method, precision, quantizati
 
 
 
-def _recipe_estimate(ref: str, device, gpus: int, sharding: str, tokens, gpu_hour_usd) -> dict:
-    """The estimate for what a recipe would run: the same conversion as run --dry-run and the export headers."""
+def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sharding: str | None, tokens, gpu_hour_usd) -> dict:
+    """The estimate for what a recipe would run: the same conversion as run --dry-run and the export headers; each
+    step-down suggestion carries the overrides (and run flags) that apply it."""
     from adaptkit.estimate.architectures import load_model
     from adaptkit.estimate.report import estimate as run_estimate
-    from adaptkit.methods.registry import recipe_setup
+    from adaptkit.methods.registry import recipe_setup, with_recipe_changes
     from adaptkit.models import resolve_model
     from adaptkit.recipe.load import load_recipe
 
-    loaded, _, _ = load_recipe(ref)
-    result = run_estimate(load_model(resolve_model(loaded.model)), recipe_setup(loaded, gpus, sharding), device, tokens, gpu_hour_usd)
+    loaded, _, _ = load_recipe(ref, overrides)
+    setup = recipe_setup(loaded, gpus, sharding)
+    result = run_estimate(load_model(resolve_model(loaded.model)), setup, device, tokens, gpu_hour_usd)
+    with_recipe_changes(loaded, setup.resolved(), result["suggestions"])
     result["recipe"] = ref
+    result["recipe_overrides"] = list(overrides)
     return result

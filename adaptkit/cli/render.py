@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from rich import box
 from rich.console import Console
@@ -137,6 +138,7 @@ def show_estimate(result: dict) -> None:
         console.print("[bold]Changes that make it fit[/] (cheapest first):")
         for item in result["suggestions"]:
             console.print(f"  - {item['change']}: {item['peak_memory_gb']:.1f} GB")
+            _show_apply(console, item, result)
     if result["verdict"]:
         console.print(f"[bold red]{result['verdict']}[/]")
     if result["train_flops"]:
@@ -155,6 +157,14 @@ def show_estimate(result: dict) -> None:
     console.print("[bold]Assumptions[/]")
     for line in result["assumptions"]:
         console.print(f"  - {line}")
+
+
+def _show_apply(console: Console, item: dict, estimate: dict) -> None:
+    """The command that applies a step-down suggestion to the recipe: its overrides (after the ones given) and run flags."""
+    if estimate.get("recipe") and (item.get("overrides") or item.get("flags")):
+        words = [estimate["recipe"], *estimate.get("recipe_overrides", []), *item["overrides"]]
+        command = " ".join(["adaptkit run", *map(shlex.quote, words), *item["flags"]])
+        console.print(f"      apply: {command}", markup=False, highlight=False)
 
 
 def show_estimates(results: list[dict]) -> None:
@@ -189,6 +199,8 @@ def show_dry_run(report: dict) -> None:
         _show_memory_and_commands(console, report)
         return
     console.print(f"\n[bold]Data[/]: {data['train_rows']} train rows, {data['eval_rows']} eval rows (eval: {data['eval_source']})")
+    if "ratings" in data:
+        console.print(f"  ratings (train): {data['ratings']['up']} up, {data['ratings']['down']} down")
     if "labels" in data:
         console.print("  labels (train): " + ", ".join(f"{k} {v}" for k, v in data["labels"].items()))
     console.print(f"  sample: {data['sample']}", markup=False)
@@ -219,6 +231,7 @@ def _show_memory_and_commands(console: Console, report: dict) -> None:
             console.print(f"  {memory['rollouts']}", markup=False)
         for item in memory["suggestions"]:
             console.print(f"  - would fit with {item['change']}: {item['peak_memory_gb']:.1f} GB")
+            _show_apply(console, item, memory)
         if memory.get("verdict"):
             console.print(f"  [red]{memory['verdict']}[/]")
     if memory.get("note"):

@@ -63,6 +63,8 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
                          "(endpoint requests run in parallel with backend.concurrency)")
     if (gpu_name or gpu_memory_gb) and not dry_run:
         raise InputError("--gpu and --gpu-memory-gb size the --dry-run's memory estimate; a run uses the GPU it finds")
+    if definition.trains and not dry_run and not accelerate_config:
+        _check_sharding(loaded, num_processes)
     allowed = allow_code or loaded.allow_code
     if not dry_run:
         check_consent(loaded, allowed)
@@ -74,7 +76,7 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
     if dry_run:
         from adaptkit.runners.dryrun import dry_run as report_dry_run
 
-        report = report_dry_run(loaded, data, recipe, tuple(overrides), allowed, gpu_name, gpu_memory_gb)
+        report = report_dry_run(loaded, data, recipe, tuple(overrides), allowed, gpu_name, gpu_memory_gb, num_processes)
         if as_json:
             click.echo(json.dumps(report, indent=2, default=str))
             return
@@ -147,7 +149,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
     staged_stage = context.later_stage(recipe)
     root = Path(recipe.output_dir) if staged_stage else out.work
     if num_processes > 1 and not child:
-        _guarded(out, lambda: _relaunch(context, resume, num_processes, accelerate_config, out.work), context)
+        _guarded(out, lambda: _relaunch(context, resume, num_processes, accelerate_config, out.work, recipe), context)
         out.commit()
         metrics_file = Path(recipe.output_dir) / "metrics.json"
         if metrics_file.is_file():
@@ -217,10 +219,40 @@ def _progress(doing: str, unit: str):
     return show
 
 
-def _relaunch(context: RunContext, resume, processes, accelerate_config, work: Path):
-    """Run this same command under torchrun (CPU, gloo) or accelerate launch (GPUs, or a given config)."""
+SHARDED = ("fsdp", "zero2", "zero3")
+LAUNCH_CONFIG = "accelerate_config.yaml"  # what run --num-processes writes into the run for training.sharding
+
+
+def _check_sharding(recipe, processes: int) -> None:
+    """training.sharding needs processes to shard over, GPUs, and DeepSpeed for ZeRO: said before anything is written."""
+    import importlib.util
+
     from adaptkit.estimate.hardware import detect_gpus
 
+    sharding = recipe.training.sharding
+    if sharding not in SHARDED:
+        return
+    if processes < 2:
+        raise InputError(f"training.sharding={sharding} splits the model over processes: run with --num-processes N (2 or more, "
+                         "one per GPU), or set training.sharding=none")
+    if not detect_gpus()[0]:
+        raise InputError(f"training.sharding={sharding} shards over CUDA GPUs and this machine has none: on the CPU use "
+                         "training.sharding=ddp (or none)")
+    if sharding.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+        raise InputError(f"training.sharding={sharding} is DeepSpeed ZeRO: pip install deepspeed (or use training.sharding=fsdp)")
+
+
+def _relaunch(context: RunContext, resume, processes, accelerate_config, work: Path, recipe=None):
+    """Run this same command under torchrun (CPU, gloo) or accelerate launch (GPUs, or a given config). A recipe that
+    shards (training.sharding) gets the accelerate config written into the run and used."""
+    from adaptkit.estimate.hardware import detect_gpus
+
+    if accelerate_config is None and recipe is not None and recipe.training.sharding in SHARDED:
+        from adaptkit._files import write_atomic
+        from adaptkit.recipe.export import launch_config
+
+        accelerate_config = str(work / LAUNCH_CONFIG)
+        write_atomic(Path(accelerate_config), launch_config(recipe, context.recipe_ref, processes))
     stage = ["--stage", context.stage] if context.stage != "all" else []
     tail = ["-m", "adaptkit", "run", context.recipe_ref, *context.overrides, *stage, "--allow-code"] + (["--resume"] if resume else [])
     gpus, _ = detect_gpus()

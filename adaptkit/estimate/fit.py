@@ -29,7 +29,9 @@ class Change:
     short: str = ""  # a few words, for tables
 
     def to_dict(self) -> dict:
-        return {"change": self.description, "peak_memory_gb": round(self.peak_gb, 2)}
+        from dataclasses import asdict
+
+        return {"change": self.description, "peak_memory_gb": round(self.peak_gb, 2), "setup": asdict(self.setup)}
 
 
 @lru_cache(maxsize=4096)

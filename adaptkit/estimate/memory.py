@@ -15,7 +15,7 @@ GB = 1e9
 OBJECTIVES = ("sft", "preference", "rl", "serve")  # supervised targets, chosen/rejected pairs, RL on rollouts, or inference only
 PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 QUANTIZATIONS = ("none", "8bit", "4bit")
-OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
+OPTIMIZERS = ("adamw", "adamw8bit", "adafactor", "sgd")
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
 ADAPTERS = ("lora", "ia3", "soft_prompt", "none")  # none: all weights train
 
@@ -24,7 +24,9 @@ ALLOCATOR_SLACK = 0.10  # reserved-but-unused memory of PyTorch's caching alloca
 NF4_BYTES = 4.127 / 8  # NF4 with double quantization: 4 bits + 0.127 bit of block constants per weight
 INT8_BYTES = 1.0
 STATE_BYTES = {  # optimizer bytes per trainable parameter, by precision of the states
-    ("adamw", 4): 8, ("adamw", 2): 4, ("adamw8bit", 4): 2, ("adamw8bit", 2): 2, ("sgd", 4): 4, ("sgd", 2): 2,
+    ("adamw", 4): 8, ("adamw", 2): 4, ("adamw8bit", 4): 2, ("adamw8bit", 2): 2,
+    ("adafactor", 4): 0, ("adafactor", 2): 0,  # factored second moments: a row and a column per matrix (well under 1%), no momentum
+    ("sgd", 4): 0, ("sgd", 2): 0,  # transformers' optim=sgd: torch SGD without momentum keeps no state
 }
 COMPONENTS = (
     "weights", "master_weights", "gradients", "optimizer_states", "adapters", "activations", "logits",

@@ -124,6 +124,11 @@ class DataConfig(Strict):
     max_rows: Optional[int] = Field(None, ge=1, description="use at most this many training rows (quick trials)")
 
 
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd")
+TRAINER_OPTIM = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+                 "adafactor": "adafactor", "sgd": "sgd"}  # the recipe's name -> TrainingArguments.optim
+
+
 class TrainingConfig(Strict):
     epochs: float = Field(3.0, gt=0, le=100_000, description="passes over the training data (ignored when max_steps is set)")
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
@@ -131,8 +136,18 @@ class TrainingConfig(Strict):
     gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_length: int = Field(128, ge=8, description="tokens per example; longer ones are truncated (and counted in --dry-run)")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="seed for data order and initialisation (0 to 2**32 - 1)")
-    precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed"] = Field(
-        "auto", description="auto: bf16-mixed on a GPU that supports it, fp32 on the CPU")
+    precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed", "bf16"] = Field(
+        "auto", description="auto: bf16-mixed on a GPU that supports it, fp32 on the CPU; bf16: pure bf16 weights and optimizer "
+                            "states, no fp32 masters (half the memory of mixed precision for full weights; the CPU runs it too)")
+    optimizer: Literal[OPTIMIZERS] = Field(  # type: ignore[valid-type]
+        "adamw_torch", description="adamw_torch; adamw_8bit or paged_adamw_8bit (bitsandbytes, CUDA): states in 8 bits; "
+                                   "adafactor: factored second moments; sgd: no optimizer state")
+    chunked_loss: bool = Field(False, description="Liger's fused linear cross-entropy: the logits never materialise whole "
+                                                  "(CUDA and liger-kernel; causal LMs)")
+    packing: bool = Field(False, description="causal-LM SFT: pack examples into max_length blocks (no padding; TRL's packing)")
+    sharding: Literal["none", "ddp", "fsdp", "zero2", "zero3"] = Field(
+        "none", description="with run --num-processes N: ddp copies the model to each GPU; fsdp / zero3 shard weights, gradients and "
+                            "optimizer states; zero2 shards gradients and states (DeepSpeed). adaptkit writes the accelerate config")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward to save memory")
     max_steps: Optional[int] = Field(None, ge=1, description="stop after this many optimizer steps")
     eval_every: Optional[int] = Field(None, ge=1, description="evaluate every N steps (default: each epoch)")
@@ -193,6 +208,14 @@ class RecipeBase(Strict):
             raise ValueError(f"`data.train` is required for `method: {self.method}`")
         if definition.needs_eval and not self.data.eval:
             raise ValueError(f"`method: {self.method}` needs `data.eval`: {definition.needs_eval}")
+        t = self.training
+        if t.packing and not (definition.objective == "sft" and self.task == "causal_lm"):
+            raise ValueError("`training.packing` packs causal-LM SFT examples; this recipe trains something else: remove it")
+        if t.chunked_loss and self.task != "causal_lm":
+            raise ValueError("`training.chunked_loss` fuses a causal LM's output layer and loss; this recipe is not a causal LM")
+        lora = getattr(self, "lora", None)
+        if lora is not None and getattr(lora, "loraplus_lr_ratio", None) and t.optimizer != "adamw_torch":
+            raise ValueError("`lora.loraplus_lr_ratio` builds its own AdamW: leave `training.optimizer` at adamw_torch")
         return self
 
     def check(self) -> None:
@@ -326,6 +349,10 @@ def training_kwargs(recipe: RecipeBase, out: Path, has_eval: bool, **changes) ->
     )
     if t.gradient_checkpointing:
         common["gradient_checkpointing"] = True
+    if t.optimizer != "adamw_torch":
+        common["optim"] = TRAINER_OPTIM[t.optimizer]
+    if t.chunked_loss:
+        common["use_liger_kernel"] = True
     return common
 
 

@@ -94,16 +94,61 @@ def setup_for(method: str, **fields):
     return Setup(method=method, objective=definition.objective, adapter=adapter, **fields)
 
 
-def recipe_setup(recipe: RecipeBase, num_gpus: int = 1, sharding: str = "none"):
+OPTIMIZER_STATES = {"adamw_torch": "adamw", "adamw_8bit": "adamw8bit", "paged_adamw_8bit": "adamw8bit", "adafactor": "adafactor",
+                    "sgd": "sgd"}  # the recipe's optimizer -> the estimator's view of its states
+SHARDING = {"none": "none", "ddp": "none", "fsdp": "fsdp", "zero2": "zero2", "zero3": "zero3"}  # recipe -> estimator (DDP replicates)
+
+
+def recipe_setup(recipe: RecipeBase, num_gpus: int = 1, sharding: str | None = None):
     """The one conversion from a recipe to the estimator's Setup, used by estimate --recipe, run --dry-run, the
     export headers, advise --emit-recipe and the advisor's memory gate. The figure is for a GPU: `precision: auto`
-    is bf16 there (fp32 only when the recipe says so)."""
+    is bf16 there (fp32 only when the recipe says so). `sharding` None: the recipe's own, over `num_gpus`."""
     definition = recipe.definition
     if not definition.trains:
         return setup_for(definition.id, seq_len=definition.serve_tokens, num_gpus=num_gpus)
     t = recipe.training
     fields = {"batch_size": t.batch_size, "seq_len": t.max_length, "gradient_checkpointing": t.gradient_checkpointing,
-              **definition.setup(recipe)}
+              "chunked_loss": t.chunked_loss, "optimizer": OPTIMIZER_STATES[t.optimizer], **definition.setup(recipe)}
     full = fields.get("adapter", definition.adapters[0]) == "none"
-    precision = "fp32" if t.precision == "fp32" else "bf16-mixed" if full else "bf16"
+    precision = {"fp32": "fp32", "bf16": "bf16"}.get(t.precision, "bf16-mixed" if full else "bf16")
+    if sharding is None:
+        sharding = SHARDING[t.sharding] if num_gpus > 1 else "none"
     return setup_for(definition.id, precision=precision, num_gpus=num_gpus, sharding=sharding, **fields)
+
+
+def recipe_changes(before, after, accumulation: int = 1) -> tuple[list[str], list[str]]:
+    """A step-down change of the estimator (Setup `before` -> `after`) as recipe overrides and run flags: what
+    `estimate --recipe` and `run --dry-run` print for each suggestion and `advise --emit-recipe` applies."""
+    overrides: list[str] = []
+    if after.adapter != before.adapter:  # full weights -> LoRA (or QLoRA): another method's recipe
+        overrides += ["method=lora_adapters", f"lora.r={after.lora_r}", f"lora.alpha={2 * after.lora_r}", "lora.target_modules=all-linear"]
+    if after.quantization != before.quantization:
+        overrides.append(f"lora.quantization={after.quantization}")
+    if after.gradient_checkpointing != before.gradient_checkpointing:
+        overrides.append(f"training.gradient_checkpointing={str(after.gradient_checkpointing).lower()}")
+    if after.chunked_loss != before.chunked_loss:
+        overrides.append(f"training.chunked_loss={str(after.chunked_loss).lower()}")
+    if after.batch_size != before.batch_size:
+        steps = accumulation * max(1, before.batch_size // after.batch_size)  # the same examples per optimizer step
+        overrides += [f"training.batch_size={after.batch_size}", f"training.gradient_accumulation={steps}"]
+    if after.seq_len != before.seq_len:
+        overrides.append(f"training.max_length={after.seq_len}")
+    if after.precision != before.precision and after.adapter == before.adapter:
+        overrides.append(f"training.precision={after.precision}")
+    if after.optimizer != before.optimizer and after.adapter == before.adapter:
+        overrides.append(f"training.optimizer={next(k for k, v in OPTIMIZER_STATES.items() if v == after.optimizer)}")
+    if after.sharding != before.sharding:
+        overrides.append(f"training.sharding={after.sharding}")
+    flags = [f"--num-processes {after.num_gpus}"] if after.num_gpus > 1 else []
+    return overrides, flags
+
+
+def with_recipe_changes(recipe: RecipeBase, setup, suggestions: list[dict]) -> list[dict]:
+    """Each step-down suggestion of an estimate for a recipe, with the overrides and run flags that apply it."""
+    from adaptkit.estimate.memory import Setup
+
+    accumulation = recipe.training.gradient_accumulation if recipe.definition.trains else 1
+    for suggestion in suggestions:
+        overrides, flags = recipe_changes(setup, Setup(**suggestion["setup"]), accumulation)
+        suggestion.update(overrides=overrides, flags=flags)
+    return suggestions

@@ -109,7 +109,7 @@ def sft_trainer(recipe: RecipeBase) -> dict:
     """The trainer config's own fields: SFTConfig for causal LMs; for classifiers, TrainingArguments with token counts
     not averaged across processes (a classifier's loss is a mean over sequences, so averaging would scale it)."""
     if recipe.task == "causal_lm":
-        return {"max_length": recipe.training.max_length, "packing": False}
+        return {"max_length": recipe.training.max_length, "packing": recipe.training.packing}
     return {"average_tokens_across_devices": False}
 
 

@@ -6,8 +6,8 @@ import shlex
 
 from adaptkit.advisor.engine import Advice
 from adaptkit.errors import InputError, one_line
-from adaptkit.recipe.load import as_yaml, project_root, validate
-from adaptkit.methods.registry import recipe_setup, registry
+from adaptkit.recipe.load import apply_override, as_yaml, project_root, validate
+from adaptkit.methods.registry import recipe_changes, recipe_setup, registry
 
 DEFAULTS = {  # the demo data and settings of each kind of training data, when the answers name none
     "classification": {"model": "sentence-transformers/all-MiniLM-L6-v2", "train": "examples/data/support_tickets_train.jsonl",
@@ -140,15 +140,16 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
     notes = []
     if estimate_memory(arch, setup).peak_gb > budget:
         changes, verdict = suggest(arch, setup, budget)
-        expressible = ("method", "adapter", "num_gpus", "chunked_loss", "optimizer", "precision")  # what a recipe cannot change
-        same = [c for c in changes if all(getattr(c.setup, key) == getattr(setup, key) for key in expressible)]
+        # the same method on the same GPUs; a 4-bit base only where the recipe has a LoRA block to put it under
+        same = [c for c in changes if c.setup.adapter == setup.adapter and c.setup.num_gpus == setup.num_gpus
+                and (c.setup.quantization == setup.quantization or "lora" in recipe)]
         if not same:
             return [f"does not fit on {gpus} x {p.gpu_vram_gb:g} GB ({verdict or 'only as another method'}): check with --dry-run"]
-        fitted, t = same[0].setup, recipe["training"]
-        t["gradient_accumulation"] = max(1, setup.batch_size // fitted.batch_size)
-        t.update(batch_size=fitted.batch_size, max_length=fitted.seq_len, gradient_checkpointing=fitted.gradient_checkpointing)
-        if fitted.quantization != "none" and "lora" in recipe:
-            recipe["lora"].update(quantization=fitted.quantization, target_modules="all-linear")
+        overrides, _ = recipe_changes(setup, same[0].setup, recipe["training"].get("gradient_accumulation", 1))
+        for override in overrides:  # the same overrides `estimate --recipe` prints for this suggestion
+            apply_override(recipe, override)
+        if "lora" in recipe and same[0].setup.quantization != setup.quantization:
+            recipe["lora"]["target_modules"] = "all-linear"
         notes.append(f"sized to fit {gpus} x {p.gpu_vram_gb:g} GB with {1 - HEADROOM:.0%} headroom (the estimate's error band "
                      f"is 10-20%): {same[0].description}")
     t = recipe["training"]
@@ -159,8 +160,9 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
     notes.append(f"memory: ~{one:.1f} GB on one GPU{where} (of {p.gpu_vram_gb:g} GB) at batch {t['batch_size']} x "
                  f"{t['max_length']} tokens; `adaptkit estimate --recipe` and `run --dry-run` give the same figure")
     if final.sharding != "none":
-        notes.append(f"launch sharded: adaptkit export RECIPE --format accelerate --gpus {gpus} -o accel/, then adaptkit run RECIPE "
-                     f"--num-processes {gpus} --accelerate-config accel/fsdp.yaml")
+        recipe["training"]["sharding"] = final.sharding
+        notes.append(f"sharded over {gpus} GPUs (training.sharding: {final.sharding}): adaptkit run RECIPE --num-processes {gpus} "
+                     "writes the accelerate config and launches")
     return notes
 
 

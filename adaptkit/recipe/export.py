@@ -99,6 +99,9 @@ def accelerate_configs(recipe: Recipe, ref: str, gpus: int, machines: int) -> di
             "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_reshard_after_forward": True,
             "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_cpu_ram_efficient_loading": True, "fsdp_offload_params": False,
             "fsdp_activation_checkpointing": recipe.training.gradient_checkpointing}},
+        "deepspeed_zero2": {**base, "distributed_type": "DEEPSPEED", "num_processes": total, "deepspeed_config": {
+            "zero_stage": 2, "offload_optimizer_device": "none", "gradient_accumulation_steps": recipe.training.gradient_accumulation,
+            "gradient_clipping": 1.0}},
         "deepspeed_zero3": {**base, "distributed_type": "DEEPSPEED", "num_processes": total, "deepspeed_config": {
             "zero_stage": 3, "offload_optimizer_device": "none", "offload_param_device": "none", "zero3_init_flag": True,
             "zero3_save_16bit_model": True, "gradient_accumulation_steps": recipe.training.gradient_accumulation,
@@ -126,6 +129,14 @@ def accelerate_configs(recipe: Recipe, ref: str, gpus: int, machines: int) -> di
     return files
 
 
+SHARDING_CONFIG = {"ddp": "ddp", "fsdp": "fsdp", "zero2": "deepspeed_zero2", "zero3": "deepspeed_zero3"}  # training.sharding -> config
+
+
+def launch_config(recipe: Recipe, ref: str, processes: int) -> str:
+    """The accelerate config `run --num-processes N` writes and uses for the recipe's training.sharding."""
+    return accelerate_configs(recipe, ref, processes, 1)[SHARDING_CONFIG[recipe.training.sharding] + ".yaml"]
+
+
 def _fits(recipe: Recipe, gpus: int) -> dict[str, str]:
     """The memory estimate for each launch mode, when the model can be sized offline (the one recipe conversion)."""
     from adaptkit.estimate.architectures import load_model
@@ -138,7 +149,8 @@ def _fits(recipe: Recipe, gpus: int) -> dict[str, str]:
     except InputError:
         return {}
     out = {}
-    for name, gpus_used, sharding in (("single_gpu", 1, "none"), ("ddp", gpus, "none"), ("fsdp", gpus, "fsdp"), ("deepspeed_zero3", gpus, "zero3")):
+    for name, gpus_used, sharding in (("single_gpu", 1, "none"), ("ddp", gpus, "none"), ("fsdp", gpus, "fsdp"),
+                                      ("deepspeed_zero2", gpus, "zero2"), ("deepspeed_zero3", gpus, "zero3")):
         if sharding != "none" and gpus_used < 2:
             continue
         try:

@@ -30,6 +30,14 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
         texts = [_text(r[d.prompt_column]) + " " + max(_text(r[d.chosen_column]), _text(r[d.rejected_column]), key=len) for r in splits.train]
         sample = {"prompt": splits.train[0][d.prompt_column], "chosen": splits.train[0][d.chosen_column],
                   "rejected": splits.train[0][d.rejected_column]}
+    elif splits.kind == "feedback":
+        from adaptkit.methods.preference import rating
+
+        texts = [_text(r[d.prompt_column]) + " " + _text(r[d.completion_column]) for r in splits.train]
+        up = sum(bool(rating(r[d.label_column])) for r in splits.train)
+        summary["ratings"] = {"up": up, "down": len(splits.train) - up}
+        sample = {"prompt": splits.train[0][d.prompt_column], "completion": splits.train[0][d.completion_column],
+                  "label": splits.train[0][d.label_column]}
     elif splits.kind == "prompts":
         texts = [_text(r[d.prompt_column]) for r in splits.train]
         sample = dict(splits.train[0])
@@ -132,19 +140,23 @@ def _tokenizer(recipe: Recipe):
                       "(the run downloads it; offline, pass model=PATH to a local copy)")
 
 
-def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | None = None) -> dict:
-    """The estimate for this recipe on one GPU (given, or detected), with step-down suggestions."""
+def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | None = None, recipe_ref: str = "RECIPE",
+           processes: int = 1, overrides: tuple[str, ...] = ()) -> dict:
+    """The estimate for this recipe on one GPU (given, or detected), or per GPU over `processes` with the recipe's
+    sharding; each step-down suggestion with the overrides that apply it."""
     from adaptkit.estimate.architectures import load_model
     from adaptkit.estimate.report import estimate, find_device
-    from adaptkit.methods.registry import recipe_setup
+    from adaptkit.methods.registry import recipe_setup, with_recipe_changes
 
     device, _ = find_device(gpu_name, gpu_memory_gb)
     try:
         arch = load_model(resolve_model(recipe.model), online=False)
-        setup = recipe_setup(recipe)
+        setup = recipe_setup(recipe, processes)
         result = estimate(arch, setup, device)
     except InputError as exc:
         return {"note": f"no memory estimate: {exc}"}
+    with_recipe_changes(recipe, setup.resolved(), result["suggestions"])
+    result["recipe"], result["recipe_overrides"] = recipe_ref, list(overrides)
     if setup.objective == "rl":
         b = result["breakdown"]
         result["rollouts"] = (f"rollouts: {setup.batch_size} prompt(s) x {setup.rollouts_per_prompt} samples of {setup.generation_tokens} "
@@ -182,7 +194,7 @@ def output_note(recipe: Recipe) -> str | None:
 
 
 def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], allowed: bool = False,
-            gpu_name: str | None = None, gpu_memory_gb: float | None = None) -> dict:
+            gpu_name: str | None = None, gpu_memory_gb: float | None = None, processes: int = 1) -> dict:
     """The whole --dry-run report; what the method's definition names summarises the data."""
     from adaptkit.methods.registry import import_ref
     from adaptkit.recipe.consent import describe_code
@@ -190,7 +202,8 @@ def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], a
     definition = recipe.definition
     served_remotely = not definition.trains and recipe.backend.kind != "local"
     report = {"recipe": as_yaml(recipe), "data": import_ref(definition.summary)(recipe, data, allowed),
-              "memory": {"note": "served by the endpoint"} if served_remotely else memory(recipe, gpu_name, gpu_memory_gb),
+              "memory": {"note": "served by the endpoint"} if served_remotely else memory(recipe, gpu_name, gpu_memory_gb,
+                                                                                              recipe_ref, processes, overrides),
               "code": describe_code(recipe, allowed),
               "commands": launch_commands(recipe_ref, overrides) if definition.trains else
               {"run": " ".join(shlex.quote(x) for x in ("adaptkit", "run", recipe_ref, *overrides))}}

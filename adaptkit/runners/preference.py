@@ -15,8 +15,8 @@ from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits
 from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
 from adaptkit.runners.train import (
-    callbacks, check_quantization, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
-    prepare_adapters, with_precision,
+    callbacks, check_device, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
+    prepare_adapters, weights_dtype, with_precision,
 )
 
 
@@ -75,14 +75,15 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | 
     from transformers import AutoModelForCausalLM
 
     transformers.logging.set_verbosity_error()
-    check_quantization(recipe)
+    check_device(recipe)
     Config, Trainer = trainer_classes(recipe)
     seed_everything(recipe.training.seed)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     stop = {"stop": False}
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code,
+                                                 **weights_dtype(recipe))
     config = _lora(recipe)
     if recipe.dpo.starting_adapter:
         from peft import PeftModel
@@ -136,7 +137,8 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     out.mkdir(parents=True, exist_ok=True)
     name = stage.model or recipe.model
     tokenizer = causal_tokenizer(name, recipe.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model(name), num_labels=1, trust_remote_code=recipe.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model(name), num_labels=1, trust_remote_code=recipe.trust_remote_code,
+                                                               **weights_dtype(recipe))
     model.config.pad_token_id = tokenizer.pad_token_id
     stop = {"stop": False}
     args = RewardConfig(**with_precision(recipe, reward_kwargs(recipe, out, bool(splits.eval))))
@@ -257,7 +259,8 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
     scorer = FunctionScorer(recipe) if recipe.verifiable else ModelScorer(root, recipe)
-    policy = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
+    policy = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code,
+                                                  **weights_dtype(recipe))
     held_rows = (splits.eval or splits.train)[: stage.eval_prompts]
     held_prompts = [r[recipe.data.prompt_column] for r in held_rows]
     texts, completions_before = _generate(policy, tokenizer, held_prompts, stage.max_completion_length)
@@ -300,7 +303,7 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult |
     import transformers
 
     transformers.logging.set_verbosity_error()
-    check_quantization(recipe)
+    check_device(recipe)
     seed_everything(recipe.training.seed)
     if recipe.verifiable and stage == "reward":
         raise InputError("this recipe rewards with functions (rlhf.rewards): there is no reward model to train; run it without --stage")

@@ -43,9 +43,20 @@ def _precision(recipe: Recipe) -> dict:
     on_gpu = torch.cuda.is_available()
     if wanted == "auto":
         wanted = "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    if wanted == "bf16":  # pure bf16: the weights load in bf16 (weights_dtype); autocast only where a GPU has it
+        return {"bf16": on_gpu, "fp16": False, "use_cpu": not on_gpu}
     if wanted != "fp32" and not on_gpu:
-        raise InputError(f"training.precision={wanted} needs a CUDA GPU; on the CPU use fp32 (or auto)")
+        raise InputError(f"training.precision={wanted} needs a CUDA GPU; on the CPU use fp32, bf16 (pure) or auto")
     return {"bf16": wanted == "bf16-mixed", "fp16": wanted == "fp16-mixed", "use_cpu": not on_gpu}
+
+
+def weights_dtype(recipe: Recipe) -> dict:
+    """from_pretrained's dtype: bf16 for pure-bf16 training (weights and optimizer states in bf16), else as saved."""
+    if recipe.training.precision != "bf16":
+        return {}
+    import torch
+
+    return {"dtype": torch.bfloat16}
 
 
 def peft_config(recipe: Recipe, task_type: str):
@@ -175,7 +186,7 @@ def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, cal
     label2id = {str(label): i for i, label in enumerate(labels)}
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=recipe.trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(labels), id2label={i: str(label) for i, label in enumerate(labels)}, label2id=label2id,
+        path, **weights_dtype(recipe), num_labels=len(labels), id2label={i: str(label) for i, label in enumerate(labels)}, label2id=label2id,
         trust_remote_code=recipe.trust_remote_code,
     )
     if tokenizer.pad_token is None:  # decoder classifiers: pad with EOS
@@ -243,7 +254,7 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     d = recipe.data
     path = resolve_model(recipe.model)
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
-    load = {"trust_remote_code": recipe.trust_remote_code}
+    load = {"trust_remote_code": recipe.trust_remote_code, **weights_dtype(recipe)}
     if recipe.quantization != "none":
         import torch
         from transformers import BitsAndBytesConfig
@@ -277,6 +288,26 @@ def count_parameters(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def check_device(recipe: Recipe) -> None:
+    """What the recipe asks of the machine, checked before any weights load: one clear line when it is missing."""
+    import importlib.util
+
+    t = recipe.training
+    if t.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        if not cuda_available():
+            raise InputError(f"training.optimizer={t.optimizer} keeps states in 8 bits with bitsandbytes on a CUDA GPU; this machine "
+                             "has none: use adamw_torch (or adafactor / sgd for less memory)")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise InputError(f"training.optimizer={t.optimizer} needs bitsandbytes: pip install bitsandbytes")
+    if t.chunked_loss:
+        if not cuda_available():
+            raise InputError("training.chunked_loss uses Liger's fused linear cross-entropy, a CUDA kernel; this machine has no CUDA "
+                             "GPU: set training.chunked_loss=false")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise InputError("training.chunked_loss needs liger-kernel: pip install liger-kernel")
+    check_quantization(recipe)
 
 
 def check_quantization(recipe: Recipe) -> None:
@@ -355,7 +386,7 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
 
     transformers.logging.set_verbosity_error()
     seed_everything(recipe.training.seed)
-    check_quantization(recipe)
+    check_device(recipe)
     if recipe.adapter == "prefix" and recipe.task == "causal_lm":
         import peft
         import trl
