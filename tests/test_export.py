@@ -63,6 +63,7 @@ def test_exported_lora_variants_of_a_classifier_match(invoke, tmp_path, extra):
     ("kto", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("orpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("simpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
+    ("orpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1", "dpo.algorithm=cpo"]),
     ("rlhf", ["training.max_length=128", "rlhf.reward.max_steps=3", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",
               "rlhf.policy.eval_prompts=3", "rlhf.policy.batch_size=4"]),
     ("rlvr_math", ["training.max_length=96", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",

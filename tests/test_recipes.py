@@ -47,7 +47,7 @@ def test_overrides_are_validated_like_the_file():
     ("training.batch_size=0", "greater than or equal to 1"),
     ("training.learning_rate.x=1", "is a value, not a block"),
     ("epochs", "KEY=VALUE"),
-    ("ia3.target_modules=[key]", "exactly one of the blocks `lora` or `ia3`"),
+    ("ia3.target_modules=[key]", "exactly one of the blocks `lora`, `ia3` or `vendor`"),
     ("method=tool_use", "needs a `tools` block"),
     ("method=dpo", "needs a `dpo` block"),
     ("task=causal_lm", None),
@@ -144,6 +144,9 @@ def test_each_built_in_dry_runs(invoke, name):
         return
     if name in ("prompt_engineering", "icl", "tool_use"):
         assert report["data"] and report["commands"]["run"].startswith("adaptkit run")
+        return
+    if name == "vendor_sft":  # the vendor trains: no local memory, no launchers
+        assert "trained by the vendor" in report["memory"]["note"] and report["commands"]["start_job"].endswith("paid job")
         return
     assert report["data"]["train_rows"] > 0 and report["commands"]["multi_node"].startswith("accelerate launch")
     assert "peak_memory_gb" in report["memory"], report["memory"]

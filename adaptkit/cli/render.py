@@ -264,7 +264,8 @@ def show_run_summary(recipe, result, folder) -> None:
         elif value is not None:
             text = f"{name} {_num(value) if isinstance(value, float) else value}"
             scalars.append(f"[bold]{escape(text)}[/]" if name == primary or (primary == "neg_eval_loss" and name == "loss") else escape(text))
-    lines.append("eval: " + ", ".join(scalars))
+    if scalars or not tables:
+        lines.append("eval: " + (", ".join(scalars) or "none (nothing is evaluated here)"))
     for name, table in tables:
         rows = [f"{k}: " + (", ".join(f"{kk} {_num(vv) if isinstance(vv, float) else vv}" for kk, vv in v.items())
                             if isinstance(v, dict) else (_num(v) if isinstance(v, float) else str(v))) for k, v in table.items()]

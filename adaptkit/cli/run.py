@@ -35,10 +35,12 @@ WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told i
               help="Data-parallel processes: relaunches under accelerate launch (GPUs) or torchrun (CPU, gloo).")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False), help="An accelerate config file (FSDP, DeepSpeed) for --num-processes.")
 @click.option("--stage", default="all", show_default=True, help="Methods in stages (RLHF: reward, policy): run one stage only.")
+@click.option("--start-job", is_flag=True, help="A vendor fine-tuning recipe (a `vendor` block): upload the data and start the "
+                                                 "paid job (the key from backend.api_key_env). Without it nothing is sent.")
 @click.option("--allow-code", is_flag=True, help="Allow the recipe to import and run Python code it names (tools.custom, prompts.scorer).")
 @click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
-def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, num_processes, accelerate_config, stage, allow_code,
-        as_json):
+def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, num_processes, accelerate_config, stage, start_job,
+        allow_code, as_json):
     """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
 
     Examples:
@@ -61,6 +63,11 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
     if not definition.trains and (resume or num_processes > 1):
         raise InputError(f"{loaded.method} trains nothing: --resume and --num-processes are for training recipes "
                          "(endpoint requests run in parallel with backend.concurrency)")
+    vendor = loaded.adapter == "vendor"
+    if start_job and not vendor:
+        raise InputError("--start-job starts a vendor's fine-tuning job: this recipe has no `vendor` block")
+    if vendor and (resume or num_processes > 1):
+        raise InputError("a vendor fine-tuning job trains on the vendor: --resume and --num-processes do not apply")
     if (gpu_name or gpu_memory_gb) and not dry_run:
         raise InputError("--gpu and --gpu-memory-gb size the --dry-run's memory estimate; a run uses the GPU it finds")
     if definition.trains and not dry_run and not accelerate_config:
@@ -84,7 +91,7 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
 
         show_dry_run(report)
         return
-    _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, as_json)
+    _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, as_json, start_job)
 
 
 class RunContext:
@@ -140,7 +147,7 @@ def _guarded(out, run_fn, context: RunContext):
         raise
 
 
-def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, accelerate_config, as_json):
+def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, accelerate_config, as_json, start_job=False):
     from adaptkit.methods.base import RunOptions
     from adaptkit.methods.registry import import_ref
 
@@ -157,7 +164,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
             click.echo(text if as_json else f"metrics ({metrics_file}):\n{text}")
         return
     options = RunOptions(out=root, resume=resume, stage=context.stage, policy_out=out.work if staged_stage else None,
-                         confirm=_confirmer(recipe), progress=_progress("embedding", "chunks"))
+                         confirm=_confirmer(recipe), progress=_progress("embedding", "chunks"), start_job=start_job)
 
     def work():
         result = import_ref(recipe.definition.runner)(recipe, data, options)

@@ -312,6 +312,7 @@ class RunOptions:
     policy_out: Path | None = None  # RLHF --stage policy: where the new policy goes (default: out/policy)
     confirm: Callable[[str, dict], bool] = lambda name, arguments: False  # tool use: may this state-changing call run?
     progress: Callable[[int, int], None] | None = None  # long loops (RAG ingest): done, total
+    start_job: bool = False  # a vendor fine-tuning recipe: upload the data and start the (paid) job
 
 
 @dataclass

@@ -42,6 +42,18 @@ class LoraConfigBlock(Strict):
         return self
 
 
+class VendorBlock(Strict):
+    """A fine-tuning job on an OpenAI-compatible vendor (backend.base_url, backend.model, backend.api_key_env): the data
+    converted to the vendor's chat JSONL and checked here; the paid job starts only with `adaptkit run --start-job`."""
+
+    epochs: Optional[int] = Field(None, ge=1, le=50, description="passes over the data (null: the vendor's auto)")
+    suffix: Optional[str] = Field(None, min_length=1, max_length=64, description="added to the tuned model's name")
+    system: Optional[str] = Field(None, description="a system message put first in every example (the one you will serve with)")
+    min_examples: int = Field(10, ge=1, description="the vendor's minimum number of training examples (OpenAI: 10)")
+    max_example_tokens: int = Field(65_536, ge=16, description="the vendor's limit per example (OpenAI gpt-4o-mini: 65,536)")
+    seed: Optional[int] = Field(None, ge=0, description="the job's seed, for a repeatable job")
+
+
 class IA3ConfigBlock(Strict):
     target_modules: Optional[list[str]] = Field(None, description="modules to rescale; null for PEFT's default")
     feedforward_modules: Optional[list[str]] = Field(None, description="which of them are feed-forward; null for PEFT's default")
@@ -99,7 +111,7 @@ def lora_lost(block: LoraConfigBlock | None) -> list[str]:
 
 def _sft_trl(recipe: RecipeBase) -> tuple[str, dict, list] | None:
     """`trl sft`: full weights or LoRA (the TRL command line has no IA3 and no soft prompts)."""
-    if recipe.adapter in ("prompt", "prefix"):
+    if recipe.adapter in ("prompt", "prefix", "vendor"):
         return None
     lost = ["ia3: the TRL CLI trains LoRA adapters only"] if recipe.adapter == "ia3" else []
     return "sft", lora_trl(getattr(recipe, "lora", None)), lost + lora_lost(getattr(recipe, "lora", None))
@@ -118,6 +130,9 @@ SFT_TEMPLATE = {"__TRL_IMPORT__": "from trl import SFTConfig, SFTTrainer", "__CO
 
 
 def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
+    if recipe.adapter == "vendor":
+        raise InputError("a vendor fine-tuning job has no training script: `adaptkit run RECIPE` writes the converted data and "
+                         "the exact calls (start_job.sh); `--start-job` starts it")
     if recipe.task == "sequence_classification":
         return "classification.py.tmpl", {}
     return "causal_lm.py.tmpl", SFT_TEMPLATE
@@ -135,14 +150,19 @@ class LoraAdaptersRecipe(RecipeBase):
     method: Literal["lora_adapters"] = Field(description="small trainable adapters on a frozen model")
     lora: Optional[LoraConfigBlock] = Field(None, description="LoRA / QLoRA settings")
     ia3: Optional[IA3ConfigBlock] = Field(None, description="IA3 settings (instead of lora)")
+    vendor: Optional[VendorBlock] = Field(None, description="a vendor's fine-tuning job instead (a closed model the vendor tunes; "
+                                                            "vendor tuning is adapter-based)")
 
     def check(self) -> None:
-        if (self.lora is None) == (self.ia3 is None):
-            raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora` or `ia3`")
+        if sum(block is not None for block in (self.lora, self.ia3, self.vendor)) != 1:
+            raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora`, `ia3` or `vendor`")
+        if self.vendor is not None and (self.backend.kind != "openai" or not self.backend.base_url):
+            raise ValueError("`vendor` tunes on an OpenAI-compatible endpoint: set backend.kind=openai, backend.base_url, "
+                             "backend.model and backend.api_key_env")
 
     @property
     def adapter(self) -> str:
-        return "lora" if self.lora else "ia3"
+        return "lora" if self.lora else "ia3" if self.ia3 else "vendor"
 
 
 class PrefixPromptTuningRecipe(RecipeBase):
@@ -202,13 +222,30 @@ def _lora_block(classification: bool) -> dict:
                      "target_modules": None if classification else "all-linear", "quantization": "none"}}
 
 
+VENDOR_MODEL = "gpt-4o-mini-2024-07-18"  # a closed model the vendor tunes, when the answers name none
+
+
+def _emit_adapters(profile, context) -> dict:
+    """LoRA on open weights; on a closed model the vendor tunes, the vendor's fine-tuning job (vendor tuning is adapter-based)."""
+    fields = _emit(_lora_block, (1e-3, 2e-4))(profile, context)
+    if profile.weight_access != "closed_api_ft":
+        return fields
+    fields.pop("lora")
+    fields["model"] = profile.api_model or profile.model or VENDOR_MODEL
+    fields["vendor"] = {"epochs": 3, "min_examples": 10}
+    context.notes[:] = [n for n in context.notes if not n.startswith("model:")]
+    context.notes.append(f"the vendor tunes {fields['model']}: `adaptkit run` writes your data as its chat JSONL, checks it and writes the "
+                         "calls (start_job.sh); `--start-job` uploads it and starts the paid job")
+    return fields
+
+
 register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=BOTH_TASKS, adapters=("none",),
                    setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full, **SUPERVISED))
 register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
                    setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), **SUPERVISED))
 register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=BOTH_TASKS, adapters=("lora", "ia3"),
-                   setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3"},
-                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(_lora_block, (1e-3, 2e-4)), **SUPERVISED))
+                   setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3" if recipe.ia3 else "lora"},
+                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters, **SUPERVISED))
 register(MethodDef(id="prefix_prompt_tuning", recipe=PrefixPromptTuningRecipe, tasks=BOTH_TASKS, adapters=("soft_prompt",),
                    setup=lambda recipe: {"adapter": "soft_prompt", "soft_prompt": recipe.prefix_prompt_tuning.kind,
                                          "num_virtual_tokens": recipe.prefix_prompt_tuning.num_virtual_tokens},

@@ -79,7 +79,7 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if fields is None:
         return None
     recipe = {"method": method, **fields}
-    if not definition.trains:
+    if not definition.trains or "vendor" in fields:  # served, or tuned, by an endpoint
         backend, notes = _backend(advice.profile)
         recipe.setdefault("model", advice.profile.model or advice.profile.api_model or DEFAULTS["instructions"]["model"])
         recipe["backend"] = backend
@@ -117,6 +117,8 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
     """Apply the estimator's cheapest same-method change when the recipe does not fit the profile's GPUs, then say
     what the finished recipe needs: the one figure `estimate --recipe`, `run --dry-run` and the export headers give."""
     p = advice.profile
+    if "vendor" in recipe:
+        return []  # the vendor's machines: nothing to size here
     if p.weight_access != "open" or p.vram_total_gb <= 0:
         return ["no GPU in the profile: settings are the defaults (run --dry-run on the training machine)"]
     from adaptkit.estimate.architectures import for_model

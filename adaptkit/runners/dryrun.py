@@ -148,6 +148,8 @@ def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | N
     from adaptkit.estimate.report import estimate, find_device
     from adaptkit.methods.registry import recipe_setup, with_recipe_changes
 
+    if recipe.adapter == "vendor":
+        return {"note": f"trained by the vendor at {recipe.backend.base_url}: nothing runs on this machine"}
     device, _ = find_device(gpu_name, gpu_memory_gb)
     try:
         arch = load_model(resolve_model(recipe.model), online=False)
@@ -205,8 +207,10 @@ def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], a
               "memory": {"note": "served by the endpoint"} if served_remotely else memory(recipe, gpu_name, gpu_memory_gb,
                                                                                               recipe_ref, processes, overrides),
               "code": describe_code(recipe, allowed),
-              "commands": launch_commands(recipe_ref, overrides) if definition.trains else
+              "commands": launch_commands(recipe_ref, overrides) if definition.trains and recipe.adapter != "vendor" else
               {"run": " ".join(shlex.quote(x) for x in ("adaptkit", "run", recipe_ref, *overrides))}}
+    if recipe.adapter == "vendor":
+        report["commands"]["start_job"] = report["commands"]["run"] + " --start-job   # uploads the data and starts the paid job"
     note = output_note(recipe)
     if note:
         report["output"] = note

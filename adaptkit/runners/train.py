@@ -382,6 +382,10 @@ def seed_everything(seed: int) -> None:
 
 def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
     """Train, evaluate, save. Returns the result on the main process (None on other ranks)."""
+    if recipe.adapter == "vendor":  # the vendor trains: convert, check, and start the job only when asked
+        from adaptkit.runners.vendor import run_vendor_job
+
+        return run_vendor_job(recipe, splits, options)
     import transformers
 
     transformers.logging.set_verbosity_error()
