@@ -151,7 +151,7 @@ def test_advise_emits_a_dpo_recipe_and_checks_the_users_data(invoke, tmp_path):
 
 @pytest.mark.parametrize("recipe, extra", [
     ("kto", []), ("orpo", []), ("simpo", []), ("orpo", ["dpo.algorithm=cpo"]),
-    ("kto", ["data.train=examples/data/preferences_train.jsonl", "data.eval=examples/data/preferences_eval.jsonl"]),  # pairs, split
+    ("kto", ["data.train=examples/data/preferences_train.jsonl", "data.eval=", "data.eval_fraction=0.1"]),  # pairs, split
 ])
 def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causal_lm, monkeypatch, recipe, extra):
     monkeypatch.chdir(ROOT)

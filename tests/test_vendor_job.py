@@ -149,3 +149,14 @@ def test_advise_emits_a_vendor_job_for_a_closed_model_the_vendor_tunes(invoke, t
     assert recipe["vendor"]["epochs"] == 3 and "lora" not in recipe and recipe["model"] == "gpt-4.1-mini-2025-04-14"
     assert recipe["backend"]["kind"] == "openai" and recipe["backend"]["api_key_env"] == "ACME_KEY"
     assert any("--start-job" in n for n in notes) and not any(n.startswith("model:") for n in notes)
+
+
+def test_a_closed_alignment_goal_never_gets_a_local_preference_recipe():
+    from adaptkit.advisor.engine import advise
+    from adaptkit.advisor.profile import build_profile
+    from adaptkit.recipe.emit import recipe_for
+
+    advice = advise(build_profile({"task": "chat", "goal": "alignment", "weight_access": "closed_api_ft", "preference_pairs": 3000,
+                                   "vendor_offers_preference_tuning": True, "labeled_examples": 500}))
+    recipe, _ = recipe_for(advice)
+    assert recipe["method"] != "dpo" and ("vendor" in recipe or recipe["backend"]["kind"] == "openai")

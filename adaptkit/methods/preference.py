@@ -283,7 +283,10 @@ def _emit(block: dict):
 
 
 def _emit_preference(profile, context) -> dict:
-    """DPO on pairs; KTO when the feedback is unpaired ratings; ORPO (one stage, no reference) for a base model."""
+    """DPO on pairs; KTO when the feedback is unpaired ratings; ORPO (one stage, no reference) for a base model. Closed
+    weights: none (a vendor's preference job is not written yet; the vendor SFT job of lora_adapters is)."""
+    if profile.weight_access != "open":
+        return None
     if profile.preference_pairs < 500 and profile.feedback_labels >= 100:
         fields = _emit({"dpo": {"algorithm": "kto", "beta": 0.1, "reference": "adapters_off"}})(profile, context)
         if profile.train_data:
