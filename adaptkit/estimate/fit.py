@@ -78,7 +78,9 @@ def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
     if kind == "precision":
         return replace(s, precision="bf16"), "pure bf16 weights and optimizer states (no fp32 masters)"
     if kind == "lora":
-        return replace(s, adapter="lora", precision="bf16", optimizer="adamw"), "LoRA (r=16, all linear layers) instead of full weights"
+        reference = "auto" if s.dpo_reference == "copy" else s.dpo_reference  # LoRA's reference is the base, adapters off
+        return (replace(s, adapter="lora", precision="bf16", optimizer="adamw", dpo_reference=reference),
+                "LoRA (r=16, all linear layers) instead of full weights")
     if kind == "quant":
         if not s.trains:
             return replace(s, quantization="4bit"), "4-bit weights (NF4)"

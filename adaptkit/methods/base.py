@@ -286,6 +286,7 @@ class MethodDef:
     stages: tuple[str, ...] = ()  # `run --stage` choices (RLHF: reward, policy)
     emit: Callable | None = None  # advise --emit-recipe: (profile, context) -> this method's recipe fields, or None where it cannot
     code: Callable[[RecipeBase], list] = lambda recipe: []  # `setting `ref`` strings of Python code the recipe imports
+    to_lora: Callable[[RecipeBase], list] = lambda recipe: []  # overrides that let a full-weight recipe of it take a lora block
 
     @property
     def trains(self) -> bool:

@@ -326,6 +326,7 @@ register(MethodDef(
     setup=lambda recipe: {**_lora(recipe), "dpo_reference": "none" if not recipe.dpo.spec.reference else
                           "copy" if recipe.dpo.reference == "copy" else "auto"},
     peft=_peft, trainer=lambda recipe: {**recipe.dpo.spec.fields(recipe.dpo), "max_length": recipe.training.max_length},
+    to_lora=lambda recipe: ["dpo.reference=adapters_off"] if recipe.dpo.spec.reference else [],
     export=_dpo_export, trl=_dpo_trl, data="adaptkit.runners.data:load_pairs", emit=_emit_preference, **PREFERENCE))
 register(MethodDef(
     id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.runners.preference:run_rlhf",

@@ -116,12 +116,14 @@ def recipe_setup(recipe: RecipeBase, num_gpus: int = 1, sharding: str | None = N
     return setup_for(definition.id, precision=precision, num_gpus=num_gpus, sharding=sharding, **fields)
 
 
-def recipe_changes(before, after, accumulation: int = 1) -> tuple[list[str], list[str]]:
+def recipe_changes(before, after, accumulation: int = 1, to_lora: list[str] | None = None) -> tuple[list[str], list[str]]:
     """A step-down change of the estimator (Setup `before` -> `after`) as recipe overrides and run flags: what
-    `estimate --recipe` and `run --dry-run` print for each suggestion and `advise --emit-recipe` applies."""
+    `estimate --recipe` and `run --dry-run` print for each suggestion and `advise --emit-recipe` applies. `to_lora`:
+    what the recipe's own method needs to take a LoRA block (None: it cannot, so the change is lora_adapters)."""
     overrides: list[str] = []
-    if after.adapter != before.adapter:  # full weights -> LoRA (or QLoRA): another method's recipe
-        overrides += ["method=lora_adapters", f"lora.r={after.lora_r}", f"lora.alpha={2 * after.lora_r}", "lora.target_modules=all-linear"]
+    if after.adapter != before.adapter:  # full weights -> LoRA (or QLoRA)
+        overrides += ["method=lora_adapters"] if to_lora is None else to_lora
+        overrides += [f"lora.r={after.lora_r}", f"lora.alpha={2 * after.lora_r}", "lora.target_modules=all-linear"]
     if after.quantization != before.quantization:
         overrides.append(f"lora.quantization={after.quantization}")
     if after.gradient_checkpointing != before.gradient_checkpointing:
@@ -147,8 +149,10 @@ def with_recipe_changes(recipe: RecipeBase, setup, suggestions: list[dict]) -> l
     """Each step-down suggestion of an estimate for a recipe, with the overrides and run flags that apply it."""
     from adaptkit.estimate.memory import Setup
 
-    accumulation = recipe.training.gradient_accumulation if recipe.definition.trains else 1
+    definition = recipe.definition
+    accumulation = recipe.training.gradient_accumulation if definition.trains else 1
+    to_lora = definition.to_lora(recipe) if "lora" in definition.adapters else None
     for suggestion in suggestions:
-        overrides, flags = recipe_changes(setup, Setup(**suggestion["setup"]), accumulation)
+        overrides, flags = recipe_changes(setup, Setup(**suggestion["setup"]), accumulation, to_lora)
         suggestion.update(overrides=overrides, flags=flags)
     return suggestions
