@@ -171,3 +171,19 @@ def test_methods_table(invoke):
         assert row["name"] and row["changes"] and row["cost_tier"] and row["typical_use"] and row["data_needs"] and row["sources"]
     assert invoke("methods").exit_code == 0
     assert "| `rag` |" in invoke("methods", "--markdown").stdout
+
+
+@pytest.mark.parametrize("args", [["recipes", "show", "qlora_sft"], ["methods"], ["estimate", "--model", "gpt2", "--method", "all"]])
+def test_a_closed_pipe_is_a_normal_end(args):
+    """`adaptkit ... | head`: the reader leaves early; no error, exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: the first write meets a closed pipe
+    try:
+        done = subprocess.run([sys.executable, "-m", "adaptkit", *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -146,3 +146,12 @@ def test_several_gpus_shard_a_16_bit_base_before_quantizing():
     assert one["lora"]["quantization"] == "4bit"
     assert eight["lora"].get("quantization", "none") == "none" and eight["training"]["sharding"] == "zero3"
     assert any("--num-processes 8" in n for n in notes) and "sharding" not in one["training"]
+
+
+def test_what_was_written_is_said_last_under_the_table(invoke, tmp_path):
+    answers = tmp_path / "a.yaml"
+    answers.write_text(ANSWERS)
+    result = invoke("advise", "--answers", answers, "--emit-recipe", tmp_path / "r.yaml", "--bake-off", tmp_path / "bake")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.index("Recommended") < out.index("wrote ") and out.rstrip().splitlines()[-1].startswith("settle it on your data:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 
@@ -80,11 +81,23 @@ class AdaptkitGroup(click.Group):
             ctx.exit(EXIT_CANCELLED)
         except (click.exceptions.Exit, click.ClickException):
             raise
+        except BrokenPipeError:  # the reader went away (`| head`): a normal end, with nothing more to say
+            _silence_stdout()
+            ctx.exit(0)
         except Exception as exc:  # a bug, not the user's fault: say so in one line
             if ctx.meta.get("adaptkit.debug"):
                 raise
             click.echo(f"error: unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush into the closed pipe does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 @click.group(cls=AdaptkitGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -90,16 +90,19 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
         notes.append(f"answers saved to {save_answers}")
     advice = run_advisor(profile, notes)
     hardware = {"detected_gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus], "detection": detection}
+    written: list[str] = []  # what was written and what to run next: said last, under the table, where it stays in view
     if emit_recipe:
-        _emit(advice, emit_recipe, force, quiet=as_json)
+        written += _emit(advice, emit_recipe, force)
     if bake_off:
-        _bake_off(advice, bake_off, force, quiet=as_json)
+        written += _bake_off(advice, bake_off, force)
     if as_json:
         click.echo(json.dumps(advice.to_dict(hardware), indent=2))
         return
     from adaptkit.cli.render import show_advice
 
     show_advice(advice, explain=explain)
+    for line in written:
+        click.echo(line)
     if interactive and not emit_recipe:
         _offer_recipe(advice, answers, force)
 
@@ -121,7 +124,8 @@ def _from_data(answers: dict, data_file: str, quiet: bool) -> list[str]:
     return said
 
 
-def _emit(advice, path: str, force: bool, quiet: bool = False) -> None:
+def _emit(advice, path: str, force: bool) -> list[str]:
+    """Write the recipe for the top runnable method; return the lines that say so and what to run next."""
     from adaptkit.recipe.emit import pick, recipe_for, render
 
     recipe, notes = recipe_for(advice)
@@ -131,15 +135,12 @@ def _emit(advice, path: str, force: bool, quiet: bool = False) -> None:
 
         load_data(validate(recipe, "emitted recipe"))
     write_new(path, render(recipe, advice, notes, path, pick(advice)), force=force)
-    if not quiet:
-        click.echo(f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})")
-        for note in notes:
-            click.echo(f"  {note}")
-        click.echo(f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}")
+    return ([f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})"] + [f"  {note}" for note in notes]
+            + [f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}"])
 
 
-def _bake_off(advice, folder: str, force: bool, quiet: bool = False) -> None:
-    """Recipes for the top runnable choices, and the compare command that settles it on the user's data."""
+def _bake_off(advice, folder: str, force: bool) -> list[str]:
+    """Recipes for the top runnable choices; returns the lines naming them and the compare command that settles it."""
     from pathlib import Path
 
     from adaptkit.recipe.emit import recipe_for, render, runnable
@@ -167,9 +168,7 @@ def _bake_off(advice, folder: str, force: bool, quiet: bool = False) -> None:
     written = [str(path) for path in files]
     shared = eval_data and len(tasks) == 1  # one held-out file only fits recipes of one task
     command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if shared else "")
-    if not quiet:
-        click.echo(f"\nwrote a bake-off of {', '.join(methods)} to {target}")
-        click.echo(f"settle it on your data: {command}")
+    return [f"\nwrote a bake-off of {', '.join(methods)} to {target}", f"settle it on your data: {command}"]
 
 
 def _offer_recipe(advice, answers: dict, force: bool) -> None:
@@ -189,9 +188,11 @@ def _offer_recipe(advice, answers: dict, force: bool) -> None:
         answers = {**answers, "train_data": train_data or None, "eval_data": eval_data or None}
         profile, _ = resolve(answers, None)
         advice = run_advisor(profile)
-    _emit(advice, path, force)
+    for line in _emit(advice, path, force):
+        click.echo(line)
     from adaptkit.cli.wizard import ask_bake_off
     from adaptkit.recipe.emit import runnable
 
     if len(runnable(advice)) >= 2 and ask_bake_off(_prompter()):
-        _bake_off(advice, "bake-off", force)
+        for line in _bake_off(advice, "bake-off", force):
+            click.echo(line)

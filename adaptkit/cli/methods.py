@@ -25,12 +25,13 @@ def methods_cmd(as_json, markdown):
         for m in catalogue.values():
             click.echo(f"| `{m.id}` | {m.name} | {m.changes} | {m.cost_tier} | {m.typical_use} | {m.data_needs} |")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from adaptkit.cli.render import make_console
 
     table = Table(title="The adaptation table (cheapest first)", title_justify="left")
     for column in ("id", "changes", "cost", "typical use", "data it needs"):
         table.add_column(column, overflow="fold")
     for m in catalogue.values():
         table.add_row(m.id, m.changes, m.cost_tier, m.typical_use, m.data_needs)
-    Console().print(table)
+    make_console().print(table)

@@ -12,8 +12,21 @@ from rich.table import Table
 
 from adaptkit.methods.catalogue import methods
 
-def _console() -> Console:
-    return Console(highlight=False)
+class _Console(Console):
+    """Rich's console, with a reader that leaves early (`| head`) a normal end: exit 0, not rich's 1."""
+
+    def on_broken_pipe(self) -> None:
+        import os
+        import sys
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0)
+
+
+def make_console() -> Console:
+    return _Console(highlight=False)
+
 
 
 def dump_answers(answers: dict) -> str:
@@ -25,7 +38,7 @@ def dump_answers(answers: dict) -> str:
 
 
 def show_advice(advice, explain: bool = False) -> None:
-    console = _console()
+    console = make_console()
     catalogue = methods()
     profile = advice.profile
     hardware = (
@@ -117,7 +130,7 @@ def _params(result: dict) -> str:
 
 def show_estimate(result: dict) -> None:
     """One method's estimate: components, fit, suggestions, time, assumptions."""
-    console = _console()
+    console = make_console()
     setup = result["setup"]
     console.print(
         f"[bold]{result['method']}[/] on [bold]{result['model']}[/]: {_params(result)}, "
@@ -169,7 +182,7 @@ def _show_apply(console: Console, item: dict, estimate: dict) -> None:
 
 def show_estimates(results: list[dict]) -> None:
     """Every method side by side on one model and device."""
-    console = _console()
+    console = make_console()
     first = results[0]
     console.print(f"[bold]{first['model']}[/]: {_params(first)}; device: {first['device'] or 'none given'}")
     table = Table(box=box.SIMPLE_HEAD, title="Peak memory per device, by method", title_justify="left")
@@ -185,7 +198,7 @@ def show_estimates(results: list[dict]) -> None:
 
 
 def show_dry_run(report: dict) -> None:
-    console = _console()
+    console = make_console()
     for line in report.get("code", []) + ([report["output"]] if report.get("output") else []):
         console.print(f"[bold yellow]note:[/] {escape(line)}", highlight=False)  # first, where it cannot be missed
     console.print("[bold]Resolved recipe[/]")
@@ -243,7 +256,7 @@ def _show_memory_and_commands(console: Console, report: dict) -> None:
 
 def show_run_summary(recipe, result, folder) -> None:
     """What a run did, for any method: training figures, every evaluation figure (the one a bake-off ranks by in bold)."""
-    console = _console()
+    console = make_console()
     metrics = result.metrics
     primary, _ = result.primary
     lines = [f"[bold]{escape(recipe.method)}[/] on {escape(recipe.model)} ({recipe.task}) -> [bold]{escape(str(folder))}[/]"]
