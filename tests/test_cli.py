@@ -187,3 +187,16 @@ def test_a_closed_pipe_is_a_normal_end(args):
     finally:
         os.close(write)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("value, words", [
+    ("tickets.cvs", "no such file tickets.cvs (did you mean tickets.csv?)"),
+    ("./data/tickets", "no such file ./data/tickets;"),
+    ("~/nowhere/t.jsonl", "no such file"),
+])
+def test_a_path_that_names_nothing_is_a_typo_not_a_hub_dataset(invoke, tmp_path, monkeypatch, value, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tickets.csv").write_text("text,label\\nhello,a\\n")
+    result = invoke("run", "lora_cls", f"data.train={value}", "output_dir=out")
+    assert result.exit_code == 2 and words in result.stderr and "hub dataset `" not in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

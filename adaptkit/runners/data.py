@@ -6,6 +6,7 @@ import csv
 import difflib
 import json
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,9 +54,23 @@ class PromptData:
         return f"{len(self.pool)} pool / {len(self.rows)} dev rows" + (f", {len(self.labels)} labels" if self.labels else "")
 
 
+PATH_LIKE = re.compile(r"^(\.{1,2}/|/|~)|\.[A-Za-z][A-Za-z0-9]{0,7}$|/.*/")  # ./x, /x, ~/x, x.cvs, a/b/c: not a hub dataset id
+
+
+def _no_such_file(reference: str, where: str) -> InputError:
+    """A path-like value that names nothing: a typo, said with the closest file beside it, not a hub lookup."""
+    path = Path(reference).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    near = difflib.get_close_matches(path.name, [p.name for p in folder.iterdir()] if folder.is_dir() else [], n=1, cutoff=0.6)
+    hint = f" (did you mean {folder / near[0] if str(path.parent) not in ('', '.') else near[0]}?)" if near else ""
+    return InputError(f"{where}: no such file {reference}{hint}; data is a .jsonl, .json, .csv or .parquet file, or a hub dataset id")
+
+
 def read_rows(reference: str, split: str, where: str) -> list[dict]:
     """Rows of a .jsonl/.json/.csv/.parquet file or a hub dataset split."""
     if not is_file_reference(reference):
+        if PATH_LIKE.search(reference):
+            raise _no_such_file(reference, where)
         return _hub_rows(reference, split, where)
     path = Path(reference).expanduser()
     if not path.is_file():
