@@ -200,3 +200,15 @@ def test_a_path_that_names_nothing_is_a_typo_not_a_hub_dataset(invoke, tmp_path,
     result = invoke("run", "lora_cls", f"data.train={value}", "output_dir=out")
     assert result.exit_code == 2 and words in result.stderr and "hub dataset `" not in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sets, words", [
+    (["labeled_examples=lots"], "error: --set: labeled_examples: expected a number"),
+    (["labeld_examples=4"], "error: --set: unknown key `labeld_examples` (did you mean `labeled_examples`?)"),
+    (["num_gpus=2"], "with --set: num_gpus is 2 but gpu_vram_gb is 0"),  # a clash of the two: both named
+])
+def test_a_bad_set_is_blamed_on_the_set(invoke, tmp_path, sets, words):
+    answers = tmp_path / "a.yaml"
+    answers.write_text("task: qa\ngoal: knowledge\nweight_access: open\n")
+    result = invoke("advise", "--answers", answers, *[w for s in sets for w in ("--set", s)], "--no-input")
+    assert result.exit_code == 2 and words in result.stderr, result.stderr

@@ -172,6 +172,18 @@ def check_keys(answers: dict, where: str = "answers") -> None:
         raise InputError(f"{where}: " + "; ".join(problems))
 
 
+def check_values(answers: dict, where: str) -> None:
+    """Check the values of some answers on their own (`--set`), so a bad one is blamed on where it came from; what
+    only the whole profile can judge (GPU count against memory) waits for the full check."""
+    check_keys(answers, where)
+    try:
+        Profile(**{"task": "generation", "goal": "behavior", "weight_access": "open", **answers})
+    except ValidationError as exc:
+        own = [err for err in exc.errors() if err["loc"] and err["loc"][0] in answers]
+        if own:
+            raise InputError(f"{where}: " + "; ".join(_describe(err) for err in own)) from None
+
+
 def missing_required(answers: dict) -> list[str]:
     return [key for key in REQUIRED if answers.get(key) in (None, "")]
 

@@ -8,7 +8,7 @@ import sys
 import click
 
 from adaptkit.advisor.engine import advise as run_advisor
-from adaptkit.advisor.profile import check_keys, missing_required, read_answers, resolve
+from adaptkit.advisor.profile import check_keys, check_values, missing_required, read_answers, resolve
 from adaptkit.cli._io import parse_overrides, write_new
 from adaptkit.errors import InputError
 
@@ -57,8 +57,12 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
             if path and Path(path).expanduser().exists():
                 raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
     answers = read_answers(answers_file) if answers_file else {}
-    answers.update(parse_overrides(overrides))
-    where = answers_file or "answers"
+    if answers_file:
+        check_keys(answers, answers_file)
+    given = parse_overrides(overrides)
+    check_values(given, "--set")  # a bad --set is blamed on the --set, not on the answers file
+    answers.update(given)
+    where = " with ".join(part for part in (answers_file, "--set" if given else None) if part) or "answers"
     check_keys(answers, where)
 
     from adaptkit.estimate.hardware import detect_gpus
