@@ -166,3 +166,16 @@ def test_training_free_recipes_dry_run(invoke, recipe):
 def test_training_flags_are_refused_for_training_free_recipes(invoke, flag):
     result = invoke("run", "rag", *flag)
     assert result.exit_code == 2 and "trains nothing" in result.stderr
+
+
+def test_a_failed_endpoint_run_leaves_nothing_behind(invoke, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as probe:  # a port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = invoke("run", "prompt_engineering", "backend.kind=openai", f"backend.base_url=http://127.0.0.1:{port}/v1",
+                    "backend.cache_dir=runs/cache", "backend.max_retries=0", "output_dir=runs/pe")
+    assert result.exit_code != 0 and "cannot reach" in result.stderr
+    assert not (tmp_path / "runs").exists()  # neither the output folder nor an empty cache

@@ -140,9 +140,9 @@ class OpenAIBackend:
             self._key = os.environ.get(api_key_env)
             if not self._key:
                 raise InputError(f"backend.api_key_env: the environment variable {api_key_env} is not set")
-        self.cache = Path(cache_dir) if cache_dir else None
-        if self.cache:
-            self.cache.mkdir(parents=True, exist_ok=True)
+        self.cache = Path(cache_dir) if cache_dir else None  # made at the first answer worth keeping: a failed run leaves none
+        if self.cache and self.cache.exists() and not self.cache.is_dir():
+            raise InputError(f"backend.cache_dir: {self.cache} is a file, not a folder")
         self.context = 128_000
         plain = self.url.startswith("http://")  # no TLS at all: there is no certificate to check, so no CA file to read
         try:
@@ -201,6 +201,7 @@ class OpenAIBackend:
             if not _has_message(data):
                 raise BackendError(f"{self.url}: the response has no choices[0].message (not cached)")
             if path:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, json.dumps(data))
             return data
 
