@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 METRICS_KEYS = {"method", "task", "train", "eval"}
-TRAIN_KEYS = {"runtime_s", "samples_per_second", "trainable_params", "total_params", "final_loss"}
+TRAIN_KEYS = {"runtime_s", "samples_per_second", "steps", "global_batch", "trainable_params", "total_params", "final_loss"}
 QUICK = ["training.logging_steps=1", "data.max_rows=96"]
 
 
@@ -221,17 +221,20 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert max(steps) == step + 3 and (out / "metrics.json").is_file()
 
 
-def test_two_cpu_processes_train_one_model(tmp_path):
+@pytest.mark.parametrize("scope, per_step", [("global", 8), ("per_device", 16)])
+def test_two_cpu_processes_train_one_model(tmp_path, scope, per_step):
     out = tmp_path / "ddp"
     env = {**os.environ, "ADAPTKIT_FAKE_GPUS": "0", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(_adaptkit("run", "lora_cls", f"output_dir={out}", "--num-processes", "2", "training.max_steps=4",
-                                      "training.batch_size=8", "training.logging_steps=1", "data.max_rows=64", "--json"),
+                                      "training.batch_size=8", "training.logging_steps=1", "data.max_rows=64",
+                                      f"training.batch_scope={scope}", "--json"),
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "torch.distributed.run --nproc_per_node 2" in result.stderr
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     step4 = next(row for row in log if row["step"] == 4 and "loss" in row)
-    assert step4["epoch"] == pytest.approx(4 * 8 * 2 / 64)  # two ranks: 16 samples a step
+    assert step4["epoch"] == pytest.approx(4 * per_step / 64)  # global: the recipe's 8 a step, split 4 + 4; per_device: 8 + 8
+    assert json.loads(result.stdout)["train"]["global_batch"] == per_step
     assert len(list(out.glob("metrics.json"))) == 1 and json.loads((out / "metrics.json").read_text())["method"] == "lora_adapters"
 
 
@@ -240,3 +243,11 @@ def test_same_seed_same_numbers(invoke, tmp_path):
     assert runs[0]["eval"] == runs[1]["eval"] and runs[0]["train"]["final_loss"] == runs[1]["train"]["final_loss"]
     other = run_ok(invoke, "lora_cls", f"output_dir={tmp_path / '3'}", "training.max_steps=4", "data.max_rows=48", "training.seed=7")
     assert other["eval"]["loss"] != runs[0]["eval"]["loss"]
+
+
+def test_the_global_batch_is_said_and_must_split(invoke):
+    report = json.loads(invoke("run", "lora_cls", "training.batch_size=8", "training.gradient_accumulation=2", "--num-processes", "4",
+                               "--dry-run", "--json").stdout)
+    assert report["batch"].startswith("16 examples per optimizer step = 2 per device x 4 process(es) x 2 accumulation")
+    odd = invoke("run", "lora_cls", "training.batch_size=3", "--num-processes", "2")
+    assert odd.exit_code == 2 and "cannot be split evenly over 2 processes" in odd.stderr and "batch_scope=per_device" in odd.stderr

@@ -429,7 +429,7 @@ def test_a_reply_without_choices_is_an_error_and_is_not_cached(endpoints, tmp_pa
     backend = client(endpoints(empty_then_good), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(BackendError, match="no choices"):
         ask(backend)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []  # nothing kept (the folder waits for an answer)
     assert ask(backend)["content"] == "ok" and len(list((tmp_path / "cache").iterdir())) == 1
 
 

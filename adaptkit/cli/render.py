@@ -24,8 +24,8 @@ class _Console(Console):
         raise SystemExit(0)
 
 
-def make_console() -> Console:
-    return _Console(highlight=False)
+def make_console(err: bool = False) -> Console:
+    return _Console(highlight=False, stderr=err)
 
 
 
@@ -249,21 +249,24 @@ def _show_memory_and_commands(console: Console, report: dict) -> None:
             console.print(f"  [red]{memory['verdict']}[/]")
     if memory.get("note"):
         console.print(f"  {memory['note']}")
+    if report.get("batch"):
+        console.print(f"\n[bold]Batch[/]: {report['batch']}", markup=True, highlight=False)
     console.print("\n[bold]Commands[/]")
     for name, command in report["commands"].items():
         console.print(f"  {name.replace('_', ' ')}: {command}", markup=False)
 
 
-def show_run_summary(recipe, result, folder) -> None:
+def show_run_summary(recipe, result, folder, err: bool = False) -> None:
     """What a run did, for any method: training figures, every evaluation figure (the one a bake-off ranks by in bold)."""
-    console = make_console()
+    console = make_console(err)
     metrics = result.metrics
     primary, _ = result.primary
     lines = [f"[bold]{escape(recipe.method)}[/] on {escape(recipe.model)} ({recipe.task}) -> [bold]{escape(str(folder))}[/]"]
     train = metrics.get("train") or {}
     parts = [(name, part) for name, part in train.items() if isinstance(part, dict)] or ([("", train)] if train else [])
     for name, part in parts:
-        lines.append(f"{name.replace('_', ' ') + ': ' if name else ''}trained {part['runtime_s']:.1f} s, "
+        steps = f"{part['steps']} steps of {part['global_batch']} examples, " if "global_batch" in part else ""
+        lines.append(f"{name.replace('_', ' ') + ': ' if name else ''}trained {part['runtime_s']:.1f} s, {steps}"
                      f"{part['samples_per_second']:.1f} samples/s, {part['trainable_params']:,} of {part['total_params']:,} "
                      f"parameters trainable, final loss {part['final_loss']:.4f}")
     for name, part in metrics.items():  # what else a method reports (RAG: the index)

@@ -72,6 +72,11 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
         raise InputError("--gpu and --gpu-memory-gb size the --dry-run's memory estimate; a run uses the GPU it finds")
     if definition.trains and not dry_run and not accelerate_config:
         _check_sharding(loaded, num_processes)
+    if definition.trains and not vendor:  # the global batch must split over the processes: said now, not by every rank
+        from adaptkit.methods.base import split_batch
+
+        t = loaded.training
+        split_batch(t.batch_size, t.gradient_accumulation, t.batch_scope, num_processes)
     allowed = allow_code or loaded.allow_code
     if not dry_run:
         check_consent(loaded, allowed)
@@ -187,7 +192,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
         return
     from adaptkit.cli.render import show_run_summary
 
-    show_run_summary(recipe, result, out.final)
+    show_run_summary(recipe, result, out.final, err=child)  # a rank's summary goes to stderr: the launcher prints the result
 
 
 def _confirmer(recipe):

@@ -16,6 +16,8 @@ from typing import Callable, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from adaptkit.errors import InputError
+
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
 TASKS = ("sequence_classification", "causal_lm", "question_answering", "agent")
 
@@ -145,6 +147,10 @@ class TrainingConfig(Strict):
     chunked_loss: bool = Field(False, description="Liger's fused linear cross-entropy: the logits never materialise whole "
                                                   "(CUDA and liger-kernel; causal LMs)")
     packing: bool = Field(False, description="causal-LM SFT: pack examples into max_length blocks (no padding; TRL's packing)")
+    batch_scope: Literal["global", "per_device"] = Field(
+        "global", description="global: batch_size x gradient_accumulation is the batch of one optimizer step however many "
+                              "processes run (run --num-processes divides it among them); per_device: every process takes "
+                              "batch_size, so the step's batch grows with the processes")
     sharding: Literal["none", "ddp", "fsdp", "zero2", "zero3"] = Field(
         "none", description="with run --num-processes N: ddp copies the model to each GPU; fsdp / zero3 shard weights, gradients and "
                             "optimizer states; zero2 shards gradients and states (DeepSpeed). adaptkit writes the accelerate config")
@@ -333,16 +339,41 @@ class RunResult:
         return get(self.metrics["method"]).primary(self.metrics)
 
 
+def processes() -> int:
+    """How many data-parallel processes this run has (torchrun and accelerate launch set WORLD_SIZE)."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def split_batch(batch_size: int, accumulation: int, scope: str, count: int) -> tuple[int, int]:
+    """(per-device batch, accumulation) over `count` processes: the recipe's global batch kept (scope global) or each
+    process taking the recipe's batch (per_device)."""
+    if count <= 1 or scope == "per_device":
+        return batch_size, accumulation
+    total = batch_size * accumulation
+    for steps in range(accumulation, 0, -1):  # keep the per-device batch as large as the recipe's allows
+        if total % (count * steps) == 0 and total // (count * steps) <= batch_size:
+            return total // (count * steps), steps
+    raise InputError(f"the global batch {batch_size} x {accumulation} = {total} cannot be split evenly over {count} processes: "
+                     f"make it a multiple of {count}, or set training.batch_scope=per_device")
+
+
 def training_kwargs(recipe: RecipeBase, out: Path, has_eval: bool, **changes) -> dict:
     """TrainingArguments fields every trainer shares, from the recipe's `training` block (changes override them).
-    Precision is left to the runner, which knows the device; the exporter writes the same dict as code."""
+    Precision is left to the runner, which knows the device; the exporter writes the same dict as code. Over several
+    processes the recipe's global batch is kept (training.batch_scope)."""
     t = recipe.training
     values = dict(epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size, max_steps=t.max_steps)
     values.update(changes)
+    batch, accumulation = split_batch(values["batch_size"], t.gradient_accumulation, t.batch_scope, processes())
     common = dict(
         output_dir=str(out), num_train_epochs=values["epochs"], max_steps=values["max_steps"] or -1,
-        per_device_train_batch_size=values["batch_size"], per_device_eval_batch_size=max(values["batch_size"], 8),
-        gradient_accumulation_steps=t.gradient_accumulation, learning_rate=values["learning_rate"],
+        per_device_train_batch_size=batch, per_device_eval_batch_size=max(values["batch_size"], 8),
+        gradient_accumulation_steps=accumulation, learning_rate=values["learning_rate"],
         weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed,
         logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
         eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,

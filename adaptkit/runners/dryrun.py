@@ -181,6 +181,19 @@ def launch_commands(recipe_ref: str, overrides: tuple[str, ...]) -> dict:
     }
 
 
+def batch_note(recipe: Recipe, processes: int) -> str:
+    """The batch of one optimizer step, and how --num-processes splits it."""
+    from adaptkit.methods.base import split_batch
+
+    t = recipe.training
+    batch, steps = split_batch(t.batch_size, t.gradient_accumulation, t.batch_scope, processes)
+    text = (f"{batch * processes * steps} examples per optimizer step = {batch} per device x {processes} process(es) x "
+            f"{steps} accumulation")
+    if t.batch_scope == "global":
+        return text + "; --num-processes N keeps it (divides the per-device batch or accumulation)"
+    return text + "; training.batch_scope=per_device: each added process adds its batch"
+
+
 def output_note(recipe: Recipe) -> str | None:
     """What the real run will say about output_dir, said now."""
     from pathlib import Path
@@ -211,6 +224,8 @@ def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], a
               {"run": " ".join(shlex.quote(x) for x in ("adaptkit", "run", recipe_ref, *overrides))}}
     if recipe.adapter == "vendor":
         report["commands"]["start_job"] = report["commands"]["run"] + " --start-job   # uploads the data and starts the paid job"
+    if definition.trains and recipe.adapter != "vendor":
+        report["batch"] = batch_note(recipe, processes)
     note = output_note(recipe)
     if note:
         report["output"] = note

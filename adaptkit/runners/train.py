@@ -365,9 +365,12 @@ def fit_evaluate_save(trainer, tokenizer, stop: dict, options: RunOptions, out: 
 def train_metrics(trainer, result, runtime: float, model=None) -> dict:
     trainable, total = count_parameters(model if model is not None else trainer.model)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    args = trainer.args
     return {
         "runtime_s": round(result.metrics.get("train_runtime", runtime), 3),
         "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 3),
+        "steps": trainer.state.global_step,
+        "global_batch": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
         "trainable_params": trainable, "total_params": total,
         "final_loss": round(losses[-1], 6) if losses else round(result.training_loss, 6),
     }
