@@ -17,7 +17,7 @@ class Script:
     def __init__(self, replies, fallback=True):
         self.replies, self.fallback, self.asked = dict(replies), fallback, {}
 
-    def ask(self, question, default):
+    def ask(self, question, default, back=False):
         self.asked[question.key] = default
         if question.key in self.replies:
             reply = self.replies[question.key]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Callable
 
 import click
 
@@ -128,17 +129,17 @@ def _from_data(answers: dict, data_file: str, quiet: bool) -> list[str]:
     return said
 
 
-def _emit(advice, path: str, force: bool) -> list[str]:
-    """Write the recipe for the top runnable method; return the lines that say so and what to run next."""
+def _emit(advice, path: str, force: bool, method: str | None = None) -> list[str]:
+    """Write the recipe for the top runnable method (or `method`); return the lines that say so and what to run next."""
     from adaptkit.recipe.emit import pick, recipe_for, render
 
-    recipe, notes = recipe_for(advice)
-    if advice.profile.train_data:  # the user's own data: check it now, not after the GPU is booked
+    recipe, notes = recipe_for(advice, method=method)
+    if advice.profile.train_data or advice.profile.eval_data:  # the user's own data: check it now, not after the GPU is booked
         from adaptkit.recipe.load import validate
         from adaptkit.runners.data import load_data
 
         load_data(validate(recipe, "emitted recipe"))
-    write_new(path, render(recipe, advice, notes, path, pick(advice)), force=force)
+    write_new(path, render(recipe, advice, notes, path, method or pick(advice)), force=force)
     return ([f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})"] + [f"  {note}" for note in notes]
             + [f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}"])
 
@@ -175,8 +176,38 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
     return [f"\nwrote a bake-off of {', '.join(methods)} to {target}", f"settle it on your data: {command}"]
 
 
+def _file_check(answers: dict, method: str) -> Callable[[str, str], str]:
+    """For the wizard's data prompts: the recipe this answer would write, its data read and checked now, at the prompt
+    (missing file, typo, missing columns), so a wrong path costs one retyped line, not the session."""
+    chosen: dict = {}
+    seen: dict = {}
+
+    def check(key: str, text: str) -> str:
+        text = text.strip()
+        if (key, text) in seen:
+            return seen[key, text]
+        from pathlib import Path
+
+        from adaptkit.recipe.emit import recipe_for
+        from adaptkit.recipe.load import validate
+        from adaptkit.runners.data import PATH_LIKE, load_data
+
+        trial = {**chosen, key: text}
+        if key == "corpus_dir" or Path(text).expanduser().exists() or PATH_LIKE.search(text):
+            profile, _ = resolve({**answers, **trial}, None)
+            try:  # a hub dataset id is fetched at run time; anything on disk (or that looks like a path) is read now
+                recipe, _ = recipe_for(run_advisor(profile), method=method)
+                load_data(validate(recipe, "the recipe"))
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        chosen[key] = seen[key, text] = text
+        return text
+    return check
+
+
 def _offer_recipe(advice, answers: dict, force: bool) -> None:
     """The wizard's last step: write the recipe for the top trainable recommendation."""
+    from adaptkit.methods.registry import registry
     from adaptkit.recipe.emit import pick
 
     method = pick(advice)
@@ -184,15 +215,15 @@ def _offer_recipe(advice, answers: dict, force: bool) -> None:
         return
     from adaptkit.cli.wizard import ask_recipe
 
-    reply = ask_recipe(_prompter(), method, advice.profile)
+    reply = ask_recipe(_prompter(), registry()[method], _file_check(answers, method), force)
     if reply is None:
         return
-    path, train_data, eval_data = reply
-    if train_data or eval_data:
-        answers = {**answers, "train_data": train_data or None, "eval_data": eval_data or None}
-        profile, _ = resolve(answers, None)
+    path = reply.pop("path")
+    data = {key: value for key, value in reply.items() if value}
+    if data:
+        profile, _ = resolve({**answers, **data}, None)
         advice = run_advisor(profile)
-    for line in _emit(advice, path, force):
+    for line in _emit(advice, path, force, method):
         click.echo(line)
     from adaptkit.cli.wizard import ask_bake_off
     from adaptkit.recipe.emit import runnable

@@ -161,34 +161,96 @@ def default_for(key: str, answers: dict, gpus: list):
     return Profile.model_fields[key].default
 
 
-def run_wizard(answers: dict, prompter, gpus: list) -> dict:
-    """Ask every question the answers leave open and that matters given earlier answers."""
-    answers = dict(answers)
-    for question in QUESTIONS:
-        if question.key in answers or not question.ask_if(answers):
+BACK = "<back>"  # what a prompter returns when the user steps back one question
+DONE = "<done>"
+
+
+def _due(question: Question, answers: dict, asked: set) -> bool:
+    return question.key not in asked and question.key not in answers and question.ask_if(answers)
+
+
+def _shown(question: Question, value) -> str:
+    if value is None:
+        return "(blank)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def review_question(answers: dict, given: set) -> Question:
+    """The review step: every answer in question order; picking one asks it again."""
+    rows = [(q.key, f"{q.key}: {_shown(q, answers[q.key])}" + ("  (given)" if q.key in given else ""))
+            for q in QUESTIONS if q.key in answers]
+    return Question("review", "Review your answers: pick one to change, or go on", "the advice uses exactly these", "select",
+                    ((DONE, "all correct: show the advice"),) + tuple(rows))
+
+
+def run_wizard(answers: dict, prompter, gpus: list, review: bool = True) -> dict:
+    """Ask every question the answers leave open and that matters given earlier answers.
+
+    The user can step back one question at a time (the prompter returns BACK), and before the advice all answers are
+    listed for review: a changed answer drops the asked answers it made irrelevant and asks the ones it made relevant.
+    """
+    given = set(answers)
+    answers, history = dict(answers), []  # history: keys this wizard asked, in order (BACK pops the last)
+    by_key, undone = {q.key: q for q in QUESTIONS}, {}  # undone: answers stepped back over, offered again as defaults
+    while True:
+        question = next((q for q in QUESTIONS if _due(q, answers, set(history))), None)
+        if question is not None:
+            default = undone.pop(question.key) if question.key in undone else default_for(question.key, answers, gpus)
+            value = prompter.ask(question, default, back=bool(history))
+            if value == BACK:
+                key = history.pop()
+                if key in answers:
+                    undone[key] = answers.pop(key)
+                continue
+            history.append(question.key)
+            if value is not None or question.optional:
+                answers[question.key] = value
             continue
-        value = prompter.ask(question, default_for(question.key, answers, gpus))
-        if value is None and not question.optional:
-            continue
-        answers[question.key] = value
-    return answers
+        if not review:
+            return answers
+        key = prompter.ask(review_question(answers, given), DONE)
+        if key in (DONE, None, BACK):
+            return answers
+        question = by_key[key]
+        value = prompter.ask(question, answers.get(key, default_for(key, answers, gpus)))
+        if value is not None or question.optional:
+            answers[key] = value
+        if key not in history:
+            history.append(key)
+        for later in [k for k in history if not by_key[k].ask_if(answers)]:  # answers that no longer matter
+            history.remove(later)
+            if later not in given:
+                answers.pop(later, None)
 
 
 class QuestionaryPrompter:
-    """Ask with questionary. Ctrl-C raises KeyboardInterrupt, Ctrl-D EOFError (the CLI exits 130)."""
+    """Ask with questionary. Ctrl-C raises KeyboardInterrupt, Ctrl-D EOFError (the CLI exits 130).
 
-    def ask(self, question: Question, default):
+    `input` and `output` are prompt_toolkit's (tests pass a pipe and a dummy output); None means the terminal.
+    """
+
+    def __init__(self, input=None, output=None):
+        self.io = {"input": input, "output": output} if input is not None else {}
+
+    def ask(self, question: Question, default, back: bool = False):
         import questionary
 
-        message = f"{question.prompt}\n  ({question.why})"
-        if question.kind == "select":
-            choices = [questionary.Choice(label, value=value) for value, label in question.choices]
+        message = f"{question.prompt}\n  ({question.why}{'; < goes back' if back and question.kind == 'text' else ''})"
+        if question.kind in ("select", "confirm"):
+            pairs = question.choices if question.kind == "select" else ((True, "yes"), (False, "no"))
+            choices = [questionary.Choice(label, value=value) for value, label in pairs]
+            if back:
+                choices.append(questionary.Choice("< back to the previous question", value=BACK))
+            if question.kind == "confirm":
+                default = bool(default)
             default_choice = next((c for c in choices if c.value == default), None)
-            return questionary.select(message, choices=choices, default=default_choice).unsafe_ask()
-        if question.kind == "confirm":
-            return questionary.confirm(message, default=bool(default)).unsafe_ask()
+            return questionary.select(message, choices=choices, default=default_choice, **self.io).unsafe_ask()
 
         def validate(text: str):
+            if back and text.strip() == "<":
+                return True
             if not text.strip():
                 return True if question.optional or default is not None else "please answer"
             try:
@@ -198,21 +260,73 @@ class QuestionaryPrompter:
             return True
 
         shown = "" if default is None else f"{default:g}" if isinstance(default, float) else str(default)
-        text = questionary.text(message, default=shown, validate=validate).unsafe_ask()
+        text = questionary.text(message, default=shown, validate=validate, validate_while_typing=False, **self.io).unsafe_ask()
+        if back and text.strip() == "<":
+            return BACK
         if not text.strip():
             return None if question.optional else default
         return question.parse(text)
 
 
-def ask_recipe(prompter, method: str, profile) -> tuple[str, str, str] | None:
-    """Offer to write the recipe; return (path, train file, eval file) or None."""
-    write = Question("force", f"Write a runnable recipe for {method}?", "then `adaptkit run` trains it", "confirm")
+def free_name(name: str) -> str:
+    """`name` when nothing is there, else the first free `stem-2.suffix`, `stem-3.suffix`, ..."""
+    from pathlib import Path
+
+    path = Path(name).expanduser()
+    number = 2
+    while path.exists():
+        path = path.with_name(f"{Path(name).stem}-{number}{Path(name).suffix}")
+        number += 1
+    return str(path) if path != Path(name).expanduser() else name
+
+
+def _new_file(force: bool) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        from pathlib import Path
+
+        path = Path(text.strip()).expanduser()
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            raise ValueError("a recipe is a .yaml file")
+        if path.is_dir() or (path.exists() and not force):
+            raise ValueError(f"{text.strip()} already exists: choose another name (or run advise with --force to replace it)")
+        if not path.parent.is_dir():
+            raise ValueError(f"no folder {path.parent} to write it in")
+        return text.strip()
+    return parse
+
+
+def _folder(text: str) -> str:
+    from pathlib import Path
+
+    if not Path(text.strip()).expanduser().is_dir():
+        raise ValueError(f"no such folder: {text.strip()} (blank: the demo documents)")
+    return text.strip()
+
+
+def ask_recipe(prompter, method, check: Callable[[str, str], str], force: bool = False) -> dict | None:
+    """Offer to write the recipe for `method` (its registry definition); return {path, and the data answers} or None.
+
+    Every answer is checked at its prompt: a recipe name that exists gets a free one proposed, a data file must
+    exist and hold what the method reads (`check(profile_key, text)` raises ValueError with the reason).
+    """
+    write = Question("force", f"Write a runnable recipe for {method.id}?", "then `adaptkit run` trains it", "confirm")
     if not prompter.ask(write, True):
         return None
-    path = prompter.ask(Question("path", "Recipe file to write", "it is never overwritten without --force", parse=str), f"recipe-{method}.yaml")
-    train = prompter.ask(Question("train_data", "Training data file (blank: the demo data)", "a .jsonl, .csv or .parquet file", optional=True, parse=str), None)
-    held_out = prompter.ask(Question("eval_data", "Held-out data file (blank: the demo data)", "for accuracy or eval loss", optional=True, parse=str), None)
-    return path, train or "", held_out or ""
+    default = f"recipe-{method.id}.yaml"
+    reply = {"path": prompter.ask(Question("path", "Recipe file to write", "a new .yaml file; nothing is overwritten",
+                                           parse=_new_file(force)), default if force else free_name(default))}
+    asks = []
+    if method.needs_corpus:
+        asks.append(Question("corpus_dir", "Folder of your documents (blank: the demo documents)", method.needs_corpus,
+                             optional=True, parse=lambda text: check("corpus_dir", _folder(text))))
+    if method.needs_train:
+        asks.append(Question("train_data", "Training data file (blank: the demo data)", "a .jsonl, .csv or .parquet file; its columns are checked now",
+                             optional=True, parse=lambda text: check("train_data", text)))
+    asks.append(Question("eval_data", "Held-out data file (blank: the demo data)", method.needs_eval or "the rows every method is scored on",
+                         optional=True, parse=lambda text: check("eval_data", text)))
+    for question in asks:
+        reply[question.key] = prompter.ask(question, None)
+    return reply
 
 
 def _existing_file(text: str) -> str:

@@ -287,6 +287,7 @@ class MethodDef:
     export: Callable[[RecipeBase], tuple[str, dict]] | None = None  # export --format script: (template, its own placeholders as code)
     needs_train: bool = True  # data.train is required
     needs_eval: str = ""  # data.eval is required: what the file holds
+    needs_corpus: str = ""  # it reads a folder of documents (the profile's corpus_dir): what the folder holds
     prompt_parts: tuple[str, ...] = ()  # estimate: what a served prompt carries besides the input (shots, chunks, tools)
     serve_tokens: int = 1024  # estimate: the context a served request fills by default
     stages: tuple[str, ...] = ()  # `run --stage` choices (RLHF: reward, policy)

@@ -57,4 +57,5 @@ register(MethodDef(
     id="rag", recipe=RagRecipe, tasks=("question_answering",), objective="serve", adapters=("none",),
     runner="adaptkit.runners.rag:run_rag", data="adaptkit.runners.data:check_questions", summary="adaptkit.runners.dryrun:rag_summary",
     metrics=("recall_at_k",), needs_train=False, needs_eval="the questions file (question, source, answer)",
+    needs_corpus="the .txt, .md and .pdf files answers come from",
     prompt_parts=("chunks",), serve_tokens=4096, emit=_emit))
