@@ -113,7 +113,7 @@ def wizard_dir(tmp_path, monkeypatch):
 
 def _advise(invoke, prompter, keys, pipe, real):
     script = Mixed(prompter, real, {"bake_off": False, "data": None})
-    advise_cli._prompter = lambda: script  # noqa: the fixture's monkeypatch restores it below
+    advise_cli._prompter = lambda: script  # patched_prompter restores it
     pipe.send_text(keys)
     return invoke("advise", "--answers", ROOT / "examples/answers/support_tickets.yaml"), script
 
