@@ -27,11 +27,22 @@ def methods_cmd(as_json, markdown):
         return
     from rich.table import Table
 
-    from adaptkit.cli.render import make_console
+    from rich.markup import escape
 
+    from adaptkit.cli.render import hanging, make_console
+
+    console = make_console()
+    if console.width < 120:  # one block per method: five prose columns do not fit side by side
+        console.print("[bold]The adaptation table[/] (cheapest first)")
+        for m in catalogue.values():
+            console.print(f"\n[bold cyan]{m.id}[/]  {escape(m.name)}; cost {escape(m.cost_tier)}")
+            for label, text in (("changes", m.changes), ("typical use", m.typical_use), ("data it needs", m.data_needs)):
+                hanging(console, f"[dim]{label}:[/] {escape(text)}", 4)
+        return
     table = Table(title="The adaptation table (cheapest first)", title_justify="left")
-    for column in ("id", "changes", "cost", "typical use", "data it needs"):
-        table.add_column(column, overflow="fold")
+    table.add_column("id", no_wrap=True)  # ids are never split
+    for column in ("changes", "cost", "typical use", "data it needs"):
+        table.add_column(column)
     for m in catalogue.values():
-        table.add_row(m.id, m.changes, m.cost_tier, m.typical_use, m.data_needs)
-    make_console().print(table)
+        table.add_row(m.id, escape(m.changes), escape(m.cost_tier), escape(m.typical_use), escape(m.data_needs))
+    console.print(table)

@@ -8,6 +8,7 @@ import shlex
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from adaptkit.methods.catalogue import methods
@@ -24,9 +25,37 @@ class _Console(Console):
         raise SystemExit(0)
 
 
-def make_console(err: bool = False) -> Console:
-    return _Console(highlight=False, stderr=err)
+PIPE_WIDTH = 160  # tables laid out for a file or a pipe (prose is not wrapped there at all)
+WIDE = 110  # from this width up, tables; below it, one block per item with hanging indents
 
+
+def make_console(err: bool = False) -> Console:
+    """A terminal (or an explicit COLUMNS) gets its own width; a pipe or a file is not wrapped at 80 columns."""
+    import os
+    import sys
+
+    stream = sys.stderr if err else sys.stdout
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return _Console(highlight=False, stderr=err)
+    return _Console(highlight=False, stderr=err, width=PIPE_WIDTH, soft_wrap=True)
+
+
+def hanging(console: Console, text: str, indent: int, bullet: str = "", markup: bool = True) -> None:
+    """Print `text` indented (after `bullet`), its wrapped lines under its first, never from column 0; words and
+    numbers stay whole. A pipe or a file gets one unwrapped line."""
+    if console.soft_wrap:
+        console.print(" " * indent + bullet + text, markup=markup)
+        return
+    from rich.text import Text
+
+    body = Text.from_markup(text) if markup else Text(text)
+    if bullet:
+        grid = Table.grid()
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        grid.add_row(bullet, body)
+        body = grid
+    console.print(Padding(body, (0, 0, 0, indent)))
 
 
 def dump_answers(answers: dict) -> str:
@@ -52,14 +81,14 @@ def show_advice(advice, explain: bool = False) -> None:
         f"{profile.labeled_examples:,} labeled, {profile.preference_pairs:,} pairs, volume {profile.inference_volume}"
     )
     for note in advice.notes:
-        console.print(f"  [dim]note: {note}[/]")
+        hanging(console, f"[dim]{escape(note)}[/]", 2, bullet="note: ")
 
     if not advice.recommendations:
         console.print("\n[bold red]No method survives the gates.[/] What rules each out is listed below.")
     else:
         console.print("[bold]Recommended, best first[/]")
-        if console.width >= 110:
-            table = Table(box=box.SIMPLE_HEAD, expand=True, padding=(0, 1))
+        if console.width >= WIDE:
+            table = Table(box=box.SIMPLE_HEAD, expand=console.is_terminal, padding=(0, 1))
             for column, style, ratio in (("#", "bold", None), ("method", "bold cyan", None), ("score", "", None),
                                          ("why", "", 4), ("changes", "dim", 2), ("cost", "", 2), ("feasibility", "", 3)):
                 table.add_column(column, style=style, ratio=ratio, no_wrap=ratio is None, overflow="fold")
@@ -71,27 +100,27 @@ def show_advice(advice, explain: bool = False) -> None:
         else:  # narrow terminals: one block per method
             for rank, rec in enumerate(advice.recommendations, 1):
                 method = catalogue[rec.method]
-                console.print(f"  [bold]{rank}. [cyan]{rec.method}[/][/]  score {rec.score:g}  "
-                              f"[dim]changes {method.touches}; cost {method.cost_tier}; {rec.feasibility}[/]")
-                console.print(f"     {'; '.join(rec.why[:3]) or '+ cheapest first'}")
+                console.print(f"  [bold]{rank}. [cyan]{rec.method}[/][/]  score {rec.score:g}")
+                hanging(console, f"[dim]changes {method.touches}; cost {method.cost_tier}; {escape(rec.feasibility)}[/]", 5)
+                hanging(console, escape('; '.join(rec.why[:3]) or '+ cheapest first'), 5)
             console.print()
 
     if advice.ruled_out:
         console.print("[bold]Ruled out[/]")
         for method, reasons in advice.ruled_out.items():
-            console.print(f"  [red]x[/] [bold]{method}[/]: {reasons[0]}")
-            for reason in reasons[1:]:
-                console.print(f"      also: {reason}")
+            console.print(f"  [red]x[/] [bold]{method}[/]")
+            for reason in reasons:
+                hanging(console, escape(reason), 6)
     if advice.combine:
         console.print(f"\n[bold]Combine[/]: {' + '.join(advice.combine)} (goals are mixed: each covers a part)")
     if advice.recommendations:
         top = advice.recommendations[0]
         console.print(f"\n[bold]Why {top.method}[/]")
         for line in top.rationale:
-            console.print(f"  - {line}")
+            hanging(console, escape(line), 2, bullet="- ")
         console.print("[bold]Sources[/]")
         for source in top.sources:
-            console.print(f"  {source}")
+            hanging(console, escape(source), 2)
     if explain:
         _show_rules(console, advice)
     else:
@@ -102,11 +131,11 @@ def _show_rules(console: Console, advice) -> None:
     console.print("\n[bold]Rules that fired[/], in table order")
     for firing in advice.firings:
         rule = firing.rule
-        console.print(f"  [bold]{rule.id}[/] {rule.title}  [dim](when {firing.condition})[/]")
-        console.print(f"      did: {'; '.join(firing.effects)}")
-        console.print(f"      why: {firing.reason}")
+        hanging(console, f"[bold]{rule.id}[/] {escape(rule.title)}  [dim](when {escape(firing.condition)})[/]", 2)
+        hanging(console, f"did: {escape('; '.join(firing.effects))}", 6)
+        hanging(console, f"why: {escape(firing.reason)}", 6)
         if rule.sources:
-            console.print(f"      sources: {', '.join(rule.sources)}")
+            hanging(console, f"sources: {escape(', '.join(rule.sources))}", 6)
 
 
 def _fit_text(result: dict) -> str:
@@ -185,15 +214,26 @@ def show_estimates(results: list[dict]) -> None:
     console = make_console()
     first = results[0]
     console.print(f"[bold]{first['model']}[/]: {_params(first)}; device: {first['device'] or 'none given'}")
-    table = Table(box=box.SIMPLE_HEAD, title="Peak memory per device, by method", title_justify="left")
-    for column in ("method", "trainable", "peak GB", "fits", "time", "cheapest change if not"):
-        table.add_column(column, overflow="fold")
+    wide = console.width >= WIDE  # narrower: the changes go under the table, where they have the full width
+    table = Table(box=box.SIMPLE_HEAD, title="Peak memory per device, by method", title_justify="left", padding=(0, 1))
+    for column, justify in (("method", "left"), ("trainable", "right"), ("peak GB", "right"), ("fits", "left"), ("time", "right")):
+        table.add_column(column, justify=justify, no_wrap=True)  # ids and numbers are never split
+    if wide:
+        table.add_column("cheapest change if not", overflow="fold")
+    changes = []
     for result in results:
         fits = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[result["fits"]]
         change = result["suggestions"][0]["change"] if result["suggestions"] else (result["verdict"] or "")
-        table.add_row(result["method"], f"{result['trainable_params']:,}", f"{result['peak_memory_gb']:.1f}", fits,
-                      _range(result["estimated_hours"], "h"), change)
+        cells = [result["method"], f"{result['trainable_params']:,}", f"{result['peak_memory_gb']:.1f}", fits,
+                 _range(result["estimated_hours"], "h")]
+        table.add_row(*cells, *([escape(change)] if wide else []))
+        if change and not wide:
+            changes.append((result["method"], change))
     console.print(table)
+    if changes:
+        console.print("[bold]Cheapest change where it does not fit[/]")
+        for method, change in changes:
+            hanging(console, escape(change), 2, bullet=f"{method}: ")
     console.print("[dim]--method ID shows one method's breakdown and assumptions; --json for all of it.[/]")
 
 
