@@ -135,11 +135,11 @@ def test_rag_retrieval_is_real_offline(invoke, tmp_path):
     result = invoke("run", "rag", *rag_args(tmp_path), "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    assert metrics["eval"]["questions"] == 24
+    assert metrics["eval"]["questions"] == 36
     assert metrics["eval"]["recall_at_k"] >= 0.9 and metrics["eval"]["mrr"] >= 0.75  # the stated floor
-    assert metrics["index"]["embedded_files"] == 8
+    assert metrics["index"]["embedded_files"] == 14
     rows = [json.loads(line) for line in (tmp_path / "rag" / "retrievals.jsonl").read_text().splitlines()]
-    assert len(rows) == 24 and len(rows[0]["retrieved"]) == 3
+    assert len(rows) == 36 and len(rows[0]["retrieved"]) == 3
 
 
 def test_rag_reingests_only_changed_files(invoke, tmp_path):
@@ -153,8 +153,8 @@ def test_rag_reingests_only_changed_files(invoke, tmp_path):
     (corpus / "shipping.md").write_text((corpus / "shipping.md").read_text() + "\nSaturday delivery costs $9.99.\n")
     (corpus / "stores.md").unlink()
     second = json.loads(invoke("run", "rag", f"output_dir={tmp_path / 'a'}", *args).stdout)
-    assert first["index"]["embedded_files"] == 8
-    assert (second["index"]["embedded_files"], second["index"]["reused_files"], second["index"]["removed_files"]) == (1, 6, 1)
+    assert first["index"]["embedded_files"] == 14
+    assert (second["index"]["embedded_files"], second["index"]["reused_files"], second["index"]["removed_files"]) == (1, 12, 1)
 
 
 def test_rag_generation_through_an_endpoint_keeps_the_key_secret(invoke, tmp_path, server, monkeypatch):

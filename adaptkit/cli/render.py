@@ -55,7 +55,7 @@ def hanging(console: Console, text: str, indent: int, bullet: str = "", markup: 
         grid.add_column()
         grid.add_row(bullet, body)
         body = grid
-    console.print(Padding(body, (0, 0, 0, indent)))
+    console.print(Padding(body, (0, 0, 0, indent), expand=False))
 
 
 def dump_answers(answers: dict) -> str:
@@ -325,9 +325,15 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
     for name, table in tables:
         rows = [f"{k}: " + (", ".join(f"{kk} {_num(vv) if isinstance(vv, float) else vv}" for kk, vv in v.items())
                             if isinstance(v, dict) else (_num(v) if isinstance(v, float) else str(v))) for k, v in table.items()]
-        lines.append(f"  {name.replace('_', ' ')}: " + escape("; ".join(rows)))
+        if all(isinstance(v, dict) for v in table.values()):  # a table of rows (per class, per retrieval): a line each
+            lines.append(f"  {name.replace('_', ' ')}:")
+            lines.extend(f"    {escape(row)}" for row in rows)
+        else:
+            lines.append(f"  {name.replace('_', ' ')}: " + escape("; ".join(rows)))
     lines.append(f"files: {escape(', '.join(['metrics.json', 'recipe.yaml', *result.artifacts]))}")
-    console.print("\n".join(lines), highlight=False)
+    for line in lines:
+        body = line.lstrip(" ")
+        hanging(console, body, len(line) - len(body))
 
 
 def _num(value, digits: int = 4) -> str:

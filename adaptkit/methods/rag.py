@@ -16,9 +16,16 @@ class RAGBlock(Strict):
     corpus: str = input_path("a folder of .txt, .md and .pdf files")
     index_dir: str = input_path("where the on-disk index lives (relative to the working folder); unchanged files are not re-embedded",
                                 "output")
-    chunk_size: int = Field(120, ge=10, description="words per chunk")
-    chunk_overlap: int = Field(30, ge=0, description="words shared by neighbouring chunks")
+    chunk_size: int = Field(200, ge=16, description="tokens per chunk, counted with the embedding model's tokenizer; at most "
+                            "what the model reads (all-MiniLM-L6-v2: 254 after its special tokens)")
+    chunk_overlap: int = Field(40, ge=0, description="tokens shared by neighbouring chunks (whole words)")
     top_k: int = Field(3, ge=1, description="chunks retrieved per question")
+    retrieval: Literal["hybrid", "dense", "bm25"] = Field(
+        "hybrid", description="hybrid: BM25 and dense rankings fused by reciprocal rank; dense: embeddings only; bm25: words only")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant: a chunk scores 1/(rrf_k + rank) in each ranking")
+    candidates: int = Field(50, ge=1, description="chunks each ranking passes to fusion and re-ranking")
+    reranker: Optional[str] = input_path("a cross-encoder (sentence-transformers CrossEncoder) that re-scores the fused top "
+                                         "`candidates`; none: no re-ranking", "model", default=None)
     max_corpus_mb: float = Field(200.0, gt=0, description="refuse a corpus larger than this (MB of files); ingest resumes if interrupted")
     embedding_model: str = input_path("sentence-transformers model (the embedded MiniLM offline)", "model", default=EMBEDDED)
     generate: bool = Field(False, description="also answer each question with the backend, citing the chunks")
@@ -39,6 +46,8 @@ class RagRecipe(RecipeBase):
     REQUIRED = ("rag",)
 
     def check(self) -> None:
+        if self.rag.chunk_overlap >= self.rag.chunk_size:
+            raise ValueError(f"`rag.chunk_overlap` ({self.rag.chunk_overlap}) must be below `rag.chunk_size` ({self.rag.chunk_size})")
         if Path(self.rag.index_dir).expanduser().resolve() == Path(self.output_dir).expanduser().resolve():
             raise ValueError("`rag.index_dir` is `output_dir` itself: give the index a folder of its own (e.g. OUTPUT_DIR/index)")
 

@@ -5,7 +5,10 @@ vectors, manifest.json with each file's hash, the counts and the hashes of the o
 a new version beside the old one and switches CURRENT atomically at the end, so an interrupted update leaves the
 previous index as it was; a version whose files disagree with its manifest is rebuilt, with a message.
 Files embedded by an update that did not finish are kept in `index_dir/partial/` and reused by the next one.
-Searching uses FAISS when it is installed and a numpy matrix product otherwise; both give the same top-k.
+Chunks are cut at word boundaries to a token budget counted with the embedding model's own tokenizer, so no chunk
+runs past what the model reads. Retrieval ranks by embeddings (FAISS when installed, else a numpy product: the same
+top-k), by BM25 over the same chunks (bm25s), or both fused by reciprocal rank (Cormack et al., SIGIR 2009), and a
+cross-encoder can re-score the fused candidates. Every run reports recall@k and MRR of each ranking side by side.
 """
 
 from __future__ import annotations
@@ -51,13 +54,28 @@ def read_document(path: Path) -> str:
         raise SkipFile(f"cannot read it ({exc.strerror or exc.__class__.__name__})") from None
 
 
-def chunk_words(text: str, size: int, overlap: int) -> list[str]:
-    """Split on whitespace into windows of `size` words that share `overlap` words with the previous one."""
-    words = text.split()
-    if not words:
+def chunk_tokens(text: str, size: int, overlap: int, count: Callable[[list[str]], list[int]]) -> list[str]:
+    """Cut `text` into pieces of at most `size` tokens (by `count`, the tokenizer's count per word), at word boundaries,
+    neighbours sharing about `overlap` tokens of whole words. The pieces keep the text's own spacing and line breaks.
+    A single word longer than `size` is a piece of its own."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    if not spans:
         return []
-    step = max(1, size - overlap)
-    return [" ".join(words[start:start + size]) for start in range(0, max(1, len(words) - overlap), step)]
+    counts = count([text[a:b] for a, b in spans])
+    pieces, start = [], 0
+    while True:
+        end, used = start, 0
+        while end < len(spans) and (end == start or used + counts[end] <= size):
+            used += counts[end]
+            end += 1
+        pieces.append(text[spans[start][0]:spans[end - 1][1]])
+        if end >= len(spans):
+            return pieces
+        back, shared = end, 0
+        while back > start + 1 and shared + counts[back - 1] <= overlap:
+            back -= 1
+            shared += counts[back]
+        start = back
 
 
 def corpus_files(corpus: Path) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -111,6 +129,16 @@ class Index:
 
             self._encoder = SentenceTransformer(resolve_model(self.embedding_model), device="cpu")
         return self._encoder
+
+    def token_counts(self, words: list[str]) -> list[int]:
+        """Tokens per word by the embedding model's own tokenizer (no special tokens)."""
+        tokenizer = self.encoder().tokenizer
+        return [len(ids) for ids in tokenizer(words, add_special_tokens=False)["input_ids"]] if words else []
+
+    def input_limit(self) -> int:
+        """Tokens of a chunk the embedding model reads: its max_seq_length less its special tokens."""
+        encoder = self.encoder()
+        return int(encoder.max_seq_length) - encoder.tokenizer.num_special_tokens_to_add()
 
     def embed(self, texts: list[str]):
         import numpy as np
@@ -174,7 +202,7 @@ class Index:
         stats = {"embedded_files": 0, "reused_files": 0, "removed_files": 0}
         if problem:
             stats["rebuilt"] = f"the index in {self.folder} was rebuilt: {problem}"
-        settings = {"embedding_model": self.embedding_model, "chunk_size": size, "chunk_overlap": overlap}
+        settings = {"embedding_model": self.embedding_model, "chunk_size": size, "chunk_overlap": overlap, "chunk_unit": "tokens"}
         same_settings = all(self.manifest.get(k) == v for k, v in settings.items())
         old = self.manifest.get("files", {}) if same_settings else {}
         by_source: dict[str, list[int]] = {}
@@ -207,7 +235,10 @@ class Index:
                     continue
                 except (OSError, ValueError, KeyError):
                     saved.unlink(missing_ok=True)
-            todo.append((source, digest, chunk_words(text, size, overlap)))
+            if not todo and size > self.input_limit():  # checked once, before anything is embedded
+                raise InputError(f"rag.chunk_size={size} tokens is over the {self.input_limit()} tokens {self.embedding_model} reads "
+                                 "(the rest of each chunk would be ignored): lower it")
+            todo.append((source, digest, chunk_tokens(text, size, overlap, self.token_counts)))
         total = sum(len(pieces) for _, _, pieces in todo)
         done = 0
         for number, (source, digest, pieces) in enumerate(todo):
@@ -282,22 +313,91 @@ class Index:
             if path != version and (re.fullmatch(r"\.?v\d{6}(\.tmp)?", path.name) or path.name in LEGACY or path.name == "partial"):
                 remove_tree(path)
 
-    def search(self, questions: list[str], k: int) -> list[list[tuple[dict, float]]]:
+    def dense(self, questions: list[str], depth: int) -> list[list[tuple[int, float]]]:
+        """Chunk positions and cosine similarities, best first, `depth` per question."""
         queries = self.embed(questions)
-        k = min(k, len(self.chunks))
+        depth = min(depth, len(self.chunks))
         try:
             import faiss
 
             index = faiss.IndexFlatIP(self.vectors.shape[1])
             index.add(self.vectors)
-            scores, positions = index.search(queries, k)
+            scores, positions = index.search(queries, depth)
         except ImportError:
             import numpy as np
 
             similarity = queries @ self.vectors.T
-            positions = np.argsort(-similarity, axis=1)[:, :k]
+            positions = np.argsort(-similarity, axis=1, kind="stable")[:, :depth]
             scores = np.take_along_axis(similarity, positions, axis=1)
-        return [[(self.chunks[p], float(s)) for p, s in zip(row_p, row_s)] for row_p, row_s in zip(positions, scores)]
+        return [[(int(p), float(s)) for p, s in zip(row_p, row_s)] for row_p, row_s in zip(positions, scores)]
+
+
+class Retriever:
+    """Dense, BM25 and fused rankings over one index's chunks, and the optional cross-encoder on top."""
+
+    def __init__(self, index: Index, block):
+        self.index, self.block = index, block
+        self._bm25 = None
+
+    def bm25(self, questions: list[str], depth: int) -> list[list[tuple[int, float]]]:
+        """BM25 (bm25s, English stop words, Snowball stemming when PyStemmer is installed); chunks sharing no word are left out."""
+        try:
+            import bm25s
+        except ImportError:
+            raise InputError("rag.retrieval: BM25 needs bm25s (pip install bm25s), or set rag.retrieval=dense") from None
+        try:
+            import Stemmer
+
+            stemmer = Stemmer.Stemmer("english")
+        except ImportError:
+            stemmer = None
+        if self._bm25 is None:
+            self._bm25 = bm25s.BM25()
+            self._bm25.index(bm25s.tokenize([c["text"] for c in self.index.chunks], stopwords="en", stemmer=stemmer,
+                                            show_progress=False), show_progress=False)
+        depth = min(depth, len(self.index.chunks))
+        tokens = bm25s.tokenize(questions, stopwords="en", stemmer=stemmer, show_progress=False)
+        positions, scores = self._bm25.retrieve(tokens, k=depth, show_progress=False, n_threads=1)
+        return [[(int(p), float(s)) for p, s in zip(row_p, row_s) if s > 0] for row_p, row_s in zip(positions, scores)]
+
+    def fuse(self, *rankings: list[list[tuple[int, float]]]) -> list[list[tuple[int, float]]]:
+        """Reciprocal rank fusion: each chunk scores the sum of 1 / (rrf_k + rank) over the rankings it is in."""
+        fused = []
+        for rows in zip(*rankings):
+            scores: dict[int, float] = {}
+            for ranking in rows:
+                for rank, (position, _) in enumerate(ranking, 1):
+                    scores[position] = scores.get(position, 0.0) + 1.0 / (self.block.rrf_k + rank)
+            fused.append(sorted(scores.items(), key=lambda item: (-item[1], item[0])))
+        return fused
+
+    def rerank(self, questions: list[str], ranked: list[list[tuple[int, float]]]) -> list[list[tuple[int, float]]]:
+        """The cross-encoder's scores for the first `candidates` of each ranking, best first."""
+        from sentence_transformers import CrossEncoder
+
+        model = CrossEncoder(resolve_model(self.block.reranker), device="cpu")
+        pairs = [(q, self.index.chunks[p]["text"]) for q, row in zip(questions, ranked) for p, _ in row[:self.block.candidates]]
+        scores = iter(model.predict(pairs, show_progress_bar=False, batch_size=32).tolist() if pairs else [])
+        out = []
+        for row in ranked:
+            rescored = [(p, float(next(scores))) for p, _ in row[:self.block.candidates]]
+            out.append(sorted(rescored, key=lambda item: (-item[1], item[0])))
+        return out
+
+    def rankings(self, questions: list[str]) -> dict[str, list[list[tuple[int, float]]]]:
+        """Every ranking this recipe can compare; the one it uses is under its `retrieval` (or `reranked`)."""
+        depth = self.block.candidates
+        out = {"dense": self.index.dense(questions, depth)}
+        try:
+            out["bm25"] = self.bm25(questions, depth)
+        except InputError:  # bm25s missing: a dense recipe still runs, without the comparison
+            if self.block.retrieval != "dense":
+                raise
+        if "bm25" in out:
+            out["hybrid"] = self.fuse(out["dense"], out["bm25"])
+        if self.block.reranker:
+            out["reranked"] = self.rerank(questions, out[self.block.retrieval])
+        return out
 
 
 def index_status(folder: Path) -> str:
@@ -316,23 +416,35 @@ def _contains(expected: str, answer: str) -> bool:
     return " ".join(norm(expected)) in " ".join(norm(answer))
 
 
+def _scores(questions: list[dict], ranked: list[list[tuple[int, float]]], chunks: list[dict], column: str, k: int) -> dict:
+    """File-level recall@k and MRR@k: a question is answered by the first retrieved chunk from its gold file."""
+    hits, reciprocal = 0, 0.0
+    for question, row in zip(questions, ranked):
+        sources = [chunks[p]["source"] for p, _ in row[:k]]
+        rank = next((i for i, s in enumerate(sources, 1) if s == question[column]), None)
+        hits += rank is not None
+        reciprocal += 1 / rank if rank else 0.0
+    return {"recall_at_k": round(hits / len(questions), 4), "mrr": round(reciprocal / len(questions), 4)}
+
+
 def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
-    """Ingest, retrieve for every question, optionally generate with citations; write retrievals.jsonl."""
+    """Ingest, rank every question by each retrieval, optionally generate with citations; write retrievals.jsonl."""
     block, questions, out = recipe.rag, data.rows, options.out
     index = Index(Path(block.index_dir), block.embedding_model)
     stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, options.progress)
     texts = [q[block.question_column] for q in questions]
-    results = index.search(texts, block.top_k)
-    hits, reciprocal, rows = 0, 0.0, []
+    rankings = Retriever(index, block).rankings(texts)
+    used = "reranked" if block.reranker else block.retrieval
+    results = [[(index.chunks[p], s) for p, s in row[:block.top_k]] for row in rankings[used]]
+    compared = {name: _scores(questions, ranked, index.chunks, block.source_column, block.top_k) for name, ranked in rankings.items()}
+    rows = []
     for question, retrieved in zip(questions, results):
         gold = question[block.source_column]
         sources = [chunk["source"] for chunk, _ in retrieved]
-        rank = next((i for i, s in enumerate(sources, 1) if s == gold), None)
-        hits += rank is not None
-        reciprocal += 1 / rank if rank else 0.0
-        rows.append({"question": question[block.question_column], "gold_source": gold, "rank": rank,
+        rows.append({"question": question[block.question_column], "gold_source": gold,
+                     "rank": next((i for i, s in enumerate(sources, 1) if s == gold), None),
                      "retrieved": [{"source": c["source"], "chunk": c["chunk"], "score": round(s, 4)} for c, s in retrieved]})
-    metrics = {"recall_at_k": hits / len(questions), "mrr": reciprocal / len(questions), "k": block.top_k, "questions": len(questions)}
+    metrics = {**compared[used], "retrieval": used, "k": block.top_k, "questions": len(questions), "by_retrieval": compared}
     if block.generate:
         from adaptkit.runners.backends import make_backend
 

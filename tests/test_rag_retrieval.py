@@ -1,0 +1,99 @@
+"""Hybrid retrieval: token-counted chunks, BM25 beside the dense ranking, reciprocal rank fusion, a cross-encoder."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adaptkit.methods.rag import RAGBlock
+from adaptkit.runners.rag import Index, Retriever, chunk_tokens
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "examples" / "rag" / "docs"
+
+
+def test_chunks_stay_within_the_token_budget_at_word_boundaries():
+    text = "alpha beta\ngamma  delta epsilon zeta eta theta iota kappa"
+    pieces = chunk_tokens(text, 4, 1, lambda words: [1] * len(words))
+    assert pieces[0] == "alpha beta\ngamma  delta"  # the text's own spacing and line break kept
+    assert all(len(p.split()) <= 4 for p in pieces)
+    assert [p.split()[0] for p in pieces[1:]] == [p.split()[-1] for p in pieces[:-1]]  # one word shared
+    assert " ".join(pieces).split()[-1] == "kappa"
+    assert chunk_tokens("   ", 4, 1, lambda words: [1] * len(words)) == []
+    assert chunk_tokens("a " + "x" * 50 + " b", 4, 0, lambda words: [len(w) for w in words]) == ["a", "x" * 50, "b"]
+
+
+def test_fusion_adds_reciprocal_ranks():
+    retriever = Retriever(None, RAGBlock(corpus="d", index_dir="i", rrf_k=60))
+    fused = retriever.fuse([[(1, 0.9), (2, 0.8)]], [[(2, 7.0), (3, 5.0)]])[0]
+    assert [p for p, _ in fused] == [2, 1, 3]  # in both lists beats first in one
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61) and fused[1][1] == pytest.approx(1 / 61)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    pytest.importorskip("sentence_transformers")
+    from adaptkit.methods.base import EMBEDDED
+
+    folder = tmp_path_factory.mktemp("index")
+    built = Index(folder, EMBEDDED)
+    built.ingest(DOCS, 64, 16, 200)
+    return built
+
+
+def test_real_chunks_fit_what_the_model_reads(index):
+    tokenizer = index.encoder().tokenizer
+    lengths = [len(tokenizer(c["text"], add_special_tokens=False)["input_ids"]) for c in index.chunks]
+    assert max(lengths) <= 64 + 2 and len(index.chunks) > 14  # longer documents became several chunks
+    assert index.input_limit() == 254  # MiniLM reads 256 tokens, 2 of them special
+
+
+def test_bm25_finds_a_rare_word_and_hybrid_keeps_both_rankings(index):
+    retriever = Retriever(index, RAGBlock(corpus=str(DOCS), index_dir="i"))
+    ranked = retriever.rankings(["Reno repair centre diagnosis fee"])
+    top = lambda name: index.chunks[ranked[name][0][0][0]]["source"]  # noqa: E731
+    assert top("bm25") == "repairs.md" and top("hybrid") == "repairs.md"
+    assert set(ranked) == {"dense", "bm25", "hybrid"}
+    assert retriever.bm25(["zzzz qqqq"], 5) == [[]]  # no shared word: no BM25 candidates, not random ones
+
+
+def test_a_cross_encoder_rescores_the_fused_candidates(index, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from adaptkit.models import resolve_model
+    from adaptkit.methods.base import EMBEDDED
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "reranker"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                        num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_model(EMBEDDED)).save_pretrained(folder)
+    retriever = Retriever(index, RAGBlock(corpus=str(DOCS), index_dir="i", reranker=str(folder), candidates=5))
+    ranked = retriever.rankings(["How long is store credit valid?", "What does express shipping cost?"])
+    assert all(len(row) == 5 for row in ranked["reranked"])
+    for row, fused in zip(ranked["reranked"], ranked["hybrid"]):
+        assert [s for _, s in row] == sorted((s for _, s in row), reverse=True)
+        assert {p for p, _ in row} == {p for p, _ in fused[:5]}  # the same candidates, re-ordered
+
+
+def test_the_run_reports_every_retrieval_side_by_side(invoke, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    args = [f"output_dir={tmp_path / 'rag'}", f"rag.index_dir={tmp_path / 'index'}", "--json"]
+    hybrid = json.loads(invoke("run", "rag", *args).stdout)["eval"]
+    assert hybrid["retrieval"] == "hybrid" and set(hybrid["by_retrieval"]) == {"dense", "bm25", "hybrid"}
+    assert hybrid["recall_at_k"] == hybrid["by_retrieval"]["hybrid"]["recall_at_k"]
+    dense = json.loads(invoke("run", "rag", *args, "rag.retrieval=dense", "--overwrite").stdout)["eval"]
+    assert dense["recall_at_k"] == hybrid["by_retrieval"]["dense"]["recall_at_k"]  # same index, same numbers
+
+
+@pytest.mark.parametrize("override, words", [
+    ("rag.chunk_size=300", "over the 254 tokens"),
+    ("rag.chunk_overlap=200", "must be below `rag.chunk_size`"),
+    ("rag.retrieval=sparse", "rag.retrieval"),
+])
+def test_chunk_settings_the_model_cannot_read_are_refused(invoke, tmp_path, override, words):
+    pytest.importorskip("sentence_transformers")
+    result = invoke("run", "rag", f"output_dir={tmp_path / 'rag'}", f"rag.index_dir={tmp_path / 'index'}", override)
+    assert result.exit_code == 2 and words in result.stderr, result.output
+    assert not (tmp_path / "rag").exists() and not (tmp_path / "index" / "CURRENT").exists()
