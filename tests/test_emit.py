@@ -155,3 +155,20 @@ def test_what_was_written_is_said_last_under_the_table(invoke, tmp_path):
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.index("Recommended") < out.index("wrote ") and out.rstrip().splitlines()[-1].startswith("settle it on your data:")
+
+
+def test_an_emitted_rag_recipe_reads_your_documents_and_leaves_room_for_cited_answers(tmp_path):
+    docs = tmp_path / "handbook"
+    docs.mkdir()
+    (docs / "leave.md").write_text("Employees get 25 days of paid leave a year.\n")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"question": "How many days of leave?", "source": "leave.md", "answer": "25 days"}\n')
+    answers = {"task": "qa", "goal": "knowledge", "weight_access": "closed_api", "knowledge_changes_often": True,
+               "needs_citations": True, "corpus_tokens": 3_000_000, "labeled_examples": 40}
+    recipe, notes = recipe_for(advise(build_profile({**answers, "corpus_dir": str(docs), "eval_data": str(questions)})), method="rag")
+    assert recipe["rag"]["corpus"] == str(docs) and recipe["data"]["eval"] == str(questions)
+    assert recipe["rag"]["index_dir"] == "runs/rag-index-handbook" and recipe["rag"]["retrieval"] == "hybrid"
+    assert recipe["backend"]["max_new_tokens"] >= 256 and recipe["backend"]["kind"] == "openai"
+    assert not any("demo" in note for note in notes)
+    alone, notes = recipe_for(advise(build_profile({**answers, "corpus_dir": str(docs)})), method="rag")
+    assert alone["rag"]["corpus"] == str(docs) and any("data.eval" in note and "your documents" in note for note in notes)

@@ -172,3 +172,20 @@ def test_an_existing_name_typed_is_refused_and_missing_columns_are_named(invoke,
     key, text, why = patched_prompter[0]
     assert (key, text) == ("train_data", "no_labels.jsonl") and "label" in why
     assert "train: tickets.jsonl" in (wizard_dir / "fresh.yaml").read_text()
+
+
+def test_rag_asks_for_your_documents_folder_and_checks_it(invoke, terminal, tmp_path, monkeypatch, patched_prompter):
+    pipe, prompter, _ = terminal
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(advise_cli, "_interactive", lambda: True)
+    (tmp_path / "handbook").mkdir()
+    (tmp_path / "handbook" / "leave.md").write_text("Employees get 25 days of paid leave a year.\n")
+    (tmp_path / "questions.jsonl").write_text('{"question": "How many days of leave?", "source": "leave.md", "answer": "25 days"}\n')
+    script = Mixed(prompter, {"path", "corpus_dir", "eval_data"}, {"bake_off": False, "data": None})
+    monkeypatch.setattr(advise_cli, "_prompter", lambda: script)
+    pipe.send_text("\r" + "handbok\r" + CLEAR + "handbook\r" + "questions.jsonl\r")
+    result = invoke("advise", "--answers", ROOT / "examples/answers/policy_assistant.yaml")
+    assert result.exit_code == 0, result.output
+    assert "train_data" not in script.asked  # retrieval trains nothing: no training file asked
+    written = (tmp_path / "recipe-rag.yaml").read_text()
+    assert "corpus: handbook" in written and "eval: questions.jsonl" in written and "max_new_tokens: 300" in written

@@ -52,14 +52,26 @@ class RagRecipe(RecipeBase):
             raise ValueError("`rag.index_dir` is `output_dir` itself: give the index a folder of its own (e.g. OUTPUT_DIR/index)")
 
 
+CITED_ANSWER_TOKENS = 300  # a few sentences with their [n] marks; 64 tokens cut a cited answer off mid-sentence
+
+
 def _emit(profile, context) -> dict:
-    """The user's documents and questions when the answers name them, else the demo shop's; answers when a model can give them."""
+    """The user's documents and questions when the answers name them, else the demo shop's; answers when a model can
+    give them, with room for a cited answer."""
+    corpus = profile.corpus_dir or context.demo("examples/rag/docs")
     if not profile.corpus_dir:
         context.notes.append("rag.corpus: the demo policy documents (set rag.corpus=FOLDER and data.eval=QUESTIONS for yours)")
+    elif not profile.eval_data:
+        context.notes.append("data.eval: the demo questions do not ask about your documents: write a questions file (question, "
+                             "source = the file holding the answer, answer) and set data.eval=FILE")
+    generate = profile.weight_access != "open" or bool(profile.model)
+    if generate:
+        context.notes.append(f"backend.max_new_tokens {CITED_ANSWER_TOKENS}: room for a cited answer of a few sentences")
+    name = Path(profile.corpus_dir).name if profile.corpus_dir else "demo"
     return {"task": "question_answering", "model": profile.model or "sentence-transformers/all-MiniLM-L6-v2",
             "data": {"eval": profile.eval_data or context.demo("examples/rag/questions.jsonl")},
-            "rag": {"corpus": profile.corpus_dir or context.demo("examples/rag/docs"), "index_dir": "runs/rag/index", "top_k": 3,
-                    "generate": profile.weight_access != "open" or bool(profile.model)}}
+            "rag": {"corpus": corpus, "index_dir": f"runs/rag-index-{name}", "top_k": 3, "retrieval": "hybrid", "generate": generate},
+            **({"backend": {"max_new_tokens": CITED_ANSWER_TOKENS}} if generate else {})}
 
 
 register(MethodDef(

@@ -82,7 +82,7 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if not definition.trains or "vendor" in fields:  # served, or tuned, by an endpoint
         backend, notes = _backend(advice.profile)
         recipe.setdefault("model", advice.profile.model or advice.profile.api_model or DEFAULTS["instructions"]["model"])
-        recipe["backend"] = backend
+        recipe["backend"] = {**backend, **fields.get("backend", {})}  # the method may size its answers (max_new_tokens)
         context.notes[:0] = notes
     return recipe, context.notes
 
