@@ -146,7 +146,7 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
             feasibility[method] = f"fits (~{peak:.0f}/{device:g} GB)"
             yield method, 0.0, f"fits: ~{peak:.1f} GB per GPU on {where} ({how})"
             continue
-        changes, verdict = suggest(arch, setup, device)
+        changes, verdict = suggest(arch, setup, device, profile.gpu_kind)
         same = [c for c in changes if c.setup.method == method and c.setup.adapter == setup.adapter and c.setup.num_gpus == gpus]
         if same:
             change = same[0]

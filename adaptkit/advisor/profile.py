@@ -38,6 +38,9 @@ class Profile(BaseModel):
                                                  "or assumed)")
     gpu_vram_gb: float = Field(0.0, ge=0, le=4096, description="memory per GPU in GB, 0 = no GPU (default: detected)")
     num_gpus: int = Field(0, ge=0, le=100000, description="number of GPUs (default: detected)")
+    gpu_kind: Literal["cuda", "rocm", "mps"] = Field(
+        "cuda", description="the GPUs: cuda (NVIDIA), rocm (AMD), mps (Apple silicon: gpu_vram_gb is the GPU's share of unified "
+        "memory; no bitsandbytes 4-bit or 8-bit) (default: detected)")
     labeled_examples: int = Field(0, ge=0, description="input->output demonstrations you have (default 0)")
     preference_pairs: int = Field(0, ge=0, description="chosen/rejected pairs you have (default 0)")
     feedback_labels: int = Field(0, ge=0, description="single replies rated thumbs-up or thumbs-down, unpaired (KTO learns from them; default 0)")
@@ -314,7 +317,12 @@ def _fill_gpus(answers: dict, gpus: list, notes: list[str]) -> None:
             answers["num_gpus"] = len(gpus)
         if not given_vram:
             answers["gpu_vram_gb"] = round(min(g.memory_gb for g in gpus), 1)
-        notes.append(f"GPUs detected: {len(gpus)} x {gpus[0].name} ({gpus[0].memory_gb:.0f} GB each)")
+        answers.setdefault("gpu_kind", gpus[0].kind)
+        if gpus[0].kind == "mps":
+            notes.append(f"Apple silicon detected: {gpus[0].name}; its GPU may use ~{gpus[0].memory_gb:.0f} GB; 16-bit training "
+                         "only (QLoRA and 8-bit optimizers need bitsandbytes on a CUDA or ROCm GPU)")
+        else:
+            notes.append(f"GPUs detected: {len(gpus)} x {gpus[0].name} ({gpus[0].memory_gb:.0f} GB each)")
         return
     if given_vram:
         try:

@@ -10,19 +10,20 @@ import click
 @click.command("hardware")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def hardware(as_json):
-    """Show GPUs, Apple silicon, CPU cores, RAM, free disk and the installed training stack (no torch import)."""
+    """Show GPUs (NVIDIA, AMD, Apple silicon), CPU cores, RAM, free disk and the installed training stack (no torch import)."""
     from adaptkit.estimate.hardware import system_info
 
     info = system_info()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
+    kinds = {"cuda": "CUDA", "rocm": "ROCm", "mps": "PyTorch MPS; the GPU's share of unified memory"}
     if info["gpus"]:
         for index, gpu in enumerate(info["gpus"]):
-            click.echo(f"GPU {index}: {gpu['name']}, {gpu['memory_gb']:g} GB (via {info['gpu_detection']})")
+            click.echo(f"GPU {index}: {gpu['name']}, {gpu['memory_gb']:g} GB ({kinds[gpu['kind']]}; via {info['gpu_detection']})")
     else:
-        click.echo("GPU: none found (nvidia-smi and NVML absent or empty): training runs on the CPU")
-    if info["apple_silicon"]:
+        click.echo("GPU: none found (nvidia-smi, NVML, amd-smi, rocm-smi, amdgpu and Apple silicon checked): training runs on the CPU")
+    if info["apple_silicon"] and not info["gpus"]:
         chip = info["apple_silicon"]
         click.echo(f"Apple silicon: {chip['chip']}, {chip['unified_memory_gb']} GB unified memory (PyTorch MPS)")
     click.echo(f"CPU cores: {info['cpu_cores']}   RAM: {info['ram_gb']} GB   free disk here: {info['disk_free_gb']} GB")

@@ -70,8 +70,9 @@ def show_advice(advice, explain: bool = False) -> None:
     console = make_console()
     catalogue = methods()
     profile = advice.profile
+    kind = {"cuda": "GPU", "rocm": "AMD GPU", "mps": "Apple silicon GPU (unified memory)"}[profile.gpu_kind]
     hardware = (
-        f"{profile.num_gpus} x {profile.gpu_vram_gb:g} GB GPU" if profile.num_gpus else "no GPU"
+        f"{profile.num_gpus} x {profile.gpu_vram_gb:g} GB {kind}" if profile.num_gpus else "no GPU"
     ) if profile.weight_access == "open" else "closed weights"
     size = f", {profile.model_params_b:.3g}B" if profile.model_params_b else ""
     if profile.model_params_b and profile.model_active_params_b:

@@ -153,10 +153,16 @@ def _short(kind: str, s: Setup) -> str:
             "seq": f"{s.seq_len}-token sequences", "gpus": f"{s.num_gpus} GPUs"}[kind]
 
 
-def suggest(arch: Architecture, setup: Setup, device_gb: float) -> tuple[list[Change], str | None]:
-    """Return (the cheapest minimal changes that make it fit; a plain verdict when nothing does)."""
+CUDA_ONLY = {"quant", "optim", "loss"}  # bitsandbytes 4-bit and 8-bit, Liger's kernel: CUDA (and ROCm) GPUs
+ONE_DEVICE = {"gpus", "shard"}  # Apple silicon: one GPU per machine
+
+
+def suggest(arch: Architecture, setup: Setup, device_gb: float, device_kind: str = "cuda") -> tuple[list[Change], str | None]:
+    """Return (the cheapest minimal changes that make it fit; a plain verdict when nothing does).
+
+    On Apple silicon (`device_kind` mps) only what runs there is suggested: no bitsandbytes, no Liger, no more GPUs."""
     setup = setup.resolved()
-    kinds = _kinds(setup)
+    kinds = [k for k in _kinds(setup) if device_kind != "mps" or k not in CUDA_ONLY | ONE_DEVICE]
     fitting: list[tuple[frozenset, Change]] = []
     for size in range(1, len(kinds) + 1):
         for combo in combinations(kinds, size):
@@ -171,5 +177,8 @@ def suggest(arch: Architecture, setup: Setup, device_gb: float) -> tuple[list[Ch
     everything = _apply(arch, setup, tuple(k for k in kinds if k != "gpus"), device_gb)
     smallest = everything.peak_gb if everything else _peak(arch, setup)
     what = everything.description if everything else "the smallest setup"
+    if device_kind == "mps":
+        return [], (f"does not fit at all: even with {what} it needs {smallest:.1f} GB, more than the {device_gb:g} GB "
+                    "Apple silicon's GPU may use (4-bit QLoRA and 8-bit optimizers need bitsandbytes on a CUDA or ROCm GPU)")
     return [], (f"does not fit at all: even with {what} it needs {smallest:.1f} GB per device, more than "
                 f"{device_gb:g} GB, and up to {MAX_GPUS} GPUs do not close the gap")

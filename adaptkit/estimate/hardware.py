@@ -1,8 +1,11 @@
-"""Detect GPUs without importing torch: nvidia-smi first, then NVML through ctypes."""
+"""Detect accelerators without importing torch: NVIDIA (nvidia-smi, then NVML through ctypes), AMD (amd-smi, then
+rocm-smi, then the amdgpu driver's sysfs files) and Apple silicon (sysctl: one GPU sharing the machine's memory)."""
 
 from __future__ import annotations
 
 import ctypes
+import glob
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +17,14 @@ from adaptkit.errors import InputError
 @dataclass(frozen=True)
 class GPU:
     name: str
-    memory_gb: float  # total memory, in GB (10^9 bytes)
+    memory_gb: float  # memory a job can use, in GB (10^9 bytes): the card's own, or Apple's GPU share of unified memory
+    kind: str = "cuda"  # cuda (NVIDIA) | rocm (AMD; PyTorch's ROCm build answers as CUDA) | mps (Apple silicon)
+
+
+# Metal lets the GPU wire about 2/3 of unified memory on machines up to 36 GB and 3/4 above (its
+# recommendedMaxWorkingSetSize); the OS and every other app share the rest.
+def apple_gpu_share(unified_gb: float) -> float:
+    return 0.67 if unified_gb <= 36 else 0.75
 
 
 def parse_nvidia_smi(text: str) -> list[GPU]:
@@ -74,21 +84,111 @@ def _from_nvml() -> list[GPU] | None:
         return None
 
 
+def _amd_bytes(value) -> float | None:
+    """A memory figure from amd-smi / rocm-smi JSON: bytes as a number or string, {"value": N, "unit": "MB"}, or "N MB"."""
+    units = {"b": 1, "kb": 1e3, "mb": 2**20, "mib": 2**20, "gb": 2**30, "gib": 2**30}
+    if isinstance(value, dict):
+        value = f"{value.get('value')} {value.get('unit', 'B')}"
+    try:
+        number, _, unit = str(value).strip().partition(" ")
+        return float(number) * units.get(unit.strip().lower() or "b", 1)
+    except ValueError:
+        return None
+
+
+def parse_amd_smi(text: str) -> list[GPU]:
+    """Parse `amd-smi static --asic --vram --json` (a list of GPUs, or {"gpu_data": [...]} in some versions)."""
+    data = json.loads(text)
+    entries = data.get("gpu_data", []) if isinstance(data, dict) else data
+    gpus = []
+    for entry in entries if isinstance(entries, list) else []:
+        name = (entry.get("asic") or {}).get("market_name") or "AMD GPU"
+        size = _amd_bytes((entry.get("vram") or {}).get("size"))
+        if size:
+            gpus.append(GPU(name=str(name).strip(), memory_gb=round(size / 1e9, 1), kind="rocm"))
+    return gpus
+
+
+def parse_rocm_smi(text: str) -> list[GPU]:
+    """Parse `rocm-smi --showproductname --showmeminfo vram --json` ({"card0": {...}, ...})."""
+    gpus = []
+    for card, fields in sorted(json.loads(text).items()):
+        if not card.startswith("card") or not isinstance(fields, dict):
+            continue
+        size = _amd_bytes(fields.get("VRAM Total Memory (B)"))
+        name = fields.get("Card Series") or fields.get("Card series") or fields.get("Card SKU") or "AMD GPU"
+        if size:
+            gpus.append(GPU(name=str(name).strip(), memory_gb=round(size / 1e9, 1), kind="rocm"))
+    return gpus
+
+
+def _run_json(command: list[str], parse) -> list[GPU] | None:
+    exe = shutil.which(command[0])
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, *command[1:]], capture_output=True, text=True, timeout=10, check=True).stdout
+        return parse(out)
+    except (OSError, subprocess.SubprocessError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _from_amd_sysfs(root: str = "/sys/class/drm") -> list[GPU] | None:
+    """AMD GPUs from the amdgpu driver's files (vendor 0x1002, mem_info_vram_total), when no AMD tool is installed."""
+    gpus = []
+    for device in sorted(glob.glob(os.path.join(root, "card[0-9]*", "device"))):
+        try:
+            with open(os.path.join(device, "vendor"), encoding="ascii") as handle:
+                if handle.read().strip() != "0x1002":
+                    continue
+            with open(os.path.join(device, "mem_info_vram_total"), encoding="ascii") as handle:
+                size = int(handle.read().strip())
+            with open(os.path.join(device, "device"), encoding="ascii") as handle:
+                model = handle.read().strip()
+        except (OSError, ValueError):
+            continue
+        gpus.append(GPU(name=f"AMD GPU {model}", memory_gb=round(size / 1e9, 1), kind="rocm"))
+    return gpus or None
+
+
+def _from_apple() -> list[GPU] | None:
+    chip = _apple_silicon()
+    if not chip or not chip["unified_memory_gb"]:
+        return None
+    total = chip["unified_memory_gb"]
+    return [GPU(name=f"{chip['chip']} ({total:g} GB unified)", memory_gb=round(total * apple_gpu_share(total), 1), kind="mps")]
+
+
+def _probes() -> tuple:
+    """Each way to find accelerators, in order; the first that finds any answers (built per call: tests replace one)."""
+    return (
+        (_from_nvidia_smi, "nvidia-smi"),
+        (_from_nvml, "nvml"),
+        (lambda: _run_json(["amd-smi", "static", "--asic", "--vram", "--json"], parse_amd_smi), "amd-smi"),
+        (lambda: _run_json(["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--json"], parse_rocm_smi), "rocm-smi"),
+        (_from_amd_sysfs, "amdgpu sysfs"),
+        (_from_apple, "sysctl (Apple silicon: the GPU's share of unified memory)"),
+    )
+
+
 def detect_gpus() -> tuple[list[GPU], str]:
     """Return (GPUs, how they were found). No GPU is a normal answer: ([], 'none').
 
-    ADAPTKIT_FAKE_GPUS="2x24" (count x GB) pretends, for demos and tests.
+    ADAPTKIT_FAKE_GPUS="2x24" (count x GB, optionally ":rocm" or ":mps") pretends, for demos and tests.
     """
     fake = os.environ.get("ADAPTKIT_FAKE_GPUS")
     if fake is not None:
         if not fake.strip() or fake.strip() == "0":
             return [], "ADAPTKIT_FAKE_GPUS"
-        count, _, gigabytes = fake.lower().partition("x")
+        shape, _, kind = fake.lower().partition(":")
+        count, _, gigabytes = shape.partition("x")
         try:
-            return [GPU("fake GPU", float(gigabytes))] * int(count), "ADAPTKIT_FAKE_GPUS"
+            if kind not in ("", "cuda", "rocm", "mps"):
+                raise ValueError(kind)
+            return [GPU("fake GPU", float(gigabytes), kind or "cuda")] * int(count), "ADAPTKIT_FAKE_GPUS"
         except ValueError:
-            raise InputError(f"ADAPTKIT_FAKE_GPUS={fake!r}: write COUNTxGB, like 2x24") from None
-    for probe, label in ((_from_nvidia_smi, "nvidia-smi"), (_from_nvml, "nvml")):
+            raise InputError(f"ADAPTKIT_FAKE_GPUS={fake!r}: write COUNTxGB, like 2x24 (or 1x64:mps, 2x192:rocm)") from None
+    for probe, label in _probes():
         found = probe()
         if found:
             return found, label
@@ -156,7 +256,7 @@ def system_info() -> dict:
     gpus, detection = detect_gpus()
     usage = shutil.disk_usage(os.getcwd())
     return {
-        "gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus],
+        "gpus": [{"name": g.name, "memory_gb": g.memory_gb, "kind": g.kind} for g in gpus],
         "gpu_count": len(gpus),
         "gpu_detection": detection,
         "apple_silicon": _apple_silicon(),

@@ -17,6 +17,11 @@ class Device:
     memory_gb: float
     gpu: GPUType | None = None
     source: str = "given"
+    kind: str = "cuda"  # cuda | rocm | mps (Apple silicon: its GPU's share of unified memory, no bitsandbytes)
+
+
+APPLE = ["Apple silicon: the device is the GPU's share of unified memory (about 2/3 up to 36 GB, 3/4 above; the OS and "
+         "other apps use the rest); PyTorch MPS trains in 16 bits only: no bitsandbytes 4-bit or 8-bit, one GPU"]
 
 
 def find_device(gpu_name: str | None = None, gpu_memory_gb: float | None = None) -> tuple[Device | None, int]:
@@ -35,7 +40,8 @@ def find_device(gpu_name: str | None = None, gpu_memory_gb: float | None = None)
         gpu = find_gpu(gpus[0].name, strict=False) if gpus else None
         return Device(gpu_memory_gb, gpu, "--gpu-memory-gb"), len(gpus)
     if gpus:
-        return Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}"), len(gpus)
+        return (Device(min(g.memory_gb for g in gpus), find_gpu(gpus[0].name, strict=False), f"detected by {how}", gpus[0].kind),
+                len(gpus))
     return None, 0
 
 
@@ -47,7 +53,7 @@ def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: fl
     fits = None if device is None else memory.peak_gb <= device.memory_gb
     suggestions, verdict = ([], None)
     if device is not None and not fits:
-        changes, verdict = suggest(arch, setup, device.memory_gb)
+        changes, verdict = suggest(arch, setup, device.memory_gb, device.kind)
         suggestions = [c.to_dict() for c in changes]
     timing = estimate_time(arch, setup, tokens, device.gpu if device else None, gpu_hour_usd)
     return {
@@ -67,6 +73,6 @@ def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: fl
         "train_flops": timing.train_flops,
         "estimated_hours": timing.hours,
         "estimated_cost_usd": timing.cost_usd,
-        "assumptions": memory.assumptions + timing.assumptions,
+        "assumptions": memory.assumptions + timing.assumptions + (APPLE if device is not None and device.kind == "mps" else []),
         "suggestions": suggestions,
     }
