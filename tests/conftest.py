@@ -57,3 +57,17 @@ def tiny_causal_lm(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def check_resources(metrics: dict) -> dict:
+    """Every training run's metrics.json says what it used beside what was predicted (issue: measured vs estimated)."""
+    import math
+
+    resources = metrics["resources"]
+    assert {"device", "measured_peak_gb", "measured_as", "tokens", "tokens_per_second", "predicted_peak_gb", "error_pct",
+            "predicted_tokens_per_second", "processes"} <= set(resources), sorted(resources)
+    assert math.isfinite(resources["measured_peak_gb"]) and resources["measured_peak_gb"] > 0
+    assert resources["predicted_peak_gb"] is None or resources["predicted_peak_gb"] > 0
+    if resources["device"] == "cpu":  # a CPU's peak RSS is never compared with a GPU estimate
+        assert resources["error_pct"] is None and "RSS" in resources["measured_as"]
+    return resources

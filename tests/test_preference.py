@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import check_resources
+
 pytest.importorskip("trl")
 
 ROOT = Path(__file__).parent.parent
@@ -28,6 +30,7 @@ def test_lora_dpo_trains_and_loads(invoke, tmp_path, tiny_causal_lm):
                      "training.learning_rate=0.002", "training.gradient_accumulation=1", *SHORT)
     assert metrics["method"] == "dpo" and set(metrics["eval"]) == {"loss", "preference_accuracy", "reward_margin"}
     assert 0 <= metrics["eval"]["preference_accuracy"] <= 1 and metrics["eval"]["reward_margin"] is not None
+    check_resources(metrics)
     curve = losses(out)
     assert curve[-1] < curve[0], curve
     from peft import AutoPeftModelForCausalLM
@@ -97,6 +100,8 @@ def test_rlhf_all_stages_with_rloo(invoke, tmp_path, tiny_causal_lm):
     out = tmp_path / "rloo"
     metrics = run_ok(invoke, "rlhf", f"model={tiny_causal_lm}", f"output_dir={out}", "rlhf.policy.algorithm=rloo", *RLHF)
     assert metrics["eval"]["reward_after"] is not None and (out / "policy" / "adapter_config.json").is_file()
+    resources = check_resources(metrics)
+    assert set(resources["stages"]) == {"reward_model", "policy"} and resources["stage"] in ("reward_model", "policy")
 
 
 def test_stage_is_only_for_rlhf(invoke):
@@ -160,6 +165,7 @@ def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causa
                      "training.learning_rate=0.002", "training.gradient_accumulation=1", *SHORT, *extra)
     algorithm = next((e.split("=")[1] for e in extra if e.startswith("dpo.algorithm=")), recipe)
     assert metrics["method"] == "dpo" and metrics["algorithm"] == algorithm
+    check_resources(metrics)
     curve = losses(out)
     assert len(curve) >= 3 and all(loss == loss for loss in curve) and curve[-1] != curve[0], curve
     assert metrics["eval"]["loss"] is not None and metrics["eval"]["reward_margin"] is not None

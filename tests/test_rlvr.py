@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import check_resources
+
 from adaptkit.methods.rewards import final_answer, final_number, make
 
 ROOT = Path(__file__).parent.parent
@@ -55,6 +57,7 @@ def test_rlvr_trains_on_reward_functions_and_reports_correct_answers(invoke, tmp
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert set(metrics["train"]) == {"policy"}  # no reward model was trained
+    check_resources(metrics)
     assert set(metrics["eval"]) == {"reward_before", "reward_after", "correct_before", "correct_after", "kl"}
     assert 0 <= metrics["eval"]["correct_before"] <= 1 and 0 <= metrics["eval"]["correct_after"] <= 1
     steps = metrics["train"]["policy"]["reward_per_step"]

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import check_resources
+
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-METRICS_KEYS = {"method", "task", "train", "eval"}
+METRICS_KEYS = {"method", "task", "train", "eval", "resources"}
 TRAIN_KEYS = {"runtime_s", "samples_per_second", "steps", "global_batch", "trainable_params", "total_params", "final_loss"}
 QUICK = ["training.logging_steps=1", "data.max_rows=96"]
 
@@ -33,6 +35,8 @@ def test_classification_trains_evaluates_and_loads_back(invoke, tmp_path, recipe
     out = tmp_path / recipe
     metrics = run_ok(invoke, recipe, f"output_dir={out}", f"training.max_steps={steps}", "training.batch_size=8", *QUICK)
     assert set(metrics) == METRICS_KEYS and set(metrics["train"]) == TRAIN_KEYS
+    resources = check_resources(metrics)
+    assert resources["tokens"] > 0 and resources["tokens_per_second"] > 0
     assert set(metrics["eval"]) == {"loss", "accuracy", "f1_macro"}
     assert 0 <= metrics["eval"]["accuracy"] <= 1 and metrics["train"]["trainable_params"] <= metrics["train"]["total_params"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
@@ -93,6 +97,7 @@ def test_causal_lm_trains_on_a_tiny_model(invoke, tmp_path, tiny_causal_lm, reci
     extra = [e.replace("examples/", f"{root}/examples/") for e in extra]
     metrics = run_ok(invoke, recipe, f"model={tiny_causal_lm}", f"output_dir={out}", *CAUSAL, *extra)
     assert set(metrics["eval"]) == {"loss", "perplexity"} and metrics["eval"]["perplexity"] > 1
+    check_resources(metrics)
     curve = losses(out)
     assert curve[-1] < curve[0], curve
     from transformers import AutoModelForCausalLM
@@ -112,6 +117,7 @@ def test_prompt_tuning_trains_a_causal_lm(invoke, tmp_path, tiny_causal_lm):
                      "lora=", "prefix_prompt_tuning.kind=prompt", "prefix_prompt_tuning.num_virtual_tokens=8",
                      "training.learning_rate=0.05")
     assert metrics["method"] == "prefix_prompt_tuning" and metrics["train"]["trainable_params"] == 8 * 64
+    check_resources(metrics)
     assert losses(out)[-1] < losses(out)[0]
 
 
@@ -251,3 +257,13 @@ def test_the_global_batch_is_said_and_must_split(invoke):
     assert report["batch"].startswith("16 examples per optimizer step = 2 per device x 4 process(es) x 2 accumulation")
     odd = invoke("run", "lora_cls", "training.batch_size=3", "--num-processes", "2")
     assert odd.exit_code == 2 and "cannot be split evenly over 2 processes" in odd.stderr and "batch_scope=per_device" in odd.stderr
+
+
+def test_prompts_longer_than_max_length_are_one_clear_line(invoke, tmp_path, tiny_causal_lm):
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"prompt": "order " * 80, "response": "refund"}) + "\n" for _ in range(8)))
+    out = tmp_path / "out"
+    result = invoke("run", "lora_sft", f"model={tiny_causal_lm}", f"output_dir={out}", f"data.train={data}", f"data.eval={data}",
+                    "training.max_length=32", "training.max_steps=2")
+    assert result.exit_code == 2 and "training.max_length=32" in result.stderr and "Traceback" not in result.output
+    assert not out.exists()

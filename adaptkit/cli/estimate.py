@@ -67,14 +67,17 @@ def _number(parse, flag):
 @click.option("--requests-per-day", callback=_number(parse_number, "--requests-per-day"), help="For cost per day (e.g. 100k).")
 @click.option("--usd-per-1m-input", type=click.FloatRange(min=0), help="API price per 1M input tokens (else: self-served on --gpu).")
 @click.option("--usd-per-1m-output", type=click.FloatRange(min=0), help="API price per 1M output tokens (default: the input price).")
+@click.option("--tokens-per-second", type=click.FloatRange(min=0, min_open=True),
+              help="Measured training throughput (a run's metrics.json resources.tokens_per_second): time from it, not from MFU.")
+@click.option("--calibrate", is_flag=True, help="The arguments are finished run folders: the estimator's error on their measured peaks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
 def estimate(overrides, recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, dora, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
-             chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output, as_json,
-             list_models, list_gpus):
+             chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
+             tokens_per_second, calibrate, as_json, list_models, list_gpus):
     """Predict peak GPU memory per device, compute, time and cost for a method, and what to change if it does not fit.
 
     Examples:
@@ -83,7 +86,11 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
       adaptkit estimate --params 70B --method full_finetuning --gpu H100 --num-gpus 8 --sharding zero3 --tokens 1B
       adaptkit estimate --recipe qlora_sft --gpu 4090
       adaptkit estimate --recipe lora_sft training.max_length=2048 --gpu 4090
+      adaptkit estimate --calibrate runs/lora_cls runs/qlora_sft
     """
+    if calibrate:
+        _calibrate(overrides, as_json)
+        return
     from adaptkit.estimate.architectures import from_params, known_models, load_model
     from adaptkit.estimate.compute import gpu_table, request_cost
     from adaptkit.estimate.compute import prompt_tokens as count_prompt
@@ -108,7 +115,7 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
         if given:
             raise InputError(f"--recipe sets the model and the setup: drop {', '.join(given)} (change the recipe's fields instead)")
         chosen = sharding if ctx.get_parameter_source("sharding").name == "COMMANDLINE" else None  # else the recipe's own
-        results = [_recipe_estimate(recipe, tuple(overrides), device, gpus, chosen, tokens, gpu_hour_usd)]
+        results = [_recipe_estimate(recipe, tuple(overrides), device, gpus, chosen, tokens, gpu_hour_usd, tokens_per_second)]
         method = results[0]["method"]
     else:
         if overrides:
@@ -140,7 +147,7 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
             soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
             sharding=sharding if definition.trains else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
         )
-        result = run_estimate(arch, setup, device, tokens, gpu_hour_usd)
+        result = run_estimate(arch, setup, device, tokens, gpu_hour_usd, tokens_per_second)
         if not definition.trains:
             cost = request_cost(arch, sent, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
                                 device.gpu if device else None, gpu_hour_usd)
@@ -159,7 +166,8 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
 
 
 
-def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sharding: str | None, tokens, gpu_hour_usd) -> dict:
+def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sharding: str | None, tokens, gpu_hour_usd,
+                     tokens_per_second=None) -> dict:
     """The estimate for what a recipe would run: the same conversion as run --dry-run and the export headers; each
     step-down suggestion carries the overrides (and run flags) that apply it."""
     from adaptkit.estimate.architectures import load_model
@@ -170,8 +178,32 @@ def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sh
 
     loaded, _, _ = load_recipe(ref, overrides)
     setup = recipe_setup(loaded, gpus, sharding)
-    result = run_estimate(load_model(resolve_model(loaded.model)), setup, device, tokens, gpu_hour_usd)
+    result = run_estimate(load_model(resolve_model(loaded.model)), setup, device, tokens, gpu_hour_usd, tokens_per_second)
     with_recipe_changes(loaded, setup.resolved(), result["suggestions"])
     result["recipe"] = ref
     result["recipe_overrides"] = list(overrides)
     return result
+
+
+def _calibrate(folders: tuple[str, ...], as_json: bool) -> None:
+    """`estimate --calibrate RUN_DIR...`: each run's measured peak beside the estimate for its recipe, made now."""
+    if not folders:
+        raise InputError("--calibrate reads finished runs: give their output folders, e.g. adaptkit estimate --calibrate runs/*")
+    from adaptkit.runners.resources import calibrate
+
+    report = calibrate(list(folders))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for row in report["runs"]:
+        if "skipped" in row:
+            click.echo(f"{row['run']}: skipped ({row['skipped']})")
+            continue
+        error = f"{row['error_pct']:+.1f}%" if row["error_pct"] is not None else "not compared (CPU run: peak RSS)"
+        click.echo(f"{row['run']}: {row['method']} on {row['model']}, {row['device']}: measured {row['measured_peak_gb']:.2f} GB, "
+                   f"estimated {row['predicted_peak_gb']:.2f} GB, {error}")
+    if report["compared"]:
+        click.echo(f"median |error| over {report['compared']} GPU run(s): {report['median_abs_error_pct']:.1f}%; "
+                   f"{report['within_25_pct']} within 25%")
+    else:
+        click.echo("no GPU run to compare: " + report["note"])

@@ -149,6 +149,8 @@ def _fit_text(result: dict) -> str:
 def _range(value: dict | None, unit: str) -> str:
     if not value:
         return "-"
+    if value["low"] == value["high"]:  # one figure (from a measured throughput)
+        return f"{value['low']:,.2f} {unit}" if unit == "h" else f"${value['low']:,.0f}"
     return f"{value['low']:,.2f}-{value['high']:,.2f} {unit}" if unit == "h" else f"${value['low']:,.0f}-{value['high']:,.0f}"
 
 
@@ -310,8 +312,12 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
         lines.append(f"{name.replace('_', ' ') + ': ' if name else ''}trained {part['runtime_s']:.1f} s, {steps}"
                      f"{part['samples_per_second']:.1f} samples/s, {part['trainable_params']:,} of {part['total_params']:,} "
                      f"parameters trainable, final loss {part['final_loss']:.4f}")
+    if isinstance(metrics.get("resources"), dict):
+        from adaptkit.runners.resources import summary
+
+        lines.extend(escape(line) for line in summary(metrics["resources"]))
     for name, part in metrics.items():  # what else a method reports (RAG: the index)
-        if name not in ("method", "task", "train", "eval") and isinstance(part, dict):
+        if name not in ("method", "task", "train", "eval", "resources") and isinstance(part, dict):
             lines.append(f"{name}: " + escape(", ".join(f"{k} {v}" for k, v in part.items() if not isinstance(v, (list, dict)))))
             lines.extend(f"  skipped {escape(str(item))}" for item in part.get("skipped", []))
     scalars, tables = [], []

@@ -174,6 +174,11 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
     def work():
         result = import_ref(recipe.definition.runner)(recipe, data, options)
         if result is not None and result.stage == "all":
+            if recipe.definition.trains:  # what it used, beside what the estimate said it would
+                from adaptkit.methods.base import processes
+                from adaptkit.runners.resources import finish
+
+                finish(recipe, result.metrics, processes())
             _save(recipe, result.metrics, root)
         return result
 

@@ -83,8 +83,9 @@ class TimeEstimate:
 
 
 def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: GPUType | None,
-                  gpu_hour_usd: float | None) -> TimeEstimate:
-    """Hours and dollars as a range over the MFU range; None where tokens or the GPU type are unknown."""
+                  gpu_hour_usd: float | None, tokens_per_second: float | None = None) -> TimeEstimate:
+    """Hours and dollars as a range over the MFU range; None where tokens or the GPU type are unknown. A measured
+    `tokens_per_second` (all processes together) replaces the MFU range: one figure."""
     s = setup.resolved()
     if not s.trains:
         return TimeEstimate(0.0, {"low": 0.0, "high": 0.0}, {"low": 0.0, "high": 0.0},
@@ -95,6 +96,13 @@ def estimate_time(arch: Architecture, setup: Setup, tokens: float | None, gpu: G
     flops = flops_per_token(arch, s) * tokens
     notes.append(f"{flops_per_token(arch, s) / arch.active_params:.1f} x N FLOPs per token (6N full, ~4N adapters, +2N checkpointing)"
                  + (f", N = {arch.active_params / 1e9:.1f}B active of {arch.total_params / 1e9:.1f}B" if arch.is_moe else ""))
+    if tokens_per_second:
+        hours = tokens / tokens_per_second / 3600
+        price = gpu_hour_usd if gpu_hour_usd is not None else (gpu.hour_usd if gpu else None)
+        notes.append(f"time from the measured {tokens_per_second:,.0f} tokens/s (not the MFU range)"
+                     + (f"; ${price:g}/GPU-hour x {s.num_gpus}" if price is not None else "; pass --gpu or --gpu-hour-usd for cost"))
+        cost = None if price is None else {k: round(hours * s.num_gpus * price, 2) for k in ("low", "high")}
+        return TimeEstimate(flops, {"low": round(hours, 3), "high": round(hours, 3)}, cost, notes)
     if gpu is None:
         notes.append("time needs a GPU type: pass --gpu NAME")
         return TimeEstimate(flops, None, None, notes)

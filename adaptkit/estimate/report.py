@@ -46,7 +46,7 @@ def find_device(gpu_name: str | None = None, gpu_memory_gb: float | None = None)
 
 
 def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: float | None = None,
-             gpu_hour_usd: float | None = None) -> dict:
+             gpu_hour_usd: float | None = None, tokens_per_second: float | None = None) -> dict:
     """The `adaptkit estimate --json` answer."""
     setup = setup.resolved()
     memory = estimate_memory(arch, setup)
@@ -55,7 +55,7 @@ def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: fl
     if device is not None and not fits:
         changes, verdict = suggest(arch, setup, device.memory_gb, device.kind)
         suggestions = [c.to_dict() for c in changes]
-    timing = estimate_time(arch, setup, tokens, device.gpu if device else None, gpu_hour_usd)
+    timing = estimate_time(arch, setup, tokens, device.gpu if device else None, gpu_hour_usd, tokens_per_second)
     return {
         "model": arch.name,
         "method": setup.method,

@@ -129,8 +129,9 @@ def _check_prefix_support(model) -> None:
 
 
 def with_precision(recipe: Recipe, kwargs: dict) -> dict:
-    """A trainer config's keyword dict (as `adaptkit export` writes it) plus the precision flags for this device."""
-    return {**kwargs, **_precision(recipe)}
+    """A trainer config's keyword dict (as `adaptkit export` writes it) plus the precision flags for this device, and
+    the token count behind metrics.json's tokens per second."""
+    return {**kwargs, **_precision(recipe), "include_num_input_tokens_seen": "all"}
 
 
 def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
@@ -281,6 +282,9 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows_to(splits.train),
                          eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer,
                          peft_config=config, callbacks=callbacks, optimizers=optimizers)
+    if len(trainer.train_dataset) == 0:  # TRL drops examples whose response is truncated away entirely
+        raise InputError(f"no training example keeps a response token within training.max_length={recipe.training.max_length}: "
+                         "the prompts are that long; raise training.max_length (`--dry-run` shows the lengths) or shorten the prompts")
     return trainer, tokenizer, finish
 
 
@@ -331,7 +335,10 @@ def fit(trainer, stop: dict, resume: bool):
         stop["stop"] = True
         print("\nstopping: saving a checkpoint after this step (no evaluation) ...", file=sys.stderr, flush=True)
 
+    from adaptkit.runners.resources import reset_peak
+
     previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
+    reset_peak()
     started = time.perf_counter()
     try:  # progress and log lines go to stderr: stdout carries the result
         with contextlib.redirect_stdout(sys.stderr):
@@ -363,6 +370,9 @@ def fit_evaluate_save(trainer, tokenizer, stop: dict, options: RunOptions, out: 
 
 
 def train_metrics(trainer, result, runtime: float, model=None) -> dict:
+    """The training figures every trainer reports, with what it used (`resources`, compared with the estimate later)."""
+    from adaptkit.runners.resources import measure
+
     trainable, total = count_parameters(model if model is not None else trainer.model)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     args = trainer.args
@@ -373,6 +383,7 @@ def train_metrics(trainer, result, runtime: float, model=None) -> dict:
         "global_batch": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
         "trainable_params": trainable, "total_params": total,
         "final_loss": round(losses[-1], 6) if losses else round(result.training_loss, 6),
+        "resources": measure(trainer, result.metrics.get("train_runtime", runtime)),
     }
 
 
