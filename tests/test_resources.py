@@ -77,3 +77,15 @@ def test_a_measured_throughput_gives_the_time(invoke):
     measured = json.loads(invoke(*args, "--tokens-per-second", "2000").stdout)
     assert measured["estimated_hours"] == {"low": 5.0, "high": 5.0} and measured["estimated_cost_usd"]["low"] == 15.0
     assert any("measured 2,000 tokens/s" in line for line in measured["assumptions"])
+
+
+def test_a_finished_gpu_run_of_the_recipe_gives_the_time(invoke, tmp_path):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps({"resources": _measured(device="cuda:0 NVIDIA H100 80GB HBM3", peak=30.0)}))
+    args = ("estimate", "--recipe", "lora_sft", f"output_dir={out}", "--gpu", "H100", "--tokens", "7.3728M", "--json")
+    result = json.loads(invoke(*args).stdout)
+    assert result["estimated_hours"] == {"low": 1.0, "high": 1.0}  # 7,372,800 tokens at the measured 2,048 a second
+    assert any("measured by the finished run" in line for line in result["assumptions"])
+    other = json.loads(invoke(*args[:-5], "--gpu", "A100-80GB", "--tokens", "7.3728M", "--json").stdout)
+    assert other["estimated_hours"]["low"] != other["estimated_hours"]["high"]  # another GPU: the MFU range again

@@ -178,11 +178,29 @@ def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sh
 
     loaded, _, _ = load_recipe(ref, overrides)
     setup = recipe_setup(loaded, gpus, sharding)
+    measured_in = None
+    if tokens_per_second is None and tokens:  # a finished GPU run of this recipe measured its speed: time from that
+        tokens_per_second, measured_in = _measured_rate(loaded.output_dir, device)
     result = run_estimate(load_model(resolve_model(loaded.model)), setup, device, tokens, gpu_hour_usd, tokens_per_second)
+    if measured_in:
+        result["assumptions"].append(f"tokens/s measured by the finished run in {measured_in}")
     with_recipe_changes(loaded, setup.resolved(), result["suggestions"])
     result["recipe"] = ref
     result["recipe_overrides"] = list(overrides)
     return result
+
+
+def _measured_rate(output_dir: str, device) -> tuple[float | None, str | None]:
+    """The tokens/s a finished GPU run in `output_dir` measured, when it ran on the device being estimated."""
+    from pathlib import Path
+
+    try:
+        resources = json.loads((Path(output_dir).expanduser() / "metrics.json").read_text(encoding="utf-8")).get("resources") or {}
+    except (OSError, ValueError):
+        return None, None
+    rate, ran_on = resources.get("tokens_per_second"), str(resources.get("device", "cpu"))
+    same = device is not None and device.gpu is not None and device.gpu.name.lower().replace("-", " ") in ran_on.lower().replace("-", " ")
+    return (float(rate), output_dir) if rate and ran_on != "cpu" and same else (None, None)
 
 
 def _calibrate(folders: tuple[str, ...], as_json: bool) -> None:
