@@ -19,7 +19,9 @@ COMMANDS = {
     "compare": ("adaptkit.cli.compare", "compare", "Run several recipes on the same held-out data and recommend the cheapest good one."),
     "export": ("adaptkit.cli.export", "export", "Write a recipe as a standalone training script."),
     "hardware": ("adaptkit.cli.hardware", "hardware", "Show GPUs, CPU, RAM, disk and the installed training stack."),
+    "merge": ("adaptkit.cli.merge", "merge", "Merge a run's LoRA/IA3 adapter into its base: a standalone model for from_pretrained."),
     "methods": ("adaptkit.cli.methods", "methods_cmd", "List the ten adaptation methods (the adaptation table)."),
+    "predict": ("adaptkit.cli.predict", "predict", "Predict with a finished run on a file or stdin (scored where the answers are there)."),
     "recipes": ("adaptkit.cli.recipes", "recipes", "List, show, copy and validate recipes."),
     "run": ("adaptkit.cli.run", "run", "Train and evaluate a recipe (built-in name or path) with key=value overrides."),
 }
@@ -110,6 +112,19 @@ def cli(ctx, debug):
     Start with `adaptkit advise` (a short wizard), or `adaptkit advise --answers FILE`.
     """
     ctx.meta["adaptkit.debug"] = debug
+    if not debug:
+        _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Third-party deprecation notices and load reports are for their developers: hidden unless --debug. Set before
+    transformers is imported (it reads TRANSFORMERS_VERBOSITY then); adaptkit's own messages are not warnings."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", module=r"(transformers|peft|trl|accelerate|torch|datasets)(\.|$)")
 
 
 def main(argv=None):

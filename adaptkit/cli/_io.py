@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
+
 from adaptkit._files import write_atomic
 from adaptkit.errors import InputError, brief
 
@@ -39,3 +41,19 @@ def write_new(path: str | Path, text: str, force: bool = False) -> Path:
     except OSError as exc:
         raise InputError(f"{path}: cannot write it ({exc.strerror or exc.__class__.__name__})") from None
     return path
+
+
+def progress_line(doing: str, unit: str):
+    """A progress line on stderr: redrawn in place on a terminal, one plain line per update in a log."""
+    import sys
+
+    terminal = sys.stderr.isatty()
+
+    def show(done: int, total: int) -> None:
+        text = f"{doing}: {done:,}/{total:,} {unit}"
+        if terminal:
+            click.echo(f"\r{text}" + ("\n" if done >= total else ""), err=True, nl=False)
+        else:
+            click.echo(text, err=True)
+
+    return show

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from adaptkit.cli._io import progress_line
 from adaptkit.errors import AdaptkitError, Cancelled, InputError
 
 CHILD_ENV = "ADAPTKIT_LAUNCHED"
@@ -169,7 +170,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
             click.echo(text if as_json else f"metrics ({metrics_file}):\n{text}")
         return
     options = RunOptions(out=root, resume=resume, stage=context.stage, policy_out=out.work if staged_stage else None,
-                         confirm=_confirmer(recipe), progress=_progress("embedding", "chunks"), start_job=start_job)
+                         confirm=_confirmer(recipe), progress=progress_line("embedding", "chunks"), start_job=start_job)
 
     def work():
         result = import_ref(recipe.definition.runner)(recipe, data, options)
@@ -220,20 +221,6 @@ def _confirmer(recipe):
 def _terminal() -> bool:
     """Someone at a terminal can answer a confirmation."""
     return sys.stdin.isatty()
-
-
-def _progress(doing: str, unit: str):
-    """A progress line on stderr: redrawn in place on a terminal, one plain line per update in a log."""
-    terminal = sys.stderr.isatty()
-
-    def show(done: int, total: int) -> None:
-        text = f"{doing}: {done:,}/{total:,} {unit}"
-        if terminal:
-            click.echo(f"\r{text}" + ("\n" if done >= total else ""), err=True, nl=False)
-        else:
-            click.echo(text, err=True)
-
-    return show
 
 
 SHARDED = ("fsdp", "zero2", "zero3")

@@ -16,7 +16,7 @@ from adaptkit.runners.data import Splits
 from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
 from adaptkit.runners.train import (
     callbacks, check_device, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
-    prepare_adapters, weights_dtype, with_precision,
+    prepare_adapters, quiet_transformers, weights_dtype, with_precision,
 )
 
 
@@ -71,10 +71,9 @@ def trainer_classes(recipe: Recipe):
 # ----------------------------------------------------------------------------------------------- DPO, KTO, ORPO, SimPO, CPO
 
 def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
-    import transformers
     from transformers import AutoModelForCausalLM
 
-    transformers.logging.set_verbosity_error()
+    quiet_transformers()
     check_device(recipe)
     Config, Trainer = trainer_classes(recipe)
     seed_everything(recipe.training.seed)
@@ -300,9 +299,7 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult |
     """options.stage: all (reward, then policy), reward, or policy (reusing a finished reward stage). With reward
     functions (rlhf.rewards) there is no reward stage: the policy stage is the run."""
     stage = options.stage
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    quiet_transformers()
     check_device(recipe)
     seed_everything(recipe.training.seed)
     if recipe.verifiable and stage == "reward":

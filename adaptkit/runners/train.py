@@ -29,6 +29,17 @@ class Interrupted(AdaptkitError):
         self.step = step
 
 
+def quiet_transformers() -> None:
+    """Errors only from transformers, and no per-weight "Loading weights" bar; the hub's download bars stay (a large
+    download should show its progress). The Trainer's own bar is the one progress bar of a run."""
+    import transformers
+    from huggingface_hub.utils import enable_progress_bars
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # also turns the hub's bars off: turned back on below
+    enable_progress_bars()
+
+
 def cuda_available() -> bool:
     import torch
 
@@ -400,9 +411,7 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         from adaptkit.runners.vendor import run_vendor_job
 
         return run_vendor_job(recipe, splits, options)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
+    quiet_transformers()
     seed_everything(recipe.training.seed)
     check_device(recipe)
     if recipe.adapter == "prefix" and recipe.task == "causal_lm":

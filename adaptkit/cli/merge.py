@@ -1,0 +1,30 @@
+"""`adaptkit merge RUN_DIR -o DIR`: the run's adapter folded into its base, saved as a standalone model."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("merge")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="A new folder for the merged model.")
+@click.option("--dequantize", is_flag=True, help="QLoRA runs: merge into the base loaded in 16 bits (not into 4-bit weights).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def merge(run_dir, output, dequantize, as_json):
+    """Merge a run's LoRA or IA3 adapter into its base model and save it with its tokenizer, chat template and labels.
+
+    The result loads with plain transformers (no PEFT). Prompt and prefix tuning add virtual tokens instead of
+    weight deltas and are refused with that reason, as is a 4-bit base without --dequantize. Example:
+
+      adaptkit merge runs/lora_cls -o merged/lora_cls
+    """
+    from adaptkit.runners.merge import merge as run_merge
+
+    result = run_merge(run_dir, output, dequantize)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"merged the {result['adapter']} adapter of {result['from']} into {result['base']}: {result['merged']} "
+               f"({result['parameters']:,} parameters); load it with from_pretrained, no PEFT needed")

@@ -1,0 +1,86 @@
+"""`adaptkit predict RUN_DIR [FILE]`: batch inference with a finished run, scored where the file has the answers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from adaptkit.errors import InputError
+
+
+def _rows(source: str | None, run) -> list[dict]:
+    """The rows to predict on: a data file, or JSONL (or plain text lines, one input each) on stdin."""
+    from adaptkit.runners.data import read_rows
+
+    if source and source != "-":
+        return read_rows(source, "train", "predict input")
+    if sys.stdin.isatty():
+        raise InputError("give a .jsonl/.csv/.parquet file to predict on, or pipe JSONL (or one text per line) into `-`")
+    column = run.recipe.data.text_column if run.recipe.task == "sequence_classification" else run.recipe.data.prompt_column
+    rows = []
+    for number, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = line.rstrip("\n")
+        if isinstance(value, dict):
+            rows.append(value)
+        elif isinstance(value, str):
+            rows.append({column: value})
+        else:
+            raise InputError(f"stdin line {number}: a JSON object or a line of text, not {type(value).__name__}")
+    return rows
+
+
+@click.command("predict")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("source", required=False, metavar="[FILE|-]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the predictions here (JSONL) instead of stdout.")
+@click.option("--force", is_flag=True, help="Replace an existing --output file.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Causal LMs: tokens generated per row.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (rows, seconds, scores) as JSON on stdout; needs --output.")
+def predict(run_dir, source, output, force, batch_size, max_new_tokens, as_json):
+    """Predict with a finished run on a file (or stdin): JSONL rows with each prediction.
+
+    A classifier gives the label and every class's probability (the class names saved at training); a causal LM
+    generates greedily with the run's chat template. When the file has the answers (the recipe's label or response
+    column), the predictions are scored. Examples:
+
+      adaptkit predict runs/lora_cls examples/data/support_tickets_test.jsonl -o predictions.jsonl
+      echo "I was charged twice" | adaptkit predict runs/lora_cls -
+    """
+    from pathlib import Path
+
+    from adaptkit.cli._io import progress_line, write_new
+    from adaptkit.runners.predict import load_model, open_run
+    from adaptkit.runners.predict import predict as run_predict
+
+    if as_json and not output:
+        raise InputError("--json prints the summary on stdout, where the predictions go without --output: give -o FILE")
+    if output and Path(output).expanduser().exists() and not force:  # said before any model loads
+        raise InputError(f"{output} already exists: choose another name or pass --force to replace it")
+    run = open_run(run_dir)
+    rows = _rows(source, run)
+    loaded = load_model(run)
+    started = time.perf_counter()  # the rate is the predictions', not the model load's
+    predicted, scores = run_predict(run, rows, batch_size, max_new_tokens, progress_line("predicting", "rows"), loaded)
+    seconds = time.perf_counter() - started
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predicted)
+    if output:
+        write_new(output, text, force=force)
+    else:
+        click.echo(text, nl=False)
+    summary = {"rows": len(predicted), "seconds": round(seconds, 3), "rows_per_second": round(len(predicted) / max(seconds, 1e-9), 2),
+               "scores": scores, "output": output}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    said = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in (scores or {}).items())
+    click.echo(f"predicted {len(predicted)} rows in {seconds:.1f} s ({summary['rows_per_second']:.1f} rows/s)"
+               + (f"; {said}" if said else "") + (f" -> {output}" if output else ""), err=True)

@@ -1,0 +1,202 @@
+"""Use a finished run: load its model the way its README says (an adapter on its base, or the saved model), with the
+run's own tokenizer, chat template, label names and max_length, and predict on rows in batches.
+
+A classifier gives each row its label and every class's probability; a causal LM generates greedily from the prompt
+(or the chat so far) with the run's chat template. Where the rows hold the answer (the recipe's label or response
+column), the predictions are scored: accuracy and macro-F1 for a classifier, exact match for generations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from adaptkit.errors import InputError
+from adaptkit.models import resolve_model
+from adaptkit.recipe.schema import Recipe
+
+CLASSIFIER = "sequence_classification"
+
+
+@dataclass
+class Run:
+    """A finished run folder: its resolved recipe, the folder holding the weights, and its label names."""
+
+    folder: Path
+    recipe: Recipe
+    weights: Path  # the run itself, or its policy/ (RLHF)
+    labels: list[str]
+
+    @property
+    def adapter(self) -> bool:
+        return (self.weights / "adapter_config.json").is_file()
+
+
+def open_run(folder: str) -> Run:
+    """Read a finished run, or say in one line why the folder is not one."""
+    from adaptkit.recipe.load import load_recipe
+
+    path = Path(folder).expanduser()
+    if not (path / "recipe.yaml").is_file() or not (path / "metrics.json").is_file():
+        raise InputError(f"{folder}: not a finished adaptkit run (no recipe.yaml and metrics.json): give a run's output folder")
+    recipe, _, _ = load_recipe(str(path / "recipe.yaml"))
+    if not recipe.definition.trains or recipe.adapter == "vendor":
+        raise InputError(f"{folder}: a {recipe.method} run trains no weights here: nothing to load "
+                         "(training-free methods run with `adaptkit run`)")
+    weights = path / "policy" if (path / "policy" / "adapter_config.json").is_file() else path
+    if not (weights / "adapter_config.json").is_file() and not (weights / "config.json").is_file():
+        raise InputError(f"{folder}: no saved model or adapter in this run (was it a staged run that stopped early?)")
+    labels_file = path / "labels.json"
+    labels = json.loads(labels_file.read_text(encoding="utf-8")) if labels_file.is_file() else []
+    if recipe.task == CLASSIFIER and not labels:
+        raise InputError(f"{folder}: a classifier run without labels.json: the class names are unknown")
+    return Run(path, recipe, weights, [str(label) for label in labels])
+
+
+def load_model(run: Run, dtype=None):
+    """(model in eval mode, tokenizer) for a run, on the GPU when there is one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from adaptkit.runners.train import quiet_transformers
+
+    quiet_transformers()
+    recipe = run.recipe
+    trust = recipe.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder),
+                                              trust_remote_code=trust)
+    extra = {"dtype": dtype} if dtype is not None else {}
+    if recipe.task == CLASSIFIER:
+        names = {"num_labels": len(run.labels), "id2label": dict(enumerate(run.labels)),
+                 "label2id": {label: i for i, label in enumerate(run.labels)}}
+        source = resolve_model(recipe.model) if run.adapter else str(run.weights)
+        model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=trust, **names, **extra)
+    else:
+        source = resolve_model(recipe.model) if run.adapter else str(run.weights)
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust, **extra)
+    if run.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(run.weights))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, tokenizer
+
+
+def _classify(model, tokenizer, run: Run, rows: list[dict], batch_size: int, progress) -> list[dict]:
+    import torch
+
+    column = run.recipe.data.text_column
+    missing = next((i for i, row in enumerate(rows, 1) if not isinstance(row.get(column), str)), None)
+    if missing:
+        raise InputError(f"row {missing}: no text in column `{column}` (the column this classifier was trained on)")
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        encoded = tokenizer([r[column] for r in batch], truncation=True, max_length=run.recipe.training.max_length,
+                            padding=True, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            probabilities = torch.softmax(model(**encoded).logits.float(), dim=-1).cpu()
+        for row, p in zip(batch, probabilities):
+            best = int(p.argmax())
+            out.append({**row, "prediction": run.labels[best],
+                        "probabilities": {label: round(float(v), 6) for label, v in zip(run.labels, p)}})
+        progress(min(start + batch_size, len(rows)), len(rows))
+    return out
+
+
+def prompts_of(run: Run, rows: list[dict], tokenizer) -> list[str]:
+    """The text a causal LM continues, as it saw it in training: the chat so far through the run's chat template (a
+    final assistant turn is the reference, left out), or the prompt column."""
+    d = run.recipe.data
+    prompts = []
+    for number, row in enumerate(rows, 1):
+        if d.messages_column and isinstance(row.get(d.messages_column), list):
+            turns = row[d.messages_column]
+            history = turns[:-1] if turns and turns[-1].get("role") == "assistant" else turns
+            prompts.append(tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True))
+        elif not d.messages_column and isinstance(row.get(d.prompt_column), str):
+            prompts.append(row[d.prompt_column])
+        else:
+            wanted = d.messages_column or d.prompt_column
+            raise InputError(f"row {number}: no `{wanted}` column (what this model was trained to continue)")
+    return prompts
+
+
+def _generate(model, tokenizer, run: Run, rows: list[dict], batch_size: int, max_new_tokens: int, progress) -> list[dict]:
+    import torch
+
+    prompts = prompts_of(run, rows, tokenizer)
+    specials = not run.recipe.data.messages_column  # TRL tokenizes a plain prompt with the tokenizer's own special tokens
+    tokenizer.padding_side = "left"  # generation continues every row from its own last token
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = prompts[start:start + batch_size]
+        encoded = tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
+                            max_length=run.recipe.training.max_length, add_special_tokens=specials).to(model.device)
+        inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}  # no token_type_ids (BERT-style)
+        with torch.no_grad():
+            generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        new = generated[:, encoded["input_ids"].shape[1]:]
+        for row, tokens in zip(rows[start:start + batch_size], new):
+            out.append({**row, "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip()})
+        progress(min(start + batch_size, len(rows)), len(rows))
+    return out
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def score(run: Run, predicted: list[dict]) -> dict | None:
+    """Scores where the rows hold the answer: accuracy and macro-F1 (classifier), exact match (generation)."""
+    d = run.recipe.data
+    if run.recipe.task == CLASSIFIER:
+        gold = [str(r[d.label_column]) for r in predicted if d.label_column in r]
+        if len(gold) != len(predicted):
+            return None
+        guessed = [r["prediction"] for r in predicted]
+        f1 = []
+        for label in sorted(set(gold) | set(guessed)):
+            tp = sum(g == p == label for g, p in zip(gold, guessed))
+            fp = sum(p == label != g for g, p in zip(gold, guessed))
+            fn = sum(g == label != p for g, p in zip(gold, guessed))
+            f1.append(2 * tp / (2 * tp + fp + fn))
+        unknown = sorted(set(gold) - set(run.labels))
+        return {"accuracy": sum(g == p for g, p in zip(gold, guessed)) / len(gold), "f1_macro": sum(f1) / len(f1),
+                "rows": len(gold), **({"labels_not_trained": unknown} if unknown else {})}
+    answered = [(r, ref) for r, ref in zip(predicted, _references(run, predicted)) if ref is not None]
+    if not answered:
+        return None
+    return {"exact_match": sum(_normal(r["prediction"]) == _normal(ref) for r, ref in answered) / len(answered), "rows": len(answered)}
+
+
+def _references(run: Run, rows: list[dict]) -> list[str | None]:
+    d = run.recipe.data
+    out = []
+    for row in rows:
+        if d.messages_column and isinstance(row.get(d.messages_column), list) and row[d.messages_column]:
+            last = row[d.messages_column][-1]
+            out.append(last.get("content") if last.get("role") == "assistant" else None)
+        else:
+            value = row.get(d.response_column)
+            out.append(value if isinstance(value, str) else None)
+    return out
+
+
+def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: int = 128,
+            progress: Callable[[int, int], None] = lambda done, total: None, loaded=None) -> tuple[list[dict], dict | None]:
+    """Every row with its prediction (in input order), and the scores where the rows hold the answers."""
+    if not rows:
+        raise InputError("no rows to predict on")
+    model, tokenizer = loaded or load_model(run)
+    if run.recipe.task == CLASSIFIER:
+        predicted = _classify(model, tokenizer, run, rows, batch_size, progress)
+    else:
+        predicted = _generate(model, tokenizer, run, rows, batch_size, max_new_tokens, progress)
+    return predicted, score(run, predicted)
