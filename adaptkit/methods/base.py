@@ -161,6 +161,9 @@ class TrainingConfig(Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up the learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     logging_steps: int = Field(5, ge=1, description="log the loss every N steps")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="trackers that also get the logs (the Trainer's report_to); tensorboard and mlflow write "
+        "into output_dir (runs/, mlruns/), offline")
 
 
 class BackendBlock(Strict):
@@ -376,7 +379,7 @@ def training_kwargs(recipe: RecipeBase, out: Path, has_eval: bool, **changes) ->
         per_device_train_batch_size=batch, per_device_eval_batch_size=max(values["batch_size"], 8),
         gradient_accumulation_steps=accumulation, learning_rate=values["learning_rate"],
         weight_decay=t.weight_decay, warmup_steps=t.warmup_ratio, seed=t.seed, data_seed=t.seed,
-        logging_steps=t.logging_steps, logging_first_step=True, report_to="none",
+        logging_steps=t.logging_steps, logging_first_step=True, report_to=list(t.report_to) or "none",
         eval_strategy=("steps" if t.eval_every else "epoch") if has_eval else "no", eval_steps=t.eval_every,
         save_strategy="steps" if t.save_every else "epoch", save_steps=t.save_every, save_total_limit=2,
         dataloader_num_workers=0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import signal
 import time
@@ -139,9 +140,15 @@ def _check_prefix_support(model) -> None:
         )
 
 
+_MLFLOW_OURS = None  # the tracking URI adaptkit set (a user's own is never replaced)
+
+
 def with_precision(recipe: Recipe, kwargs: dict) -> dict:
     """A trainer config's keyword dict (as `adaptkit export` writes it) plus the precision flags for this device, and
     the token count behind metrics.json's tokens per second."""
+    global _MLFLOW_OURS
+    if "mlflow" in recipe.training.report_to and os.environ.get("MLFLOW_TRACKING_URI") in (None, "", _MLFLOW_OURS):
+        _MLFLOW_OURS = os.environ["MLFLOW_TRACKING_URI"] = (Path(kwargs["output_dir"]).resolve() / "mlruns").as_uri()  # not ./mlruns
     return {**kwargs, **_precision(recipe), "include_num_input_tokens_seen": "all"}
 
 
@@ -323,6 +330,21 @@ def check_device(recipe: Recipe) -> None:
         if importlib.util.find_spec("liger_kernel") is None:
             raise InputError("training.chunked_loss needs liger-kernel: pip install liger-kernel")
     check_quantization(recipe)
+    check_trackers(recipe)
+
+
+TRACKERS = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "mlflow": (("mlflow",), "mlflow"),
+            "wandb": (("wandb",), "wandb")}
+
+
+def check_trackers(recipe: Recipe) -> None:
+    """Each training.report_to tracker is installed: said before weights load."""
+    import importlib.util
+
+    for name in recipe.training.report_to:
+        modules, package = TRACKERS[name]
+        if not any(importlib.util.find_spec(module) for module in modules):
+            raise InputError(f"training.report_to: {name} is not installed: pip install {package}, or drop it from report_to")
 
 
 def check_quantization(recipe: Recipe) -> None:
