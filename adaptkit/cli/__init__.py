@@ -24,6 +24,7 @@ COMMANDS = {
     "predict": ("adaptkit.cli.predict", "predict", "Predict with a finished run on a file or stdin (scored where the answers are there)."),
     "recipes": ("adaptkit.cli.recipes", "recipes", "List, show, copy and validate recipes."),
     "run": ("adaptkit.cli.run", "run", "Train and evaluate a recipe (built-in name or path) with key=value overrides."),
+    "serve": ("adaptkit.cli.serve", "serve", "Serve finished runs over the OpenAI protocol: one base, an adapter per run."),
 }
 
 EXIT_CANCELLED = 130

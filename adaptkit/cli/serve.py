@@ -1,0 +1,60 @@
+"""`adaptkit serve RUN_DIR...`: an OpenAI-compatible server for finished runs (one base, an adapter per run)."""
+
+from __future__ import annotations
+
+import shutil
+
+import click
+
+from adaptkit.errors import InputError
+
+
+@click.command("serve")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is reachable from the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight; more get 429.")
+@click.option("--max-request-kb", type=click.IntRange(min=1), default=256, show_default=True, help="Larger bodies get 413.")
+@click.option("--max-tokens-limit", type=click.IntRange(min=1), default=2048, show_default=True, help="The most max_tokens a request may ask.")
+@click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
+              help="vllm: start `vllm serve` with --enable-lora and a --lora-modules entry per run (vLLM and a GPU needed).")
+def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limit, engine):
+    """Serve runs over the OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/models.
+
+    One base model loads once; each run's adapter answers under its folder name (and the base under its own), so
+    one server holds an adapter per tenant. Point any OpenAI client, or adaptkit's own openai backend, at
+    http://HOST:PORT/v1. Example:
+
+      adaptkit serve runs/support-lora runs/sales-lora --port 8000
+    """
+    if engine == "vllm":
+        _vllm(run_dirs, host, port)
+        return
+    import uvicorn
+
+    from adaptkit.runners.serve import Served, create_app
+
+    served = Served(list(run_dirs))
+    app = create_app(served, max_concurrency, max_request_kb, max_tokens_limit)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"note: bound to {host}: reachable from the network, and there is no authentication", err=True)
+    click.echo(f"serving {', '.join(served.names())} at http://{host}:{port}/v1 (Ctrl-C stops)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _vllm(run_dirs, host: str, port: int) -> None:
+    """Hand the runs to vLLM's own OpenAI server, which batches many adapters on a GPU."""
+    import os
+
+    from adaptkit.runners.predict import open_run
+
+    exe = shutil.which("vllm")
+    if exe is None:
+        raise InputError("--engine vllm needs vLLM (pip install vllm) on a machine with a GPU; the default engine serves here")
+    runs = [open_run(folder) for folder in run_dirs]
+    if not all(run.adapter for run in runs) or len({run.recipe.model for run in runs}) != 1:
+        raise InputError("--engine vllm serves LoRA adapters of one base model: give adapter runs that share their base")
+    modules = [f"{run.folder.name}={run.weights}" for run in runs]
+    command = [exe, "serve", runs[0].recipe.model, "--host", host, "--port", str(port), "--enable-lora", "--lora-modules", *modules]
+    click.echo("starting vLLM: " + " ".join(command), err=True)
+    os.execv(exe, command)

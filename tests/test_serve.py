@@ -1,0 +1,103 @@
+"""adaptkit serve: two adapters on one tiny base over the OpenAI protocol on 127.0.0.1, through the official client."""
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from adaptkit.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _train(folder, model, rate):
+    result = CliRunner().invoke(cli, ["run", "lora_sft", f"model={model}", f"output_dir={folder}", "training.max_steps=6",
+                                      "training.batch_size=4", "training.max_length=96", "data.max_rows=32",
+                                      f"training.learning_rate={rate}"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_causal_lm):
+    pytest.importorskip("fastapi")
+    import uvicorn
+
+    from adaptkit.runners.serve import Served, create_app
+
+    runs = tmp_path_factory.mktemp("served")
+    _train(runs / "support", tiny_causal_lm, 0.01)
+    _train(runs / "sales", tiny_causal_lm, 0.05)
+    served = Served([str(runs / "support"), str(runs / "sales")])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(served, max_concurrency=2, max_request_kb=4, max_tokens_limit=64)
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not instance.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}/v1", "runs": runs, "base": served.base_name}
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_each_adapter_answers_as_its_run_predicts(server, tmp_path):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server["url"], api_key="unused", max_retries=0)
+    names = {m.id for m in client.models.list().data}
+    assert {"support", "sales", server["base"]} <= names
+    prompt = json.loads((ROOT / "examples/data/instructions_eval.jsonl").read_text().splitlines()[0])["prompt"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": prompt}) + "\n")
+    for name in ("support", "sales"):
+        served = client.completions.create(model=name, prompt=prompt, max_tokens=8, temperature=0)
+        predicted = CliRunner().invoke(cli, ["predict", str(server["runs"] / name), str(rows), "--max-new-tokens", "8"])
+        assert predicted.exit_code == 0, predicted.output
+        assert served.choices[0].text.strip() == json.loads(predicted.stdout)["prediction"]  # the right adapter was active
+        assert served.usage.completion_tokens <= 8
+    chat = client.chat.completions.create(model="support", messages=[{"role": "user", "content": "Where is my parcel?"}],
+                                          max_tokens=6, temperature=0)
+    assert chat.choices[0].message.role == "assistant" and isinstance(chat.choices[0].message.content, str)
+    streamed = client.chat.completions.create(model="support", messages=[{"role": "user", "content": "Where is my parcel?"}],
+                                              max_tokens=6, temperature=0, stream=True)
+    pieces = [c.choices[0].delta.content or "" for c in streamed if c.choices]
+    assert "".join(pieces).strip() == chat.choices[0].message.content.strip()
+
+
+def test_bad_requests_are_clear_4xx(server):
+    import httpx
+
+    url = server["url"]
+    unknown = httpx.post(f"{url}/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "hi"}]})
+    assert unknown.status_code == 404 and "support" in unknown.json()["error"]["message"]
+    empty = httpx.post(f"{url}/chat/completions", json={"model": "support", "messages": []})
+    assert empty.status_code == 400 and empty.json()["error"]["type"] == "invalid_request_error"
+    greedy = httpx.post(f"{url}/completions", json={"model": "support", "prompt": "hi", "max_tokens": 10_000})
+    assert greedy.status_code == 400 and "max_tokens" in greedy.json()["error"]["message"]
+    huge = httpx.post(f"{url}/completions", json={"model": "support", "prompt": "x" * 10_000})
+    assert huge.status_code == 413
+    assert httpx.post(f"{url}/completions", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
+
+
+def test_the_icl_recipe_runs_against_the_server(server, tmp_path):
+    out = tmp_path / "icl"
+    result = CliRunner().invoke(cli, ["run", "icl", f"output_dir={out}", "backend.kind=openai", f"backend.base_url={server['url']}",
+                                      "backend.model=support", "icl.shots=[0,1]", "data.max_rows=60", "backend.max_new_tokens=4",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["method"] == "in_context_learning" and metrics["eval"]
+
+
+def test_serve_refuses_what_it_cannot_serve(tmp_path):
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "not a finished adaptkit run" in result.stderr
+    vllm = CliRunner().invoke(cli, ["serve", str(tmp_path), "--engine", "vllm"])
+    assert vllm.exit_code == 2 and "vLLM" in vllm.stderr
