@@ -225,6 +225,9 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert max(steps) == step + 3 and (out / "metrics.json").is_file()
+    train = json.loads(resumed.stdout)["train"]  # the whole run's figures, not only the resumed part's
+    assert train["steps"] == step + 3 and train["resumed"]["from_step"] == step
+    assert 0 < train["resumed"]["seconds_before"] < train["runtime_s"]
 
 
 @pytest.mark.parametrize("scope, per_step", [("global", 8), ("per_device", 16)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sys
@@ -149,7 +150,8 @@ def with_precision(recipe: Recipe, kwargs: dict) -> dict:
     global _MLFLOW_OURS
     if "mlflow" in recipe.training.report_to and os.environ.get("MLFLOW_TRACKING_URI") in (None, "", _MLFLOW_OURS):
         _MLFLOW_OURS = os.environ["MLFLOW_TRACKING_URI"] = (Path(kwargs["output_dir"]).resolve() / "mlruns").as_uri()  # not ./mlruns
-    return {**kwargs, **_precision(recipe), "include_num_input_tokens_seen": "all"}
+    # One progress bar (the Trainer's: elapsed and ETA) on a terminal; in a log file, the loss lines without the bar.
+    return {**kwargs, **_precision(recipe), "include_num_input_tokens_seen": "all", "disable_tqdm": not sys.stderr.isatty()}
 
 
 def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
@@ -169,7 +171,16 @@ def callbacks(stop_flag: dict, log_path: Path, stage: str | None = None):
     from transformers import TrainerCallback
 
     class Adaptkit(TrainerCallback):
-        """Write the training log as it goes; on Ctrl-C, save a checkpoint and stop cleanly."""
+        """Write the training log as it goes; on Ctrl-C, save a checkpoint and stop cleanly; keep the seconds trained
+        so far in each checkpoint, so a resumed run reports the whole run's time."""
+
+        clock = {"prior": 0.0, "started": 0.0, "from_step": 0}
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                seconds = self.clock["prior"] + time.perf_counter() - self.clock["started"]
+                (folder / TIME_FILE).write_text(json.dumps({"seconds": round(seconds, 3)}) + "\n", encoding="utf-8")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
@@ -190,7 +201,16 @@ def callbacks(stop_flag: dict, log_path: Path, stage: str | None = None):
                 control.should_save = False
             return control
 
-    return [Adaptkit()]
+    callback = Adaptkit()
+    callback.clock = dict(Adaptkit.clock)  # this run's own
+    return [callback]
+
+
+TIME_FILE = "adaptkit_train_seconds.json"  # in each checkpoint: the training seconds up to it
+
+
+def _clock(trainer) -> dict:
+    return next((cb.clock for cb in trainer.callback_handler.callbacks if hasattr(cb, "clock")), {"prior": 0.0, "from_step": 0})
 
 
 def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
@@ -372,7 +392,16 @@ def fit(trainer, stop: dict, resume: bool):
 
     previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
     reset_peak()
-    started = time.perf_counter()
+    clock = _clock(trainer)
+    if resume:  # the seconds the interrupted part trained, kept in the checkpoint the Trainer resumes from
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(trainer.args.output_dir)
+        saved = Path(last) / TIME_FILE if last else None
+        if saved is not None and saved.is_file():
+            clock["prior"] = float(json.loads(saved.read_text(encoding="utf-8")).get("seconds", 0.0))
+            clock["from_step"] = int(Path(last).name.split("-")[-1])
+    started = clock["started"] = time.perf_counter()
     try:  # progress and log lines go to stderr: stdout carries the result
         with contextlib.redirect_stdout(sys.stderr):
             result = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -381,7 +410,7 @@ def fit(trainer, stop: dict, resume: bool):
             signal.signal(signal.SIGINT, previous)
     if stop["stop"]:
         raise Interrupted(trainer.state.global_step)
-    return result, time.perf_counter() - started
+    return result, clock.get("prior", 0.0) + time.perf_counter() - started
 
 
 def evaluate(trainer) -> dict:
@@ -409,14 +438,22 @@ def train_metrics(trainer, result, runtime: float, model=None) -> dict:
     trainable, total = count_parameters(model if model is not None else trainer.model)
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     args = trainer.args
+    clock = _clock(trainer)
+    global_batch = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    resumed = {"resumed": {"from_step": clock["from_step"], "seconds_before": round(clock["prior"], 3)}} if clock.get("prior") else {}
+    if resumed:  # the Trainer's own figures cover only the resumed part: the whole run's are these
+        runtime_s, rate = runtime, trainer.state.global_step * global_batch / max(runtime, 1e-9)
+    else:
+        runtime_s, rate = result.metrics.get("train_runtime", runtime), result.metrics.get("train_samples_per_second", 0.0)
     return {
-        "runtime_s": round(result.metrics.get("train_runtime", runtime), 3),
-        "samples_per_second": round(result.metrics.get("train_samples_per_second", 0.0), 3),
+        "runtime_s": round(runtime_s, 3),
+        "samples_per_second": round(rate, 3),
         "steps": trainer.state.global_step,
-        "global_batch": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+        "global_batch": global_batch,
+        **resumed,
         "trainable_params": trainable, "total_params": total,
         "final_loss": round(losses[-1], 6) if losses else round(result.training_loss, 6),
-        "resources": measure(trainer, result.metrics.get("train_runtime", runtime)),
+        "resources": measure(trainer, runtime_s),
     }
 
 
