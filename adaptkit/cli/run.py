@@ -39,9 +39,13 @@ WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told i
 @click.option("--start-job", is_flag=True, help="A vendor fine-tuning recipe (a `vendor` block): upload the data and start the "
                                                  "paid job (the key from backend.api_key_env). Without it nothing is sent.")
 @click.option("--allow-code", is_flag=True, help="Allow the recipe to import and run Python code it names (tools.custom, prompts.scorer).")
+@click.option("--push-to-hub", "push_to_hub", metavar="REPO_ID",
+              help="Upload the finished run to this Hub model repo (token from HF_TOKEN or the stored login; checked before training).")
+@click.option("--hub-public", is_flag=True, help="With --push-to-hub: create the repo public (default: private).")
+@click.option("--hub-license", default="other", show_default=True, help="With --push-to-hub: the model card's license field.")
 @click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
 def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, num_processes, accelerate_config, stage, start_job,
-        allow_code, as_json):
+        allow_code, push_to_hub, hub_public, hub_license, as_json):
     """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
 
     Examples:
@@ -86,6 +90,14 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
                 click.echo(f"note: {line}", err=True)
     context = RunContext(recipe, tuple(overrides), stage, path if not builtin else None)
     data = load_data(loaded)  # data problems fail here, before any weights load
+    token = None
+    if push_to_hub and not dry_run and os.environ.get(CHILD_ENV) != "1":
+        if not definition.trains or vendor or stage != "all":
+            raise InputError("--push-to-hub uploads a trained model: this run trains none here" if not definition.trains or vendor
+                             else "--push-to-hub uploads a finished run: run every stage (drop --stage)")
+        from adaptkit.runners.hub import check_push
+
+        token = check_push(push_to_hub)  # offline, no token, refused: said now, not after the GPU hours
     if dry_run:
         from adaptkit.runners.dryrun import dry_run as report_dry_run
 
@@ -98,6 +110,11 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
         show_dry_run(report)
         return
     _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, as_json, start_job)
+    if token:
+        from adaptkit.runners.hub import push
+
+        url = push(Path(loaded.output_dir), push_to_hub, token, private=not hub_public, license=hub_license)
+        click.echo(f"pushed {loaded.output_dir} to {url}", err=True)
 
 
 class RunContext:

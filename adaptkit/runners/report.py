@@ -50,6 +50,20 @@ def reward_curve(log_history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _digest(reference: str | None) -> str:
+    """` (sha256 0123abcd...)` of a local data file: which data trained it, checkable later; empty for a hub dataset."""
+    import hashlib
+
+    path = Path(reference).expanduser() if reference else None
+    if path is None or not path.is_file():
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f" (sha256 {digest.hexdigest()[:16]})"
+
+
 def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", extra_load: str = "", train: dict | None = None) -> str:
     """The model card: what was trained, how well, and the calls that load it (`where`: the folder inside output_dir)."""
     adapter = recipe.adapter
@@ -89,7 +103,7 @@ tags: [adaptkit, {recipe.method}, {recipe.task}]
 Trained by `adaptkit run` with method `{recipe.method}` ({"full weights" if adapter == "none" else adapter}) on
 `{recipe.model}` for `{recipe.task}`.
 
-- Training data: `{recipe.data.train}`; evaluation data: `{recipe.data.eval or "held out from training"}`
+- Training data: `{recipe.data.train}`{_digest(recipe.data.train)}; evaluation data: `{recipe.data.eval or "held out from training"}`{_digest(recipe.data.eval)}
 - Trainable parameters: {t["trainable_params"]:,} of {t["total_params"]:,}
 - Training: {t["runtime_s"]:.1f} s, {t["samples_per_second"]:.1f} samples/s, final loss {t["final_loss"]:.4f}
 - Evaluation: {scores or "none"}
