@@ -44,16 +44,26 @@ def write_new(path: str | Path, text: str, force: bool = False) -> Path:
 
 
 def progress_line(doing: str, unit: str):
-    """A progress line on stderr: redrawn in place on a terminal, one plain line per update in a log."""
+    """Progress on stderr: a bar with elapsed time and ETA on a terminal (rich), one plain line per update in a log."""
     import sys
 
-    terminal = sys.stderr.isatty()
+    if not sys.stderr.isatty():
+        def line(done: int, total: int) -> None:
+            click.echo(f"{doing}: {done:,}/{total:,} {unit}", err=True)
+        return line
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    def show(done: int, total: int) -> None:
-        text = f"{doing}: {done:,}/{total:,} {unit}"
-        if terminal:
-            click.echo(f"\r{text}" + ("\n" if done >= total else ""), err=True, nl=False)
-        else:
-            click.echo(text, err=True)
+    state: dict = {}
 
-    return show
+    def bar(done: int, total: int) -> None:
+        if "progress" not in state:
+            state["progress"] = Progress(TextColumn(f"{doing}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                                         TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            state["task"] = state["progress"].add_task(doing, total=total)
+            state["progress"].start()
+        state["progress"].update(state["task"], completed=done, total=total)
+        if done >= total:
+            state["progress"].stop()
+            state.clear()
+    return bar
