@@ -124,7 +124,8 @@ def test_a_causal_run_predicts_with_its_template_and_merges(causal, tmp_path):
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = json.loads(_run("predict", causal, data, "-o", tmp_path / "out.jsonl", "--max-new-tokens", "8", "--json").stdout)
-    assert summary["rows"] == 6 and 0 <= summary["scores"]["exact_match"] <= 1
+    assert summary["rows"] == 6 and {"exact_match", "token_f1", "rougeL", "chrf"} <= set(summary["scores"])  # the generation scorer
+    assert all(0 <= summary["scores"][k] <= 1 for k in ("exact_match", "token_f1", "rougeL", "chrf"))
     generated = [json.loads(line)["prediction"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert all(isinstance(g, str) for g in generated)
     merged = tmp_path / "merged"

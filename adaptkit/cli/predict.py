@@ -81,6 +81,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, as_json)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    said = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in (scores or {}).items())
+    said = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in (scores or {}).items()
+                     if isinstance(v, (int, float, str)))
     click.echo(f"predicted {len(predicted)} rows in {seconds:.1f} s ({summary['rows_per_second']:.1f} rows/s)"
                + (f"; {said}" if said else "") + (f" -> {output}" if output else ""), err=True)

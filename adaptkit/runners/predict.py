@@ -9,7 +9,6 @@ column), the predictions are scored: accuracy and macro-F1 for a classifier, exa
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -149,31 +148,23 @@ def _generate(model, tokenizer, run: Run, rows: list[dict], batch_size: int, max
     return out
 
 
-def _normal(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().lower())
-
-
 def score(run: Run, predicted: list[dict]) -> dict | None:
-    """Scores where the rows hold the answer: accuracy and macro-F1 (classifier), exact match (generation)."""
+    """The task's scorer (adaptkit.methods.scorers) where the rows hold the answers: classification for a classifier,
+    generation (exact match, token F1, ROUGE-L, chrF) for a causal LM."""
+    from adaptkit.methods.scorers import SCORERS
+
     d = run.recipe.data
     if run.recipe.task == CLASSIFIER:
-        gold = [str(r[d.label_column]) for r in predicted if d.label_column in r]
-        if len(gold) != len(predicted):
+        if not all(d.label_column in r for r in predicted):
             return None
-        guessed = [r["prediction"] for r in predicted]
-        f1 = []
-        for label in sorted(set(gold) | set(guessed)):
-            tp = sum(g == p == label for g, p in zip(gold, guessed))
-            fp = sum(p == label != g for g, p in zip(gold, guessed))
-            fn = sum(g == label != p for g, p in zip(gold, guessed))
-            f1.append(2 * tp / (2 * tp + fp + fn))
+        gold = [str(r[d.label_column]) for r in predicted]
+        metrics = SCORERS["classification"].score([r["prediction"] for r in predicted], gold)
         unknown = sorted(set(gold) - set(run.labels))
-        return {"accuracy": sum(g == p for g, p in zip(gold, guessed)) / len(gold), "f1_macro": sum(f1) / len(f1),
-                "rows": len(gold), **({"labels_not_trained": unknown} if unknown else {})}
-    answered = [(r, ref) for r, ref in zip(predicted, _references(run, predicted)) if ref is not None]
+        return {**metrics, "rows": len(gold), **({"labels_not_trained": unknown} if unknown else {})}
+    answered = [(r["prediction"], ref) for r, ref in zip(predicted, _references(run, predicted)) if ref is not None]
     if not answered:
         return None
-    return {"exact_match": sum(_normal(r["prediction"]) == _normal(ref) for r, ref in answered) / len(answered), "rows": len(answered)}
+    return {**SCORERS["generation"].score([p for p, _ in answered], [ref for _, ref in answered]), "rows": len(answered)}
 
 
 def _references(run: Run, rows: list[dict]) -> list[str | None]:
