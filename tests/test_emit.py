@@ -1,5 +1,7 @@
 """advise writes a runnable recipe for its top trainable recommendation, sized to the profile's GPU."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -172,3 +174,17 @@ def test_an_emitted_rag_recipe_reads_your_documents_and_leaves_room_for_cited_an
     assert not any("demo" in note for note in notes)
     alone, notes = recipe_for(advise(build_profile({**answers, "corpus_dir": str(docs)})), method="rag")
     assert alone["rag"]["corpus"] == str(docs) and any("data.eval" in note and "your documents" in note for note in notes)
+
+
+def test_a_bake_off_writes_only_recipes_that_read_the_users_data(invoke, tmp_path):
+    root = Path(__file__).resolve().parents[1] / "examples" / "data"
+    result = invoke("advise", "--set", "task=classification", "--set", "goal=knowledge", "--set", "weight_access=open",
+                    "--set", "model_params_b=0.0227", "--set", "num_gpus=0", "--set", "labeled_examples=400",
+                    "--set", "knowledge_changes_often=true", "--set", f"train_data={root / 'support_tickets_train.jsonl'}",
+                    "--set", f"eval_data={root / 'support_tickets_test.jsonl'}", "--no-input", "--bake-off", tmp_path / "bo")
+    assert result.exit_code == 0, result.output
+    written = sorted(p.stem for p in (tmp_path / "bo").glob("*.yaml"))
+    assert "rag" not in written and len(written) == 3 and "lora_adapters" in written
+    assert "skipped rag: data.eval: column `question` not found" in result.stdout
+    command = next(line for line in result.stdout.splitlines() if line.startswith("settle it"))
+    assert "rag.yaml" not in command

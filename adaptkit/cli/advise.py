@@ -157,13 +157,27 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
 
     target = Path(folder).expanduser()
     check_location(target, "--bake-off")
-    files, eval_data, tasks = {}, None, set()
-    for method in methods:
+    from adaptkit.recipe.load import validate
+    from adaptkit.runners.data import load_data
+
+    files, eval_data, tasks, skipped = {}, None, set(), []
+    for method in runnable(advice):  # the top three whose recipe reads the data it is given
+        if len(files) == 3:
+            break
         recipe, notes = recipe_for(advice, output_name=f"bake-off/{method}", method=method)
+        try:
+            load_data(validate(recipe, f"the {method} recipe"))
+        except InputError as exc:
+            skipped.append(f"skipped {method}: {exc}")
+            continue
         path = target / f"{method}.yaml"
         files[path] = render(recipe, advice, notes, str(path), method)
         eval_data = eval_data or recipe["data"].get("eval")
         tasks.add(recipe["task"])
+    if len(files) < 2:
+        raise InputError(f"a bake-off needs two recipes that read this data; {len(files)} did"
+                         + (f" ({'; '.join(skipped)})" if skipped else ""))
+    methods = [path.stem for path in files]
     clashes = [path for path in files if path.exists()]
     if clashes and not force:  # all or nothing: never half a bake-off
         raise InputError(f"{clashes[0]} already exists: choose another folder or pass --force to replace the bake-off")
@@ -173,7 +187,8 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
     written = [str(path) for path in files]
     shared = eval_data and len(tasks) == 1  # one held-out file only fits recipes of one task
     command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if shared else "")
-    return [f"\nwrote a bake-off of {', '.join(methods)} to {target}", f"settle it on your data: {command}"]
+    return ([f"\nwrote a bake-off of {', '.join(methods)} to {target}"] + [f"  {line}" for line in skipped]
+            + [f"settle it on your data: {command}"])
 
 
 def _file_check(answers: dict, method: str) -> Callable[[str, str], str]:
