@@ -18,7 +18,7 @@ def test_compare_runs_reads_and_recommends(invoke, tmp_path):
     quick = tmp_path / "quick.yaml"
     recipe = yaml.safe_load(invoke("recipes", "show", "lora_cls").stdout)
     recipe["training"].update(max_steps=2)
-    recipe["data"]["max_rows"] = 32
+    recipe["data"]["max_rows"] = 96  # the same eval rows as the two runs: compare refuses to rank unlike rows
     from adaptkit.recipe.load import project_root
 
     recipe["data"]["train"] = str(project_root() / recipe["data"]["train"])
@@ -43,3 +43,40 @@ def test_compare_runs_reads_and_recommends(invoke, tmp_path):
 def test_compare_bad_target(invoke):
     result = invoke("compare", "lora_cls", "--target", "accuracy")
     assert result.exit_code == 2 and "METRIC=VALUE" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from adaptkit.cli import cli
+
+    root = tmp_path_factory.mktemp("cmp")
+    runs = {}
+    for name, steps, rows in (("small", 2, 48), ("other", 2, 96)):
+        out = root / name
+        result = CliRunner().invoke(cli, ["run", "lora_cls", f"output_dir={out}", f"training.max_steps={steps}", f"data.max_rows={rows}"])
+        assert result.exit_code == 0, result.output
+        runs[name] = out
+    return runs
+
+
+def test_runs_scored_on_different_data_are_refused(invoke, two_runs, tmp_path):
+    result = invoke("compare", two_runs["small"], two_runs["other"], "--output-dir", tmp_path / "c")
+    assert result.exit_code == 2 and "scored on different data" in result.stderr and "--eval-data" in result.stderr
+    assert "first 48 rows" in result.stderr and "first 96 rows" in result.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_eval_data_rescores_finished_runs_on_one_file(invoke, two_runs, tmp_path):
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[1] / "examples" / "data" / "support_tickets_test.jsonl"
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join(source.read_text().splitlines(keepends=True)[:30]))
+    result = invoke("compare", two_runs["small"], two_runs["other"], "--eval-data", mine, "--output-dir", tmp_path / "c", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    predicted = json.loads(invoke("predict", two_runs["small"], mine, "-o", tmp_path / "p.jsonl", "--json").stdout)
+    assert rows[0]["value"] == pytest.approx(predicted["scores"]["accuracy"])  # scored again on mine.jsonl, not its own rows
+    assert all(r["metric"] == "accuracy" for r in rows)

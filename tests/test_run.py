@@ -15,7 +15,7 @@ from tests.conftest import check_resources
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-METRICS_KEYS = {"method", "task", "train", "eval", "resources"}
+METRICS_KEYS = {"method", "task", "train", "eval", "resources", "eval_data"}
 TRAIN_KEYS = {"runtime_s", "samples_per_second", "steps", "global_batch", "trainable_params", "total_params", "final_loss"}
 QUICK = ["training.logging_steps=1", "data.max_rows=96"]
 

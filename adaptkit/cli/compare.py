@@ -16,20 +16,92 @@ from adaptkit._files import write_atomic
 from adaptkit.errors import AdaptkitError, InputError, brief
 
 
+def _finished(folder: Path) -> tuple[dict | None, dict | None, str | None]:
+    """(metrics, recipe, error) read from a finished run folder."""
+    from adaptkit._yaml import loads_yaml
+
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        recipe = loads_yaml((folder / "recipe.yaml").read_text(encoding="utf-8")) if (folder / "recipe.yaml").is_file() else {}
+    except Exception as exc:  # a damaged run folder is a failed row, not a crash
+        return None, None, f"{folder}: cannot read its metrics.json or recipe.yaml ({exc.__class__.__name__})"
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("eval"), dict):
+        return None, None, f"{folder}: metrics.json is not an adaptkit run's metrics"
+    return metrics, recipe if isinstance(recipe, dict) else {}, None
+
+
+def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool) -> tuple[dict | None, dict | None, str | None]:
+    """A finished run scored again on `eval_data`: a trained classifier loaded from its folder and run with predict;
+    a method that trains nothing run again from its recipe.yaml; a causal LM run refused (its eval loss is not
+    recomputed outside training)."""
+    metrics, recipe, error = _finished(folder)
+    if error:
+        return None, None, error
+    from adaptkit.methods.registry import registry
+
+    definition = registry().get(metrics.get("method"))
+    if definition is not None and not definition.trains:
+        return _run(str(folder / "recipe.yaml"), out, eval_data, allow_code)
+    if metrics.get("task") != "sequence_classification":
+        return None, None, (f"{folder}: a {metrics.get('task')} run is scored by its eval loss, which is not recomputed outside "
+                            "training: compare it on the data it was scored on (no --eval-data), or compare its recipe")
+    from adaptkit.runners.data import eval_identity, read_rows
+    from adaptkit.runners.predict import open_run, predict
+
+    run = open_run(str(folder))
+    predicted, scores = predict(run, read_rows(eval_data, "test", "--eval-data"))
+    if scores is None:
+        return None, None, f"--eval-data {eval_data}: no `{run.recipe.data.label_column}` column to score {folder} with"
+    rescored = run.recipe.model_copy(update={"data": run.recipe.data.model_copy(update={"eval": eval_data, "max_rows": None})})
+    eval_metrics = {k: v for k, v in scores.items() if k in ("accuracy", "f1_macro")}
+    return {**metrics, "eval": eval_metrics, "eval_data": eval_identity(rescored), "rescored": True}, recipe, None
+
+
+def _identity(ref: str):
+    """What a ref would be scored on without --eval-data: a finished run's record, or a recipe's own data."""
+    folder = Path(ref)
+    if folder.is_dir():
+        metrics, _, error = _finished(folder) if (folder / "metrics.json").is_file() else (None, None, "no run")
+        return (metrics or {}).get("eval_data") if not error else None
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners.data import eval_identity
+
+    try:
+        identity = eval_identity(load_recipe(ref)[0])
+    except AdaptkitError:
+        return None  # a recipe that does not load fails in its own row
+    if "sha256" not in identity and Path(str(identity["source"])).suffix and not Path(str(identity["source"])).expanduser().exists():
+        return None  # its data file is missing: it fails in its own row
+    return identity
+
+
+def _check_same_data(recipes) -> None:
+    """Without --eval-data, every row must have been (or be) scored on the same rows; else say which differ."""
+    from adaptkit.runners.data import same_eval
+
+    identities = {ref: _identity(ref) for ref in recipes}
+    first_ref, first = next(iter(identities.items()))
+    for ref, identity in identities.items():
+        if identity is None and Path(ref).is_dir() and (Path(ref) / "metrics.json").is_file():
+            raise InputError(f"{ref}: the run does not record what it was scored on (made before adaptkit kept it): pass "
+                             "--eval-data FILE to score every run on one file")
+        if identity is not None and first is not None and not same_eval(first, identity):
+            raise InputError(f"{first_ref} and {ref} were scored on different data ({_said(first)} vs {_said(identity)}): "
+                             "their numbers do not compare; pass --eval-data FILE to score every run on one file")
+
+
+def _said(identity: dict) -> str:
+    where = identity.get("source")
+    if identity.get("held_out_fraction"):
+        where = f"{identity['held_out_fraction']:g} held out of {where}"
+    return where + (f", first {identity['max_rows']} rows" if identity.get("max_rows") else "")
+
+
 def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool = False) -> tuple[dict | None, dict | None, str | None]:
-    """(metrics, recipe, error) for a finished run folder or a recipe run now."""
+    """(metrics, recipe, error) for a finished run folder (scored again when eval_data is given) or a recipe run now."""
     folder = Path(ref)
     if folder.is_dir() and (folder / "metrics.json").is_file():
-        from adaptkit._yaml import loads_yaml
-
-        try:
-            metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-            recipe = loads_yaml((folder / "recipe.yaml").read_text(encoding="utf-8")) if (folder / "recipe.yaml").is_file() else {}
-        except Exception as exc:  # a damaged run folder is a failed row, not a crash
-            return None, None, f"{folder}: cannot read its metrics.json or recipe.yaml ({exc.__class__.__name__})"
-        if not isinstance(metrics, dict) or not isinstance(metrics.get("eval"), dict):
-            return None, None, f"{folder}: metrics.json is not an adaptkit run's metrics"
-        return metrics, recipe if isinstance(recipe, dict) else {}, None
+        return _rescore(folder, eval_data, out, allow_code) if eval_data else _finished(folder)
     if folder.is_dir():
         return None, None, f"{folder}: a folder without metrics.json (not a finished run)"
     overrides = [f"output_dir={out}"] + ([f"data.eval={eval_data}"] if eval_data else [])
@@ -77,6 +149,8 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, al
             close = difflib.get_close_matches(wanted[0], known, n=1)
             raise InputError(f"--target: `{brief(wanted[0])[1:-1]}` is not a metric compare ranks by"
                              + (f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(known)})"))
+    if not eval_data and len(recipes) > 1:
+        _check_same_data(recipes)  # before anything runs
     from adaptkit.rundir import check_location, expand
 
     root = expand(output_dir)

@@ -317,7 +317,7 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
 
         lines.extend(escape(line) for line in summary(metrics["resources"]))
     for name, part in metrics.items():  # what else a method reports (RAG: the index)
-        if name not in ("method", "task", "train", "eval", "resources") and isinstance(part, dict):
+        if name not in ("method", "task", "train", "eval", "resources", "eval_data") and isinstance(part, dict):
             lines.append(f"{name}: " + escape(", ".join(f"{k} {v}" for k, v in part.items() if not isinstance(v, (list, dict)))))
             lines.extend(f"  skipped {escape(str(item))}" for item in part.get("skipped", []))
     scalars, tables = [], []

@@ -382,3 +382,29 @@ def load_data(recipe: Recipe):
 def describe_data(recipe: Recipe) -> str:
     """Check a recipe's data the way its runner will, and say what is there."""
     return load_data(recipe).describe()
+
+
+def eval_identity(recipe: Recipe) -> dict:
+    """What a run was scored on, for compare: the eval file (its sha256 when local), or the slice held out of the
+    training file, and the row cap."""
+    import hashlib
+
+    d = recipe.data
+    source = d.eval or d.train
+    identity = {"source": source, "held_out_fraction": None if d.eval else d.eval_fraction, "max_rows": d.max_rows}
+    path = Path(source).expanduser() if source else None
+    if path is not None and path.is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        identity["sha256"] = digest.hexdigest()
+    return identity
+
+
+def same_eval(a: dict | None, b: dict | None) -> bool:
+    """Whether two runs were scored on the same rows (by content, where both files were hashed)."""
+    if not a or not b:
+        return False
+    key = lambda i: (i.get("sha256") or i.get("source"), i.get("held_out_fraction"), i.get("max_rows"))  # noqa: E731
+    return key(a) == key(b)
