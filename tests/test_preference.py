@@ -28,7 +28,8 @@ def test_lora_dpo_trains_and_loads(invoke, tmp_path, tiny_causal_lm):
     out = tmp_path / "dpo"
     metrics = run_ok(invoke, "dpo", f"model={tiny_causal_lm}", f"output_dir={out}", "training.max_steps=8",
                      "training.learning_rate=0.002", "training.gradient_accumulation=1", *SHORT)
-    assert metrics["method"] == "dpo" and set(metrics["eval"]) == {"loss", "preference_accuracy", "reward_margin"}
+    assert metrics["method"] == "dpo" and {"loss", "preference_accuracy", "reward_margin"} <= set(metrics["eval"])
+    assert metrics["eval"]["primary_metric"] == "rougeL" and (out / "samples.jsonl").is_file()  # answers scored against chosen
     assert 0 <= metrics["eval"]["preference_accuracy"] <= 1 and metrics["eval"]["reward_margin"] is not None
     check_resources(metrics)
     curve = losses(out)

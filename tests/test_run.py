@@ -96,7 +96,11 @@ def test_causal_lm_trains_on_a_tiny_model(invoke, tmp_path, tiny_causal_lm, reci
     root = Path(__file__).parent.parent
     extra = [e.replace("examples/", f"{root}/examples/") for e in extra]
     metrics = run_ok(invoke, recipe, f"model={tiny_causal_lm}", f"output_dir={out}", *CAUSAL, *extra)
-    assert set(metrics["eval"]) == {"loss", "perplexity"} and metrics["eval"]["perplexity"] > 1
+    generated = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows"}
+    assert set(metrics["eval"]) == {"loss", "perplexity"} | generated and metrics["eval"]["perplexity"] > 1
+    assert metrics["eval"]["primary_metric"] == "rougeL" and metrics["eval"]["generated_rows"] > 0  # answers, not just loss
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == metrics["eval"]["generated_rows"] and {"prompt", "reference", "prediction"} <= set(samples[0])
     check_resources(metrics)
     curve = losses(out)
     assert curve[-1] < curve[0], curve

@@ -161,6 +161,9 @@ class TrainingConfig(Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up the learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     logging_steps: int = Field(5, ge=1, description="log the loss every N steps")
+    generate_eval: int = Field(32, ge=0, description="causal LMs: after training, generate for the first N eval rows and score "
+                               "the answers with the task's scorer (samples.jsonl); 0: only the eval loss")
+    max_new_tokens: int = Field(64, ge=1, description="causal LMs: tokens generated per eval row after training")
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="trackers that also get the logs (the Trainer's report_to); tensorboard and mlflow write "
         "into output_dir (runs/, mlruns/), offline")
@@ -305,6 +308,9 @@ class MethodDef:
     def primary(self, metrics: dict) -> tuple[str, float | None]:
         """The metric a bake-off ranks this run by, and its value (higher is better)."""
         e = metrics.get("eval") or {}
+        named = e.get("primary_metric")  # the task scorer's own, where the run scored its answers
+        if named and isinstance(e.get(named), (int, float)) and not isinstance(e.get(named), bool):
+            return named, float(e[named])
         for name in self.metrics:
             if name == "neg_eval_loss" and e.get("loss") is not None:
                 return name, -float(e["loss"])

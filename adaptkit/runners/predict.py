@@ -191,3 +191,28 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
     else:
         predicted = _generate(model, tokenizer, run, rows, batch_size, max_new_tokens, progress)
     return predicted, score(run, predicted)
+
+
+def generate_and_score(recipe: Recipe, model, tokenizer, rows: list[dict], out: Path) -> dict:
+    """After training a causal LM: generate for the first `training.generate_eval` eval rows with the trained model (the
+    run's template, greedy, `training.max_new_tokens`), score them with the generation scorer, write samples.jsonl
+    (prompt, reference, prediction, per-row scores) and return the metrics for `eval` (with `primary_metric`)."""
+    from adaptkit.methods.scorers import SCORERS, token_f1
+
+    wanted = recipe.training.generate_eval
+    run = Run(out, recipe, out, [])
+    rows = [r for r, ref in zip(rows, _references(run, rows)) if ref is not None][:wanted]
+    if not wanted or not rows:
+        return {}
+    model.eval()
+    predicted = _generate(model, tokenizer, run, rows, batch_size=8, max_new_tokens=recipe.training.max_new_tokens,
+                          progress=lambda done, total: None)
+    references = _references(run, predicted)
+    prompts = prompts_of(run, rows, tokenizer)
+    scorer = SCORERS["generation"]
+    metrics = scorer.score([r["prediction"] for r in predicted], references)
+    with open(out / "samples.jsonl", "w", encoding="utf-8") as handle:
+        for prompt, reference, row in zip(prompts, references, predicted):
+            handle.write(json.dumps({"prompt": prompt, "reference": reference, "prediction": row["prediction"],
+                                     "token_f1": round(token_f1(row["prediction"], reference), 4)}, ensure_ascii=False) + "\n")
+    return {**{k: round(v, 6) for k, v in metrics.items()}, "primary_metric": scorer.primary, "generated_rows": len(predicted)}

@@ -12,7 +12,7 @@ from adaptkit.methods.rewards import CHECKS_ANSWERS
 from adaptkit.methods.preference import policy_kwargs, reward_kwargs
 from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import Splits
+from adaptkit.runners.data import _response_text, Splits
 from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
 from adaptkit.runners.train import (
     callbacks, check_device, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
@@ -109,10 +109,15 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | 
     margin = evaluation.get("eval_rewards/margins")
     if margin is None and "eval_rewards/chosen" in evaluation:  # KTO reports the two rewards apart
         margin = evaluation["eval_rewards/chosen"] - evaluation["eval_rewards/rejected"]
+    from adaptkit.runners.predict import generate_and_score
+
+    d = recipe.data
+    answered = [{d.prompt_column: r[d.prompt_column], d.response_column: _response_text(r[d.chosen_column])}  # the chosen reply
+                for r in splits.eval if isinstance(r.get(d.prompt_column), str) and d.chosen_column in r]
     metrics = {
         "method": recipe.method, "task": recipe.task, "algorithm": recipe.dpo.algorithm, "train": train_metrics(trainer, result, runtime),
         "eval": {"loss": evaluation.get("eval_loss"), "preference_accuracy": evaluation.get("eval_rewards/accuracies"),
-                 "reward_margin": margin},
+                 "reward_margin": margin, **generate_and_score(recipe, trainer.model, tokenizer, answered, out)},
     }
     history = trainer.state.log_history
     return RunResult(metrics, history, write_training_files(recipe, metrics, history, [], out))

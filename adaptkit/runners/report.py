@@ -157,4 +157,5 @@ def write_training_files(recipe: Recipe, metrics: dict, history: list[dict], lab
     name_the_base(recipe, out / where if where else out)
     write_atomic(out / "README.md", model_card(recipe, metrics, labels, where, extra_load, train))
     weights = "adapter" if recipe.adapter != "none" else "model"
-    return [f"{where + '/' if where else ''}{weights} + tokenizer (from_pretrained)"] + files + ["train_log.jsonl"]
+    samples = ["samples.jsonl"] if (out / "samples.jsonl").is_file() else []  # generated eval answers, scored
+    return [f"{where + '/' if where else ''}{weights} + tokenizer (from_pretrained)"] + files + ["train_log.jsonl"] + samples

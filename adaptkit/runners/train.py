@@ -493,8 +493,11 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         return None
     result, runtime, evaluation = finished
     if sft:
+        from adaptkit.runners.predict import generate_and_score
+
         loss = evaluation.get("eval_loss")
-        eval_metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50)) if loss is not None else None}
+        eval_metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50)) if loss is not None else None,
+                        **generate_and_score(recipe, trainer.model, tokenizer, splits.eval, out)}
     else:
         eval_metrics = {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
                         "f1_macro": evaluation.get("eval_f1_macro")}
