@@ -24,6 +24,17 @@ def invoke():
     return run
 
 
+@pytest.fixture(scope="session")
+def _cache_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("adaptkit-cache")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(monkeypatch, _cache_root):
+    """adaptkit's cache (the base model's scores) lives in the test session's folder, not the user's home."""
+    monkeypatch.setenv("ADAPTKIT_CACHE_DIR", str(_cache_root))
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     """No hub access in tests: everything runs on the embedded model or tiny models built here."""

@@ -96,9 +96,11 @@ def test_causal_lm_trains_on_a_tiny_model(invoke, tmp_path, tiny_causal_lm, reci
     root = Path(__file__).parent.parent
     extra = [e.replace("examples/", f"{root}/examples/") for e in extra]
     metrics = run_ok(invoke, recipe, f"model={tiny_causal_lm}", f"output_dir={out}", *CAUSAL, *extra)
-    generated = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows"}
+    generated = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows", "base", "delta"}
     assert set(metrics["eval"]) == {"loss", "perplexity"} | generated and metrics["eval"]["perplexity"] > 1
     assert metrics["eval"]["primary_metric"] == "rougeL" and metrics["eval"]["generated_rows"] > 0  # answers, not just loss
+    base, delta = metrics["eval"].pop("base"), metrics["eval"].pop("delta")  # the unadapted model on the same rows
+    assert delta["rougeL"] == pytest.approx(metrics["eval"]["rougeL"] - base["rougeL"], abs=1e-6)
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == metrics["eval"]["generated_rows"] and {"prompt", "reference", "prediction"} <= set(samples[0])
     check_resources(metrics)
@@ -274,3 +276,24 @@ def test_prompts_longer_than_max_length_are_one_clear_line(invoke, tmp_path, tin
                     "training.max_length=32", "training.max_steps=2")
     assert result.exit_code == 2 and "training.max_length=32" in result.stderr and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_the_base_models_scores_are_computed_once_per_model_and_rows(tiny_causal_lm, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from adaptkit.methods.scorers import SCORERS
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners import predict
+
+    recipe = load_recipe("lora_sft", [f"model={tiny_causal_lm}", "training.max_new_tokens=4"])[0]
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_causal_lm), AutoTokenizer.from_pretrained(tiny_causal_lm)
+    run = predict.Run(tmp_path, recipe, tmp_path, [])
+    rows = [{"prompt": f"Where is order {n}?", "response": "It ships today."} for n in range(3)]
+    calls = []
+    real = predict._generate
+    monkeypatch.setattr(predict, "_generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = predict._base_scores(recipe, model, tokenizer, run, rows, ["It ships today."] * 3, SCORERS["generation"])
+    again = predict._base_scores(recipe, model, tokenizer, run, rows, ["It ships today."] * 3, SCORERS["generation"])
+    assert first == again and len(calls) == 1 and set(first) == {"exact_match", "token_f1", "rougeL", "chrf"}
+    other = predict._base_scores(recipe, model, tokenizer, run, rows[:2], ["It ships today."] * 2, SCORERS["generation"])
+    assert len(calls) == 2 and set(other) == set(first)  # other rows: scored anew

@@ -211,8 +211,54 @@ def generate_and_score(recipe: Recipe, model, tokenizer, rows: list[dict], out: 
     prompts = prompts_of(run, rows, tokenizer)
     scorer = SCORERS["generation"]
     metrics = scorer.score([r["prediction"] for r in predicted], references)
+    base = _base_scores(recipe, model, tokenizer, run, rows, references, scorer)
     with open(out / "samples.jsonl", "w", encoding="utf-8") as handle:
         for prompt, reference, row in zip(prompts, references, predicted):
             handle.write(json.dumps({"prompt": prompt, "reference": reference, "prediction": row["prediction"],
                                      "token_f1": round(token_f1(row["prediction"], reference), 4)}, ensure_ascii=False) + "\n")
-    return {**{k: round(v, 6) for k, v in metrics.items()}, "primary_metric": scorer.primary, "generated_rows": len(predicted)}
+    return {**{k: round(v, 6) for k, v in metrics.items()}, "primary_metric": scorer.primary, "generated_rows": len(predicted),
+            "base": base, "delta": {k: round(metrics[k] - base[k], 6) for k in metrics if k in base}}
+
+
+def cache_dir() -> Path:
+    """adaptkit's own cache (ADAPTKIT_CACHE_DIR, else ~/.cache/adaptkit): the base model's scores, by content hash."""
+    import os
+
+    return Path(os.environ.get("ADAPTKIT_CACHE_DIR") or Path.home() / ".cache" / "adaptkit").expanduser()
+
+
+def _base_scores(recipe: Recipe, model, tokenizer, run: Run, rows: list[dict], references: list, scorer) -> dict:
+    """The unadapted model's scores on the same rows with the same settings: once per model and rows (cached by the
+    hash of the model, the rows, the template and the settings), so every run on that data shows its delta."""
+    import hashlib
+
+    from adaptkit._files import write_atomic
+
+    key = hashlib.sha256(json.dumps({"model": recipe.model, "prompts": prompts_of(run, rows, tokenizer), "references": references,
+                                     "max_new_tokens": recipe.training.max_new_tokens, "max_length": recipe.training.max_length,
+                                     "template": getattr(tokenizer, "chat_template", None), "scorer": scorer.id},
+                                    sort_keys=True).encode()).hexdigest()
+    cached = cache_dir() / "base_scores" / f"{key}.json"
+    if cached.is_file():
+        try:
+            return json.loads(cached.read_text(encoding="utf-8"))
+        except ValueError:
+            pass  # a damaged cache entry: score again
+    settings = dict(batch_size=8, max_new_tokens=recipe.training.max_new_tokens, progress=lambda done, total: None)
+    if hasattr(model, "disable_adapter"):  # an adapter: the base is the same weights with it switched off
+        with model.disable_adapter():
+            predicted = _generate(model, tokenizer, run, rows, **settings)
+    else:  # all weights trained: load the base once more
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
+        base.to(model.device).eval()
+        predicted = _generate(base, tokenizer, run, rows, **settings)
+        del base
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    scores = {k: round(v, 6) for k, v in scorer.score([r["prediction"] for r in predicted], references).items()}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cached, json.dumps(scores) + "\n")
+    return scores
