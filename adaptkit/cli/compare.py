@@ -57,12 +57,15 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool) -> tuple
     return {**metrics, "eval": eval_metrics, "eval_data": eval_identity(rescored), "rescored": True}, recipe, None
 
 
+UNREADABLE = object()  # a run folder that fails in its own row
+
+
 def _identity(ref: str):
     """What a ref would be scored on without --eval-data: a finished run's record, or a recipe's own data."""
     folder = Path(ref)
     if folder.is_dir():
         metrics, _, error = _finished(folder) if (folder / "metrics.json").is_file() else (None, None, "no run")
-        return (metrics or {}).get("eval_data") if not error else None
+        return UNREADABLE if error else metrics.get("eval_data")
     from adaptkit.recipe.load import load_recipe
     from adaptkit.runners.data import eval_identity
 
@@ -79,10 +82,12 @@ def _check_same_data(recipes) -> None:
     """Without --eval-data, every row must have been (or be) scored on the same rows; else say which differ."""
     from adaptkit.runners.data import same_eval
 
-    identities = {ref: _identity(ref) for ref in recipes}
+    identities = {ref: identity for ref in recipes if (identity := _identity(ref)) is not UNREADABLE}  # those fail in their rows
+    if not identities:
+        return
     first_ref, first = next(iter(identities.items()))
     for ref, identity in identities.items():
-        if identity is None and Path(ref).is_dir() and (Path(ref) / "metrics.json").is_file():
+        if identity is None and Path(ref).is_dir():
             raise InputError(f"{ref}: the run does not record what it was scored on (made before adaptkit kept it): pass "
                              "--eval-data FILE to score every run on one file")
         if identity is not None and first is not None and not same_eval(first, identity):
