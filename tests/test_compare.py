@@ -80,3 +80,23 @@ def test_eval_data_rescores_finished_runs_on_one_file(invoke, two_runs, tmp_path
     predicted = json.loads(invoke("predict", two_runs["small"], mine, "-o", tmp_path / "p.jsonl", "--json").stdout)
     assert rows[0]["value"] == pytest.approx(predicted["scores"]["accuracy"])  # scored again on mine.jsonl, not its own rows
     assert all(r["metric"] == "accuracy" for r in rows)
+
+
+def test_cost_per_request_and_the_break_even(tmp_path):
+    from adaptkit.methods.bakeoff import break_even, metric_names, row
+
+    texts = tmp_path / "eval.jsonl"
+    texts.write_text("".join(json.dumps({"text": "x" * 100, "label": "a"}) + "\n" for _ in range(4)))  # ~25 tokens each
+    few_shot = row("icl", {"method": "in_context_learning", "task": "sequence_classification",
+                           "eval": {"accuracy": 0.8, "prompt_tokens": 500}}, {"backend": {"max_new_tokens": 8}}, 0.5)
+    assert few_shot["usd_per_1k_requests"] == pytest.approx(1000 * (500 * 0.5 + 8 * 2.0) / 1e6)  # output at 4x the input price
+    assert few_shot["training_usd"] == 0.0
+    adapter = row("lora", {"method": "lora_adapters", "task": "sequence_classification", "eval": {"accuracy": 0.9},
+                           "train": {"runtime_s": 3600, "trainable_params": 1000}}, {"data": {"eval": str(texts)}}, 0.5)
+    assert adapter["usd_per_1k_requests"] == pytest.approx(1000 * 25 * 0.5 / 1e6) and adapter["output_tokens"] == 0
+    assert adapter["training_usd"] == 1.0  # an hour at $1
+    line = break_even([few_shot, adapter], horizon_days=30)
+    saving = (few_shot["usd_per_1k_requests"] - adapter["usd_per_1k_requests"]) / 1000
+    assert f"~{1.0 / (30 * saving):,.0f} requests a day" in line and line.startswith("lora costs less than icl")
+    assert break_even([adapter]) is None
+    assert "rougeL" in metric_names()  # a scored causal run ranks by its scorer's primary metric

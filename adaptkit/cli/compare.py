@@ -129,16 +129,22 @@ def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool = False) -
 @click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), help="One held-out file for every recipe (data.eval).")
 @click.option("--target", help="METRIC=VALUE: the cheapest recipe reaching it wins (e.g. accuracy=0.9).")
 @click.option("--margin", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Within this of the best counts as good enough.")
-@click.option("--usd-per-1m-input", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Token price for the cost per 1,000 requests.")
+@click.option("--usd-per-1m-input", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Input token price for the cost per 1,000 requests.")
+@click.option("--usd-per-1m-output", type=click.FloatRange(min=0), help="Output token price (default: 4x the input price).")
+@click.option("--gpu-hour-usd", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="What an hour of training costs: a trained method's one-time cost, for the break-even.")
+@click.option("--horizon-days", type=click.FloatRange(min=1), default=30, show_default=True,
+              help="Days over which training is paid off in the break-even line.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
 @click.option("--allow-code", is_flag=True, help="Let the recipes import the Python code they name (see adaptkit run --allow-code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, allow_code, as_json):
+def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd, horizon_days, output_dir,
+            allow_code, as_json):
     """Run RECIPES (built-in names, files, or finished run folders) on the same held-out data and recommend one.
 
       adaptkit compare prompt_engineering icl lora_cls --eval-data examples/data/support_tickets_test.jsonl
     """
-    from adaptkit.methods.bakeoff import metric_names, row, winner
+    from adaptkit.methods.bakeoff import break_even, metric_names, row, winner
 
     wanted = None
     if target:
@@ -168,11 +174,15 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, al
         if error:
             rows.append({"recipe": ref, "error": error})
             continue
-        rows.append(row(ref, metrics, recipe or {}, usd_per_1m_input))
+        rows.append(row(ref, metrics, recipe or {}, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd))
     scored = [r for r in rows if r.get("value") is not None]
     verdict = winner(rows, margin, wanted)
     root.mkdir(parents=True, exist_ok=True)
-    report = {"rows": rows, "recommendation": verdict}
+    output_price = usd_per_1m_output if usd_per_1m_output is not None else 4 * usd_per_1m_input
+    assumed = (f"cost per 1,000 requests: prompt and output tokens (about 4 characters a token where no tokenizer counted) at "
+               f"${usd_per_1m_input:g} / ${output_price:g} per 1M (self-served tokens priced the same); training at "
+               f"${gpu_hour_usd:g} an hour of the run's training time")
+    report = {"rows": rows, "recommendation": verdict, "break_even": break_even(rows, horizon_days), "assumed": assumed}
     write_atomic(root / "compare.json", json.dumps(report, indent=2) + "\n")
     _chart(scored, root / "compare.png")
     if as_json:
@@ -190,6 +200,9 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, output_dir, al
         click.echo(f"{r['recipe']:24} {r['method']:22} {r['metric']:14} {value:>8} {r['trainable_params']:>12,} "
                    f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
     click.echo(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
+    if report["break_even"]:
+        click.echo(f"break-even: {report['break_even']}")
+    click.echo(f"assumed: {assumed}")
     click.echo(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")
     _fail_if_none_ran(rows)
 

@@ -13,9 +13,12 @@ def metric_names() -> tuple[str, ...]:
     """What a target may name: every metric some method is ranked by."""
     from adaptkit.methods.registry import registry
 
+    from adaptkit.methods.scorers import SCORERS
+
     names: list[str] = []
     for definition in registry().values():
         names.extend(name for name in definition.metrics if name not in names)
+    names.extend(s.primary for s in SCORERS.values() if s.primary not in names)  # what a scored run ranks by
     return tuple(names)
 
 
@@ -41,16 +44,54 @@ def tokens_per_request(metrics: dict, recipe: dict) -> float | None:
     return None
 
 
-def row(ref: str, metrics: dict, recipe: dict, usd_per_1m_input: float) -> dict:
-    """One line of the bake-off table."""
+def output_tokens(metrics: dict, recipe: dict) -> int:
+    """Tokens a request generates once deployed: a prompting method's max_new_tokens, a causal LM's, none for a classifier."""
+    from adaptkit.methods.registry import registry
+
+    definition = registry().get(metrics.get("method"))
+    if definition is not None and not definition.trains:
+        return int((recipe.get("backend") or {}).get("max_new_tokens", 64))
+    if metrics.get("task") == "causal_lm":
+        return int((recipe.get("training") or {}).get("max_new_tokens", 64))
+    return 0
+
+
+def row(ref: str, metrics: dict, recipe: dict, usd_per_1m_input: float, usd_per_1m_output: float | None = None,
+        gpu_hour_usd: float = 1.0) -> dict:
+    """One line of the bake-off table: the metric, the serving cost per 1,000 requests from the tokens in and out at the
+    given prices, and a trained method's one-time cost from its training time at `gpu_hour_usd`."""
     metric, value = primary(metrics)
     train = metrics.get("train") or {}
     parts = [part for part in train.values() if isinstance(part, dict)]  # a staged method: the last stage trains the model used
     train = parts[-1] if parts else train
     tokens = tokens_per_request(metrics, recipe)
+    out = output_tokens(metrics, recipe)
+    output_price = usd_per_1m_output if usd_per_1m_output is not None else 4 * usd_per_1m_input
+    cost = None if tokens is None else 1000 * (tokens * usd_per_1m_input + out * output_price) / 1e6
+    seconds = train.get("runtime_s", 0.0)
     return {"recipe": ref, "method": metrics.get("method"), "metric": metric, "value": value,
-            "trainable_params": train.get("trainable_params", 0), "training_s": train.get("runtime_s", 0.0),
-            "tokens_per_request": tokens, "usd_per_1k_requests": None if tokens is None else tokens * 1000 * usd_per_1m_input / 1e6}
+            "trainable_params": train.get("trainable_params", 0), "training_s": seconds,
+            "tokens_per_request": tokens, "output_tokens": out, "usd_per_1k_requests": cost,
+            "training_usd": round(seconds / 3600 * gpu_hour_usd, 4) if train.get("trainable_params") else 0.0}
+
+
+def break_even(rows: list[dict], horizon_days: float = 30.0) -> str | None:
+    """The daily volume above which a trained row costs less than a prompting row with a longer prompt, its training
+    paid off over `horizon_days`."""
+    priced = [r for r in rows if r.get("usd_per_1k_requests") is not None and r.get("value") is not None]
+    trained = [r for r in priced if r["trainable_params"]]
+    prompted = [r for r in priced if not r["trainable_params"]]
+    lines = []
+    for t in trained:
+        for p in prompted:
+            saving = (p["usd_per_1k_requests"] - t["usd_per_1k_requests"]) / 1000  # per request
+            if saving <= 0:
+                continue
+            volume = t["training_usd"] / (horizon_days * saving)
+            lines.append(f"{t['recipe']} costs less than {p['recipe']} above ~{max(volume, 1):,.0f} requests a day "
+                         f"(${t['training_usd']:.2f} of training paid off over {horizon_days:g} days; "
+                         f"${saving * 1000:.4f} saved per 1,000 requests)")
+    return "; ".join(lines) or None
 
 
 def winner(rows: list[dict], margin: float, target: tuple[str, float] | None) -> str | None:
