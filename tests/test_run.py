@@ -278,10 +278,9 @@ def test_prompts_longer_than_max_length_are_one_clear_line(invoke, tmp_path, tin
     assert not out.exists()
 
 
-def test_the_base_models_scores_are_computed_once_per_model_and_rows(tiny_causal_lm, tmp_path, monkeypatch):
+def test_the_base_models_answers_are_generated_once_per_model_and_rows(tiny_causal_lm, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from adaptkit.methods.scorers import SCORERS
     from adaptkit.recipe.load import load_recipe
     from adaptkit.runners import predict
 
@@ -292,8 +291,8 @@ def test_the_base_models_scores_are_computed_once_per_model_and_rows(tiny_causal
     calls = []
     real = predict._generate
     monkeypatch.setattr(predict, "_generate", lambda *a, **k: calls.append(1) or real(*a, **k))
-    first = predict._base_scores(recipe, model, tokenizer, run, rows, ["It ships today."] * 3, SCORERS["generation"])
-    again = predict._base_scores(recipe, model, tokenizer, run, rows, ["It ships today."] * 3, SCORERS["generation"])
-    assert first == again and len(calls) == 1 and set(first) == {"exact_match", "token_f1", "rougeL", "chrf"}
-    other = predict._base_scores(recipe, model, tokenizer, run, rows[:2], ["It ships today."] * 2, SCORERS["generation"])
-    assert len(calls) == 2 and set(other) == set(first)  # other rows: scored anew
+    first = predict._base_answers(recipe, model, tokenizer, run, rows)
+    again = predict._base_answers(recipe, model, tokenizer, run, rows)
+    assert first == again and len(calls) == 1 and len(first) == 3 and all(isinstance(a, str) for a in first)
+    other = predict._base_answers(recipe, model, tokenizer, run, rows[:2])
+    assert len(calls) == 2 and other == first[:2]  # other rows: generated anew (greedy: the same answers)

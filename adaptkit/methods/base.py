@@ -38,7 +38,9 @@ def fill(template: str, **values) -> str:
 
 def placeholders(*names: str):
     """A field validator: a template may use only these placeholders."""
-    def check(cls, value: str) -> str:
+    def check(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(value) if m.group(1) and m.group(1) not in names})
         if unknown:
             raise ValueError(f"unknown placeholder {{{unknown[0]}}} (this template knows {', '.join('{' + n + '}' for n in names)}; "
@@ -182,6 +184,30 @@ class BackendBlock(Strict):
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
 
 
+BUILT_IN_SCORERS = ("classification", "extraction", "generation", "code", "chat")  # adaptkit.methods.scorers
+
+
+class ScoringBlock(Strict):
+    scorer: Optional[str] = input_path(
+        "how answers are scored, the same for every method on this task: classification, extraction, generation, code, chat, "
+        "or module:function / path/to/file.py:function (predictions, references, **options) -> dict of metrics (needs "
+        "--allow-code). Default: classification for sequence_classification, generation otherwise", "code", default=None)
+    primary: Optional[str] = Field(None, description="the metric a bake-off ranks by (default: the scorer's own; a function's "
+                                                     "first metric)")
+    schema_file: Optional[str] = input_path("extraction: a JSON schema file the parsed answers are validated against "
+                                            "(schema_valid)", "file", default=None)
+    rubric: Optional[str] = Field(None, description="chat: score each answer alone against this rubric (1-10) instead of the "
+                                                    "pairwise judgement against the base")
+    timeout_s: float = Field(10.0, gt=0, le=600, description="code: seconds each answer's test may run before it is killed")
+
+    @field_validator("scorer")
+    @classmethod
+    def _known(cls, value):
+        if value is not None and value not in BUILT_IN_SCORERS and ":" not in value:
+            raise ValueError(f"unknown scorer {value!r}: one of {', '.join(BUILT_IN_SCORERS)}, or module:function")
+        return value
+
+
 class RecipeBase(Strict):
     """What every recipe has; each method's variant adds its own blocks and checks. Exactly what `adaptkit run` does is written here."""
 
@@ -189,15 +215,16 @@ class RecipeBase(Strict):
     task: Literal[TASKS] = Field(description="what the model learns or is asked to do")  # type: ignore[valid-type]
     model: str = input_path("hub id or local path (sentence-transformers/all-MiniLM-L6-v2 resolves to the embedded copy offline)", "model")
     trust_remote_code: bool = Field(False, description="run code shipped with the model (only for models you trust)")
-    allow_code: bool = Field(False, description="allow this recipe to import the Python code it names (tools.custom, prompts.scorer); "
+    allow_code: bool = Field(False, description="allow this recipe to import the Python code it names (tools.custom, prompts.scorer, scoring.scorer); "
                                                 "the same as adaptkit run --allow-code")
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     backend: BackendBlock = Field(default_factory=BackendBlock, description="training-free methods: where prompts go")
+    scoring: ScoringBlock = Field(default_factory=ScoringBlock, description="how every method's answers on this task are scored")
     output_dir: str = input_path("where the model, metrics, model card, log and loss curve go (relative to the working folder)", "output")
 
     COMMON: ClassVar[tuple[str, ...]] = ("method", "task", "model", "trust_remote_code", "allow_code", "data", "training", "backend",
-                                         "output_dir")
+                                         "scoring", "output_dir")
     REQUIRED: ClassVar[tuple[str, ...]] = ()  # the method's blocks a recipe must give
 
     @field_validator("model", "output_dir")
@@ -220,6 +247,10 @@ class RecipeBase(Strict):
             raise ValueError(f"`data.train` is required for `method: {self.method}`")
         if definition.needs_eval and not self.data.eval:
             raise ValueError(f"`method: {self.method}` needs `data.eval`: {definition.needs_eval}")
+        scorer = self.scoring.scorer
+        if self.task == "sequence_classification" and scorer in BUILT_IN_SCORERS and scorer != "classification":
+            raise ValueError(f"`scoring.scorer: {scorer}` scores generated text; a classification recipe's answers are labels "
+                             "(classification, or a module:function of your own)")
         t = self.training
         if t.packing and not (definition.objective == "sft" and self.task == "causal_lm"):
             raise ValueError("`training.packing` packs causal-LM SFT examples; this recipe trains something else: remove it")

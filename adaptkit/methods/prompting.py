@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, field_validator
 
@@ -31,14 +31,29 @@ class ICLBlock(Strict):
     shots: list[int] = Field([0, 1, 2, 4, 8], min_length=1, description="numbers of demonstrations to compare")
     selection: Literal["random", "balanced", "similar"] = Field("similar", description="how demonstrations are picked from data.train")
     embedding_model: str = input_path("for selection: similar (the embedded MiniLM offline)", "model", default=EMBEDDED)
-    instruction: str = Field("Sort each item into one of: {labels}.", description="the opening line; {labels} is the label set")
-    example_template: str = Field("Input: {text}\nLabel: {label}", description="one demonstration")
-    query_template: str = Field("Input: {text}\nLabel:", description="the item to label")
+    instruction: Optional[str] = Field(None, description="the opening line; {labels} is the label set (default: 'Sort each item "
+                                                         "into one of: {labels}.'; a causal LM: 'Answer each request the way the "
+                                                         "examples do.')")
+    example_template: Optional[str] = Field(None, description="one demonstration: {text} the input (prompt), {label} its label "
+                                                              "(response); default 'Input: {text}\\nLabel: {label}', a causal LM "
+                                                              "'Request: {text}\\nAnswer: {label}'")
+    query_template: Optional[str] = Field(None, description="the item to answer; default 'Input: {text}\\nLabel:', a causal LM "
+                                                            "'Request: {text}\\nAnswer:'")
     max_prompt_tokens: Optional[int] = Field(None, ge=16, description="token budget; k shrinks to fit (default: the model's context)")
 
     _check_instruction = field_validator("instruction")(placeholders("labels"))
     _check_example = field_validator("example_template")(placeholders("text", "label"))
     _check_query = field_validator("query_template")(placeholders("text"))
+
+    DEFAULTS: ClassVar[dict] = {
+        "sequence_classification": ("Sort each item into one of: {labels}.", "Input: {text}\nLabel: {label}", "Input: {text}\nLabel:"),
+        "causal_lm": ("Answer each request the way the examples do.", "Request: {text}\nAnswer: {label}", "Request: {text}\nAnswer:"),
+    }
+
+    def templates(self, task: str) -> tuple[str, str, str]:
+        """(instruction, example, query): the recipe's, else the task's defaults."""
+        defaults = self.DEFAULTS[task]
+        return (self.instruction or defaults[0], self.example_template or defaults[1], self.query_template or defaults[2])
 
 
 class PromptEngineeringRecipe(RecipeBase):
@@ -53,6 +68,16 @@ class IclRecipe(RecipeBase):
     icl: Optional[ICLBlock] = Field(None, description="few-shot settings")
 
     REQUIRED = ("icl",)
+
+    def check(self) -> None:
+        if self.task == "causal_lm" and self.icl is not None:
+            if self.data.messages_column:
+                raise ValueError("in_context_learning on a causal LM reads prompt/response columns (demonstrations are written "
+                                 "into one prompt): remove data.messages_column")
+            if self.icl.selection == "balanced":
+                raise ValueError("`icl.selection: balanced` balances labels; a causal LM's data has none: use similar or random")
+            if self.icl.instruction and "{labels}" in self.icl.instruction:
+                raise ValueError("`icl.instruction` names {labels}; a causal LM's data has no label set: remove it")
 
 
 def _scorer_code(recipe: PromptEngineeringRecipe) -> list[str]:
@@ -70,13 +95,16 @@ def _emit_prompts(profile, context) -> dict:
                         "variants": [{"name": "plain", "template": "{text}"}, variant], "scorer": "exact" if classification else "contains"}}
 
 
-def _emit_icl(profile, context) -> dict | None:
-    """k-shot prompts are measured on classification only (label likelihoods); elsewhere ICL is advice, not a recipe."""
-    if profile.task != "classification":
-        return None
-    data = context.training_data("classification")["data"]
-    return {"task": "sequence_classification", "data": {"train": data["train"], "eval": data["eval"] or data["train"]},
-            "icl": {"shots": [0, 2, 4, 8], "selection": "similar"}}
+def _emit_icl(profile, context) -> dict:
+    """k-shot prompts on the user's data: label likelihoods for classification, generated answers scored by the task's
+    scorer otherwise."""
+    if profile.task == "classification":
+        data = context.training_data("classification")["data"]
+        return {"task": "sequence_classification", "data": {"train": data["train"], "eval": data["eval"] or data["train"]},
+                "icl": {"shots": [0, 2, 4, 8], "selection": "similar"}}
+    data = context.training_data("instructions")["data"]
+    return {"task": "causal_lm", "data": {"train": data["train"], "eval": data["eval"] or data["train"]},
+            "icl": {"shots": [0, 1, 2, 4], "selection": "similar"}, "backend": {"max_new_tokens": 128}}
 
 
 PROMPTING = dict(objective="serve", adapters=("none",), data="adaptkit.runners.data:prompt_rows",
@@ -84,7 +112,7 @@ PROMPTING = dict(objective="serve", adapters=("none",), data="adaptkit.runners.d
 register(MethodDef(id="prompt_engineering", recipe=PromptEngineeringRecipe, tasks=("sequence_classification", "causal_lm"),
                    runner="adaptkit.runners.prompting:run_prompt_engineering", metrics=("accuracy", "exact", "contains"),
                    needs_train=False, serve_tokens=2048, code=_scorer_code, emit=_emit_prompts, **PROMPTING))
-register(MethodDef(id="in_context_learning", recipe=IclRecipe, tasks=("sequence_classification",),
+register(MethodDef(id="in_context_learning", recipe=IclRecipe, tasks=("sequence_classification", "causal_lm"),
                    runner="adaptkit.runners.prompting:run_icl", metrics=("accuracy",),
                    needs_eval="the labeled dev set the k-shot prompts are scored on (data.train is the demonstration pool)",
                    prompt_parts=("shots",), serve_tokens=4096, emit=_emit_icl, **PROMPTING))

@@ -1,6 +1,6 @@
 """What a recipe may execute besides adaptkit's own code: nothing, unless the user allows it.
 
-A recipe can name Python functions (tools.custom, prompts.scorer). Importing one runs its module's code, so it
+A recipe can name Python functions (tools.custom, prompts.scorer, scoring.scorer). Importing one runs its module's code, so it
 needs the user's consent: `adaptkit run --allow-code`, or `allow_code: true` written in the recipe, which
 `--dry-run` and `recipes validate` report. `trust_remote_code: true` (the model's own code) is reported too.
 """
@@ -17,7 +17,9 @@ from adaptkit.recipe.schema import Recipe
 
 def code_refs(recipe: Recipe) -> list[str]:
     """The recipe settings that import Python code, as `setting `ref`` strings (the method's definition knows them)."""
-    return list(recipe.definition.code(recipe))
+    scorer = recipe.scoring.scorer
+    own = [f"scoring.scorer `{scorer}`"] if scorer and ":" in scorer else []
+    return list(recipe.definition.code(recipe)) + own
 
 
 def check_consent(recipe: Recipe, allowed: bool) -> None:

@@ -69,6 +69,9 @@ def _backend(p) -> tuple[dict, list[str]]:
             "api_key_env": p.api_key_env or "OPENAI_API_KEY", "cache_dir": "runs/cache", "max_new_tokens": 128}, notes
 
 
+TASK_SCORERS = {"extraction": "extraction", "code": "code", "chat": "chat"}  # the profile's task -> scoring.scorer (else by task)
+
+
 def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     """The recipe a method's definition writes for this profile, and its notes; None where it writes none."""
     definition = registry().get(method)
@@ -79,6 +82,9 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if fields is None:
         return None
     recipe = {"method": method, **fields}
+    own_data = advice.profile.train_data or advice.profile.eval_data  # the demo data holds neither JSON nor tests
+    if recipe.get("task") == "causal_lm" and advice.profile.task in TASK_SCORERS and own_data:
+        recipe.setdefault("scoring", {"scorer": TASK_SCORERS[advice.profile.task]})  # every method on this task scores alike
     if not definition.trains or "vendor" in fields:  # served, or tuned, by an endpoint
         backend, notes = _backend(advice.profile)
         recipe.setdefault("model", advice.profile.model or advice.profile.api_model or DEFAULTS["instructions"]["model"])

@@ -175,8 +175,11 @@ class OpenAIBackend:
                 arguments = None
             calls.append({"name": function.get("name"), "arguments": arguments, "id": call.get("id") if isinstance(call, dict) else None})
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        return {"content": (message.get("content") or "").strip(), "tool_calls": calls,
-                "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")}
+        content = (message.get("content") or "").strip()
+        # a server that reports no usage: about four characters a token, so costs are never zero
+        prompt = usage.get("prompt_tokens") or self.count_tokens("".join(str(m.get("content") or "") for m in messages))
+        return {"content": content, "tool_calls": calls, "prompt_tokens": prompt,
+                "completion_tokens": usage.get("completion_tokens") if usage.get("completion_tokens") is not None else self.count_tokens(content)}
 
     def map(self, function, items: list) -> list:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:

@@ -149,9 +149,10 @@ def _generate(model, tokenizer, run: Run, rows: list[dict], batch_size: int, max
 
 
 def score(run: Run, predicted: list[dict]) -> dict | None:
-    """The task's scorer (adaptkit.methods.scorers) where the rows hold the answers: classification for a classifier,
-    generation (exact match, token F1, ROUGE-L, chrF) for a causal LM."""
+    """The recipe's scorer (adaptkit.runners.scoring) where the rows hold the answers: classification for a classifier,
+    the task's scorer (generation by default: exact match, token F1, ROUGE-L, chrF) for a causal LM."""
     from adaptkit.methods.scorers import SCORERS
+    from adaptkit.runners.scoring import task_scorer
 
     d = run.recipe.data
     if run.recipe.task == CLASSIFIER:
@@ -160,11 +161,11 @@ def score(run: Run, predicted: list[dict]) -> dict | None:
         gold = [str(r[d.label_column]) for r in predicted]
         metrics = SCORERS["classification"].score([r["prediction"] for r in predicted], gold)
         unknown = sorted(set(gold) - set(run.labels))
-        return {**metrics, "rows": len(gold), **({"labels_not_trained": unknown} if unknown else {})}
+        return {**metrics, "primary_metric": "accuracy", "rows": len(gold), **({"labels_not_trained": unknown} if unknown else {})}
     answered = [(r["prediction"], ref) for r, ref in zip(predicted, _references(run, predicted)) if ref is not None]
     if not answered:
         return None
-    return {**SCORERS["generation"].score([p for p, _ in answered], [ref for _, ref in answered]), "rows": len(answered)}
+    return {**task_scorer(run.recipe)([p for p, _ in answered], [ref for _, ref in answered]), "rows": len(answered)}
 
 
 def _references(run: Run, rows: list[dict]) -> list[str | None]:
@@ -195,29 +196,57 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
 
 def generate_and_score(recipe: Recipe, model, tokenizer, rows: list[dict], out: Path) -> dict:
     """After training a causal LM: generate for the first `training.generate_eval` eval rows with the trained model (the
-    run's template, greedy, `training.max_new_tokens`), score them with the generation scorer, write samples.jsonl
-    (prompt, reference, prediction, per-row scores) and return the metrics for `eval` (with `primary_metric`)."""
-    from adaptkit.methods.scorers import SCORERS, token_f1
+    run's template, greedy, `training.max_new_tokens`), score them with the recipe's scorer, write samples.jsonl
+    (prompt, reference, prediction, per-row token F1) and return the metrics for `eval` (with `primary_metric`, the
+    unadapted model's `base` scores on the same rows and the `delta`)."""
+    import time
+
+    from adaptkit.methods.scorers import token_f1
+    from adaptkit.runners.scoring import delta, plain, task_scorer
 
     wanted = recipe.training.generate_eval
     run = Run(out, recipe, out, [])
     rows = [r for r, ref in zip(rows, _references(run, rows)) if ref is not None][:wanted]
     if not wanted or not rows:
         return {}
+    scorer = task_scorer(recipe)  # a user scorer that cannot import fails before the generation
     model.eval()
+    started = time.perf_counter()
     predicted = _generate(model, tokenizer, run, rows, batch_size=8, max_new_tokens=recipe.training.max_new_tokens,
                           progress=lambda done, total: None)
+    seconds = time.perf_counter() - started
     references = _references(run, predicted)
     prompts = prompts_of(run, rows, tokenizer)
-    scorer = SCORERS["generation"]
-    metrics = scorer.score([r["prediction"] for r in predicted], references)
-    base = _base_scores(recipe, model, tokenizer, run, rows, references, scorer)
+    answers = [r["prediction"] for r in predicted]
+    base_answers = _base_answers(recipe, model, tokenizer, run, rows)
+    if scorer.id == "chat" and not recipe.scoring.rubric:  # pairwise: the trained model's answers against the base's
+        metrics = scorer(answers, references, requests=prompts, baseline=base_answers)
+        base = {"win_rate": 0.5}  # the base against itself
+    else:
+        metrics = scorer(answers, references, requests=prompts)
+        base = plain(scorer(base_answers, references, requests=prompts))
     with open(out / "samples.jsonl", "w", encoding="utf-8") as handle:
-        for prompt, reference, row in zip(prompts, references, predicted):
-            handle.write(json.dumps({"prompt": prompt, "reference": reference, "prediction": row["prediction"],
-                                     "token_f1": round(token_f1(row["prediction"], reference), 4)}, ensure_ascii=False) + "\n")
-    return {**{k: round(v, 6) for k, v in metrics.items()}, "primary_metric": scorer.primary, "generated_rows": len(predicted),
-            "base": base, "delta": {k: round(metrics[k] - base[k], 6) for k in metrics if k in base}}
+        for prompt, reference, answer, before in zip(prompts, references, answers, base_answers):
+            handle.write(json.dumps({"prompt": prompt, "reference": reference, "prediction": answer, "base_prediction": before,
+                                     "token_f1": round(token_f1(answer, reference), 4)}, ensure_ascii=False) + "\n")
+    return {**metrics, "generated_rows": len(predicted), "base": base, "delta": delta(metrics, base),
+            "throughput": {"rows_per_second": round(len(predicted) / seconds, 4) if seconds > 0 else None,
+                           "device": str(model.device.type), "batch_size": 8, "what": "greedy generation after training"}}
+
+
+def base_on(run: Run, loaded, rows: list[dict], metrics: dict) -> dict:
+    """`base` and `delta` for a causal LM run scored on other rows: the unadapted model's answers to the rows that hold
+    a reference, scored by the same scorer."""
+    from adaptkit.runners.scoring import delta, plain, task_scorer
+
+    model, tokenizer = loaded
+    answered = [r for r, ref in zip(rows, _references(run, rows)) if ref is not None]
+    if not answered or metrics.get("primary_metric") == "win_rate":
+        return {}
+    scorer = task_scorer(run.recipe)
+    base = plain(scorer(_base_answers(run.recipe, model, tokenizer, run, answered), _references(run, answered),
+                        requests=prompts_of(run, answered, tokenizer)))
+    return {"base": base, "delta": delta(metrics, base)}
 
 
 def cache_dir() -> Path:
@@ -227,23 +256,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ADAPTKIT_CACHE_DIR") or Path.home() / ".cache" / "adaptkit").expanduser()
 
 
-def _base_scores(recipe: Recipe, model, tokenizer, run: Run, rows: list[dict], references: list, scorer) -> dict:
-    """The unadapted model's scores on the same rows with the same settings: once per model and rows (cached by the
-    hash of the model, the rows, the template and the settings), so every run on that data shows its delta."""
+def _base_answers(recipe: Recipe, model, tokenizer, run: Run, rows: list[dict]) -> list[str]:
+    """The unadapted model's answers to the same rows with the same settings: generated once per model and rows
+    (cached by the hash of the model, the prompts, the template and the settings), so every run on that data shows
+    its delta without generating them again."""
     import hashlib
 
     from adaptkit._files import write_atomic
 
-    key = hashlib.sha256(json.dumps({"model": recipe.model, "prompts": prompts_of(run, rows, tokenizer), "references": references,
+    key = hashlib.sha256(json.dumps({"model": recipe.model, "prompts": prompts_of(run, rows, tokenizer),
                                      "max_new_tokens": recipe.training.max_new_tokens, "max_length": recipe.training.max_length,
-                                     "template": getattr(tokenizer, "chat_template", None), "scorer": scorer.id},
+                                     "template": getattr(tokenizer, "chat_template", None)},
                                     sort_keys=True).encode()).hexdigest()
-    cached = cache_dir() / "base_scores" / f"{key}.json"
+    cached = cache_dir() / "base_answers" / f"{key}.json"
     if cached.is_file():
         try:
-            return json.loads(cached.read_text(encoding="utf-8"))
+            answers = json.loads(cached.read_text(encoding="utf-8"))
+            if isinstance(answers, list) and len(answers) == len(rows):
+                return answers
         except ValueError:
-            pass  # a damaged cache entry: score again
+            pass  # a damaged cache entry: generate again
     settings = dict(batch_size=8, max_new_tokens=recipe.training.max_new_tokens, progress=lambda done, total: None)
     if hasattr(model, "disable_adapter"):  # an adapter: the base is the same weights with it switched off
         with model.disable_adapter():
@@ -258,7 +290,7 @@ def _base_scores(recipe: Recipe, model, tokenizer, run: Run, rows: list[dict], r
         del base
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    scores = {k: round(v, 6) for k, v in scorer.score([r["prediction"] for r in predicted], references).items()}
+    answers = [r["prediction"] for r in predicted]
     cached.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(cached, json.dumps(scores) + "\n")
-    return scores
+    write_atomic(cached, json.dumps(answers) + "\n")
+    return answers

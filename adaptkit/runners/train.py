@@ -500,11 +500,34 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
                         **generate_and_score(recipe, trainer.model, tokenizer, splits.eval, out)}
     else:
         eval_metrics = {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
-                        "f1_macro": evaluation.get("eval_f1_macro")}
+                        "f1_macro": evaluation.get("eval_f1_macro"), **_majority_baseline(recipe, splits, evaluation)}
     metrics = {"method": recipe.method, "task": recipe.task, "train": train_metrics(trainer, result, runtime), "eval": eval_metrics}
     history = trainer.state.log_history
     files = write_training_files(recipe, metrics, history, splits.labels, out)
     return RunResult(metrics, history, artifacts=files)
+
+
+def _majority_baseline(recipe: Recipe, splits: Splits, evaluation: dict) -> dict:
+    """A classifier's base: the new head is untrained before training, so the unadapted model's best guess is the
+    training data's most common label for every row. Scored with the same scorer; plus the eval throughput."""
+    from collections import Counter
+
+    from adaptkit.methods.scorers import SCORERS
+    from adaptkit.runners.scoring import delta, plain
+
+    column = recipe.data.label_column
+    out = {"primary_metric": "accuracy"}
+    if evaluation.get("eval_samples_per_second"):
+        out["throughput"] = {"rows_per_second": evaluation["eval_samples_per_second"], "device": "cuda" if cuda_available() else "cpu",
+                             "batch_size": recipe.training.batch_size, "what": "the Trainer's evaluation pass"}
+    if not splits.eval or evaluation.get("eval_accuracy") is None:
+        return out
+    common = Counter(str(r[column]) for r in splits.train).most_common(1)[0][0]
+    gold = [str(r[column]) for r in splits.eval]
+    base = plain(SCORERS["classification"].score([common] * len(gold), gold))
+    scored = {"accuracy": evaluation["eval_accuracy"], "f1_macro": evaluation.get("eval_f1_macro")}
+    return {**out, "base": {**{k: round(v, 6) for k, v in base.items()}, "kind": f"majority class ({common})"},
+            "delta": delta({k: v for k, v in scored.items() if v is not None}, base)}
 
 
 def _main_thread() -> bool:
