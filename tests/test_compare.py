@@ -100,3 +100,139 @@ def test_cost_per_request_and_the_break_even(tmp_path):
     assert f"~{1.0 / (30 * saving):,.0f} requests a day" in line and line.startswith("lora costs less than icl")
     assert break_even([adapter]) is None
     assert "rougeL" in metric_names()  # a scored causal run ranks by its scorer's primary metric
+
+
+# ------------------------------------------------------------------------- bake-offs: one scorer per task, base deltas
+
+from tests.test_backends_rag import Scripted, server  # noqa: E402,F401  (the fixture)
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _run(invoke, *args):
+    result = invoke("run", *map(str, args), "--overwrite", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _route(body):
+    """A scripted model: routes a ticket by its words (the last one named in the request), like a decent prompt would."""
+    text = body["messages"][-1]["content"].lower().rpartition("ticket:")[2] or body["messages"][-1]["content"].lower()
+    for words, queue in ((("refund", "charge", "invoice", "billed"), "billing"), (("password", "sign", "log", "2fa"), "account_access"),
+                         (("deliver", "parcel", "courier", "track"), "shipping"), (("cancel", "end my"), "cancellation")):
+        if any(w in text for w in words):
+            return {"content": queue}
+    return {"content": "technical_issue"}
+
+
+def test_a_classification_bake_off_ranks_a_classifier_against_prompts_on_accuracy(invoke, tmp_path, server):  # noqa: F811
+    Scripted.script = [_route] * 5000
+    endpoint = ["backend.kind=openai", f"backend.base_url={server}", "backend.model=test", "backend.concurrency=1"]
+    pe = _run(invoke, "prompt_engineering", *endpoint, f"output_dir={tmp_path / 'pe'}")
+    icl = _run(invoke, "icl", *endpoint, "icl.shots=[0,2]", "icl.selection=random", f"output_dir={tmp_path / 'icl'}")
+    cls = _run(invoke, "lora_cls", "training.max_steps=2", f"output_dir={tmp_path / 'cls'}")
+    assert pe["eval"]["base"]["kind"].startswith("the bare input") and "accuracy" in pe["eval"]["delta"]
+    assert icl["eval"]["base"]["accuracy"] == icl["eval"]["accuracy_by_k"]["0"]  # k = 0 is the base
+    assert cls["eval"]["base"]["kind"].startswith("majority class")
+    assert cls["eval"]["delta"]["accuracy"] == pytest.approx(cls["eval"]["accuracy"] - cls["eval"]["base"]["accuracy"], abs=1e-6)
+    result = invoke("compare", tmp_path / "pe", tmp_path / "icl", tmp_path / "cls", "--output-dir", tmp_path / "c", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["metric"] for r in report["rows"]] == ["accuracy"] * 3 and all("base_value" in r for r in report["rows"])
+    best = max(report["rows"], key=lambda r: r["value"])
+    assert report["recommendation"] and "accuracy" in report["recommendation"] and best["value"] > 0.3
+    assert "cost_basis" in report["rows"][2] and "tokenizer" in report["rows"][2]["cost_basis"]  # counted, not guessed
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def generation_runs(tmp_path_factory, tiny_causal_lm):
+    """prompt_engineering, icl and lora_sft on the same generation rows, on the tiny causal LM."""
+    from click.testing import CliRunner
+
+    from adaptkit.cli import cli
+
+    root = tmp_path_factory.mktemp("gen")
+    rows = [json.loads(line) for line in (ROOT / "examples" / "data" / "instructions_train.jsonl").read_text().splitlines()]
+    train, dev = _write(root / "train.jsonl", rows[:40]), _write(root / "dev.jsonl", rows[40:46])
+    _write(root / "other.jsonl", rows[50:54])
+    common = [f"model={tiny_causal_lm}", f"data.eval={dev}"]
+    runs = {
+        "pe": ["prompt_engineering", "task=causal_lm", "backend.max_new_tokens=6", "prompts.scorer=contains"],
+        "icl": ["icl", "task=causal_lm", f"data.train={train}", "icl.shots=[0,1]", "icl.selection=random", "icl.instruction=null",
+                "icl.example_template=null", "icl.query_template=null", "backend.max_new_tokens=6"],
+        "sft": ["lora_sft", f"data.train={train}", "training.max_steps=3", "training.batch_size=4", "training.max_new_tokens=6",
+                "training.generate_eval=6"],
+    }
+    out = {"root": root}
+    for name, args in runs.items():
+        result = CliRunner().invoke(cli, ["run", *args, *common, f"output_dir={root / name}", "--json"])
+        assert result.exit_code == 0, result.output
+        out[name] = json.loads(result.stdout)
+    return out
+
+
+def test_a_generation_bake_off_ranks_every_method_by_one_metric(invoke, generation_runs, tmp_path):
+    root = generation_runs["root"]
+    for name in ("pe", "icl", "sft"):
+        e = generation_runs[name]["eval"]
+        assert e["primary_metric"] == "rougeL" and {"exact_match", "token_f1", "chrf"} <= set(e) and "rougeL" in e["base"]
+    assert generation_runs["icl"]["eval"]["base"]["rougeL"] == generation_runs["icl"]["eval"]["rougeL_by_k"]["0"]
+    result = invoke("compare", root / "pe", root / "icl", root / "sft", "--output-dir", tmp_path / "c", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["metric"] for r in report["rows"]] == ["rougeL"] * 3 and all(r["value"] is not None for r in report["rows"])
+    assert "rougeL" in report["recommendation"]
+
+
+def test_a_causal_run_is_scored_again_on_other_data_or_refused(invoke, generation_runs, tmp_path):
+    root = generation_runs["root"]
+    other = root / "other.jsonl"
+    again = json.loads(invoke("compare", root / "sft", "--eval-data", other, "--output-dir", tmp_path / "c", "--json").stdout)
+    predicted = json.loads(invoke("predict", root / "sft", other, "-o", tmp_path / "p.jsonl", "--max-new-tokens", "6", "--json").stdout)
+    row = again["rows"][0]
+    assert row["metric"] == "rougeL" and row["value"] == pytest.approx(predicted["scores"]["rougeL"])
+    assert "base_value" in row  # the unadapted model on the new rows too
+    metrics = json.loads((root / "pe" / "metrics.json").read_text())
+    metrics["eval_data"] = {**metrics["eval_data"], "source": str(other), "sha256": "0" * 64}  # as if scored on other.jsonl
+    moved = tmp_path / "pe-other"
+    import shutil
+
+    shutil.copytree(root / "pe", moved)
+    (moved / "metrics.json").write_text(json.dumps(metrics))
+    refused = invoke("compare", root / "sft", moved, "--output-dir", tmp_path / "r")
+    assert refused.exit_code == 2 and "scored on different data" in refused.stderr
+
+
+def test_a_recipe_names_its_scorer_and_a_users_scorer_needs_consent(invoke, generation_runs, tmp_path, tiny_causal_lm):
+    scorer = tmp_path / "mine.py"
+    scorer.write_text("def score(predictions, references, **options):\n"
+                      "    return {'length_ok': sum(len(p) < 400 for p in predictions) / len(predictions), 'n': len(predictions)}\n")
+    dev = generation_runs["root"] / "dev.jsonl"
+    args = ["prompt_engineering", f"model={tiny_causal_lm}", "task=causal_lm", f"data.eval={dev}", "backend.max_new_tokens=4",
+            f"scoring.scorer={scorer}:score", f"output_dir={tmp_path / 'mine'}"]
+    refused = invoke("run", *args)
+    assert refused.exit_code == 2 and "scoring.scorer" in refused.stderr and "--allow-code" in refused.stderr
+    e = _run(invoke, *args, "--allow-code")["eval"]
+    assert e["primary_metric"] == "length_ok" and e["length_ok"] == 1.0 and e["base"]["length_ok"] == 1.0
+    wrong = invoke("run", *args, "scoring.primary=missing", "--allow-code", "--overwrite")
+    assert wrong.exit_code == 2 and "scoring.primary `missing`" in wrong.stderr
+    bad = invoke("run", "lora_cls", "scoring.scorer=generation", "--dry-run")
+    assert bad.exit_code == 2 and "a classification recipe's answers are labels" in bad.stderr
+
+
+def test_an_extraction_recipe_is_scored_against_its_schema(invoke, tmp_path, server):  # noqa: F811
+    Scripted.script = [lambda body: {"content": '{"order": "A-1", "items": 2}'}] * 100
+    rows = [{"prompt": "Order A-1, two items", "response": '{"order": "A-1", "items": 2}'},
+            {"prompt": "Order B-7, one item", "response": '{"order": "B-7", "items": 1}'}]
+    dev = _write(tmp_path / "dev.jsonl", rows)
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["order", "items"], "properties": {"items": {"type": "string"}}}))
+    e = _run(invoke, "prompt_engineering", "task=causal_lm", f"data.eval={dev}", "backend.kind=openai", f"backend.base_url={server}",
+             "backend.model=test", "scoring.scorer=extraction", f"scoring.schema_file={schema}", f"output_dir={tmp_path / 'x'}")["eval"]
+    assert e["primary_metric"] == "field_f1" and e["json_valid"] == 1.0 and e["exact_match"] == 0.5
+    assert e["schema_valid"] == 0.0  # items is a number, the schema wants a string

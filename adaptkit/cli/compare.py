@@ -31,9 +31,9 @@ def _finished(folder: Path) -> tuple[dict | None, dict | None, str | None]:
 
 
 def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool) -> tuple[dict | None, dict | None, str | None]:
-    """A finished run scored again on `eval_data`: a trained classifier loaded from its folder and run with predict;
-    a method that trains nothing run again from its recipe.yaml; a causal LM run refused (its eval loss is not
-    recomputed outside training)."""
+    """A finished run scored again on `eval_data`: a trained model or adapter loaded from its folder and run with
+    predict (a classifier's labels, a causal LM's greedy answers scored by the recipe's scorer); a method that trains
+    nothing run again from its recipe.yaml."""
     metrics, recipe, error = _finished(folder)
     if error:
         return None, None, error
@@ -42,19 +42,40 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool) -> tuple
     definition = registry().get(metrics.get("method"))
     if definition is not None and not definition.trains:
         return _run(str(folder / "recipe.yaml"), out, eval_data, allow_code)
-    if metrics.get("task") != "sequence_classification":
-        return None, None, (f"{folder}: a {metrics.get('task')} run is scored by its eval loss, which is not recomputed outside "
-                            "training: compare it on the data it was scored on (no --eval-data), or compare its recipe")
+    from adaptkit.recipe.consent import check_consent
     from adaptkit.runners.data import eval_identity, read_rows
-    from adaptkit.runners.predict import open_run, predict
+    from adaptkit.runners.predict import base_on, load_model, open_run, predict
 
     run = open_run(str(folder))
-    predicted, scores = predict(run, read_rows(eval_data, "test", "--eval-data"))
+    check_consent(run.recipe, allow_code or run.recipe.allow_code)  # its scorer may be the user's code
+    classifier = run.recipe.task == "sequence_classification"
+    rows = read_rows(eval_data, "test", "--eval-data")
+    loaded = load_model(run)
+    predicted, scores = predict(run, rows, max_new_tokens=run.recipe.training.max_new_tokens, loaded=loaded)
     if scores is None:
-        return None, None, f"--eval-data {eval_data}: no `{run.recipe.data.label_column}` column to score {folder} with"
+        wanted = run.recipe.data.label_column if classifier else (run.recipe.data.messages_column or run.recipe.data.response_column)
+        return None, None, f"--eval-data {eval_data}: no `{wanted}` column to score {folder} with"
     rescored = run.recipe.model_copy(update={"data": run.recipe.data.model_copy(update={"eval": eval_data, "max_rows": None})})
-    eval_metrics = {k: v for k, v in scores.items() if k in ("accuracy", "f1_macro")}
+    keep = ("accuracy", "f1_macro", "primary_metric") if classifier else tuple(k for k in scores if k not in ("rows", "judge_prompt"))
+    eval_metrics = {k: v for k, v in scores.items() if k in keep}
+    if not classifier:
+        eval_metrics.update(base_on(run, loaded, rows, eval_metrics))
+    recipe = {**recipe, "data": {**(recipe.get("data") or {}), "eval": eval_data}}  # its tokens a request: the new rows'
     return {**metrics, "eval": eval_metrics, "eval_data": eval_identity(rescored), "rescored": True}, recipe, None
+
+
+def _counter(folder: Path):
+    """Token counts with the run's own tokenizer (its tokenizer.json, read without torch), or None."""
+    for candidate in (folder / "tokenizer.json", folder / "policy" / "tokenizer.json"):
+        if candidate.is_file():
+            try:
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(str(candidate))
+            except Exception:  # an unreadable tokenizer: fall back to characters
+                return None
+            return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+    return None
 
 
 UNREADABLE = object()  # a run folder that fails in its own row
@@ -133,13 +154,17 @@ def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool = False) -
 @click.option("--usd-per-1m-output", type=click.FloatRange(min=0), help="Output token price (default: 4x the input price).")
 @click.option("--gpu-hour-usd", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="What an hour of training costs: a trained method's one-time cost, for the break-even.")
+@click.option("--requests-per-second", type=click.FloatRange(min=0, min_open=True),
+              help="What one GPU serves with a trained model (measure it with `adaptkit serve` and your load): a trained "
+                   "method's cost per 1,000 requests becomes --gpu-hour-usd over it. Default: a GPU throughput the run "
+                   "measured, else its tokens at the token prices.")
 @click.option("--horizon-days", type=click.FloatRange(min=1), default=30, show_default=True,
               help="Days over which training is paid off in the break-even line.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
 @click.option("--allow-code", is_flag=True, help="Let the recipes import the Python code they name (see adaptkit run --allow-code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd, horizon_days, output_dir,
-            allow_code, as_json):
+def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd, requests_per_second,
+            horizon_days, output_dir, allow_code, as_json):
     """Run RECIPES (built-in names, files, or finished run folders) on the same held-out data and recommend one.
 
       adaptkit compare prompt_engineering icl lora_cls --eval-data examples/data/support_tickets_test.jsonl
@@ -174,14 +199,15 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
         if error:
             rows.append({"recipe": ref, "error": error})
             continue
-        rows.append(row(ref, metrics, recipe or {}, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd))
+        folder = Path(ref) if Path(ref).is_dir() else out
+        rows.append(row(ref, metrics, recipe or {}, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd, requests_per_second,
+                        _counter(folder)))
     scored = [r for r in rows if r.get("value") is not None]
     verdict = winner(rows, margin, wanted)
     root.mkdir(parents=True, exist_ok=True)
     output_price = usd_per_1m_output if usd_per_1m_output is not None else 4 * usd_per_1m_input
-    assumed = (f"cost per 1,000 requests: prompt and output tokens (about 4 characters a token where no tokenizer counted) at "
-               f"${usd_per_1m_input:g} / ${output_price:g} per 1M (self-served tokens priced the same); training at "
-               f"${gpu_hour_usd:g} an hour of the run's training time")
+    assumed = (f"input ${usd_per_1m_input:g} and output ${output_price:g} per 1M tokens; a GPU hour ${gpu_hour_usd:g} (training, "
+               f"and serving where a throughput is known); each row's cost basis is in compare.json")
     report = {"rows": rows, "recommendation": verdict, "break_even": break_even(rows, horizon_days), "assumed": assumed}
     write_atomic(root / "compare.json", json.dumps(report, indent=2) + "\n")
     _chart(scored, root / "compare.png")
@@ -189,7 +215,8 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
         click.echo(json.dumps(report, indent=2))
         _fail_if_none_ran(rows)
         return
-    click.echo(f"{'recipe':24} {'method':22} {'metric':14} {'value':>8} {'trainable':>12} {'train s':>8} {'tokens/req':>10} {'$/1k req':>9}")
+    click.echo(f"{'recipe':24} {'method':20} {'metric':10} {'value':>7} {'base':>7} {'delta':>7} {'trainable':>10} {'train s':>8} "
+               f"{'tokens/req':>10} {'$/1k req':>9}")
     for r in rows:
         if "error" in r:
             click.echo(f"{r['recipe']:24} failed: {r['error']}")
@@ -197,8 +224,16 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
         tokens = "-" if r["tokens_per_request"] is None else f"{r['tokens_per_request']:.0f}"
         cost = "-" if r["usd_per_1k_requests"] is None else f"{r['usd_per_1k_requests']:.4f}"
         value = "-" if r["value"] is None else f"{r['value']:.4f}"
-        click.echo(f"{r['recipe']:24} {r['method']:22} {r['metric']:14} {value:>8} {r['trainable_params']:>12,} "
+        base = f"{r['base_value']:.4f}" if "base_value" in r else "-"
+        change = f"{r['value'] - r['base_value']:+.4f}" if "base_value" in r and r["value"] is not None else "-"
+        click.echo(f"{r['recipe']:24} {r['method']:20} {r['metric']:10} {value:>7} {base:>7} {change:>7} {r['trainable_params']:>10,} "
                    f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
+    bases = sorted({f"{r['method']}: {r['base_kind']}" for r in rows if r.get("base_kind")})
+    if bases:
+        click.echo("base: " + "; ".join(bases))
+    for r in rows:
+        if r.get("cost_basis"):
+            click.echo(f"cost of {r['recipe']}: {r['cost_basis']}")
     click.echo(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
     if report["break_even"]:
         click.echo(f"break-even: {report['break_even']}")

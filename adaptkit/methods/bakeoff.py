@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 from adaptkit.methods.catalogue import methods
 
@@ -30,24 +31,31 @@ def primary(metrics: dict) -> tuple[str, float | None]:
     return definition.primary(metrics) if definition else ("none", None)
 
 
-def tokens_per_request(metrics: dict, recipe: dict) -> float | None:
-    """Prompt tokens a request sends once deployed: what a prompting run measured, else the bare input of a trained model."""
+def tokens_per_request(metrics: dict, recipe: dict, count: Callable[[str], int] | None = None) -> tuple[float | None, str]:
+    """Prompt tokens a request sends once deployed, and how they were counted: what a prompting run measured, else the
+    bare input of a trained model, counted with its tokenizer (`count`) or at about four characters a token."""
     e = metrics.get("eval", {})
     if isinstance(e.get("prompt_tokens"), (int, float)):
-        return e["prompt_tokens"]
+        return e["prompt_tokens"], "counted by the backend"
     data = recipe.get("data", {})
     source = data.get("eval") or data.get("train")
-    column = data.get("text_column", "text")
+    column = data.get("text_column", "text") if metrics.get("task") == "sequence_classification" else data.get("prompt_column", "prompt")
     if source and Path(source).is_file() and source.endswith(".jsonl"):
-        texts = [json.loads(line).get(column, "") for line in Path(source).read_text(encoding="utf-8").splitlines() if line.strip()]
-        return sum(len(str(t)) for t in texts) / max(1, len(texts)) / 4  # about four characters a token
-    return None
+        rows = [json.loads(line) for line in Path(source).read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [str(r.get(column, "")) for r in rows if isinstance(r, dict)]
+        if count is not None:
+            return sum(count(t) for t in texts) / max(1, len(texts)), "the run's tokenizer"
+        return sum(len(t) for t in texts) / max(1, len(texts)) / 4, "about 4 characters a token"
+    return None, "unknown"
 
 
-def output_tokens(metrics: dict, recipe: dict) -> int:
+def output_tokens(metrics: dict, recipe: dict) -> float:
     """Tokens a request generates once deployed: a prompting method's max_new_tokens, a causal LM's, none for a classifier."""
     from adaptkit.methods.registry import registry
 
+    measured = (metrics.get("eval") or {}).get("output_tokens")
+    if isinstance(measured, (int, float)) and not isinstance(measured, bool):
+        return measured  # what the run's answers took on average
     definition = registry().get(metrics.get("method"))
     if definition is not None and not definition.trains:
         return int((recipe.get("backend") or {}).get("max_new_tokens", 64))
@@ -57,22 +65,46 @@ def output_tokens(metrics: dict, recipe: dict) -> int:
 
 
 def row(ref: str, metrics: dict, recipe: dict, usd_per_1m_input: float, usd_per_1m_output: float | None = None,
-        gpu_hour_usd: float = 1.0) -> dict:
-    """One line of the bake-off table: the metric, the serving cost per 1,000 requests from the tokens in and out at the
-    given prices, and a trained method's one-time cost from its training time at `gpu_hour_usd`."""
+        gpu_hour_usd: float = 1.0, requests_per_second: float | None = None, count: Callable[[str], int] | None = None) -> dict:
+    """One line of the bake-off table: the metric, the serving cost per 1,000 requests, and a trained method's one-time
+    cost from its training time at `gpu_hour_usd`. A prompting method pays for its tokens in and out at the given
+    prices; a trained one is self-hosted: a GPU hour divided by the requests it serves in that hour (stated, or
+    measured on a GPU by the run), else its tokens at the same prices. `cost_basis` says which."""
     metric, value = primary(metrics)
     train = metrics.get("train") or {}
     parts = [part for part in train.values() if isinstance(part, dict)]  # a staged method: the last stage trains the model used
     train = parts[-1] if parts else train
-    tokens = tokens_per_request(metrics, recipe)
+    tokens, counted = tokens_per_request(metrics, recipe, count)
     out = output_tokens(metrics, recipe)
     output_price = usd_per_1m_output if usd_per_1m_output is not None else 4 * usd_per_1m_input
     cost = None if tokens is None else 1000 * (tokens * usd_per_1m_input + out * output_price) / 1e6
+    basis = f"tokens ({counted}) at ${usd_per_1m_input:g} / ${output_price:g} per 1M in / out"
     seconds = train.get("runtime_s", 0.0)
+    trained = bool(train.get("trainable_params"))
+    if trained:
+        measured = (metrics.get("eval") or {}).get("throughput") or {}
+        rate, where = requests_per_second, "stated"
+        if rate is None and measured.get("device") == "cuda" and measured.get("rows_per_second"):
+            rate, where = measured["rows_per_second"], f"measured on the GPU ({measured.get('what', 'eval')})"
+        if rate:
+            cost = 1000 * gpu_hour_usd / (3600 * rate)
+            basis = f"self-hosted: ${gpu_hour_usd:g} a GPU hour at {rate:g} requests/s ({where})"
+        elif measured.get("rows_per_second"):
+            basis += f"; its {measured['device']} throughput ({measured['rows_per_second']:g} rows/s) is no GPU figure: pass --requests-per-second"
     return {"recipe": ref, "method": metrics.get("method"), "metric": metric, "value": value,
             "trainable_params": train.get("trainable_params", 0), "training_s": seconds,
-            "tokens_per_request": tokens, "output_tokens": out, "usd_per_1k_requests": cost,
-            "training_usd": round(seconds / 3600 * gpu_hour_usd, 4) if train.get("trainable_params") else 0.0}
+            "tokens_per_request": tokens, "output_tokens": out, "usd_per_1k_requests": cost, "cost_basis": basis,
+            "training_usd": round(seconds / 3600 * gpu_hour_usd, 4) if trained else 0.0,
+            **_base_delta(metrics, metric)}
+
+
+def _base_delta(metrics: dict, metric: str) -> dict:
+    """The row's base score on its ranking metric and the change adapting made, where the run measured them."""
+    e = metrics.get("eval") or {}
+    base = (e.get("base") or {}).get(metric)
+    if not isinstance(base, (int, float)) or isinstance(base, bool):
+        return {}
+    return {"base_value": base, "base_kind": (e.get("base") or {}).get("kind", "the unadapted model")}
 
 
 def break_even(rows: list[dict], horizon_days: float = 30.0) -> str | None:
