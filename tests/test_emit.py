@@ -188,3 +188,21 @@ def test_a_bake_off_writes_only_recipes_that_read_the_users_data(invoke, tmp_pat
     assert "skipped rag: data.eval: column `question` not found" in result.stdout
     command = next(line for line in result.stdout.splitlines() if line.startswith("settle it"))
     assert "rag.yaml" not in command
+
+
+def test_a_bake_off_on_one_training_file_holds_rows_out_for_every_method(invoke, tmp_path, monkeypatch):
+    source = Path(__file__).resolve().parents[1] / "examples" / "data" / "instructions_train.jsonl"
+    monkeypatch.chdir(tmp_path)
+    args = ("advise", "--data", source, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input", "--bake-off", "bo")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    train = (tmp_path / "bo" / "train.jsonl").read_text().splitlines()
+    held = (tmp_path / "bo" / "heldout.jsonl").read_text().splitlines()
+    assert len(train) + len(held) == len(source.read_text().splitlines()) and len(held) == 32 and not set(train) & set(held)
+    assert f"--eval-data {tmp_path / 'bo' / 'heldout.jsonl'}" in result.stdout and "32 of the 320 rows" in result.stdout
+    for recipe in (tmp_path / "bo").glob("*.yaml"):
+        data = yaml.safe_load(recipe.read_text())["data"]
+        assert data["eval"] == str(tmp_path / "bo" / "heldout.jsonl") and data["train"] in (None, str(tmp_path / "bo" / "train.jsonl"))
+        assert invoke("run", recipe, "--dry-run").exit_code == 0  # the recipe finds its files from any folder
+    again = invoke(*args)
+    assert again.exit_code == 2 and "already exists" in again.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Callable
@@ -160,35 +161,73 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
     from adaptkit.recipe.load import validate
     from adaptkit.runners.data import load_data
 
+    source = advice.profile.train_data
+    split = _held_out_split(advice, target)  # one training file only: hold rows out so no method is scored on what it trained on
+    written_for = dataclasses.replace(advice, profile=advice.profile.model_copy(
+        update={"train_data": split[0], "eval_data": split[1]})) if split else advice
+
     files, eval_data, tasks, skipped = {}, None, set(), []
     for method in runnable(advice):  # the top three whose recipe reads the data it is given
         if len(files) == 3:
             break
         recipe, notes = recipe_for(advice, output_name=f"bake-off/{method}", method=method)
         try:
-            load_data(validate(recipe, f"the {method} recipe"))
+            load_data(validate(recipe, f"the {method} recipe"))  # the split files hold the same columns
         except InputError as exc:
             skipped.append(f"skipped {method}: {exc}")
             continue
+        if split:
+            recipe, notes = recipe_for(written_for, output_name=f"bake-off/{method}", method=method)
         path = target / f"{method}.yaml"
-        files[path] = render(recipe, advice, notes, str(path), method)
+        files[path] = render(recipe, written_for, notes, str(path), method)
         eval_data = eval_data or recipe["data"].get("eval")
         tasks.add(recipe["task"])
     if len(files) < 2:
         raise InputError(f"a bake-off needs two recipes that read this data; {len(files)} did"
                          + (f" ({'; '.join(skipped)})" if skipped else ""))
     methods = [path.stem for path in files]
-    clashes = [path for path in files if path.exists()]
+    clashes = [path for path in [*files, *(Path(f) for f in split or ())] if path.exists()]
     if clashes and not force:  # all or nothing: never half a bake-off
         raise InputError(f"{clashes[0]} already exists: choose another folder or pass --force to replace the bake-off")
     target.mkdir(parents=True, exist_ok=True)
+    if split:
+        for path, rows in zip(split, split.rows):
+            write_new(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), force=True)
     for path, text in files.items():
         write_new(path, text, force=True)
     written = [str(path) for path in files]
     shared = eval_data and len(tasks) == 1  # one held-out file only fits recipes of one task
     command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if shared else "")
-    return ([f"\nwrote a bake-off of {', '.join(methods)} to {target}"] + [f"  {line}" for line in skipped]
+    held = ([f"  {len(split.rows[1])} of the {len(split.rows[0]) + len(split.rows[1])} rows of {source} held out for "
+             f"scoring ({split[1]}); every recipe trains on or draws from the rest ({split[0]})"] if split else [])
+    return ([f"\nwrote a bake-off of {', '.join(methods)} to {target}"] + held + [f"  {line}" for line in skipped]
             + [f"settle it on your data: {command}"])
+
+
+class _Split(tuple):
+    rows: tuple
+
+
+def _held_out_split(advice, target) -> "_Split | None":
+    """(train file, held-out file) to write into the bake-off folder when the user gave one local training file and no
+    eval file: a seeded 10% (at least one row, at most 500) held out, the same rows for every method."""
+    import random
+
+    from adaptkit.runners.data import is_file_reference, read_rows
+
+    p = advice.profile
+    if not p.train_data or p.eval_data or not is_file_reference(p.train_data):
+        return None
+    rows = read_rows(p.train_data, "train", "data")
+    if len(rows) < 4:
+        return None
+    order = list(range(len(rows)))
+    random.Random(42).shuffle(order)
+    held = set(order[:min(500, max(1, len(rows) // 10))])
+    folder = target.resolve()  # recipes resolve relative paths against their own folder: write absolute ones
+    split = _Split((str(folder / "train.jsonl"), str(folder / "heldout.jsonl")))
+    split.rows = ([r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held])
+    return split
 
 
 def _file_check(answers: dict, method: str) -> Callable[[str, str], str]:

@@ -294,6 +294,9 @@ def _show_memory_and_commands(console: Console, report: dict) -> None:
         console.print(f"  {memory['note']}")
     if report.get("batch"):
         console.print(f"\n[bold]Batch[/]: {report['batch']}", markup=True, highlight=False)
+    if report.get("scoring"):
+        console.print("\n[bold]Scoring[/]: ", end="", markup=True)
+        console.print(report["scoring"], markup=False, highlight=False)
     console.print("\n[bold]Commands[/]")
     for name, command in report["commands"].items():
         console.print(f"  {name.replace('_', ' ')}: {command}", markup=False)

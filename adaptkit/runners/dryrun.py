@@ -226,7 +226,33 @@ def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], a
         report["commands"]["start_job"] = report["commands"]["run"] + " --start-job   # uploads the data and starts the paid job"
     if definition.trains and recipe.adapter != "vendor":
         report["batch"] = batch_note(recipe, processes)
+    scoring = scoring_note(recipe)
+    if scoring:
+        report["scoring"] = scoring
     note = output_note(recipe)
     if note:
         report["output"] = note
     return report
+
+
+BASES = {"sequence_classification": "the majority class", "prompt_engineering": "the bare input (no system prompt, no instructions)",
+         "in_context_learning": "k = 0 (no demonstrations)"}
+
+
+def scoring_note(recipe: Recipe) -> str | None:
+    """What scores the run's answers, the metric a bake-off ranks it by, and what its base is."""
+    from adaptkit.methods.scorers import FOR_TASK, SCORERS
+
+    definition = recipe.definition
+    scored = not definition.trains or (recipe.task == "causal_lm" and recipe.training.generate_eval and definition.objective != "rl")
+    if recipe.task not in FOR_TASK or not (scored or recipe.task == "sequence_classification"):
+        return None
+    name = recipe.scoring.scorer or FOR_TASK[recipe.task]
+    primary = recipe.scoring.primary or (SCORERS[name].primary if name in SCORERS else "its first metric")
+    if definition.trains and recipe.task == "causal_lm":
+        what = f"the first {recipe.training.generate_eval} eval rows answered after training"
+        base = "the unadapted model on the same rows"
+    else:
+        what = "every eval row"
+        base = BASES.get(recipe.method) or BASES.get(recipe.task, "the unadapted model")
+    return f"{name} on {what}, ranked by {primary}; base: {base}"

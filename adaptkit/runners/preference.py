@@ -253,6 +253,24 @@ def _held_out(samples: list[dict]) -> dict:
     return {"reward": mean, "correct": sum(correct) / len(correct) if correct else None}
 
 
+def _task_scores(recipe: Recipe, rows: list[dict], prompts: list[str], before: list, after: list) -> dict:
+    """The policy's held-out answers scored by the recipe's scorer against the rows' reference (the response, or the
+    preferred answer), the policy before training as the base; {} where the rows hold no reference text."""
+    from adaptkit.runners.scoring import delta, plain, task_scorer
+
+    d = recipe.data
+    column = next((c for c in (d.response_column, d.chosen_column) if rows and all(isinstance(r.get(c), str) for r in rows)), None)
+    if recipe.verifiable or column is None:
+        return {}
+    scorer = task_scorer(recipe)
+    references = [r[column] for r in rows]
+    text = [c if isinstance(c, str) else " ".join(str(m.get("content", "")) for m in c) for c in after]
+    base_text = [c if isinstance(c, str) else " ".join(str(m.get("content", "")) for m in c) for c in before]
+    metrics = scorer(text, references, requests=prompts)
+    base = plain(scorer(base_text, references, requests=prompts))
+    return {**metrics, "base": {**base, "kind": "the policy before training"}, "delta": delta(metrics, base), "reference": column}
+
+
 def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: bool) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
@@ -285,7 +303,8 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     train = train_metrics(trainer, result, runtime, model=trained)
     train["reward_per_step"] = [{"step": e["step"], "reward": round(e["reward"], 6)} for e in history if "reward" in e and "step" in e]
     metrics = {"train": train, "before": _held_out(samples_before), "after": _held_out(samples_after),
-               "kl": kls[-1] if kls else None, "_log_history": history}
+               "kl": kls[-1] if kls else None, "_log_history": history,
+               "scored": _task_scores(recipe, held_rows, held_prompts, completions_before, completions_after)}
     if trainer.is_world_process_zero():
         trainer.save_model(str(out))
         tokenizer.save_pretrained(str(out))
@@ -331,14 +350,16 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult |
         train = {"policy": policy["train"]}
         evaluation = {"reward_before": before["reward"], "reward_after": after["reward"]}
         if before["correct"] is not None:
-            evaluation.update(correct_before=before["correct"], correct_after=after["correct"])
+            evaluation.update(correct_before=before["correct"], correct_after=after["correct"], correct=after["correct"],
+                              primary_metric="correct", base={"correct": before["correct"], "kind": "the policy before training"},
+                              delta={"correct": round(after["correct"] - before["correct"], 6)})
         evaluation["kl"] = policy["kl"]
         reward_load = ""
     else:
         saved = json.loads((root / REWARD_DIR / REWARD_METRICS).read_text())
         train = {"reward_model": saved["train"], "policy": policy["train"]}
         evaluation = {"reward_model_accuracy": saved["eval"]["accuracy"], "reward_before": before["reward"],
-                      "reward_after": after["reward"], "kl": policy["kl"]}
+                      "reward_after": after["reward"], "kl": policy["kl"], **policy["scored"]}
         reward_load = (f"\n# the reward model:\nfrom transformers import AutoModelForSequenceClassification\n"
                        f"reward_model = AutoModelForSequenceClassification.from_pretrained({recipe.output_dir + '/' + REWARD_DIR!r})")
     metrics = {"method": recipe.method, "task": recipe.task, "train": train, "eval": evaluation}
