@@ -77,7 +77,10 @@ def test_rlhf_reward_then_policy_stage(invoke, tmp_path, tiny_causal_lm):
     assert losses(out, "reward")[-1] < losses(out, "reward")[0]
     metrics = run_ok(invoke, "rlhf", f"model={tiny_causal_lm}", f"output_dir={out}", "--stage", "policy", *RLHF)
     assert set(metrics["train"]) == {"reward_model", "policy"}
-    assert set(metrics["eval"]) == {"reward_model_accuracy", "reward_before", "reward_after", "kl"}
+    assert {"reward_model_accuracy", "reward_before", "reward_after", "kl"} <= set(metrics["eval"])
+    scored = metrics["eval"]  # the policy's answers scored against the preferred ones, the policy before training as base
+    assert scored["primary_metric"] == "rougeL" and scored["reference"] == "chosen" and "rougeL" in scored["base"]
+    assert scored["delta"]["rougeL"] == pytest.approx(scored["rougeL"] - scored["base"]["rougeL"], abs=1e-6)
     assert metrics["eval"]["reward_model_accuracy"] == reward["eval"]["reward_model_accuracy"]  # reused, not retrained
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4 and {"before", "after", "reward_before", "reward_after"} <= set(samples[0])

@@ -58,7 +58,9 @@ def test_rlvr_trains_on_reward_functions_and_reports_correct_answers(invoke, tmp
     metrics = json.loads(result.stdout)
     assert set(metrics["train"]) == {"policy"}  # no reward model was trained
     check_resources(metrics)
-    assert set(metrics["eval"]) == {"reward_before", "reward_after", "correct_before", "correct_after", "kl"}
+    assert set(metrics["eval"]) == {"reward_before", "reward_after", "correct_before", "correct_after", "kl", "correct",
+                                    "primary_metric", "base", "delta"}
+    assert metrics["eval"]["primary_metric"] == "correct" and metrics["eval"]["base"]["correct"] == metrics["eval"]["correct_before"]
     assert 0 <= metrics["eval"]["correct_before"] <= 1 and 0 <= metrics["eval"]["correct_after"] <= 1
     steps = metrics["train"]["policy"]["reward_per_step"]
     assert [s["step"] for s in steps] == [1, 2, 3] and all(isinstance(s["reward"], float) for s in steps)
