@@ -99,6 +99,7 @@ def test_cost_per_request_and_the_break_even(tmp_path):
     saving = (few_shot["usd_per_1k_requests"] - adapter["usd_per_1k_requests"]) / 1000
     assert f"~{1.0 / (30 * saving):,.0f} requests a day" in line and line.startswith("lora costs less than icl")
     assert break_even([adapter]) is None
+    assert break_even([{**few_shot, "value": 0.95}, adapter]) is None  # cheaper but worse is no substitute
     assert "rougeL" in metric_names()  # a scored causal run ranks by its scorer's primary metric
 
 
@@ -236,3 +237,30 @@ def test_an_extraction_recipe_is_scored_against_its_schema(invoke, tmp_path, ser
              "backend.model=test", "scoring.scorer=extraction", f"scoring.schema_file={schema}", f"output_dir={tmp_path / 'x'}")["eval"]
     assert e["primary_metric"] == "field_f1" and e["json_valid"] == 1.0 and e["exact_match"] == 0.5
     assert e["schema_valid"] == 0.0  # items is a number, the schema wants a string
+
+
+def test_a_chat_recipe_is_judged_pairwise_with_the_positions_swapped(invoke, tmp_path, server):  # noqa: F811
+    def model(body):
+        prompt = body["messages"][-1]["content"]
+        if prompt.startswith("You compare two answers"):  # the judge: prefers the answer that apologises, wherever it stands
+            a = prompt.split("Answer A:")[1].split("Answer B:")[0]
+            return {"content": "A" if "sorry" in a.lower() else "B"}
+        if body["messages"][0]["role"] == "system":  # the variant with the house style
+            return {"content": "Sorry for the wait: your parcel ships today."}
+        return {"content": "Your parcel ships today."}
+    Scripted.script = [model] * 200
+    dev = _write(tmp_path / "dev.jsonl", [{"prompt": f"Where is order {n}?", "response": "It ships today."} for n in range(3)])
+    e = _run(invoke, "prompt_engineering", "task=causal_lm", f"data.eval={dev}", "backend.kind=openai", f"backend.base_url={server}",
+             "backend.model=test", "backend.concurrency=1", "scoring.scorer=chat", "prompts.system=Apologise first.",
+             f"output_dir={tmp_path / 'chat'}")["eval"]
+    assert e["primary_metric"] == "win_rate" and e["win_rate"] == 1.0 and e["wins"] == 3  # beats the bare prompt both ways round
+    assert e["base"]["win_rate"] == 0.5 and e["delta"]["win_rate"] == 0.5 and "Answer A" in e["judge_prompt"]
+
+
+def test_a_code_recipe_runs_each_answer_against_its_test(invoke, tmp_path, server):  # noqa: F811
+    Scripted.script = [lambda body: {"content": "```python\ndef add(a, b):\n    return a + b\n```"}] * 100
+    dev = _write(tmp_path / "dev.jsonl", [{"prompt": "Write add(a, b).", "response": "assert add(2, 3) == 5"},
+                                          {"prompt": "Write add(a, b) that is wrong.", "response": "assert add(2, 2) == 5"}])
+    e = _run(invoke, "prompt_engineering", "task=causal_lm", f"data.eval={dev}", "backend.kind=openai", f"backend.base_url={server}",
+             "backend.model=test", "scoring.scorer=code", "scoring.timeout_s=5", f"output_dir={tmp_path / 'code'}")["eval"]
+    assert e["primary_metric"] == "pass_at_1" and e["pass_at_1"] == 0.5 and "AssertionError" in e["failures"][0]

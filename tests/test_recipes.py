@@ -137,7 +137,8 @@ def test_each_built_in_dry_runs(invoke, name):
     result = invoke("run", name, "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert {"recipe", "data", "memory", "code", "commands"} <= set(report) <= {"recipe", "data", "memory", "code", "commands", "output", "batch"}
+    assert {"recipe", "data", "memory", "code", "commands"} <= set(report) <= {"recipe", "data", "memory", "code", "commands", "output", "batch",
+                                                                            "scoring"}
     assert report["code"] == []  # no built-in recipe runs code of its own
     if name == "rag":
         assert report["data"]["questions"] > 0 and report["data"]["corpus_files"] > 0

@@ -37,7 +37,10 @@ def test_classification_trains_evaluates_and_loads_back(invoke, tmp_path, recipe
     assert set(metrics) == METRICS_KEYS and set(metrics["train"]) == TRAIN_KEYS
     resources = check_resources(metrics)
     assert resources["tokens"] > 0 and resources["tokens_per_second"] > 0
-    assert set(metrics["eval"]) == {"loss", "accuracy", "f1_macro"}
+    assert set(metrics["eval"]) == {"loss", "accuracy", "f1_macro", "primary_metric", "base", "delta", "throughput"}
+    majority = metrics["eval"]["base"]  # the untrained head's best guess: the most common training label
+    assert majority["kind"].startswith("majority class") and 0 < majority["accuracy"] < 1
+    assert metrics["eval"]["delta"]["accuracy"] == pytest.approx(metrics["eval"]["accuracy"] - majority["accuracy"], abs=1e-6)
     assert 0 <= metrics["eval"]["accuracy"] <= 1 and metrics["train"]["trainable_params"] <= metrics["train"]["total_params"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
     curve = losses(out)
@@ -96,7 +99,8 @@ def test_causal_lm_trains_on_a_tiny_model(invoke, tmp_path, tiny_causal_lm, reci
     root = Path(__file__).parent.parent
     extra = [e.replace("examples/", f"{root}/examples/") for e in extra]
     metrics = run_ok(invoke, recipe, f"model={tiny_causal_lm}", f"output_dir={out}", *CAUSAL, *extra)
-    generated = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows", "base", "delta"}
+    generated = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows", "base", "delta", "throughput"}
+    assert metrics["eval"]["throughput"]["rows_per_second"] > 0 and metrics["eval"]["throughput"]["device"] == "cpu"
     assert set(metrics["eval"]) == {"loss", "perplexity"} | generated and metrics["eval"]["perplexity"] > 1
     assert metrics["eval"]["primary_metric"] == "rougeL" and metrics["eval"]["generated_rows"] > 0  # answers, not just loss
     base, delta = metrics["eval"].pop("base"), metrics["eval"].pop("delta")  # the unadapted model on the same rows
@@ -255,6 +259,8 @@ def test_two_cpu_processes_train_one_model(tmp_path, scope, per_step):
 
 def test_same_seed_same_numbers(invoke, tmp_path):
     runs = [run_ok(invoke, "lora_cls", f"output_dir={tmp_path / str(i)}", "training.max_steps=4", "data.max_rows=48") for i in (1, 2)]
+    for run in runs:
+        run["eval"].pop("throughput")  # a timing, not a result
     assert runs[0]["eval"] == runs[1]["eval"] and runs[0]["train"]["final_loss"] == runs[1]["train"]["final_loss"]
     other = run_ok(invoke, "lora_cls", f"output_dir={tmp_path / '3'}", "training.max_steps=4", "data.max_rows=48", "training.seed=7")
     assert other["eval"]["loss"] != runs[0]["eval"]["loss"]

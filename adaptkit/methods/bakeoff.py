@@ -108,14 +108,16 @@ def _base_delta(metrics: dict, metric: str) -> dict:
 
 
 def break_even(rows: list[dict], horizon_days: float = 30.0) -> str | None:
-    """The daily volume above which a trained row costs less than a prompting row with a longer prompt, its training
-    paid off over `horizon_days`."""
+    """The daily volume above which a trained row costs less than a prompting row with a longer prompt that scores no
+    better, its training paid off over `horizon_days`."""
     priced = [r for r in rows if r.get("usd_per_1k_requests") is not None and r.get("value") is not None]
     trained = [r for r in priced if r["trainable_params"]]
     prompted = [r for r in priced if not r["trainable_params"]]
     lines = []
     for t in trained:
         for p in prompted:
+            if t["value"] < p["value"]:
+                continue  # cheaper but worse is no substitute
             saving = (p["usd_per_1k_requests"] - t["usd_per_1k_requests"]) / 1000  # per request
             if saving <= 0:
                 continue
