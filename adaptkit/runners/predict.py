@@ -135,9 +135,8 @@ def _generate(model, tokenizer, run: Run, rows: list[dict], batch_size: int, max
     tokenizer.padding_side = "left"  # generation continues every row from its own last token
     out = []
     for start in range(0, len(rows), batch_size):
-        batch = prompts[start:start + batch_size]
-        encoded = tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                            max_length=run.recipe.training.max_length, add_special_tokens=specials).to(model.device)
+        batch = [as_trained(tokenizer, prompt, specials, run.recipe.training.max_length) for prompt in prompts[start:start + batch_size]]
+        encoded = tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(model.device)
         inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}  # no token_type_ids (BERT-style)
         with torch.no_grad():
             generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
@@ -146,6 +145,17 @@ def _generate(model, tokenizer, run: Run, rows: list[dict], batch_size: int, max
             out.append({**row, "prediction": tokenizer.decode(tokens, skip_special_tokens=True).strip()})
         progress(min(start + batch_size, len(rows)), len(rows))
     return out
+
+
+def as_trained(tokenizer, prompt: str, specials: bool, max_length: int) -> list[int]:
+    """A prompt's token ids as TRL trained on them: with the tokenizer's special tokens, but without an end token the
+    tokenizer appends after every text (BERT-style [SEP]): TRL's completion starts where the prompt's tokens and the
+    prompt+completion's diverge, which is before that token. Truncated from the left, keeping the prompt's end."""
+    ids = tokenizer(prompt, add_special_tokens=specials)["input_ids"]
+    ends = {tokenizer.eos_token_id, getattr(tokenizer, "sep_token_id", None)} - {None}
+    if specials and len(ids) > 1 and ids[-1] in ends and ids[-1] not in tokenizer(prompt, add_special_tokens=False)["input_ids"][-1:]:
+        ids = ids[:-1]
+    return ids[-max_length:]
 
 
 def score(run: Run, predicted: list[dict]) -> dict | None:
@@ -264,7 +274,7 @@ def _base_answers(recipe: Recipe, model, tokenizer, run: Run, rows: list[dict]) 
 
     from adaptkit._files import write_atomic
 
-    key = hashlib.sha256(json.dumps({"model": recipe.model, "prompts": prompts_of(run, rows, tokenizer),
+    key = hashlib.sha256(json.dumps({"version": 2, "model": recipe.model, "prompts": prompts_of(run, rows, tokenizer),
                                      "max_new_tokens": recipe.training.max_new_tokens, "max_length": recipe.training.max_length,
                                      "template": getattr(tokenizer, "chat_template", None)},
                                     sort_keys=True).encode()).hexdigest()

@@ -16,7 +16,7 @@ import uuid
 from contextlib import nullcontext
 
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import CLASSIFIER, load_model, open_run
+from adaptkit.runners.predict import CLASSIFIER, as_trained, load_model, open_run
 
 
 class Served:
@@ -62,8 +62,10 @@ class Served:
     def encode(self, prompt: str, chat: bool):
         run = next(iter(self.runs.values()))
         specials = not chat and not run.recipe.data.messages_column
-        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=specials).to(self.model.device)
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        import torch
+
+        ids = torch.tensor([as_trained(self.tokenizer, prompt, specials, 1 << 30)], device=self.model.device)  # as predict does
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     def options(self, max_tokens: int, temperature: float, top_p: float) -> dict:
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
