@@ -1,11 +1,12 @@
 """Two real bake-offs through `adaptkit run` and `adaptkit compare`, offline, for the README's compare tables.
 
-    python benchmarks/bakeoff.py [--sft-steps 120] [--out benchmarks/results]
+    python benchmarks/bakeoff.py [--sft-steps 60] [--full-steps 200] [--model HUB_ID] [--out benchmarks/results]
 
 1. Classification (the support-ticket demo, 80 held-out tickets): prompt_engineering and in_context_learning on a
    local causal LM against lora_cls (LoRA on the embedded MiniLM, the demo recipe as shipped). Ranked by accuracy.
-2. Generation (the instruction demo, the first 24 held-out rows): prompt_engineering, in_context_learning and LoRA
-   SFT (lora_sft, --sft-steps steps) on the same causal LM. Ranked by ROUGE-L.
+2. Generation (the instruction demo, the first 24 held-out rows): prompt_engineering, in_context_learning, LoRA SFT
+   (lora_sft, --sft-steps steps) and full-weight SFT (instruction_tuning, --full-steps steps) on the same causal LM.
+   Ranked by ROUGE-L.
 
 No instruction-tuned causal LM can be downloaded here, so the causal LM is a randomly initialised 2-layer Llama built
 by this script (the embedded MiniLM's tokenizer): the prompting rows show the mechanics, the costs and a chance-level
@@ -69,7 +70,8 @@ def run_all(runs: dict[str, list[str]], root: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="the causal LM for the prompting rows and SFT (default: a tiny random one)")
-    parser.add_argument("--sft-steps", type=int, default=120)
+    parser.add_argument("--sft-steps", type=int, default=60, help="LoRA SFT steps")
+    parser.add_argument("--full-steps", type=int, default=200, help="full-weight SFT (instruction_tuning) steps")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     report = {}
@@ -94,6 +96,10 @@ def main() -> int:
                 "lora_sft": ["lora_sft", f"model={model}", f"data.eval={held}", f"training.max_steps={args.sft_steps}",
                              "training.learning_rate=0.01", "training.batch_size=16", "training.max_new_tokens=16",
                              "training.generate_eval=24", "lora.r=16"],
+                "full_sft": ["instruction_tuning", f"model={model}", f"data.eval={held}", f"training.max_steps={args.full_steps}",
+                             "training.learning_rate=0.003", "training.batch_size=16", "training.gradient_accumulation=1",
+                             "training.max_length=128", "training.gradient_checkpointing=false", "training.max_new_tokens=16",
+                             "training.generate_eval=24"],
             },
         }
         for task, runs in tables.items():
@@ -104,7 +110,7 @@ def main() -> int:
             report[task] = {"compare": json.loads(done.stdout), "table": text.replace(str(root) + "/", "")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bakeoff.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Bake-offs (`python benchmarks/bakeoff.py --sft-steps {args.sft_steps}`)", "",
+    lines = [f"# Bake-offs (`python benchmarks/bakeoff.py --sft-steps {args.sft_steps} --full-steps {args.full_steps}`)", "",
              f"causal LM: {args.model or 'a random-weight 2-layer Llama (no instruct model offline)'}", ""]
     for task, part in report.items():
         lines += [f"## {task}", "", "```", part["table"].rstrip(), "```", ""]

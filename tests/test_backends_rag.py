@@ -166,6 +166,9 @@ def test_rag_generation_through_an_endpoint_keeps_the_key_secret(invoke, tmp_pat
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["eval"]["answers_with_valid_citations"] == 1.0 and "answer_contains_expected" in metrics["eval"]
+    e = metrics["eval"]  # the answers scored by the task's scorer, beside the same model asked with no sources
+    assert e["primary_metric"] == "rougeL" and e["base"]["kind"].startswith("closed book")
+    assert e["delta"]["rougeL"] == pytest.approx(e["rougeL"] - e["base"]["rougeL"], abs=1e-6)
     for path in list((tmp_path / "rag").rglob("*")) + list(cache.rglob("*")):
         if path.is_file():
             assert "sk-do-not-write-me" not in path.read_text(errors="replace"), path

@@ -80,6 +80,8 @@ def test_tool_loop_through_an_endpoint(invoke, tmp_path, server):  # noqa: F811
     assert result.exit_code == 0, result.output
     e = json.loads(result.stdout)["eval"]
     assert (e["success_rate"], e["tool_call_validity"], e["mean_steps"]) == (1.0, 1.0, 2.0)
+    assert e["base"] == {"success_rate": 0.0, "kind": "no tools: the same model asked the question alone"}  # it cannot answer bare
+    assert e["delta"]["success_rate"] == 1.0 and "tools" not in Scripted.seen[-1]["body"]
     assert Scripted.seen[0]["body"]["tools"][0]["function"]["name"] == "calculator"
     transcript = json.loads((tmp_path / "out" / "transcripts.jsonl").read_text().splitlines()[0])
     assert transcript["messages"][-1] == {"role": "tool", "tool_call_id": "c1", "name": "calculator", "content": "1024"}

@@ -244,6 +244,13 @@ def scoring_note(recipe: Recipe) -> str | None:
     from adaptkit.methods.scorers import FOR_TASK, SCORERS
 
     definition = recipe.definition
+    if recipe.method == "rag":
+        if not (recipe.rag.generate and recipe.rag.answer_column):
+            return None
+        name = recipe.scoring.scorer or FOR_TASK[recipe.task]
+        return f"{name} on the generated answers against `{recipe.rag.answer_column}`; base: closed book (no sources)"
+    if not definition.trains and recipe.method not in BASES:
+        return None  # scored its own way (tool use: the task's answers)
     scored = not definition.trains or (recipe.task == "causal_lm" and recipe.training.generate_eval and definition.objective != "rl")
     if recipe.task not in FOR_TASK or not (scored or recipe.task == "sequence_classification"):
         return None

@@ -427,6 +427,25 @@ def _scores(questions: list[dict], ranked: list[list[tuple[int, float]]], chunks
     return {"recall_at_k": round(hits / len(questions), 4), "mrr": round(reciprocal / len(questions), 4)}
 
 
+def _closed_book(recipe: Recipe, backend, questions: list[dict], replies: list[dict]) -> dict:
+    """The answers scored by the recipe's scorer against the expected ones, and the base: the same model asked the
+    same questions with no sources (closed book), scored the same way."""
+    from adaptkit.runners.scoring import delta, plain, task_scorer
+
+    block, b = recipe.rag, recipe.backend
+    pairs = [(q, r) for q, r in zip(questions, replies) if isinstance(q.get(block.answer_column), str) and q[block.answer_column]]
+    if not pairs:
+        return {}
+    scorer = task_scorer(recipe)
+    asked = [q[block.question_column] for q, _ in pairs]
+    expected = [q[block.answer_column] for q, _ in pairs]
+    metrics = scorer([r["content"] for _, r in pairs], expected, requests=asked)
+    bare = backend.map(lambda question: backend.chat([{"role": "user", "content": question}], b.max_new_tokens, b.temperature), asked)
+    base = plain(scorer([r["content"] for r in bare], expected, requests=asked))
+    return {**metrics, "base": {**base, "kind": "closed book: the same model, the question alone, no sources"},
+            "delta": delta(metrics, base)}
+
+
 def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
     """Ingest, rank every question by each retrieval, optionally generate with citations; write retrievals.jsonl."""
     block, questions, out = recipe.rag, data.rows, options.out
@@ -467,5 +486,6 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
         metrics["answers_with_valid_citations"] = cited / len(questions)
         if block.answer_column:
             metrics["answer_contains_expected"] = contained / len(questions)
+            metrics.update(_closed_book(recipe, backend, questions, replies))
     write_atomic(out / "retrievals.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return RunResult({"method": recipe.method, "task": recipe.task, "index": stats, "eval": metrics}, artifacts=["retrievals.jsonl"])

@@ -237,8 +237,15 @@ def run_tool_use(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
         t["success"] = _matches(t["expected"], t["final"])
     calls = sum(t["calls"] for t in transcripts)
     write_atomic(out / "transcripts.jsonl", "".join(json.dumps(t) + "\n" for t in transcripts))
+    success = sum(t["success"] for t in transcripts) / len(transcripts)
+    b = recipe.backend
+    bare = backend.map(lambda row: backend.chat([{"role": "user", "content": row[block.question_column]}], b.max_new_tokens,
+                                                b.temperature), tasks)  # the base: the same model, no tools
+    base = sum(_matches(str(row[block.answer_column]), reply["content"]) for row, reply in zip(tasks, bare)) / len(tasks)
     return RunResult({"method": recipe.method, "task": recipe.task, "eval": {
-        "success_rate": sum(t["success"] for t in transcripts) / len(transcripts),
+        "success_rate": success, "primary_metric": "success_rate",
+        "base": {"success_rate": base, "kind": "no tools: the same model asked the question alone"},
+        "delta": {"success_rate": round(success - base, 6)},
         "tool_call_validity": (sum(t["valid_calls"] for t in transcripts) / calls) if calls else None,
         "mean_steps": sum(t["steps"] for t in transcripts) / len(transcripts),
         "tool_calls": calls, "refused_calls": sum(t["refused"] for t in transcripts),
