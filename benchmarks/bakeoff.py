@@ -29,24 +29,14 @@ DATA = ROOT / "examples" / "data"
 
 
 def tiny_causal_lm(folder: Path) -> str:
+    """The test suite's tiny causal LM (benchmarks/gpu_truth.py builds it), seeded."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    sys.path.insert(0, str(ROOT))
-    from adaptkit.models import embedded_minilm
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_truth import tiny_model
 
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_minilm()))
-    tokenizer.eos_token, tokenizer.bos_token = tokenizer.sep_token, tokenizer.cls_token
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
-                               "{% if add_generation_prompt %}assistant:{% endif %}")
-    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
-                         bos_token_id=tokenizer.cls_token_id, tie_word_embeddings=True)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return tiny_model(folder)
 
 
 def adaptkit(*args: str) -> subprocess.CompletedProcess:

@@ -215,18 +215,19 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
         click.echo(json.dumps(report, indent=2))
         _fail_if_none_ran(rows)
         return
-    click.echo(f"{'recipe':24} {'method':20} {'metric':10} {'value':>7} {'base':>7} {'delta':>7} {'trainable':>10} {'train s':>8} "
+    wide = max([24] + [len(r["recipe"]) for r in rows])
+    click.echo(f"{'recipe':{wide}} {'method':20} {'metric':10} {'value':>7} {'base':>7} {'delta':>7} {'trainable':>10} {'train s':>8} "
                f"{'tokens/req':>10} {'$/1k req':>9}")
     for r in rows:
         if "error" in r:
-            click.echo(f"{r['recipe']:24} failed: {r['error']}")
+            click.echo(f"{r['recipe']:{wide}} failed: {r['error']}")
             continue
         tokens = "-" if r["tokens_per_request"] is None else f"{r['tokens_per_request']:.0f}"
         cost = "-" if r["usd_per_1k_requests"] is None else f"{r['usd_per_1k_requests']:.4f}"
         value = "-" if r["value"] is None else f"{r['value']:.4f}"
         base = f"{r['base_value']:.4f}" if "base_value" in r else "-"
         change = f"{r['value'] - r['base_value']:+.4f}" if "base_value" in r and r["value"] is not None else "-"
-        click.echo(f"{r['recipe']:24} {r['method']:20} {r['metric']:10} {value:>7} {base:>7} {change:>7} {r['trainable_params']:>10,} "
+        click.echo(f"{r['recipe']:{wide}} {r['method']:20} {r['metric']:10} {value:>7} {base:>7} {change:>7} {r['trainable_params']:>10,} "
                    f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
     bases = sorted({f"{r['method']}: {r['base_kind']}" for r in rows if r.get("base_kind")})
     if bases:
@@ -236,7 +237,9 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
             click.echo(f"cost of {r['recipe']}: {r['cost_basis']}")
     click.echo(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
     if report["break_even"]:
-        click.echo(f"break-even: {report['break_even']}")
+        click.echo("break-even:")
+        for line in report["break_even"].split("; "):
+            click.echo(f"  {line}")
     click.echo(f"assumed: {assumed}")
     click.echo(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")
     _fail_if_none_ran(rows)
