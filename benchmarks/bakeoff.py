@@ -39,8 +39,8 @@ def tiny_causal_lm(folder: Path) -> str:
     return tiny_model(folder)
 
 
-def adaptkit(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "adaptkit", *args], capture_output=True, text=True, cwd=ROOT,
+def adaptkit(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "adaptkit", *args], capture_output=True, text=True, cwd=cwd,
                           env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
         raise SystemExit(f"adaptkit {' '.join(args[:2])} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -94,10 +94,10 @@ def main() -> int:
         }
         for task, runs in tables.items():
             print(f"{task}:", file=sys.stderr)
-            folders = run_all(runs, root / task)
-            done = adaptkit("compare", *folders, "--output-dir", str(root / f"compare-{task}"), "--json")
-            text = adaptkit("compare", *folders, "--output-dir", str(root / f"compare-{task}-text")).stdout
-            report[task] = {"compare": json.loads(done.stdout), "table": text.replace(str(root) + "/", "")}
+            folders = [str(Path(f).relative_to(root)) for f in run_all(runs, root / task)]  # short names in the table
+            done = adaptkit("compare", *folders, "--output-dir", f"compare-{task}", "--json", cwd=root)
+            text = adaptkit("compare", *folders, "--output-dir", f"compare-{task}-text", cwd=root).stdout
+            report[task] = {"compare": json.loads(done.stdout), "table": text}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bakeoff.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Bake-offs (`python benchmarks/bakeoff.py --sft-steps {args.sft_steps} --full-steps {args.full_steps}`)", "",

@@ -95,11 +95,11 @@ def test_cost_per_request_and_the_break_even(tmp_path):
                            "train": {"runtime_s": 3600, "trainable_params": 1000}}, {"data": {"eval": str(texts)}}, 0.5)
     assert adapter["usd_per_1k_requests"] == pytest.approx(1000 * 25 * 0.5 / 1e6) and adapter["output_tokens"] == 0
     assert adapter["training_usd"] == 1.0  # an hour at $1
-    line = break_even([few_shot, adapter], horizon_days=30)
+    [line] = break_even([few_shot, adapter], horizon_days=30)
     saving = (few_shot["usd_per_1k_requests"] - adapter["usd_per_1k_requests"]) / 1000
     assert f"~{1.0 / (30 * saving):,.0f} requests a day" in line and line.startswith("lora costs less than icl")
-    assert break_even([adapter]) is None
-    assert break_even([{**few_shot, "value": 0.95}, adapter]) is None  # cheaper but worse is no substitute
+    assert break_even([adapter]) == []
+    assert break_even([{**few_shot, "value": 0.95}, adapter]) == []  # cheaper but worse is no substitute
     assert "rougeL" in metric_names()  # a scored causal run ranks by its scorer's primary metric
 
 

@@ -238,7 +238,7 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
     click.echo(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
     if report["break_even"]:
         click.echo("break-even:")
-        for line in report["break_even"].split("; "):
+        for line in report["break_even"]:
             click.echo(f"  {line}")
     click.echo(f"assumed: {assumed}")
     click.echo(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")

@@ -107,7 +107,7 @@ def _base_delta(metrics: dict, metric: str) -> dict:
     return {"base_value": base, "base_kind": (e.get("base") or {}).get("kind", "the unadapted model")}
 
 
-def break_even(rows: list[dict], horizon_days: float = 30.0) -> str | None:
+def break_even(rows: list[dict], horizon_days: float = 30.0) -> list[str]:
     """The daily volume above which a trained row costs less than a prompting row with a longer prompt that scores no
     better, its training paid off over `horizon_days`."""
     priced = [r for r in rows if r.get("usd_per_1k_requests") is not None and r.get("value") is not None]
@@ -125,7 +125,7 @@ def break_even(rows: list[dict], horizon_days: float = 30.0) -> str | None:
             lines.append(f"{t['recipe']} costs less than {p['recipe']} above ~{max(volume, 1):,.0f} requests a day "
                          f"(${t['training_usd']:.2f} of training paid off over {horizon_days:g} days; "
                          f"${saving * 1000:.4f} saved per 1,000 requests)")
-    return "; ".join(lines) or None
+    return lines
 
 
 def winner(rows: list[dict], margin: float, target: tuple[str, float] | None) -> str | None:

@@ -66,10 +66,8 @@ def run_prompt_engineering(recipe: Recipe, data: PromptData, options: RunOptions
     block, d, b, out = recipe.prompts, recipe.data, recipe.backend, options.out
     rows, labels = data.rows, data.labels
     row_score = scorer(block.scorer)  # a scorer that cannot load fails before the model does
-    judge_backend = []
-    task = task_scorer(recipe, judge=lambda prompt: _judge(judge_backend, prompt))
+    task = task_scorer(recipe, judge=lambda prompt: _judge(backend, prompt))  # a scorer that cannot load fails before the model
     backend = make_backend(recipe)
-    judge_backend.append(backend)
     classification = recipe.task == "sequence_classification"
 
     def answer(template: str, system) -> list[dict]:
@@ -122,9 +120,9 @@ def run_prompt_engineering(recipe: Recipe, data: PromptData, options: RunOptions
                      artifacts=["predictions.jsonl", "best_prompt.json"])
 
 
-def _judge(holder: list, prompt: str) -> str:
+def _judge(backend, prompt: str) -> str:
     """The chat scorer's judge: the recipe's own backend (a local model, or the endpoint it names)."""
-    return holder[0].chat([{"role": "user", "content": prompt}], 8, 0.0)["content"]
+    return backend.chat([{"role": "user", "content": prompt}], 8, 0.0)["content"]
 
 
 class Selector:
@@ -171,10 +169,8 @@ def run_icl(recipe: Recipe, data: PromptData, options: RunOptions) -> RunResult:
     pool, rows, labels = data.pool, data.rows, data.labels
     classification = recipe.task == "sequence_classification"
     source, target = (d.text_column, d.label_column) if classification else (d.prompt_column, d.response_column)
-    judge_backend = []
-    task = task_scorer(recipe, judge=lambda prompt: _judge(judge_backend, prompt))
+    task = task_scorer(recipe, judge=lambda prompt: _judge(backend, prompt))  # a scorer that cannot load fails before the model
     backend = make_backend(recipe)
-    judge_backend.append(backend)
     selector = Selector(recipe, pool, source, target)
     budget = block.max_prompt_tokens or (backend.context - b.max_new_tokens - 8)
     instruction, example, query = block.templates(recipe.task)
