@@ -331,6 +331,8 @@ class MethodDef:
     emit: Callable | None = None  # advise --emit-recipe: (profile, context) -> this method's recipe fields, or None where it cannot
     code: Callable[[RecipeBase], list] = lambda recipe: []  # `setting `ref`` strings of Python code the recipe imports
     to_lora: Callable[[RecipeBase], list] = lambda recipe: []  # overrides that let a full-weight recipe of it take a lora block
+    base: str = ""  # a training-free method: what its runs' `base` is (what it scores without its own change)
+    scored: Callable[[RecipeBase], str | None] = lambda recipe: "every eval row"  # what the recipe's scorer scores (None: nothing)
 
     @property
     def trains(self) -> bool:

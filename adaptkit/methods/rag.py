@@ -79,4 +79,6 @@ register(MethodDef(
     runner="adaptkit.runners.rag:run_rag", data="adaptkit.runners.data:check_questions", summary="adaptkit.runners.dryrun:rag_summary",
     metrics=("recall_at_k",), needs_train=False, needs_eval="the questions file (question, source, answer)",
     needs_corpus="the .txt, .md and .pdf files answers come from",
-    prompt_parts=("chunks",), serve_tokens=4096, emit=_emit))
+    prompt_parts=("chunks",), serve_tokens=4096, emit=_emit, base="closed book: the same model, the question alone, no sources",
+    scored=lambda recipe: f"the generated answers against `{recipe.rag.answer_column}`"
+    if recipe.rag.generate and recipe.rag.answer_column else None))

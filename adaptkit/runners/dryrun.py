@@ -235,31 +235,22 @@ def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], a
     return report
 
 
-BASES = {"sequence_classification": "the majority class", "prompt_engineering": "the bare input (no system prompt, no instructions)",
-         "in_context_learning": "k = 0 (no demonstrations)"}
-
-
 def scoring_note(recipe: Recipe) -> str | None:
     """What scores the run's answers, the metric a bake-off ranks it by, and what its base is."""
     from adaptkit.methods.scorers import FOR_TASK, SCORERS
 
     definition = recipe.definition
-    if recipe.method == "rag":
-        if not (recipe.rag.generate and recipe.rag.answer_column):
-            return None
-        name = recipe.scoring.scorer or FOR_TASK[recipe.task]
-        return f"{name} on the generated answers against `{recipe.rag.answer_column}`; base: closed book (no sources)"
-    if not definition.trains and recipe.method not in BASES:
-        return None  # scored its own way (tool use: the task's answers)
-    scored = not definition.trains or (recipe.task == "causal_lm" and recipe.training.generate_eval and definition.objective != "rl")
-    if recipe.task not in FOR_TASK or not (scored or recipe.task == "sequence_classification"):
+    what = definition.scored(recipe)
+    if what is None or recipe.task not in FOR_TASK or definition.objective == "rl":
         return None
+    if definition.trains and recipe.task == "causal_lm":
+        if not recipe.training.generate_eval:
+            return None
+        what, base = f"the first {recipe.training.generate_eval} eval rows answered after training", "the unadapted model on the same rows"
+    elif definition.trains:
+        base = "the majority class of the training labels"
+    else:
+        base = definition.base
     name = recipe.scoring.scorer or FOR_TASK[recipe.task]
     primary = recipe.scoring.primary or (SCORERS[name].primary if name in SCORERS else "its first metric")
-    if definition.trains and recipe.task == "causal_lm":
-        what = f"the first {recipe.training.generate_eval} eval rows answered after training"
-        base = "the unadapted model on the same rows"
-    else:
-        what = "every eval row"
-        base = BASES.get(recipe.method) or BASES.get(recipe.task, "the unadapted model")
     return f"{name} on {what}, ranked by {primary}; base: {base}"

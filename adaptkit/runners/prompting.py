@@ -115,7 +115,7 @@ def run_prompt_engineering(recipe: Recipe, data: PromptData, options: RunOptions
     return RunResult({"method": recipe.method, "task": recipe.task,
                       "eval": {"variants": results, "best_variant": best, **best_metrics, "prompt_tokens": results[best]["mean_prompt_tokens"],
                                **({"output_tokens": sum(outputs) / len(outputs)} if outputs else {}),
-                               "base": {**base, "kind": "the bare input (no system prompt, no instructions)"},
+                               "base": {**base, "kind": recipe.definition.base},
                                "delta": delta(best_metrics, base)}},
                      artifacts=["predictions.jsonl", "best_prompt.json"])
 
@@ -224,7 +224,7 @@ def run_icl(recipe: Recipe, data: PromptData, options: RunOptions) -> RunResult:
                                **best_metrics, "prompt_tokens": tokens[best],
                                **({"output_tokens": sum(outputs) / len(outputs)} if outputs else {}),
                                "selection": block.selection,
-                               "base": {**base, "kind": "k = 0: the instruction and the input, no demonstrations"},
+                               "base": {**base, "kind": recipe.definition.base},
                                "delta": delta(best_metrics, base)}},
                      artifacts=["predictions.jsonl", "score_vs_k.png"])
 

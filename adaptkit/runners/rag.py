@@ -442,7 +442,7 @@ def _closed_book(recipe: Recipe, backend, questions: list[dict], replies: list[d
     metrics = scorer([r["content"] for _, r in pairs], expected, requests=asked)
     bare = backend.map(lambda question: backend.chat([{"role": "user", "content": question}], b.max_new_tokens, b.temperature), asked)
     base = plain(scorer([r["content"] for r in bare], expected, requests=asked))
-    return {**metrics, "base": {**base, "kind": "closed book: the same model, the question alone, no sources"},
+    return {**metrics, "base": {**base, "kind": recipe.definition.base},
             "delta": delta(metrics, base)}
 
 

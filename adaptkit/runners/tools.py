@@ -244,7 +244,7 @@ def run_tool_use(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
     base = sum(_matches(str(row[block.answer_column]), reply["content"]) for row, reply in zip(tasks, bare)) / len(tasks)
     return RunResult({"method": recipe.method, "task": recipe.task, "eval": {
         "success_rate": success, "primary_metric": "success_rate",
-        "base": {"success_rate": base, "kind": "no tools: the same model asked the question alone"},
+        "base": {"success_rate": base, "kind": recipe.definition.base},
         "delta": {"success_rate": round(success - base, 6)},
         "tool_call_validity": (sum(t["valid_calls"] for t in transcripts) / calls) if calls else None,
         "mean_steps": sum(t["steps"] for t in transcripts) / len(transcripts),
