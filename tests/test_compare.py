@@ -1,9 +1,12 @@
 """adaptkit compare: one table over recipes and finished runs, failures reported, the cheapest good one recommended."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytest.importorskip("peft")
 
@@ -18,7 +21,7 @@ def test_compare_runs_reads_and_recommends(invoke, tmp_path):
     quick = tmp_path / "quick.yaml"
     recipe = yaml.safe_load(invoke("recipes", "show", "lora_cls").stdout)
     recipe["training"].update(max_steps=2)
-    recipe["data"]["max_rows"] = 96  # the same eval rows as the two runs: compare refuses to rank unlike rows
+    recipe["data"]["max_rows"] = 96  # caps the training rows only: it is scored on the same 80 tickets as the two runs
     from adaptkit.recipe.load import project_root
 
     recipe["data"]["train"] = str(project_root() / recipe["data"]["train"])
@@ -52,10 +55,12 @@ def two_runs(tmp_path_factory):
     from adaptkit.cli import cli
 
     root = tmp_path_factory.mktemp("cmp")
+    subset = root / "subset.jsonl"  # 40 of the 80 held-out tickets
+    subset.write_text("".join((ROOT / "examples" / "data" / "support_tickets_test.jsonl").read_text().splitlines(keepends=True)[:40]))
     runs = {}
-    for name, steps, rows in (("small", 2, 48), ("other", 2, 96)):
+    for name, extra in (("small", "data.max_rows=48"), ("other", f"data.eval={subset}")):
         out = root / name
-        result = CliRunner().invoke(cli, ["run", "lora_cls", f"output_dir={out}", f"training.max_steps={steps}", f"data.max_rows={rows}"])
+        result = CliRunner().invoke(cli, ["run", "lora_cls", f"output_dir={out}", "training.max_steps=2", "data.max_rows=48", extra])
         assert result.exit_code == 0, result.output
         runs[name] = out
     return runs
@@ -64,7 +69,7 @@ def two_runs(tmp_path_factory):
 def test_runs_scored_on_different_data_are_refused(invoke, two_runs, tmp_path):
     result = invoke("compare", two_runs["small"], two_runs["other"], "--output-dir", tmp_path / "c")
     assert result.exit_code == 2 and "scored on different data" in result.stderr and "--eval-data" in result.stderr
-    assert "first 48 rows" in result.stderr and "first 96 rows" in result.stderr
+    assert "support_tickets_test.jsonl, 80 rows scored" in result.stderr and "subset.jsonl, 40 rows scored" in result.stderr
     assert not (tmp_path / "c").exists()
 
 
@@ -107,7 +112,6 @@ def test_cost_per_request_and_the_break_even(tmp_path):
 
 from tests.test_backends_rag import Scripted, server  # noqa: E402,F401  (the fixture)
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def _run(invoke, *args):
@@ -183,6 +187,7 @@ def test_a_generation_bake_off_ranks_every_method_by_one_metric(invoke, generati
         e = generation_runs[name]["eval"]
         assert e["primary_metric"] == "rougeL" and {"exact_match", "token_f1", "chrf"} <= set(e) and "rougeL" in e["base"]
     assert generation_runs["icl"]["eval"]["base"]["rougeL"] == generation_runs["icl"]["eval"]["rougeL_by_k"]["0"]
+    assert {generation_runs[name]["eval_data"]["rows"] for name in ("pe", "icl", "sft")} == {6}  # the file's hash and its rows
     result = invoke("compare", root / "pe", root / "icl", root / "sft", "--output-dir", tmp_path / "c", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -264,3 +269,17 @@ def test_a_code_recipe_runs_each_answer_against_its_test(invoke, tmp_path, serve
     e = _run(invoke, "prompt_engineering", "task=causal_lm", f"data.eval={dev}", "backend.kind=openai", f"backend.base_url={server}",
              "backend.model=test", "scoring.scorer=code", "scoring.timeout_s=5", f"output_dir={tmp_path / 'code'}")["eval"]
     assert e["primary_metric"] == "pass_at_1" and e["pass_at_1"] == 0.5 and "AssertionError" in e["failures"][0]
+
+
+def test_what_counts_as_the_same_eval_rows():
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners.data import eval_identity, same_eval
+
+    def identity(*overrides):
+        return eval_identity(load_recipe("lora_cls", list(overrides))[0])
+
+    assert same_eval(identity("data.max_rows=48"), identity("data.max_rows=96"))  # max_rows caps training rows only
+    held = ["data.eval=null", "data.eval_fraction=0.2"]
+    assert same_eval(identity(*held), identity(*held, "data.max_rows=50"))
+    assert not same_eval(identity(*held), identity(*held, "training.seed=7"))  # another seed holds out other rows
+    assert not same_eval(identity(*held), identity())  # a slice of the training file is not the test file

@@ -55,13 +55,13 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool) -> tuple
     if scores is None:
         wanted = run.recipe.data.label_column if classifier else (run.recipe.data.messages_column or run.recipe.data.response_column)
         return None, None, f"--eval-data {eval_data}: no `{wanted}` column to score {folder} with"
-    rescored = run.recipe.model_copy(update={"data": run.recipe.data.model_copy(update={"eval": eval_data, "max_rows": None})})
+    rescored = run.recipe.model_copy(update={"data": run.recipe.data.model_copy(update={"eval": eval_data})})
     keep = ("accuracy", "f1_macro", "primary_metric") if classifier else tuple(k for k in scores if k not in ("rows", "judge_prompt"))
     eval_metrics = {k: v for k, v in scores.items() if k in keep}
     if not classifier:
         eval_metrics.update(base_on(run, loaded, rows, eval_metrics))
     recipe = {**recipe, "data": {**(recipe.get("data") or {}), "eval": eval_data}}  # its tokens a request: the new rows'
-    return {**metrics, "eval": eval_metrics, "eval_data": eval_identity(rescored), "rescored": True}, recipe, None
+    return {**metrics, "eval": eval_metrics, "eval_data": {**eval_identity(rescored), "rows": len(predicted)}, "rescored": True}, recipe, None
 
 
 def _counter(folder: Path):
@@ -119,8 +119,8 @@ def _check_same_data(recipes) -> None:
 def _said(identity: dict) -> str:
     where = identity.get("source")
     if identity.get("held_out_fraction"):
-        where = f"{identity['held_out_fraction']:g} held out of {where}"
-    return where + (f", first {identity['max_rows']} rows" if identity.get("max_rows") else "")
+        where = f"{identity['held_out_fraction']:g} held out of {where} with seed {identity.get('seed')}"
+    return where + (f", {identity['rows']} rows scored" if identity.get("rows") else "")
 
 
 def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool = False) -> tuple[dict | None, dict | None, str | None]:

@@ -194,7 +194,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
         if result is not None and result.stage == "all":
             from adaptkit.runners.data import eval_identity
 
-            result.metrics["eval_data"] = eval_identity(recipe)  # compare refuses to rank runs scored on different rows
+            result.metrics["eval_data"] = eval_identity(recipe, data)  # compare refuses to rank runs scored on different rows
             if recipe.definition.trains:  # what it used, beside what the estimate said it would
                 from adaptkit.methods.base import processes
                 from adaptkit.runners.resources import finish

@@ -384,14 +384,19 @@ def describe_data(recipe: Recipe) -> str:
     return load_data(recipe).describe()
 
 
-def eval_identity(recipe: Recipe) -> dict:
+def eval_identity(recipe: Recipe, data=None) -> dict:
     """What a run was scored on, for compare: the eval file (its sha256 when local), or the slice held out of the
-    training file, and the row cap."""
+    training file (its share and seed), and how many rows were scored (when the run's data is given)."""
     import hashlib
 
     d = recipe.data
     source = d.eval or d.train
-    identity = {"source": source, "held_out_fraction": None if d.eval else d.eval_fraction, "max_rows": d.max_rows}
+    held_out = None if d.eval else d.eval_fraction
+    # data.max_rows caps the training rows only; a held-out slice is drawn with the training seed
+    identity = {"source": source, "held_out_fraction": held_out, "seed": recipe.training.seed if held_out else None}
+    scored = data.eval if isinstance(data, Splits) else getattr(data, "rows", None)
+    if isinstance(scored, list) and scored:
+        identity["rows"] = len(scored)
     path = Path(source).expanduser() if source else None
     if path is not None and path.is_file():
         digest = hashlib.sha256()
@@ -406,5 +411,5 @@ def same_eval(a: dict | None, b: dict | None) -> bool:
     """Whether two runs were scored on the same rows (by content, where both files were hashed)."""
     if not a or not b:
         return False
-    key = lambda i: (i.get("sha256") or i.get("source"), i.get("held_out_fraction"), i.get("max_rows"))  # noqa: E731
+    key = lambda i: (i.get("sha256") or i.get("source"), i.get("held_out_fraction"), i.get("seed"))  # noqa: E731
     return key(a) == key(b)
