@@ -22,10 +22,10 @@ def test_compare_runs_reads_and_recommends(invoke, tmp_path):
     recipe = yaml.safe_load(invoke("recipes", "show", "lora_cls").stdout)
     recipe["training"].update(max_steps=2)
     recipe["data"]["max_rows"] = 96  # caps the training rows only: it is scored on the same 80 tickets as the two runs
-    from adaptkit.recipe.load import project_root
+    from adaptkit.recipe.load import builtin_dir
 
-    recipe["data"]["train"] = str(project_root() / recipe["data"]["train"])
-    recipe["data"]["eval"] = str(project_root() / recipe["data"]["eval"])
+    recipe["data"]["train"] = str((builtin_dir() / recipe["data"]["train"]).resolve())
+    recipe["data"]["eval"] = str((builtin_dir() / recipe["data"]["eval"]).resolve())
     quick.write_text(yaml.safe_dump(recipe))
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump({**recipe, "data": {"train": str(tmp_path / "missing.jsonl")}}))

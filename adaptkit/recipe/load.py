@@ -192,11 +192,12 @@ def _describe(error: dict, variant: type[BaseModel]) -> str:
 
 
 def load_recipe(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> tuple[Recipe, Path, bool]:
-    """Read a built-in or user recipe, resolve its relative input paths against its folder (a built-in's against
-    the install location), apply overrides (their relative paths against the working folder), validate."""
+    """Read a built-in or user recipe, resolve its relative input paths against the recipe file's folder (built-in
+    ones too: by name or by path, the same file reads the same data), apply overrides (their relative paths against
+    the working folder), validate."""
     path, builtin = find_recipe(name_or_path)
     data = read_recipe_file(path)
-    resolve_inputs(data, project_root() if builtin else path.resolve().parent)
+    resolve_inputs(data, path.resolve().parent)
     for override in overrides:
         apply_override(data, override)
     resolve_inputs(data, Path.cwd())
@@ -265,7 +266,7 @@ def portable_copy(path: Path, builtin: bool, dest: Path) -> str:
     text = path.read_text(encoding="utf-8")
     original = read_recipe_file(path)
     resolved = copy.deepcopy(original)
-    resolve_inputs(resolved, project_root() if builtin else path.resolve().parent)
+    resolve_inputs(resolved, path.resolve().parent)
     for old, new in _changed_paths(original, resolved):
         folder = dest.resolve().parent
         shared = os.path.commonpath([new, str(folder)])
