@@ -78,7 +78,7 @@ def real_shape_model(name: str, folder: Path) -> str:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from adaptkit.estimate.architectures import catalogue
+    from adaptkit.estimator.architectures import catalogue
 
     fields = dict(catalogue()[name.lower()]["config"])
     model_type = fields.pop("model_type")
@@ -113,8 +113,8 @@ def write_data(folder: Path, seq_len: int, rows: int) -> dict[str, str]:
 
 def predicted(recipe_name: str, overrides: list[str]) -> tuple[float, float | None]:
     """The estimator's peak for the recipe on this device, and its training FLOPs per token."""
-    from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.report import estimate, find_device
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.report import estimate, find_device
     from adaptkit.methods.registry import recipe_setup
     from adaptkit.models import resolve_model
     from adaptkit.recipe.load import load_recipe
@@ -147,7 +147,7 @@ def device_info(smoke: bool) -> tuple[str, float | None, float | None]:
         return "cpu", None, None
     import torch
 
-    from adaptkit.estimate.compute import find_gpu
+    from adaptkit.estimator.compute import find_gpu
 
     name = torch.cuda.get_device_name(0)
     memory = torch.cuda.get_device_properties(0).total_memory / 1e9

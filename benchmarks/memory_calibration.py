@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adaptkit._yaml import load_yaml  # noqa: E402
-from adaptkit.estimate.architectures import load_model  # noqa: E402
-from adaptkit.estimate.memory import Setup, estimate_memory  # noqa: E402
+from adaptkit.estimator.architectures import load_model  # noqa: E402
+from adaptkit.estimator.memory import Setup, estimate_memory  # noqa: E402
 from adaptkit.methods.registry import setup_for  # noqa: E402
 
 UNITS = {"GB": 1.0, "GiB": 2**30 / 1e9, "MiB": 2**20 / 1e9, "MB": 1e-3}

@@ -122,8 +122,8 @@ def test_bake_off_writes_the_top_recipes_and_the_compare_command(invoke, tmp_pat
     ("mistralai/Mixtral-8x7B-Instruct-v0.1", 80, 1), ("Qwen/Qwen3-30B-A3B", 48, 2),
 ])
 def test_emitted_recipes_leave_headroom(model, vram, gpus):
-    from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.memory import estimate_memory
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.memory import estimate_memory
     from adaptkit.methods.registry import recipe_setup
     from adaptkit.recipe.emit import HEADROOM
 

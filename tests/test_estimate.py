@@ -5,10 +5,10 @@ import json
 import pytest
 
 from adaptkit.errors import InputError
-from adaptkit.estimate.architectures import from_params, load_model
-from adaptkit.estimate.compute import find_gpu, flops_per_token
-from adaptkit.estimate.fit import suggest
-from adaptkit.estimate.memory import estimate_memory, trainable_params
+from adaptkit.estimator.architectures import from_params, load_model
+from adaptkit.estimator.compute import find_gpu, flops_per_token
+from adaptkit.estimator.fit import suggest
+from adaptkit.estimator.memory import estimate_memory, trainable_params
 from adaptkit.methods.registry import setup_for
 
 GB = 1e9
@@ -336,7 +336,7 @@ MOE_CONFIGS = {
 def test_mixture_of_experts_counts_match_transformers(family):
     import transformers
 
-    from adaptkit.estimate.architectures import from_config
+    from adaptkit.estimator.architectures import from_config
 
     config = MOE_CONFIGS[family]
     model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config))

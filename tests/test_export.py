@@ -95,7 +95,7 @@ def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causa
 
 def test_qlora_script_loads_the_base_in_4_bits(invoke):
     text = invoke("export", "qlora_sft").stdout
-    assert "QUANTIZATION = '4bit'" in text and "BitsAndBytesConfig" in text and "LoraConfig(task_type='CAUSAL_LM'" in text
+    assert "'load_in_4bit': True" in text and "BitsAndBytesConfig" in text and "LoraConfig(task_type='CAUSAL_LM'" in text
     compile(text, "train.py", "exec")
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 from adaptkit.errors import InputError
-from adaptkit.estimate import hardware
-from adaptkit.estimate.hardware import GPU, detect_gpus, parse_nvidia_smi
+from adaptkit.estimator import hardware
+from adaptkit.estimator.hardware import GPU, detect_gpus, parse_nvidia_smi
 
 
 def test_parse_nvidia_smi():

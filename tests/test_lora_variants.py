@@ -110,8 +110,8 @@ def _saved_activation_bytes(folder: Path, dora: bool, targets) -> int:
 
 @pytest.mark.parametrize("targets, names", [("all-linear", "all-linear"), (["q_proj", "v_proj"], "q_proj,v_proj")])
 def test_dora_activation_memory_matches_what_peft_keeps(tiny_causal_lm, targets, names):
-    from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.memory import Setup, _dora_activations, lora_targets
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.memory import Setup, _dora_activations, lora_targets
 
     measured = _saved_activation_bytes(tiny_causal_lm, True, targets) - _saved_activation_bytes(tiny_causal_lm, False, targets)
     arch = load_model(str(tiny_causal_lm), online=False)

@@ -6,7 +6,7 @@ import pytest
 
 from adaptkit.advisor.profile import build_profile, infer_from_model_name, read_answers, resolve
 from adaptkit.errors import InputError
-from adaptkit.estimate.hardware import GPU
+from adaptkit.estimator.hardware import GPU
 from adaptkit.units import parse_count, parse_gigabytes, parse_number, parse_params_b
 
 BASE = {"task": "classification", "goal": "behavior", "weight_access": "open"}

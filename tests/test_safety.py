@@ -152,7 +152,7 @@ def test_the_interrupt_callback_saves_without_evaluating():
     pytest.importorskip("transformers")
     from transformers import TrainerControl
 
-    from adaptkit.runners.train import callbacks
+    from adaptkit.runners.core import callbacks
 
     stop = {"stop": True}
     callback = callbacks(stop, Path(os.devnull))[0]

@@ -122,9 +122,9 @@ def test_sharding_without_gpus_is_refused_before_anything_is_written(invoke, tmp
 def test_sharding_writes_and_uses_the_accelerate_config(invoke, tmp_path, monkeypatch, sharding, kind):
     import importlib.util
 
-    from adaptkit.cli import run as run_cli
-    from adaptkit.estimate import hardware
-    from adaptkit.estimate.hardware import GPU
+    import adaptkit.api as run_cli
+    from adaptkit.estimator import hardware
+    from adaptkit.estimator.hardware import GPU
 
     monkeypatch.setattr(hardware, "detect_gpus", lambda: ([GPU("NVIDIA H100 80GB HBM3", 80.0)] * 4, "test"))
     real_find = importlib.util.find_spec

@@ -6,7 +6,7 @@ import pytest
 
 from adaptkit.cli import advise as advise_cli
 from adaptkit.cli.wizard import QUESTIONS, run_wizard
-from adaptkit.estimate.hardware import GPU
+from adaptkit.estimator.hardware import GPU
 
 GPU_KEYS = {"num_gpus", "gpu_vram_gb", "model", "model_params_b", "tasks_to_serve"}
 

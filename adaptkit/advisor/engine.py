@@ -108,7 +108,7 @@ def _signed(weight: float) -> str:
 
 def _architecture(profile: Profile):
     """The profile's model for the memory estimate: a built-in or local config, else a Llama-style model of its size."""
-    from adaptkit.estimate.architectures import for_model
+    from adaptkit.estimator.architectures import for_model
 
     return for_model(profile.model, profile.model_params_b, profile.model_active_params_b)
 
@@ -117,8 +117,8 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
     """Yield (method, weight or None for a rule-out, reason) from the memory estimator."""
     from dataclasses import replace
 
-    from adaptkit.estimate.fit import suggest
-    from adaptkit.estimate.memory import estimate_memory
+    from adaptkit.estimator.fit import suggest
+    from adaptkit.estimator.memory import estimate_memory
     from adaptkit.methods.registry import setup_for
 
     if profile.weight_access != "open" or profile.vram_total_gb <= 0:
@@ -163,8 +163,8 @@ def _cost(rule: Rule, profile: Profile, ruled_out: dict):
     """Yield (method, note): what few-shot demonstrations cost a day, priced input and output apart, against the one-time
     cost of the training method that would drop them, when that method is still possible."""
     from adaptkit.advisor.profile import api_price
-    from adaptkit.estimate.architectures import from_params
-    from adaptkit.estimate.compute import estimate_time, find_gpu
+    from adaptkit.estimator.architectures import from_params
+    from adaptkit.estimator.compute import estimate_time, find_gpu
     from adaptkit.methods.registry import setup_for
 
     a = rule.assume

@@ -222,7 +222,7 @@ _INSTRUCT_IN_NAME = re.compile(r"(instruct|chat|-it\b|-sft|assistant|hermes|zeph
 
 def infer_from_model_name(name: str) -> tuple[Optional[float], Optional[bool]]:
     """Guess (total params in billions, is_base_model) from a model name such as `Qwen2.5-7B-Instruct` or `Mixtral-8x7B`."""
-    from adaptkit.estimate.architectures import sizes_from_name
+    from adaptkit.estimator.architectures import sizes_from_name
 
     is_base = False if _INSTRUCT_IN_NAME.search(name) else None
     return sizes_from_name(name)[0], is_base
@@ -231,7 +231,7 @@ def infer_from_model_name(name: str) -> tuple[Optional[float], Optional[bool]]:
 def model_facts(name: str) -> tuple[dict, str]:
     """Size, active size and context window of a named model, and where they came from: a built-in or local config, else its name."""
     from adaptkit.errors import AdaptkitError
-    from adaptkit.estimate.architectures import load_model, sizes_from_name
+    from adaptkit.estimator.architectures import load_model, sizes_from_name
 
     try:
         arch = load_model(name, online=False)

@@ -69,7 +69,7 @@ class Rule(BaseModel):
         if self.kind == "memory":
             if not self.setups:
                 raise ValueError(f"rule `{self.id}`: a memory rule needs `setups`")
-            from adaptkit.estimate.memory import Setup
+            from adaptkit.estimator.memory import Setup
 
             unknown = [fact for fact in self.setups_if if fact not in FACT_NAMES]
             if unknown:

@@ -67,7 +67,7 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
     where = " with ".join(part for part in (answers_file, "--set" if given else None) if part) or "answers"
     check_keys(answers, where)
 
-    from adaptkit.estimate.hardware import detect_gpus
+    from adaptkit.estimator.hardware import detect_gpus
 
     interactive = not no_input and _interactive()
     from_data: list[str] = []

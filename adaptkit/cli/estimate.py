@@ -91,11 +91,11 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
     if calibrate:
         _calibrate(overrides, as_json)
         return
-    from adaptkit.estimate.architectures import from_params, known_models, load_model
-    from adaptkit.estimate.compute import gpu_table, request_cost
-    from adaptkit.estimate.compute import prompt_tokens as count_prompt
-    from adaptkit.estimate.report import estimate as run_estimate
-    from adaptkit.estimate.report import find_device
+    from adaptkit.estimator.architectures import from_params, known_models, load_model
+    from adaptkit.estimator.compute import gpu_table, request_cost
+    from adaptkit.estimator.compute import prompt_tokens as count_prompt
+    from adaptkit.estimator.report import estimate as run_estimate
+    from adaptkit.estimator.report import find_device
 
     if list_models:
         click.echo("\n".join(known_models()))
@@ -170,8 +170,8 @@ def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sh
                      tokens_per_second=None) -> dict:
     """The estimate for what a recipe would run: the same conversion as run --dry-run and the export headers; each
     step-down suggestion carries the overrides (and run flags) that apply it."""
-    from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.report import estimate as run_estimate
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.report import estimate as run_estimate
     from adaptkit.methods.registry import recipe_setup, with_recipe_changes
     from adaptkit.models import resolve_model
     from adaptkit.recipe.load import load_recipe

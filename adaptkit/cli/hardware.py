@@ -11,7 +11,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def hardware(as_json):
     """Show GPUs (NVIDIA, AMD, Apple silicon), CPU cores, RAM, free disk and the installed training stack (no torch import)."""
-    from adaptkit.estimate.hardware import system_info
+    from adaptkit.estimator.hardware import system_info
 
     info = system_info()
     if as_json:

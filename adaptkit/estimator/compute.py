@@ -9,8 +9,8 @@ from pathlib import Path
 
 from adaptkit._yaml import load_yaml
 from adaptkit.errors import InputError
-from adaptkit.estimate.architectures import Architecture
-from adaptkit.estimate.memory import Setup
+from adaptkit.estimator.architectures import Architecture
+from adaptkit.estimator.memory import Setup
 
 MFU_RANGE = (0.35, 0.15)  # single-node HF-Trainer fine-tuning: 15-35% of peak (memory-model.md section 6)
 RLHF_MFU_RANGE = (0.20, 0.08)  # generation is bandwidth-bound: RL pipelines reach less

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import combinations
 
-from adaptkit.estimate.architectures import Architecture
-from adaptkit.estimate.memory import Setup, estimate_memory
+from adaptkit.estimator.architectures import Architecture
+from adaptkit.estimator.memory import Setup, estimate_memory
 
 MAX_GPUS = 64
 MAX_SUGGESTIONS = 4

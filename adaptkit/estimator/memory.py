@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from adaptkit.errors import InputError
-from adaptkit.estimate.architectures import ROLE_ALIASES, Architecture
+from adaptkit.estimator.architectures import ROLE_ALIASES, Architecture
 
 GB = 1e9
 OBJECTIVES = ("sft", "preference", "rl", "serve")  # supervised targets, chosen/rejected pairs, RL on rollouts, or inference only

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from adaptkit.estimate.architectures import Architecture
-from adaptkit.estimate.compute import GPUType, estimate_time
-from adaptkit.estimate.fit import suggest
-from adaptkit.estimate.memory import Setup, estimate_memory
+from adaptkit.estimator.architectures import Architecture
+from adaptkit.estimator.compute import GPUType, estimate_time
+from adaptkit.estimator.fit import suggest
+from adaptkit.estimator.memory import Setup, estimate_memory
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ APPLE = ["Apple silicon: the device is the GPU's share of unified memory (about 
 def find_device(gpu_name: str | None = None, gpu_memory_gb: float | None = None) -> tuple[Device | None, int]:
     """(the device to fit, the detected GPU count) from --gpu, --gpu-memory-gb or what this machine has."""
     from adaptkit.errors import InputError
-    from adaptkit.estimate.compute import find_gpu
-    from adaptkit.estimate.hardware import detect_gpus
+    from adaptkit.estimator.compute import find_gpu
+    from adaptkit.estimator.hardware import detect_gpus
 
     if gpu_memory_gb is not None and gpu_memory_gb <= 0:
         raise InputError("--gpu-memory-gb must be above 0")

@@ -223,6 +223,8 @@ def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
     """The two-stage script (the same RewardConfig and GRPO/RLOO config dicts the runner builds), or with reward
     functions, the one-stage script carrying the built-in rewards' source."""
     out, p = Path(recipe.output_dir), recipe.rlhf.policy
+    if recipe.quantization != "none" and not recipe.verifiable:
+        raise InputError("--format script does not yet write the LoRA reward model a quantized RLHF run trains: run it with adaptkit run")
     if recipe.lora and (recipe.lora.loraplus_lr_ratio or recipe.lora.init != "default"):
         raise InputError("--format script does not yet write LoRA+ or a PiSSA/OLoRA start for the RL policy: run it with adaptkit run")
     trainer = "GRPO" if p.algorithm == "grpo" else "RLOO"

@@ -127,9 +127,9 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
         return []  # the vendor's machines: nothing to size here
     if p.weight_access != "open" or p.vram_total_gb <= 0:
         return ["no GPU in the profile: settings are the defaults (run --dry-run on the training machine)"]
-    from adaptkit.estimate.architectures import for_model
-    from adaptkit.estimate.fit import suggest
-    from adaptkit.estimate.memory import estimate_memory
+    from adaptkit.estimator.architectures import for_model
+    from adaptkit.estimator.fit import suggest
+    from adaptkit.estimator.memory import estimate_memory
     from adaptkit.models import resolve_model
 
     arch = for_model(resolve_model(p.model) if p.model else None, p.model_params_b)

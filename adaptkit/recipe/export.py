@@ -8,6 +8,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
 from adaptkit.methods.base import Code, literal, trainer_kwargs
+from adaptkit.methods.loading import load_code, load_spec
 from adaptkit.methods.supervised import LORA_INIT_DIR
 from adaptkit.recipe.schema import Recipe
 from adaptkit.models import EMBEDDED_NAMES
@@ -66,7 +67,8 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
         "__LORAPLUS__": repr(getattr(getattr(recipe, "lora", None), "loraplus_lr_ratio", None)), "__INITIAL__": _initial(recipe),
         "__PRECISION__": repr(t.precision), "__ARGS__": literal(args), "__METHOD__": repr(recipe.method),
         "__PROMPT__": repr(d.prompt_column), "__RESPONSE__": repr(d.response_column), "__MESSAGES__": repr(d.messages_column),
-        "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__COMPLETION__": repr(d.completion_column), "__QUANTIZATION__": repr(recipe.quantization),
+        "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__COMPLETION__": repr(d.completion_column),
+        "__LOAD__": literal(load_spec(recipe)), "__LOAD_KWARGS__": load_code() + "\n",
         **extra,
     }
     return _fill((TEMPLATES / template).read_text(encoding="utf-8"), values)
@@ -139,8 +141,8 @@ def launch_config(recipe: Recipe, ref: str, processes: int) -> str:
 
 def _fits(recipe: Recipe, gpus: int) -> dict[str, str]:
     """The memory estimate for each launch mode, when the model can be sized offline (the one recipe conversion)."""
-    from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.memory import estimate_memory
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.memory import estimate_memory
     from adaptkit.methods.registry import recipe_setup
     from adaptkit.models import resolve_model
 

@@ -144,8 +144,8 @@ def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | N
            processes: int = 1, overrides: tuple[str, ...] = ()) -> dict:
     """The estimate for this recipe on one GPU (given, or detected), or per GPU over `processes` with the recipe's
     sharding; each step-down suggestion with the overrides that apply it."""
-    from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.report import estimate, find_device
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.report import estimate, find_device
     from adaptkit.methods.registry import recipe_setup, with_recipe_changes
 
     if recipe.adapter == "vendor":

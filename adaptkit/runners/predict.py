@@ -60,7 +60,7 @@ def load_model(run: Run, dtype=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from adaptkit.runners.train import quiet_transformers
+    from adaptkit.runners.core import quiet_transformers
 
     quiet_transformers()
     recipe = run.recipe

@@ -10,14 +10,13 @@ from adaptkit.errors import InputError
 from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
 from adaptkit.methods.rewards import CHECKS_ANSWERS
 from adaptkit.methods.preference import policy_kwargs, reward_kwargs
-from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
+from adaptkit.runners.core import (
+    callbacks, causal_tokenizer, evaluate, fit, load_model, peft_config, prepare_adapters, run_trainer, start, train_metrics,
+    with_precision,
+)
 from adaptkit.runners.data import _response_text, Splits
 from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
-from adaptkit.runners.train import (
-    callbacks, check_device, causal_tokenizer, evaluate, fit, fit_evaluate_save, peft_config, seed_everything, train_metrics,
-    prepare_adapters, quiet_transformers, weights_dtype, with_precision,
-)
 
 
 def _pairs(recipe: Recipe, rows: list[dict]):
@@ -71,56 +70,43 @@ def trainer_classes(recipe: Recipe):
 # ----------------------------------------------------------------------------------------------- DPO, KTO, ORPO, SimPO, CPO
 
 def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
-    from transformers import AutoModelForCausalLM
-
-    quiet_transformers()
-    check_device(recipe)
+    """DPO, KTO, ORPO, SimPO or CPO (recipe.dpo.algorithm) on the training core."""
+    start(recipe)
     Config, Trainer = trainer_classes(recipe)
-    seed_everything(recipe.training.seed)
-    out = options.out
-    out.mkdir(parents=True, exist_ok=True)
-    stop = {"stop": False}
-    tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code,
-                                                 **weights_dtype(recipe))
-    config = _lora(recipe)
-    if recipe.dpo.starting_adapter:
-        from peft import PeftModel
-
-        if not (Path(recipe.dpo.starting_adapter) / "adapter_config.json").is_file():
-            raise InputError(f"dpo.starting_adapter: {recipe.dpo.starting_adapter} holds no adapter_config.json (an SFT run's output_dir)")
-        model = PeftModel.from_pretrained(model, recipe.dpo.starting_adapter, is_trainable=True)
-        config = None  # train the SFT adapter further; the reference is the base with it switched off
     if recipe.dpo.spec.data == "feedback":
         def dataset(rows):
             return _feedback(recipe, rows, splits.kind)
     else:
         def dataset(rows):
             return _pairs(recipe, rows)
-    args = Config(**with_precision(recipe, trainer_kwargs(recipe, out, bool(splits.eval))))
-    model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train),
-                      eval_dataset=dataset(splits.eval) if splits.eval else None, processing_class=tokenizer,
-                      peft_config=config, callbacks=callbacks(stop, out / "train_log.jsonl"), optimizers=optimizers)
-    finished = fit_evaluate_save(trainer, tokenizer, stop, options, out, bool(splits.eval), finish)
-    if finished is None:
-        return None
-    result, runtime, evaluation = finished
-    margin = evaluation.get("eval_rewards/margins")
-    if margin is None and "eval_rewards/chosen" in evaluation:  # KTO reports the two rewards apart
-        margin = evaluation["eval_rewards/chosen"] - evaluation["eval_rewards/rejected"]
-    from adaptkit.runners.predict import generate_and_score
 
-    d = recipe.data
-    answered = [{d.prompt_column: r[d.prompt_column], d.response_column: _response_text(r[d.chosen_column])}  # the chosen reply
-                for r in splits.eval if isinstance(r.get(d.prompt_column), str) and d.chosen_column in r]
-    metrics = {
-        "method": recipe.method, "task": recipe.task, "algorithm": recipe.dpo.algorithm, "train": train_metrics(trainer, result, runtime),
-        "eval": {"loss": evaluation.get("eval_loss"), "preference_accuracy": evaluation.get("eval_rewards/accuracies"),
-                 "reward_margin": margin, **generate_and_score(recipe, trainer.model, tokenizer, answered, out)},
-    }
-    history = trainer.state.log_history
-    return RunResult(metrics, history, write_training_files(recipe, metrics, history, [], out))
+    def build(out: Path, callbacks):
+        tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
+        try:  # train the SFT adapter further; the reference is the base with it switched off
+            model = load_model(recipe, adapter=recipe.dpo.starting_adapter)
+        except InputError as exc:
+            raise InputError(f"dpo.starting_adapter: {exc}") from None
+        config = None if recipe.dpo.starting_adapter else _lora(recipe)
+        args = Config(**with_precision(recipe, trainer_kwargs(recipe, out, bool(splits.eval))))
+        model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
+        trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train),
+                          eval_dataset=dataset(splits.eval) if splits.eval else None, processing_class=tokenizer,
+                          peft_config=config, callbacks=callbacks, optimizers=optimizers)
+        return trainer, tokenizer, finish
+
+    def scores(trainer, tokenizer, evaluation: dict) -> dict:
+        margin = evaluation.get("eval_rewards/margins")
+        if margin is None and "eval_rewards/chosen" in evaluation:  # KTO reports the two rewards apart
+            margin = evaluation["eval_rewards/chosen"] - evaluation["eval_rewards/rejected"]
+        from adaptkit.runners.predict import generate_and_score
+
+        d = recipe.data
+        answered = [{d.prompt_column: r[d.prompt_column], d.response_column: _response_text(r[d.chosen_column])}  # the chosen reply
+                    for r in splits.eval if isinstance(r.get(d.prompt_column), str) and d.chosen_column in r]
+        return {"loss": evaluation.get("eval_loss"), "preference_accuracy": evaluation.get("eval_rewards/accuracies"),
+                "reward_margin": margin, **generate_and_score(recipe, trainer.model, tokenizer, answered, options.out)}
+
+    return run_trainer(recipe, options, build, scores, extra={"algorithm": recipe.dpo.algorithm})
 
 
 # ----------------------------------------------------------------------------------------------- RLHF
@@ -133,7 +119,7 @@ def reward_done(out: Path) -> bool:
 
 
 def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: bool) -> dict:
-    from transformers import AutoModelForSequenceClassification
+    from peft import TaskType
     from trl import RewardConfig, RewardTrainer
 
     stage = recipe.rlhf.reward
@@ -141,14 +127,15 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     out.mkdir(parents=True, exist_ok=True)
     name = stage.model or recipe.model
     tokenizer = causal_tokenizer(name, recipe.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model(name), num_labels=1, trust_remote_code=recipe.trust_remote_code,
-                                                               **weights_dtype(recipe))
+    model = load_model(recipe, "classifier", name=name, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     stop = {"stop": False}
     args = RewardConfig(**with_precision(recipe, reward_kwargs(recipe, out, bool(splits.eval))))
+    # A 4/8-bit base cannot train its own weights: the reward model then trains a LoRA adapter on it (and its score head).
+    config = peft_config(recipe, TaskType.SEQ_CLS) if recipe.quantization != "none" else None
     trainer = RewardTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
                             eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
-                            callbacks=callbacks(stop, options.out / "train_log.jsonl", stage="reward"))
+                            peft_config=config, callbacks=callbacks(stop, options.out / "train_log.jsonl", stage="reward"))
     result, runtime = fit(trainer, stop, resume)
     evaluation = evaluate(trainer) if splits.eval else {}
     metrics = {"train": train_metrics(trainer, result, runtime),
@@ -205,10 +192,13 @@ class ModelScorer:
     """Held-out completions scored by the learned reward model."""
 
     def __init__(self, root: Path, recipe: Recipe):
-        from transformers import AutoModelForSequenceClassification
-
-        self.tokenizer = causal_tokenizer(str(root / REWARD_DIR), recipe.trust_remote_code)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(root / REWARD_DIR), num_labels=1)
+        folder = root / REWARD_DIR
+        self.tokenizer = causal_tokenizer(str(folder), recipe.trust_remote_code)
+        if (folder / "adapter_config.json").is_file():  # a LoRA reward model on a quantized base
+            base = recipe.rlhf.reward.model or recipe.model
+            self.model = load_model(recipe, "classifier", name=base, num_labels=1, adapter=str(folder))
+        else:
+            self.model = load_model(recipe, "classifier", name=str(folder), num_labels=1)
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.trainer_kwargs = {"reward_funcs": self.model, "reward_processing_classes": self.tokenizer}
 
@@ -272,7 +262,6 @@ def _task_scores(recipe: Recipe, rows: list[dict], prompts: list[str], before: l
 
 
 def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: bool) -> dict:
-    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     stage = recipe.rlhf.policy
@@ -281,8 +270,7 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
     scorer = FunctionScorer(recipe) if recipe.verifiable else ModelScorer(root, recipe)
-    policy = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code,
-                                                  **weights_dtype(recipe))
+    policy = load_model(recipe)
     held_rows = (splits.eval or splits.train)[: stage.eval_prompts]
     held_prompts = [r[recipe.data.prompt_column] for r in held_rows]
     texts, completions_before = _generate(policy, tokenizer, held_prompts, stage.max_completion_length)
@@ -323,9 +311,7 @@ def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult |
     """options.stage: all (reward, then policy), reward, or policy (reusing a finished reward stage). With reward
     functions (rlhf.rewards) there is no reward stage: the policy stage is the run."""
     stage = options.stage
-    quiet_transformers()
-    check_device(recipe)
-    seed_everything(recipe.training.seed)
+    start(recipe)
     if recipe.verifiable and stage == "reward":
         raise InputError("this recipe rewards with functions (rlhf.rewards): there is no reward model to train; run it without --stage")
     root = options.out

@@ -59,8 +59,8 @@ def measure(trainer, runtime: float) -> dict:
 def predict(recipe: Recipe, tokens: int | None, processes: int = 1, detect: bool = True) -> dict:
     """The estimator's figures for this recipe on the device this machine has (peak GB, its components, tokens/s).
     detect=False: no device (the peak does not depend on it; the speed does)."""
-    from adaptkit.estimate.architectures import load_model
-    from adaptkit.estimate.report import estimate, find_device
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.report import estimate, find_device
     from adaptkit.methods.registry import recipe_setup
     from adaptkit.models import resolve_model
 
