@@ -8,6 +8,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from adaptkit.errors import InputError
+
 
 @lru_cache(maxsize=1)
 def _umask() -> int:
@@ -42,3 +44,19 @@ def remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
         return
     shutil.rmtree(path)  # rmtree unlinks symbolic links inside; it does not descend into them
+
+
+def write_new(path: str | Path, text: str, force: bool = False) -> Path:
+    """Write `text` to `path` atomically; refuse to replace an existing file unless `force`."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: give a file name")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write it ({exc.strerror or exc.__class__.__name__})") from None
+    return path

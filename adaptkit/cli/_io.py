@@ -1,12 +1,11 @@
-"""Small CLI helpers: key=value overrides and safe file writes."""
+"""Small CLI helpers: key=value overrides, safe file writes and progress lines."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
-from adaptkit._files import write_atomic
+from adaptkit._files import write_new  # noqa: F401  (the CLI's commands import it from here)
 from adaptkit.errors import InputError, brief
 
 
@@ -25,22 +24,6 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
             parsed = value
         result[key.strip()] = value if isinstance(parsed, (dict, list)) else parsed
     return result
-
-
-def write_new(path: str | Path, text: str, force: bool = False) -> Path:
-    """Write `text` to `path` atomically; refuse to replace an existing file unless `force`."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise InputError(f"{path} is a folder: give a file name")
-    if (path.exists() or path.is_symlink()) and not force:
-        raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
-    try:
-        write_atomic(path, text)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write it ({exc.strerror or exc.__class__.__name__})") from None
-    return path
 
 
 def progress_line(doing: str, unit: str):

@@ -306,7 +306,9 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
     """What a run did, for any method: training figures, every evaluation figure (the one a bake-off ranks by in bold)."""
     console = make_console(err)
     metrics = result.metrics
-    primary, _ = result.primary
+    from adaptkit.methods.bakeoff import primary as ranked_by
+
+    primary, _ = ranked_by(metrics)
     lines = [f"[bold]{escape(recipe.method)}[/] on {escape(recipe.model)} ({recipe.task}) -> [bold]{escape(str(folder))}[/]"]
     train = metrics.get("train") or {}
     parts = [(name, part) for name, part in train.items() if isinstance(part, dict)] or ([("", train)] if train else [])

@@ -269,11 +269,13 @@ class RecipeBase(Strict):
         """The recipe blocks this method owns."""
         return tuple(name for name in cls.model_fields if name not in RecipeBase.COMMON)
 
+    DEFINITION: ClassVar["MethodDef | None"] = None  # set by registry.register on the method's own variant
+
     @property
     def definition(self) -> "MethodDef":
-        from adaptkit.methods.registry import get
-
-        return get(self.method)
+        if type(self).DEFINITION is None:
+            raise TypeError(f"{type(self).__name__} is not a registered method's recipe")
+        return type(self).DEFINITION
 
     @property
     def adapter(self) -> str:
@@ -373,13 +375,14 @@ class RunResult:
     history: list[dict] = field(default_factory=list)  # the trainer's log (loss, eval, reward per step)
     artifacts: list[str] = field(default_factory=list)  # files the run wrote, relative to its folder
     stage: str = "all"  # RLHF: a run of one stage keeps its metrics with that stage
+    folder: Path | None = None  # where the finished run is (set by adaptkit.run once it is in place)
+    recipe: "RecipeBase | None" = None  # the recipe that ran (set by adaptkit.run)
+    next: str | None = None  # a staged method's next command (RLHF after --stage reward)
 
     @property
-    def primary(self) -> tuple[str, float | None]:
-        """The metric a bake-off ranks this run by, as its method's definition says, and its value."""
-        from adaptkit.methods.registry import get
-
-        return get(self.metrics["method"]).primary(self.metrics)
+    def eval(self) -> dict:
+        """The evaluation figures (metrics["eval"])."""
+        return self.metrics.get("eval") or {}
 
 
 def processes() -> int:

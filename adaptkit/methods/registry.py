@@ -32,6 +32,7 @@ def register(definition: MethodDef) -> MethodDef:
         raise ValueError(f"method `{definition.id}`: objective `{definition.objective}` disagrees with the catalogue's trains")
     if definition.recipe.model_fields["method"].annotation.__args__ != (definition.id,):
         raise ValueError(f"method `{definition.id}`: its recipe's `method` field must be Literal[{definition.id!r}]")
+    definition.recipe.DEFINITION = definition
     _REGISTRY[definition.id] = definition
     return definition
 
@@ -84,7 +85,7 @@ def block_owners() -> dict[str, list[str]]:
 
 def setup_for(method: str, **fields):
     """The estimator's Setup for a method: its objective and default adapter, then `fields`."""
-    from adaptkit.estimate.memory import Setup
+    from adaptkit.estimator.memory import Setup
 
     definition = get(method)
     adapter = fields.pop("adapter", None) or definition.adapters[0]
@@ -147,7 +148,7 @@ def recipe_changes(before, after, accumulation: int = 1, to_lora: list[str] | No
 
 def with_recipe_changes(recipe: RecipeBase, setup, suggestions: list[dict]) -> list[dict]:
     """Each step-down suggestion of an estimate for a recipe, with the overrides and run flags that apply it."""
-    from adaptkit.estimate.memory import Setup
+    from adaptkit.estimator.memory import Setup
 
     definition = recipe.definition
     accumulation = recipe.training.gradient_accumulation if definition.trains else 1

@@ -1,0 +1,455 @@
+"""adaptkit as a library: advise, estimate, run, compare and predict from Python, as the CLI does.
+
+    import adaptkit
+
+    advice = adaptkit.advise({"task": "classification", "goal": "behavior", "weight_access": "open", "labeled_examples": 2000})
+    result = adaptkit.run("lora_cls", ["training.max_steps=20", "output_dir=runs/mine"])
+    result.eval["accuracy"], result.folder
+
+Every function returns a typed result, raises `adaptkit.AdaptkitError` subclasses (InputError for what the user can
+fix), and prints nothing: the CLI (adaptkit.cli) parses, prompts and renders around these calls. The run lifecycle
+lives here: checks, consent, the output-folder guard, the relaunch under torchrun / accelerate, saving recipe.yaml and
+metrics.json. Importing this module imports no torch; running a recipe does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from adaptkit.errors import AdaptkitError, Cancelled, InputError
+
+CHILD_ENV = "ADAPTKIT_LAUNCHED"
+WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told its children to write
+SHARDED = ("fsdp", "zero2", "zero3")
+LAUNCH_CONFIG = "accelerate_config.yaml"  # what run --num-processes writes into the run for training.sharding
+
+Log = Callable[[str], None]
+
+
+def _quiet(line: str) -> None:
+    """The default `log`: a library call says nothing."""
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+def load_recipe(recipe: str | os.PathLike, overrides: Sequence[str] = ()):
+    """A built-in recipe name or a recipe file, with KEY=VALUE overrides, validated: the recipe object `run` runs."""
+    from adaptkit.recipe.load import load_recipe as load
+
+    return load(str(recipe), tuple(overrides))[0]
+
+
+# ------------------------------------------------------------------------------------------------ advise
+
+
+def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.PathLike | None = None,
+           detect_gpus: bool = True, **more):
+    """Rank the adaptation methods for a task: `answers` as a dict or an answers file (YAML/JSON), `more` as extra
+    answers (`labeled_examples=2000`), `data` a data file whose columns and counts fill what it proves. Returns the
+    Advice (recommendations with rationale and sources, ruled-out methods with reasons); nothing is asked: task,
+    goal and weight_access must be given."""
+    from adaptkit.advisor.engine import advise as run_advisor
+    from adaptkit.advisor.profile import check_keys, check_values, missing_required, read_answers, resolve
+
+    where = "answers"
+    if isinstance(answers, (str, os.PathLike)):
+        where = str(answers)
+        answers = read_answers(answers)
+    answers = dict(answers or {})
+    check_keys(answers, where)
+    if more:
+        check_values(more, "keyword answers")
+        answers.update(more)
+    check_keys(answers, where)
+    notes: list[str] = []
+    if data is not None:
+        from adaptkit.cli.data_answers import infer
+
+        facts = infer(str(data), answers.get("model"))
+        answers.update({k: v for k, v in facts.answers.items() if answers.get(k) in (None, "")})
+        notes += [f"from {data}: {line}" for line in facts.said]
+    if missing_required(answers):
+        raise InputError(f"{where}: missing {', '.join(missing_required(answers))}: give them as answers")
+    gpus = []
+    if detect_gpus and answers.get("weight_access") in (None, "open") and not {"gpu_vram_gb", "num_gpus"} <= set(answers):
+        from adaptkit.estimator.hardware import detect_gpus as detect
+
+        gpus, _ = detect()
+    profile, said = resolve(answers, gpus, where)
+    return run_advisor(profile, notes + said)
+
+
+def write_recipe(advice, path: str | os.PathLike, method: str | None = None, force: bool = False) -> Path:
+    """Write the runnable recipe for the advice's top trainable method (or `method`) to `path`, its data checked first
+    when it is the user's own. Returns the path; `run(path)` runs it."""
+    from adaptkit._files import write_new
+    from adaptkit.recipe.emit import pick, recipe_for, render
+
+    recipe, notes = recipe_for(advice, method=method)
+    if advice.profile.train_data or advice.profile.eval_data:  # the user's own data: check it now, not after the GPU is booked
+        from adaptkit.recipe.load import validate
+        from adaptkit.runners.data import load_data
+
+        load_data(validate(recipe, "emitted recipe"))
+    target = Path(path).expanduser()
+    write_new(target, render(recipe, advice, notes, str(path), method or pick(advice)), force=force)
+    return target
+
+
+# ------------------------------------------------------------------------------------------------ estimate
+
+
+def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] = (), *, model: str | None = None,
+             method: str = "lora_adapters", gpu: str | None = None, gpu_memory_gb: float | None = None,
+             num_gpus: int | None = None, tokens: float | None = None, gpu_hour_usd: float | None = None, **setup) -> dict:
+    """Peak GPU memory per device, compute, time and cost: for what a recipe would run (`recipe` + `overrides`), or for
+    `method` on `model` with estimator settings in `setup` (batch_size=4, seq_len=2048, quantization="4bit", ...).
+    Returns `adaptkit estimate --json`'s dict: peak_memory_gb, fits, breakdown, suggestions (each with the recipe
+    overrides that apply it when a recipe was given)."""
+    from adaptkit.estimator.architectures import load_model
+    from adaptkit.estimator.report import estimate as run_estimate
+    from adaptkit.estimator.report import find_device
+    from adaptkit.methods.registry import recipe_setup, setup_for, with_recipe_changes
+    from adaptkit.models import resolve_model
+
+    device, detected = find_device(gpu, gpu_memory_gb)
+    gpus = num_gpus or detected or 1
+    if recipe is not None:
+        if model is not None or setup:
+            raise InputError("a recipe sets the model and the setup: change the recipe's fields with overrides instead")
+        loaded = load_recipe(recipe, overrides)
+        chosen = recipe_setup(loaded, gpus)
+        result = run_estimate(load_model(resolve_model(loaded.model)), chosen, device, tokens, gpu_hour_usd)
+        with_recipe_changes(loaded, chosen.resolved(), result["suggestions"])
+        return {**result, "recipe": str(recipe), "recipe_overrides": list(overrides)}
+    if model is None:
+        raise InputError("give a recipe, or a model (hub id, built-in name or local folder) with a method")
+    return run_estimate(load_model(model), setup_for(method, num_gpus=gpus, **setup), device, tokens, gpu_hour_usd)
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: bool = False, resume: bool = False,
+        stage: str = "all", num_processes: int = 1, accelerate_config: str | None = None, allow_code: bool = False,
+        start_job: bool = False, push_to_hub: str | None = None, hub_public: bool = False, hub_license: str = "other",
+        confirm: Callable[[str, dict], bool] | None = None, progress: Callable[[int, int], None] | None = None,
+        log: Log = _quiet):
+    """Train and evaluate a recipe (built-in name or path) with KEY=VALUE overrides, as `adaptkit run` does.
+
+    Returns a RunResult: `metrics` (metrics.json), `eval` (its evaluation figures), `folder` (the finished run),
+    `artifacts`. Data problems fail before any weights load; output_dir is never replaced unless `overwrite` (and
+    only an adaptkit run); code the recipe names runs only with `allow_code`. `num_processes` > 1 relaunches under
+    torchrun (CPU) or accelerate (GPUs) and reads the finished run's metrics. `confirm(tool, arguments)` answers a
+    tool-use recipe's state-changing calls (default: refuse them); `log` receives the notes the CLI prints."""
+    from adaptkit.recipe.consent import check_consent, describe_code
+    from adaptkit.recipe.load import load_recipe as load
+    from adaptkit.runners.data import load_data
+
+    ref = str(recipe)
+    loaded, path, builtin = load(ref, tuple(overrides))
+    _check_flags(loaded, overwrite, resume, stage, num_processes, start_job)
+    if loaded.definition.trains and not accelerate_config:
+        _check_sharding(loaded, num_processes)
+    allowed = allow_code or loaded.allow_code
+    check_consent(loaded, allowed)
+    child = os.environ.get(CHILD_ENV) == "1"
+    if not child:
+        for line in describe_code(loaded, allowed):
+            log(f"note: {line}")
+    context = RunContext(ref, tuple(overrides), stage, path if not builtin else None)
+    data = load_data(loaded)  # data problems fail here, before any weights load
+    token = None
+    if push_to_hub and not child:
+        untrained = not loaded.definition.trains or loaded.adapter == "vendor"
+        if untrained or stage != "all":
+            raise InputError("--push-to-hub uploads a trained model: this run trains none here" if untrained
+                             else "--push-to-hub uploads a finished run: run every stage (drop --stage)")
+        from adaptkit.runners.hub import check_push
+
+        token = check_push(push_to_hub)  # offline, no token, refused: said now, not after the GPU hours
+    result = _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress, log)
+    if token and result is not None:
+        from adaptkit.runners.hub import push
+
+        url = push(Path(loaded.output_dir), push_to_hub, token, private=not hub_public, license=hub_license)
+        log(f"pushed {loaded.output_dir} to {url}")
+    return result
+
+
+def dry_run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, gpu: str | None = None, gpu_memory_gb: float | None = None,
+            num_processes: int = 1, allow_code: bool = False, stage: str = "all", resume: bool = False, overwrite: bool = False,
+            start_job: bool = False) -> dict:
+    """What `run` would do, with no weights loaded: the resolved recipe, the data summary, the memory estimate, the
+    launch commands (`adaptkit run --dry-run --json`'s dict)."""
+    from adaptkit.recipe.load import load_recipe as load
+    from adaptkit.runners.data import load_data
+    from adaptkit.runners.dryrun import dry_run as report
+
+    loaded, _, _ = load(str(recipe), tuple(overrides))
+    _check_flags(loaded, overwrite, resume, stage, num_processes, start_job)
+    return report(loaded, load_data(loaded), str(recipe), tuple(overrides), allow_code or loaded.allow_code, gpu, gpu_memory_gb,
+                  num_processes)
+
+
+def _check_flags(loaded, overwrite: bool, resume: bool, stage: str, num_processes: int, start_job: bool) -> None:
+    """The run's options against its recipe: one clear line before anything is read or written."""
+    from adaptkit.methods.base import split_batch
+
+    definition = loaded.definition
+    if overwrite and resume:
+        raise InputError("--overwrite and --resume contradict each other: pick one")
+    if stage != "all" and stage not in definition.stages:
+        raise InputError(f"--stage {stage}: {loaded.method} has " + (f"the stages {', '.join(definition.stages)}" if definition.stages
+                                                                    else "no stages (--stage is for methods trained in stages, like rlhf)"))
+    if not definition.trains and (resume or num_processes > 1):
+        raise InputError(f"{loaded.method} trains nothing: --resume and --num-processes are for training recipes "
+                         "(endpoint requests run in parallel with backend.concurrency)")
+    vendor = loaded.adapter == "vendor"
+    if start_job and not vendor:
+        raise InputError("--start-job starts a vendor's fine-tuning job: this recipe has no `vendor` block")
+    if vendor and (resume or num_processes > 1):
+        raise InputError("a vendor fine-tuning job trains on the vendor: --resume and --num-processes do not apply")
+    if definition.trains and not vendor:  # the global batch must split over the processes: said now, not by every rank
+        t = loaded.training
+        split_batch(t.batch_size, t.gradient_accumulation, t.batch_scope, num_processes)
+
+
+class RunContext:
+    """How the user asked for this run: for resume commands and the multi-process relaunch."""
+
+    def __init__(self, recipe_ref: str, overrides: tuple[str, ...], stage: str, recipe_file: Path | None):
+        self.recipe_ref, self.overrides, self.stage, self.recipe_file = recipe_ref, overrides, stage, recipe_file
+
+    def command(self, *flags: str, stage: str | None = None) -> str:
+        stage = stage or self.stage
+        return shlex.join(["adaptkit", "run", self.recipe_ref, *self.overrides, *(("--stage", stage) if stage != "all" else ()), *flags])
+
+    def later_stage(self, recipe) -> bool:
+        """A later stage of a staged method (RLHF's policy) writes, and replaces, only its own folder in output_dir."""
+        return self.stage != "all" and self.stage == recipe.definition.stages[-1]
+
+
+def _prepare(recipe, context: RunContext, overwrite: bool, resume: bool):
+    """The run's folder: where it writes now and where its results end up. Nothing is deleted here."""
+    from adaptkit.methods.base import outputs_kept
+    from adaptkit.recipe.load import input_paths
+    from adaptkit.rundir import RunDir, prepare
+
+    root = Path(recipe.output_dir)
+    if os.environ.get(CHILD_ENV) == "1" and os.environ.get(WORK_ENV):  # a relaunched rank: the parent owns the folder
+        return RunDir(root, Path(os.environ[WORK_ENV]), resumed=True)
+    inputs = input_paths(recipe, context.recipe_file)
+    if context.later_stage(recipe):
+        return prepare(root / context.stage, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, owner=root)
+    keep = tuple(Path(path) for path in outputs_kept(recipe))  # a RAG index inside output_dir outlives the run
+    return prepare(root, context.recipe_ref, overwrite=overwrite, resume=resume, inputs=inputs, keep=keep)
+
+
+def _guarded(out, run_fn, context: RunContext):
+    """Run `run_fn`; on failure remove what it wrote (a checkpoint stays, for --resume); on Ctrl-C say what was kept."""
+    from adaptkit.rundir import has_checkpoint
+    from adaptkit.runners.core import Interrupted
+
+    try:
+        return run_fn()
+    except BaseException as exc:
+        kept = has_checkpoint(out.work)
+        if not kept:
+            out.abandon()
+        if isinstance(exc, Interrupted):
+            where = f"checkpoint saved in {out.work}" + (
+                f" (the previous results in {out.final} stay until the resumed run finishes)" if out.staged else "")
+            raise Interrupted(exc.step, f"interrupted at step {exc.step}: {where}; resume with: {context.command('--resume')}") from None
+        if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "Abort":  # Ctrl-C, or at a confirmation prompt
+            raise Cancelled(f"cancelled: the checkpoint in {out.work} was kept; resume with: {context.command('--resume')}"
+                            if kept else "cancelled: nothing was written") from None
+        raise
+
+
+def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress,
+         log: Log):
+    from adaptkit.methods.base import RunOptions, RunResult
+    from adaptkit.methods.registry import import_ref
+
+    child = os.environ.get(CHILD_ENV) == "1"
+    out = _prepare(recipe, context, overwrite, resume)
+    staged_stage = context.later_stage(recipe)
+    root = Path(recipe.output_dir) if staged_stage else out.work
+    if num_processes > 1 and not child:
+        _guarded(out, lambda: _relaunch(context, resume, num_processes, accelerate_config, out.work, recipe, log), context)
+        out.commit()
+        metrics_file = Path(recipe.output_dir) / "metrics.json"
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+        return RunResult(metrics, folder=Path(recipe.output_dir), stage=context.stage, recipe=recipe)
+    options = RunOptions(out=root, resume=resume, stage=context.stage, policy_out=out.work if staged_stage else None,
+                         confirm=confirm or (lambda name, arguments: False), progress=progress, start_job=start_job)
+
+    def work():
+        result = import_ref(recipe.definition.runner)(recipe, data, options)
+        if result is not None and result.stage == "all":
+            from adaptkit.runners.data import eval_identity
+
+            result.metrics["eval_data"] = eval_identity(recipe, data)  # compare refuses to rank runs scored on different rows
+            if recipe.definition.trains:  # what it used, beside what the estimate said it would
+                from adaptkit.methods.base import processes
+                from adaptkit.runners.resources import finish
+
+                finish(recipe, result.metrics, processes())
+            _save(recipe, result.metrics, root)
+        return result
+
+    result = _guarded(out, work, context)
+    if result is None:  # not the main process
+        return None
+    if not child:
+        out.commit()
+    result.folder, result.recipe = Path(out.final), recipe
+    if result.stage != "all":
+        result.next = context.command(stage=recipe.definition.stages[-1])
+    return result
+
+
+def _check_sharding(recipe, processes: int) -> None:
+    """training.sharding needs processes to shard over, GPUs, and DeepSpeed for ZeRO: said before anything is written."""
+    import importlib.util
+
+    from adaptkit.estimator.hardware import detect_gpus
+
+    sharding = recipe.training.sharding
+    if sharding not in SHARDED:
+        return
+    if processes < 2:
+        raise InputError(f"training.sharding={sharding} splits the model over processes: run with --num-processes N (2 or more, "
+                         "one per GPU), or set training.sharding=none")
+    if not detect_gpus()[0]:
+        raise InputError(f"training.sharding={sharding} shards over CUDA GPUs and this machine has none: on the CPU use "
+                         "training.sharding=ddp (or none)")
+    if sharding.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+        raise InputError(f"training.sharding={sharding} is DeepSpeed ZeRO: pip install deepspeed (or use training.sharding=fsdp)")
+
+
+def _relaunch(context: RunContext, resume, processes, accelerate_config, work: Path, recipe, log: Log):
+    """Run this same command under torchrun (CPU, gloo) or accelerate launch (GPUs, or a given config). A recipe that
+    shards (training.sharding) gets the accelerate config written into the run and used."""
+    from adaptkit.estimator.hardware import detect_gpus
+
+    if accelerate_config is None and recipe.training.sharding in SHARDED:
+        from adaptkit._files import write_atomic
+        from adaptkit.recipe.export import launch_config
+
+        accelerate_config = str(work / LAUNCH_CONFIG)
+        write_atomic(Path(accelerate_config), launch_config(recipe, context.recipe_ref, processes))
+    stage = ["--stage", context.stage] if context.stage != "all" else []
+    tail = ["-m", "adaptkit", "run", context.recipe_ref, *context.overrides, *stage, "--allow-code"] + (["--resume"] if resume else [])
+    gpus, _ = detect_gpus()
+    if gpus or accelerate_config:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+        command += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
+    else:  # one machine over loopback by address: no name lookup of `localhost`, which some sandboxes cannot do
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--nnodes", "1",
+                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    command += tail
+    log("launching: " + shlex.join(command[1:]))
+    process = subprocess.Popen(command, env={**os.environ, CHILD_ENV: "1", WORK_ENV: str(work)})
+    while True:
+        try:
+            code = process.wait()
+            break
+        except KeyboardInterrupt:  # the ranks got the same Ctrl-C and are saving a checkpoint: wait for them
+            continue
+    if code == 130:
+        raise Cancelled(f"interrupted: the ranks saved a checkpoint in {work}; resume with: {context.command('--resume')}")
+    if code != 0:
+        raise AdaptkitError(f"the {processes}-process run failed (exit {code}); its output is above")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _save(recipe, metrics: dict, out: Path) -> None:
+    """Every run's last two files: the resolved recipe, then metrics.json (atomically: its presence means finished)."""
+    from adaptkit._files import write_atomic
+    from adaptkit.recipe.load import as_yaml
+
+    write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran (every default written out).\n" + as_yaml(recipe))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------ predict
+
+
+@dataclass
+class Predictions:
+    """What `predict` returns: a row per input with its prediction, and the scores where the rows had the answers."""
+
+    rows: list[dict]
+    scores: dict | None
+    seconds: float
+
+
+def predict(run_dir: str | os.PathLike, rows: list[dict] | str | os.PathLike, *, batch_size: int = 32, max_new_tokens: int = 128,
+            allow_code: bool = False, progress: Callable[[int, int], None] | None = None) -> Predictions:
+    """Predict with a finished run on rows (dicts) or a data file: a classifier's label and class probabilities, a
+    causal LM's greedy answer; scored with the run's scorer where the rows hold the answers."""
+    import time
+
+    from adaptkit.runners.predict import load_model, open_run
+    from adaptkit.runners.predict import predict as run_predict
+
+    run_ = open_run(str(run_dir))
+    if isinstance(rows, (str, os.PathLike)):
+        from adaptkit.runners.data import read_rows
+
+        rows = read_rows(str(rows), "train", "predict input")
+    from adaptkit.recipe.consent import check_consent
+
+    check_consent(run_.recipe, allow_code or run_.recipe.allow_code)  # its scorer may be the user's code
+    loaded = load_model(run_)
+    started = time.perf_counter()
+    predicted, scores = run_predict(run_, list(rows), batch_size, max_new_tokens, progress or (lambda done, total: None), loaded)
+    return Predictions(predicted, scores, time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------------------ compare
+
+
+@dataclass
+class Comparison:
+    """What `compare` returns (compare.json): a row per recipe or run, the recommendation, the break-even lines."""
+
+    rows: list[dict]
+    recommendation: str | None
+    break_even: list[str] = field(default_factory=list)
+    assumed: str = ""
+    folder: Path | None = None
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "recommendation": self.recommendation, "break_even": self.break_even, "assumed": self.assumed}
+
+
+def compare(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = None, target: tuple[str, float] | None = None,
+            margin: float = 0.02, usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, gpu_hour_usd: float = 1.0,
+            requests_per_second: float | None = None, horizon_days: float = 30, output_dir: str | os.PathLike = "runs/compare",
+            allow_code: bool = False, log: Log = _quiet) -> Comparison:
+    """Run recipes (names or files) and read finished run folders on the same held-out data, and recommend the
+    cheapest one within `margin` of the best (or the cheapest reaching `target`, a (metric, value) pair). Writes
+    compare.json and compare.png into `output_dir`; each recipe runs in its own folder there."""
+    from adaptkit.comparison import compare_runs
+
+    return compare_runs([str(r) for r in recipes], eval_data=eval_data, target=target, margin=margin, usd_per_1m_input=usd_per_1m_input,
+                        usd_per_1m_output=usd_per_1m_output, gpu_hour_usd=gpu_hour_usd, requests_per_second=requests_per_second,
+                        horizon_days=horizon_days, output_dir=str(output_dir), allow_code=allow_code, log=log)
