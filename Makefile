@@ -1,6 +1,7 @@
 # Two commands, each from a fresh clone (they create .venv and install what they need):
 #   make demo   set up, advise on a built-in example, then train and evaluate the lora_cls recipe offline
 #   make test   set up, then run the test suite (what CI runs)
+#   make check  the tier that trains nothing (under 2 minutes)
 #
 # torch is installed first, on its own, so that pip does not pick a build for us: TORCH_SPEC is
 # `torch==2.13.0`, which on our CPU machines takes the CPU wheel they keep on disk. Elsewhere, on a
@@ -11,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+check: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not train" -q
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/startup.py

@@ -82,3 +82,21 @@ def check_resources(metrics: dict) -> dict:
     if resources["device"] == "cpu":  # a CPU's peak RSS is never compared with a GPU estimate
         assert resources["error_pct"] is None and "RSS" in resources["measured_as"]
     return resources
+
+
+# Test tiers. `make check` runs what trains nothing (-m "not train"); `make test` runs everything (what CI runs).
+# A module here holds tests that train, launch processes or serve: its tests are marked `train` unless a test says
+# `@pytest.mark.unit` itself. Tests elsewhere train nothing.
+TRAINING_MODULES = {
+    "test_api", "test_backends_rag", "test_compare", "test_design_commands", "test_export", "test_gpu_truth", "test_hostile",
+    "test_hub", "test_lora_variants", "test_output", "test_predict_merge", "test_preference", "test_rag_retrieval",
+    "test_readme", "test_rlvr", "test_run", "test_safety", "test_serve", "test_tracking", "test_training_fields", "test_training_free",
+    "test_vendor_job",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in TRAINING_MODULES and item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.train)
