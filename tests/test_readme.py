@@ -101,3 +101,11 @@ def test_the_readme_python_snippet_runs(tmp_path, monkeypatch, capsys):
     exec(compile(snippet.replace("training.max_steps=30", "training.max_steps=2"), "README", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split()[0] == "lora_adapters" and len(printed) == 4
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("command", ["run", "predict", "advise", "estimate", "compare"])
+def test_help_examples_keep_their_line_breaks(invoke, command):
+    lines = invoke(command, "--help").stdout.splitlines()
+    examples = [line.strip() for line in lines if line.strip().startswith("adaptkit ")]
+    assert examples and all(line.startswith(f"adaptkit {command}") for line in examples), examples

@@ -48,6 +48,7 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
     Rules out what cannot work (weight access, memory, data, privacy), ranks the rest
     cheapest-sufficient first, and cites the evidence. Examples:
 
+    \b
       adaptkit advise
       adaptkit advise --answers examples/answers/support_tickets.yaml --json
       adaptkit advise --data tickets.jsonl --set goal=behavior --set weight_access=open

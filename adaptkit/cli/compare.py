@@ -34,6 +34,7 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
             horizon_days, output_dir, allow_code, as_json):
     """Run RECIPES (built-in names, files, or finished run folders) on the same held-out data and recommend one.
 
+    \b
       adaptkit compare prompt_engineering icl lora_cls --eval-data examples/data/support_tickets_test.jsonl
     """
     from adaptkit.methods.bakeoff import metric_names

@@ -82,6 +82,7 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
 
     Examples:
 
+    \b
       adaptkit estimate --model meta-llama/Llama-3.1-8B --method lora_adapters --gpu 4090
       adaptkit estimate --params 70B --method full_finetuning --gpu H100 --num-gpus 8 --sharding zero3 --tokens 1B
       adaptkit estimate --recipe qlora_sft --gpu 4090

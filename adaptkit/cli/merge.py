@@ -21,6 +21,7 @@ def merge(run_dir, output, dequantize, push_to_hub, hub_public, hub_license, as_
     The result loads with plain transformers (no PEFT). Prompt and prefix tuning add virtual tokens instead of
     weight deltas and are refused with that reason, as is a 4-bit base without --dequantize. Example:
 
+    \b
       adaptkit merge runs/lora_cls -o merged/lora_cls
     """
     from pathlib import Path

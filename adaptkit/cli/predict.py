@@ -52,6 +52,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, as_json)
     generates greedily with the run's chat template. When the file has the answers (the recipe's label or response
     column), the predictions are scored. Examples:
 
+    \b
       adaptkit predict runs/lora_cls examples/data/support_tickets_test.jsonl -o predictions.jsonl
       echo "I was charged twice" | adaptkit predict runs/lora_cls -
     """

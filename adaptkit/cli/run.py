@@ -44,6 +44,7 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
 
     Examples:
 
+    \b
       adaptkit run lora_cls
       adaptkit run lora_cls training.epochs=1 data.train=my.jsonl data.eval=my_test.jsonl output_dir=runs/mine
       adaptkit run lora_cls --dry-run --gpu 4090

@@ -25,6 +25,7 @@ def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limi
     one server holds an adapter per tenant. Point any OpenAI client, or adaptkit's own openai backend, at
     http://HOST:PORT/v1. Example:
 
+    \b
       adaptkit serve runs/support-lora runs/sales-lora --port 8000
     """
     if engine == "vllm":
