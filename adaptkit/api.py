@@ -19,11 +19,14 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from adaptkit.comparison import Comparison
 from adaptkit.errors import AdaptkitError, Cancelled, InputError
+
+__all__ = ["advise", "write_recipe", "estimate", "load_recipe", "dry_run", "run", "predict", "compare", "Predictions", "Comparison"]
 
 CHILD_ENV = "ADAPTKIT_LAUNCHED"
 WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told its children to write
@@ -427,20 +430,6 @@ def predict(run_dir: str | os.PathLike, rows: list[dict] | str | os.PathLike, *,
 # ------------------------------------------------------------------------------------------------ compare
 
 
-@dataclass
-class Comparison:
-    """What `compare` returns (compare.json): a row per recipe or run, the recommendation, the break-even lines."""
-
-    rows: list[dict]
-    recommendation: str | None
-    break_even: list[str] = field(default_factory=list)
-    assumed: str = ""
-    folder: Path | None = None
-
-    def to_dict(self) -> dict:
-        return {"rows": self.rows, "recommendation": self.recommendation, "break_even": self.break_even, "assumed": self.assumed}
-
-
 def compare(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = None, target: tuple[str, float] | None = None,
             margin: float = 0.02, usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, gpu_hour_usd: float = 1.0,
             requests_per_second: float | None = None, horizon_days: float = 30, output_dir: str | os.PathLike = "runs/compare",
@@ -450,6 +439,6 @@ def compare(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = Non
     compare.json and compare.png into `output_dir`; each recipe runs in its own folder there."""
     from adaptkit.comparison import compare_runs
 
-    return compare_runs([str(r) for r in recipes], eval_data=eval_data, target=target, margin=margin, usd_per_1m_input=usd_per_1m_input,
+    return compare_runs([str(r) for r in recipes], run=run, eval_data=eval_data, target=target, margin=margin, usd_per_1m_input=usd_per_1m_input,
                         usd_per_1m_output=usd_per_1m_output, gpu_hour_usd=gpu_hour_usd, requests_per_second=requests_per_second,
                         horizon_days=horizon_days, output_dir=str(output_dir), allow_code=allow_code, log=log)

@@ -6,15 +6,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 from adaptkit._files import write_atomic
 from adaptkit.errors import AdaptkitError, InputError, one_line
 
 
-def compare_runs(recipes: list[str], *, eval_data=None, target=None, margin=0.02, usd_per_1m_input=0.5, usd_per_1m_output=None,
+@dataclass
+class Comparison:
+    """What `compare` returns (compare.json): a row per recipe or run, the recommendation, the break-even lines."""
+
+    rows: list[dict]
+    recommendation: str | None
+    break_even: list[str] = field(default_factory=list)
+    assumed: str = ""
+    folder: Path | None = None
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "recommendation": self.recommendation, "break_even": self.break_even, "assumed": self.assumed}
+
+
+def compare_runs(recipes: list[str], *, run, eval_data=None, target=None, margin=0.02, usd_per_1m_input=0.5, usd_per_1m_output=None,
                  gpu_hour_usd=1.0, requests_per_second=None, horizon_days=30, output_dir="runs/compare", allow_code=False,
                  log=lambda line: None):
-    """The comparison behind adaptkit.compare (see there)."""
-    from adaptkit.api import Comparison
+    """The comparison behind adaptkit.compare (see there); `run` is adaptkit.run."""
     from adaptkit.methods.bakeoff import break_even, row, winner
     from adaptkit.rundir import check_location, expand
 
@@ -31,7 +46,7 @@ def compare_runs(recipes: list[str], *, eval_data=None, target=None, margin=0.02
     for index, ref in enumerate(recipes):
         out = root / f"{index}-{Path(ref).stem}"
         log(f"[{index + 1}/{len(recipes)}] {ref} ...")
-        metrics, recipe, error = _run(ref, out, eval_data, allow_code)
+        metrics, recipe, error = _run(ref, out, eval_data, allow_code, run)
         if error:
             rows.append({"recipe": ref, "error": error})
             continue
@@ -64,7 +79,7 @@ def _finished(folder: Path) -> tuple[dict | None, dict | None, str | None]:
     return metrics, recipe if isinstance(recipe, dict) else {}, None
 
 
-def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool) -> tuple[dict | None, dict | None, str | None]:
+def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool, run) -> tuple[dict | None, dict | None, str | None]:
     """A finished run scored again on `eval_data`: a trained model or adapter loaded from its folder and run with
     predict (a classifier's labels, a causal LM's greedy answers scored by the recipe's scorer); a method that trains
     nothing run again from its recipe.yaml."""
@@ -75,7 +90,7 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool) -> tuple
 
     definition = registry().get(metrics.get("method"))
     if definition is not None and not definition.trains:
-        return _run(str(folder / "recipe.yaml"), out, eval_data, allow_code)
+        return _run(str(folder / "recipe.yaml"), out, eval_data, allow_code, run)
     from adaptkit.recipe.consent import check_consent
     from adaptkit.runners.data import eval_identity, read_rows
     from adaptkit.runners.predict import base_on, load_model, open_run, predict
@@ -157,15 +172,14 @@ def _said(identity: dict) -> str:
     return where + (f", {identity['rows']} rows scored" if identity.get("rows") else "")
 
 
-def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool = False) -> tuple[dict | None, dict | None, str | None]:
+def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool, run) -> tuple[dict | None, dict | None, str | None]:
     """(metrics, recipe, error) for a finished run folder (scored again when eval_data is given) or a recipe run now."""
     folder = Path(ref)
     if folder.is_dir() and (folder / "metrics.json").is_file():
-        return _rescore(folder, eval_data, out, allow_code) if eval_data else _finished(folder)
+        return _rescore(folder, eval_data, out, allow_code, run) if eval_data else _finished(folder)
     if folder.is_dir():
         return None, None, f"{folder}: a folder without metrics.json (not a finished run)"
     overrides = [f"output_dir={out}"] + ([f"data.eval={eval_data}"] if eval_data else [])
-    from adaptkit.api import run
 
     try:
         result = run(ref, overrides, overwrite=True, allow_code=allow_code)
