@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from adaptkit.comparison import Comparison
 from adaptkit.errors import AdaptkitError, Cancelled, InputError
 
-__all__ = ["advise", "write_recipe", "estimate", "load_recipe", "dry_run", "run", "predict", "compare", "Predictions", "Comparison"]
+__all__ = ["advise", "write_recipe", "WrittenRecipe", "estimate", "load_recipe", "dry_run", "run", "predict", "compare", "Predictions", "Comparison"]
 
 CHILD_ENV = "ADAPTKIT_LAUNCHED"
 WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told its children to write
@@ -54,45 +54,61 @@ def load_recipe(recipe: str | os.PathLike, overrides: Sequence[str] = ()):
 
 
 def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.PathLike | None = None,
-           detect_gpus: bool = True, **more):
+           detect_gpus: bool = True, ask: Callable[[dict, list, list], dict] | None = None, where: str | None = None, **more):
     """Rank the adaptation methods for a task: `answers` as a dict or an answers file (YAML/JSON), `more` as extra
     answers (`labeled_examples=2000`), `data` a data file whose columns and counts fill what it proves. Returns the
-    Advice (recommendations with rationale and sources, ruled-out methods with reasons); nothing is asked: task,
-    goal and weight_access must be given."""
+    Advice (recommendations with rationale and sources, ruled-out methods with reasons, `hardware`: the GPUs
+    detected). Nothing is asked unless `ask(answers, gpus, notes) -> answers` is given (the CLI's wizard; `notes`:
+    what the data file proved): without it, task, goal and weight_access must be given."""
     from adaptkit.advisor.engine import advise as run_advisor
     from adaptkit.advisor.profile import check_keys, check_values, missing_required, read_answers, resolve
 
-    where = "answers"
     if isinstance(answers, (str, os.PathLike)):
-        where = str(answers)
+        where = where or str(answers)
         answers = read_answers(answers)
+        check_keys(answers, where)
     answers = dict(answers or {})
-    check_keys(answers, where)
     if more:
-        check_values(more, "keyword answers")
+        check_values(more, "keyword answers")  # a bad keyword is blamed on it, not on the file
         answers.update(more)
+    where = where or "answers"
     check_keys(answers, where)
     notes: list[str] = []
     if data is not None:
-        from adaptkit.cli.data_answers import infer
+        from adaptkit.runners.data_facts import fill_answers
 
-        facts = infer(str(data), answers.get("model"))
-        answers.update({k: v for k, v in facts.answers.items() if answers.get(k) in (None, "")})
-        notes += [f"from {data}: {line}" for line in facts.said]
-    if missing_required(answers):
-        raise InputError(f"{where}: missing {', '.join(missing_required(answers))}: give them as answers")
-    gpus = []
+        notes += fill_answers(answers, str(data))
+    gpus, detection = [], "not run"
     if detect_gpus and answers.get("weight_access") in (None, "open") and not {"gpu_vram_gb", "num_gpus"} <= set(answers):
         from adaptkit.estimator.hardware import detect_gpus as detect
 
-        gpus, _ = detect()
+        gpus, detection = detect()
+    if ask is not None:
+        answers = ask(answers, gpus, notes)
+    elif missing_required(answers):
+        raise InputError(f"{where}: missing {', '.join(missing_required(answers))} (nothing asks for them here): give them "
+                         "as answers")
     profile, said = resolve(answers, gpus, where)
-    return run_advisor(profile, notes + said)
+    advice = run_advisor(profile, notes + said)
+    advice.hardware = {"detected_gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus], "detection": detection}
+    return advice
 
 
-def write_recipe(advice, path: str | os.PathLike, method: str | None = None, force: bool = False) -> Path:
+@dataclass
+class WrittenRecipe:
+    """A recipe `write_recipe` wrote: where, its fields, and notes on what was chosen and why. Path-like: `run(it)`."""
+
+    path: Path
+    fields: dict
+    notes: list[str]
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def write_recipe(advice, path: str | os.PathLike, method: str | None = None, force: bool = False) -> WrittenRecipe:
     """Write the runnable recipe for the advice's top trainable method (or `method`) to `path`, its data checked first
-    when it is the user's own. Returns the path; `run(path)` runs it."""
+    when it is the user's own; `run(written)` runs it."""
     from adaptkit._files import write_new
     from adaptkit.recipe.emit import pick, recipe_for, render
 
@@ -104,7 +120,7 @@ def write_recipe(advice, path: str | os.PathLike, method: str | None = None, for
         load_data(validate(recipe, "emitted recipe"))
     target = Path(path).expanduser()
     write_new(target, render(recipe, advice, notes, str(path), method or pick(advice)), force=force)
-    return target
+    return WrittenRecipe(target, recipe, notes)
 
 
 # ------------------------------------------------------------------------------------------------ estimate
@@ -145,14 +161,15 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
         stage: str = "all", num_processes: int = 1, accelerate_config: str | None = None, allow_code: bool = False,
         start_job: bool = False, push_to_hub: str | None = None, hub_public: bool = False, hub_license: str = "other",
         confirm: Callable[[str, dict], bool] | None = None, progress: Callable[[int, int], None] | None = None,
-        log: Log = _quiet):
+        log: Log = _quiet, show_training: bool = False):
     """Train and evaluate a recipe (built-in name or path) with KEY=VALUE overrides, as `adaptkit run` does.
 
     Returns a RunResult: `metrics` (metrics.json), `eval` (its evaluation figures), `folder` (the finished run),
     `artifacts`. Data problems fail before any weights load; output_dir is never replaced unless `overwrite` (and
     only an adaptkit run); code the recipe names runs only with `allow_code`. `num_processes` > 1 relaunches under
     torchrun (CPU) or accelerate (GPUs) and reads the finished run's metrics. `confirm(tool, arguments)` answers a
-    tool-use recipe's state-changing calls (default: refuse them); `log` receives the notes the CLI prints."""
+    tool-use recipe's state-changing calls (default: refuse them); `log` receives the notes the CLI prints;
+    `show_training` prints the Trainer's progress bar and loss lines on stderr (else a run prints nothing)."""
     from adaptkit.recipe.consent import check_consent, describe_code
     from adaptkit.recipe.load import load_recipe as load
     from adaptkit.runners.data import load_data
@@ -179,7 +196,8 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
         from adaptkit.runners.hub import check_push
 
         token = check_push(push_to_hub)  # offline, no token, refused: said now, not after the GPU hours
-    result = _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress, log)
+    result = _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress, log,
+                  show_training)
     if token and result is not None:
         from adaptkit.runners.hub import push
 
@@ -279,7 +297,7 @@ def _guarded(out, run_fn, context: RunContext):
 
 
 def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress,
-         log: Log):
+         log: Log, show_training=False):
     from adaptkit.methods.base import RunOptions, RunResult
     from adaptkit.methods.registry import import_ref
 
@@ -294,10 +312,17 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
         metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
         return RunResult(metrics, folder=Path(recipe.output_dir), stage=context.stage, recipe=recipe)
     options = RunOptions(out=root, resume=resume, stage=context.stage, policy_out=out.work if staged_stage else None,
-                         confirm=confirm or (lambda name, arguments: False), progress=progress, start_job=start_job)
+                         confirm=confirm or (lambda name, arguments: False), progress=progress, start_job=start_job,
+                         show_training=show_training)
 
     def work():
-        result = import_ref(recipe.definition.runner)(recipe, data, options)
+        if recipe.definition.trains:
+            from adaptkit.runners.core import dataset_progress
+
+            with dataset_progress(show_training):
+                result = import_ref(recipe.definition.runner)(recipe, data, options)
+        else:
+            result = import_ref(recipe.definition.runner)(recipe, data, options)
         if result is not None and result.stage == "all":
             from adaptkit.runners.data import eval_identity
 

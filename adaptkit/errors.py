@@ -21,6 +21,10 @@ class Cancelled(AdaptkitError):
     prefix = ""
 
 
+class RenamedSetting(FutureWarning):
+    """A recipe used the old name of a renamed setting: it still reads; the message names the new one."""
+
+
 def brief(value: object, limit: int = 60) -> str:
     """A value's repr, cut to `limit` characters: user input never floods a message."""
     text = repr(value)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -39,19 +40,25 @@ def tiny_causal_lm(folder: Path) -> str:
     return tiny_model(folder)
 
 
-def adaptkit(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "adaptkit", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode != 0:
-        raise SystemExit(f"adaptkit {' '.join(args[:2])} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return done
+@contextlib.contextmanager
+def working_folder(folder: Path):
+    """Compare's table names runs by the folders given: short relative ones, from the scratch root."""
+    before = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def run_all(runs: dict[str, list[str]], root: Path) -> list[str]:
+    """Each run through the library API (adaptkit.run), in this process."""
+    import adaptkit
+
     folders = []
-    for name, args in runs.items():
+    for name, (recipe, *overrides) in runs.items():
         started = time.perf_counter()
-        adaptkit("run", *args, f"output_dir={root / name}", "--json")
+        adaptkit.run(recipe, [*overrides, f"output_dir={root / name}"])
         print(f"  {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         folders.append(str(root / name))
     return folders
@@ -64,6 +71,10 @@ def main() -> int:
     parser.add_argument("--full-steps", type=int, default=200, help="full-weight SFT (instruction_tuning) steps")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import adaptkit
+    from adaptkit.cli.compare import table
+
     report = {}
     with tempfile.TemporaryDirectory(prefix="adaptkit-bakeoff-") as tmp:
         root = Path(tmp)
@@ -95,9 +106,9 @@ def main() -> int:
         for task, runs in tables.items():
             print(f"{task}:", file=sys.stderr)
             folders = [str(Path(f).relative_to(root)) for f in run_all(runs, root / task)]  # short names in the table
-            done = adaptkit("compare", *folders, "--output-dir", f"compare-{task}", "--json", cwd=root)
-            text = adaptkit("compare", *folders, "--output-dir", f"compare-{task}-text", cwd=root).stdout
-            report[task] = {"compare": json.loads(done.stdout), "table": text}
+            with working_folder(root):
+                comparison = adaptkit.compare(folders, output_dir=f"compare-{task}")
+            report[task] = {"compare": comparison.to_dict(), "table": "\n".join(table(comparison))}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bakeoff.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Bake-offs (`python benchmarks/bakeoff.py --sft-steps {args.sft_steps} --full-steps {args.full_steps}`)", "",

@@ -125,19 +125,18 @@ def predicted(recipe_name: str, overrides: list[str]) -> tuple[float, float | No
 
 
 def run_cell(model: str, method: str, seq_len: int, batch: int, data: dict, out: Path, steps: int) -> dict:
-    from click.testing import CliRunner
-
-    from adaptkit.cli import cli
+    import adaptkit
+    from adaptkit.errors import AdaptkitError
 
     recipe, extra = METHODS[method]
     kind = "pairs" if method == "dpo" else "sft"
     overrides = [f"model={model}", f"output_dir={out}", f"data.train={data[kind + '_train']}", f"data.eval={data[kind + '_eval']}",
                  f"training.max_length={seq_len}", f"training.batch_size={batch}", "training.gradient_accumulation=1",
                  f"training.max_steps={steps}", "training.gradient_checkpointing=false", "training.epochs=1", *extra]
-    result = CliRunner().invoke(cli, ["run", recipe, *overrides, "--json"])
-    if result.exit_code != 0:
-        return {"status": "failed: " + (result.stderr or result.output).strip().splitlines()[-1][:160]}
-    resources = json.loads(result.stdout)["resources"]
+    try:
+        resources = adaptkit.run(recipe, overrides).metrics["resources"]
+    except AdaptkitError as exc:
+        return {"status": f"failed: {str(exc).splitlines()[0][:160]}"}
     return {"status": "ok", "recipe": recipe, "overrides": overrides, **resources}
 
 

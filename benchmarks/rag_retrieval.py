@@ -55,8 +55,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from adaptkit.methods.base import EMBEDDED
-    from adaptkit.methods.rag import RAGBlock
-    from adaptkit.runners.rag import Index, Retriever
+    from adaptkit.methods.rag.recipe import RAGBlock
+    from adaptkit.methods.rag.runner import Index, Retriever
 
     docs = ROOT / "examples/rag/docs"
     with tempfile.TemporaryDirectory() as folder:

@@ -57,20 +57,15 @@ def main() -> int:
 
     import httpx
     import uvicorn
-    from click.testing import CliRunner
-
-    from adaptkit.cli import cli
+    import adaptkit
     from adaptkit.runners.serve import Served, create_app
 
     prompt = "Route this support ticket to one queue. Ticket: I was charged twice for one order and want a refund."
     with tempfile.TemporaryDirectory() as scratch:
         base = small_model(Path(scratch) / "base")
         run = Path(scratch) / "tickets"
-        done = CliRunner().invoke(cli, ["run", "lora_sft", f"model={base}", f"output_dir={run}", "training.max_steps=2",
-                                        "training.batch_size=2", "data.max_rows=8", "training.max_length=64"])
-        if done.exit_code != 0:
-            print(done.output)
-            return 2
+        adaptkit.run("lora_sft", [f"model={base}", f"output_dir={run}", "training.max_steps=2", "training.batch_size=2",
+                                  "data.max_rows=8", "training.max_length=64"])
         served = Served([str(run)])
         served.generate("tickets", prompt, False, args.max_tokens, 0.0, 1.0)  # warm-up
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from adaptkit.cli.data_answers import infer
+from adaptkit.runners.data_facts import infer
 
 OPEN = ("--set", "weight_access=open", "--set", "goal=behavior", "--no-input", "--json")
 

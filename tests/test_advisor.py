@@ -364,7 +364,7 @@ def test_verifiable_rewards_need_no_pairs(extra, rlhf_open):
         from adaptkit.recipe.emit import recipe_for
 
         recipe, _ = recipe_for(advice, method="rlhf")
-        assert recipe["rlhf"]["rewards"][0]["function"] == "numeric" and "reward" not in recipe["rlhf"]
+        assert recipe["rlhf"]["reward_functions"][0]["function"] == "numeric" and "reward_model" not in recipe["rlhf"]
         assert recipe["data"]["train"].endswith("arithmetic_train.jsonl")
     else:
         assert any("[G3-no-pairs-rl]" in reason for reason in advice.ruled_out["rlhf"])
@@ -399,7 +399,7 @@ def test_preference_data_decides_the_algorithm(extra, method_open, algorithm):
     ranked = [r.method for r in advice.recommendations]
     assert ranked.index("dpo") <= 1
     recipe, notes = recipe_for(advice, method="dpo")
-    assert recipe["dpo"].get("algorithm", "dpo") == algorithm
+    assert recipe["preference"]["algorithm"] == algorithm
     if algorithm == "kto":
         assert recipe["data"]["train"].endswith("feedback_train.jsonl") and "KTO" in " ".join(f.reason for f in advice.firings)
     if algorithm == "orpo":

@@ -28,7 +28,7 @@ CASES = [  # (name, recipe, overrides, --stage, which load is checked)
     ("kto", "kto", [], "all", "causal"),
     ("orpo", "orpo", ["lora.r=8", "lora.alpha=16"], "all", "causal"),
     ("simpo", "simpo", ["lora.r=8", "lora.alpha=16"], "all", "causal"),
-    ("cpo", "simpo", ["dpo.algorithm=cpo", "dpo.simpo_gamma=0.5", "lora.r=8", "lora.alpha=16"], "all", "causal"),
+    ("cpo", "simpo", ["preference.algorithm=cpo", "preference.simpo_gamma=0.5", "lora.r=8", "lora.alpha=16"], "all", "causal"),
     ("rlhf reward", "rlhf", [], "reward", "classifier"),
     ("rlhf policy", "rlhf", [], "policy", "causal"),
     ("rlvr policy", "rlvr_math", [], "all", "causal"),
@@ -41,7 +41,7 @@ def test_every_trained_method_loads_a_4bit_base_when_asked(name, ref, overrides,
     import transformers
 
     import adaptkit.runners.core as core
-    import adaptkit.runners.preference as preference
+    import adaptkit.methods.preference.runner as preference
 
     monkeypatch.chdir(tmp_path)
     calls = []

@@ -202,7 +202,7 @@ def test_a_bake_off_on_one_training_file_holds_rows_out_for_every_method(invoke,
     assert f"--eval-data {tmp_path / 'bo' / 'heldout.jsonl'}" in result.stdout and "32 of the 320 rows" in result.stdout
     for recipe in (tmp_path / "bo").glob("*.yaml"):
         data = yaml.safe_load(recipe.read_text())["data"]
-        assert data["eval"] == str(tmp_path / "bo" / "heldout.jsonl") and data["train"] in (None, str(tmp_path / "bo" / "train.jsonl"))
+        assert data["eval"] == str(tmp_path / "bo" / "heldout.jsonl") and data.get("train") in (None, str(tmp_path / "bo" / "train.jsonl"))
         assert invoke("run", recipe, "--dry-run").exit_code == 0  # the recipe finds its files from any folder
     again = invoke(*args)
     assert again.exit_code == 2 and "already exists" in again.stderr

@@ -68,11 +68,11 @@ def test_exported_lora_variants_of_a_classifier_match(invoke, tmp_path, extra):
     ("kto", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("orpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
     ("simpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1"]),
-    ("orpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1", "dpo.algorithm=cpo"]),
-    ("rlhf", ["training.max_length=128", "rlhf.reward.max_steps=3", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",
+    ("orpo", ["training.learning_rate=0.002", "training.gradient_accumulation=1", "preference.algorithm=cpo"]),
+    ("rlhf", ["training.max_length=128", "rlhf.reward_model.max_steps=3", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",
               "rlhf.policy.eval_prompts=3", "rlhf.policy.batch_size=4"]),
     ("rlvr_math", ["training.max_length=96", "rlhf.policy.max_steps=2", "rlhf.policy.max_completion_length=8",
-                   "rlhf.policy.eval_prompts=3", "rlhf.policy.batch_size=4", "rlhf.rewards=[{function: length_penalty, max_chars: 12}]"]),
+                   "rlhf.policy.eval_prompts=3", "rlhf.policy.batch_size=4", "rlhf.reward_functions=[{function: length_penalty, max_chars: 12}]"]),
 ])
 def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causal_lm, recipe, extra):
     common = [f"model={tiny_causal_lm}", "training.max_steps=3", "training.max_length=64", "data.max_rows=24", "training.generate_eval=0",

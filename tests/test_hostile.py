@@ -62,7 +62,7 @@ CASES = [
     ("recipes", "validate", "lora_cls", "training.batch_size=1e400"), ("recipes", "validate", "lora_cls", "training.max_length=1e400"),
     ("recipes", "validate", "lora_cls", "data.eval_fraction=0.9"), ("recipes", "validate", "rag", "rag.top_k=0"),
     ("recipes", "validate", "rag", "rag.max_corpus_mb=-1"), ("recipes", "validate", "tool_use", "tools.max_steps=-1"),
-    ("recipes", "validate", "dpo", "dpo.beta=.inf"), ("recipes", "validate", "rlhf", "rlhf.policy.kl_coef=.nan"),
+    ("recipes", "validate", "dpo", "preference.beta=.inf"), ("recipes", "validate", "rlhf", "rlhf.policy.kl_coef=.nan"),
     # the data
     ("recipes", "validate", "lora_cls", "data.train=missing.jsonl"), ("recipes", "validate", "lora_cls", "data.train=missing_col.jsonl"),
     ("recipes", "validate", "lora_cls", "data.train=extra.csv"), ("recipes", "validate", "lora_cls", "data.train=latin1.csv"),

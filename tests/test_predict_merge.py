@@ -134,7 +134,9 @@ def test_a_causal_run_predicts_with_its_template_and_merges(causal, tmp_path):
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM
 
-    ids = torch.tensor([[101, 2054, 2003, 1996, 3437, 102]])
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(causal)("what is the answer", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         before = AutoPeftModelForCausalLM.from_pretrained(causal).eval()(input_ids=ids).logits
         after = AutoModelForCausalLM.from_pretrained(merged).eval()(input_ids=ids).logits

@@ -42,7 +42,7 @@ def test_lora_dpo_trains_and_loads(invoke, tmp_path, tiny_causal_lm):
 
 def test_full_weight_dpo_with_a_reference_copy(invoke, tmp_path, tiny_causal_lm):
     out = tmp_path / "dpo-full"
-    metrics = run_ok(invoke, "dpo", f"model={tiny_causal_lm}", f"output_dir={out}", "dpo.reference=copy", "lora=",
+    metrics = run_ok(invoke, "dpo", f"model={tiny_causal_lm}", f"output_dir={out}", "preference.reference=copy", "lora=",
                      "training.max_steps=3", "training.learning_rate=0.0005", *SHORT)
     assert metrics["train"]["trainable_params"] == metrics["train"]["total_params"]
     from transformers import AutoModelForCausalLM
@@ -55,15 +55,15 @@ def test_dpo_starts_from_an_sft_adapter(invoke, tmp_path, tiny_causal_lm):
     run_ok(invoke, "lora_sft", f"model={tiny_causal_lm}", f"output_dir={sft}", "training.max_steps=2", "training.max_length=64",
            "data.max_rows=16")
     out = tmp_path / "dpo-from-sft"
-    metrics = run_ok(invoke, "dpo", f"model={tiny_causal_lm}", f"output_dir={out}", f"dpo.starting_adapter={sft}",
+    metrics = run_ok(invoke, "dpo", f"model={tiny_causal_lm}", f"output_dir={out}", f"preference.starting_adapter={sft}",
                      "training.max_steps=2", *SHORT)
     assert metrics["train"]["trainable_params"] > 0
-    bad = invoke("run", "dpo", f"model={tiny_causal_lm}", f"output_dir={tmp_path / 'x'}", f"dpo.starting_adapter={tmp_path}")
+    bad = invoke("run", "dpo", f"model={tiny_causal_lm}", f"output_dir={tmp_path / 'x'}", f"preference.starting_adapter={tmp_path}")
     assert bad.exit_code == 2 and "adapter_config.json" in bad.stderr
 
 
-RLHF = ["training.max_length=128", "training.logging_steps=1", "data.max_rows=48", "rlhf.reward.max_steps=8",
-        "rlhf.reward.learning_rate=0.001", "rlhf.policy.max_steps=3", "rlhf.policy.max_completion_length=8",
+RLHF = ["training.max_length=128", "training.logging_steps=1", "data.max_rows=48", "rlhf.reward_model.max_steps=8",
+        "rlhf.reward_model.learning_rate=0.001", "rlhf.policy.max_steps=3", "rlhf.policy.max_completion_length=8",
         "rlhf.policy.eval_prompts=4", "rlhf.policy.batch_size=4"]
 
 
@@ -159,7 +159,7 @@ def test_advise_emits_a_dpo_recipe_and_checks_the_users_data(invoke, tmp_path):
 # ----------------------------------------------------------------------------------------------- KTO, ORPO, SimPO, CPO
 
 @pytest.mark.parametrize("recipe, extra", [
-    ("kto", []), ("orpo", []), ("simpo", []), ("orpo", ["dpo.algorithm=cpo"]),
+    ("kto", []), ("orpo", []), ("simpo", []), ("orpo", ["preference.algorithm=cpo"]),
     ("kto", ["data.train=examples/data/preferences_train.jsonl", "data.eval=", "data.eval_fraction=0.1"]),  # pairs, split
 ])
 def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causal_lm, monkeypatch, recipe, extra):
@@ -167,7 +167,7 @@ def test_each_preference_algorithm_trains_and_loads(invoke, tmp_path, tiny_causa
     out = tmp_path / "out"
     metrics = run_ok(invoke, recipe, f"model={tiny_causal_lm}", f"output_dir={out}", "training.max_steps=4",
                      "training.learning_rate=0.002", "training.gradient_accumulation=1", *SHORT, *extra)
-    algorithm = next((e.split("=")[1] for e in extra if e.startswith("dpo.algorithm=")), recipe)
+    algorithm = next((e.split("=")[1] for e in extra if e.startswith("preference.algorithm=")), recipe)
     assert metrics["method"] == "dpo" and metrics["algorithm"] == algorithm
     check_resources(metrics)
     curve = losses(out)
@@ -184,7 +184,7 @@ def test_reference_free_losses_train_all_weights_without_a_reference(invoke, tmp
     metrics = run_ok(invoke, "simpo", f"model={tiny_causal_lm}", f"output_dir={tmp_path / 'full'}", "lora=", "training.max_steps=2", *SHORT)
     assert metrics["train"]["trainable_params"] == metrics["train"]["total_params"]
     simpo = json.loads(invoke("run", "simpo", "lora=", "--dry-run", "--json").stdout)["memory"]
-    dpo = json.loads(invoke("run", "dpo", "lora=", "dpo.reference=copy", "--dry-run", "--json").stdout)["memory"]
+    dpo = json.loads(invoke("run", "dpo", "lora=", "preference.reference=copy", "--dry-run", "--json").stdout)["memory"]
     assert simpo["breakdown"]["reference_model"] == 0 and dpo["breakdown"]["reference_model"] > 0
     assert simpo["peak_memory_gb"] < dpo["peak_memory_gb"]
     assert any("reference-free" in a for a in simpo["assumptions"])
@@ -194,8 +194,8 @@ def test_reference_free_losses_train_all_weights_without_a_reference(invoke, tmp
     ([{"prompt": "p", "completion": "a", "label": "maybe"}], [], "is not a thumbs-up/down rating"),
     ([{"prompt": "p", "completion": "a", "label": True}, {"prompt": "q", "completion": "b", "label": 1}], [], "every rating is up"),
     ([{"prompt": "p", "completion": "", "label": True}], [], "have no text in `completion`"),
-    ([{"prompt": "p", "completion": "a", "label": True}], ["dpo.loss_type=ipo"], "`dpo.loss_type` is for dpo, not kto"),
-    ([{"prompt": "p", "completion": "a", "label": True}], ["dpo.algorithm=orpo", "dpo.desirable_weight=2"], "is for kto, not orpo"),
+    ([{"prompt": "p", "completion": "a", "label": True}], ["preference.loss_type=ipo"], "`preference.loss_type` is for dpo, not kto"),
+    ([{"prompt": "p", "completion": "a", "label": True}], ["preference.algorithm=orpo", "preference.desirable_weight=2"], "is for kto, not orpo"),
 ])
 def test_bad_feedback_data_and_settings_fail_in_one_line(invoke, tmp_path, monkeypatch, rows, overrides, words):
     monkeypatch.chdir(tmp_path)
@@ -211,7 +211,7 @@ def test_a_trainer_trl_moved_is_one_clear_error(monkeypatch):
 
     from adaptkit.recipe.load import load_recipe
     from adaptkit.errors import InputError
-    from adaptkit.runners.preference import trainer_classes
+    from adaptkit.methods.preference.runner import trainer_classes
 
     recipe, _, _ = load_recipe("orpo")
     real = importlib.import_module
@@ -221,5 +221,5 @@ def test_a_trainer_trl_moved_is_one_clear_error(monkeypatch):
             raise ModuleNotFoundError(name)
         return real(name, *args)
     monkeypatch.setattr(importlib, "import_module", moved)
-    with pytest.raises(InputError, match=r"dpo.algorithm=orpo: trl.experimental.orpo.ORPOConfig is not in the installed trl"):
+    with pytest.raises(InputError, match=r"preference.algorithm=orpo: trl.experimental.orpo.ORPOConfig is not in the installed trl"):
         trainer_classes(recipe)

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from adaptkit.methods.rag import RAGBlock
-from adaptkit.runners.rag import Index, Retriever, chunk_tokens
+from adaptkit.methods.rag.recipe import RAGBlock
+from adaptkit.methods.rag.index import chunk_tokens
+from adaptkit.methods.rag.runner import Index, Retriever
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "examples" / "rag" / "docs"

@@ -49,7 +49,7 @@ def test_overrides_are_validated_like_the_file():
     ("epochs", "KEY=VALUE"),
     ("ia3.target_modules=[key]", "exactly one of the blocks `lora`, `ia3` or `vendor`"),
     ("method=tool_use", "needs a `tools` block"),
-    ("method=dpo", "needs a `dpo` block"),
+    ("method=dpo", "needs a `preference` block"),
     ("task=causal_lm", None),
 ])
 def test_bad_overrides(override, words):

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import check_resources
 
-from adaptkit.methods.rewards import final_answer, final_number, make
+from adaptkit.methods.preference.rewards import final_answer, final_number, make
 
 ROOT = Path(__file__).parent.parent
 QUICK = ["rlhf.policy.max_steps=3", "rlhf.policy.eval_prompts=4", "rlhf.policy.max_completion_length=12",
@@ -50,7 +50,7 @@ def test_rlvr_trains_on_reward_functions_and_reports_correct_answers(invoke, tmp
     user = _digits_reward(tmp_path)
     out = tmp_path / "rlvr"
     args = ["rlvr_math", f"model={tiny_causal_lm}", f"output_dir={out}", *QUICK,
-            f"rlhf.rewards=[{{function: numeric}}, {{function: '{user}', weight: 2}}, {{function: length_penalty, max_chars: 20}}]"]
+            f"rlhf.reward_functions=[{{function: numeric}}, {{function: '{user}', weight: 2}}, {{function: length_penalty, max_chars: 20}}]"]
     refused = invoke("run", *args)
     assert refused.exit_code == 2 and "--allow-code" in refused.stderr and not out.exists()
     result = invoke("run", *args, "--allow-code", "--json")
@@ -86,10 +86,10 @@ def test_reward_functions_have_no_reward_stage(invoke, tiny_causal_lm, tmp_path)
 @pytest.mark.parametrize("rows, overrides, words", [
     ([{"prompt": "2+2?", "solution": "4"}], [], "column `answer` not found"),
     ([{"prompt": "2+2?", "answer": "four"}], [], "holds no number for the numeric reward"),
-    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.rewards=[{function: regex}]"], "needs `pattern`"),
-    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.rewards=[{function: regex, pattern: '(('}]"], "is not a regular expression"),
-    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.rewards=[{function: exact}]"], "neither a built-in reward"),
-    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.reward.epochs=2"], "one kind of reward"),
+    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.reward_functions=[{function: regex}]"], "needs `pattern`"),
+    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.reward_functions=[{function: regex, pattern: '(('}]"], "is not a regular expression"),
+    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.reward_functions=[{function: exact}]"], "neither a built-in reward"),
+    ([{"prompt": "2+2?", "answer": "4"}], ["rlhf.reward_model.epochs=2"], "one kind of reward"),
 ])
 def test_bad_rlvr_input_fails_in_one_line(invoke, tmp_path, monkeypatch, rows, overrides, words):
     monkeypatch.chdir(tmp_path)
@@ -102,7 +102,7 @@ def test_bad_rlvr_input_fails_in_one_line(invoke, tmp_path, monkeypatch, rows, o
 
 def test_dry_run_shows_the_reward_functions_and_the_rollout_memory(invoke, tmp_path):
     user = _digits_reward(tmp_path)
-    report = json.loads(invoke("run", "rlvr_math", f"rlhf.rewards=[{{function: numeric}}, {{function: '{user}'}}]",
+    report = json.loads(invoke("run", "rlvr_math", f"rlhf.reward_functions=[{{function: numeric}}, {{function: '{user}'}}]",
                                "--dry-run", "--json").stdout)
     rewards = report["data"]["rewards"]
     assert rewards[0].startswith("1 x numeric(column='answer'") and "not imported (needs --allow-code)" in rewards[1]
@@ -110,7 +110,7 @@ def test_dry_run_shows_the_reward_functions_and_the_rollout_memory(invoke, tmp_p
     memory = report["memory"]
     assert memory["breakdown"]["reward_model"] == 0 and memory["breakdown"]["kv_cache"] > 0
     assert "reward functions: no reward model" in memory["rollouts"] and "4 samples of 64 new tokens" in memory["rollouts"]
-    allowed = json.loads(invoke("run", "rlvr_math", f"rlhf.rewards=[{{function: '{user}'}}]", "--dry-run", "--allow-code",
+    allowed = json.loads(invoke("run", "rlvr_math", f"rlhf.reward_functions=[{{function: '{user}'}}]", "--dry-run", "--allow-code",
                                 "--json").stdout)
     assert "imported" in allowed["data"]["rewards"][0] and "needs" not in allowed["data"]["rewards"][0]
     learned = json.loads(invoke("run", "rlhf", "--dry-run", "--json").stdout)["memory"]

@@ -461,12 +461,13 @@ def fake_embed(self, texts):
 def corpus(tmp_path, monkeypatch):
     import shutil
 
-    from adaptkit.runners import rag
+    from adaptkit.methods.rag import index as rag_index
+    from adaptkit.methods.rag import runner as rag
 
     monkeypatch.setattr(rag.Index, "embed", fake_embed)
     monkeypatch.setattr(rag.Index, "token_counts", lambda self, words: [1] * len(words))  # a token a word: no model loads
     monkeypatch.setattr(rag.Index, "input_limit", lambda self: 512)
-    monkeypatch.setattr(rag, "BATCH_CHUNKS", 4)
+    monkeypatch.setattr(rag_index, "BATCH_CHUNKS", 4)
     fake_embed.calls = 0
     folder = tmp_path / "docs"
     shutil.copytree(ROOT / "examples" / "rag" / "docs", folder)
@@ -474,7 +475,7 @@ def corpus(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_update_leaves_the_index_as_it_was_and_resumes(corpus, tmp_path, monkeypatch):
-    from adaptkit.runners import rag
+    from adaptkit.methods.rag import runner as rag
 
     index = rag.Index(tmp_path / "index", "m")
     index.ingest(corpus, 60, 15, 200)
@@ -517,7 +518,7 @@ def test_a_damaged_index_is_rebuilt_with_a_message(invoke, tmp_path):
 
 
 def test_ingest_skips_links_out_of_the_corpus_and_special_files(corpus, tmp_path):
-    from adaptkit.runners import rag
+    from adaptkit.methods.rag import runner as rag
 
     secret = tmp_path / "secret.txt"
     secret.write_text("API_KEY=sk-never-index-me")
@@ -538,7 +539,7 @@ def test_ingest_skips_links_out_of_the_corpus_and_special_files(corpus, tmp_path
 
 def test_ingest_has_a_size_cap_and_reports_progress(corpus, tmp_path):
     from adaptkit.errors import InputError
-    from adaptkit.runners import rag
+    from adaptkit.methods.rag import runner as rag
 
     with pytest.raises(InputError, match="rag.max_corpus_mb=0.001"):
         rag.Index(tmp_path / "index", "m").ingest(corpus, 60, 15, 0.001)

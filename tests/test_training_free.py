@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from adaptkit.runners.tools import CalculatorError, calculate, check_call, schema
+from adaptkit.methods.tools.toolbox import CalculatorError, calculate, check_call, schema
 from tests.helpers_tools import shipping_days
 from tests.test_backends_rag import Scripted, server  # noqa: F401  (the fixture)
 
@@ -50,7 +50,7 @@ def test_schema_from_type_hints_and_docstring():
     assert spec["parameters"]["properties"] == {"country": {"type": "string", "description": "ISO country code such as US or CA"},
                                                 "express": {"type": "boolean", "description": "express shipping"}}
     assert spec["parameters"]["required"] == ["country"]
-    from adaptkit.runners.tools import Tool
+    from adaptkit.methods.tools.toolbox import Tool
 
     tools = {"shipping_days": Tool(shipping_days)}
     assert check_call({"name": "shipping_days", "arguments": {"country": "US"}}, tools) is None

@@ -45,12 +45,13 @@ class Advice:
     combine: list[str]
     firings: list[Firing]
     notes: list[str] = field(default_factory=list)
+    hardware: dict | None = None  # the GPUs detected for it (adaptkit.advise sets it)
 
-    def to_dict(self, hardware: dict | None = None) -> dict:
+    def to_dict(self) -> dict:
         """The `advise --json` shape."""
         profile = self.profile.model_dump()
-        if hardware is not None:
-            profile["hardware"] = hardware
+        if self.hardware is not None:
+            profile["hardware"] = self.hardware
         return {
             "profile": profile,
             "recommendations": [rec.to_dict() for rec in self.recommendations],

@@ -115,6 +115,7 @@ def cli(ctx, debug):
     ctx.meta["adaptkit.debug"] = debug
     if not debug:
         _quiet_libraries()
+    _rename_notes()
 
 
 def _quiet_libraries() -> None:
@@ -126,6 +127,27 @@ def _quiet_libraries() -> None:
     for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", module=r"(transformers|peft|trl|accelerate|torch|datasets)(\.|$)")
+
+
+def _rename_notes() -> None:
+    """An old setting name in a recipe (errors.RenamedSetting) is one `note:` line on stderr, once per message."""
+    import warnings
+
+    from adaptkit.errors import RenamedSetting
+
+    warnings.filterwarnings("default", category=RenamedSetting)  # put first: it wins over the FutureWarning filter
+    if getattr(warnings.showwarning, "adaptkit", False):
+        return
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RenamedSetting):
+            click.echo(f"note: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.adaptkit = True
+    warnings.showwarning = show
 
 
 def main(argv=None):

@@ -9,6 +9,7 @@ from typing import Callable
 
 import click
 
+from adaptkit import api
 from adaptkit.advisor.engine import advise as run_advisor
 from adaptkit.advisor.profile import check_keys, check_values, missing_required, read_answers, resolve
 from adaptkit.cli._io import parse_overrides, write_new
@@ -23,10 +24,6 @@ def _prompter():
     from adaptkit.cli.wizard import QuestionaryPrompter
 
     return QuestionaryPrompter()
-
-
-def _needs_gpus(answers: dict) -> bool:
-    return answers.get("weight_access") in (None, "open") and not {"gpu_vram_gb", "num_gpus"} <= set(answers)
 
 
 @click.command("advise")
@@ -66,44 +63,44 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
     check_values(given, "--set")  # a bad --set is blamed on the --set, not on the answers file
     answers.update(given)
     where = " with ".join(part for part in (answers_file, "--set" if given else None) if part) or "answers"
-    check_keys(answers, where)
-
-    from adaptkit.estimator.hardware import detect_gpus
-
     interactive = not no_input and _interactive()
-    from_data: list[str] = []
     if interactive and not data_file and "train_data" not in answers:
         from adaptkit.cli.wizard import ask_data_file
 
         data_file = ask_data_file(_prompter())
-    if data_file:
-        from_data = _from_data(answers, data_file, quiet=as_json)
-    gpus, detection = detect_gpus() if _needs_gpus(answers) else ([], "not run")
-    if interactive:
-        from adaptkit.cli.wizard import run_wizard
 
-        answers = run_wizard(answers, _prompter(), gpus)
-    elif missing_required(answers):
-        raise InputError(
-            f"{where}: missing {', '.join(missing_required(answers))} (not asking: --no-input or no terminal): "
-            "give them with --answers FILE or --set KEY=VALUE"
-        )
-    profile, notes = resolve(answers, gpus, where)
-    notes[:0] = from_data
+    def ask(answers: dict, gpus: list, notes: list[str]) -> dict:
+        """The wizard for what is missing (or, without a terminal, a clear refusal); the answers saved before any advice."""
+        if interactive:
+            if not as_json:
+                for line in notes:  # what the data file proved, before the questions it spares
+                    click.echo(line)
+            from adaptkit.cli.wizard import run_wizard
+
+            answers = run_wizard(answers, _prompter(), gpus)
+        elif missing_required(answers):
+            raise InputError(f"{where}: missing {', '.join(missing_required(answers))} (not asking: --no-input or no terminal): "
+                             "give them with --answers FILE or --set KEY=VALUE")
+        if save_answers:  # valid answers only, saved before anything later can fail
+            from adaptkit.cli.render import dump_answers
+
+            resolve(answers, gpus, where)
+            write_new(save_answers, dump_answers(answers), force=force)
+        final.update(answers)
+        return answers
+
+    final: dict = {}
+    advice = api.advise(answers, data=data_file, ask=ask, where=where)
     if save_answers:
-        from adaptkit.cli.render import dump_answers
-
-        write_new(save_answers, dump_answers(answers), force=force)
-        notes.append(f"answers saved to {save_answers}")
-    advice = run_advisor(profile, notes)
-    hardware = {"detected_gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus], "detection": detection}
+        advice.notes.append(f"answers saved to {save_answers}")
+    answers = final
     written: list[str] = []  # what was written and what to run next: said last, under the table, where it stays in view
     if emit_recipe:
         written += _emit(advice, emit_recipe, force)
     if bake_off:
         written += _bake_off(advice, bake_off, force)
     if as_json:
-        click.echo(json.dumps(advice.to_dict(hardware), indent=2))
+        click.echo(json.dumps(advice.to_dict(), indent=2))
         return
     from adaptkit.cli.render import show_advice
 
@@ -114,34 +111,10 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
         _offer_recipe(advice, answers, force)
 
 
-def _from_data(answers: dict, data_file: str, quiet: bool) -> list[str]:
-    """Fill the answers a data file proves (never one the user gave) and say what came from which columns."""
-    from adaptkit.cli.data_answers import infer
-
-    facts = infer(data_file, answers.get("model"))
-    taken = {key: value for key, value in facts.answers.items() if answers.get(key) in (None, "")}
-    answers.update(taken)
-    kept = sorted(set(facts.answers) - set(taken))
-    said = [f"from {data_file}: {line}" for line in facts.said]
-    if kept:
-        said.append(f"from {data_file}: kept your own {', '.join(kept)}")
-    if not quiet and _interactive():
-        for line in said:
-            click.echo(line)
-    return said
-
-
 def _emit(advice, path: str, force: bool, method: str | None = None) -> list[str]:
     """Write the recipe for the top runnable method (or `method`); return the lines that say so and what to run next."""
-    from adaptkit.recipe.emit import pick, recipe_for, render
-
-    recipe, notes = recipe_for(advice, method=method)
-    if advice.profile.train_data or advice.profile.eval_data:  # the user's own data: check it now, not after the GPU is booked
-        from adaptkit.recipe.load import validate
-        from adaptkit.runners.data import load_data
-
-        load_data(validate(recipe, "emitted recipe"))
-    write_new(path, render(recipe, advice, notes, path, method or pick(advice)), force=force)
+    written = api.write_recipe(advice, path, method, force)
+    recipe, notes = written.fields, written.notes
     return ([f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})"] + [f"  {note}" for note in notes]
             + [f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}"])
 

@@ -59,41 +59,49 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
                          usd_per_1m_output=usd_per_1m_output, gpu_hour_usd=gpu_hour_usd, requests_per_second=requests_per_second,
                          horizon_days=horizon_days, output_dir=output_dir, allow_code=allow_code,
                          log=lambda line: click.echo(line, err=True))
-    rows, verdict, root, assumed = report.rows, report.recommendation, report.folder, report.assumed
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
-        _fail_if_none_ran(rows)
+        _fail_if_none_ran(report.rows)
         return
+    for line in table(report):
+        click.echo(line)
+    _fail_if_none_ran(report.rows)
+
+
+def _fail_if_none_ran(rows: list[dict]) -> None:
+    if rows and all("error" in r for r in rows):
+        raise AdaptkitError(f"every recipe failed ({len(rows)} of {len(rows)}); the reasons are in the table above")
+
+
+def table(report) -> list[str]:
+    """The comparison as the lines `adaptkit compare` prints: one row per recipe, bases, costs, the recommendation."""
+    rows, verdict, root, assumed = report.rows, report.recommendation, report.folder, report.assumed
+    lines: list[str] = []
     wide = max([24] + [len(r["recipe"]) for r in rows])
-    click.echo(f"{'recipe':{wide}} {'method':20} {'metric':10} {'value':>7} {'base':>7} {'delta':>7} {'trainable':>10} {'train s':>8} "
+    lines.append(f"{'recipe':{wide}} {'method':20} {'metric':10} {'value':>7} {'base':>7} {'delta':>7} {'trainable':>10} {'train s':>8} "
                f"{'tokens/req':>10} {'$/1k req':>9}")
     for r in rows:
         if "error" in r:
-            click.echo(f"{r['recipe']:{wide}} failed: {r['error']}")
+            lines.append(f"{r['recipe']:{wide}} failed: {r['error']}")
             continue
         tokens = "-" if r["tokens_per_request"] is None else f"{r['tokens_per_request']:.0f}"
         cost = "-" if r["usd_per_1k_requests"] is None else f"{r['usd_per_1k_requests']:.4f}"
         value = "-" if r["value"] is None else f"{r['value']:.4f}"
         base = f"{r['base_value']:.4f}" if "base_value" in r else "-"
         change = f"{r['value'] - r['base_value']:+.4f}" if "base_value" in r and r["value"] is not None else "-"
-        click.echo(f"{r['recipe']:{wide}} {r['method']:20} {r['metric']:10} {value:>7} {base:>7} {change:>7} {r['trainable_params']:>10,} "
+        lines.append(f"{r['recipe']:{wide}} {r['method']:20} {r['metric']:10} {value:>7} {base:>7} {change:>7} {r['trainable_params']:>10,} "
                    f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
     bases = sorted({f"{r['method']}: {r['base_kind']}" for r in rows if r.get("base_kind")})
     if bases:
-        click.echo("base: " + "; ".join(bases))
+        lines.append("base: " + "; ".join(bases))
     for r in rows:
         if r.get("cost_basis"):
-            click.echo(f"cost of {r['recipe']}: {r['cost_basis']}")
-    click.echo(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
+            lines.append(f"cost of {r['recipe']}: {r['cost_basis']}")
+    lines.append(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
     if report.break_even:
-        click.echo("break-even:")
+        lines.append("break-even:")
         for line in report.break_even:
-            click.echo(f"  {line}")
-    click.echo(f"assumed: {assumed}")
-    click.echo(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")
-    _fail_if_none_ran(rows)
-
-
-def _fail_if_none_ran(rows: list[dict]) -> None:
-    if rows and all("error" in r for r in rows):
-        raise AdaptkitError(f"every recipe failed ({len(rows)} of {len(rows)}); the reasons are in the table above")
+            lines.append(f"  {line}")
+    lines.append(f"assumed: {assumed}")
+    lines.append(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")
+    return lines

@@ -67,7 +67,7 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
     result = api.run(recipe, overrides, overwrite=overwrite, resume=resume, stage=stage, num_processes=num_processes,
                      accelerate_config=accelerate_config, allow_code=allow_code, start_job=start_job, push_to_hub=push_to_hub,
                      hub_public=hub_public, hub_license=hub_license, confirm=_confirmer(recipe, overrides),
-                     progress=progress_line("embedding", "chunks"), log=lambda line: click.echo(line, err=True))
+                     progress=progress_line("embedding", "chunks"), log=lambda line: click.echo(line, err=True), show_training=True)
     if result is None:  # not the main process
         return
     if num_processes > 1 and not child:  # the main rank printed its summary; the result is the finished run's metrics

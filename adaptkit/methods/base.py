@@ -217,8 +217,10 @@ class RecipeBase(Strict):
     trust_remote_code: bool = Field(False, description="run code shipped with the model (only for models you trust)")
     allow_code: bool = Field(False, description="allow this recipe to import the Python code it names (tools.custom, prompts.scorer, scoring.scorer); "
                                                 "the same as adaptkit run --allow-code")
-    data: DataConfig
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    data: DataConfig = Field(description="your data: the training file (and an eval file, or eval_fraction to hold out a share), "
+                                         "and the names of the columns the method reads")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="how long, how fast and in what batches it "
+                                                                                 "trains (every field: docs/recipe-reference.md)")
     backend: BackendBlock = Field(default_factory=BackendBlock, description="training-free methods: where prompts go")
     scoring: ScoringBlock = Field(default_factory=ScoringBlock, description="how every method's answers on this task are scored")
     output_dir: str = input_path("where the model, metrics, model card, log and loss curve go (relative to the working folder)", "output")
@@ -226,6 +228,7 @@ class RecipeBase(Strict):
     COMMON: ClassVar[tuple[str, ...]] = ("method", "task", "model", "trust_remote_code", "allow_code", "data", "training", "backend",
                                          "scoring", "output_dir")
     REQUIRED: ClassVar[tuple[str, ...]] = ()  # the method's blocks a recipe must give
+    RENAMED: ClassVar[dict[str, str]] = {}  # old dotted name -> new: still read (recipes and overrides), with a note
 
     @field_validator("model", "output_dir")
     @classmethod
@@ -365,6 +368,7 @@ class RunOptions:
     confirm: Callable[[str, dict], bool] = lambda name, arguments: False  # tool use: may this state-changing call run?
     progress: Callable[[int, int], None] | None = None  # long loops (RAG ingest): done, total
     start_job: bool = False  # a vendor fine-tuning recipe: upload the data and start the (paid) job
+    show_training: bool = False  # the Trainer's progress bar and log lines on stderr (the CLI's run; a library call prints nothing)
 
 
 @dataclass

@@ -14,8 +14,8 @@ from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase
 from adaptkit.methods.catalogue import methods
 
-MODULES = ("adaptkit.methods.supervised", "adaptkit.methods.preference", "adaptkit.methods.prompting",
-           "adaptkit.methods.rag", "adaptkit.methods.tools")
+FAMILIES = ("supervised", "preference", "prompting", "rag", "tools")  # adaptkit/methods/<family>/: one folder per family
+MODULES = tuple(f"adaptkit.methods.{family}.recipe" for family in FAMILIES)
 
 _REGISTRY: dict[str, MethodDef] = {}
 _LOADED = False

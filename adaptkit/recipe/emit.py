@@ -6,7 +6,8 @@ import shlex
 
 from adaptkit.advisor.engine import Advice
 from adaptkit.errors import InputError, one_line
-from adaptkit.recipe.load import apply_override, as_yaml, project_root, validate
+from adaptkit.methods.base import DataConfig
+from adaptkit.recipe.load import apply_override, project_root, validate
 from adaptkit.methods.registry import recipe_changes, recipe_setup, registry
 
 DEFAULTS = {  # the demo data and settings of each kind of training data, when the answers name none
@@ -24,12 +25,19 @@ DEFAULTS = {  # the demo data and settings of each kind of training data, when t
 HEADROOM = 0.88  # emitted recipes aim at 88% of device memory: the estimator's error band is about 10-20%
 
 
+COLUMNS = {  # the data columns each kind of training data is read by: written into emitted recipes, to be renamed
+    "classification": ("text_column", "label_column"), "instructions": ("prompt_column", "response_column"),
+    "pairs": ("prompt_column", "chosen_column", "rejected_column"), "answers": ("prompt_column",),
+}
+
+
 class EmitContext:
     """What a method's `emit` hook may ask for: the profile's data (or the demo's) and notes for the file's header."""
 
     def __init__(self, profile):
         self.profile = profile
         self.notes: list[str] = []
+        self.columns: tuple[str, ...] = ()  # data.*_column fields the recipe shows (with their values) for the user to edit
 
     def demo(self, relative: str) -> str:
         return str(project_root() / relative)
@@ -37,6 +45,7 @@ class EmitContext:
     def training_data(self, kind: str) -> dict:
         """task, model, data and training for a kind of training data: the user's files, else the demo's (and a note)."""
         p, defaults = self.profile, DEFAULTS[kind]
+        self.columns = COLUMNS[kind]
         if not p.model:
             self.notes.append(f"model: {defaults['model']} (no model in the answers; set model=... to change it)")
         if not p.train_data:
@@ -73,7 +82,8 @@ TASK_SCORERS = {"extraction": "extraction", "code": "code", "chat": "chat"}  # t
 
 
 def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
-    """The recipe a method's definition writes for this profile, and its notes; None where it writes none."""
+    """The recipe a method's definition writes for this profile, and its notes; None where it writes none. The data
+    block names the columns the method reads (with their defaults) so that a user sees what to rename."""
     definition = registry().get(method)
     if definition is None or definition.emit is None:
         return None
@@ -82,6 +92,8 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if fields is None:
         return None
     recipe = {"method": method, **fields}
+    if "data" in recipe:
+        recipe["data"] = {**recipe["data"], **{c: recipe["data"].get(c) or DataConfig.model_fields[c].default for c in context.columns}}
     own_data = advice.profile.train_data or advice.profile.eval_data  # the demo data holds neither JSON nor tests
     if recipe.get("task") == "causal_lm" and advice.profile.task in TASK_SCORERS and own_data:
         recipe.setdefault("scoring", {"scorer": TASK_SCORERS[advice.profile.task]})  # every method on this task scores alike
@@ -186,5 +198,36 @@ def render(recipe: dict, advice: Advice, notes: list[str], path: str, recommende
         *[f"Note: {note}" for note in notes],
         f"Run: adaptkit run {quoted}   (check first: adaptkit run {quoted} --dry-run)",
     ]
-    body = as_yaml(validate(recipe, "emitted recipe"))
-    return "".join(f"# {one_line(line)}\n" for line in header) + body
+    return "".join(f"# {one_line(line)}\n" for line in header) + compact_yaml(recipe)
+
+
+def compact_yaml(data: dict) -> str:
+    """A recipe as a user edits it: what was written into it (not every default of the schema: `as_yaml` shows what
+    runs), each block under a comment saying what it holds, output_dir last."""
+    import yaml
+
+    from adaptkit.methods.base import nested_model
+
+    recipe = validate(data, "emitted recipe")
+    written = recipe.model_dump(mode="json", exclude_unset=True)
+    written = {key: _without_none(value) for key, value in written.items() if value is not None}
+    written["output_dir"] = written.pop("output_dir")
+    variant, parts = type(recipe), []
+    for key, value in written.items():
+        described = variant.model_fields[key].description if key in variant.model_fields else None
+        if described and nested_model(variant, key) is not None:
+            parts.append("\n" + "".join(f"# {line}\n" for line in _wrap(one_line(described))))
+        parts.append(yaml.safe_dump({key: value}, sort_keys=False, allow_unicode=True))
+    return "".join(parts)
+
+
+def _without_none(value):
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _wrap(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text[:1].upper() + text[1:], 110)

@@ -9,7 +9,7 @@ from pathlib import Path
 from adaptkit.errors import InputError, one_line
 from adaptkit.methods.base import Code, literal, trainer_kwargs
 from adaptkit.methods.loading import load_code, load_spec
-from adaptkit.methods.supervised import LORA_INIT_DIR
+from adaptkit.methods.supervised.recipe import LORA_INIT_DIR
 from adaptkit.recipe.schema import Recipe
 from adaptkit.models import EMBEDDED_NAMES
 

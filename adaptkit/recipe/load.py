@@ -107,12 +107,47 @@ def _field(model: type[BaseModel], key: str) -> type[BaseModel] | str | None:
     return None
 
 
+def _renamed(old: str, new: str, where: str) -> None:
+    import warnings
+
+    from adaptkit.errors import RenamedSetting
+
+    warnings.warn(f"{where}: `{old}` is now called `{new}` (the old name still reads; write the new one)", RenamedSetting,
+                  stacklevel=2)
+
+
+def _renames(data: dict) -> dict[str, str]:
+    return getattr(_variant(data.get("method")), "RENAMED", {})
+
+
+def upgrade(data: dict, where: str) -> None:
+    """Move the old names of renamed settings (the recipe variant's RENAMED) to their new names in raw recipe data,
+    in place, with a RenamedSetting warning for each; both names given is an error."""
+    for old, new in _renames(data).items():
+        *parents, leaf = old.split(".")
+        holder = data
+        for key in parents:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or leaf not in holder:
+            continue
+        new_leaf = new.split(".")[-1]  # renames stay inside their block
+        if new_leaf in holder:
+            raise InputError(f"{where}: `{old}` is the old name of `{new}`: keep one of them")
+        holder[new_leaf] = holder.pop(leaf)
+        _renamed(old, new, where)
+
+
 def apply_override(data: dict, override: str) -> None:
     """Set `a.b.c=value` in `data`, checking each key against the schema of the recipe's method."""
     dotted, sep, raw = override.partition("=")
     if not sep or not dotted.strip():
         raise InputError(f"override {brief(override)}: write KEY=VALUE, like training.epochs=1")
-    keys = dotted.strip().split(".")
+    dotted = dotted.strip()
+    for old, new in _renames(data).items():
+        if dotted == old or dotted.startswith(old + "."):
+            _renamed(old, new, f"override {brief(override)}")
+            dotted = new + dotted[len(old):]
+    keys = dotted.split(".")
     model: type[BaseModel] | None = _variant(data.get("method"))
     target = data
     for depth, key in enumerate(keys):
@@ -197,11 +232,13 @@ def load_recipe(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
     the working folder), validate."""
     path, builtin = find_recipe(name_or_path)
     data = read_recipe_file(path)
+    where = str(path) if not builtin else f"recipe {path.stem}"
+    upgrade(data, where)
     resolve_inputs(data, path.resolve().parent)
     for override in overrides:
         apply_override(data, override)
     resolve_inputs(data, Path.cwd())
-    recipe = validate(data, str(path) if not builtin else f"recipe {path.stem}")
+    recipe = validate(data, where)
     return recipe, path, builtin
 
 

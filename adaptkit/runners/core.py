@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adaptkit.errors import AdaptkitError, InputError
 from adaptkit.methods.base import RunOptions, RunResult
-from adaptkit.methods.supervised import LORA_INIT_DIR
+from adaptkit.methods.supervised.recipe import LORA_INIT_DIR
 from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
 
@@ -271,8 +271,26 @@ def check_quantization(recipe: Recipe) -> None:
             raise InputError("lora.quantization needs bitsandbytes: pip install bitsandbytes")
 
 
-def fit(trainer, stop: dict, resume: bool):
-    """Run trainer.train with Ctrl-C saving a checkpoint; progress to stderr. Returns (result, seconds)."""
+@contextlib.contextmanager
+def dataset_progress(show: bool):
+    """The `datasets` library's progress bars (tokenizing, mapping) on or off for one run, as they were afterwards."""
+    try:
+        from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    except ImportError:  # the runner says what to install
+        yield
+        return
+
+    before = are_progress_bars_disabled()
+    (enable_progress_bars if show else disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (disable_progress_bars if before else enable_progress_bars)()
+
+
+def fit(trainer, stop: dict, resume: bool, show: bool = False):
+    """Run trainer.train with Ctrl-C saving a checkpoint. Returns (result, seconds). `show`: the Trainer's progress bar
+    and log lines go to stderr (the CLI's run); else nothing is printed (a library call)."""
 
     def on_interrupt(signum, frame):
         if stop["stop"]:  # a second Ctrl-C must not lose the checkpoint being written
@@ -294,6 +312,11 @@ def fit(trainer, stop: dict, resume: bool):
         if saved is not None and saved.is_file():
             clock["prior"] = float(json.loads(saved.read_text(encoding="utf-8")).get("seconds", 0.0))
             clock["from_step"] = int(Path(last).name.split("-")[-1])
+    if not show:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for printer in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(printer)
     started = clock["started"] = time.perf_counter()
     try:  # progress and log lines go to stderr: stdout carries the result
         with contextlib.redirect_stdout(sys.stderr):
@@ -307,6 +330,12 @@ def fit(trainer, stop: dict, resume: bool):
 
 
 def evaluate(trainer) -> dict:
+    """The finished model's evaluation: the one the Trainer logged at its last step when there is one (an epoch's end,
+    or eval_every, falling on the last step), else a new one. Evaluating the same weights twice only costs time."""
+    step = trainer.state.global_step
+    logged = [entry for entry in trainer.state.log_history if "eval_loss" in entry and entry.get("step") == step]
+    if logged:
+        return {key: value for key, value in logged[-1].items() if key != "step"}
     with contextlib.redirect_stdout(sys.stderr):
         return trainer.evaluate()
 
@@ -314,7 +343,7 @@ def evaluate(trainer) -> dict:
 def fit_evaluate_save(trainer, tokenizer, stop: dict, options: RunOptions, out: Path, has_eval: bool, finish=lambda trainer: None):
     """Train, evaluate and save on the main process: (result, seconds, evaluation), or None on other ranks. `finish`
     runs after the save (PiSSA/OLoRA: the adapter converted to plain LoRA)."""
-    result, runtime = fit(trainer, stop, options.resume)
+    result, runtime = fit(trainer, stop, options.resume, options.show_training)
     evaluation = evaluate(trainer) if has_eval else {}
     if not trainer.is_world_process_zero():
         return None

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
-from adaptkit.methods.rewards import final_number
 from adaptkit.recipe.load import is_file_reference
 from adaptkit.recipe.schema import Recipe
 
@@ -126,7 +125,7 @@ def _hub_rows(name: str, split: str, where: str) -> list[dict]:
                          "offline, pass a local .jsonl/.csv/.parquet file") from None
 
 
-def _require_columns(rows: list[dict], columns: list[str], where: str, setting: str) -> None:
+def require_columns(rows: list[dict], columns: list[str], where: str, setting: str) -> None:
     present = [one_line(key)[:40] for key in rows[0].keys()][:30]
     for column in columns:
         if column not in rows[0]:
@@ -138,7 +137,7 @@ def _require_columns(rows: list[dict], columns: list[str], where: str, setting: 
             raise InputError(f"{where}: row {missing} has no `{column}` (every row needs it)")
 
 
-def _check_labels(rows: list[dict], column: str, where: str) -> None:
+def check_labels(rows: list[dict], column: str, where: str) -> None:
     for number, row in enumerate(rows, 1):
         value = row[column]
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -149,84 +148,20 @@ def _check_labels(rows: list[dict], column: str, where: str) -> None:
             raise InputError(f"{where}: label column `{column}` holds {type(value).__name__}s: one label per row is needed")
 
 
-def _check_text(rows: list[dict], column: str, where: str) -> None:
+def check_text(rows: list[dict], column: str, where: str) -> None:
     empty = [n for n, row in enumerate(rows, 1) if not isinstance(row[column], str) or not row[column].strip()]
     if empty:
         raise InputError(f"{where}: {len(empty)} row(s) have no text in `{column}` (first: row {empty[0]})")
 
 
-def _label_key(value):
+def label_key(value):
     """Integers written as 1.0 or '1' in CSV stay one label."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-def load_splits(recipe: Recipe) -> Splits:
-    """Supervised data: classification rows or instruction pairs, checked against the task before any weights load."""
-    train, eval_rows, eval_source = _read_splits(recipe)
-    if recipe.task == "sequence_classification":
-        return _classification(train, eval_rows, recipe, eval_source)
-    return _instructions(train, eval_rows, recipe, eval_source)
-
-
-def load_pairs(recipe: Recipe) -> Splits:
-    """Preference data, checked before any weights load: prompt, chosen and rejected; for an algorithm that learns from
-    feedback (KTO), rated single responses too (prompt, completion, a thumbs-up/down label)."""
-    train, eval_rows, eval_source = _read_splits(recipe)
-    block = getattr(recipe, "dpo", None)
-    if block is not None and block.spec.data == "feedback" and recipe.data.completion_column in train[0]:
-        return _feedback(train, eval_rows, eval_source, recipe)
-    return _preferences(train, eval_rows, eval_source, recipe)
-
-
-def _feedback(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
-    from adaptkit.methods.preference import rating
-
-    d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
-        _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
-        _require_columns(rows, [d.completion_column], where, "data.completion_column")
-        _require_columns(rows, [d.label_column], where, "data.label_column")
-        _check_text(rows, d.completion_column, where)
-        bad = [n for n, r in enumerate(rows, 1) if rating(r[d.label_column]) is None]
-        if bad:
-            raise InputError(f"{where}: row {bad[0]}: `{d.label_column}` = {str(rows[bad[0] - 1][d.label_column])[:30]!r} is not a "
-                             f"thumbs-up/down rating (true/false, 1/0, up/down, good/bad, yes/no; {len(bad)} such row(s))")
-        kinds = {rating(r[d.label_column]) for r in rows}
-        if where == "data.train" and len(kinds) < 2:
-            raise InputError(f"{where}: every rating is {'up' if True in kinds else 'down'}: KTO needs both desirable and undesirable "
-                             "examples")
-    return Splits(train, eval_rows, [], eval_source, kind="feedback")
-
-
-def load_rl(recipe: Recipe) -> Splits:
-    """RLHF's data: preference pairs for a reward model, or prompts with reference answers for reward functions."""
-    if not getattr(recipe, "verifiable", False):
-        return load_pairs(recipe)
-    train, eval_rows, eval_source = _read_splits(recipe)
-    d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
-        _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
-        if isinstance(rows[0][d.prompt_column], str):  # conversational prompts are message lists
-            _check_text(rows, d.prompt_column, where)
-        for number, reward in enumerate(recipe.rlhf.rewards):
-            if reward.function not in ("exact_match", "numeric"):
-                continue
-            _require_columns(rows, [reward.column], where, f"rlhf.rewards.{number}.column")
-            if reward.function == "numeric":
-                bad = [n for n, r in enumerate(rows, 1) if final_number(str(r[reward.column])) is None]
-                if bad:
-                    raise InputError(f"{where}: row {bad[0]}: `{reward.column}` = {str(rows[bad[0] - 1][reward.column])[:40]!r} holds no "
-                                     f"number for the numeric reward ({len(bad)} such row(s))")
-    return Splits(train, eval_rows, [], eval_source, kind="prompts")
-
-
-def _read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:
+def read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:
     """(train, eval, where eval came from): data.eval, a held-out share of data.train, or nothing."""
     d = recipe.data
     train = read_rows(d.train, d.train_split, "data.train")
@@ -251,125 +186,23 @@ def _read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:
     return train, eval_rows, eval_source
 
 
-def _classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
-    d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
-        _require_columns(rows, [d.text_column], where, "data.text_column")
-        _require_columns(rows, [d.label_column], where, "data.label_column")
-        _check_text(rows, d.text_column, where)
-        _check_labels(rows, d.label_column, where)
-    labels = sorted({_label_key(r[d.label_column]) for r in train}, key=lambda v: (isinstance(v, str), v))
-    if len(labels) < 2:
-        raise InputError(f"data.train: only one label ({labels[0]!r}) in `{d.label_column}`: classification needs two or more")
-    unseen = sorted({_label_key(r[d.label_column]) for r in eval_rows} - set(labels), key=str)
-    if unseen:
-        raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
-                         f"(train has: {', '.join(map(str, labels[:8]))})")
-    return Splits(train, eval_rows, labels, eval_source, kind="classification")
-
-
-def _instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
-    d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
-        if d.messages_column:
-            _require_columns(rows, [d.messages_column], where, "data.messages_column")
-            for number, row in enumerate(rows, 1):
-                messages = row[d.messages_column]
-                if not isinstance(messages, list) or not messages or not all(
-                        isinstance(m, dict) and "role" in m and "content" in m for m in messages):
-                    raise InputError(f"{where}: row {number}: `{d.messages_column}` must be a list of {{role, content}} messages")
-        else:
-            _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
-            _require_columns(rows, [d.response_column], where, "data.response_column")
-            _check_text(rows, d.prompt_column, where)
-            _check_text(rows, d.response_column, where)
-    return Splits(train, eval_rows, [], eval_source)
-
-
-def _response_text(value) -> str:
+def response_text(value) -> str:
     """A response as text: a string, or the contents of a message list."""
     if isinstance(value, list):
         return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
     return value if isinstance(value, str) else ""
 
 
-def _preferences(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
-    d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
-        present = set(rows[0])
-        if d.chosen_column not in present and d.rejected_column not in present and (
-                d.response_column in present or d.messages_column in present or "messages" in present or "completion" in present):
-            raise InputError(f"{where}: this looks like SFT data (columns: {', '.join(rows[0])}), not preference pairs: "
-                             f"{recipe.method} needs `{d.chosen_column}` and `{d.rejected_column}`; for SFT use the recipes lora_sft or instruction_tuning")
-        _require_columns(rows, [d.prompt_column], where, "data.prompt_column")
-        _require_columns(rows, [d.chosen_column], where, "data.chosen_column")
-        _require_columns(rows, [d.rejected_column], where, "data.rejected_column")
-        pairs = [(_response_text(r[d.chosen_column]).strip(), _response_text(r[d.rejected_column]).strip()) for r in rows]
-        empty = [n for n, (chosen, rejected) in enumerate(pairs, 1) if not chosen or not rejected]
-        if empty:
-            raise InputError(f"{where}: {len(empty)} pair(s) have an empty chosen or rejected response (first: row {empty[0]})")
-        same = [n for n, (chosen, rejected) in enumerate(pairs, 1) if chosen == rejected]
-        if same:
-            raise InputError(f"{where}: {len(same)} pair(s) have identical chosen and rejected responses (first: row {same[0]}): "
-                             "they teach nothing; remove them")
-        if isinstance(rows[0][d.prompt_column], str):  # conversational prompts are message lists
-            _check_text(rows, d.prompt_column, where)
-    return Splits(train, eval_rows, [], eval_source, kind="pairs")
-
-
 def label_counts(rows: list[dict], column: str) -> Counter:
-    return Counter(_label_key(r[column]) for r in rows)
+    return Counter(label_key(r[column]) for r in rows)
 
 
-def _eval_rows(recipe: Recipe, what: str) -> list[dict]:
+def read_eval(recipe: Recipe, what: str) -> list[dict]:
     """data.eval's rows, which must not be empty."""
     rows = read_rows(recipe.data.eval, recipe.data.eval_split, "data.eval")
     if not rows:
         raise InputError(f"data.eval: {recipe.data.eval} has no {what}")
     return rows
-
-
-def check_questions(recipe: Recipe) -> Rows:
-    """The RAG question set: rows with a question and the source file that answers it."""
-    block = recipe.rag
-    rows = _eval_rows(recipe, "questions")
-    _require_columns(rows, [block.question_column], "data.eval", "rag.question_column")
-    _require_columns(rows, [block.source_column], "data.eval", "rag.source_column")
-    _check_text(rows, block.question_column, "data.eval")
-    return Rows(rows, "questions")
-
-
-def prompt_rows(recipe: Recipe) -> PromptData:
-    """The demonstration pool, the dev rows and the labels for prompt engineering and ICL, checked like training data."""
-    d = recipe.data
-    if d.train:
-        splits = load_splits(recipe)
-        pool, rows = splits.train, splits.eval or splits.train
-        labels = splits.labels
-    else:
-        rows = _eval_rows(recipe, "rows")
-        pool = []
-        if recipe.task == "sequence_classification":
-            labels = _classification(rows, [], recipe, "").labels
-        else:
-            _instructions(rows, [], recipe, "")
-            labels = []
-    return PromptData(pool, rows, [str(label) for label in labels])
-
-
-def check_tasks(recipe: Recipe) -> Rows:
-    """The tool-use task set: a question and an expected answer per row."""
-    block = recipe.tools
-    rows = _eval_rows(recipe, "tasks")
-    _require_columns(rows, [block.question_column], "data.eval", "tools.question_column")
-    _require_columns(rows, [block.answer_column], "data.eval", "tools.answer_column")
-    return Rows(rows, "tasks")
 
 
 def load_data(recipe: Recipe):

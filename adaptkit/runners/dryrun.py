@@ -12,43 +12,25 @@ import shlex
 from adaptkit.errors import InputError
 from adaptkit.recipe.load import as_yaml
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import PromptData, Rows, Splits, label_counts
+from adaptkit.runners.data import Splits
 from adaptkit.models import resolve_model
 
 
-def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
-    """Training data: rows, labels, a sample, and the sample tokenized with the model's own tokenizer."""
-    d = recipe.data
-    summary = {"train_rows": len(splits.train), "eval_rows": len(splits.eval), "eval_source": splits.eval_source or "none"}
-    if splits.kind == "classification":
-        summary["labels"] = {str(k): v for k, v in sorted(label_counts(splits.train, d.label_column).items(), key=lambda kv: str(kv[0]))}
-        if splits.eval:
-            summary["eval_labels"] = {str(k): v for k, v in sorted(label_counts(splits.eval, d.label_column).items(), key=lambda kv: str(kv[0]))}
-        texts = [r[d.text_column] for r in splits.train]
-        sample = {"text": texts[0], "label": str(splits.train[0][d.label_column])}
-    elif splits.kind == "pairs":
-        texts = [_text(r[d.prompt_column]) + " " + max(_text(r[d.chosen_column]), _text(r[d.rejected_column]), key=len) for r in splits.train]
-        sample = {"prompt": splits.train[0][d.prompt_column], "chosen": splits.train[0][d.chosen_column],
-                  "rejected": splits.train[0][d.rejected_column]}
-    elif splits.kind == "feedback":
-        from adaptkit.methods.preference import rating
+def counts(splits: Splits) -> dict:
+    """The rows of each split and where the eval rows came from: the start of a training method's data summary."""
+    return {"train_rows": len(splits.train), "eval_rows": len(splits.eval), "eval_source": splits.eval_source or "none"}
 
-        texts = [_text(r[d.prompt_column]) + " " + _text(r[d.completion_column]) for r in splits.train]
-        up = sum(bool(rating(r[d.label_column])) for r in splits.train)
-        summary["ratings"] = {"up": up, "down": len(splits.train) - up}
-        sample = {"prompt": splits.train[0][d.prompt_column], "completion": splits.train[0][d.completion_column],
-                  "label": splits.train[0][d.label_column]}
-    elif splits.kind == "prompts":
-        texts = [_text(r[d.prompt_column]) for r in splits.train]
-        sample = dict(splits.train[0])
-        summary["rewards"] = reward_summary(recipe, allowed)
-    elif d.messages_column:
-        texts = None
-        sample = {"messages": splits.train[0][d.messages_column]}
-    else:
-        texts = [r[d.prompt_column] + " " + r[d.response_column] for r in splits.train]
-        sample = {"prompt": splits.train[0][d.prompt_column], "response": splits.train[0][d.response_column]}
-    summary["sample"] = sample
+
+def text(value) -> str:
+    """A prompt or response as text: a string, or the contents of a message list."""
+    if isinstance(value, list):
+        return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return str(value)
+
+
+def tokenized(recipe: Recipe, summary: dict, texts: list[str] | None, conversations: list | None = None) -> dict:
+    """The data summary with its first example tokenized by the model's own tokenizer and the length of every example
+    against training.max_length. `texts` None: render `conversations` (chat messages) with the chat template first."""
     tokenizer, why = _tokenizer(recipe)
     if tokenizer is None:
         summary["tokenized"] = why
@@ -56,7 +38,7 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
     if texts is None:
         if not getattr(tokenizer, "chat_template", None):
             raise InputError(f"data.messages_column is set but the tokenizer of {recipe.model} has no chat template")
-        texts = [tokenizer.apply_chat_template(r[d.messages_column], tokenize=False) for r in splits.train]
+        texts = [tokenizer.apply_chat_template(messages, tokenize=False) for messages in conversations]
         summary["rendered"] = texts[0]
     lengths = [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
     limit = recipe.training.max_length
@@ -65,64 +47,6 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
     summary["lengths"] = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
                           "truncated_at_max_length": sum(n > limit for n in lengths), "max_length": limit}
     return summary
-
-
-def reward_summary(recipe: Recipe, allowed: bool) -> list[str]:
-    """rlhf.rewards resolved: each function, its settings and weight; a user function is imported only with consent."""
-    from adaptkit.methods.rewards import BUILTINS
-    from adaptkit.recipe.consent import import_function
-
-    lines = []
-    for number, r in enumerate(recipe.rlhf.rewards):
-        if r.builtin:
-            used = {"exact_match": ("column",), "numeric": ("column", "tolerance"), "regex": ("pattern",),
-                    "length_penalty": ("max_chars",)}.get(r.function, ())
-            settings = ", ".join(f"{k}={getattr(r, k)!r}" for k in used)
-            doc = (BUILTINS[r.function].__doc__ or "").strip().splitlines()[0]
-            lines.append(f"{r.weight:g} x {r.function}({settings}): {doc}")
-        elif allowed:
-            function = import_function(r.function, f"rlhf.rewards.{number}.function")
-            lines.append(f"{r.weight:g} x {r.function}: imported ({function.__module__}.{function.__name__})")
-        else:
-            lines.append(f"{r.weight:g} x {r.function}: not imported (needs --allow-code)")
-    return lines
-
-
-def prompting_summary(recipe: Recipe, data: PromptData, allowed: bool = False) -> dict:
-    block = getattr(recipe, "prompts", None)
-    compares = [v.name for v in block.variants] if block else recipe.icl.shots
-    return {"dev_rows": len(data.rows), "pool_rows": len(data.pool), "labels": data.labels, "compares": compares,
-            "backend": recipe.backend.kind}
-
-
-def rag_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
-    from pathlib import Path
-
-    from adaptkit.runners.rag import corpus_files, index_status
-
-    corpus = Path(recipe.rag.corpus)
-    if not corpus.is_dir():
-        raise InputError(f"rag.corpus: {corpus} is not a folder")
-    files, skipped = corpus_files(corpus)
-    return {"questions": len(data.rows), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
-            "index": recipe.rag.index_dir, "index_status": index_status(Path(recipe.rag.index_dir))}
-
-
-def tools_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
-    """The tools and their JSON schemas; custom tools are imported only with the user's consent."""
-    from adaptkit.runners.tools import load_tools
-
-    tools = load_tools(recipe, import_custom=allowed)
-    specs = {name: tool.spec for name, tool in tools.items()}
-    skipped = [f"{t.function} (not imported: needs --allow-code)" for t in recipe.tools.custom if not allowed]
-    return {"tasks": len(data.rows), "tools": list(specs) + skipped,
-            "state_changing": [n for n, t in tools.items() if t.changes_state], "tool_schemas": specs}
-
-
-def _text(value) -> str:
-    if isinstance(value, list):
-        return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
-    return str(value)
 
 
 def _tokenizer(recipe: Recipe):

@@ -12,8 +12,8 @@ from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase, Strict
 from adaptkit.methods.registry import register
 
-SUPERVISED = dict(runner="adaptkit.runners.train:train", data="adaptkit.runners.data:load_splits",
-                  summary="adaptkit.runners.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
+SUPERVISED = dict(runner="adaptkit.methods.supervised.runner:train", data="adaptkit.methods.supervised.data:load_splits",
+                  summary="adaptkit.methods.supervised.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
 BOTH_TASKS = ("sequence_classification", "causal_lm")
 LORA_INIT_DIR = "initial_adapter"  # PiSSA/OLoRA: the adapter as initialised (in output_dir) until the trained one is converted
 # to plain LoRA; PEFT names the adapter after the folder, so no leading dot

@@ -107,14 +107,14 @@ def _emit_icl(profile, context) -> dict:
             "icl": {"shots": [0, 1, 2, 4], "selection": "similar"}, "backend": {"max_new_tokens": 128}}
 
 
-PROMPTING = dict(objective="serve", adapters=("none",), data="adaptkit.runners.data:prompt_rows",
-                 summary="adaptkit.runners.dryrun:prompting_summary")
+PROMPTING = dict(objective="serve", adapters=("none",), data="adaptkit.methods.prompting.data:prompt_rows",
+                 summary="adaptkit.methods.prompting.dryrun:prompting_summary")
 register(MethodDef(id="prompt_engineering", recipe=PromptEngineeringRecipe, tasks=("sequence_classification", "causal_lm"),
-                   runner="adaptkit.runners.prompting:run_prompt_engineering", metrics=("accuracy", "exact", "contains"),
+                   runner="adaptkit.methods.prompting.runner:run_prompt_engineering", metrics=("accuracy", "exact", "contains"),
                    base="the bare input (no system prompt, no instructions)",
                    needs_train=False, serve_tokens=2048, code=_scorer_code, emit=_emit_prompts, **PROMPTING))
 register(MethodDef(id="in_context_learning", recipe=IclRecipe, tasks=("sequence_classification", "causal_lm"),
-                   runner="adaptkit.runners.prompting:run_icl", metrics=("accuracy",),
+                   runner="adaptkit.methods.prompting.runner:run_icl", metrics=("accuracy",),
                    base="k = 0: the instruction and the input, no demonstrations",
                    needs_eval="the labeled dev set the k-shot prompts are scored on (data.train is the demonstration pool)",
                    prompt_parts=("shots",), serve_tokens=4096, emit=_emit_icl, **PROMPTING))

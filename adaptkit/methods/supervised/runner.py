@@ -137,7 +137,7 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
 def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
     """Train, evaluate, save. Returns the result on the main process (None on other ranks)."""
     if recipe.adapter == "vendor":  # the vendor trains: convert, check, and start the job only when asked
-        from adaptkit.runners.vendor import run_vendor_job
+        from adaptkit.methods.supervised.vendor import run_vendor_job
 
         return run_vendor_job(recipe, splits, options)
     start(recipe)

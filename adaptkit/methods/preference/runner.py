@@ -8,14 +8,14 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
-from adaptkit.methods.rewards import CHECKS_ANSWERS
-from adaptkit.methods.preference import policy_kwargs, reward_kwargs
+from adaptkit.methods.preference.rewards import CHECKS_ANSWERS
+from adaptkit.methods.preference.recipe import policy_kwargs, reward_kwargs
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.core import (
     callbacks, causal_tokenizer, evaluate, fit, load_model, peft_config, prepare_adapters, run_trainer, start, train_metrics,
     with_precision,
 )
-from adaptkit.runners.data import _response_text, Splits
+from adaptkit.runners.data import Splits, response_text
 from adaptkit.runners.report import loss_curve, reward_curve, write_training_files
 
 
@@ -31,7 +31,7 @@ def _feedback(recipe: Recipe, rows: list[dict], kind: str):
     """TRL's unpaired format (prompt, completion, label): rated responses as they are, or each pair split in two."""
     from datasets import Dataset
 
-    from adaptkit.methods.preference import rating
+    from adaptkit.methods.preference.data import rating
 
     d = recipe.data
     if kind == "feedback":
@@ -54,14 +54,14 @@ def trainer_classes(recipe: Recipe):
 
     import trl
 
-    spec = recipe.dpo.spec
+    spec = recipe.preference.spec
     found = []
     for ref in (spec.config, spec.trainer):
         module, _, name = ref.partition(":")
         try:
             found.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
-            raise InputError(f"dpo.algorithm={recipe.dpo.algorithm}: {module}.{name} is not in the installed trl {trl.__version__} "
+            raise InputError(f"preference.algorithm={recipe.preference.algorithm}: {module}.{name} is not in the installed trl {trl.__version__} "
                              f"(TRL moves experimental trainers between releases): install the TRL adaptkit was tested with "
                              f"(trl 1.16) or pick another algorithm") from None
     return found
@@ -70,10 +70,10 @@ def trainer_classes(recipe: Recipe):
 # ----------------------------------------------------------------------------------------------- DPO, KTO, ORPO, SimPO, CPO
 
 def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
-    """DPO, KTO, ORPO, SimPO or CPO (recipe.dpo.algorithm) on the training core."""
+    """DPO, KTO, ORPO, SimPO or CPO (recipe.preference.algorithm) on the training core."""
     start(recipe)
     Config, Trainer = trainer_classes(recipe)
-    if recipe.dpo.spec.data == "feedback":
+    if recipe.preference.spec.data == "feedback":
         def dataset(rows):
             return _feedback(recipe, rows, splits.kind)
     else:
@@ -83,10 +83,10 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | 
     def build(out: Path, callbacks):
         tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
         try:  # train the SFT adapter further; the reference is the base with it switched off
-            model = load_model(recipe, adapter=recipe.dpo.starting_adapter)
+            model = load_model(recipe, adapter=recipe.preference.starting_adapter)
         except InputError as exc:
-            raise InputError(f"dpo.starting_adapter: {exc}") from None
-        config = None if recipe.dpo.starting_adapter else _lora(recipe)
+            raise InputError(f"preference.starting_adapter: {exc}") from None
+        config = None if recipe.preference.starting_adapter else _lora(recipe)
         args = Config(**with_precision(recipe, trainer_kwargs(recipe, out, bool(splits.eval))))
         model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
         trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train),
@@ -101,12 +101,12 @@ def run_dpo(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | 
         from adaptkit.runners.predict import generate_and_score
 
         d = recipe.data
-        answered = [{d.prompt_column: r[d.prompt_column], d.response_column: _response_text(r[d.chosen_column])}  # the chosen reply
+        answered = [{d.prompt_column: r[d.prompt_column], d.response_column: response_text(r[d.chosen_column])}  # the chosen reply
                     for r in splits.eval if isinstance(r.get(d.prompt_column), str) and d.chosen_column in r]
         return {"loss": evaluation.get("eval_loss"), "preference_accuracy": evaluation.get("eval_rewards/accuracies"),
                 "reward_margin": margin, **generate_and_score(recipe, trainer.model, tokenizer, answered, options.out)}
 
-    return run_trainer(recipe, options, build, scores, extra={"algorithm": recipe.dpo.algorithm})
+    return run_trainer(recipe, options, build, scores, extra={"algorithm": recipe.preference.algorithm})
 
 
 # ----------------------------------------------------------------------------------------------- RLHF
@@ -122,7 +122,7 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     from peft import TaskType
     from trl import RewardConfig, RewardTrainer
 
-    stage = recipe.rlhf.reward
+    stage = recipe.rlhf.reward_model
     out = options.out / REWARD_DIR
     out.mkdir(parents=True, exist_ok=True)
     name = stage.model or recipe.model
@@ -136,7 +136,7 @@ def _reward_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     trainer = RewardTrainer(model=model, args=args, train_dataset=_pairs(recipe, splits.train),
                             eval_dataset=_pairs(recipe, splits.eval) if splits.eval else None, processing_class=tokenizer,
                             peft_config=config, callbacks=callbacks(stop, options.out / "train_log.jsonl", stage="reward"))
-    result, runtime = fit(trainer, stop, resume)
+    result, runtime = fit(trainer, stop, resume, options.show_training)
     evaluation = evaluate(trainer) if splits.eval else {}
     metrics = {"train": train_metrics(trainer, result, runtime),
                "eval": {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
@@ -162,14 +162,14 @@ def _prompts(recipe: Recipe, rows: list[dict]):
 
 
 def reward_functions(recipe: Recipe) -> tuple[list, list[float]]:
-    """rlhf.rewards as TRL reward functions and weights: built-ins configured, user functions imported (the CLI has
+    """rlhf.reward_functions as TRL reward functions and weights: built-ins configured, user functions imported (the CLI has
     checked the user's consent before any runner starts)."""
-    from adaptkit.methods.rewards import make
+    from adaptkit.methods.preference.rewards import make
     from adaptkit.recipe.consent import import_function
 
-    functions = [make(r.function, **r.settings()) if r.builtin else import_function(r.function, f"rlhf.rewards.{n}.function")
-                 for n, r in enumerate(recipe.rlhf.rewards)]
-    return functions, [r.weight for r in recipe.rlhf.rewards]
+    functions = [make(r.function, **r.settings()) if r.builtin else import_function(r.function, f"rlhf.reward_functions.{n}.function")
+                 for n, r in enumerate(recipe.rlhf.reward_functions)]
+    return functions, [r.weight for r in recipe.rlhf.reward_functions]
 
 
 def _generate(policy, tokenizer, prompts: list, max_new_tokens: int) -> tuple[list[str], list[str]]:
@@ -195,7 +195,7 @@ class ModelScorer:
         folder = root / REWARD_DIR
         self.tokenizer = causal_tokenizer(str(folder), recipe.trust_remote_code)
         if (folder / "adapter_config.json").is_file():  # a LoRA reward model on a quantized base
-            base = recipe.rlhf.reward.model or recipe.model
+            base = recipe.rlhf.reward_model.model or recipe.model
             self.model = load_model(recipe, "classifier", name=base, num_labels=1, adapter=str(folder))
         else:
             self.model = load_model(recipe, "classifier", name=str(folder), num_labels=1)
@@ -218,7 +218,7 @@ class FunctionScorer:
 
     def __init__(self, recipe: Recipe):
         self.functions, self.weights = reward_functions(recipe)
-        self.checks = [n for n, r in enumerate(recipe.rlhf.rewards) if r.function in CHECKS_ANSWERS]
+        self.checks = [n for n, r in enumerate(recipe.rlhf.reward_functions) if r.function in CHECKS_ANSWERS]
         self.trainer_kwargs = {"reward_funcs": self.functions}
         self.prompt_column = recipe.data.prompt_column
 
@@ -282,7 +282,7 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
     trainer = Trainer(model=policy, args=args, train_dataset=_prompts(recipe, splits.train), processing_class=tokenizer,
                       peft_config=config, callbacks=callbacks(stop, root / "train_log.jsonl", stage="policy"),
                       optimizers=optimizers, **scorer.trainer_kwargs)
-    result, runtime = fit(trainer, stop, resume)
+    result, runtime = fit(trainer, stop, resume, options.show_training)
     trained = trainer.model
     _, completions_after = _generate(trained, tokenizer, held_prompts, stage.max_completion_length)
     samples_after = scorer.score(texts, completions_after, held_rows)
@@ -309,11 +309,11 @@ def _policy_stage(recipe: Recipe, splits: Splits, options: RunOptions, resume: b
 
 def run_rlhf(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
     """options.stage: all (reward, then policy), reward, or policy (reusing a finished reward stage). With reward
-    functions (rlhf.rewards) there is no reward stage: the policy stage is the run."""
+    functions (rlhf.reward_functions) there is no reward stage: the policy stage is the run."""
     stage = options.stage
     start(recipe)
     if recipe.verifiable and stage == "reward":
-        raise InputError("this recipe rewards with functions (rlhf.rewards): there is no reward model to train; run it without --stage")
+        raise InputError("this recipe rewards with functions (rlhf.reward_functions): there is no reward model to train; run it without --stage")
     root = options.out
     root.mkdir(parents=True, exist_ok=True)
     reward_metrics = None

@@ -14,11 +14,11 @@ from pydantic import Field, field_validator, model_validator
 from adaptkit.errors import InputError
 from adaptkit.methods.base import MethodDef, RecipeBase, Strict, input_path, literal, training_kwargs
 from adaptkit.methods.registry import register
-from adaptkit.methods.rewards import BUILTINS
-from adaptkit.methods.supervised import LoraConfigBlock, lora_lost, lora_peft, lora_setup, lora_trl
+from adaptkit.methods.preference.rewards import BUILTINS
+from adaptkit.methods.supervised.recipe import LoraConfigBlock, lora_lost, lora_peft, lora_setup, lora_trl
 
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
-PREFERENCE = dict(summary="adaptkit.runners.dryrun:data_summary", tasks=("causal_lm",),
+PREFERENCE = dict(summary="adaptkit.methods.preference.dryrun:data_summary", tasks=("causal_lm",),
                   adapters=("lora", "none"))
 
 
@@ -30,7 +30,7 @@ class Algorithm:
     config: str
     data: str  # pairs (prompt, chosen, rejected) | feedback (prompt, completion, label: thumbs up/down; pairs are split)
     reference: bool  # keeps a reference model (the base with adapters off, or a frozen copy)
-    fields: Callable  # DPOBlock -> the config's own fields
+    fields: Callable  # PreferenceBlock -> the config's own fields
     source: str
 
 
@@ -50,20 +50,9 @@ ALGORITHMS = {
 }
 
 
-THUMBS = {"true": True, "false": False, "1": True, "0": False, "up": True, "down": False, "good": True, "bad": False,
-          "yes": True, "no": False}
+class PreferenceBlock(Strict):
+    """How the policy learns from preferences: the algorithm and its settings."""
 
-
-def rating(value) -> bool | None:
-    """A thumbs-up / thumbs-down label as True / False; None when it is neither."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    return THUMBS.get(value.strip().lower()) if isinstance(value, str) else None
-
-
-class DPOBlock(Strict):
     algorithm: Literal[tuple(ALGORITHMS)] = Field(  # type: ignore[valid-type]
         "dpo", description="dpo; kto (unpaired thumbs-up/down feedback); orpo, simpo, cpo (no reference model)")
     beta: float = Field(0.1, gt=0, description="dpo, kto: pull toward the reference (higher: stay closer); orpo: the odds-ratio "
@@ -82,7 +71,7 @@ class DPOBlock(Strict):
                "reference": tuple(a for a, d in ALGORITHMS.items() if d.reference)}
         for name, algorithms in own.items():
             if getattr(self, name) != type(self).model_fields[name].default and self.algorithm not in algorithms:
-                raise ValueError(f"`dpo.{name}` is for {', '.join(algorithms)}, not {self.algorithm}")
+                raise ValueError(f"`preference.{name}` is for {', '.join(algorithms)}, not {self.algorithm}")
         return self
 
     @property
@@ -147,16 +136,17 @@ class RewardFunction(Strict):
 
 
 class RLHFBlock(Strict):
-    reward: RewardStage = Field(default_factory=RewardStage, description="the learned reward model (when there are no `rewards`)")
-    rewards: list[RewardFunction] = Field(
+    reward_model: RewardStage = Field(default_factory=RewardStage, description="the reward model trained on preference pairs "
+                                                                               "first (when there are no `reward_functions`)")
+    reward_functions: list[RewardFunction] = Field(
         default_factory=list, description="reward functions instead of a reward model (RL from verifiable rewards): "
                                           "prompts with reference answers, no pairs")
     policy: PolicyStage = Field(default_factory=PolicyStage)
 
     @model_validator(mode="after")
     def _one_reward(self):
-        if self.rewards and self.reward != RewardStage():
-            raise ValueError("give the policy one kind of reward: `reward` (a reward model trained on pairs) or `rewards` (functions)")
+        if self.reward_functions and self.reward_model != RewardStage():
+            raise ValueError("give the policy one kind of reward: `reward_model` (trained on pairs) or `reward_functions`")
         return self
 
 
@@ -172,17 +162,19 @@ class PolicyRecipe(RecipeBase):
 
 class DpoRecipe(PolicyRecipe):
     method: Literal["dpo"] = Field(description="direct preference optimisation on chosen/rejected pairs")
-    dpo: Optional[DPOBlock] = Field(None, description="DPO settings")
+    preference: Optional[PreferenceBlock] = Field(None, description="the preference algorithm (dpo, kto, orpo, simpo, cpo) and "
+                                                                    "its settings")
 
-    REQUIRED = ("dpo",)
+    REQUIRED = ("preference",)
+    RENAMED = {"dpo": "preference"}
 
     def check(self) -> None:
-        if not self.dpo.spec.reference:
+        if not self.preference.spec.reference:
             return  # orpo, simpo, cpo: no reference model, LoRA or all weights
-        if self.dpo.reference == "adapters_off" and self.lora is None:
-            raise ValueError("`dpo.reference: adapters_off` needs a `lora` block (or set `dpo.reference: copy` for full-weight DPO)")
-        if self.dpo.reference == "copy" and self.lora is not None:
-            raise ValueError("`dpo.reference: copy` is full-weight DPO: remove the `lora` block, or use `dpo.reference: adapters_off`")
+        if self.preference.reference == "adapters_off" and self.lora is None:
+            raise ValueError("`preference.reference: adapters_off` needs a `lora` block (or set `preference.reference: copy` for full-weight DPO)")
+        if self.preference.reference == "copy" and self.lora is not None:
+            raise ValueError("`preference.reference: copy` is full-weight DPO: remove the `lora` block, or use `preference.reference: adapters_off`")
 
 
 class RlhfRecipe(PolicyRecipe):
@@ -190,6 +182,7 @@ class RlhfRecipe(PolicyRecipe):
     rlhf: Optional[RLHFBlock] = Field(None, description="RLHF stages: reward model, then policy optimisation")
 
     REQUIRED = ("rlhf",)
+    RENAMED = {"rlhf.reward": "rlhf.reward_model", "rlhf.rewards": "rlhf.reward_functions"}
 
     def check(self) -> None:
         if self.rlhf.policy.batch_size % self.rlhf.policy.num_generations:
@@ -198,7 +191,7 @@ class RlhfRecipe(PolicyRecipe):
     @property
     def verifiable(self) -> bool:
         """Reward functions (RL from verifiable rewards) instead of a learned reward model."""
-        return bool(self.rlhf.rewards)
+        return bool(self.rlhf.reward_functions)
 
 
 def _lora(recipe) -> dict:
@@ -210,9 +203,9 @@ def _peft(recipe, model: str):
 
 
 def _dpo_export(recipe: DpoRecipe) -> tuple[str, dict]:
-    if recipe.dpo.starting_adapter:
-        raise InputError("--format script does not yet start DPO from an SFT adapter (dpo.starting_adapter): run it with adaptkit run")
-    spec = recipe.dpo.spec
+    if recipe.preference.starting_adapter:
+        raise InputError("--format script does not yet start DPO from an SFT adapter (preference.starting_adapter): run it with adaptkit run")
+    spec = recipe.preference.spec
     module, _, trainer = spec.trainer.partition(":")
     config = spec.config.partition(":")[2]
     return "causal_lm.py.tmpl", {"__TRL_IMPORT__": f"from {module} import {config}, {trainer}", "__CONFIG__": config,
@@ -231,33 +224,33 @@ def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
     if recipe.verifiable:
         import inspect
 
-        from adaptkit.methods import rewards
+        from adaptkit.methods.preference import rewards
 
         source = inspect.getsource(rewards).split('"""', 2)[2].strip()  # without the module docstring
         source = source.replace("from __future__ import annotations\n", "")
         return "rlvr.py.tmpl", {
             "__EVAL_PROMPTS__": repr(p.eval_prompts), "__MAX_COMPLETION__": repr(p.max_completion_length),
-            "__REWARDS__": repr([(r.function, r.settings() if r.builtin else {}, r.weight) for r in recipe.rlhf.rewards]),
+            "__REWARDS__": repr([(r.function, r.settings() if r.builtin else {}, r.weight) for r in recipe.rlhf.reward_functions]),
             "__REWARDS_SOURCE__": source, "__POLICY_ARGS__": literal(policy_kwargs(recipe, out / "policy")),
             "__POLICY_CONFIG__": f"{trainer}Config", "__POLICY_TRAINER__": f"{trainer}Trainer"}
     return "rlhf.py.tmpl", {
-        "__REWARD_BASE__": repr(recipe.rlhf.reward.model or recipe.model), "__EVAL_PROMPTS__": repr(p.eval_prompts),
+        "__REWARD_BASE__": repr(recipe.rlhf.reward_model.model or recipe.model), "__EVAL_PROMPTS__": repr(p.eval_prompts),
         "__MAX_COMPLETION__": repr(p.max_completion_length), "__REWARD_ARGS__": literal(reward_kwargs(recipe, out / "reward_model", bool(recipe.data.eval))),
         "__POLICY_ARGS__": literal(policy_kwargs(recipe, out / "policy")), "__POLICY_CONFIG__": f"{trainer}Config",
         "__POLICY_TRAINER__": f"{trainer}Trainer"}
 
 
 def _dpo_trl(recipe: DpoRecipe) -> tuple[str, dict, list] | None:
-    if recipe.dpo.algorithm != "dpo":
+    if recipe.preference.algorithm != "dpo":
         return None  # the TRL command line has `trl dpo` and `trl kto` only; the script export covers the rest
-    lost = ([f"dpo.starting_adapter={recipe.dpo.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first"]
-            if recipe.dpo.starting_adapter else [])
-    return "dpo", {**lora_trl(recipe.lora), "beta": recipe.dpo.beta, "loss_type": recipe.dpo.loss_type}, lost + lora_lost(recipe.lora)
+    lost = ([f"preference.starting_adapter={recipe.preference.starting_adapter}: the TRL CLI cannot start from an adapter; merge it first"]
+            if recipe.preference.starting_adapter else [])
+    return "dpo", {**lora_trl(recipe.lora), "beta": recipe.preference.beta, "loss_type": recipe.preference.loss_type}, lost + lora_lost(recipe.lora)
 
 
 def reward_kwargs(recipe: RlhfRecipe, out: Path, has_eval: bool) -> dict:
     """RewardConfig for the first stage: the training block, with the reward stage's own epochs, rate, batch and steps."""
-    r = recipe.rlhf.reward
+    r = recipe.rlhf.reward_model
     return {"max_length": recipe.training.max_length,
             **training_kwargs(recipe, out, has_eval, epochs=r.epochs, learning_rate=r.learning_rate, batch_size=r.batch_size,
                               max_steps=r.max_steps)}
@@ -290,7 +283,7 @@ def _emit_preference(profile, context) -> dict:
     if profile.weight_access != "open":
         return None
     if profile.preference_pairs < 500 and profile.feedback_labels >= 100:
-        fields = _emit({"dpo": {"algorithm": "kto", "beta": 0.1, "reference": "adapters_off"}})(profile, context)
+        fields = _emit({"preference": {"algorithm": "kto", "beta": 0.1, "reference": "adapters_off"}})(profile, context)
         if profile.train_data:
             context.notes.append("KTO data: prompt, completion and label (true/false) columns; name them with data.completion_column "
                                  "and data.label_column")
@@ -298,46 +291,46 @@ def _emit_preference(profile, context) -> dict:
             fields["data"].update(train=context.demo("examples/data/feedback_train.jsonl"), eval=context.demo("examples/data/feedback_eval.jsonl"))
         return fields
     if profile.is_base_model:
-        fields = _emit({"dpo": {"algorithm": "orpo", "beta": 0.1}})(profile, context)
+        fields = _emit({"preference": {"algorithm": "orpo", "beta": 0.1}})(profile, context)
         context.notes[:] = [n for n in context.notes if "instruction-tune it first" not in n]
         context.notes.append("the model is a base model: ORPO learns instruction following and the preferences in one stage")
         return fields
-    return _emit({"dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}})(profile, context)
+    return _emit({"preference": {"algorithm": "dpo", "beta": 0.1, "loss_type": "sigmoid", "reference": "adapters_off"}})(profile, context)
 
 
 def _emit_rl(profile, context) -> dict:
     """RL from verifiable rewards when the answers are checkable and there are no pairs; else a reward model on the pairs."""
     if not (profile.rl_from_rewards and profile.preference_pairs == 0):
-        return _emit({"rlhf": {"reward": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8},
+        return _emit({"rlhf": {"reward_model": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 8},
                                "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}})(profile, context)
     fields = context.training_data("answers")
     fields["training"].update(learning_rate=1e-5, epochs=1)
     fields["lora"] = {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear", "quantization": "none"}
     if profile.train_data:
-        context.notes.append("rlhf.rewards: numeric checks the number in the `answer` column; for text answers use exact_match, for "
+        context.notes.append("rlhf.reward_functions: numeric checks the number in the `answer` column; for text answers use exact_match, for "
                              "code your own module:function (run with --allow-code)")
-    fields["rlhf"] = {"rewards": [{"function": "numeric", "column": "answer", "weight": 1.0},
+    fields["rlhf"] = {"reward_functions": [{"function": "numeric", "column": "answer", "weight": 1.0},
                                   {"function": "length_penalty", "max_chars": 600, "weight": 0.1}],
                       "policy": {"algorithm": "grpo", "num_generations": 4, "max_steps": 200, "batch_size": 8}}
     return fields
 
 
 register(MethodDef(
-    id="dpo", recipe=DpoRecipe, objective="preference", runner="adaptkit.runners.preference:run_dpo",
+    id="dpo", recipe=DpoRecipe, objective="preference", runner="adaptkit.methods.preference.runner:run_dpo",
     metrics=("preference_accuracy", "neg_eval_loss"),
-    setup=lambda recipe: {**_lora(recipe), "dpo_reference": "none" if not recipe.dpo.spec.reference else
-                          "copy" if recipe.dpo.reference == "copy" else "auto"},
-    peft=_peft, trainer=lambda recipe: {**recipe.dpo.spec.fields(recipe.dpo), "max_length": recipe.training.max_length},
-    to_lora=lambda recipe: ["dpo.reference=adapters_off"] if recipe.dpo.spec.reference else [],
-    export=_dpo_export, trl=_dpo_trl, data="adaptkit.runners.data:load_pairs", emit=_emit_preference, **PREFERENCE))
+    setup=lambda recipe: {**_lora(recipe), "dpo_reference": "none" if not recipe.preference.spec.reference else
+                          "copy" if recipe.preference.reference == "copy" else "auto"},
+    peft=_peft, trainer=lambda recipe: {**recipe.preference.spec.fields(recipe.preference), "max_length": recipe.training.max_length},
+    to_lora=lambda recipe: ["preference.reference=adapters_off"] if recipe.preference.spec.reference else [],
+    export=_dpo_export, trl=_dpo_trl, data="adaptkit.methods.preference.data:load_pairs", emit=_emit_preference, **PREFERENCE))
 register(MethodDef(
-    id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.runners.preference:run_rlhf",
-    metrics=("correct_after", "reward_model_accuracy"), data="adaptkit.runners.data:load_rl",
+    id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.methods.preference.runner:run_rlhf",
+    metrics=("correct_after", "reward_model_accuracy"), data="adaptkit.methods.preference.data:load_rl",
     setup=lambda recipe: {**_lora(recipe), "rl_algorithm": recipe.rlhf.policy.algorithm,
                           "rollouts_per_prompt": recipe.rlhf.policy.num_generations,
                           "generation_tokens": recipe.rlhf.policy.max_completion_length,
                           "batch_size": max(1, recipe.rlhf.policy.batch_size // recipe.rlhf.policy.num_generations),
                           **({"reward_params": 0} if recipe.verifiable else {})},
-    code=lambda recipe: [f"rlhf.rewards.{n}.function `{r.function}`" for n, r in enumerate(recipe.rlhf.rewards) if not r.builtin],
+    code=lambda recipe: [f"rlhf.reward_functions.{n}.function `{r.function}`" for n, r in enumerate(recipe.rlhf.reward_functions) if not r.builtin],
     peft=_peft, export=_rlhf_export, stages=("reward", "policy"),
     emit=_emit_rl, **PREFERENCE))

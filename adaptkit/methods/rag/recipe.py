@@ -76,7 +76,7 @@ def _emit(profile, context) -> dict:
 
 register(MethodDef(
     id="rag", recipe=RagRecipe, tasks=("question_answering",), objective="serve", adapters=("none",),
-    runner="adaptkit.runners.rag:run_rag", data="adaptkit.runners.data:check_questions", summary="adaptkit.runners.dryrun:rag_summary",
+    runner="adaptkit.methods.rag.runner:run_rag", data="adaptkit.methods.rag.data:check_questions", summary="adaptkit.methods.rag.dryrun:rag_summary",
     metrics=("recall_at_k",), needs_train=False, needs_eval="the questions file (question, source, answer)",
     needs_corpus="the .txt, .md and .pdf files answers come from",
     prompt_parts=("chunks",), serve_tokens=4096, emit=_emit, base="closed book: the same model, the question alone, no sources",

@@ -1,4 +1,4 @@
-"""`advise --data FILE`: the answers a data file can prove (task, counts, token lengths, split), and where each came from.
+"""`advise --data FILE` and `adaptkit.advise(data=FILE)`: the answers a data file can prove (task, counts, token lengths, split), and where each came from.
 
 Light: the stdlib readers of runners.data and, for token lengths, the `tokenizers` library on a tokenizer.json found
 offline (a local model folder, the embedded MiniLM, the Hugging Face cache); a word count otherwise. Never torch.
@@ -31,7 +31,7 @@ class DataFacts:
 
 
 def _rating(value):
-    from adaptkit.methods.preference import rating
+    from adaptkit.methods.preference.data import rating
 
     return rating(value)
 
@@ -176,3 +176,15 @@ def _is_json_object(value) -> bool:
         return isinstance(json.loads(value), dict)
     except ValueError:
         return False
+
+
+def fill_answers(answers: dict, data_file: str) -> list[str]:
+    """Fill, in place, the answers a data file proves (never one the user gave); return what came from which columns."""
+    facts = infer(data_file, answers.get("model"))
+    taken = {key: value for key, value in facts.answers.items() if answers.get(key) in (None, "")}
+    answers.update(taken)
+    kept = sorted(set(facts.answers) - set(taken))
+    said = [f"from {data_file}: {line}" for line in facts.said]
+    if kept:
+        said.append(f"from {data_file}: kept your own {', '.join(kept)}")
+    return said

@@ -1,4 +1,4 @@
-"""Verifiable rewards: the built-in reward functions of RL from verifiable rewards (the `rlhf` recipe's `rlhf.rewards`).
+"""Verifiable rewards: the built-in reward functions of RL from verifiable rewards (the `rlhf` recipe's `rlhf.reward_functions`).
 
 Each built-in is a factory: `make(name, **settings)` returns a function with the signature TRL's GRPOTrainer calls
 reward functions with, `f(prompts, completions, **columns) -> list[float]`, where `columns` carries every data column

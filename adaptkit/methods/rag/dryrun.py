@@ -1,0 +1,20 @@
+"""The data part of --dry-run for RAG: the questions, the corpus files (and what is skipped), the index's state.
+Loads no model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adaptkit.errors import InputError
+from adaptkit.methods.rag.index import corpus_files, index_status
+from adaptkit.recipe.schema import Recipe
+from adaptkit.runners.data import Rows
+
+
+def rag_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
+    corpus = Path(recipe.rag.corpus)
+    if not corpus.is_dir():
+        raise InputError(f"rag.corpus: {corpus} is not a folder")
+    files, skipped = corpus_files(corpus)
+    return {"questions": len(data.rows), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
+            "index": recipe.rag.index_dir, "index_status": index_status(Path(recipe.rag.index_dir))}

@@ -1,0 +1,55 @@
+"""Supervised data, checked before any weights load: classification rows (text, label) or instruction pairs (prompt,
+response, or chat messages). Torch-free."""
+
+from __future__ import annotations
+
+from adaptkit.errors import InputError
+from adaptkit.recipe.schema import Recipe
+from adaptkit.runners.data import Splits, check_labels, check_text, label_key, read_splits, require_columns
+
+
+def load_splits(recipe: Recipe) -> Splits:
+    """Supervised data: classification rows or instruction pairs, checked against the task before any weights load."""
+    train, eval_rows, eval_source = read_splits(recipe)
+    if recipe.task == "sequence_classification":
+        return classification(train, eval_rows, recipe, eval_source)
+    return instructions(train, eval_rows, recipe, eval_source)
+
+
+def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
+    d = recipe.data
+    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
+        if not rows:
+            continue
+        require_columns(rows, [d.text_column], where, "data.text_column")
+        require_columns(rows, [d.label_column], where, "data.label_column")
+        check_text(rows, d.text_column, where)
+        check_labels(rows, d.label_column, where)
+    labels = sorted({label_key(r[d.label_column]) for r in train}, key=lambda v: (isinstance(v, str), v))
+    if len(labels) < 2:
+        raise InputError(f"data.train: only one label ({labels[0]!r}) in `{d.label_column}`: classification needs two or more")
+    unseen = sorted({label_key(r[d.label_column]) for r in eval_rows} - set(labels), key=str)
+    if unseen:
+        raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
+                         f"(train has: {', '.join(map(str, labels[:8]))})")
+    return Splits(train, eval_rows, labels, eval_source, kind="classification")
+
+
+def instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
+    d = recipe.data
+    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
+        if not rows:
+            continue
+        if d.messages_column:
+            require_columns(rows, [d.messages_column], where, "data.messages_column")
+            for number, row in enumerate(rows, 1):
+                messages = row[d.messages_column]
+                if not isinstance(messages, list) or not messages or not all(
+                        isinstance(m, dict) and "role" in m and "content" in m for m in messages):
+                    raise InputError(f"{where}: row {number}: `{d.messages_column}` must be a list of {{role, content}} messages")
+        else:
+            require_columns(rows, [d.prompt_column], where, "data.prompt_column")
+            require_columns(rows, [d.response_column], where, "data.response_column")
+            check_text(rows, d.prompt_column, where)
+            check_text(rows, d.response_column, where)
+    return Splits(train, eval_rows, [], eval_source)
