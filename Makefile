@@ -2,6 +2,8 @@
 #   make demo   set up, advise on a built-in example, then train and evaluate the lora_cls recipe offline
 #   make test   set up, then run the test suite (what CI runs)
 #   make check  the tier that trains nothing (under 2 minutes)
+# Both run on two pytest-xdist workers with one torch thread each (OMP_NUM_THREADS=1): on our 2-core machines that
+# halves the suite against one worker with two threads.
 #
 # torch is installed first, on its own, so that pip does not pick a build for us: TORCH_SPEC is
 # `torch==2.13.0`, which on our CPU machines takes the CPU wheel they keep on disk. Elsewhere, on a
@@ -27,10 +29,10 @@ demo: $(VENV)/.installed
 	$(BIN)/adaptkit run lora_cls output_dir=runs/demo-lora_cls --overwrite
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 check: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not train" -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not train" -q -n 2
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/startup.py
