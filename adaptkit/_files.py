@@ -46,17 +46,47 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)  # rmtree unlinks symbolic links inside; it does not descend into them
 
 
+def make_parents(path: Path) -> list[Path]:
+    """Create the missing folders above `path` (never touching one that exists); return those made, deepest last."""
+    made = []
+    for folder in reversed(Path(path).parents):
+        if not folder.exists():
+            try:
+                folder.mkdir()
+            except OSError as exc:
+                remove_made(made)
+                raise InputError(f"{path}: cannot create folder {folder} ({exc.strerror or exc.__class__.__name__})") from None
+            made.append(folder)
+        elif not folder.is_dir():
+            remove_made(made)
+            raise InputError(f"{path}: {folder} is a file, not a folder")
+    return made
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove folders `make_parents` made, deepest first, while they are still empty (anything put in them stays)."""
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def write_new(path: str | Path, text: str, force: bool = False) -> Path:
-    """Write `text` to `path` atomically; refuse to replace an existing file unless `force`."""
+    """Write `text` to `path` atomically, creating the folders above it; refuse to replace an existing file unless
+    `force`. A write that fails leaves neither the file nor the folders it created."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise InputError(f"{path} is a folder: give a file name")
     if (path.exists() or path.is_symlink()) and not force:
         raise InputError(f"{path} already exists: choose another name or pass --force to replace it")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
+    made = make_parents(path)
     try:
         write_atomic(path, text)
     except OSError as exc:
+        remove_made(made)
         raise InputError(f"{path}: cannot write it ({exc.strerror or exc.__class__.__name__})") from None
+    except BaseException:
+        remove_made(made)
+        raise
     return path

@@ -119,6 +119,9 @@ def write_recipe(advice, path: str | os.PathLike, method: str | None = None, for
 
         load_data(validate(recipe, "emitted recipe"))
     target = Path(path).expanduser()
+    from adaptkit.recipe.load import relative_inputs
+
+    relative_inputs(recipe, target.parent)  # the recipe reads its files from its own folder, wherever it is run from
     write_new(target, render(recipe, advice, notes, str(path), method or pick(advice)), force=force)
     return WrittenRecipe(target, recipe, notes)
 
@@ -327,6 +330,11 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
             from adaptkit.runners.data import eval_identity
 
             result.metrics["eval_data"] = eval_identity(recipe, data)  # compare refuses to rank runs scored on different rows
+            from adaptkit.runners.report import learning_warnings
+
+            warnings = learning_warnings(result.metrics, result.history)
+            if warnings:
+                result.metrics["warnings"] = warnings
             if recipe.definition.trains:  # what it used, beside what the estimate said it would
                 from adaptkit.methods.base import processes
                 from adaptkit.runners.resources import finish

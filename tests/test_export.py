@@ -25,7 +25,7 @@ def run_without_adaptkit(script, tmp_path) -> dict:
 
 def _trainer_figures(evaluation: dict) -> dict:
     """What the exported script reports too: the Trainer's figures, without adaptkit's base, delta and throughput."""
-    return {k: v for k, v in evaluation.items() if k not in ("base", "delta", "primary_metric", "throughput")}
+    return {k: v for k, v in evaluation.items() if k not in ("base", "delta", "primary_metric", "throughput", "interval")}
 
 
 @pytest.mark.parametrize("recipe", ["lora_cls", "ia3_cls", "full_cls", "prompt_tuning_cls"])
@@ -82,7 +82,7 @@ def test_exported_causal_scripts_match_adaptkit_run(invoke, tmp_path, tiny_causa
     from_script = run_without_adaptkit(script, tmp_path)
     from_run = json.loads(invoke("run", recipe, *common, f"output_dir={tmp_path / 'run_out'}", "--json").stdout)
     scored = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows", "base", "delta", "throughput",
-              "reference", "correct"}  # adaptkit run's answers, scored
+              "reference", "correct", "interval"}  # adaptkit run's answers, scored
     assert not scored & set(from_script["eval"])
     from_run["eval"] = {k: v for k, v in from_run["eval"].items() if k not in scored}  # the script reports the Trainer's figures
     unset = {k for k, v in from_run["eval"].items() if v is None}  # KTO has no pairwise accuracy

@@ -99,7 +99,7 @@ CASES = [
     ("advise", *REQUIRED, "--set", "model_params_b=-7B"), ("advise", *REQUIRED, "--set", "nonsense_key=1"),
     ("advise", *REQUIRED, "--set", "num_gpus=2.5"), ("advise", *REQUIRED, "--set", "latency_slo_ms=.inf"),
     ("advise", *REQUIRED, "--emit-recipe", "existing.yaml"), ("advise", *REQUIRED, "--save-answers", "adir"),
-    ("advise", *REQUIRED, "--emit-recipe", "missingdir/r.yaml"),
+    ("advise", *REQUIRED, "--emit-recipe", "afile/r.yaml"),
     ("advise", *REQUIRED, "--save-answers", "new.yaml", "--emit-recipe", "existing.yaml"),
     ("advise", *REQUIRED, "--set", "labeled_examples=2k", "--bake-off", "bake"),
     # estimate
@@ -114,12 +114,12 @@ CASES = [
     # export
     ("export", "lora_cls", "--format", "accelerate", "-o", "afile"), ("export", "lora_cls", "-o", "existing.py"),
     ("export", "rag"), ("export", "lora_cls", "-o", "adir"), ("export", "lora_cls", "--format", "trl"),
-    ("export", "lora_cls", "--format", "accelerate", "-o", "accel"), ("export", "lora_cls", "-o", "missingdir/x.py"),
+    ("export", "lora_cls", "--format", "accelerate", "-o", "accel"), ("export", "lora_cls", "-o", "afile/sub/x.py"),
     # compare
     ("compare", "lora_cls", "--target", "acc=0.9"), ("compare", "lora_cls", "--target", "accuracy=inf"),
     ("compare", "lora_cls", "--target", "accuracy"), ("compare", "lora_cls", "--output-dir", "afile"),
     # recipes, hardware, methods
-    ("recipes", "copy", "lora_cls", "existing.yaml"), ("recipes", "copy", "lora_cls", "missingdir/x.yaml"),
+    ("recipes", "copy", "lora_cls", "existing.yaml"), ("recipes", "copy", "lora_cls", "afile/x.yaml"),
     ("recipes", "show", "nope"), ("recipes", "copy", "nope", "x.yaml"), ("hardware", "--bogus"), ("methods", "extra"),
 ]
 
@@ -154,6 +154,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(invoke, sandbox, args):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output and len(lines[0]) < 400, result.stderr
     assert contents(sandbox) == before
+
+
+def test_outputs_in_new_nested_folders_are_created(invoke, sandbox):
+    """A file the user names in folders that do not exist yet gets them; nothing that exists is touched."""
+    for args, made in [(("advise", *REQUIRED, "--emit-recipe", "out/deep/r.yaml"), "out/deep/r.yaml"),
+                       (("export", "lora_cls", "-o", "scripts/a/train.py"), "scripts/a/train.py"),
+                       (("recipes", "copy", "lora_cls", "mine/recipes/lora.yaml"), "mine/recipes/lora.yaml")]:
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        assert (sandbox / made).is_file()
 
 
 def test_a_csv_with_a_byte_order_mark_reads_like_any_other(invoke, tmp_path):

@@ -34,10 +34,12 @@ def run_ok(invoke, *args):
 def test_classification_trains_evaluates_and_loads_back(invoke, tmp_path, recipe, steps):
     out = tmp_path / recipe
     metrics = run_ok(invoke, recipe, f"output_dir={out}", f"training.max_steps={steps}", "training.batch_size=8", *QUICK)
-    assert set(metrics) == METRICS_KEYS and set(metrics["train"]) == TRAIN_KEYS
+    assert set(metrics) - {"warnings"} == METRICS_KEYS and set(metrics["train"]) == TRAIN_KEYS
     resources = check_resources(metrics)
     assert resources["tokens"] > 0 and resources["tokens_per_second"] > 0
-    assert set(metrics["eval"]) == {"loss", "accuracy", "f1_macro", "primary_metric", "base", "delta", "throughput"}
+    assert set(metrics["eval"]) == {"loss", "accuracy", "f1_macro", "primary_metric", "base", "delta", "throughput", "interval"}
+    interval = metrics["eval"]["interval"]  # a bootstrap over the eval rows
+    assert interval["metric"] == "accuracy" and interval["low"] <= metrics["eval"]["accuracy"] <= interval["high"]
     majority = metrics["eval"]["base"]  # the untrained head's best guess: the most common training label
     assert majority["kind"].startswith("majority class") and 0 < majority["accuracy"] < 1
     assert metrics["eval"]["delta"]["accuracy"] == pytest.approx(metrics["eval"]["accuracy"] - majority["accuracy"], abs=1e-6)
@@ -99,7 +101,8 @@ def test_causal_lm_trains_on_a_tiny_model(invoke, tmp_path, tiny_causal_lm, reci
     root = Path(__file__).parent.parent
     extra = [e.replace("examples/", f"{root}/examples/") for e in extra]
     metrics = run_ok(invoke, recipe, f"model={tiny_causal_lm}", f"output_dir={out}", *CAUSAL, *extra)
-    generated = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows", "base", "delta", "throughput"}
+    generated = {"exact_match", "token_f1", "rougeL", "chrf", "primary_metric", "generated_rows", "base", "delta", "throughput",
+                 "interval"}
     assert metrics["eval"]["throughput"]["rows_per_second"] > 0 and metrics["eval"]["throughput"]["device"] == "cpu"
     assert set(metrics["eval"]) == {"loss", "perplexity"} | generated and metrics["eval"]["perplexity"] > 1
     assert metrics["eval"]["primary_metric"] == "rougeL" and metrics["eval"]["generated_rows"] > 0  # answers, not just loss

@@ -41,6 +41,7 @@ def test_generation_metrics_known_answers():
     pytest.importorskip("rouge_score")
     pytest.importorskip("sacrebleu")
     same = SCORERS["generation"].score(["Refunds take 5 working days."], ["Refunds take 5 working days."])
+    assert same.pop("rows") == {"exact_match": [1.0], "token_f1": [1.0], "rougeL": [1.0], "chrf": [1.0]}  # each row's own figures
     assert same == {"exact_match": 1.0, "token_f1": 1.0, "rougeL": 1.0, "chrf": 1.0}
     empty = SCORERS["generation"].score([""], ["Refunds take 5 working days."])
     assert empty["exact_match"] == 0 and empty["token_f1"] == 0 and empty["rougeL"] == 0 and empty["chrf"] == 0
@@ -88,3 +89,21 @@ def test_every_scorer_names_its_primary_metric():
         "classification": "accuracy", "extraction": "field_f1", "generation": "rougeL", "code": "pass_at_1", "chat": "win_rate"}
     with pytest.raises(ValueError, match="predictions"):
         SCORERS["generation"].score(["a"], ["a", "b"])
+
+
+def test_every_score_of_a_built_in_scorer_carries_a_bootstrap_interval():
+    from adaptkit.runners.scoring import TaskScorer
+
+    built = SCORERS["classification"]
+    scorer = TaskScorer("classification", built.primary, built.score, {})
+    metrics = scorer(["a", "b"] * 50, ["a", "a"] * 50)
+    interval = metrics["interval"]
+    assert interval["metric"] == "accuracy" and interval["rows"] == 100 and "rows" not in {k for k, v in metrics.items() if isinstance(v, list)}
+    assert interval["low"] < metrics["accuracy"] == 0.5 < interval["high"] and interval["high"] - interval["low"] < 0.3
+    assert scorer(["a", "b"] * 50, ["a", "a"] * 50)["interval"] == interval  # seeded: the same run reports the same interval
+    tight = scorer(["a", "b"] * 1000, ["a", "a"] * 1000)["interval"]
+    assert tight["high"] - tight["low"] < interval["high"] - interval["low"]  # more rows, a narrower interval
+    built = SCORERS["extraction"]
+    fields = TaskScorer("extraction", built.primary, built.score, {})(['{"a": 1}', '{"a": 2}', "x", '{"a": 1}'], ['{"a": 1}'] * 4)
+    assert fields["interval"]["metric"] == "field_f1" and 0 <= fields["interval"]["low"] <= fields["field_f1"] <= fields["interval"]["high"]
+

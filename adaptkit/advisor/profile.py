@@ -69,6 +69,15 @@ class Profile(BaseModel):
     eval_data: Optional[str] = Field(None, description="held-out data file for the emitted recipe")
     data_p95_tokens: Optional[int] = Field(None, ge=1, description="95th-percentile tokens per example (advise --data): the emitted "
                                            "recipe's max_length")
+    text_column: Optional[str] = Field(None, description="your data's input text column (classification; default: detected, else text)")
+    label_column: Optional[str] = Field(None, description="your data's label column (classification; feedback ratings) (default: "
+                                        "detected, else label)")
+    prompt_column: Optional[str] = Field(None, description="your data's prompt column (default: detected, else prompt)")
+    response_column: Optional[str] = Field(None, description="your data's response column (default: detected, else response)")
+    messages_column: Optional[str] = Field(None, description="your data's column of chat messages, instead of prompt/response")
+    chosen_column: Optional[str] = Field(None, description="preference pairs: the preferred response column (default: chosen)")
+    rejected_column: Optional[str] = Field(None, description="preference pairs: the dispreferred response column (default: rejected)")
+    completion_column: Optional[str] = Field(None, description="rated replies (KTO): the reply column (default: completion)")
     corpus_dir: Optional[str] = Field(None, description="RAG: the folder of documents for the emitted recipe")
     api_base_url: Optional[str] = Field(None, description="closed models: the OpenAI-compatible endpoint for the emitted recipe")
     api_model: Optional[str] = Field(None, description="closed models: the served model name")
@@ -131,6 +140,7 @@ class Profile(BaseModel):
 
 
 FIELDS = tuple(Profile.model_fields)
+COLUMNS = tuple(name for name in FIELDS if name.endswith("_column"))  # the data's column names: the recipe's data.<name>
 
 
 def read_answers(path: str | Path) -> dict:

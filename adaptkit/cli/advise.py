@@ -132,7 +132,7 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
 
     target = Path(folder).expanduser()
     check_location(target, "--bake-off")
-    from adaptkit.recipe.load import validate
+    from adaptkit.recipe.load import relative_inputs, validate
     from adaptkit.runners.data import load_data
 
     source = advice.profile.train_data
@@ -153,8 +153,9 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
         if split:
             recipe, notes = recipe_for(written_for, output_name=f"bake-off/{method}", method=method)
         path = target / f"{method}.yaml"
-        files[path] = render(recipe, written_for, notes, str(path), method)
         eval_data = eval_data or recipe["data"].get("eval")
+        relative_inputs(recipe, target)  # each recipe reads its files from its own folder
+        files[path] = render(recipe, written_for, notes, str(path), method)
         tasks.add(recipe["task"])
     if len(files) < 2:
         raise InputError(f"a bake-off needs two recipes that read this data; {len(files)} did"

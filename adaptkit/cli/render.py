@@ -326,11 +326,16 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
             lines.append(f"{name}: " + escape(", ".join(f"{k} {v}" for k, v in part.items() if not isinstance(v, (list, dict)))))
             lines.extend(f"  skipped {escape(str(item))}" for item in part.get("skipped", []))
     scalars, tables = [], []
+    interval = (metrics.get("eval") or {}).get("interval") or {}
     for name, value in (metrics.get("eval") or {}).items():
+        if name == "interval":
+            continue
         if isinstance(value, dict):
             tables.append((name, value))
         elif value is not None:
             text = f"{name} {_num(value) if isinstance(value, float) else value}"
+            if interval.get("metric") == name:
+                text += f" (95% interval {interval['low']:.4f}-{interval['high']:.4f} over {interval['rows']} rows)"
             scalars.append(f"[bold]{escape(text)}[/]" if name == primary or (primary == "neg_eval_loss" and name == "loss") else escape(text))
     if scalars or not tables:
         lines.append("eval: " + (", ".join(scalars) or "none (nothing is evaluated here)"))
@@ -343,9 +348,28 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
         else:
             lines.append(f"  {name.replace('_', ' ')}: " + escape("; ".join(rows)))
     lines.append(f"files: {escape(', '.join(['metrics.json', 'recipe.yaml', *result.artifacts]))}")
+    lines.extend(f"[bold yellow]warning:[/] {escape(text)}" for text in metrics.get("warnings", []))
+    lines.extend(escape(line) for line in next_commands(recipe, folder))
     for line in lines:
         body = line.lstrip(" ")
         hanging(console, body, len(line) - len(body))
+
+
+def next_commands(recipe, folder) -> list[str]:
+    """What to do with a finished run: predict on new rows, fold an adapter into its base, serve it."""
+    import shlex
+
+    if not recipe.definition.trains or recipe.adapter == "vendor":
+        return []
+    run = shlex.quote(str(folder))
+    data = shlex.quote(str(recipe.data.eval or recipe.data.train or "ROWS.jsonl"))
+    lines = ["next:", f"  adaptkit predict {run} {data} -o predictions.jsonl   # labels or answers for new rows"]
+    if recipe.adapter in ("lora", "ia3"):
+        lines.append(f"  adaptkit merge {run} -o {shlex.quote(str(folder) + '-merged')}   # one standalone model, no PEFT")
+    lines.append(f"  adaptkit serve {run}   # an OpenAI-compatible HTTP endpoint" if recipe.task == "causal_lm" else
+                 f"  python -c \"import adaptkit; print(adaptkit.predict('{folder}', [{{'{recipe.data.text_column}': 'my text'}}]).rows)\""
+                 "   # from Python")
+    return lines
 
 
 def _num(value, digits: int = 4) -> str:

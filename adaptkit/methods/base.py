@@ -248,7 +248,7 @@ class RecipeBase(Strict):
             raise ValueError(f"`method: {self.method}` needs `task: {'` or `task: '.join(definition.tasks)}`")
         if definition.needs_train and not self.data.train:
             raise ValueError(f"`data.train` is required for `method: {self.method}`")
-        if definition.needs_eval and not self.data.eval:
+        if definition.needs_eval and not self.data.eval and not (definition.needs_train and self.data.train and self.data.eval_fraction):
             raise ValueError(f"`method: {self.method}` needs `data.eval`: {definition.needs_eval}")
         scorer = self.scoring.scorer
         if self.task == "sequence_classification" and scorer in BUILT_IN_SCORERS and scorer != "classification":

@@ -62,6 +62,12 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def micro_f1(counts: list[tuple[int, int, int]]) -> float:
+    """Field F1 over (true positive, false positive, false negative) counts summed over rows."""
+    tp, fp, fn = (sum(c[i] for c in counts) for i in range(3))
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+
+
 def _check(predictions: list, references: list) -> None:
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
@@ -85,7 +91,8 @@ def classification(predictions: list, references: list, **options) -> dict:
         f1s.append(f1)
         if label in gold:
             report[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": gold.count(label)}
-    return {"accuracy": _mean(g == p for g, p in zip(gold, guessed)), "f1_macro": _mean(f1s), "per_class": report}
+    right = [float(g == p) for g, p in zip(gold, guessed)]
+    return {"accuracy": _mean(right), "f1_macro": _mean(f1s), "per_class": report, "rows": {"accuracy": right}}
 
 
 def parse_json(text) -> object | None:
@@ -112,13 +119,11 @@ def extraction(predictions: list, references: list, schema: dict | None = None, 
     _check(predictions, references)
     parsed = [parse_json(p) for p in predictions]
     gold = [parse_json(r) if not isinstance(r, dict) else r for r in references]
-    tp = fp = fn = 0
-    for p, g in zip(parsed, gold):
-        predicted, expected = _fields(p), _fields(g)
-        tp, fp, fn = tp + len(predicted & expected), fp + len(predicted - expected), fn + len(expected - predicted)
-    metrics = {"json_valid": _mean(isinstance(p, dict) for p in parsed),
-               "exact_match": _mean(isinstance(p, dict) and _fields(p) == _fields(g) for p, g in zip(parsed, gold)),
-               "field_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0}
+    counts = [(len(_fields(p) & _fields(g)), len(_fields(p) - _fields(g)), len(_fields(g) - _fields(p))) for p, g in zip(parsed, gold)]
+    valid = [float(isinstance(p, dict)) for p in parsed]
+    exact = [float(isinstance(p, dict) and _fields(p) == _fields(g)) for p, g in zip(parsed, gold)]
+    metrics = {"json_valid": _mean(valid), "exact_match": _mean(exact), "field_f1": micro_f1(counts),
+               "rows": {"json_valid": valid, "exact_match": exact, "field_f1": counts}}
     if schema is not None:
         import jsonschema
 
@@ -135,10 +140,10 @@ def generation(predictions: list, references: list, **options) -> dict:
     predictions, references = [str(p) for p in predictions], [str(r) for r in references]
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     chrf = CHRF()
-    return {"exact_match": _mean(normalize(p) == normalize(r) for p, r in zip(predictions, references)),
-            "token_f1": _mean(token_f1(p, r) for p, r in zip(predictions, references)),
-            "rougeL": _mean(rouge.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)),
-            "chrf": _mean(chrf.sentence_score(p, [r]).score / 100 for p, r in zip(predictions, references))}
+    pairs = list(zip(predictions, references))
+    rows = {"exact_match": [float(normalize(p) == normalize(r)) for p, r in pairs], "token_f1": [token_f1(p, r) for p, r in pairs],
+            "rougeL": [rouge.score(r, p)["rougeL"].fmeasure for p, r in pairs], "chrf": [chrf.sentence_score(p, [r]).score / 100 for p, r in pairs]}
+    return {**{name: _mean(values) for name, values in rows.items()}, "rows": rows}
 
 
 def _limits(memory_mb: int, cpu_s: int):
@@ -190,7 +195,8 @@ def code(predictions: list, references: list, timeout_s: float = 10.0, memory_mb
     """pass@1: each reference is the test code (asserts) that the prediction must pass."""
     _check(predictions, references)
     results = [run_test(p, r, timeout_s, memory_mb) for p, r in zip(predictions, references)]
-    return {"pass_at_1": _mean(ok for ok, _ in results), "failures": [why for ok, why in results if not ok][:20]}
+    passed = [float(ok) for ok, _ in results]
+    return {"pass_at_1": _mean(passed), "failures": [why for ok, why in results if not ok][:20], "rows": {"pass_at_1": passed}}
 
 
 JUDGE_PROMPT = """You compare two answers to the same request. Judge which answer is more helpful, correct and \
@@ -237,18 +243,18 @@ def chat(predictions: list, references: list, judge: Callable[[str], str] | None
         for request, answer in zip(requests, predictions):
             found = re.search(r"\d+(?:\.\d+)?", str(judge(RUBRIC_PROMPT.format(rubric=rubric, request=request, answer=answer))))
             scores.append(min(10.0, max(1.0, float(found.group()))) if found else 1.0)
-        return {"rubric_score": _mean((s - 1) / 9 for s in scores), "judge_prompt": RUBRIC_PROMPT}
+        scaled = [(s - 1) / 9 for s in scores]
+        return {"rubric_score": _mean(scaled), "judge_prompt": RUBRIC_PROMPT, "rows": {"rubric_score": scaled}}
     others = baseline if baseline is not None else references
-    wins = ties = 0
+    outcome = []
     for request, answer, other in zip(requests, predictions, others):
         first = _verdict(judge(JUDGE_PROMPT.format(request=request, a=answer, b=other)))   # the candidate is A
         second = _verdict(judge(JUDGE_PROMPT.format(request=request, a=other, b=answer)))  # the candidate is B
-        if first == "A" and second == "B":
-            wins += 1
-        elif not (first == "B" and second == "A"):
-            ties += 1  # a tie, or a verdict that follows the position rather than the answer
-    n = len(predictions)
-    return {"win_rate": (wins + 0.5 * ties) / n, "wins": wins, "ties": ties, "losses": n - wins - ties, "judge_prompt": JUDGE_PROMPT}
+        # a win needs both verdicts; a tie, or a verdict that follows the position rather than the answer, is half
+        outcome.append(1.0 if first == "A" and second == "B" else 0.0 if first == "B" and second == "A" else 0.5)
+    wins, ties = outcome.count(1.0), outcome.count(0.5)
+    return {"win_rate": _mean(outcome), "wins": wins, "ties": ties, "losses": len(outcome) - wins - ties, "judge_prompt": JUDGE_PROMPT,
+            "rows": {"win_rate": outcome}}
 
 
 SCORERS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from adaptkit.advisor.engine import Advice
+from adaptkit.advisor.profile import COLUMNS as ANSWERED_COLUMNS
 from adaptkit.errors import InputError, one_line
 from adaptkit.methods.base import DataConfig
 from adaptkit.recipe.load import apply_override, project_root, validate
@@ -21,6 +22,11 @@ DEFAULTS = {  # the demo data and settings of each kind of training data, when t
                 "eval": "examples/data/arithmetic_eval.jsonl", "batch_size": 8, "max_length": 256},
 }
 
+
+MIN_STEPS = 60  # optimizer steps an emitted recipe trains at least (where MAX_EPOCHS allow): fewer learn little
+MAX_EPOCHS = 20
+MIN_HELD_OUT = 30  # held-out rows for a score whose steps (1/rows) are small enough to compare methods
+MAX_HELD_OUT = 0.3  # the largest share of one file held out
 
 HEADROOM = 0.88  # emitted recipes aim at 88% of device memory: the estimator's error band is about 10-20%
 
@@ -56,11 +62,41 @@ class EmitContext:
             if p.context_window_tokens:
                 max_length = min(max_length, p.context_window_tokens)
             self.notes.append(f"max_length {max_length}: covers the data's p95 of {p.data_p95_tokens:,} tokens")
-        return {"task": "sequence_classification" if kind == "classification" else "causal_lm", "model": p.model or defaults["model"],
-                "data": {"train": p.train_data or self.demo(defaults["train"]),
-                         "eval": p.eval_data or (None if p.train_data else self.demo(defaults["eval"])),
-                         "eval_fraction": 0.1 if p.train_data and not p.eval_data else None},
-                "training": {"epochs": 3, "learning_rate": 2e-4, "batch_size": defaults["batch_size"], "max_length": max_length}}
+        fields = {"task": "sequence_classification" if kind == "classification" else "causal_lm", "model": p.model or defaults["model"],
+                  "data": {"train": p.train_data or self.demo(defaults["train"]),
+                           "eval": p.eval_data or (None if p.train_data else self.demo(defaults["eval"])),
+                           "eval_fraction": None},
+                  "training": {"epochs": 3, "learning_rate": 2e-4, "batch_size": defaults["batch_size"], "max_length": max_length}}
+        if p.train_data:
+            self._size(fields, kind)
+        return fields
+
+    def _size(self, fields: dict, kind: str) -> None:
+        """The user's own data: hold out enough rows for the score to mean something (a share of one file), then enough
+        epochs (and a small enough batch) for MIN_STEPS optimizer steps, so a small file is not 12 steps of noise."""
+        rows = {"pairs": self.profile.preference_pairs or self.profile.feedback_labels}.get(kind) or self.profile.labeled_examples
+        if not rows:
+            return
+        data, training = fields["data"], fields["training"]
+        train = rows
+        if not data["eval"]:
+            share = min(MAX_HELD_OUT, max(0.1, MIN_HELD_OUT / rows))
+            data["eval_fraction"] = round(share, 2)
+            held = max(1, round(rows * data["eval_fraction"]))
+            train = rows - held
+            if held < MIN_HELD_OUT:
+                self.notes.append(f"held out {held} of {rows} rows ({data['eval_fraction']:.0%}): a score on them moves in steps of "
+                                  f"{1 / held:.2f}, so small differences between methods are noise; an eval file of "
+                                  f"{MIN_HELD_OUT}+ rows (data.eval) gives a firmer answer")
+        batch = training["batch_size"]
+        while batch > 4 and train // batch < 8:  # at least 8 steps an epoch where the data allows
+            batch //= 2
+        steps = max(1, -(-train // batch))
+        epochs = min(MAX_EPOCHS, max(3, -(-MIN_STEPS // steps)))
+        training.update(batch_size=batch, epochs=epochs)
+        if epochs > 3 or batch != DEFAULTS[kind]["batch_size"]:
+            self.notes.append(f"{train} training rows: batch {batch} x {epochs} epochs = {steps * epochs} optimizer steps "
+                              f"(at least {MIN_STEPS} where {MAX_EPOCHS} epochs allow)")
 
     def dev_data(self, kind: str) -> str:
         """A labeled dev set for prompting: the user's eval or train file, else the demo's (and a note)."""
@@ -93,16 +129,29 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
         return None
     recipe = {"method": method, **fields}
     if "data" in recipe:
-        recipe["data"] = {**recipe["data"], **{c: recipe["data"].get(c) or DataConfig.model_fields[c].default for c in context.columns}}
+        recipe["data"] = {**recipe["data"], **_columns(advice.profile, context.columns, recipe["data"])}
     own_data = advice.profile.train_data or advice.profile.eval_data  # the demo data holds neither JSON nor tests
     if recipe.get("task") == "causal_lm" and advice.profile.task in TASK_SCORERS and own_data:
         recipe.setdefault("scoring", {"scorer": TASK_SCORERS[advice.profile.task]})  # every method on this task scores alike
     if not definition.trains or "vendor" in fields:  # served, or tuned, by an endpoint
         backend, notes = _backend(advice.profile)
+        if not (advice.profile.model or advice.profile.api_model or "model" in recipe):
+            context.notes.append(f"model: {DEFAULTS['instructions']['model']} (no model in the answers; set model=... to change it)")
         recipe.setdefault("model", advice.profile.model or advice.profile.api_model or DEFAULTS["instructions"]["model"])
         recipe["backend"] = {**backend, **fields.get("backend", {})}  # the method may size its answers (max_new_tokens)
         context.notes[:0] = notes
     return recipe, context.notes
+
+
+def _columns(profile, shown: tuple[str, ...], data: dict) -> dict:
+    """The data columns of the recipe: the user's own names (answers, or read from the data file) and the defaults of
+    the ones the method reads, so that a user sees what to rename. Chat messages replace prompt and response."""
+    columns = {c: data.get(c) or getattr(profile, c) or DataConfig.model_fields[c].default for c in shown}
+    if profile.messages_column and "prompt_column" in columns and "chosen_column" not in columns:
+        columns = {c: v for c, v in columns.items() if c not in ("prompt_column", "response_column")}
+        columns["messages_column"] = profile.messages_column
+    given = {c: getattr(profile, c) for c in ANSWERED_COLUMNS if getattr(profile, c) and c not in columns}
+    return {**columns, **given}
 
 
 def runnable(advice: Advice) -> list[str]:

@@ -285,6 +285,34 @@ def resolve_inputs(data: dict, base: Path, model: type[BaseModel] | None = None)
                     resolve_inputs(item, base, inner)
 
 
+def relative_inputs(data: dict, folder: Path, model: type[BaseModel] | None = None) -> None:
+    """Rewrite, in place, the local input paths of raw recipe data (relative to the working folder, or absolute) to
+    reach the same files from `folder`, where the recipe file will be: relative, unless the two share nothing but the
+    root (then absolute). Hub ids, hub datasets and where a run writes stay as they are."""
+    import os
+
+    model = model or _variant(data.get("method"))
+    base = Path.cwd()
+    for name, value in list(data.items()):
+        if name not in model.model_fields or value is None:
+            continue
+        role = path_role(model, name)
+        if role and role != "output" and isinstance(value, str):
+            absolute = _resolved(value, role, base)
+            target, sep, function = absolute.rpartition(":") if role == "code" else (absolute, "", "")
+            if Path(target).is_absolute() and Path(target).exists():
+                start = Path(folder).expanduser().resolve()
+                shared = os.path.commonpath([target, str(start)])
+                kept = target if shared == os.path.dirname(shared) else os.path.relpath(target, start)
+                data[name] = kept + (sep + function if sep else "")
+            continue
+        inner = nested_model(model, name)
+        if inner is not None:
+            for item in (value if isinstance(value, list) else [value]):
+                if isinstance(item, dict):
+                    relative_inputs(item, folder, inner)
+
+
 def input_paths(recipe: Recipe, recipe_file: Path | None = None) -> list[Path]:
     """Local files and folders a recipe reads: a run may never replace a folder holding one of them."""
     candidates = [value.rpartition(":")[0] if role == "code" else value for _, role, value in path_values(recipe) if role != "output"]

@@ -112,26 +112,28 @@ def infer(path: str, model: str | None = None) -> DataFacts:
         return ["\n".join(_text(row.get(name)) for name in names) for row in rows]
 
     if "chosen" in lower and "rejected" in lower:
-        facts.answers.update(task="chat", preference_pairs=n)
+        facts.answers.update(task="chat", preference_pairs=n, chosen_column=lower["chosen"], rejected_column=lower["rejected"],
+                             **({"prompt_column": lower["prompt"]} if "prompt" in lower else {}))
         facts.said.append(f"{n:,} preference pairs (columns `{lower['chosen']}` / `{lower['rejected']}`): task chat, "
                           "preference_pairs; pairs are what the alignment goal trains on")
         texts = texts_of(*[lower[c] for c in ("prompt", "chosen") if c in lower])
     elif "completion" in lower and "label" in lower and all(_rating(row.get(lower["label"])) is not None for row in rows):
-        facts.answers.update(task="chat", feedback_labels=n)
+        facts.answers.update(task="chat", feedback_labels=n, completion_column=lower["completion"], label_column=lower["label"],
+                             **({"prompt_column": lower["prompt"]} if "prompt" in lower else {}))
         up = sum(bool(_rating(row.get(lower["label"]))) for row in rows)
         facts.said.append(f"{n:,} rated replies, {up:,} up and {n - up:,} down (columns `{lower['completion']}` / `{lower['label']}`): "
                           "task chat, feedback_labels; KTO learns from unpaired ratings")
         texts = texts_of(*[lower[c] for c in ("prompt", "completion") if c in lower])
     elif "messages" in lower or "conversations" in lower:
         column = lower.get("messages") or lower["conversations"]
-        facts.answers.update(task="chat", labeled_examples=n)
+        facts.answers.update(task="chat", labeled_examples=n, messages_column=column)
         facts.said.append(f"{n:,} conversations (column `{column}`): task chat, labeled_examples")
         texts = texts_of(column)
     elif (pair := next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower), None)) is not None:
         first, second = pair
         structured = sum(isinstance(row.get(second), dict) or _is_json_object(row.get(second)) for row in rows)
         task = "extraction" if structured >= 0.8 * n else "qa" if first.lower() in ("question", "query") else "generation"
-        facts.answers.update(task=task, labeled_examples=n)
+        facts.answers.update(task=task, labeled_examples=n, prompt_column=first, response_column=second)
         why = "its outputs are JSON objects" if task == "extraction" else f"`{first}` -> `{second}`"
         facts.said.append(f"{n:,} input -> output examples (columns `{first}` / `{second}`): task {task} ({why}), labeled_examples")
         texts = texts_of(first, second)
@@ -142,7 +144,7 @@ def infer(path: str, model: str | None = None) -> DataFacts:
             raise InputError(f"{where}: a label column `{label}` but no text column (columns: {', '.join(columns[:12])})")
         counts = Counter(str(row.get(label)) for row in rows)
         share = max(counts.values()) / n
-        facts.answers.update(task="classification", labeled_examples=n)
+        facts.answers.update(task="classification", labeled_examples=n, text_column=text, label_column=label)
         facts.said.append(f"{n:,} labeled examples in {len(counts)} classes (text `{text}`, label `{label}`): task classification, "
                           f"labeled_examples; largest class {share:.0%}" + (", imbalanced: report macro-F1, not accuracy alone"
                                                                           if share > 2 / (len(counts) + 1) and len(counts) > 2 else ""))
@@ -183,7 +185,7 @@ def fill_answers(answers: dict, data_file: str) -> list[str]:
     facts = infer(data_file, answers.get("model"))
     taken = {key: value for key, value in facts.answers.items() if answers.get(key) in (None, "")}
     answers.update(taken)
-    kept = sorted(set(facts.answers) - set(taken))
+    kept = sorted(key for key in set(facts.answers) - set(taken) if answers.get(key) != facts.answers[key])
     said = [f"from {data_file}: {line}" for line in facts.said]
     if kept:
         said.append(f"from {data_file}: kept your own {', '.join(kept)}")

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from adaptkit._files import remove_tree
+from adaptkit._files import make_parents, remove_made, remove_tree
 from adaptkit.errors import InputError
 from adaptkit.runners.predict import CLASSIFIER, load_model, open_run
 
@@ -38,11 +38,10 @@ def merge(run_dir: str, target: str, dequantize: bool = False) -> dict:
     out = Path(target).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{target} already exists: merge writes a new folder; choose another name or remove it")
-    if not out.parent.is_dir():
-        raise InputError(f"{target}: folder {out.parent} does not exist")
     dtype = torch.bfloat16 if run.recipe.quantization != "none" else None  # --dequantize: the base in 16 bits
     model, tokenizer = load_model(run, dtype=dtype)
     merged = model.merge_and_unload()
+    made = make_parents(out)  # a nested -o gets its folders (removed again if the merge fails)
     staging = out.parent / f".{out.name}.merging-{os.getpid()}"
     try:
         staging.mkdir()
@@ -57,6 +56,7 @@ def merge(run_dir: str, target: str, dequantize: bool = False) -> dict:
     except BaseException:
         if staging.exists():
             remove_tree(staging)  # only what this merge created
+        remove_made(made)
         raise
     return {"merged": str(out), "from": str(run.folder), "base": run.recipe.model, "adapter": peft_type,
             "parameters": sum(p.numel() for p in merged.parameters())}

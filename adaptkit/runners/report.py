@@ -159,3 +159,34 @@ def write_training_files(recipe: Recipe, metrics: dict, history: list[dict], lab
     weights = "adapter" if recipe.adapter != "none" else "model"
     samples = ["samples.jsonl"] if (out / "samples.jsonl").is_file() else []  # generated eval answers, scored
     return [f"{where + '/' if where else ''}{weights} + tokenizer (from_pretrained)"] + files + ["train_log.jsonl"] + samples
+
+
+SMALL_EVAL = 30  # held-out rows below which one row moves a score by more than 3 points
+FLAT_LOSS = 0.98  # the last logged training losses above this share of the first ones: the loss did not fall
+
+
+def learning_warnings(metrics: dict, history: list[dict]) -> list[str]:
+    """What a finished run should say about whether it learned: a training loss that did not fall, a score at or below
+    its base, an eval set too small to tell methods apart."""
+    said = []
+    losses = [entry["loss"] for entry in history if isinstance(entry.get("loss"), (int, float))]
+    if len(losses) >= 4:
+        head, tail = losses[: max(1, len(losses) // 4)], losses[-max(1, len(losses) // 4):]
+        first, last = sum(head) / len(head), sum(tail) / len(tail)
+        if last > FLAT_LOSS * first:
+            said.append(f"the training loss did not fall ({first:.4f} at the start, {last:.4f} at the end): the model learned little; "
+                        "train longer (training.epochs, max_steps) or raise training.learning_rate")
+    evaluation = metrics.get("eval") or {}
+    name = evaluation.get("primary_metric")
+    value, base = evaluation.get(name), (evaluation.get("base") or {}).get(name)
+    if isinstance(value, (int, float)) and isinstance(base, (int, float)) and value <= base:
+        said.append(f"{name} {value:.4f} is not above the base ({base:.4f}, {(evaluation.get('base') or {}).get('kind') or 'without the change'})"
+                    ": this run does not beat what it started from")
+    rows = (metrics.get("eval_data") or {}).get("rows") or (evaluation.get("interval") or {}).get("rows")
+    if isinstance(rows, int) and 0 < rows < SMALL_EVAL:
+        interval = evaluation.get("interval") or {}
+        spread = f" (95% interval {interval['low']:.2f}-{interval['high']:.2f})" if "low" in interval else ""
+        said.append(f"only {rows} eval rows: {name or 'the score'} moves in steps of {1 / rows:.2f}{spread}; differences between "
+                    f"methods smaller than that are noise. Give {SMALL_EVAL}+ held-out rows (data.eval) to compare methods")
+    return said
+

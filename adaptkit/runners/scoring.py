@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from adaptkit.errors import InputError
-from adaptkit.methods.scorers import FOR_TASK, SCORERS
+from adaptkit.methods.scorers import FOR_TASK, SCORERS, micro_f1
 from adaptkit.recipe.consent import import_function
 from adaptkit.recipe.schema import Recipe
 
@@ -37,7 +37,39 @@ class TaskScorer:
         primary = self.primary or next(k for k, v in metrics.items() if _number(v))
         if not _number(metrics.get(primary)):
             raise InputError(f"scoring.primary `{primary}` is not a metric the scorer returns ({', '.join(metrics)})")
-        return {**{k: round(float(v), 6) if _number(v) else v for k, v in metrics.items()}, "primary_metric": primary}
+        rows = metrics.pop("rows", None)  # a built-in's per-row values: the interval is drawn from them, not stored
+        result = {**{k: round(float(v), 6) if _number(v) else v for k, v in metrics.items()}, "primary_metric": primary}
+        if isinstance(rows, dict) and isinstance(rows.get(primary), list) and len(rows[primary]) >= 2:
+            values = rows[primary]
+            combine = micro_f1 if isinstance(values[0], tuple) else lambda picked: sum(picked) / len(picked)
+            result["interval"] = bootstrap(lambda drawn: combine([values[i] for i in drawn]), len(values), primary)
+        return result
+
+
+RESAMPLES = 1000
+LEVEL = 0.95
+
+
+def bootstrap(score: Callable[[list[int]], float], rows: int, metric: str, resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """A 95% percentile-bootstrap interval of a metric over the eval rows: the rows drawn with replacement `resamples`
+    times (seeded, so a run reports the same interval twice) and scored each time, from each row's own figures (a
+    built-in scorer's `rows`; no model is asked again). Macro-F1 and a user's function get none."""
+    import random
+
+    draw = random.Random(seed)
+    values = sorted(score([draw.randrange(rows) for _ in range(rows)]) for _ in range(resamples))
+    cut = (1 - LEVEL) / 2
+    low, high = values[int(cut * resamples)], values[min(resamples - 1, int((1 - cut) * resamples))]
+    return {"metric": metric, "low": round(low, 6), "high": round(high, 6), "level": LEVEL, "rows": rows, "resamples": resamples,
+            "method": "percentile bootstrap over the eval rows"}
+
+
+def proportion_interval(value: float, rows: int, metric: str) -> dict:
+    """The same interval for a metric that is a share of rows right (accuracy), from its value and the row count: each
+    resample of 0/1 outcomes is scored by its mean."""
+    right = round(value * rows)
+    outcomes = [1.0] * right + [0.0] * (rows - right)
+    return bootstrap(lambda picked: sum(outcomes[i] for i in picked) / len(picked), rows, metric)
 
 
 def _number(value) -> bool:

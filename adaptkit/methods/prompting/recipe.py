@@ -98,13 +98,13 @@ def _emit_prompts(profile, context) -> dict:
 def _emit_icl(profile, context) -> dict:
     """k-shot prompts on the user's data: label likelihoods for classification, generated answers scored by the task's
     scorer otherwise."""
-    if profile.task == "classification":
-        data = context.training_data("classification")["data"]
-        return {"task": "sequence_classification", "data": {"train": data["train"], "eval": data["eval"] or data["train"]},
-                "icl": {"shots": [0, 2, 4, 8], "selection": "similar"}}
-    data = context.training_data("instructions")["data"]
-    return {"task": "causal_lm", "data": {"train": data["train"], "eval": data["eval"] or data["train"]},
-            "icl": {"shots": [0, 1, 2, 4], "selection": "similar"}, "backend": {"max_new_tokens": 128}}
+    classification = profile.task == "classification"
+    data = context.training_data("classification" if classification else "instructions")["data"]
+    context.notes[:] = [n for n in context.notes if not n.startswith("model:")]  # a causal LM answers, not the classifier
+    data = {key: data[key] for key in ("train", "eval", "eval_fraction")}  # a held-out share of one file: never scored on its pool
+    if classification:
+        return {"task": "sequence_classification", "data": data, "icl": {"shots": [0, 2, 4, 8], "selection": "similar"}}
+    return {"task": "causal_lm", "data": data, "icl": {"shots": [0, 1, 2, 4], "selection": "similar"}, "backend": {"max_new_tokens": 128}}
 
 
 PROMPTING = dict(objective="serve", adapters=("none",), data="adaptkit.methods.prompting.data:prompt_rows",

@@ -174,7 +174,7 @@ def _majority_baseline(recipe: Recipe, splits: Splits, evaluation: dict) -> dict
     from collections import Counter
 
     from adaptkit.methods.scorers import SCORERS
-    from adaptkit.runners.scoring import delta, plain
+    from adaptkit.runners.scoring import delta, plain, proportion_interval
 
     column = recipe.data.label_column
     out = {"primary_metric": "accuracy"}
@@ -188,6 +188,7 @@ def _majority_baseline(recipe: Recipe, splits: Splits, evaluation: dict) -> dict
     base = plain(SCORERS["classification"].score([common] * len(gold), gold))
     scored = {"accuracy": evaluation["eval_accuracy"], "f1_macro": evaluation.get("eval_f1_macro")}
     return {**out, "base": {**{k: round(v, 6) for k, v in base.items()}, "kind": f"majority class ({common})"},
-            "delta": delta({k: v for k, v in scored.items() if v is not None}, base)}
+            "delta": delta({k: v for k, v in scored.items() if v is not None}, base),
+            "interval": proportion_interval(evaluation["eval_accuracy"], len(gold), "accuracy")}
 
 
