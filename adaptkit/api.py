@@ -36,6 +36,22 @@ LAUNCH_CONFIG = "accelerate_config.yaml"  # what run --num-processes writes into
 Log = Callable[[str], None]
 
 
+def _kept_inputs(recipe, overrides: Sequence[str]) -> list[str]:
+    """Inputs of a built-in recipe the overrides left in place beside ones they replaced in the same block (data.train
+    given, data.eval still the built-in's): each named, with how to replace it."""
+    from adaptkit.methods.base import path_values
+
+    given = {override.partition("=")[0].strip() for override in overrides}
+    inputs = [(dotted, value) for dotted, role, value in path_values(recipe) if role in ("data", "file")]
+    replaced = {dotted.rpartition(".")[0] for dotted, _ in inputs if dotted in given}
+    lines = []
+    for dotted, value in inputs:
+        if dotted.rpartition(".")[0] in replaced and dotted not in given:
+            hint = (f"; or {dotted}= data.eval_fraction=0.1 to hold out a share of data.train" if dotted == "data.eval" else "")
+            lines.append(f"{dotted} is still the built-in recipe's ({value}): set {dotted}=FILE for yours{hint}")
+    return lines
+
+
 def _quiet(line: str) -> None:
     """The default `log`: a library call says nothing."""
 
@@ -77,7 +93,7 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
     if data is not None:
         from adaptkit.runners.data_facts import fill_answers
 
-        notes += fill_answers(answers, str(data))
+        notes += fill_answers(answers, str(data), keep=set(more))  # the file's facts replace a file's answers, not keywords
     gpus, detection = [], "not run"
     if detect_gpus and answers.get("weight_access") in (None, "open") and not {"gpu_vram_gb", "num_gpus"} <= set(answers):
         from adaptkit.estimator.hardware import detect_gpus as detect
@@ -189,7 +205,13 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
         for line in describe_code(loaded, allowed):
             log(f"note: {line}")
     context = RunContext(ref, tuple(overrides), stage, path if not builtin else None)
-    data = load_data(loaded)  # data problems fail here, before any weights load
+    kept = _kept_inputs(loaded, overrides) if builtin else []
+    try:
+        data = load_data(loaded)  # data problems fail here, before any weights load
+    except InputError as exc:
+        if kept:  # the failing file may be one the user did not choose: say so
+            raise InputError(f"{exc} (note: {kept[0]})") from None
+        raise
     token = None
     if push_to_hub and not child:
         untrained = not loaded.definition.trains or loaded.adapter == "vendor"
@@ -200,7 +222,7 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
 
         token = check_push(push_to_hub)  # offline, no token, refused: said now, not after the GPU hours
     result = _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress, log,
-                  show_training)
+                  show_training, kept)
     if token and result is not None:
         from adaptkit.runners.hub import push
 
@@ -300,12 +322,14 @@ def _guarded(out, run_fn, context: RunContext):
 
 
 def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress,
-         log: Log, show_training=False):
+         log: Log, show_training=False, notes: Sequence[str] = ()):
     from adaptkit.methods.base import RunOptions, RunResult
     from adaptkit.methods.registry import import_ref
 
     child = os.environ.get(CHILD_ENV) == "1"
     out = _prepare(recipe, context, overwrite, resume)
+    for line in notes:  # said once the run is going to start (a refused output folder is the one line then)
+        log(f"note: {line}")
     staged_stage = context.later_stage(recipe)
     root = Path(recipe.output_dir) if staged_stage else out.work
     if num_processes > 1 and not child:

@@ -36,3 +36,38 @@ def resolve_model(name: str) -> str:
             raise InputError(f"model: no such folder {name} (a hub id looks like org/name)")
         return str(path)
     return name
+
+
+HUB_PROBE_S = 1.5  # how long the check waits for the hub before saying it cannot be reached
+
+
+def check_reachable(name: str, where: str = "model") -> None:
+    """Before a run loads `name`: a hub id that is neither on this machine (the Hugging Face cache) nor reachable
+    (offline mode, or no answer from the hub within HUB_PROBE_S) is one clear error now, not a minute of retries."""
+    import os
+
+    source = resolve_model(name)
+    if Path(source).expanduser().exists():
+        return
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+    except ImportError:
+        return  # no hub library: transformers says what is missing
+    try:
+        if isinstance(try_to_load_from_cache(source, "config.json"), str):
+            return
+    except Exception:  # a name the hub library rejects: transformers' own error is clearer
+        return
+    how = (f"download it where there is a network (`huggingface-cli download {name}`, then copy the cache), or set "
+           f"{where}=PATH to a local copy")
+    if constants.HF_HUB_OFFLINE or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        raise InputError(f"{where}: {name} is not on this machine and the hub is switched off (HF_HUB_OFFLINE): {how}")
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)),
+                                 timeout=HUB_PROBE_S).close()
+    except OSError:
+        raise InputError(f"{where}: {name} is not on this machine and {endpoint.hostname} cannot be reached: {how}") from None

@@ -28,16 +28,18 @@ def _trainer_figures(evaluation: dict) -> dict:
     return {k: v for k, v in evaluation.items() if k not in ("base", "delta", "primary_metric", "throughput", "interval")}
 
 
-@pytest.mark.parametrize("recipe", ["lora_cls", "ia3_cls", "full_cls", "prompt_tuning_cls"])
-def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe):
+@pytest.mark.parametrize("recipe, extra", [("lora_cls", []), ("ia3_cls", []), ("full_cls", []), ("prompt_tuning_cls", []),
+                                           ("lora_cls", ["data.eval=", "data.eval_fraction=0.2"])])  # a held-out share: the same rows
+def test_exported_script_matches_adaptkit_run(invoke, tmp_path, recipe, extra):
     script = tmp_path / "train.py"
-    exported = invoke("export", recipe, *QUICK, f"output_dir={tmp_path / 'script_out'}", "-o", script)
+    exported = invoke("export", recipe, *QUICK, *extra, f"output_dir={tmp_path / 'script_out'}", "-o", script)
     assert exported.exit_code == 0, exported.output
     text = script.read_text()
     assert "import adaptkit" not in text and "from adaptkit" not in text
     from_script = run_without_adaptkit(script, tmp_path)
-    result = invoke("run", recipe, *QUICK, f"output_dir={tmp_path / 'run_out'}", "--json")
+    result = invoke("run", recipe, *QUICK, *extra, f"output_dir={tmp_path / 'run_out'}", "--json")
     from_run = json.loads(result.stdout)
+    assert from_script["eval"]["accuracy"] is not None
     assert from_script["eval"] == pytest.approx(_trainer_figures(from_run["eval"]), rel=1e-6)
     assert from_script["train"]["final_loss"] == pytest.approx(from_run["train"]["final_loss"], rel=1e-6)
     assert from_script["train"]["trainable_params"] == from_run["train"]["trainable_params"]

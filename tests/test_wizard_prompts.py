@@ -124,8 +124,8 @@ def patched_prompter(monkeypatch):
     monkeypatch.setattr(advise_cli, "_prompter", advise_cli._prompter)
     refused, real = [], advise_cli._file_check
 
-    def recording(answers, method):
-        check = real(answers, method)
+    def recording(*args):
+        check = real(*args)
 
         def wrapped(key, text):
             try:

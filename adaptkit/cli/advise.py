@@ -13,7 +13,7 @@ from adaptkit import api
 from adaptkit.advisor.engine import advise as run_advisor
 from adaptkit.advisor.profile import check_keys, check_values, missing_required, read_answers, resolve
 from adaptkit.cli._io import parse_overrides, write_new
-from adaptkit.errors import InputError
+from adaptkit.errors import AdaptkitError, InputError
 
 
 def _interactive() -> bool:
@@ -35,11 +35,12 @@ def _prompter():
 @click.option("--explain", is_flag=True, help="Show every rule that fired and what it did.")
 @click.option("--no-input", is_flag=True, help="Never prompt: missing answers take their defaults (task, goal, weight_access are required).")
 @click.option("--save-answers", type=click.Path(dir_okay=False), help="Save the answers to this YAML file for reuse.")
-@click.option("--emit-recipe", type=click.Path(dir_okay=False), help="Write a runnable recipe for the top trainable method to this file.")
+@click.option("--emit-recipe", type=click.Path(dir_okay=False), help="Write a runnable recipe for the top runnable method to this file.")
+@click.option("--method", "emit_method", metavar="METHOD", help="With --emit-recipe: write the recipe of this recommended method instead.")
 @click.option("--bake-off", "bake_off", type=click.Path(file_okay=False),
               help="Write recipes for the top three runnable methods to this folder and print the compare command.")
 @click.option("--force", is_flag=True, help="Replace existing --save-answers, --emit-recipe or --bake-off files.")
-def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, bake_off, force):
+def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, emit_method, bake_off, force):
     """Recommend an adaptation method for your task, data and hardware.
 
     Rules out what cannot work (weight access, memory, data, privacy), ranks the rest
@@ -50,6 +51,12 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
       adaptkit advise --answers examples/answers/support_tickets.yaml --json
       adaptkit advise --data tickets.jsonl --set goal=behavior --set weight_access=open
     """
+    if emit_method and not emit_recipe:
+        raise InputError("--method chooses the method of --emit-recipe: give --emit-recipe FILE too")
+    if emit_method:
+        from adaptkit.methods.registry import get
+
+        get(emit_method)  # an unknown id: a did-you-mean now
     if not force:  # every file this call would write is checked before any is written
         from pathlib import Path
 
@@ -61,10 +68,9 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
         check_keys(answers, answers_file)
     given = parse_overrides(overrides)
     check_values(given, "--set")  # a bad --set is blamed on the --set, not on the answers file
-    answers.update(given)
     where = " with ".join(part for part in (answers_file, "--set" if given else None) if part) or "answers"
     interactive = not no_input and _interactive()
-    if interactive and not data_file and "train_data" not in answers:
+    if interactive and not data_file and "train_data" not in {**answers, **given}:
         from adaptkit.cli.wizard import ask_data_file
 
         data_file = ask_data_file(_prompter())
@@ -90,13 +96,27 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
         return answers
 
     final: dict = {}
-    advice = api.advise(answers, data=data_file, ask=ask, where=where)
+    try:
+        advice = api.advise(answers, data=data_file, ask=ask, where=where, **given)  # --data beats the file, --set beats both
+        _advise_and_write(advice, final, interactive, as_json, explain, save_answers, emit_recipe, bake_off, force, emit_method)
+    except AdaptkitError as exc:
+        if not (interactive and final and not save_answers):
+            raise
+        from adaptkit.cli.render import dump_answers
+        from adaptkit.cli.wizard import free_name
+
+        kept = write_new(free_name("adaptkit-answers.yaml"), dump_answers(final))  # the wizard's answers are not lost
+        raise type(exc)(f"{exc} (your answers are saved: rerun with `adaptkit advise --answers {kept}`)") from None
+
+
+def _advise_and_write(advice, answers: dict, interactive: bool, as_json: bool, explain: bool, save_answers, emit_recipe, bake_off,
+                      force: bool, method: str | None = None) -> None:
+    """After the answers: the advice, and the files asked for (the recipe, the bake-off), shown or as JSON."""
     if save_answers:
         advice.notes.append(f"answers saved to {save_answers}")
-    answers = final
     written: list[str] = []  # what was written and what to run next: said last, under the table, where it stays in view
     if emit_recipe:
-        written += _emit(advice, emit_recipe, force)
+        written += _emit(advice, emit_recipe, force, method)
     if bake_off:
         written += _bake_off(advice, bake_off, force)
     if as_json:
@@ -205,7 +225,7 @@ def _held_out_split(advice, target) -> "_Split | None":
     return split
 
 
-def _file_check(answers: dict, method: str) -> Callable[[str, str], str]:
+def _file_check(answers: dict, method: str, columns: dict) -> Callable[[str, str], str]:
     """For the wizard's data prompts: the recipe this answer would write, its data read and checked now, at the prompt
     (missing file, typo, missing columns), so a wrong path costs one retyped line, not the session."""
     chosen: dict = {}
@@ -222,6 +242,17 @@ def _file_check(answers: dict, method: str) -> Callable[[str, str], str]:
         from adaptkit.runners.data import PATH_LIKE, load_data
 
         trial = {**chosen, key: text}
+        if key == "train_data" and Path(text).expanduser().is_file():  # its own column names become answers
+            from adaptkit.advisor.profile import COLUMNS
+            from adaptkit.runners.data_facts import infer
+
+            try:
+                facts = infer(text, answers.get("model"))
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+            columns.clear()  # the column names read from the training file: answers for the recipe
+            columns.update({k: v for k, v in facts.answers.items() if k in COLUMNS and not answers.get(k)})
+            trial.update(columns)
         if key == "corpus_dir" or Path(text).expanduser().exists() or PATH_LIKE.search(text):
             profile, _ = resolve({**answers, **trial}, None)
             try:  # a hub dataset id is fetched at run time; anything on disk (or that looks like a path) is read now
@@ -244,11 +275,14 @@ def _offer_recipe(advice, answers: dict, force: bool) -> None:
         return
     from adaptkit.cli.wizard import ask_recipe
 
-    reply = ask_recipe(_prompter(), registry()[method], _file_check(answers, method), force)
+    columns: dict = {}
+    reply = ask_recipe(_prompter(), registry()[method], _file_check(answers, method, columns), force, given=answers)
     if reply is None:
         return
     path = reply.pop("path")
     data = {key: value for key, value in reply.items() if value}
+    if data.get("train_data"):
+        data.update(columns)
     if data:
         profile, _ = resolve({**answers, **data}, None)
         advice = run_advisor(profile)

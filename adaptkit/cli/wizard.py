@@ -303,7 +303,7 @@ def _folder(text: str) -> str:
     return text.strip()
 
 
-def ask_recipe(prompter, method, check: Callable[[str, str], str], force: bool = False) -> dict | None:
+def ask_recipe(prompter, method, check: Callable[[str, str], str], force: bool = False, given: dict | None = None) -> dict | None:
     """Offer to write the recipe for `method` (its registry definition); return {path, and the data answers} or None.
 
     Every answer is checked at its prompt: a recipe name that exists gets a free one proposed, a data file must
@@ -315,14 +315,21 @@ def ask_recipe(prompter, method, check: Callable[[str, str], str], force: bool =
     default = f"recipe-{method.id}.yaml"
     reply = {"path": prompter.ask(Question("path", "Recipe file to write", "a new .yaml file; nothing is overwritten",
                                            parse=_new_file(force)), default if force else free_name(default))}
+    given = given or {}
+
+    def blank(key: str, demo: str) -> str:  # what a blank answer means: the file already given (--data), else the demo's
+        return f"blank: {given[key]}" if given.get(key) else f"blank: {demo}"
+
     asks = []
     if method.needs_corpus:
-        asks.append(Question("corpus_dir", "Folder of your documents (blank: the demo documents)", method.needs_corpus,
+        asks.append(Question("corpus_dir", f"Folder of your documents ({blank('corpus_dir', 'the demo documents')})", method.needs_corpus,
                              optional=True, parse=lambda text: check("corpus_dir", _folder(text))))
     if method.needs_train:
-        asks.append(Question("train_data", "Training data file (blank: the demo data)", "a .jsonl, .csv or .parquet file; its columns are checked now",
+        asks.append(Question("train_data", f"Training data file ({blank('train_data', 'the demo data')})",
+                             "a .jsonl, .csv or .parquet file; its columns are read and checked now",
                              optional=True, parse=lambda text: check("train_data", text)))
-    asks.append(Question("eval_data", "Held-out data file (blank: the demo data)", method.needs_eval or "the rows every method is scored on",
+    held = "a share of the training file" if given.get("train_data") else "the demo data"
+    asks.append(Question("eval_data", f"Held-out data file ({blank('eval_data', held)})", method.needs_eval or "the rows every method is scored on",
                          optional=True, parse=lambda text: check("eval_data", text)))
     for question in asks:
         reply[question.key] = prompter.ask(question, None)

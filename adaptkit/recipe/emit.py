@@ -167,6 +167,8 @@ def pick(advice: Advice) -> str | None:
 
 def recipe_for(advice: Advice, output_name: str | None = None, method: str | None = None) -> tuple[dict, list[str]]:
     """Recipe data for the top runnable recommendation (or `method`), and notes on what was chosen and why."""
+    if method in advice.ruled_out:
+        raise InputError(f"{method} is ruled out for these answers: {advice.ruled_out[method][0]}")
     method = method or pick(advice)
     emitted = _emitted(method, advice) if method else None
     if emitted is None:

@@ -298,4 +298,7 @@ def make_backend(recipe):
             raise InputError("backend.base_url is required for kind openai (e.g. http://localhost:8000/v1)")
         return OpenAIBackend(block.base_url, block.model or recipe.model, block.api_key_env, block.timeout_s,
                              block.max_retries, block.concurrency, block.cache_dir)
+    from adaptkit.models import check_reachable
+
+    check_reachable(recipe.model)  # a hub id neither here nor reachable: one line now, not a minute of retries
     return LocalBackend(recipe.model, recipe.trust_remote_code)

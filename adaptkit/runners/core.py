@@ -391,6 +391,9 @@ def start(recipe: Recipe) -> None:
     any weights load), seed."""
     quiet_transformers()
     check_device(recipe)
+    from adaptkit.models import check_reachable
+
+    check_reachable(recipe.model)  # a hub id neither here nor reachable: one line now, not a minute of retries
     seed_everything(recipe.training.seed)
 
 

@@ -180,13 +180,16 @@ def _is_json_object(value) -> bool:
         return False
 
 
-def fill_answers(answers: dict, data_file: str) -> list[str]:
-    """Fill, in place, the answers a data file proves (never one the user gave); return what came from which columns."""
+def fill_answers(answers: dict, data_file: str, keep: set | frozenset = frozenset()) -> list[str]:
+    """Fill, in place, the answers a data file proves; it replaces what an answers file said, never an answer in
+    `keep` (given on the command line, or as a keyword). Returns what came from which columns."""
     facts = infer(data_file, answers.get("model"))
-    taken = {key: value for key, value in facts.answers.items() if answers.get(key) in (None, "")}
-    answers.update(taken)
-    kept = sorted(key for key in set(facts.answers) - set(taken) if answers.get(key) != facts.answers[key])
+    taken = {key: value for key, value in facts.answers.items() if key not in keep or answers.get(key) in (None, "")}
+    replaced = sorted(key for key, value in taken.items() if answers.get(key) not in (None, "") and answers[key] != value)
     said = [f"from {data_file}: {line}" for line in facts.said]
+    said += [f"from {data_file}: {key} = {taken[key]} (the answers said {answers[key]})" for key in replaced]
+    kept = sorted(key for key in set(facts.answers) - set(taken) if answers.get(key) != facts.answers[key])
+    answers.update(taken)
     if kept:
         said.append(f"from {data_file}: kept your own {', '.join(kept)}")
     return said

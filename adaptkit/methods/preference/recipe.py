@@ -235,7 +235,7 @@ def _rlhf_export(recipe: RlhfRecipe) -> tuple[str, dict]:
             "__POLICY_CONFIG__": f"{trainer}Config", "__POLICY_TRAINER__": f"{trainer}Trainer"}
     return "rlhf.py.tmpl", {
         "__REWARD_BASE__": repr(recipe.rlhf.reward_model.model or recipe.model), "__EVAL_PROMPTS__": repr(p.eval_prompts),
-        "__MAX_COMPLETION__": repr(p.max_completion_length), "__REWARD_ARGS__": literal(reward_kwargs(recipe, out / "reward_model", bool(recipe.data.eval))),
+        "__MAX_COMPLETION__": repr(p.max_completion_length), "__REWARD_ARGS__": literal(reward_kwargs(recipe, out / "reward_model", bool(recipe.data.eval or recipe.data.eval_fraction))),
         "__POLICY_ARGS__": literal(policy_kwargs(recipe, out / "policy")), "__POLICY_CONFIG__": f"{trainer}Config",
         "__POLICY_TRAINER__": f"{trainer}Trainer"}
 
