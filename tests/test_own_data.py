@@ -61,6 +61,10 @@ def test_a_review_csv_goes_from_advice_to_a_merged_model(invoke, tmp_path, monke
     merged = invoke("merge", "runs/lora_adapters", "-o", "models/reviews/merged")  # nested folders are made
     assert merged.exit_code == 0, merged.output
     assert (tmp_path / "elsewhere" / "models" / "reviews" / "merged" / "config.json").is_file()
+    from adaptkit.runners.serve import Served  # what `adaptkit serve` answers on /classify (tests/test_serve.py: over HTTP)
+
+    served, _ = Served(["runs/lora_adapters"]).classify("lora_adapters", ["Loved it, works perfectly"])
+    assert served[0]["prediction"] in {"positive", "negative", "neutral"}
 
 
 def test_a_recipe_with_too_few_rows_to_learn_from_says_so(invoke, tmp_path):

@@ -101,3 +101,49 @@ def test_serve_refuses_what_it_cannot_serve(tmp_path):
     assert result.exit_code == 2 and "not a finished adaptkit run" in result.stderr
     vllm = CliRunner().invoke(cli, ["serve", str(tmp_path), "--engine", "vllm"])
     assert vllm.exit_code == 2 and "vLLM" in vllm.stderr
+
+
+def test_a_classifier_answers_on_classify_as_its_run_predicts(tmp_path):
+    """vLLM's /classify shape over plain HTTP: each input's label, its class probabilities, their count."""
+    pytest.importorskip("fastapi")
+    import httpx
+    import uvicorn
+
+    from adaptkit.runners.serve import Served, create_app
+
+    run = tmp_path / "tickets"
+    result = CliRunner().invoke(cli, ["run", "lora_cls", f"output_dir={run}", "training.max_steps=30", "training.batch_size=8",
+                                      "data.max_rows=160"])
+    assert result.exit_code == 0, result.output
+    served = Served([str(run)])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    instance = uvicorn.Server(uvicorn.Config(create_app(served, max_concurrency=2), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not instance.started and time.time() < deadline:
+            time.sleep(0.05)
+        texts = ["I was charged twice for one order", "the app crashes when I open settings"]
+        reply = httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "tickets", "input": texts}, timeout=60)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["object"] == "list" and body["model"] == "tickets" and body["usage"]["prompt_tokens"] > 0
+        import adaptkit
+
+        expected = adaptkit.predict(run, [{"text": t} for t in texts]).rows
+        for item, row in zip(body["data"], expected):
+            assert item["label"] == row["prediction"] and item["num_classes"] == len(body["labels"])
+            assert abs(sum(item["probs"]) - 1) < 1e-4 and body["labels"][item["probs"].index(max(item["probs"]))] == item["label"]
+        one = httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "tickets", "input": texts[0]}, timeout=60).json()
+        assert one["data"][0]["label"] == body["data"][0]["label"]
+        chat = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                          json={"model": "tickets", "messages": [{"role": "user", "content": "hi"}]}, timeout=60)
+        assert chat.status_code == 400 and "/classify" in chat.json()["error"]["message"]
+        assert httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "nope", "input": "x"}, timeout=60).status_code == 404
+        assert httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "tickets", "input": []}, timeout=60).status_code == 400
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import json
 import shlex
 
@@ -366,9 +368,8 @@ def next_commands(recipe, folder) -> list[str]:
     lines = ["next:", f"  adaptkit predict {run} {data} -o predictions.jsonl   # labels or answers for new rows"]
     if recipe.adapter in ("lora", "ia3"):
         lines.append(f"  adaptkit merge {run} -o {shlex.quote(str(folder) + '-merged')}   # one standalone model, no PEFT")
-    lines.append(f"  adaptkit serve {run}   # an OpenAI-compatible HTTP endpoint" if recipe.task == "causal_lm" else
-                 f"  python -c \"import adaptkit; print(adaptkit.predict('{folder}', [{{'{recipe.data.text_column}': 'my text'}}]).rows)\""
-                 "   # from Python")
+    lines.append(f"  adaptkit serve {run}   # " + ("an OpenAI-compatible HTTP endpoint" if recipe.task == "causal_lm" else
+                                                   f"POST /classify {{\"model\": \"{Path(str(folder)).name}\", \"input\": [texts]}}"))
     return lines
 
 

@@ -19,14 +19,16 @@ from adaptkit.errors import InputError
 @click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="vllm: start `vllm serve` with --enable-lora and a --lora-modules entry per run (vLLM and a GPU needed).")
 def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limit, engine):
-    """Serve runs over the OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/models.
+    """Serve runs over the OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/models; classifiers on
+    /classify (vLLM's shape: {"model", "input"} -> each input's label and class probabilities).
 
     One base model loads once; each run's adapter answers under its folder name (and the base under its own), so
     one server holds an adapter per tenant. Point any OpenAI client, or adaptkit's own openai backend, at
-    http://HOST:PORT/v1. Example:
+    http://HOST:PORT/v1. Examples:
 
     \b
       adaptkit serve runs/support-lora runs/sales-lora --port 8000
+      adaptkit serve runs/lora_cls   # then POST /classify {"model": "lora_cls", "input": ["refund please"]}
     """
     if engine == "vllm":
         _vllm(run_dirs, host, port)

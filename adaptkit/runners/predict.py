@@ -87,7 +87,7 @@ def load_model(run: Run, dtype=None):
     return model, tokenizer
 
 
-def _classify(model, tokenizer, run: Run, rows: list[dict], batch_size: int, progress) -> list[dict]:
+def classify(model, tokenizer, run: Run, rows: list[dict], batch_size: int, progress) -> list[dict]:
     import torch
 
     column = run.recipe.data.text_column
@@ -198,7 +198,7 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
         raise InputError("no rows to predict on")
     model, tokenizer = loaded or load_model(run)
     if run.recipe.task == CLASSIFIER:
-        predicted = _classify(model, tokenizer, run, rows, batch_size, progress)
+        predicted = classify(model, tokenizer, run, rows, batch_size, progress)
     else:
         predicted = _generate(model, tokenizer, run, rows, batch_size, max_new_tokens, progress)
     return predicted, score(run, predicted)

@@ -1,5 +1,6 @@
 """Serve finished runs over the OpenAI protocol (FastAPI + uvicorn): `/v1/chat/completions`, `/v1/completions`,
-`/v1/models`. One base model is loaded once; each run's adapter is selected by the request's `model` (the run
+`/v1/models`; a classifier run on `/classify` instead (vLLM's request and response: `input`, and per input its
+`label`, `probs` and `num_classes`). One base model is loaded once; each run's adapter is selected by the request's `model` (the run
 folder's name), and the base itself answers under its own name: the one-adapter-per-tenant setup the advisor
 recommends. adaptkit's own openai backend (ICL, RAG, tool use, prompt engineering, compare) can point at it.
 
@@ -24,9 +25,10 @@ class Served:
 
     def __init__(self, folders: list[str]):
         runs = [open_run(folder) for folder in folders]
-        for run in runs:
-            if run.recipe.task == CLASSIFIER:
-                raise InputError(f"{run.folder}: a classifier answers no chat: use `adaptkit predict` for it")
+        kinds = {run.recipe.task == CLASSIFIER for run in runs}
+        if len(kinds) > 1:
+            raise InputError("classifiers and text generators cannot be served together: serve each kind on its own")
+        self.classifier = kinds == {True}  # answers /classify, not chat
         if len(runs) > 1 and not all(run.adapter for run in runs):
             full = next(run for run in runs if not run.adapter)
             raise InputError(f"{full.folder} trained all weights: it is a model of its own; serve it alone (adapters share one base)")
@@ -48,7 +50,20 @@ class Served:
         self.lock = threading.Lock()
 
     def names(self) -> list[str]:
-        return list(self.runs) + ([self.base_name] if self.adapters and self.base_name not in self.runs else [])
+        base = self.adapters and self.base_name not in self.runs and not self.classifier  # a base's class head is untrained
+        return list(self.runs) + ([self.base_name] if base else [])
+
+    def classify(self, name: str, texts: list[str]) -> tuple[list[dict], int]:
+        """Each text's label and class probabilities (in the run's label order), as `adaptkit predict` gives them, and
+        the tokens read."""
+        from adaptkit.runners.predict import classify
+
+        run = self.runs[name]
+        rows = [{run.recipe.data.text_column: text} for text in texts]
+        with self.lock, self.selected(name):
+            predicted = classify(self.model, self.tokenizer, run, rows, 32, lambda done, total: None)
+        tokens = sum(len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=run.recipe.training.max_length)["input_ids"])
+        return predicted, tokens
 
     def selected(self, name: str):
         """A context with the asked-for weights active (call under the lock)."""
@@ -94,6 +109,9 @@ class Served:
 
         threading.Thread(target=work, daemon=True).start()
         yield from streamer
+
+
+MAX_INPUTS = 256  # texts one /classify request may hold
 
 
 def _cut(text: str, stop) -> tuple[str, bool]:
@@ -212,8 +230,31 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
         return {"id": ident, "object": "text_completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}], "usage": usage}
 
+    class ClassifyRequest(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        model: str
+        input: Union[str, list[str]] = Field(description="one text, or a list of up to MAX_INPUTS")
+
+    @app.post("/classify")
+    def classify(body: ClassifyRequest):
+        if not served.classifier:
+            return error(400, "this model generates text: use /v1/chat/completions or /v1/completions")
+        if body.model not in served.names():
+            return error(404, f"model `{body.model}` is not served here; served: {', '.join(served.names())}", code="model_not_found")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or len(texts) > MAX_INPUTS or not all(isinstance(t, str) and t.strip() for t in texts):
+            return error(400, f"input: one to {MAX_INPUTS} non-empty texts")
+        predicted, tokens = served.classify(body.model, texts)
+        labels = served.runs[body.model].labels
+        data = [{"index": i, "label": row["prediction"], "probs": [row["probabilities"][label] for label in labels],
+                 "num_classes": len(labels)} for i, row in enumerate(predicted)]
+        return {"id": f"classify-{uuid.uuid4().hex[:24]}", "object": "list", "created": int(time.time()), "model": body.model,
+                "labels": labels, "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
+
     @app.post("/v1/chat/completions")
     def chat_completions(body: ChatRequest):
+        if served.classifier:
+            return error(400, "this model is a classifier: POST /classify with {\"model\": ..., \"input\": [texts]}")
         if not getattr(served.tokenizer, "chat_template", None):
             return error(400, "this model has no chat template: use /v1/completions with a prompt")
         turns = [{"role": m.role, "content": m.content} for m in body.messages]
@@ -222,6 +263,8 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
 
     @app.post("/v1/completions")
     def completions(body: CompletionRequest):
+        if served.classifier:
+            return error(400, "this model is a classifier: POST /classify with {\"model\": ..., \"input\": [texts]}")
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             return error(400, "prompt: one prompt per request")
