@@ -283,3 +283,22 @@ def test_what_counts_as_the_same_eval_rows():
     assert same_eval(identity(*held), identity(*held, "data.max_rows=50"))
     assert not same_eval(identity(*held), identity(*held, "training.seed=7"))  # another seed holds out other rows
     assert not same_eval(identity(*held), identity())  # a slice of the training file is not the test file
+
+
+@pytest.mark.unit
+def test_compare_says_when_the_pick_cannot_be_told_apart():
+    """The recommendation names what its 95% interval overlaps: its base, or a cheaper run that scored lower."""
+    from adaptkit.methods.bakeoff import winner
+
+    def row(recipe, method, value, low, high, **more):
+        return {"recipe": recipe, "method": method, "metric": "accuracy", "value": value, "low": low, "high": high,
+                "usd_per_1k_requests": 0.1, "training_s": 0.0, "trainable_params": 0, "tokens_per_request": 10, **more}
+
+    prompt = row("prompt.yaml", "prompt_engineering", 0.70, 0.55, 0.85)
+    lora = row("lora.yaml", "lora_adapters", 0.80, 0.66, 0.93, base_value=0.72, trainable_params=1000)
+    verdict = winner([prompt, lora], 0.02, None)
+    assert verdict.startswith("lora.yaml") and "not distinguishable from its base" in verdict
+    assert "not distinguishable from prompt.yaml" in verdict and "more eval rows" in verdict
+    clear = winner([row("prompt.yaml", "prompt_engineering", 0.5, 0.45, 0.55),
+                    row("lora.yaml", "lora_adapters", 0.9, 0.86, 0.94, base_value=0.3)], 0.02, None)
+    assert clear.startswith("lora.yaml") and "but" not in clear

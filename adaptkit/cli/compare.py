@@ -91,6 +91,9 @@ def table(report) -> list[str]:
         change = f"{r['value'] - r['base_value']:+.4f}" if "base_value" in r and r["value"] is not None else "-"
         lines.append(f"{r['recipe']:{wide}} {r['method']:20} {r['metric']:10} {value:>7} {base:>7} {change:>7} {r['trainable_params']:>10,} "
                    f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
+    spans = [f"{r['recipe']} {r['low']:.4f}-{r['high']:.4f} ({r['eval_rows']} rows)" for r in rows if "low" in r]
+    if spans:
+        lines.append("95% intervals (bootstrap over the eval rows): " + "; ".join(spans))
     bases = sorted({f"{r['method']}: {r['base_kind']}" for r in rows if r.get("base_kind")})
     if bases:
         lines.append("base: " + "; ".join(bases))

@@ -95,7 +95,15 @@ def row(ref: str, metrics: dict, recipe: dict, usd_per_1m_input: float, usd_per_
             "trainable_params": train.get("trainable_params", 0), "training_s": seconds,
             "tokens_per_request": tokens, "output_tokens": out, "usd_per_1k_requests": cost, "cost_basis": basis,
             "training_usd": round(seconds / 3600 * gpu_hour_usd, 4) if trained else 0.0,
-            **_base_delta(metrics, metric)}
+            **_base_delta(metrics, metric), **_interval(metrics, metric)}
+
+
+def _interval(metrics: dict, metric: str) -> dict:
+    """The run's 95% bootstrap interval of its ranking metric over the eval rows, where the run measured one."""
+    interval = (metrics.get("eval") or {}).get("interval") or {}
+    if interval.get("metric") != metric or "low" not in interval:
+        return {}
+    return {"low": interval["low"], "high": interval["high"], "eval_rows": interval.get("rows")}
 
 
 def _base_delta(metrics: dict, metric: str) -> dict:
@@ -136,10 +144,30 @@ def winner(rows: list[dict], margin: float, target: tuple[str, float] | None) ->
     best = max(r["value"] for r in scored)
     good = [r for r in scored if (r["value"] >= target[1] if target and r["metric"] == target[0] else r["value"] >= best - margin)]
     rank = {m: meth.cost_rank for m, meth in methods().items()}
-    good.sort(key=lambda r: (rank.get(r["method"], 99), r["usd_per_1k_requests"] or 0, r["training_s"]))
+    cost = lambda r: (rank.get(r["method"], 99), r["usd_per_1k_requests"] or 0, r["training_s"])  # noqa: E731
+    good.sort(key=cost)
     if not good:
         return f"none reaches {target[0]} {target[1]:g}; the best has {best:.4f}" if target else None
     pick = good[0]
     why = f"reaches {target[0]} {target[1]:g}" if target else f"is within {margin:g} of the best {pick['metric']} ({best:.4f})"
-    return (f"{pick['recipe']} ({pick['method']}): the cheapest that {why}, with {pick['trainable_params']:,} trainable "
-            f"parameters and ~{(pick['tokens_per_request'] or 0):.0f} prompt tokens a request")
+    verdict = (f"{pick['recipe']} ({pick['method']}): the cheapest that {why}, with {pick['trainable_params']:,} trainable "
+               f"parameters and ~{(pick['tokens_per_request'] or 0):.0f} prompt tokens a request")
+    cheaper = [r for r in scored if r not in good and r["metric"] == pick["metric"] and cost(r) < cost(pick)]
+    doubts = _indistinguishable(pick, cheaper)
+    return verdict + ("; but " + "; ".join(doubts) if doubts else "")
+
+
+def _indistinguishable(pick: dict, cheaper: list[dict]) -> list[str]:
+    """What the pick cannot be told apart from on these eval rows: its own base, or a cheaper run left out for scoring
+    lower (their 95% intervals overlap)."""
+    if "low" not in pick:
+        return []
+    said = []
+    span = f"{pick['low']:.4f}-{pick['high']:.4f}"
+    if isinstance(pick.get("base_value"), (int, float)) and pick["low"] <= pick["base_value"]:
+        said.append(f"it is not distinguishable from its base ({pick['base_value']:.4f} lies in its 95% interval {span})")
+    for other in cheaper:
+        if "high" in other and other["high"] >= pick["low"]:
+            said.append(f"it is not distinguishable from {other['recipe']} ({other['method']}, {other['value']:.4f}, interval "
+                        f"{other['low']:.4f}-{other['high']:.4f} against {span}): more eval rows would tell them apart")
+    return said
