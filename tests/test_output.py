@@ -77,3 +77,48 @@ def test_a_closed_pipe_is_a_normal_end():
     finally:
         os.close(write_end)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, command in group.commands.items():
+        yield (*path, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+
+
+def test_every_help_at_80_columns_keeps_its_examples_and_splits_no_id(invoke, monkeypatch):
+    from adaptkit.cli import cli
+
+    monkeypatch.setenv("COLUMNS", "80")
+    for path in [(), *_commands(cli)]:
+        text = invoke(*path, "--help").stdout
+        assert "Usage:" in text, path
+        pieces = {w for w in (t.lower() for t in re.findall(r"[A-Za-z_-]{4,}", text)) if w not in registry() and _piece(w)}
+        assert not pieces, (path, pieces)
+        examples = [line for line in text.splitlines() if line.strip().startswith("adaptkit ")]
+        source = (getattr(cli, "get_command")(None, path[-1]) if len(path) == 1 else None)
+        if source is not None and "\b" in (source.help or ""):  # the example block is printed line for line
+            wanted = [line.strip() for line in source.help.split("\b", 1)[1].splitlines() if line.strip().startswith("adaptkit ")]
+            assert [line.strip() for line in examples] == wanted, path
+        too_long = [line for line in text.splitlines() if len(line) > 80 and not line.strip().startswith("adaptkit ")]
+        assert not too_long, (path, too_long)
+
+
+def test_the_compare_table_at_80_columns_is_a_block_per_run():
+    from adaptkit.cli.compare import table
+    from adaptkit.comparison import Comparison
+
+    rows = [{"recipe": "bake-off/prompt_engineering.yaml", "method": "prompt_engineering", "metric": "accuracy", "value": 0.7125,
+             "base_value": 0.6, "base_kind": "the bare input", "low": 0.61, "high": 0.81, "eval_rows": 80, "trainable_params": 0,
+             "training_s": 0.0, "tokens_per_request": 182.0, "usd_per_1k_requests": 0.1234, "cost_basis": "tokens at $0.5 / $2 per 1M"},
+            {"recipe": "bake-off/lora_adapters.yaml", "method": "lora_adapters", "metric": "accuracy", "value": 0.9875,
+             "base_value": 0.2, "base_kind": "majority class (billing)", "low": 0.96, "high": 1.0, "eval_rows": 80,
+             "trainable_params": 74883, "training_s": 41.2, "tokens_per_request": 31.0, "usd_per_1k_requests": 0.0042}]
+    report = Comparison(rows, "bake-off/lora_adapters.yaml (lora_adapters): the cheapest that is within 0.02 of the best "
+                              "accuracy (0.9875), with 74,883 trainable parameters", [], "input $0.5 per 1M tokens", Path("runs/compare"))
+    narrow, wide = table(report, 80), table(report, 160)
+    assert max(len(line) for line in narrow) <= 80 and max(len(line) for line in wide) > 120
+    assert "prompt_engineering" in " ".join(narrow) and "74,883" in " ".join(narrow) and "0.9875" in " ".join(narrow)
+    assert "bake-off/lora_adapters.yaml  (lora_adapters)" in narrow

@@ -63,7 +63,9 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
         click.echo(json.dumps(report.to_dict(), indent=2))
         _fail_if_none_ran(report.rows)
         return
-    for line in table(report):
+    from adaptkit.cli.render import make_console
+
+    for line in table(report, make_console().width):
         click.echo(line)
     _fail_if_none_ran(report.rows)
 
@@ -73,38 +75,63 @@ def _fail_if_none_ran(rows: list[dict]) -> None:
         raise AdaptkitError(f"every recipe failed ({len(rows)} of {len(rows)}); the reasons are in the table above")
 
 
-def table(report) -> list[str]:
-    """The comparison as the lines `adaptkit compare` prints: one row per recipe, bases, costs, the recommendation."""
+def table(report, width: int = 160) -> list[str]:
+    """The comparison as the lines `adaptkit compare` prints: one row per recipe (a block per recipe below 120
+    columns), the intervals, bases, costs and the recommendation, each line within `width` (words kept whole)."""
     rows, verdict, root, assumed = report.rows, report.recommendation, report.folder, report.assumed
     lines: list[str] = []
+    if width >= 120:
+        lines += _columns(rows)
+    else:
+        lines += _blocks(rows)
+    spans = [f"{r['recipe']} {r['low']:.4f}-{r['high']:.4f} ({r['eval_rows']} rows)" for r in rows if "low" in r]
+    notes = (["95% intervals (bootstrap over the eval rows): " + "; ".join(spans)] if spans else [])
+    bases = sorted({f"{r['method']}: {r['base_kind']}" for r in rows if r.get("base_kind")})
+    notes += ["base: " + "; ".join(bases)] if bases else []
+    notes += [f"cost of {r['recipe']}: {r['cost_basis']}" for r in rows if r.get("cost_basis")]
+    notes.append(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
+    notes += ["break-even:"] + [f"  {line}" for line in report.break_even] if report.break_even else []
+    notes += [f"assumed: {assumed}", f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}"]
+    return lines + [wrapped for line in notes for wrapped in _wrap(line, width)]
+
+
+def _cells(r: dict) -> dict:
+    change = f"{r['value'] - r['base_value']:+.4f}" if "base_value" in r and r["value"] is not None else "-"
+    return {"value": "-" if r["value"] is None else f"{r['value']:.4f}", "base": f"{r['base_value']:.4f}" if "base_value" in r else "-",
+            "delta": change, "tokens": "-" if r["tokens_per_request"] is None else f"{r['tokens_per_request']:.0f}",
+            "cost": "-" if r["usd_per_1k_requests"] is None else f"{r['usd_per_1k_requests']:.4f}"}
+
+
+def _columns(rows: list[dict]) -> list[str]:
     wide = max([24] + [len(r["recipe"]) for r in rows])
-    lines.append(f"{'recipe':{wide}} {'method':20} {'metric':10} {'value':>7} {'base':>7} {'delta':>7} {'trainable':>10} {'train s':>8} "
-               f"{'tokens/req':>10} {'$/1k req':>9}")
+    lines = [f"{'recipe':{wide}} {'method':20} {'metric':10} {'value':>7} {'base':>7} {'delta':>7} {'trainable':>10} {'train s':>8} "
+             f"{'tokens/req':>10} {'$/1k req':>9}"]
     for r in rows:
         if "error" in r:
             lines.append(f"{r['recipe']:{wide}} failed: {r['error']}")
             continue
-        tokens = "-" if r["tokens_per_request"] is None else f"{r['tokens_per_request']:.0f}"
-        cost = "-" if r["usd_per_1k_requests"] is None else f"{r['usd_per_1k_requests']:.4f}"
-        value = "-" if r["value"] is None else f"{r['value']:.4f}"
-        base = f"{r['base_value']:.4f}" if "base_value" in r else "-"
-        change = f"{r['value'] - r['base_value']:+.4f}" if "base_value" in r and r["value"] is not None else "-"
-        lines.append(f"{r['recipe']:{wide}} {r['method']:20} {r['metric']:10} {value:>7} {base:>7} {change:>7} {r['trainable_params']:>10,} "
-                   f"{r['training_s']:>8.1f} {tokens:>10} {cost:>9}")
-    spans = [f"{r['recipe']} {r['low']:.4f}-{r['high']:.4f} ({r['eval_rows']} rows)" for r in rows if "low" in r]
-    if spans:
-        lines.append("95% intervals (bootstrap over the eval rows): " + "; ".join(spans))
-    bases = sorted({f"{r['method']}: {r['base_kind']}" for r in rows if r.get("base_kind")})
-    if bases:
-        lines.append("base: " + "; ".join(bases))
-    for r in rows:
-        if r.get("cost_basis"):
-            lines.append(f"cost of {r['recipe']}: {r['cost_basis']}")
-    lines.append(f"recommendation: {verdict or 'none (no recipe produced a metric)'}")
-    if report.break_even:
-        lines.append("break-even:")
-        for line in report.break_even:
-            lines.append(f"  {line}")
-    lines.append(f"assumed: {assumed}")
-    lines.append(f"table and chart: {root / 'compare.json'}, {root / 'compare.png'}")
+        c = _cells(r)
+        lines.append(f"{r['recipe']:{wide}} {r['method']:20} {r['metric']:10} {c['value']:>7} {c['base']:>7} {c['delta']:>7} "
+                     f"{r['trainable_params']:>10,} {r['training_s']:>8.1f} {c['tokens']:>10} {c['cost']:>9}")
     return lines
+
+
+def _blocks(rows: list[dict]) -> list[str]:
+    """Narrow terminals: a block per recipe, its figures on indented lines, no cell split across lines."""
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines += [r["recipe"], f"    failed: {r['error']}"]
+            continue
+        c = _cells(r)
+        lines += [f"{r['recipe']}  ({r['method']})",
+                  f"    {r['metric']} {c['value']}   base {c['base']}   delta {c['delta']}",
+                  f"    trainable {r['trainable_params']:,}   train {r['training_s']:.1f} s   tokens/req {c['tokens']}   $/1k req {c['cost']}"]
+    return lines
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    import textwrap
+
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False) or [line]
