@@ -490,12 +490,13 @@ def predict(run_dir: str | os.PathLike, rows: list[dict] | str | os.PathLike, *,
 def compare(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = None, target: tuple[str, float] | None = None,
             margin: float = 0.02, usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, gpu_hour_usd: float = 1.0,
             requests_per_second: float | None = None, horizon_days: float = 30, output_dir: str | os.PathLike = "runs/compare",
-            allow_code: bool = False, log: Log = _quiet) -> Comparison:
+            allow_code: bool = False, log: Log = _quiet, overwrite: bool = False) -> Comparison:
     """Run recipes (names or files) and read finished run folders on the same held-out data, and recommend the
     cheapest one within `margin` of the best (or the cheapest reaching `target`, a (metric, value) pair). Writes
-    compare.json and compare.png into `output_dir`; each recipe runs in its own folder there."""
+    compare.json and compare.png into `output_dir` (an earlier comparison there only with `overwrite`); each recipe runs
+    in its own folder there."""
     from adaptkit.comparison import compare_runs
 
     return compare_runs([str(r) for r in recipes], run=run, eval_data=eval_data, target=target, margin=margin, usd_per_1m_input=usd_per_1m_input,
                         usd_per_1m_output=usd_per_1m_output, gpu_hour_usd=gpu_hour_usd, requests_per_second=requests_per_second,
-                        horizon_days=horizon_days, output_dir=str(output_dir), allow_code=allow_code, log=log)
+                        horizon_days=horizon_days, output_dir=str(output_dir), allow_code=allow_code, log=log, overwrite=overwrite)

@@ -28,7 +28,7 @@ class Comparison:
 
 def compare_runs(recipes: list[str], *, run, eval_data=None, target=None, margin=0.02, usd_per_1m_input=0.5, usd_per_1m_output=None,
                  gpu_hour_usd=1.0, requests_per_second=None, horizon_days=30, output_dir="runs/compare", allow_code=False,
-                 log=lambda line: None):
+                 log=lambda line: None, overwrite=False):
     """The comparison behind adaptkit.compare (see there); `run` is adaptkit.run."""
     from adaptkit.methods.bakeoff import break_even, row, winner
     from adaptkit.rundir import check_location, expand
@@ -42,6 +42,9 @@ def compare_runs(recipes: list[str], *, run, eval_data=None, target=None, margin
         _check_same_data(recipes)  # before anything runs
     root = expand(output_dir)
     check_location(root, "--output-dir")
+    if (root / "compare.json").is_file() and not overwrite:  # an earlier comparison is not replaced silently
+        raise InputError(f"--output-dir {root} holds an earlier comparison (compare.json): choose another --output-dir, or pass "
+                         "--overwrite to replace it")
     rows = []
     for index, ref in enumerate(recipes):
         out = root / f"{index}-{Path(ref).stem}"
@@ -199,15 +202,34 @@ def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool, run) -> t
 def _chart(rows: list[dict], path: Path) -> None:
     if not rows:
         return
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def figure(rows: list[dict]):
+    """compare.png: a horizontal bar per run (names on their own lines, never overlapping), its 95% interval as an
+    error bar, its base as a tick."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
-    ax.bar([r["recipe"] for r in rows], [r["value"] for r in rows], color="#1f77b4")
-    ax.set_ylabel(rows[0]["metric"])
-    ax.grid(axis="y", alpha=0.3)
+    names = [Path(r["recipe"]).name if len(r["recipe"]) > 40 else r["recipe"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.3), dpi=110)
+    values = [r["value"] for r in rows]
+    low = [r["value"] - r.get("low", r["value"]) for r in rows]
+    high = [r.get("high", r["value"]) - r["value"] for r in rows]
+    ax.barh(range(len(rows)), values, xerr=[low, high], color="#1f77b4", capsize=3, height=0.6)
+    based = [(i, r["base_value"]) for i, r in enumerate(rows) if isinstance(r.get("base_value"), (int, float))]
+    if based:
+        ax.scatter([b for _, b in based], [i for i, _ in based], marker="|", s=300, color="black", label="base", zorder=3)
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{rows[0]['metric']} (bars: 95% interval over the eval rows)")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

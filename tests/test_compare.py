@@ -302,3 +302,18 @@ def test_compare_says_when_the_pick_cannot_be_told_apart():
     clear = winner([row("prompt.yaml", "prompt_engineering", 0.5, 0.45, 0.55),
                     row("lora.yaml", "lora_adapters", 0.9, 0.86, 0.94, base_value=0.3)], 0.02, None)
     assert clear.startswith("lora.yaml") and "but" not in clear
+
+
+@pytest.mark.unit
+def test_the_chart_labels_never_overlap():
+    from adaptkit.comparison import figure
+
+    rows = [{"recipe": f"bake-off/a-rather-long-recipe-name-number-{n}.yaml", "metric": "accuracy", "value": 0.5 + n / 20,
+             "low": 0.4 + n / 20, "high": 0.6 + n / 20, "base_value": 0.3} for n in range(8)]
+    fig = figure(rows)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = sorted((label.get_window_extent(renderer) for label in ax.get_yticklabels()), key=lambda box: box.y0)
+    assert len(boxes) == 8 and all(lower.y1 <= upper.y0 + 0.5 for lower, upper in zip(boxes, boxes[1:]))
+    assert all(box.x0 >= 0 for box in boxes)  # inside the figure

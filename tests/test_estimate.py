@@ -387,3 +387,23 @@ def test_estimate_active_params_option(invoke, args, code, words):
     result = invoke("estimate", *args)
     assert result.exit_code == code, result.output
     assert words in (result.stdout if code == 0 else result.stderr)
+
+
+@pytest.mark.parametrize("typed, hint", [("qlora", "lora_adapters --quantization 4bit"), ("grpo", "rlhf --rl-algorithm grpo"),
+                                         ("ICL", "in_context_learning"), ("lora_adaptrs", "did you mean lora_adapters")])
+def test_other_names_of_a_method_get_the_id_and_option(invoke, typed, hint):
+    result = invoke("estimate", "--method", typed, "--params", "7B")
+    assert result.exit_code == 2 and hint in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_tight_fit_says_so_and_offers_room(invoke):
+    """94% of the device fits only if the estimate is not 6% low: its +-20% error band says to leave room."""
+    result = json.loads(invoke("estimate", "--method", "lora_adapters", "--model", "meta-llama/Llama-3.1-8B-Instruct",
+                               "--gpu-memory-gb", "28", "--json").stdout)
+    assert result["fits"] is True and result["tight"] is True and result["suggestions"]
+    assert result["model"] == "meta-llama/Llama-3.1-8B-Instruct" and result["config_of"] == "meta-llama/Llama-3.1-8B"
+    text = invoke("estimate", "--method", "lora_adapters", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu-memory-gb", "28").stdout
+    assert "but tightly" in text and "Changes that leave room" in text
+    roomy = json.loads(invoke("estimate", "--method", "lora_adapters", "--model", "meta-llama/Llama-3.1-8B", "--gpu-memory-gb", "80",
+                              "--json").stdout)
+    assert roomy["fits"] and not roomy["tight"] and not roomy["suggestions"]

@@ -122,3 +122,17 @@ def test_the_compare_table_at_80_columns_is_a_block_per_run():
     assert max(len(line) for line in narrow) <= 80 and max(len(line) for line in wide) > 120
     assert "prompt_engineering" in " ".join(narrow) and "74,883" in " ".join(narrow) and "0.9875" in " ".join(narrow)
     assert "bake-off/lora_adapters.yaml  (lora_adapters)" in narrow
+
+
+def test_the_wizard_hints_fit_80_columns_with_their_instruction(monkeypatch):
+    import shutil
+
+    from adaptkit.cli.wizard import INSTRUCTION, QUESTIONS, _fit
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((80, 24)))
+    for question in QUESTIONS:
+        why = f"({question.why})"
+        lines = _fit(why, len(INSTRUCTION) + 4)
+        assert all(len(line) <= 79 for line in lines), question.key
+        assert len(lines[-1]) + len(INSTRUCTION) + 1 <= 80, question.key  # the instruction follows whole on the last line
+        assert " ".join(" ".join(line.split()) for line in lines).strip() == " ".join(why.split())  # words kept whole

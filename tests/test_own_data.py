@@ -96,3 +96,54 @@ def test_a_built_in_with_only_its_training_file_replaced_names_the_rest(invoke, 
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "labels not in the training data" in result.stderr
     assert "data.eval is still the built-in recipe's" in result.stderr and "data.eval_fraction=0.1" in result.stderr
+
+
+@pytest.mark.unit
+def test_a_tsv_file_reads_like_a_csv(tmp_path):
+    from adaptkit.runners.data import read_rows
+
+    (tmp_path / "reviews.tsv").write_text("review\tsentiment\ngreat, really great\tpositive\nbroke, sadly\tnegative\n")
+    assert read_rows(str(tmp_path / "reviews.tsv"), "train", "data.train") == [
+        {"review": "great, really great", "sentiment": "positive"}, {"review": "broke, sadly", "sentiment": "negative"}]
+
+
+@pytest.mark.unit
+def test_data_on_the_command_line_beats_the_answers_file(invoke, tmp_path):
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("task: generation\ngoal: behavior\nweight_access: open\nlabeled_examples: 5000\ngpu_vram_gb: 0\n")
+    reviews(tmp_path / "reviews.csv")
+    result = invoke("advise", "--answers", answers, "--data", tmp_path / "reviews.csv", "--set", "goal=knowledge", "--no-input", "--json")
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)["profile"]
+    assert profile["task"] == "classification" and profile["labeled_examples"] == 60  # the file's facts beat the answers file
+    assert profile["goal"] == "knowledge" and profile["text_column"] == "review"  # --set beats both
+    assert any("(the answers said 5000)" in note for note in json.loads(result.stdout)["notes"])
+
+
+@pytest.mark.unit
+def test_compare_never_replaces_an_earlier_comparison_silently(invoke, tmp_path):
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "compare.json").write_text("{}")
+    result = invoke("compare", "lora_cls", "--output-dir", tmp_path / "cmp")
+    assert result.exit_code == 2 and "holds an earlier comparison" in result.stderr and "--overwrite" in result.stderr
+    assert (tmp_path / "cmp" / "compare.json").read_text() == "{}"
+
+
+@pytest.mark.unit
+def test_a_tiny_cost_is_not_printed_as_zero_dollars():
+    import adaptkit
+
+    advice = adaptkit.advise({"task": "classification", "goal": "behavior", "weight_access": "open", "labeled_examples": 200,
+                              "model": "sentence-transformers/all-MiniLM-L6-v2", "gpu_vram_gb": 24, "num_gpus": 1,
+                              "inference_volume": "high"}, detect_gpus=False)
+    text = " ".join(line for rec in advice.recommendations for line in rec.rationale)
+    assert "a LoRA run on your 200 examples costs under $0.01 once" in text and "$0.00" not in text
+
+
+@pytest.mark.unit
+def test_the_wizard_does_not_ask_the_size_of_a_model_it_knows():
+    from adaptkit.cli.wizard import _size_unknown
+
+    assert not _size_unknown({"weight_access": "open", "model": "sentence-transformers/all-MiniLM-L6-v2"})  # its config
+    assert not _size_unknown({"weight_access": "open", "model": "Qwen/Qwen2.5-0.5B-Instruct"})  # its name
+    assert _size_unknown({"weight_access": "open", "model": "acme/house-model"})

@@ -29,9 +29,10 @@ from adaptkit.errors import AdaptkitError, InputError, brief
               help="Days over which training is paid off in the break-even line.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="runs/compare", show_default=True)
 @click.option("--allow-code", is_flag=True, help="Let the recipes import the Python code they name (see adaptkit run --allow-code).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier comparison in --output-dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd, requests_per_second,
-            horizon_days, output_dir, allow_code, as_json):
+            horizon_days, output_dir, allow_code, overwrite, as_json):
     """Run RECIPES (built-in names, files, or finished run folders) on the same held-out data and recommend one.
 
     \b
@@ -58,7 +59,7 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
     report = run_compare(recipes, eval_data=eval_data, target=wanted, margin=margin, usd_per_1m_input=usd_per_1m_input,
                          usd_per_1m_output=usd_per_1m_output, gpu_hour_usd=gpu_hour_usd, requests_per_second=requests_per_second,
                          horizon_days=horizon_days, output_dir=output_dir, allow_code=allow_code,
-                         log=lambda line: click.echo(line, err=True))
+                         log=lambda line: click.echo(line, err=True), overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         _fail_if_none_ran(report.rows)

@@ -32,8 +32,9 @@ def _number(parse, flag):
 @click.option("--params", callback=_number(parse_params_b, "--params"), help="Model size when only that is known: 7B, 770M.")
 @click.option("--active-params", callback=_number(parse_params_b, "--active-params"),
               help="With --params, for a mixture of experts: parameters active per token (e.g. --params 47B --active-params 13B).")
-@click.option("--method", type=click.Choice(("all",) + METHOD_IDS), default="all", show_default=True,
-              help="Catalogue id; training-free methods estimate inference. `all` compares every method.")
+@click.option("--method", callback=lambda ctx, param, value: _method(value), default="all", show_default=True, metavar="METHOD",
+              help=f"A catalogue id ({', '.join(METHOD_IDS)}); training-free methods estimate inference. `all` compares every "
+                   "method. Other names (qlora, dora, kto, grpo, ...) are answered with the id and option they mean.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16-mixed", "bf16"]),
               help="bf16 = pure bf16 weights and states. Default: bf16-mixed for full weights, bf16 otherwise.")
 @click.option("--quantization", type=click.Choice(["none", "8bit", "4bit"]), default="none", show_default=True)
@@ -149,6 +150,8 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
             sharding=sharding if definition.trains else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
         )
         result = run_estimate(arch, setup, device, tokens, gpu_hour_usd, tokens_per_second)
+        if model and arch.name != model:  # the name asked for (an -Instruct variant), not the config it was read from
+            result.update(model=model, config_of=arch.name)
         if not definition.trains:
             cost = request_cost(arch, sent, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
                                 device.gpu if device else None, gpu_hour_usd)
@@ -226,3 +229,21 @@ def _calibrate(folders: tuple[str, ...], as_json: bool) -> None:
                    f"{report['within_25_pct']} within 25%")
     else:
         click.echo("no GPU run to compare: " + report["note"])
+
+
+def _method(value: str) -> str:
+    """--method: a method id (or all); a common other name gets the id and option it means."""
+    if value == "all" or value in METHOD_IDS:
+        return value
+    from adaptkit.methods.registry import registry
+
+    key = value.strip().lower().replace("-", "_")
+    spellings = {alias: f"{method} {options}".strip() for method, d in registry().items() for alias, options in d.aliases}
+    if key in spellings:
+        raise click.BadParameter(f"{value!r} is not a method id here: use --method {spellings[key]}")
+    import difflib
+
+    close = difflib.get_close_matches(key, list(METHOD_IDS), n=1)
+    raise click.BadParameter(f"{value!r} is not a method" + (f" (did you mean {close[0]}?)" if close else "")
+                             + f"; one of: all, {', '.join(METHOD_IDS)}")
+

@@ -145,7 +145,11 @@ def _fit_text(result: dict) -> str:
     if result["fits"] is None:
         return "no device to check (pass --gpu or --gpu-memory-gb)"
     verb = "fits" if result["fits"] else "does NOT fit"
-    return f"{verb}: {result['peak_memory_gb']:.1f} of {result['device_memory_gb']:g} GB per device"
+    text = f"{verb}: {result['peak_memory_gb']:.1f} of {result['device_memory_gb']:g} GB per device"
+    if result.get("tight"):
+        share = result["peak_memory_gb"] / result["device_memory_gb"]
+        text += f", but tightly ({share:.0%}; the estimate is good to about +-20%, so it may not: the changes below leave room)"
+    return text
 
 
 def _range(value: dict | None, unit: str) -> str:
@@ -182,7 +186,8 @@ def show_estimate(result: dict) -> None:
     style = "green" if result["fits"] else "red" if result["fits"] is False else "yellow"
     console.print(f"[{style}]{_fit_text(result)}[/] ({result['device'] or 'no device'})")
     if result["suggestions"]:
-        console.print("[bold]Changes that make it fit[/] (cheapest first):")
+        console.print("[bold]Changes that leave room[/] (cheapest first):" if result.get("tight") else
+                      "[bold]Changes that make it fit[/] (cheapest first):")
         for item in result["suggestions"]:
             console.print(f"  - {item['change']}: {item['peak_memory_gb']:.1f} GB")
             _show_apply(console, item, result)

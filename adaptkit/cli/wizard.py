@@ -18,8 +18,15 @@ def _is_open(answers: dict) -> bool:
 
 
 def _size_unknown(answers: dict) -> bool:
+    """Ask the size only of a model known neither by a config (built-in or local) nor by its name."""
     model = answers.get("model")
-    return _is_open(answers) and not (model and infer_from_model_name(model)[0])
+    if not _is_open(answers) or answers.get("model_params_b") is not None:
+        return False
+    if not model:
+        return True
+    from adaptkit.advisor.profile import model_facts
+
+    return not model_facts(str(model))[0].get("model_params_b")
 
 
 def _base_unknown(answers: dict) -> bool:
@@ -225,6 +232,22 @@ def run_wizard(answers: dict, prompter, gpus: list, review: bool = True) -> dict
                 answers.pop(later, None)
 
 
+INSTRUCTION = "(arrows, Enter)"  # questionary's own "(Use arrow keys)", short enough to follow the hint on its line
+
+
+def _fit(text: str, room: int) -> list[str]:
+    """The hint under a question, indented, wrapped at whole words to the terminal (leaving `room` on its last line
+    for the prompt's own instruction), so that nothing is cut mid-word at 80 columns."""
+    import shutil
+    import textwrap
+
+    width = max(40, shutil.get_terminal_size((80, 24)).columns - 1)
+    lines = textwrap.wrap(text, width - 2, initial_indent="  ", subsequent_indent="   ", break_long_words=False) or ["  "]
+    if len(lines[-1]) + room > width:  # the instruction goes after the last line: give it a line of its own
+        lines.append("")
+    return lines
+
+
 class QuestionaryPrompter:
     """Ask with questionary. Ctrl-C raises KeyboardInterrupt, Ctrl-D EOFError (the CLI exits 130).
 
@@ -237,7 +260,8 @@ class QuestionaryPrompter:
     def ask(self, question: Question, default, back: bool = False):
         import questionary
 
-        message = f"{question.prompt}\n  ({question.why}{'; < goes back' if back and question.kind == 'text' else ''})"
+        why = f"({question.why}{'; < goes back' if back and question.kind == 'text' else ''})"
+        message = f"{question.prompt}\n" + "\n".join(_fit(why, len(INSTRUCTION) + 4))
         if question.kind in ("select", "confirm"):
             pairs = question.choices if question.kind == "select" else ((True, "yes"), (False, "no"))
             choices = [questionary.Choice(label, value=value) for value, label in pairs]
@@ -246,7 +270,8 @@ class QuestionaryPrompter:
             if question.kind == "confirm":
                 default = bool(default)
             default_choice = next((c for c in choices if c.value == default), None)
-            return questionary.select(message, choices=choices, default=default_choice, **self.io).unsafe_ask()
+            return questionary.select(message, choices=choices, default=default_choice, instruction=INSTRUCTION,
+                                      **self.io).unsafe_ask()
 
         def validate(text: str):
             if back and text.strip() == "<":
@@ -342,8 +367,8 @@ def _existing_file(text: str) -> str:
     path = Path(text.strip()).expanduser()
     if not path.is_file():
         raise ValueError(f"no such file: {text.strip()} (blank to skip)")
-    if path.suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet"):
-        raise ValueError("expected a .jsonl, .json, .csv or .parquet file (blank to skip)")
+    if path.suffix.lower() not in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
+        raise ValueError("expected a .jsonl, .json, .csv, .tsv or .parquet file (blank to skip)")
     return text.strip()
 
 

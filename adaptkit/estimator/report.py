@@ -45,20 +45,25 @@ def find_device(gpu_name: str | None = None, gpu_memory_gb: float | None = None)
     return None, 0
 
 
+TIGHT = 0.85  # a peak above this share of the device's memory fits only if the estimate (+-20%) is not low: say so
+
+
 def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: float | None = None,
              gpu_hour_usd: float | None = None, tokens_per_second: float | None = None) -> dict:
     """The `adaptkit estimate --json` answer."""
     setup = setup.resolved()
     memory = estimate_memory(arch, setup)
     fits = None if device is None else memory.peak_gb <= device.memory_gb
+    tight = bool(fits) and memory.peak_gb > TIGHT * device.memory_gb  # fits, but inside the estimate's error band
     suggestions, verdict = ([], None)
-    if device is not None and not fits:
-        changes, verdict = suggest(arch, setup, device.memory_gb, device.kind)
+    if device is not None and (not fits or tight):
+        changes, verdict = suggest(arch, setup, (TIGHT if tight else 1.0) * device.memory_gb, device.kind)
         suggestions = [c.to_dict() for c in changes]
     timing = estimate_time(arch, setup, tokens, device.gpu if device else None, gpu_hour_usd, tokens_per_second)
     return {
         "model": arch.name,
         "method": setup.method,
+        "tight": tight,
         "setup": {k: v for k, v in asdict(setup).items() if k != "method"},
         "total_params": memory.total_params,
         "active_params": arch.active_params,

@@ -338,6 +338,7 @@ class MethodDef:
     to_lora: Callable[[RecipeBase], list] = lambda recipe: []  # overrides that let a full-weight recipe of it take a lora block
     base: str = ""  # a training-free method: what its runs' `base` is (what it scores without its own change)
     scored: Callable[[RecipeBase], str | None] = lambda recipe: "every eval row"  # what the recipe's scorer scores (None: nothing)
+    aliases: tuple[tuple[str, str], ...] = ()  # (another name users type, the `estimate` options it means with this id)
 
     @property
     def trains(self) -> bool:

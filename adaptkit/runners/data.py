@@ -62,11 +62,11 @@ def _no_such_file(reference: str, where: str) -> InputError:
     folder = path.parent if str(path.parent) else Path(".")
     near = difflib.get_close_matches(path.name, [p.name for p in folder.iterdir()] if folder.is_dir() else [], n=1, cutoff=0.6)
     hint = f" (did you mean {folder / near[0] if str(path.parent) not in ('', '.') else near[0]}?)" if near else ""
-    return InputError(f"{where}: no such file {reference}{hint}; data is a .jsonl, .json, .csv or .parquet file, or a hub dataset id")
+    return InputError(f"{where}: no such file {reference}{hint}; data is a .jsonl, .json, .csv, .tsv or .parquet file, or a hub dataset id")
 
 
 def read_rows(reference: str, split: str, where: str) -> list[dict]:
-    """Rows of a .jsonl/.json/.csv/.parquet file or a hub dataset split."""
+    """Rows of a .jsonl/.json/.csv/.tsv/.parquet file or a hub dataset split."""
     if not is_file_reference(reference):
         if PATH_LIKE.search(reference):
             raise _no_such_file(reference, where)
@@ -88,9 +88,9 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
             rows = json.loads(path.read_text(encoding="utf-8-sig"))
             if isinstance(rows, dict) and len(rows) == 1 and isinstance(next(iter(rows.values())), list):
                 rows = next(iter(rows.values()))
-        elif suffix == ".csv":
+        elif suffix in (".csv", ".tsv"):
             with open(path, newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: a BOM is not part of the first column's name
-                rows = list(csv.DictReader(handle))
+                rows = list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
             for number, row in enumerate(rows, 2):
                 if None in row:
                     raise InputError(f"{where}: {path} line {number} has more fields than the header (quote fields that hold commas)")
@@ -101,7 +101,7 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
                 raise InputError(f"{where}: reading parquet needs pyarrow (pip install 'adaptkit[train]')") from None
             rows = pq.read_table(path).to_pylist()
         else:
-            raise InputError(f"{where}: {path} is not .jsonl, .json, .csv or .parquet")
+            raise InputError(f"{where}: {path} is not .jsonl, .json, .csv, .tsv or .parquet (save it as one of them)")
     except UnicodeDecodeError as exc:
         raise InputError(f"{where}: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except (ValueError, csv.Error) as exc:

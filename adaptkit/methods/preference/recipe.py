@@ -322,7 +322,9 @@ register(MethodDef(
                           "copy" if recipe.preference.reference == "copy" else "auto"},
     peft=_peft, trainer=lambda recipe: {**recipe.preference.spec.fields(recipe.preference), "max_length": recipe.training.max_length},
     to_lora=lambda recipe: ["preference.reference=adapters_off"] if recipe.preference.spec.reference else [],
-    export=_dpo_export, trl=_dpo_trl, data="adaptkit.methods.preference.data:load_pairs", emit=_emit_preference, **PREFERENCE))
+    export=_dpo_export, trl=_dpo_trl, data="adaptkit.methods.preference.data:load_pairs", emit=_emit_preference,
+    aliases=(("kto", ""), ("orpo", "--dpo-reference none"), ("simpo", "--dpo-reference none"), ("cpo", "--dpo-reference none")),
+    **PREFERENCE))
 register(MethodDef(
     id="rlhf", recipe=RlhfRecipe, objective="rl", runner="adaptkit.methods.preference.runner:run_rlhf",
     metrics=("correct_after", "reward_model_accuracy"), data="adaptkit.methods.preference.data:load_rl",
@@ -333,4 +335,5 @@ register(MethodDef(
                           **({"reward_params": 0} if recipe.verifiable else {})},
     code=lambda recipe: [f"rlhf.reward_functions.{n}.function `{r.function}`" for n, r in enumerate(recipe.rlhf.reward_functions) if not r.builtin],
     peft=_peft, export=_rlhf_export, stages=("reward", "policy"),
-    emit=_emit_rl, **PREFERENCE))
+    emit=_emit_rl, aliases=(("ppo", ""), ("grpo", "--rl-algorithm grpo"), ("rloo", "--rl-algorithm rloo"), ("rlvr", "")),
+    **PREFERENCE))

@@ -112,9 +112,11 @@ PROMPTING = dict(objective="serve", adapters=("none",), data="adaptkit.methods.p
 register(MethodDef(id="prompt_engineering", recipe=PromptEngineeringRecipe, tasks=("sequence_classification", "causal_lm"),
                    runner="adaptkit.methods.prompting.runner:run_prompt_engineering", metrics=("accuracy", "exact", "contains"),
                    base="the bare input (no system prompt, no instructions)",
-                   needs_train=False, serve_tokens=2048, code=_scorer_code, emit=_emit_prompts, **PROMPTING))
+                   needs_train=False, serve_tokens=2048, code=_scorer_code, emit=_emit_prompts,
+                   aliases=(("prompting", ""), ("prompts", "")), **PROMPTING))
 register(MethodDef(id="in_context_learning", recipe=IclRecipe, tasks=("sequence_classification", "causal_lm"),
                    runner="adaptkit.methods.prompting.runner:run_icl", metrics=("accuracy",),
                    base="k = 0: the instruction and the input, no demonstrations",
                    needs_eval="the labeled dev set the k-shot prompts are scored on (data.train is the demonstration pool)",
-                   prompt_parts=("shots",), serve_tokens=4096, emit=_emit_icl, **PROMPTING))
+                   prompt_parts=("shots",), serve_tokens=4096, emit=_emit_icl,
+                   aliases=(("icl", ""), ("few_shot", "")), **PROMPTING))

@@ -81,4 +81,4 @@ register(MethodDef(
     needs_corpus="the .txt, .md and .pdf files answers come from",
     prompt_parts=("chunks",), serve_tokens=4096, emit=_emit, base="closed book: the same model, the question alone, no sources",
     scored=lambda recipe: f"the generated answers against `{recipe.rag.answer_column}`"
-    if recipe.rag.generate and recipe.rag.answer_column else None))
+    if recipe.rag.generate and recipe.rag.answer_column else None, aliases=(("retrieval", ""),)))

@@ -240,15 +240,20 @@ def _emit_adapters(profile, context) -> dict:
 
 
 register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=BOTH_TASKS, adapters=("none",),
-                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full, **SUPERVISED))
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full,
+                   aliases=(("full", ""), ("fft", ""), ("sft", "")), **SUPERVISED))
 register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
-                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), **SUPERVISED))
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(),
+                   aliases=(("instruct", ""),), **SUPERVISED))
 register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=BOTH_TASKS, adapters=("lora", "ia3"),
                    setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3" if recipe.ia3 else "lora"},
-                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters, **SUPERVISED))
+                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters,
+                   aliases=(("lora", ""), ("qlora", "--quantization 4bit"), ("dora", "--dora"), ("ia3", "--adapter ia3"), ("adapters", "")),
+                   **SUPERVISED))
 register(MethodDef(id="prefix_prompt_tuning", recipe=PrefixPromptTuningRecipe, tasks=BOTH_TASKS, adapters=("soft_prompt",),
                    setup=lambda recipe: {"adapter": "soft_prompt", "soft_prompt": recipe.prefix_prompt_tuning.kind,
                                          "num_virtual_tokens": recipe.prefix_prompt_tuning.num_virtual_tokens},
                    peft=_soft_prompt_peft, trainer=sft_trainer, export=_soft_prompt_export,
                    emit=_emit(lambda classification: {"prefix_prompt_tuning": {"kind": "prompt", "num_virtual_tokens": 20}},
-                              (3e-2, 3e-2), epochs=10), **SUPERVISED))
+                              (3e-2, 3e-2), epochs=10),
+                   aliases=(("prompt_tuning", ""), ("prefix_tuning", "--soft-prompt prefix"), ("soft_prompt", "")), **SUPERVISED))

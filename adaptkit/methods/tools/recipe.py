@@ -49,4 +49,5 @@ register(MethodDef(
     runner="adaptkit.methods.tools.runner:run_tool_use", data="adaptkit.methods.tools.data:check_tasks", summary="adaptkit.methods.tools.dryrun:tools_summary",
     metrics=("success_rate",), needs_train=False, needs_eval="the tasks file (question, answer)", prompt_parts=("tools",),
     serve_tokens=4096, emit=_emit, code=lambda recipe: [f"tools.custom `{tool.function}`" for tool in recipe.tools.custom],
-    base="no tools: the same model asked the question alone", scored=lambda recipe: None))
+    base="no tools: the same model asked the question alone", scored=lambda recipe: None,
+    aliases=(("tools", ""), ("function_calling", ""), ("agent", ""))))
