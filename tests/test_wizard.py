@@ -142,3 +142,19 @@ def test_checkable_answers_are_asked_where_rl_could_use_them(replies, asked):
     script = Script(replies)
     run_wizard({}, script, [])
     assert ("verifiable_reward" in script.asked) is asked
+
+
+def test_a_failure_after_the_questions_keeps_the_answers(invoke, wizard_cli, tmp_path, monkeypatch):
+    """Whatever fails after the wizard (here the recipe file: its folder is a file) leaves the answers in a file and
+    says how to rerun from it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    wizard_cli(Script({"data": None, "task": "classification", "goal": "behavior", "weight_access": "open", "labeled_examples": 2000,
+                       "model": "sentence-transformers/all-MiniLM-L6-v2", "num_gpus": 0}))
+    result = invoke("advise", "--emit-recipe", "afile/r.yaml")
+    assert result.exit_code == 2 and "afile" in result.stderr
+    assert "rerun with `adaptkit advise --answers adaptkit-answers.yaml`" in result.stderr
+    import yaml
+
+    kept = yaml.safe_load((tmp_path / "adaptkit-answers.yaml").read_text())
+    assert kept["task"] == "classification" and kept["labeled_examples"] == 2000
