@@ -1,5 +1,6 @@
 """adaptkit serve: two adapters on one tiny base over the OpenAI protocol on 127.0.0.1, through the official client."""
 
+import contextlib
 import json
 import socket
 import threading
@@ -21,30 +22,38 @@ def _train(folder, model, rate):
     assert result.exit_code == 0, result.output
 
 
+@contextlib.contextmanager
+def running(app):
+    """The app on a free port of 127.0.0.1 in a thread, stopped afterwards; yields the port."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not instance.started and time.time() < deadline:
+            time.sleep(0.05)
+        yield port
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_causal_lm):
     pytest.importorskip("fastapi")
-    import uvicorn
-
     from adaptkit.runners.serve import Served, create_app
 
     runs = tmp_path_factory.mktemp("served")
     _train(runs / "support", tiny_causal_lm, 0.01)
     _train(runs / "sales", tiny_causal_lm, 0.05)
     served = Served([str(runs / "support"), str(runs / "sales")])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(served, max_concurrency=2, max_request_kb=4, max_tokens_limit=64)
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not instance.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}/v1", "runs": runs, "base": served.base_name}
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with running(create_app(served, max_concurrency=2, max_request_kb=4, max_tokens_limit=64)) as port:
+        yield {"url": f"http://127.0.0.1:{port}/v1", "runs": runs, "base": served.base_name}
 
 
 def test_each_adapter_answers_as_its_run_predicts(server, tmp_path):
@@ -107,7 +116,6 @@ def test_a_classifier_answers_on_classify_as_its_run_predicts(tmp_path):
     """vLLM's /classify shape over plain HTTP: each input's label, its class probabilities, their count."""
     pytest.importorskip("fastapi")
     import httpx
-    import uvicorn
 
     from adaptkit.runners.serve import Served, create_app
 
@@ -116,16 +124,7 @@ def test_a_classifier_answers_on_classify_as_its_run_predicts(tmp_path):
                                       "data.max_rows=160"])
     assert result.exit_code == 0, result.output
     served = Served([str(run)])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    instance = uvicorn.Server(uvicorn.Config(create_app(served, max_concurrency=2), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 30
-        while not instance.started and time.time() < deadline:
-            time.sleep(0.05)
+    with running(create_app(served, max_concurrency=2)) as port:
         texts = ["I was charged twice for one order", "the app crashes when I open settings"]
         reply = httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "tickets", "input": texts}, timeout=60)
         assert reply.status_code == 200, reply.text
@@ -144,6 +143,3 @@ def test_a_classifier_answers_on_classify_as_its_run_predicts(tmp_path):
         assert chat.status_code == 400 and "/classify" in chat.json()["error"]["message"]
         assert httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "nope", "input": "x"}, timeout=60).status_code == 404
         assert httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "tickets", "input": []}, timeout=60).status_code == 400
-    finally:
-        instance.should_exit = True
-        thread.join(timeout=10)

@@ -158,3 +158,21 @@ def test_a_failure_after_the_questions_keeps_the_answers(invoke, wizard_cli, tmp
 
     kept = yaml.safe_load((tmp_path / "adaptkit-answers.yaml").read_text())
     assert kept["task"] == "classification" and kept["labeled_examples"] == 2000
+
+
+def test_the_wizard_carries_a_files_own_column_names_into_the_recipe(invoke, wizard_cli, tmp_path, monkeypatch):
+    """A review,sentiment CSV given at the wizard's first question: its columns reach the recipe it writes."""
+    from tests.test_own_data import reviews
+
+    (tmp_path / "data").mkdir()
+    reviews(tmp_path / "data" / "reviews.csv")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    wizard_cli(Script({"data": "../data/reviews.csv", "goal": "behavior", "weight_access": "open", "num_gpus": 0,
+                       "model": "sentence-transformers/all-MiniLM-L6-v2", "force": True, "path": "../out/deep/w.yaml",
+                       "train_data": None, "eval_data": None, "bake_off": False}))
+    result = invoke("advise")
+    assert result.exit_code == 0, result.output
+    assert "text `review`, label `sentiment`" in result.stdout
+    recipe = (tmp_path / "out" / "deep" / "w.yaml").read_text()
+    assert "text_column: review" in recipe and "label_column: sentiment" in recipe and "../../data/reviews.csv" in recipe
