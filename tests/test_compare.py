@@ -266,8 +266,13 @@ def test_a_code_recipe_runs_each_answer_against_its_test(invoke, tmp_path, serve
     Scripted.script = [lambda body: {"content": "```python\ndef add(a, b):\n    return a + b\n```"}] * 100
     dev = _write(tmp_path / "dev.jsonl", [{"prompt": "Write add(a, b).", "response": "assert add(2, 3) == 5"},
                                           {"prompt": "Write add(a, b) that is wrong.", "response": "assert add(2, 2) == 5"}])
-    e = _run(invoke, "prompt_engineering", "task=causal_lm", f"data.eval={dev}", "backend.kind=openai", f"backend.base_url={server}",
-             "backend.model=test", "scoring.scorer=code", "scoring.timeout_s=5", f"output_dir={tmp_path / 'code'}")["eval"]
+    args = ("prompt_engineering", "task=causal_lm", f"data.eval={dev}", "backend.kind=openai", f"backend.base_url={server}",
+            "backend.model=test", "scoring.scorer=code", "scoring.timeout_s=5", f"output_dir={tmp_path / 'code'}")
+    refused = invoke("run", *args)  # generated code runs only when the user allows it
+    assert refused.exit_code == 2 and "runs the code the model generates" in refused.stderr and "--allow-code" in refused.stderr
+    dry = invoke("run", *args, "--dry-run")
+    assert "runs the code the model generates" in dry.stdout and "not allowed" in dry.stdout
+    e = _run(invoke, *args, "--allow-code")["eval"]
     assert e["primary_metric"] == "pass_at_1" and e["pass_at_1"] == 0.5 and "AssertionError" in e["failures"][0]
 
 

@@ -25,6 +25,9 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+import contextlib
+import functools
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -146,7 +149,20 @@ def generation(predictions: list, references: list, **options) -> dict:
     return {**{name: _mean(values) for name, values in rows.items()}, "rows": rows}
 
 
+EXTRA_PROCESSES = 32  # processes generated code may start (RLIMIT_NPROC counts all of the user's, so: theirs + this)
+
+
+def _user_processes() -> int:
+    """Processes on this machine now (an upper bound of the user's own), for RLIMIT_NPROC."""
+    try:
+        return sum(name.isdigit() for name in os.listdir("/proc"))
+    except OSError:
+        return 4096
+
+
 def _limits(memory_mb: int, cpu_s: int):
+    processes = _user_processes() + EXTRA_PROCESSES
+
     def apply():  # in the child, before the interpreter starts: memory, CPU seconds, file size, no core dumps
         import resource
 
@@ -154,6 +170,8 @@ def _limits(memory_mb: int, cpu_s: int):
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 2**20, 16 * 2**20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if os.getuid() != 0:  # root is not held by RLIMIT_NPROC
+            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))  # no fork bomb
         os.setsid()  # its own process group: a timeout kills everything it started
     return apply
 
@@ -163,32 +181,93 @@ def _code_block(text: str) -> str:
     return fenced.group(1) if fenced else str(text)
 
 
+BOX = ("unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child")
+# Inside the namespaces: every mount read-only, then the answer's own folder bound writable again; then the test.
+BOX_SCRIPT = ('for m in $(cut -d" " -f2 /proc/self/mounts); do mount -o remount,bind,ro "$m" 2>/dev/null; done; '
+              'mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" && cd "$1" && exec "$2" -I -B "$3"')
+NOWHERE = "http://127.0.0.1:9"  # the discard port: proxied requests go nowhere where no network namespace is possible
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox() -> str | None:
+    """How generated code is boxed on this machine: "namespaces" (its own user, mount, network and process namespaces,
+    util-linux `unshare`: no network, no other process to see, the filesystem read-only but its folder), or None
+    (then: an empty environment, proxies pointed nowhere, adaptkit's own environment unreadable while it runs)."""
+    import shutil
+
+    if os.name != "posix" or shutil.which("unshare") is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="adaptkit-box-") as folder:
+        try:
+            done = subprocess.run([*BOX, "sh", "-c", BOX_SCRIPT, "box", folder, "/bin/true", "x"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    return "namespaces" if done.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _hidden_environment():
+    """While unboxed code runs: this process not dumpable, so /proc/<pid>/environ (its API keys) is unreadable to
+    other processes of the same user; restored afterwards."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.prctl(4, 1, 0, 0, 0)
+
+
 def run_test(solution: str, test: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> tuple[bool, str]:
     """Run the solution followed by its test in a fresh, isolated Python (-I: no user site, no PYTHON* variables) in an
-    empty folder; (passed, why not)."""
+    empty folder, with an empty environment, limits on memory, CPU time, file size and processes, and (where the
+    machine allows) in its own namespaces: no network, no other process, nothing writable but its folder. A timeout
+    kills its whole process group (and namespace). Returns (passed, why not)."""
     with tempfile.TemporaryDirectory(prefix="adaptkit-code-") as folder:
         path = os.path.join(folder, "solution_test.py")
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(_code_block(solution) + "\n\n" + test + "\n")
+        boxed = sandbox() == "namespaces"
+        command = [*BOX, "sh", "-c", BOX_SCRIPT, "box", folder, sys.executable, path] if boxed else [sys.executable, "-I", "-B", path]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "HOME": folder, "TMPDIR": folder}
+        if not boxed:  # no network namespace here: proxies that go nowhere for what honours them
+            env.update({name: NOWHERE for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")})
         kwargs = {"preexec_fn": _limits(memory_mb, int(timeout_s) + 1)} if os.name == "posix" else {}
-        try:
-            process = subprocess.Popen([sys.executable, "-I", path], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"}, **kwargs)
-        except OSError as exc:
-            return False, f"could not start ({exc.__class__.__name__})"
-        try:
-            _, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        with (nullcontext() if boxed else _hidden_environment()):
             try:
-                os.killpg(process.pid, 9) if os.name == "posix" else process.kill()
-            except ProcessLookupError:
-                pass
-            process.communicate()
-            return False, f"timed out after {timeout_s:g} s (killed)"
+                process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                           stdin=subprocess.DEVNULL, **kwargs)
+            except OSError as exc:
+                return False, f"could not start ({exc.__class__.__name__})"
+            try:
+                _, stderr = process.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill(process)
+                return False, f"timed out after {timeout_s:g} s (killed)"
         if process.returncode == 0:
             return True, ""
         last = stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {process.returncode}"]
         return False, last[0][:200]
+
+
+def _kill(process) -> None:
+    """The child's whole process group, then its pipes closed without waiting on a grandchild that holds them."""
+    try:
+        os.killpg(process.pid, 9) if os.name == "posix" else process.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def code(predictions: list, references: list, timeout_s: float = 10.0, memory_mb: int = 1024, **options) -> dict:

@@ -19,6 +19,12 @@ def code_refs(recipe: Recipe) -> list[str]:
     """The recipe settings that import Python code, as `setting `ref`` strings (the method's definition knows them)."""
     scorer = recipe.scoring.scorer
     own = [f"scoring.scorer `{scorer}`"] if scorer and ":" in scorer else []
+    if scorer == "code":
+        from adaptkit.methods.scorers import sandbox
+
+        box = ("in its own namespaces: no network, nothing writable but a temp folder" if sandbox() else
+               "with an empty environment and limits, but no network or filesystem box on this machine")
+        own.append(f"scoring.scorer `code` (runs the code the model generates, {box})")
     return list(recipe.definition.code(recipe)) + own
 
 
