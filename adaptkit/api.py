@@ -19,7 +19,7 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -459,29 +459,31 @@ class Predictions:
     rows: list[dict]
     scores: dict | None
     seconds: float
+    notes: list[str] = field(default_factory=list)  # why there is no score, where the run's scorer was left out
 
 
 def predict(run_dir: str | os.PathLike, rows: list[dict] | str | os.PathLike, *, batch_size: int = 32, max_new_tokens: int = 128,
-            allow_code: bool = False, progress: Callable[[int, int], None] | None = None) -> Predictions:
+            allow_code: bool = False, trust_remote_code: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> Predictions:
     """Predict with a finished run on rows (dicts) or a data file: a classifier's label and class probabilities, a
-    causal LM's greedy answer; scored with the run's scorer where the rows hold the answers."""
+    causal LM's greedy answer; scored with the run's scorer where the rows hold the answers. A run folder is data:
+    its scorer code runs only with `allow_code` (else no score, and `notes` says why), a model's own code only with
+    `trust_remote_code`, whatever its recipe.yaml says."""
     import time
 
-    from adaptkit.runners.predict import load_model, open_run
+    from adaptkit.runners.predict import load_model, open_run, unscored
     from adaptkit.runners.predict import predict as run_predict
 
-    run_ = open_run(str(run_dir))
+    run_ = open_run(str(run_dir), allow_code, trust_remote_code)
     if isinstance(rows, (str, os.PathLike)):
         from adaptkit.runners.data import read_rows
 
         rows = read_rows(str(rows), "train", "predict input")
-    from adaptkit.recipe.consent import check_consent
-
-    check_consent(run_.recipe, allow_code or run_.recipe.allow_code)  # its scorer may be the user's code
     loaded = load_model(run_)
     started = time.perf_counter()
     predicted, scores = run_predict(run_, list(rows), batch_size, max_new_tokens, progress or (lambda done, total: None), loaded)
-    return Predictions(predicted, scores, time.perf_counter() - started)
+    note = unscored(run_)
+    return Predictions(predicted, scores, time.perf_counter() - started, [note] if note else [])
 
 
 # ------------------------------------------------------------------------------------------------ compare

@@ -92,14 +92,14 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool, run) -> 
     from adaptkit.methods.registry import registry
 
     definition = registry().get(metrics.get("method"))
-    if definition is not None and not definition.trains:
-        return _run(str(folder / "recipe.yaml"), out, eval_data, allow_code, run)
+    if definition is not None and not definition.trains:  # run again from its recipe.yaml, which may allow nothing itself
+        return _run(str(folder / "recipe.yaml"), out, eval_data, allow_code, run, ("allow_code=false", "trust_remote_code=false"))
     from adaptkit.recipe.consent import check_consent
     from adaptkit.runners.data import eval_identity, read_rows
     from adaptkit.runners.predict import base_on, load_model, open_run, predict
 
-    run = open_run(str(folder))
-    check_consent(run.recipe, allow_code or run.recipe.allow_code)  # its scorer may be the user's code
+    run = open_run(str(folder), allow_code)
+    check_consent(run.recipe, allow_code)  # its scorer may be code: the caller's --allow-code, never the folder's own say
     classifier = run.recipe.task == "sequence_classification"
     rows = read_rows(eval_data, "test", "--eval-data")
     loaded = load_model(run)
@@ -175,14 +175,15 @@ def _said(identity: dict) -> str:
     return where + (f", {identity['rows']} rows scored" if identity.get("rows") else "")
 
 
-def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool, run) -> tuple[dict | None, dict | None, str | None]:
+def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool, run,
+         pinned: tuple[str, ...] = ()) -> tuple[dict | None, dict | None, str | None]:
     """(metrics, recipe, error) for a finished run folder (scored again when eval_data is given) or a recipe run now."""
     folder = Path(ref)
     if folder.is_dir() and (folder / "metrics.json").is_file():
         return _rescore(folder, eval_data, out, allow_code, run) if eval_data else _finished(folder)
     if folder.is_dir():
         return None, None, f"{folder}: a folder without metrics.json (not a finished run)"
-    overrides = [f"output_dir={out}"] + ([f"data.eval={eval_data}"] if eval_data else [])
+    overrides = [f"output_dir={out}", *pinned] + ([f"data.eval={eval_data}"] if eval_data else [])
 
     try:
         result = run(ref, overrides, overwrite=True, allow_code=allow_code)

@@ -141,3 +141,32 @@ def test_a_causal_run_predicts_with_its_template_and_merges(causal, tmp_path):
         before = AutoPeftModelForCausalLM.from_pretrained(causal).eval()(input_ids=ids).logits
         after = AutoModelForCausalLM.from_pretrained(merged).eval()(input_ids=ids).logits
     assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_a_run_folder_is_data_its_code_runs_only_when_the_caller_allows(invoke, tmp_path, tiny_causal_lm):
+    """A run folder from someone else: its scorer module and trust_remote_code are not honoured without the flags given
+    on the command line, whatever its recipe.yaml says."""
+    import yaml
+
+    run = tmp_path / "theirs"
+    made = invoke("run", "lora_sft", f"model={tiny_causal_lm}", f"output_dir={run}", "training.max_steps=2", "data.max_rows=16",
+                  "training.max_length=64", "training.generate_eval=0")
+    assert made.exit_code == 0, made.output
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                      "def score(predictions, references, **options):\n    return {'x': 1.0}\n")
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe.update(allow_code=True, scoring={"scorer": f"{tmp_path / 'evil.py'}:score"})
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"prompt": "Where is my refund?", "response": "It was sent today."}) + "\n")
+    result = invoke("predict", run, data, "-o", tmp_path / "p.jsonl", "--max-new-tokens", "4")
+    assert result.exit_code == 0, result.output
+    assert not marker.exists() and "not scored" in result.stderr and "--allow-code" in result.stderr
+    allowed = invoke("predict", run, data, "-o", tmp_path / "p2.jsonl", "--max-new-tokens", "4", "--allow-code")
+    assert allowed.exit_code == 0 and marker.exists()  # the user's own choice, on the command line
+    recipe["trust_remote_code"] = True
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    for args in (("predict", run, data), ("merge", run, "-o", tmp_path / "m"), ("serve", run)):
+        refused = invoke(*args)
+        assert refused.exit_code == 2 and "--trust-remote-code" in refused.stderr, args

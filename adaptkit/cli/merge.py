@@ -14,8 +14,9 @@ import click
 @click.option("--push-to-hub", "push_to_hub", metavar="REPO_ID", help="Upload the merged model to this Hub repo (checked before merging).")
 @click.option("--hub-public", is_flag=True, help="With --push-to-hub: create the repo public (default: private).")
 @click.option("--hub-license", default="other", show_default=True, help="With --push-to-hub: the model card's license field.")
+@click.option("--trust-remote-code", is_flag=True, help="Load a run whose model ships its own Python code (trust_remote_code).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def merge(run_dir, output, dequantize, push_to_hub, hub_public, hub_license, as_json):
+def merge(run_dir, output, dequantize, push_to_hub, hub_public, hub_license, trust_remote_code, as_json):
     """Merge a run's LoRA or IA3 adapter into its base model and save it with its tokenizer, chat template and labels.
 
     The result loads with plain transformers (no PEFT). Prompt and prefix tuning add virtual tokens instead of
@@ -33,7 +34,7 @@ def merge(run_dir, output, dequantize, push_to_hub, hub_public, hub_license, as_
         from adaptkit.runners.hub import check_push
 
         token = check_push(push_to_hub)
-    result = run_merge(run_dir, output, dequantize)
+    result = run_merge(run_dir, output, dequantize, trust_remote_code)
     if token:
         from adaptkit.runners.hub import push
 

@@ -44,13 +44,16 @@ def _rows(source: str | None, run) -> list[dict]:
 @click.option("--force", is_flag=True, help="Replace an existing --output file.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Causal LMs: tokens generated per row.")
+@click.option("--allow-code", is_flag=True, help="Score with the run's own scorer code (a module:function or the code scorer).")
+@click.option("--trust-remote-code", is_flag=True, help="Load a run whose model ships its own Python code (trust_remote_code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (rows, seconds, scores) as JSON on stdout; needs --output.")
-def predict(run_dir, source, output, force, batch_size, max_new_tokens, as_json):
+def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_code, trust_remote_code, as_json):
     """Predict with a finished run on a file (or stdin): JSONL rows with each prediction.
 
     A classifier gives the label and every class's probability (the class names saved at training); a causal LM
     generates greedily with the run's chat template. When the file has the answers (the recipe's label or response
-    column), the predictions are scored. Examples:
+    column), the predictions are scored. A run folder is data: its scorer code and its model's own code run only with
+    --allow-code and --trust-remote-code given here. Examples:
 
     \b
       adaptkit predict runs/lora_cls examples/data/support_tickets_test.jsonl -o predictions.jsonl
@@ -59,14 +62,14 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, as_json)
     from pathlib import Path
 
     from adaptkit.cli._io import progress_line, write_new
-    from adaptkit.runners.predict import load_model, open_run
+    from adaptkit.runners.predict import load_model, open_run, unscored
     from adaptkit.runners.predict import predict as run_predict
 
     if as_json and not output:
         raise InputError("--json prints the summary on stdout, where the predictions go without --output: give -o FILE")
     if output and Path(output).expanduser().exists() and not force:  # said before any model loads
         raise InputError(f"{output} already exists: choose another name or pass --force to replace it")
-    run = open_run(run_dir)
+    run = open_run(run_dir, allow_code, trust_remote_code)
     rows = _rows(source, run)
     loaded = load_model(run)
     started = time.perf_counter()  # the rate is the predictions', not the model load's
@@ -79,6 +82,10 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, as_json)
         click.echo(text, nl=False)
     summary = {"rows": len(predicted), "seconds": round(seconds, 3), "rows_per_second": round(len(predicted) / max(seconds, 1e-9), 2),
                "scores": scores, "output": output}
+    note = unscored(run)
+    if note:
+        summary["note"] = note
+        click.echo(f"note: {note}", err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

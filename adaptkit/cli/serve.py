@@ -18,7 +18,8 @@ from adaptkit.errors import InputError
 @click.option("--max-tokens-limit", type=click.IntRange(min=1), default=2048, show_default=True, help="The most max_tokens a request may ask.")
 @click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="vllm: start `vllm serve` with --enable-lora and a --lora-modules entry per run (vLLM and a GPU needed).")
-def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limit, engine):
+@click.option("--trust-remote-code", is_flag=True, help="Load runs whose model ships its own Python code (trust_remote_code).")
+def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limit, engine, trust_remote_code):
     """Serve runs over the OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/models; classifiers on
     /classify (vLLM's shape: {"model", "input"} -> each input's label and class probabilities).
 
@@ -31,13 +32,13 @@ def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limi
       adaptkit serve runs/lora_cls   # then POST /classify {"model": "lora_cls", "input": ["refund please"]}
     """
     if engine == "vllm":
-        _vllm(run_dirs, host, port)
+        _vllm(run_dirs, host, port, trust_remote_code)
         return
     import uvicorn
 
     from adaptkit.runners.serve import Served, create_app
 
-    served = Served(list(run_dirs))
+    served = Served(list(run_dirs), trust_remote_code)
     app = create_app(served, max_concurrency, max_request_kb, max_tokens_limit)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"note: bound to {host}: reachable from the network, and there is no authentication", err=True)
@@ -45,7 +46,7 @@ def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limi
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def _vllm(run_dirs, host: str, port: int) -> None:
+def _vllm(run_dirs, host: str, port: int, trust_remote_code: bool = False) -> None:
     """Hand the runs to vLLM's own OpenAI server, which batches many adapters on a GPU."""
     import os
 
@@ -54,7 +55,7 @@ def _vllm(run_dirs, host: str, port: int) -> None:
     exe = shutil.which("vllm")
     if exe is None:
         raise InputError("--engine vllm needs vLLM (pip install vllm) on a machine with a GPU; the default engine serves here")
-    runs = [open_run(folder) for folder in run_dirs]
+    runs = [open_run(folder, trust_remote_code=trust_remote_code) for folder in run_dirs]
     if not all(run.adapter for run in runs) or len({run.recipe.model for run in runs}) != 1:
         raise InputError("--engine vllm serves LoRA adapters of one base model: give adapter runs that share their base")
     modules = [f"{run.folder.name}={run.weights}" for run in runs]

@@ -29,11 +29,11 @@ def check(run, dequantize: bool) -> str:
     return peft_type
 
 
-def merge(run_dir: str, target: str, dequantize: bool = False) -> dict:
+def merge(run_dir: str, target: str, dequantize: bool = False, trust_remote_code: bool = False) -> dict:
     """Write the merged model to `target` (a new folder; nothing half-written is left behind)."""
     import torch
 
-    run = open_run(run_dir)
+    run = open_run(run_dir, trust_remote_code=trust_remote_code)
     peft_type = check(run, dequantize)
     out = Path(target).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

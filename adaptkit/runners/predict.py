@@ -28,20 +28,27 @@ class Run:
     recipe: Recipe
     weights: Path  # the run itself, or its policy/ (RLHF)
     labels: list[str]
+    allow_code: bool = False  # the caller allows the run's own scorer code (a run folder is data: never its own say)
 
     @property
     def adapter(self) -> bool:
         return (self.weights / "adapter_config.json").is_file()
 
 
-def open_run(folder: str) -> Run:
-    """Read a finished run, or say in one line why the folder is not one."""
+def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = False) -> Run:
+    """Read a finished run, or say in one line why the folder is not one. A run folder is data: the code it names (a
+    scorer) runs only with the caller's `allow_code`, the model's own code only with the caller's `trust_remote_code`;
+    the folder's recipe.yaml cannot allow either."""
     from adaptkit.recipe.load import load_recipe
 
     path = Path(folder).expanduser()
     if not (path / "recipe.yaml").is_file() or not (path / "metrics.json").is_file():
         raise InputError(f"{folder}: not a finished adaptkit run (no recipe.yaml and metrics.json): give a run's output folder")
     recipe, _, _ = load_recipe(str(path / "recipe.yaml"))
+    if recipe.trust_remote_code and not trust_remote_code:
+        raise InputError(f"{folder}: its recipe.yaml sets trust_remote_code: true, so loading it runs Python code shipped with "
+                         f"{recipe.model}: pass --trust-remote-code if you trust where this run came from")
+    recipe = recipe.model_copy(update={"allow_code": allow_code})
     if not recipe.definition.trains or recipe.adapter == "vendor":
         raise InputError(f"{folder}: a {recipe.method} run trains no weights here: nothing to load "
                          "(training-free methods run with `adaptkit run`)")
@@ -52,7 +59,18 @@ def open_run(folder: str) -> Run:
     labels = json.loads(labels_file.read_text(encoding="utf-8")) if labels_file.is_file() else []
     if recipe.task == CLASSIFIER and not labels:
         raise InputError(f"{folder}: a classifier run without labels.json: the class names are unknown")
-    return Run(path, recipe, weights, [str(label) for label in labels])
+    return Run(path, recipe, weights, [str(label) for label in labels], allow_code)
+
+
+def unscored(run: Run) -> str | None:
+    """Why the run's own scorer is left out: it runs code (a module:function, or the code scorer) and the caller did
+    not allow it. Then predictions carry no score; nothing the folder names is imported."""
+    from adaptkit.recipe.consent import code_refs
+
+    refs = [ref for ref in code_refs(run.recipe) if ref.startswith("scoring.scorer")]
+    if refs and not run.allow_code and run.recipe.task != CLASSIFIER:  # a classifier's labels are scored by the built-in
+        return f"not scored: the run's {refs[0].split(' (')[0]} runs code: pass --allow-code to score with it"
+    return None
 
 
 def load_model(run: Run, dtype=None):
@@ -165,6 +183,8 @@ def score(run: Run, predicted: list[dict]) -> dict | None:
     from adaptkit.runners.scoring import task_scorer
 
     d = run.recipe.data
+    if unscored(run):
+        return None
     if run.recipe.task == CLASSIFIER:
         if not all(d.label_column in r for r in predicted):
             return None

@@ -23,8 +23,8 @@ from adaptkit.runners.predict import CLASSIFIER, as_trained, load_model, open_ru
 class Served:
     """The loaded model and the names it answers to."""
 
-    def __init__(self, folders: list[str]):
-        runs = [open_run(folder) for folder in folders]
+    def __init__(self, folders: list[str], trust_remote_code: bool = False):
+        runs = [open_run(folder, trust_remote_code=trust_remote_code) for folder in folders]
         kinds = {run.recipe.task == CLASSIFIER for run in runs}
         if len(kinds) > 1:
             raise InputError("classifiers and text generators cannot be served together: serve each kind on its own")
