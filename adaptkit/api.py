@@ -178,7 +178,7 @@ def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] =
 
 def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: bool = False, resume: bool = False,
         stage: str = "all", num_processes: int = 1, accelerate_config: str | None = None, allow_code: bool = False,
-        start_job: bool = False, push_to_hub: str | None = None, hub_public: bool = False, hub_license: str = "other",
+        start_job: bool = False, send_key: bool = False, push_to_hub: str | None = None, hub_public: bool = False, hub_license: str = "other",
         confirm: Callable[[str, dict], bool] | None = None, progress: Callable[[int, int], None] | None = None,
         log: Log = _quiet, show_training: bool = False):
     """Train and evaluate a recipe (built-in name or path) with KEY=VALUE overrides, as `adaptkit run` does.
@@ -187,7 +187,8 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
     `artifacts`. Data problems fail before any weights load; output_dir is never replaced unless `overwrite` (and
     only an adaptkit run); code the recipe names runs only with `allow_code`. `num_processes` > 1 relaunches under
     torchrun (CPU) or accelerate (GPUs) and reads the finished run's metrics. `confirm(tool, arguments)` answers a
-    tool-use recipe's state-changing calls (default: refuse them); `log` receives the notes the CLI prints;
+    tool-use recipe's state-changing calls (default: refuse them); `send_key` lets backend.api_key_env's key go to a host
+    that is not its provider's own; `log` receives the notes the CLI prints;
     `show_training` prints the Trainer's progress bar and loss lines on stderr (else a run prints nothing)."""
     from adaptkit.recipe.consent import check_consent, describe_code
     from adaptkit.recipe.load import load_recipe as load
@@ -200,6 +201,10 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
         _check_sharding(loaded, num_processes)
     allowed = allow_code or loaded.allow_code
     check_consent(loaded, allowed)
+    if not loaded.definition.trains or start_job:  # the API key leaves this machine: only where it belongs (or consented)
+        from adaptkit.recipe.consent import key_destination
+
+        key_destination(loaded, send_key)
     child = os.environ.get(CHILD_ENV) == "1"
     if not child:
         for line in describe_code(loaded, allowed):
@@ -233,7 +238,7 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
 
 def dry_run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, gpu: str | None = None, gpu_memory_gb: float | None = None,
             num_processes: int = 1, allow_code: bool = False, stage: str = "all", resume: bool = False, overwrite: bool = False,
-            start_job: bool = False) -> dict:
+            start_job: bool = False, send_key: bool = False) -> dict:
     """What `run` would do, with no weights loaded: the resolved recipe, the data summary, the memory estimate, the
     launch commands (`adaptkit run --dry-run --json`'s dict)."""
     from adaptkit.recipe.load import load_recipe as load
@@ -242,8 +247,17 @@ def dry_run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, gpu: st
 
     loaded, _, _ = load(str(recipe), tuple(overrides))
     _check_flags(loaded, overwrite, resume, stage, num_processes, start_job)
-    return report(loaded, load_data(loaded), str(recipe), tuple(overrides), allow_code or loaded.allow_code, gpu, gpu_memory_gb,
-                  num_processes)
+    result = report(loaded, load_data(loaded), str(recipe), tuple(overrides), allow_code or loaded.allow_code, gpu, gpu_memory_gb,
+                    num_processes)
+    from adaptkit.recipe.consent import key_destination
+
+    try:
+        line = key_destination(loaded, send_key)
+    except InputError as exc:
+        line = f"the real run refuses: {exc}"
+    if line:
+        result["code"] = [*result.get("code", []), line]
+    return result
 
 
 def _check_flags(loaded, overwrite: bool, resume: bool, stage: str, num_processes: int, start_job: bool) -> None:

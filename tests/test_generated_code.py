@@ -1,5 +1,6 @@
 """Code a model generated runs only when the user allows it, and then in a box: no key of adaptkit's process, no
-write outside its folder, no network, no process that outlives its timeout (the code scorer's escapes, issue 25)."""
+write outside its folder, no network, no process that outlives its timeout; and an API key goes only where it belongs
+(the escapes of issue 25)."""
 
 import socket
 import threading
@@ -9,9 +10,11 @@ import pytest
 
 from adaptkit.methods.scorers import run_test, sandbox
 
-pytestmark = [pytest.mark.unit, pytest.mark.skipif(sandbox() is None, reason="no user namespaces on this machine")]
+pytestmark = pytest.mark.unit
+boxed = pytest.mark.skipif(sandbox() is None, reason="no user namespaces on this machine")
 
 
+@boxed
 def test_it_reads_no_key_of_the_process_that_runs_it(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-0123")
     solution = """
@@ -27,6 +30,7 @@ for path in glob.glob("/proc/*/environ"):
     assert passed, why
 
 
+@boxed
 def test_it_writes_nothing_outside_its_folder(tmp_path):
     target = tmp_path / "escaped.txt"
     solution = f"""
@@ -40,6 +44,7 @@ except OSError:
     assert not target.exists()
 
 
+@boxed
 def test_it_reaches_no_network():
     heard = []
     with socket.socket() as listener:
@@ -68,6 +73,7 @@ except OSError:
     assert not heard
 
 
+@boxed
 def test_a_detached_grandchild_does_not_outlive_the_timeout():
     solution = """
 import subprocess, time
@@ -77,3 +83,38 @@ time.sleep(60)
     started = time.perf_counter()
     passed, why = run_test(solution, "pass", timeout_s=2)
     assert not passed and "timed out" in why and time.perf_counter() - started < 8
+
+
+PROMPTS = ["prompt_engineering", "backend.kind=openai", "backend.model=m"]
+
+
+@pytest.mark.parametrize("overrides, sent, refused", [
+    (["backend.api_key_env=OPENAI_API_KEY", "backend.base_url=https://api.openai.com/v1"], "goes to api.openai.com only", None),
+    (["backend.api_key_env=SOME_OTHER_SECRET", "backend.base_url=https://collector.example/v1"], None, "--send-key"),
+    (["backend.api_key_env=OPENAI_API_KEY", "backend.base_url=https://collector.example/v1"], None, "is api.openai.com's key"),
+    (["backend.api_key_env=OPENAI_API_KEY", "backend.base_url=http://collector.example/v1"], None, "plain http"),
+    (["backend.api_key_env=GATEWAY_KEY", "backend.base_url=https://gw.example/v1", "backend.allow_key_to=gw.example"],
+     "allowed by backend.allow_key_to", None),
+    (["backend.api_key_env=LOCAL_KEY", "backend.base_url=http://127.0.0.1:9/v1"], "goes to 127.0.0.1 only", None),
+])
+def test_a_key_goes_only_where_it_belongs(invoke, monkeypatch, overrides, sent, refused):
+    """Checked before anything is sent: a run refuses in one line; --dry-run says where the key would go."""
+    for name in ("OPENAI_API_KEY", "SOME_OTHER_SECRET", "GATEWAY_KEY", "LOCAL_KEY"):
+        monkeypatch.setenv(name, "sk-test")
+    dry = invoke("run", *PROMPTS, *overrides, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    if sent:
+        assert sent in dry.stdout
+    else:
+        assert "the real run refuses" in dry.stdout
+        result = invoke("run", *PROMPTS, *overrides)
+        assert result.exit_code == 2 and refused in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_send_key_is_the_users_consent_but_never_for_plain_http(invoke, monkeypatch):
+    monkeypatch.setenv("SOME_OTHER_SECRET", "sk-test")
+    https = invoke("run", *PROMPTS, "backend.api_key_env=SOME_OTHER_SECRET", "backend.base_url=https://gw.example/v1", "--dry-run",
+                   "--send-key")
+    assert "allowed by --send-key" in https.stdout
+    http = invoke("run", *PROMPTS, "backend.api_key_env=SOME_OTHER_SECRET", "backend.base_url=http://gw.example/v1", "--send-key")
+    assert http.exit_code == 2 and "plain http" in http.stderr

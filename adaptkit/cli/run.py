@@ -32,14 +32,17 @@ from adaptkit.errors import InputError
 @click.option("--stage", default="all", show_default=True, help="Methods in stages (RLHF: reward, policy): run one stage only.")
 @click.option("--start-job", is_flag=True, help="A vendor fine-tuning recipe (a `vendor` block): upload the data and start the "
                                                  "paid job (the key from backend.api_key_env). Without it nothing is sent.")
-@click.option("--allow-code", is_flag=True, help="Allow the recipe to import and run Python code it names (tools.custom, prompts.scorer).")
+@click.option("--allow-code", is_flag=True, help="Allow the recipe to run Python code: what it names (tools.custom, scorers) and, "
+                                                  "with scoring.scorer: code, what the model generates (boxed).")
+@click.option("--send-key", is_flag=True, help="Let the key in backend.api_key_env go to backend.base_url's host when that is "
+                                                "not its provider's own (a gateway, a proxy); https only.")
 @click.option("--push-to-hub", "push_to_hub", metavar="REPO_ID",
               help="Upload the finished run to this Hub model repo (token from HF_TOKEN or the stored login; checked before training).")
 @click.option("--hub-public", is_flag=True, help="With --push-to-hub: create the repo public (default: private).")
 @click.option("--hub-license", default="other", show_default=True, help="With --push-to-hub: the model card's license field.")
 @click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
 def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, num_processes, accelerate_config, stage, start_job,
-        allow_code, push_to_hub, hub_public, hub_license, as_json):
+        allow_code, send_key, push_to_hub, hub_public, hub_license, as_json):
     """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
 
     Examples:
@@ -55,7 +58,8 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
 
     if dry_run:
         report = api.dry_run(recipe, overrides, gpu=gpu_name, gpu_memory_gb=gpu_memory_gb, num_processes=num_processes,
-                             allow_code=allow_code, stage=stage, resume=resume, overwrite=overwrite, start_job=start_job)
+                             allow_code=allow_code, stage=stage, resume=resume, overwrite=overwrite, start_job=start_job,
+                             send_key=send_key)
         if as_json:
             click.echo(json.dumps(report, indent=2, default=str))
             return
@@ -65,7 +69,8 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
         return
     child = os.environ.get(api.CHILD_ENV) == "1"
     result = api.run(recipe, overrides, overwrite=overwrite, resume=resume, stage=stage, num_processes=num_processes,
-                     accelerate_config=accelerate_config, allow_code=allow_code, start_job=start_job, push_to_hub=push_to_hub,
+                     accelerate_config=accelerate_config, allow_code=allow_code, start_job=start_job, send_key=send_key,
+                     push_to_hub=push_to_hub,
                      hub_public=hub_public, hub_license=hub_license, confirm=_confirmer(recipe, overrides),
                      progress=progress_line("embedding", "chunks"), log=lambda line: click.echo(line, err=True), show_training=True)
     if result is None:  # not the main process

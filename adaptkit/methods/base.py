@@ -176,6 +176,8 @@ class BackendBlock(Strict):
     base_url: Optional[str] = Field(None, description="openai: the endpoint, e.g. http://localhost:8000/v1")
     model: Optional[str] = Field(None, description="openai: the served model name (default: the recipe's model)")
     api_key_env: Optional[str] = Field(None, description="openai: the environment variable holding the API key (the key is never written)")
+    allow_key_to: Optional[str] = Field(None, description="openai: the host the key may go to when it is not the provider's own "
+                                                          "(a gateway, a proxy); the same as run --send-key")
     timeout_s: float = Field(60.0, gt=0, description="seconds one whole request may take")
     max_retries: int = Field(4, ge=0, description="retries on 429, 5xx, timeouts and dropped connections, with exponential backoff")
     concurrency: int = Field(4, ge=1, description="requests in flight at once")

@@ -71,3 +71,43 @@ def import_function(ref: str, setting: str):
     if not callable(function):
         raise InputError(f"{setting}: `{target}` has no function `{name}`")
     return function
+
+
+KEY_HOMES = {  # an API key's usual environment variable -> the hosts its provider serves from
+    "OPENAI_API_KEY": ("api.openai.com",), "ANTHROPIC_API_KEY": ("api.anthropic.com",), "MISTRAL_API_KEY": ("api.mistral.ai",),
+    "GROQ_API_KEY": ("api.groq.com",), "TOGETHER_API_KEY": ("api.together.xyz", "api.together.ai"),
+    "FIREWORKS_API_KEY": ("api.fireworks.ai",), "DEEPSEEK_API_KEY": ("api.deepseek.com",), "OPENROUTER_API_KEY": ("openrouter.ai",),
+    "GEMINI_API_KEY": ("generativelanguage.googleapis.com",), "XAI_API_KEY": ("api.x.ai",), "CEREBRAS_API_KEY": ("api.cerebras.ai",),
+}
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _host(url: str) -> tuple[str, str]:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    return parsed.scheme, (parsed.hostname or "").lower()
+
+
+def key_destination(recipe: Recipe, allowed: bool) -> str | None:
+    """Where the key in backend.api_key_env would go, checked: never over plain http beyond this machine; to a host
+    other than its provider's own (or under a name no provider uses) only with consent: --send-key, or the recipe's
+    backend.allow_key_to naming that host (which --dry-run shows). Returns a line for --dry-run, or None."""
+    block = recipe.backend
+    if block.kind != "openai" or not block.api_key_env or not block.base_url:
+        return None
+    scheme, host = _host(block.base_url)
+    name = block.api_key_env
+    if scheme == "http" and host not in LOOPBACK:
+        raise InputError(f"backend.base_url {block.base_url[:80]} is plain http: the key in {name} would cross the network "
+                         "unencrypted; use https (http only to this machine)")
+    if host in LOOPBACK or host in KEY_HOMES.get(name, ()):
+        return f"the key in {name} goes to {host} only"
+    consented = allowed or (block.allow_key_to or "").lower() == host
+    if not consented:
+        home = KEY_HOMES.get(name)
+        why = f"{name} is {home[0]}'s key" if home else f"{name} is not a provider's usual key name"
+        raise InputError(f"this recipe would send the key in {name} to {host} ({why}): if that is where it belongs, pass "
+                         f"--send-key or set backend.allow_key_to: {host}")
+    return f"the key in {name} goes to {host} (" + ("allowed by --send-key)" if allowed else "allowed by backend.allow_key_to)")
+
