@@ -32,8 +32,10 @@ def pending_dir(final: Path) -> Path:
 
 
 def has_checkpoint(folder: Path) -> bool:
-    """A Trainer checkpoint in the folder or one level down (RLHF's stages)."""
-    return folder.is_dir() and (any(folder.glob("checkpoint-*")) or any(folder.glob("*/checkpoint-*")))
+    """A complete Trainer checkpoint (its trainer_state.json, written last, is there) in the folder or one level down
+    (RLHF's stages)."""
+    return folder.is_dir() and any((p / "trainer_state.json").is_file() for pattern in ("checkpoint-*", "*/checkpoint-*")
+                                   for p in folder.glob(pattern) if not p.name.endswith(".incomplete"))
 
 
 def is_adaptkit_run(folder: Path) -> bool:

@@ -236,12 +236,18 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert checkpoints and not (out / "metrics.json").exists()
     step = int(checkpoints[-1].name.split("-")[1])
+    printed = next(line for line in stderr.splitlines() if "resume with:" in line).split("resume with: ", 1)[1].split()
+    assert printed[:2] == ["adaptkit", "run"] and printed[-1] == "--resume" and f"output_dir={out}" in printed
+    (out / f"checkpoint-{step + 1}").mkdir()  # what a kill -9 during a save leaves: a checkpoint not written to the end
+    (out / f"checkpoint-{step + 1}" / "adapter_model.safetensors").write_bytes(b"\0" * 10)
     resumed = subprocess.run(_adaptkit("run", *args[:-3], f"training.max_steps={step + 3}", "training.logging_steps=1",
-                                       "data.max_rows=64", "--resume", "--json"), capture_output=True, text=True, env=env)
-    assert resumed.returncode == 0, resumed.stderr
+                                       "data.max_rows=64", "--resume"), capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr  # the human summary, as a user sees it (not only --json)
+    assert f"checkpoint-{step + 1} was not written to the end" in resumed.stderr
+    assert f"resumed from step {step}" in resumed.stdout and "eval:" in resumed.stdout and "unexpected" not in resumed.stderr
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert max(steps) == step + 3 and (out / "metrics.json").is_file()
-    train = json.loads(resumed.stdout)["train"]  # the whole run's figures, not only the resumed part's
+    train = json.loads((out / "metrics.json").read_text())["train"]  # the whole run's figures, not only the resumed part's
     assert train["steps"] == step + 3 and train["resumed"]["from_step"] == step
     assert 0 < train["resumed"]["seconds_before"] < train["runtime_s"]
 
@@ -308,3 +314,34 @@ def test_the_base_models_answers_are_generated_once_per_model_and_rows(tiny_caus
     assert first == again and len(calls) == 1 and len(first) == 3 and all(isinstance(a, str) for a in first)
     other = predict._base_answers(recipe, model, tokenizer, run, rows[:2])
     assert len(calls) == 2 and other == first[:2]  # other rows: generated anew (greedy: the same answers)
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_complete_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from transformers import Trainer
+
+    import adaptkit
+    from adaptkit.errors import AdaptkitError
+
+    real, calls = Trainer._save_checkpoint, []
+
+    def save(self, *args, **kwargs):
+        calls.append(self.state.global_step)
+        if len(calls) > 1:  # the second save finds the disk full, half-way
+            os.makedirs(os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}"), exist_ok=True)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save)
+    out = tmp_path / "full"
+    with pytest.raises(AdaptkitError) as caught:
+        adaptkit.run("lora_cls", [f"output_dir={out}", "training.max_steps=6", "training.save_every=2", "data.max_rows=64"])
+    message = str(caught.value)
+    assert "\n" not in message and "No space left on device" in message and "kept checkpoint-2 (complete)" in message
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file() and (out / "checkpoint-4.incomplete").is_dir()
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real)
+    resumed = adaptkit.run("lora_cls", [f"output_dir={out}", "training.max_steps=6", "training.save_every=2", "data.max_rows=64"],
+                           resume=True)
+    assert resumed.metrics["train"]["resumed"]["from_step"] == 2
+

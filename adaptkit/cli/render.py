@@ -318,9 +318,12 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
     primary, _ = ranked_by(metrics)
     lines = [f"[bold]{escape(recipe.method)}[/] on {escape(recipe.model)} ({recipe.task}) -> [bold]{escape(str(folder))}[/]"]
     train = metrics.get("train") or {}
-    parts = [(name, part) for name, part in train.items() if isinstance(part, dict)] or ([("", train)] if train else [])
+    stages = [(name, part) for name, part in train.items() if isinstance(part, dict) and "runtime_s" in part]  # not `resumed`
+    parts = stages or ([("", train)] if train else [])
     for name, part in parts:
         steps = f"{part['steps']} steps of {part['global_batch']} examples, " if "global_batch" in part else ""
+        if isinstance(part.get("resumed"), dict):
+            steps += f"resumed from step {part['resumed']['from_step']}, "
         lines.append(f"{name.replace('_', ' ') + ': ' if name else ''}trained {part['runtime_s']:.1f} s, {steps}"
                      f"{part['samples_per_second']:.1f} samples/s, {part['trainable_params']:,} of {part['total_params']:,} "
                      f"parameters trainable, final loss {part['final_loss']:.4f}")
