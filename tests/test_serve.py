@@ -143,3 +143,93 @@ def test_a_classifier_answers_on_classify_as_its_run_predicts(tmp_path):
         assert chat.status_code == 400 and "/classify" in chat.json()["error"]["message"]
         assert httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "nope", "input": "x"}, timeout=60).status_code == 404
         assert httpx.post(f"http://127.0.0.1:{port}/classify", json={"model": "tickets", "input": []}, timeout=60).status_code == 400
+
+
+class Slow:
+    """A stand-in for Served with a slow stream: the server's limits, not a model, are what is tested."""
+
+    classifier, base_name, runs = False, "base", {"m": None}
+
+    def __init__(self):
+        self.stopped = []
+
+    def names(self):
+        return ["m"]
+
+    def context(self):
+        return 100
+
+    def prompt_tokens(self, prompt, chat):
+        return len(prompt.split())
+
+    def generate(self, name, prompt, chat, max_tokens, temperature, top_p):
+        return "ok", self.prompt_tokens(prompt, chat), 1
+
+    def stream(self, name, prompt, chat, max_tokens, temperature, top_p, stop):
+        """Like Served.stream: tokens made in a thread of their own, which checks `stop` before each one."""
+        import queue
+
+        made = queue.Queue()
+
+        def work():
+            for _ in range(max_tokens):
+                if stop.is_set():
+                    self.stopped.append(time.time())
+                    break
+                time.sleep(0.05)
+                made.put("tok ")
+            made.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        while (piece := made.get()) is not None:
+            yield piece
+
+
+def test_the_server_holds_under_abuse():
+    """A chunked body past the limit, streams past --max-concurrency, a client that leaves mid-stream, a prompt past
+    the context, and a wrong API key: each answered as it should be, quickly."""
+    pytest.importorskip("fastapi")
+    import httpx
+
+    from adaptkit.runners.serve import create_app
+
+    slow = Slow()
+    with running(create_app(slow, max_concurrency=2, max_request_kb=4, max_tokens_limit=64, api_key="k")) as port:
+        url, key = f"http://127.0.0.1:{port}/v1", {"Authorization": "Bearer k"}
+        assert httpx.get(f"{url}/models").status_code == 401
+        assert httpx.get(f"{url}/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.get(f"{url}/models", headers=key).json()["data"][0]["id"] == "m"
+
+        def chunks():  # no Content-Length: only counting the bytes as they arrive catches it
+            for _ in range(100):
+                yield b"x" * 1024
+
+        started = time.perf_counter()
+        big = httpx.post(f"{url}/completions", content=chunks(), headers={**key, "content-type": "application/json"})
+        assert big.status_code == 413 and time.perf_counter() - started < 5
+
+        long = httpx.post(f"{url}/completions", json={"model": "m", "prompt": "word " * 90, "max_tokens": 20}, headers=key)
+        assert long.status_code == 400 and long.json()["error"]["code"] == "context_length_exceeded"
+
+        body = {"model": "m", "prompt": "hi", "max_tokens": 40, "stream": True}
+        with httpx.Client(timeout=30) as one, httpx.Client(timeout=30) as two:
+            with one.stream("POST", f"{url}/completions", json=body, headers=key) as first, \
+                    two.stream("POST", f"{url}/completions", json=body, headers=key) as second:
+                reading = [first.iter_bytes(), second.iter_bytes()]  # kept: a dropped iterator closes its stream
+                for stream in reading:
+                    next(stream)  # two streams under way
+                third = httpx.post(f"{url}/completions", json={"model": "m", "prompt": "hi", "max_tokens": 5}, headers=key)
+                assert third.status_code == 429  # streams count until they end
+            left = time.time()  # both clients gone mid-stream
+        deadline = time.time() + 5
+        while len(slow.stopped) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(slow.stopped) == 2 and max(slow.stopped) - left < 1.5  # generation stopped within a token or so
+        assert httpx.post(f"{url}/completions", json={"model": "m", "prompt": "hi", "max_tokens": 5}, headers=key).status_code == 200  # freed
+
+
+def test_models_lists_served_names_not_local_paths(server):
+    import httpx
+
+    ids = [m["id"] for m in httpx.get(f"{server['url']}/models").json()["data"]]
+    assert ids and not any("/" in name for name in ids if name not in ("support", "sales"))

@@ -19,7 +19,8 @@ from adaptkit.errors import InputError
 @click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="vllm: start `vllm serve` with --enable-lora and a --lora-modules entry per run (vLLM and a GPU needed).")
 @click.option("--trust-remote-code", is_flag=True, help="Load runs whose model ships its own Python code (trust_remote_code).")
-def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limit, engine, trust_remote_code):
+@click.option("--api-key", envvar="ADAPTKIT_API_KEY", help="Require `Authorization: Bearer KEY` on every request (or set ADAPTKIT_API_KEY).")
+def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limit, engine, trust_remote_code, api_key):
     """Serve runs over the OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/models; classifiers on
     /classify (vLLM's shape: {"model", "input"} -> each input's label and class probabilities).
 
@@ -39,9 +40,10 @@ def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limi
     from adaptkit.runners.serve import Served, create_app
 
     served = Served(list(run_dirs), trust_remote_code)
-    app = create_app(served, max_concurrency, max_request_kb, max_tokens_limit)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"note: bound to {host}: reachable from the network, and there is no authentication", err=True)
+    app = create_app(served, max_concurrency, max_request_kb, max_tokens_limit, api_key or None)
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        click.echo(f"warning: bound to {host}: reachable from the network with no API key: anyone who reaches it can use the "
+                   "model (pass --api-key, or set ADAPTKIT_API_KEY)", err=True)
     click.echo(f"serving {', '.join(served.names())} at http://{host}:{port}/v1 (Ctrl-C stops)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -39,7 +39,7 @@ class Served:
         if len(set(names)) < len(names):
             raise InputError(f"two runs have the same folder name ({', '.join(names)}): the name is the model a request asks for")
         self.runs = dict(zip(names, runs))
-        self.base_name = bases[0]
+        self.base_name = _shown(bases[0])  # a local folder is served under its name, never its path
         self.model, self.tokenizer = load_model(runs[0])
         self.adapters = runs[0].adapter
         for name, run in list(self.runs.items()):
@@ -95,17 +95,32 @@ class Served:
         new = output[0, inputs["input_ids"].shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True), int(inputs["input_ids"].shape[1]), int(new.shape[0])
 
-    def stream(self, name: str, prompt: str, chat: bool, max_tokens: int, temperature: float, top_p: float):
-        """Pieces of text as they are generated (the model stays locked until the last one)."""
+    def context(self) -> int | None:
+        """Tokens the model reads at most (its position embeddings), when its config says."""
+        config = getattr(self.model, "config", None)
+        limit = getattr(config, "max_position_embeddings", None)
+        return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+    def prompt_tokens(self, prompt: str, chat: bool) -> int:
+        return int(self.encode(prompt, chat)["input_ids"].shape[1])
+
+    def stream(self, name: str, prompt: str, chat: bool, max_tokens: int, temperature: float, top_p: float, stop: threading.Event):
+        """Pieces of text as they are generated (the model stays locked until the last one). Setting `stop` (a client
+        that went away) ends the generation at the next token and frees the model."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self.encode(prompt, chat)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
 
+        class Gone(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return stop.is_set()
+
         def work():
             with self.lock, self.selected(name), torch.no_grad():
-                self.model.generate(**inputs, **self.options(max_tokens, temperature, top_p), streamer=streamer)
+                self.model.generate(**inputs, **self.options(max_tokens, temperature, top_p), streamer=streamer,
+                                    stopping_criteria=StoppingCriteriaList([Gone()]))
 
         threading.Thread(target=work, daemon=True).start()
         yield from streamer
@@ -114,17 +129,27 @@ class Served:
 MAX_INPUTS = 256  # texts one /classify request may hold
 
 
+def _shown(model: str) -> str:
+    """A model's name for clients: a hub id as it is, a local folder by its last part (no local path leaks)."""
+    from pathlib import Path
+
+    from adaptkit.models import looks_like_path
+
+    return Path(model).name if looks_like_path(model) or Path(model).is_absolute() else model
+
+
 def _cut(text: str, stop) -> tuple[str, bool]:
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     cuts = [text.index(s) for s in stops if s and s in text]
     return (text[:min(cuts)], True) if cuts else (text, False)
 
 
-def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 256, max_tokens_limit: int = 2048):
-    """The FastAPI application over a loaded model."""
+def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 256, max_tokens_limit: int = 2048,
+               api_key: str | None = None):
+    """The FastAPI application over a loaded model; with `api_key`, every request needs `Authorization: Bearer KEY`."""
     from typing import Literal, Optional, Union
 
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
     from pydantic import BaseModel, ConfigDict, Field
@@ -155,8 +180,6 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
         prompt: Union[str, list[str]]
 
     app = FastAPI(title="adaptkit serve", docs_url=None, redoc_url=None)
-    state = {"active": 0}
-    gate = threading.Lock()
 
     def error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status_code=status)
@@ -167,24 +190,11 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
         where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "body"
         return error(400, f"{where}: {first.get('msg', 'invalid request')}")
 
-    @app.middleware("http")
-    async def limits(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > max_request_kb * 1024:
-            return error(413, f"request body over {max_request_kb} KB", code="request_too_large")
-        if request.method != "POST":
-            return await call_next(request)
-        with gate:
-            if state["active"] >= max_concurrency:
-                response = error(429, f"{max_concurrency} requests are in flight: retry shortly", kind="rate_limit_error")
-                response.headers["Retry-After"] = "1"
-                return response
-            state["active"] += 1
-        try:
-            return await call_next(request)
-        finally:
-            with gate:
-                state["active"] -= 1
+    @app.exception_handler(too_large_class())
+    async def too_large(request, exc):
+        return error(413, f"request body over {max_request_kb} KB", code="request_too_large")
+
+    app.add_middleware(Guard, max_concurrency=max_concurrency, max_bytes=max_request_kb * 1024, api_key=api_key, error=error)
 
     @app.get("/v1/models")
     def models():
@@ -197,28 +207,41 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
             return error(404, f"model `{body.model}` is not served here; served: {', '.join(served.names())}", code="model_not_found")
         ident, created = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
         args = (body.model, prompt, chat, body.budget(), body.temperature, body.top_p)
+        context = served.context()
+        if context:
+            used = served.prompt_tokens(prompt, chat)
+            if used + body.budget() > context:
+                return error(400, f"the prompt is {used:,} tokens; with max_tokens {body.budget():,} that is over the model's context of "
+                                  f"{context:,} tokens: shorten it or ask for fewer tokens", code="context_length_exceeded")
         if body.stream:
-            def events():
+            async def events():
+                import asyncio
+
+                stop = threading.Event()  # set when the client goes away: generation ends at the next token
+                pieces = served.stream(*args, stop)
                 kind = "chat.completion.chunk" if chat else "text_completion"
-                if chat:
-                    yield _sse({"id": ident, "object": kind, "created": created, "model": body.model,
-                                "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
-                text = ""
-                for piece in served.stream(*args):
-                    if not piece:
-                        continue
-                    cut, stopped = _cut(text + piece, body.stop)
-                    piece, text = cut[len(text):], cut
-                    if piece:
-                        choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+                try:
+                    if chat:
                         yield _sse({"id": ident, "object": kind, "created": created, "model": body.model,
-                                    "choices": [{**choice, "finish_reason": None}]})
-                    if stopped:
-                        break
-                last = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
-                yield _sse({"id": ident, "object": kind, "created": created, "model": body.model,
-                            "choices": [{**last, "finish_reason": "stop"}]})
-                yield "data: [DONE]\n\n"
+                                    "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+                    text = ""
+                    while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                        if not piece:
+                            continue
+                        cut, stopped = _cut(text + piece, body.stop)
+                        piece, text = cut[len(text):], cut
+                        if piece:
+                            choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+                            yield _sse({"id": ident, "object": kind, "created": created, "model": body.model,
+                                        "choices": [{**choice, "finish_reason": None}]})
+                        if stopped:
+                            break
+                    last = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
+                    yield _sse({"id": ident, "object": kind, "created": created, "model": body.model,
+                                "choices": [{**last, "finish_reason": "stop"}]})
+                    yield "data: [DONE]\n\n"
+                finally:
+                    stop.set()
             return StreamingResponse(events(), media_type="text/event-stream")
         text, prompt_tokens, new_tokens = served.generate(*args)
         text, stopped = _cut(text, body.stop)
@@ -271,6 +294,94 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
         return answer(body, prompts[0], chat=False)
 
     return app
+
+
+def _too_large_error():
+    """An HTTP 413 the body counter raises while the route reads the body (FastAPI passes HTTP errors through)."""
+    from starlette.exceptions import HTTPException
+
+    class TooLarge(HTTPException):
+        def __init__(self):
+            super().__init__(413, "request body too large")
+
+    return TooLarge
+
+
+_TOO_LARGE: list = []
+
+
+def too_large_class():
+    """The one 413 exception class (made on first use: starlette is imported with the server only)."""
+    if not _TOO_LARGE:
+        _TOO_LARGE.append(_too_large_error())
+    return _TOO_LARGE[0]
+
+
+class Guard:
+    """The server's limits as ASGI middleware, so that they hold for every request however it is sent: the API key
+    (401), the body size counted as its bytes arrive (chunked bodies too; 413), and the requests in flight, a stream
+    counted until its last byte is sent (429 past `max_concurrency`)."""
+
+    def __init__(self, app, max_concurrency: int, max_bytes: int, api_key: str | None, error):
+        self.app, self.max_concurrency, self.max_bytes, self.api_key, self.error = app, max_concurrency, max_bytes, api_key, error
+        self.active, self.gate = 0, threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.api_key is not None:
+            import hmac
+
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+                return await self.error(401, "a valid API key is needed: Authorization: Bearer KEY", "authentication_error",
+                                        "invalid_api_key")(scope, receive, send)
+        size = headers.get("content-length", "")
+        if size.isdigit() and int(size) > self.max_bytes:
+            return await self._too_large(scope, receive, send)
+        if scope.get("method") != "POST":
+            return await self.app(scope, receive, send)
+        with self.gate:
+            if self.active >= self.max_concurrency:
+                response = self.error(429, f"{self.max_concurrency} requests are in flight: retry shortly", kind="rate_limit_error")
+                response.headers["Retry-After"] = "1"
+                return await response(scope, receive, send)
+            self.active += 1
+        state = {"received": 0, "started": False, "released": False}
+
+        def release():
+            with self.gate:
+                if not state["released"]:
+                    state["released"] = True
+                    self.active -= 1
+
+        async def counted_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    raise too_large()
+            return message
+
+        async def counted_send(message):
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()  # the last byte of the answer (a stream's too) is out
+
+        too_large = too_large_class()
+        try:
+            await self.app(scope, counted_receive, counted_send)
+        except too_large:
+            if not state["started"]:
+                await self._too_large(scope, receive, send)
+        finally:
+            release()
+
+    async def _too_large(self, scope, receive, send):
+        return await self.error(413, f"request body over {self.max_bytes // 1024} KB", code="request_too_large")(scope, receive, send)
 
 
 def _sse(payload: dict) -> str:
