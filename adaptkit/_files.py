@@ -23,6 +23,21 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def follow_umask(folder: Path) -> None:
+    """Give files a library wrote 0600 (safetensors does, whatever the umask) the mode a plain open() would: outputs follow
+    the user's umask like any other file. Only files of `folder`, a folder adaptkit made; links are not followed."""
+    wanted = file_mode()
+    for path in Path(folder).rglob("*"):
+        try:
+            if path.is_symlink() or not path.is_file():
+                continue
+            mode = path.stat().st_mode & 0o777
+            if mode == 0o600 and wanted != 0o600:
+                path.chmod(wanted)
+        except OSError:
+            continue
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)

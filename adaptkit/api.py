@@ -197,6 +197,9 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
     ref = str(recipe)
     loaded, path, builtin = load(ref, tuple(overrides))
     _check_flags(loaded, overwrite, resume, stage, num_processes, start_job)
+    from adaptkit.models import resolve_model
+
+    resolve_model(loaded.model)  # a local model folder that is not one: one line before anything is read
     if loaded.definition.trains and not accelerate_config:
         _check_sharding(loaded, num_processes)
     allowed = allow_code or loaded.allow_code
@@ -247,6 +250,9 @@ def dry_run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, gpu: st
 
     loaded, _, _ = load(str(recipe), tuple(overrides))
     _check_flags(loaded, overwrite, resume, stage, num_processes, start_job)
+    from adaptkit.models import resolve_model
+
+    resolve_model(loaded.model)  # a local model folder that is not one: said by the dry run too
     result = report(loaded, load_data(loaded), str(recipe), tuple(overrides), allow_code or loaded.allow_code, gpu, gpu_memory_gb,
                     num_processes)
     from adaptkit.recipe.consent import key_destination
@@ -456,9 +462,10 @@ def _free_port() -> int:
 
 def _save(recipe, metrics: dict, out: Path) -> None:
     """Every run's last two files: the resolved recipe, then metrics.json (atomically: its presence means finished)."""
-    from adaptkit._files import write_atomic
+    from adaptkit._files import follow_umask, write_atomic
     from adaptkit.recipe.load import as_yaml
 
+    follow_umask(out)  # the weights files too (safetensors writes them 0600)
     write_atomic(out / "recipe.yaml", "# The resolved recipe adaptkit ran (every default written out).\n" + as_yaml(recipe))
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 

@@ -19,6 +19,7 @@ def config(**changes) -> str:
 
 
 FILES = {
+    "emptymodel/notes.txt": "not a model\n",
     "bomb.yaml": BOMB,
     "dup.yaml": "method: lora_adapters\nmethod: dpo\n",
     "rec.yaml": "a: &a [1, *a]\n",
@@ -121,6 +122,12 @@ CASES = [
     # recipes, hardware, methods
     ("recipes", "copy", "lora_cls", "existing.yaml"), ("recipes", "copy", "lora_cls", "afile/x.yaml"),
     ("recipes", "show", "nope"), ("recipes", "copy", "nope", "x.yaml"), ("hardware", "--bogus"), ("methods", "extra"),
+    # issue 25: paths the system refuses, devices, absurd sizes, a folder that is not a model
+    ("run", "a" * 300 + ".yaml"), ("recipes", "validate", "b" * 300 + ".yaml"), ("advise", "--answers", "/dev/zero"),
+    ("estimate", "--params", "7B", "--seq-len", "1000000000000"), ("run", "lora_cls", "--dry-run", "training.max_length=1000000000000"),
+    ("estimate", "--params", "7B", "--method", "lora_adapters", "--lora-targets", ","),
+    ("run", "lora_cls", "model=./emptymodel", "--dry-run"), ("run", "lora_cls", "model=./emptymodel"),
+    ("estimate", "--method", "qlora", "--params", "7B"),
 ]
 
 
@@ -182,3 +189,35 @@ def test_compare_fails_when_every_recipe_failed(invoke, tmp_path):
     result = invoke("compare", broken, empty, "--output-dir", tmp_path / "c")
     assert result.exit_code == 1 and "every recipe failed" in result.stderr and "Traceback" not in result.output
     assert "cannot read its metrics.json" in result.stdout and "not a finished run" in result.stdout
+
+
+def test_a_damaged_run_folder_is_one_line_before_anything_loads(invoke, tmp_path, monkeypatch):
+    """A run folder whose files are damaged or missing, binary stdin, merge onto a link: exit 2, one line, no
+    `unexpected`; and the weights a run writes follow the umask."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    ok = tmp_path / "ok"
+    assert invoke("run", "lora_cls", f"output_dir={ok}", "training.max_steps=2", "data.max_rows=32").exit_code == 0
+    from adaptkit._files import file_mode
+
+    assert (ok / "adapter_model.safetensors").stat().st_mode & 0o777 == file_mode()
+    damage = {"config": lambda f: (f / "adapter_config.json").write_text("{not json"),
+              "cut": lambda f: (f / "adapter_model.safetensors").write_bytes((f / "adapter_model.safetensors").read_bytes()[:100]),
+              "type": lambda f: (f / "adapter_config.json").write_text(
+                  (f / "adapter_config.json").read_text().replace('"peft_type": "LORA"', '"peft_type": "NOPE"')),
+              "gone": lambda f: (f / "adapter_model.safetensors").unlink()}
+    for name, harm in damage.items():
+        folder = tmp_path / name
+        shutil.copytree(ok, folder)
+        harm(folder)
+        for args in (("predict", folder, "-"), ("merge", folder, "-o", tmp_path / f"merged-{name}")):
+            result = invoke(*args, input='{"text": "hi"}\n')
+            lines = result.stderr.strip().splitlines()
+            assert result.exit_code == 2 and len(lines) == 1 and "unexpected" not in lines[0], (name, args, result.stderr)
+    binary = invoke("predict", ok, "-", input=bytes(range(256)) * 4)
+    assert binary.exit_code == 2 and "not UTF-8" in binary.stderr
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    linked = invoke("merge", ok, "-o", tmp_path / "link")
+    assert linked.exit_code == 2 and "symbolic link" in linked.stderr and not (tmp_path / "elsewhere").exists()
+

@@ -19,6 +19,7 @@ WeightAccess = Literal["open", "closed_api", "closed_api_ft"]
 Volume = Literal["low", "medium", "high"]
 
 REQUIRED = ("task", "goal", "weight_access")
+MAX_ANSWERS_BYTES = 1 << 20
 DEFAULT_BUDGET_USD = 1000.0
 
 
@@ -147,6 +148,10 @@ def read_answers(path: str | Path) -> dict:
     """Read an answers file (YAML or JSON) into a dict; raise InputError on anything unusable."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise InputError(f"{path}: not a regular file (a device or a pipe): give a YAML or JSON answers file")
+        if path.is_file() and path.stat().st_size > MAX_ANSWERS_BYTES:
+            raise InputError(f"{path}: {path.stat().st_size:,} bytes is not an answers file (they are a few hundred bytes)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None

@@ -10,7 +10,7 @@ import traceback
 import click
 
 from adaptkit import __version__
-from adaptkit.errors import AdaptkitError, one_line
+from adaptkit.errors import AdaptkitError, brief, one_line
 
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS = {
@@ -28,6 +28,7 @@ COMMANDS = {
 }
 
 EXIT_CANCELLED = 130
+PATH_ERRORS = {getattr(__import__("errno"), name) for name in ("ENAMETOOLONG", "ENOENT", "EACCES", "EISDIR", "ENOTDIR", "ELOOP", "EROFS")}
 
 
 class AdaptkitGroup(click.Group):
@@ -87,10 +88,15 @@ class AdaptkitGroup(click.Group):
         except BrokenPipeError:  # the reader went away (`| head`): a normal end, with nothing more to say
             _silence_stdout()
             ctx.exit(0)
-        except Exception as exc:  # a bug, not the user's fault: say so in one line
+        except Exception as exc:  # a bug, not the user's fault: say so in one line (a path the system refused: the user's)
             if ctx.meta.get("adaptkit.debug"):
                 raise
-            click.echo(f"error: unexpected {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            if isinstance(exc, OSError) and exc.errno in PATH_ERRORS:
+                name = brief(str(exc.filename), 80) if exc.filename else "a path"
+                click.echo(f"error: {name}: {exc.strerror or exc.__class__.__name__} (check the path)", err=True)
+                ctx.exit(2)
+            click.echo(f"error: unexpected {exc.__class__.__name__}: {one_line(exc)[:300]} (rerun with --debug for the traceback)",
+                       err=True)
             ctx.exit(1)
 
 

@@ -39,12 +39,14 @@ def _number(parse, flag):
               help="bf16 = pure bf16 weights and states. Default: bf16-mixed for full weights, bf16 otherwise.")
 @click.option("--quantization", type=click.Choice(["none", "8bit", "4bit"]), default="none", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batch per device.")
-@click.option("--seq-len", type=click.IntRange(min=1), help="Tokens per sequence (default 1024 for training; 2-4k prompts for inference).")
+@click.option("--seq-len", type=click.IntRange(min=1, max=1_048_576),
+              help="Tokens per sequence, up to 1,048,576 (default 1024 for training; 2-4k prompts for inference).")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True)
 @click.option("--chunked-loss", is_flag=True, help="Chunked/fused cross-entropy (Liger, torchtune).")
 @click.option("--adapter", type=click.Choice(["lora", "ia3", "none"]), help="For lora_adapters, dpo, rlhf: none = full weights.")
 @click.option("--lora-r", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lora-targets", default="all-linear", show_default=True, help="q_proj,v_proj or all-linear.")
+@click.option("--lora-targets", default="all-linear", show_default=True, help="q_proj,v_proj or all-linear.",
+              callback=lambda ctx, param, value: _targets(value))
 @click.option("--dora", is_flag=True, help="DoRA (lora.use_dora): magnitude vectors and their extra activations.")
 @click.option("--soft-prompt", type=click.Choice(["prompt", "prefix"]), default="prompt", show_default=True)
 @click.option("--num-virtual-tokens", type=click.IntRange(min=1), default=20, show_default=True)
@@ -246,4 +248,12 @@ def _method(value: str) -> str:
     close = difflib.get_close_matches(key, list(METHOD_IDS), n=1)
     raise click.BadParameter(f"{value!r} is not a method" + (f" (did you mean {close[0]}?)" if close else "")
                              + f"; one of: all, {', '.join(METHOD_IDS)}")
+
+
+def _targets(value: str) -> str:
+    """--lora-targets: all-linear, or module names separated by commas (never empty)."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("give all-linear or module names, like q_proj,v_proj")
+    return value if value == "all-linear" else ",".join(names)
 

@@ -11,6 +11,9 @@ import click
 from adaptkit.errors import InputError
 
 
+MAX_STDIN_BYTES = 256 * 2**20
+
+
 def _rows(source: str | None, run) -> list[dict]:
     """The rows to predict on: a data file, or JSONL (or plain text lines, one input each) on stdin."""
     from adaptkit.runners.data import read_rows
@@ -21,7 +24,13 @@ def _rows(source: str | None, run) -> list[dict]:
         raise InputError("give a .jsonl/.csv/.parquet file to predict on, or pipe JSONL (or one text per line) into `-`")
     column = run.recipe.data.text_column if run.recipe.task == "sequence_classification" else run.recipe.data.prompt_column
     rows = []
-    for number, line in enumerate(sys.stdin, 1):
+    try:
+        lines = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1).decode("utf-8") if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"stdin is not UTF-8 text (byte {exc.start}): pipe JSONL or lines of text") from None
+    if len(lines) > MAX_STDIN_BYTES:
+        raise InputError(f"stdin holds over {MAX_STDIN_BYTES // 2**20} MB: give a file instead of `-`")
+    for number, line in enumerate(lines.splitlines(), 1):
         if not line.strip():
             continue
         try:

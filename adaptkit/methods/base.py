@@ -138,7 +138,8 @@ class TrainingConfig(Strict):
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
     batch_size: int = Field(16, ge=1, description="micro-batch per device")
     gradient_accumulation: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    max_length: int = Field(128, ge=8, description="tokens per example; longer ones are truncated (and counted in --dry-run)")
+    max_length: int = Field(128, ge=8, le=1_048_576, description="tokens per example; longer ones are truncated (and counted in "
+                                                                 "--dry-run); at most 1,048,576")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="seed for data order and initialisation (0 to 2**32 - 1)")
     precision: Literal["auto", "fp32", "bf16-mixed", "fp16-mixed", "bf16"] = Field(
         "auto", description="auto: bf16-mixed on a GPU that supports it, fp32 on the CPU; bf16: pure bf16 weights and optimizer "

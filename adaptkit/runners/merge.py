@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from adaptkit._files import make_parents, remove_made, remove_tree
+from adaptkit._files import follow_umask, make_parents, remove_made, remove_tree
 from adaptkit.errors import InputError
 from adaptkit.runners.predict import CLASSIFIER, load_model, open_run
 
@@ -36,6 +36,8 @@ def merge(run_dir: str, target: str, dequantize: bool = False, trust_remote_code
     run = open_run(run_dir, trust_remote_code=trust_remote_code)
     peft_type = check(run, dequantize)
     out = Path(target).expanduser()
+    if out.is_symlink():
+        raise InputError(f"{target} is a symbolic link: merge writes a new folder; give its own path")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{target} already exists: merge writes a new folder; choose another name or remove it")
     dtype = torch.bfloat16 if run.recipe.quantization != "none" else None  # --dequantize: the base in 16 bits
@@ -50,6 +52,7 @@ def merge(run_dir: str, target: str, dequantize: bool = False, trust_remote_code
         if run.labels:
             (staging / "labels.json").write_text(json.dumps(run.labels, indent=2) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(card(run, peft_type, out), encoding="utf-8")
+        follow_umask(staging)  # safetensors writes 0600 whatever the umask
         if out.exists():
             out.rmdir()  # the empty folder the user made
         os.rename(staging, out)

@@ -55,11 +55,50 @@ def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = Fa
     weights = path / "policy" if (path / "policy" / "adapter_config.json").is_file() else path
     if not (weights / "adapter_config.json").is_file() and not (weights / "config.json").is_file():
         raise InputError(f"{folder}: no saved model or adapter in this run (was it a staged run that stopped early?)")
+    check_saved(weights, folder)
     labels_file = path / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8")) if labels_file.is_file() else []
     if recipe.task == CLASSIFIER and not labels:
         raise InputError(f"{folder}: a classifier run without labels.json: the class names are unknown")
     return Run(path, recipe, weights, [str(label) for label in labels], allow_code)
+
+
+def check_saved(weights: Path, folder) -> None:
+    """A run's saved adapter or model is whole before anything loads it: its config is JSON (an adapter's of a PEFT
+    type this PEFT knows), and each weights file it needs is there with a readable safetensors header."""
+    import struct
+
+    adapter = (weights / "adapter_config.json").is_file()
+    config_file = weights / ("adapter_config.json" if adapter else "config.json")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputError(f"{folder}: {config_file.name} is not readable JSON: the run's files are damaged") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{folder}: {config_file.name} is not a JSON object: the run's files are damaged")
+    if adapter:
+        from peft.utils import PeftType
+
+        if config.get("peft_type") not in {t.value for t in PeftType}:
+            raise InputError(f"{folder}: adapter_config.json names peft_type {str(config.get('peft_type'))[:40]!r}, which this PEFT "
+                             "does not know")
+    names = ["adapter_model.safetensors", "adapter_model.bin"] if adapter else ["model.safetensors", "model.safetensors.index.json",
+                                                                                "pytorch_model.bin"]
+    present = [weights / name for name in names if (weights / name).is_file()]
+    if not present:
+        raise InputError(f"{folder}: no weights file ({' or '.join(names[:2])}): the run's files are incomplete")
+    for file in present:
+        if file.suffix != ".safetensors":
+            continue
+        try:
+            with open(file, "rb") as handle:
+                size = struct.unpack("<Q", handle.read(8))[0]
+                if size <= 0 or size > 100_000_000 or not isinstance(json.loads(handle.read(size)), dict):
+                    raise ValueError
+            if file.stat().st_size < 8 + size:
+                raise ValueError
+        except (OSError, ValueError, struct.error):
+            raise InputError(f"{folder}: {file.name} is cut short or damaged (its safetensors header does not read)") from None
 
 
 def unscored(run: Run) -> str | None:
@@ -214,6 +253,11 @@ def _references(run: Run, rows: list[dict]) -> list[str | None]:
 def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: int = 128,
             progress: Callable[[int, int], None] = lambda done, total: None, loaded=None) -> tuple[list[dict], dict | None]:
     """Every row with its prediction (in input order), and the scores where the rows hold the answers."""
+    column = run.recipe.data.text_column if run.recipe.task == CLASSIFIER else None
+    if column is not None:
+        bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
+        if bad is not None:
+            raise InputError(f"row {bad}: no text in `{column}` (what this classifier reads)")
     if not rows:
         raise InputError("no rows to predict on")
     model, tokenizer = loaded or load_model(run)
