@@ -212,7 +212,7 @@ def _cost(rule: Rule, profile: Profile, ruled_out: dict):
             if timing.cost_usd:
                 low, high = timing.cost_usd["low"], timing.cost_usd["high"]
                 days = high / demos if demos else float("inf")
-                cost = f"under $0.01" if high < 0.01 else f"~${low:,.2f}-{high:,.2f}"  # never "$0.00-0.00"
+                cost = "under $0.01" if high < 0.01 else f"~${low:,.2f}-{high:,.2f}"  # never "$0.00-0.00"
                 text += (f"; a LoRA run on your {profile.labeled_examples:,} examples costs {cost} once "
                          f"({'pays for itself within a day' if days < 1 else f'pays for itself in ~{days:,.0f} days'})")
     for method in rule.note:
