@@ -257,10 +257,12 @@ def dry_run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, gpu: st
                     num_processes)
     from adaptkit.recipe.consent import key_destination
 
-    try:
-        line = key_destination(loaded, send_key)
-    except InputError as exc:
-        line = f"the real run refuses: {exc}"
+    line = None
+    if not loaded.definition.trains or start_job:  # what the real run would send, and where
+        try:
+            line = key_destination(loaded, send_key)
+        except InputError as exc:
+            line = f"the real run refuses: {exc}"
     if line:
         result["code"] = [*result.get("code", []), line]
     return result

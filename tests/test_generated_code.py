@@ -103,10 +103,11 @@ def test_a_key_goes_only_where_it_belongs(invoke, monkeypatch, overrides, sent, 
         monkeypatch.setenv(name, "sk-test")
     dry = invoke("run", *PROMPTS, *overrides, "--dry-run")
     assert dry.exit_code == 0, dry.output
+    said = " ".join(dry.stdout.split())  # however wide the terminal the tests run in
     if sent:
-        assert sent in dry.stdout
+        assert sent in said
     else:
-        assert "the real run refuses" in dry.stdout
+        assert "the real run refuses" in said
         result = invoke("run", *PROMPTS, *overrides)
         assert result.exit_code == 2 and refused in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -115,6 +116,12 @@ def test_send_key_is_the_users_consent_but_never_for_plain_http(invoke, monkeypa
     monkeypatch.setenv("SOME_OTHER_SECRET", "sk-test")
     https = invoke("run", *PROMPTS, "backend.api_key_env=SOME_OTHER_SECRET", "backend.base_url=https://gw.example/v1", "--dry-run",
                    "--send-key")
-    assert "allowed by --send-key" in https.stdout
+    assert "allowed by --send-key" in " ".join(https.stdout.split())
     http = invoke("run", *PROMPTS, "backend.api_key_env=SOME_OTHER_SECRET", "backend.base_url=http://gw.example/v1", "--send-key")
     assert http.exit_code == 2 and "plain http" in http.stderr
+
+
+def test_a_vendor_job_is_never_started_over_plain_http(invoke, tmp_path):
+    result = invoke("run", "vendor_sft", "backend.base_url=http://vendor.example/v1", "backend.api_key_env=", f"output_dir={tmp_path / 'v'}",
+                    "--start-job")
+    assert result.exit_code == 2 and "plain http" in result.stderr and "OPENAI_API_KEY" in result.stderr

@@ -94,10 +94,10 @@ def key_destination(recipe: Recipe, allowed: bool) -> str | None:
     other than its provider's own (or under a name no provider uses) only with consent: --send-key, or the recipe's
     backend.allow_key_to naming that host (which --dry-run shows). Returns a line for --dry-run, or None."""
     block = recipe.backend
-    if block.kind != "openai" or not block.api_key_env or not block.base_url:
+    name = block.api_key_env or ("OPENAI_API_KEY" if recipe.adapter == "vendor" else None)  # a vendor job's default key
+    if block.kind != "openai" or not name or not block.base_url:
         return None
     scheme, host = _host(block.base_url)
-    name = block.api_key_env
     if scheme == "http" and host not in LOOPBACK:
         raise InputError(f"backend.base_url {block.base_url[:80]} is plain http: the key in {name} would cross the network "
                          "unencrypted; use https (http only to this machine)")

@@ -257,7 +257,7 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
     if column is not None:
         bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
         if bad is not None:
-            raise InputError(f"row {bad}: no text in `{column}` (what this classifier reads)")
+            raise InputError(f"row {bad}: no text in column `{column}` (what this classifier reads)")
     if not rows:
         raise InputError("no rows to predict on")
     model, tokenizer = loaded or load_model(run)
