@@ -178,7 +178,8 @@ def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] =
 
 def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: bool = False, resume: bool = False,
         stage: str = "all", num_processes: int = 1, accelerate_config: str | None = None, allow_code: bool = False,
-        start_job: bool = False, send_key: bool = False, push_to_hub: str | None = None, hub_public: bool = False, hub_license: str = "other",
+        start_job: bool = False, send_key: bool = False, accept_leakage: bool = False, push_to_hub: str | None = None,
+        hub_public: bool = False, hub_license: str = "other",
         confirm: Callable[[str, dict], bool] | None = None, progress: Callable[[int, int], None] | None = None,
         log: Log = _quiet, show_training: bool = False):
     """Train and evaluate a recipe (built-in name or path) with KEY=VALUE overrides, as `adaptkit run` does.
@@ -188,7 +189,8 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
     only an adaptkit run); code the recipe names runs only with `allow_code`. `num_processes` > 1 relaunches under
     torchrun (CPU) or accelerate (GPUs) and reads the finished run's metrics. `confirm(tool, arguments)` answers a
     tool-use recipe's state-changing calls (default: refuse them); `send_key` lets backend.api_key_env's key go to a host
-    that is not its provider's own; `log` receives the notes the CLI prints;
+    that is not its provider's own; `accept_leakage` runs even when eval rows are also in train (counted in
+    metrics.json); `log` receives the notes the CLI prints;
     `show_training` prints the Trainer's progress bar and loss lines on stderr (else a run prints nothing)."""
     from adaptkit.recipe.consent import check_consent, describe_code
     from adaptkit.recipe.load import load_recipe as load
@@ -220,6 +222,12 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
         if kept:  # the failing file may be one the user did not choose: say so
             raise InputError(f"{exc} (note: {kept[0]})") from None
         raise
+    leaked = getattr(data, "leaked", None) or {}
+    if leaked.get("rows") and loaded.data.eval and not accept_leakage:  # a held-out score on training rows overstates the model
+        raise InputError(f"{leaked['rows']} of the {leaked['of']} eval rows are also in the training data ({leaked['exact']} exact, "
+                         f"{leaked['near']} near duplicates; first: eval row {leaked['first'][0] + 1}): their score would be "
+                         "overstated. Remove them from data.eval, or pass --accept-leakage to run anyway (the count goes into "
+                         "metrics.json)")
     token = None
     if push_to_hub and not child:
         untrained = not loaded.definition.trains or loaded.adapter == "vendor"
@@ -376,6 +384,8 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
             from adaptkit.runners.data import eval_identity
 
             result.metrics["eval_data"] = eval_identity(recipe, data)  # compare refuses to rank runs scored on different rows
+            if getattr(data, "leaked", None):
+                result.metrics["eval_data"]["leaked"] = data.leaked  # what of the eval rows is also in train
             from adaptkit.runners.report import learning_warnings
 
             warnings = learning_warnings(result.metrics, result.history)
@@ -431,7 +441,8 @@ def _relaunch(context: RunContext, resume, processes, accelerate_config, work: P
         accelerate_config = str(work / LAUNCH_CONFIG)
         write_atomic(Path(accelerate_config), launch_config(recipe, context.recipe_ref, processes))
     stage = ["--stage", context.stage] if context.stage != "all" else []
-    tail = ["-m", "adaptkit", "run", context.recipe_ref, *context.overrides, *stage, "--allow-code"] + (["--resume"] if resume else [])
+    # the parent checked consent and leakage: its children do not ask again
+    tail = ["-m", "adaptkit", "run", context.recipe_ref, *context.overrides, *stage, "--allow-code", "--accept-leakage"] + (["--resume"] if resume else [])
     gpus, _ = detect_gpus()
     if gpus or accelerate_config:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]

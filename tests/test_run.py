@@ -291,7 +291,7 @@ def test_prompts_longer_than_max_length_are_one_clear_line(invoke, tmp_path, tin
     data.write_text("".join(json.dumps({"prompt": "order " * 80, "response": "refund"}) + "\n" for _ in range(8)))
     out = tmp_path / "out"
     result = invoke("run", "lora_sft", f"model={tiny_causal_lm}", f"output_dir={out}", f"data.train={data}", f"data.eval={data}",
-                    "training.max_length=32", "training.max_steps=2")
+                    "training.max_length=32", "training.max_steps=2", "--accept-leakage")  # the same file: the length is the point
     assert result.exit_code == 2 and "training.max_length=32" in result.stderr and "Traceback" not in result.output
     assert not out.exists()
 

@@ -36,13 +36,15 @@ from adaptkit.errors import InputError
                                                   "with scoring.scorer: code, what the model generates (boxed).")
 @click.option("--send-key", is_flag=True, help="Let the key in backend.api_key_env go to backend.base_url's host when that is "
                                                 "not its provider's own (a gateway, a proxy); https only.")
+@click.option("--accept-leakage", is_flag=True, help="Run even when eval rows are also in the training data (exact or near "
+                                                      "duplicates); their count goes into metrics.json.")
 @click.option("--push-to-hub", "push_to_hub", metavar="REPO_ID",
               help="Upload the finished run to this Hub model repo (token from HF_TOKEN or the stored login; checked before training).")
 @click.option("--hub-public", is_flag=True, help="With --push-to-hub: create the repo public (default: private).")
 @click.option("--hub-license", default="other", show_default=True, help="With --push-to-hub: the model card's license field.")
 @click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
 def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, num_processes, accelerate_config, stage, start_job,
-        allow_code, send_key, push_to_hub, hub_public, hub_license, as_json):
+        allow_code, send_key, accept_leakage, push_to_hub, hub_public, hub_license, as_json):
     """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
 
     Examples:
@@ -70,7 +72,7 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
     child = os.environ.get(api.CHILD_ENV) == "1"
     result = api.run(recipe, overrides, overwrite=overwrite, resume=resume, stage=stage, num_processes=num_processes,
                      accelerate_config=accelerate_config, allow_code=allow_code, start_job=start_job, send_key=send_key,
-                     push_to_hub=push_to_hub,
+                     accept_leakage=accept_leakage, push_to_hub=push_to_hub,
                      hub_public=hub_public, hub_license=hub_license, confirm=_confirmer(recipe, overrides),
                      progress=progress_line("embedding", "chunks"), log=lambda line: click.echo(line, err=True), show_training=True)
     if result is None:  # not the main process

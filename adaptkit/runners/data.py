@@ -25,9 +25,14 @@ class Splits:
     labels: list = field(default_factory=list)  # classification: the label set, in a stable order
     eval_source: str = ""
     kind: str = "instructions"  # classification | instructions | pairs
+    leaked: dict = field(default_factory=dict)  # eval rows whose input is also in train (load_data fills it)
 
     def describe(self) -> str:
-        return f"{len(self.train)} train / {len(self.eval)} eval rows"
+        said = f"{len(self.train)} train / {len(self.eval)} eval rows"
+        if self.leaked.get("rows"):
+            said += (f"; {self.leaked['rows']} eval rows also in train ({self.leaked['exact']} exact, {self.leaked['near']} near "
+                     "duplicates): their held-out score would be overstated")
+        return said
 
 
 @dataclass
@@ -206,10 +211,73 @@ def read_eval(recipe: Recipe, what: str) -> list[dict]:
 
 
 def load_data(recipe: Recipe):
-    """The recipe's data, read and checked by its method's own loader before any weights load."""
+    """The recipe's data, read and checked by its method's own loader before any weights load; for training data,
+    what of the eval rows is also in train (exact and near duplicates)."""
     from adaptkit.methods.registry import import_ref
 
-    return import_ref(recipe.definition.data)(recipe)
+    data = import_ref(recipe.definition.data)(recipe)
+    if isinstance(data, Splits) and data.train and data.eval:
+        data.leaked = overlap([input_text(r, recipe, data.kind) for r in data.train], [input_text(r, recipe, data.kind) for r in data.eval])
+    return data
+
+
+NEAR = 0.8  # Jaccard similarity of character 5-gram shingles above which two inputs are near duplicates (MinHash estimate)
+NEAR_LIMIT = 200_000  # training rows up to which near duplicates are looked for (MinHash LSH); exact ones always
+TEMPLATE_SHARE = 0.2  # a shingle in more of the training rows than this is the data's template, not its content
+
+
+def input_text(row: dict, recipe: Recipe, kind: str) -> str:
+    """What identifies a row as an example: its input (a classifier's text, an instruction's prompt or messages)."""
+    d = recipe.data
+    column = d.text_column if kind == "classification" else d.messages_column if d.messages_column and kind == "instructions" \
+        else d.prompt_column
+    value = row.get(column)
+    return response_text(value) if isinstance(value, list) else str(value if value is not None else "")
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+
+
+def overlap(train: list[str], eval_texts: list[str]) -> dict:
+    """Eval inputs that are also training inputs: exactly (after lowercasing and dropping punctuation and spacing), or
+    nearly (MinHash LSH over character 5-grams, less those most rows share; Jaccard >= NEAR; datasketch). The most common way a fine-tuning result is
+    overstated."""
+    import hashlib
+
+    key = lambda text: hashlib.sha1(_normal(text).encode()).hexdigest()  # noqa: E731
+    seen = {key(text) for text in train}
+    exact = [i for i, text in enumerate(eval_texts) if key(text) in seen]
+    near: list[int] = []
+    method = "normalized hashing"
+    try:
+        from datasketch import MinHash, MinHashLSH
+    except ImportError:
+        MinHash = None  # noqa: N806
+    if MinHash is not None and len(train) <= NEAR_LIMIT:
+        method += f" + MinHash LSH (character 5-grams less the template shared by many rows, Jaccard >= {NEAR:g})"
+        from collections import Counter
+
+        def shingles(text: str) -> set[str]:  # characters, not words: a changed word in a short text still matches
+            text = _normal(text)
+            return {text[i:i + 5] for i in range(max(1, len(text) - 4))}
+
+        train_sets = [shingles(text) for text in train]
+        frequency = Counter(s for found in train_sets for s in found)
+        template = {s for s, n in frequency.items() if n > max(5, TEMPLATE_SHARE * len(train))}  # an instruction every row repeats
+
+        def signature(found: set[str]):
+            sketch = MinHash(num_perm=64, seed=1)
+            sketch.update_batch([s.encode() for s in (found - template) or {""}])
+            return sketch
+
+        index = MinHashLSH(threshold=NEAR, num_perm=64)
+        for number, found in enumerate(train_sets):
+            index.insert(str(number), signature(found))
+        taken = set(exact)
+        near = [i for i, text in enumerate(eval_texts) if i not in taken and index.query(signature(shingles(text)))]
+    return {"rows": len(exact) + len(near), "exact": len(exact), "near": len(near), "of": len(eval_texts), "method": method,
+            "first": sorted(exact + near)[:5]}
 
 
 def describe_data(recipe: Recipe) -> str:

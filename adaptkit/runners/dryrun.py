@@ -18,7 +18,13 @@ from adaptkit.models import resolve_model
 
 def counts(splits: Splits) -> dict:
     """The rows of each split and where the eval rows came from: the start of a training method's data summary."""
-    return {"train_rows": len(splits.train), "eval_rows": len(splits.eval), "eval_source": splits.eval_source or "none"}
+    said = {"train_rows": len(splits.train), "eval_rows": len(splits.eval), "eval_source": splits.eval_source or "none"}
+    if splits.leaked:
+        said["leakage"] = (f"{splits.leaked['rows']} of {splits.leaked['of']} eval rows also in train ({splits.leaked['exact']} exact, "
+                           f"{splits.leaked['near']} near; {splits.leaked['method']})" + (
+                               (": the real run refuses unless --accept-leakage" if splits.eval_source and "%" not in splits.eval_source
+                                else ": the held-out share is drawn from the same file; deduplicate it") if splits.leaked["rows"] else ""))
+    return said
 
 
 def text(value) -> str:

@@ -182,6 +182,10 @@ def learning_warnings(metrics: dict, history: list[dict]) -> list[str]:
     if isinstance(value, (int, float)) and isinstance(base, (int, float)) and value <= base:
         said.append(f"{name} {value:.4f} is not above the base ({base:.4f}, {(evaluation.get('base') or {}).get('kind') or 'without the change'})"
                     ": this run does not beat what it started from")
+    leaked = (metrics.get("eval_data") or {}).get("leaked") or {}
+    if leaked.get("rows"):
+        said.append(f"{leaked['rows']} of the {leaked['of']} eval rows are also in the training data ({leaked['exact']} exact, "
+                    f"{leaked['near']} near duplicates): the score on them is overstated; deduplicate the data")
     rows = (metrics.get("eval_data") or {}).get("rows") or (evaluation.get("interval") or {}).get("rows")
     if isinstance(rows, int) and 0 < rows < SMALL_EVAL:
         interval = evaluation.get("interval") or {}

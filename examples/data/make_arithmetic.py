@@ -68,8 +68,13 @@ def rows(seed: int, count: int) -> list[dict]:
 
 def main() -> None:
     here = Path(__file__).parent
-    everything = rows(2026, 360)
-    for name, part in (("arithmetic_train.jsonl", everything[:320]), ("arithmetic_eval.jsonl", everything[320:])):
+    everything = rows(2026, 480)
+    train = everything[:320]
+    from adaptkit.runners.data import overlap  # the leakage check adaptkit runs: no held-out row may be a training row's twin
+
+    prompts = [row["prompt"] for row in train]
+    held = [row for row in everything[320:] if not overlap(prompts, [row["prompt"]])["rows"]][:40]
+    for name, part in (("arithmetic_train.jsonl", train), ("arithmetic_eval.jsonl", held)):
         with open(here / name, "w", encoding="utf-8") as handle:
             for row in part:
                 handle.write(json.dumps(row) + "\n")
