@@ -397,6 +397,7 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
 
                 finish(recipe, result.metrics, processes())
             _save(recipe, result.metrics, root)
+            _record(root, log)
         return result
 
     result = _guarded(out, work, context)
@@ -471,6 +472,18 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _record(folder: Path, log: Log) -> None:
+    """The finished run into the ledger (adaptkit.ledger); a ledger that cannot be written never fails the run."""
+    from adaptkit import ledger
+
+    if not ledger.enabled():
+        return
+    try:
+        ledger.add_run(folder)
+    except Exception as exc:  # a locked, full or unwritable ledger: the run itself is done
+        log(f"note: the run was not recorded in the ledger {ledger.path()} ({exc.__class__.__name__}: {str(exc)[:80]})")
 
 
 def _save(recipe, metrics: dict, out: Path) -> None:

@@ -6,6 +6,8 @@ from click.testing import CliRunner
 # Before anything imports huggingface_hub (which reads these once): no hub access in tests.
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[_name] = "1"
+# The ledger of runs, for every process the tests start (modules copy os.environ at import): never the user's home.
+os.environ["ADAPTKIT_LEDGER"] = os.path.join(__import__("tempfile").mkdtemp(prefix="adaptkit-ledger-"), "ledger.sqlite")
 
 from adaptkit.cli import cli
 

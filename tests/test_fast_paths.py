@@ -34,6 +34,7 @@ def poisoned_path(tmp_path):
     ["recipes", "validate", "lora_cls"],
     ["estimate", "--recipe", "qlora_sft", "--gpu", "4090", "--json"],
     ["run", "--help"],
+    ["ledger", "list"],
 ])
 def test_fast_paths_import_no_training_stack(poisoned_path, args):
     code = (
@@ -44,7 +45,8 @@ def test_fast_paths_import_no_training_stack(poisoned_path, args):
         f"    heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "    assert not heavy, heavy\n"
     )
-    env = {"PYTHONPATH": str(poisoned_path), "PATH": "/usr/bin:/bin", "ADAPTKIT_FAKE_GPUS": "0"}
+    env = {"PYTHONPATH": str(poisoned_path), "PATH": "/usr/bin:/bin", "ADAPTKIT_FAKE_GPUS": "0",
+           "ADAPTKIT_LEDGER": str(poisoned_path / "ledger.sqlite")}  # never the real home
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert "imported" not in result.stderr

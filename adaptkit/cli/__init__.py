@@ -19,6 +19,7 @@ COMMANDS = {
     "compare": ("adaptkit.cli.compare", "compare", "Run several recipes on the same held-out data and recommend the cheapest good one."),
     "export": ("adaptkit.cli.export", "export", "Write a recipe as a standalone training script."),
     "hardware": ("adaptkit.cli.hardware", "hardware", "Show GPUs, CPU, RAM, disk and the installed training stack."),
+    "ledger": ("adaptkit.cli.ledger", "ledger", "List, show, remove or scan the record of every finished run."),
     "merge": ("adaptkit.cli.merge", "merge", "Merge a run's LoRA/IA3 adapter into its base: a standalone model for from_pretrained."),
     "methods": ("adaptkit.cli.methods", "methods_cmd", "List the ten adaptation methods (the adaptation table)."),
     "predict": ("adaptkit.cli.predict", "predict", "Predict with a finished run on a file or stdin (scored where the answers are there)."),

@@ -1,0 +1,88 @@
+"""The ledger: every finished run recorded once, listed, shown, removed and rebuilt from run folders; two processes
+writing at once corrupt nothing."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+
+def fake_run(folder, method="lora_adapters", value=0.9, base=0.2, sha="abc123"):
+    folder.mkdir(parents=True)
+    metrics = {"method": method, "task": "sequence_classification",
+               "train": {"runtime_s": 12.5, "steps": 10, "trainable_params": 100, "total_params": 1000},
+               "eval": {"accuracy": value, "primary_metric": "accuracy", "base": {"accuracy": base, "kind": "majority"}},
+               "eval_data": {"source": "x.jsonl", "sha256": sha, "rows": 80},
+               "resources": {"device": "cpu", "measured_peak_gb": 0.6, "predicted_peak_gb": 0.5, "tokens": 1000}}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "recipe.yaml").write_text(yaml.safe_dump({"method": method, "model": "m", "training": {"epochs": 3}, "lora": {"r": 8}}))
+    return folder
+
+
+def test_scan_list_show_and_remove(invoke, tmp_path):
+    fake_run(tmp_path / "runs" / "a")
+    fake_run(tmp_path / "runs" / "b", method="prompt_engineering", value=0.7, sha="def456")
+    (tmp_path / "runs" / "broken").mkdir()
+    (tmp_path / "runs" / "broken" / "metrics.json").write_text("{not json")
+    (tmp_path / "runs" / "broken" / "recipe.yaml").write_text("method: x\n")
+    scanned = invoke("ledger", "scan", tmp_path / "runs")
+    assert scanned.exit_code == 0 and "recorded 2 run(s)" in scanned.stdout and "skipped" in scanned.stderr
+    again = invoke("ledger", "scan", tmp_path / "runs")  # a run already recorded is updated, not doubled
+    found = json.loads(invoke("ledger", "list", "--json").stdout)
+    mine = [r for r in found if r["folder"].startswith(str(tmp_path))]
+    assert again.exit_code == 0 and len(mine) == 2
+    lora = next(r for r in mine if r["method"] == "lora_adapters")
+    assert lora["value"] == 0.9 and lora["base"] == 0.2 and lora["delta"] == pytest.approx(0.7) and lora["data_sha256"] == "abc123"
+    assert lora["record"]["settings"] == {"lora": {"r": 8}} and lora["measured_peak_gb"] == 0.6
+    only = json.loads(invoke("ledger", "list", "--data", "def456", "--json").stdout)
+    assert [r["method"] for r in only] == ["prompt_engineering"]
+    shown = json.loads(invoke("ledger", "show", lora["id"]).stdout)
+    assert shown["folder"] == lora["folder"]
+    assert invoke("ledger", "rm", lora["id"]).exit_code == 0
+    gone = invoke("ledger", "show", lora["id"])
+    assert gone.exit_code == 2 and "no run" in gone.stderr
+    assert (tmp_path / "runs" / "a" / "metrics.json").is_file()  # the run folder itself is untouched
+
+
+def test_two_processes_writing_at_once_corrupt_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTKIT_LEDGER", str(tmp_path / "ledger.sqlite"))
+    for n in range(2):
+        for k in range(20):
+            fake_run(tmp_path / f"w{n}" / f"run{k}", value=k / 20)
+    code = ("import sys; from adaptkit import ledger\n"
+            "for k in range(20): ledger.add_run(sys.argv[1] + f'/run{k}')\n")
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"w{n}")]) for n in range(2)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    from adaptkit import ledger
+
+    assert len(ledger.rows()) == 40
+    with ledger.connect() as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == ledger.SCHEMA
+
+
+def test_a_newer_ledger_is_refused_not_overwritten(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("ADAPTKIT_LEDGER", str(tmp_path / "new.sqlite"))
+    with sqlite3.connect(tmp_path / "new.sqlite") as db:
+        db.execute("PRAGMA user_version=99")
+    from adaptkit import ledger
+    from adaptkit.errors import InputError
+
+    with pytest.raises(InputError, match="newer than this adaptkit"):
+        ledger.rows()
+
+
+@pytest.mark.train
+def test_every_finished_run_adds_one_record(invoke, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("run", "lora_cls", f"output_dir={out}", "training.max_steps=2", "data.max_rows=32").exit_code == 0
+    from adaptkit import ledger
+
+    mine = [r for r in ledger.rows(method="lora_adapters") if r["folder"] == str(out.resolve())]
+    assert len(mine) == 1 and mine[0]["metric"] == "accuracy" and mine[0]["data_sha256"] and mine[0]["training_s"] > 0
