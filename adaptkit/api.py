@@ -373,12 +373,14 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
                          show_training=show_training)
 
     def work():
+        from contextlib import nullcontext
+
+        bars = nullcontext()  # a trained run's `datasets` bars follow show_training (datasets loads with the runner)
         if recipe.definition.trains:
             from adaptkit.runners.core import dataset_progress
 
-            with dataset_progress(show_training):
-                result = import_ref(recipe.definition.runner)(recipe, data, options)
-        else:
+            bars = dataset_progress(show_training)
+        with bars:
             result = import_ref(recipe.definition.runner)(recipe, data, options)
         if result is not None and result.stage == "all":
             from adaptkit.runners.data import eval_identity

@@ -133,19 +133,23 @@ def add_run(folder: Path) -> int:
 def rows(method: str | None = None, data_sha256: str | None = None, task: str | None = None) -> list[dict]:
     """Records, newest first, filtered by method, data hash or task."""
     wanted = [(name, value) for name, value in (("method", method), ("data_sha256", data_sha256), ("task", task)) if value]
+    return _select(wanted)
+
+
+def one(ident: int) -> dict:
+    found = _select([("id", ident)])
+    if not found:
+        raise InputError(f"no run {ident} in the ledger ({path()}): see `adaptkit ledger list`")
+    return found[0]
+
+
+def _select(wanted: list[tuple[str, object]]) -> list[dict]:
+    """Records whose columns equal the values wanted, newest first, each with its full record."""
     where = (" WHERE " + " AND ".join(f"{name} = ?" for name, _ in wanted)) if wanted else ""
     with closing(connect()) as db:
         found = db.execute(f"SELECT {', '.join(COLUMNS)}, record FROM runs{where} ORDER BY recorded DESC, id DESC",
                            [value for _, value in wanted]).fetchall()
     return [{**dict(zip(COLUMNS, row[:-1])), "record": json.loads(row[-1])} for row in found]
-
-
-def one(ident: int) -> dict:
-    with closing(connect()) as db:
-        row = db.execute(f"SELECT {', '.join(COLUMNS)}, record FROM runs WHERE id = ?", (ident,)).fetchone()
-    if row is None:
-        raise InputError(f"no run {ident} in the ledger ({path()}): see `adaptkit ledger list`")
-    return {**dict(zip(COLUMNS, row[:-1])), "record": json.loads(row[-1])}
 
 
 def remove(ident: int) -> None:

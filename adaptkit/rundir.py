@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +32,33 @@ def pending_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.adaptkit-pending"
 
 
+CHECKPOINT_DONE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """The folder's complete checkpoints, oldest first."""
+    found = [p for p in folder.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and (p / CHECKPOINT_DONE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
 def has_checkpoint(folder: Path) -> bool:
-    """A complete Trainer checkpoint (its trainer_state.json, written last, is there) in the folder or one level down
-    (RLHF's stages)."""
-    return folder.is_dir() and any((p / "trainer_state.json").is_file() for pattern in ("checkpoint-*", "*/checkpoint-*")
-                                   for p in folder.glob(pattern) if not p.name.endswith(".incomplete"))
+    """A complete Trainer checkpoint in the folder or one level down (RLHF's stages)."""
+    return folder.is_dir() and any(complete_checkpoints(place) for place in (folder, *(p for p in folder.iterdir() if p.is_dir())))
+
+
+def set_aside_incomplete(folder: Path) -> list[str]:
+    """Rename checkpoints a killed process left half-written (no trainer_state.json, written last) to
+    `checkpoint-N.incomplete`, so that --resume takes the newest complete one; nothing is deleted. What was done."""
+    said = []
+    for path in sorted(folder.glob("checkpoint-*")):
+        if re.fullmatch(r"checkpoint-\d+", path.name) and path.is_dir() and not (path / CHECKPOINT_DONE).is_file():
+            aside = path.with_name(path.name + ".incomplete")
+            if aside.exists():
+                remove_tree(aside)  # an earlier set-aside copy of the same step, made by adaptkit
+            path.rename(aside)
+            said.append(f"{path.name} was not written to the end (no {CHECKPOINT_DONE}): set aside as {aside.name}; "
+                        "resuming from the newest complete checkpoint")
+    return said
 
 
 def is_adaptkit_run(folder: Path) -> bool:

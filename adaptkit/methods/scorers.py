@@ -27,7 +27,6 @@ import tempfile
 from collections import Counter
 import contextlib
 import functools
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -122,9 +121,10 @@ def extraction(predictions: list, references: list, schema: dict | None = None, 
     _check(predictions, references)
     parsed = [parse_json(p) for p in predictions]
     gold = [parse_json(r) if not isinstance(r, dict) else r for r in references]
-    counts = [(len(_fields(p) & _fields(g)), len(_fields(p) - _fields(g)), len(_fields(g) - _fields(p))) for p, g in zip(parsed, gold)]
+    fields = [(_fields(p), _fields(g)) for p, g in zip(parsed, gold)]  # each row's (predicted, expected) fields, once
+    counts = [(len(got & want), len(got - want), len(want - got)) for got, want in fields]
     valid = [float(isinstance(p, dict)) for p in parsed]
-    exact = [float(isinstance(p, dict) and _fields(p) == _fields(g)) for p, g in zip(parsed, gold)]
+    exact = [float(isinstance(p, dict) and got == want) for p, (got, want) in zip(parsed, fields)]
     metrics = {"json_valid": _mean(valid), "exact_match": _mean(exact), "field_f1": micro_f1(counts),
                "rows": {"json_valid": valid, "exact_match": exact, "field_f1": counts}}
     if schema is not None:
@@ -238,7 +238,7 @@ def run_test(solution: str, test: str, timeout_s: float = 10.0, memory_mb: int =
         if not boxed:  # no network namespace here: proxies that go nowhere for what honours them
             env.update({name: NOWHERE for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")})
         kwargs = {"preexec_fn": _limits(memory_mb, int(timeout_s) + 1)} if os.name == "posix" else {}
-        with (nullcontext() if boxed else _hidden_environment()):
+        with (contextlib.nullcontext() if boxed else _hidden_environment()):
             try:
                 process = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                            stdin=subprocess.DEVNULL, **kwargs)

@@ -31,7 +31,7 @@ MAX_HELD_OUT = 0.3  # the largest share of one file held out
 HEADROOM = 0.88  # emitted recipes aim at 88% of device memory: the estimator's error band is about 10-20%
 
 
-COLUMNS = {  # the data columns each kind of training data is read by: written into emitted recipes, to be renamed
+READ_COLUMNS = {  # the data columns each kind of training data is read by: written into emitted recipes, to be renamed
     "classification": ("text_column", "label_column"), "instructions": ("prompt_column", "response_column"),
     "pairs": ("prompt_column", "chosen_column", "rejected_column"), "answers": ("prompt_column",),
 }
@@ -51,7 +51,7 @@ class EmitContext:
     def training_data(self, kind: str) -> dict:
         """task, model, data and training for a kind of training data: the user's files, else the demo's (and a note)."""
         p, defaults = self.profile, DEFAULTS[kind]
-        self.columns = COLUMNS[kind]
+        self.columns = READ_COLUMNS[kind]
         if not p.model:
             self.notes.append(f"model: {defaults['model']} (no model in the answers; set model=... to change it)")
         if not p.train_data:

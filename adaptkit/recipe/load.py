@@ -268,49 +268,52 @@ def _resolved(value: str, role: str, base: Path) -> str:
     return str((base / path).resolve())
 
 
-def resolve_inputs(data: dict, base: Path, model: type[BaseModel] | None = None) -> None:
-    """Make the relative input paths in raw recipe data absolute against `base`, in place."""
-    model = model or _variant(data.get("method"))
+def _rewrite_inputs(data: dict, model: type[BaseModel], rewrite) -> None:
+    """Replace, in place, each path-like value of raw recipe data (its field marked input_path) with
+    `rewrite(value, role)`, in nested blocks and lists of blocks too."""
     for name, value in list(data.items()):
         if name not in model.model_fields or value is None:
             continue
         role = path_role(model, name)
         if role and isinstance(value, str):
-            data[name] = _resolved(value, role, base)
+            data[name] = rewrite(value, role)
             continue
         inner = nested_model(model, name)
         if inner is not None:
             for item in (value if isinstance(value, list) else [value]):
                 if isinstance(item, dict):
-                    resolve_inputs(item, base, inner)
+                    _rewrite_inputs(item, inner, rewrite)
+
+
+def resolve_inputs(data: dict, base: Path, model: type[BaseModel] | None = None) -> None:
+    """Make the relative input paths in raw recipe data absolute against `base`, in place."""
+    _rewrite_inputs(data, model or _variant(data.get("method")), lambda value, role: _resolved(value, role, base))
+
+
+def _reach(target: str, folder: Path) -> str:
+    """An absolute path as written in a file in `folder`: relative to it, unless the two share nothing but the root."""
+    import os
+
+    shared = os.path.commonpath([target, str(folder)])
+    return target if shared == os.path.dirname(shared) else os.path.relpath(target, folder)
 
 
 def relative_inputs(data: dict, folder: Path, model: type[BaseModel] | None = None) -> None:
     """Rewrite, in place, the local input paths of raw recipe data (relative to the working folder, or absolute) to
     reach the same files from `folder`, where the recipe file will be: relative, unless the two share nothing but the
     root (then absolute). Hub ids, hub datasets and where a run writes stay as they are."""
-    import os
+    start, base = Path(folder).expanduser().resolve(), Path.cwd()
 
-    model = model or _variant(data.get("method"))
-    base = Path.cwd()
-    for name, value in list(data.items()):
-        if name not in model.model_fields or value is None:
-            continue
-        role = path_role(model, name)
-        if role and role != "output" and isinstance(value, str):
-            absolute = _resolved(value, role, base)
-            target, sep, function = absolute.rpartition(":") if role == "code" else (absolute, "", "")
-            if Path(target).is_absolute() and Path(target).exists():
-                start = Path(folder).expanduser().resolve()
-                shared = os.path.commonpath([target, str(start)])
-                kept = target if shared == os.path.dirname(shared) else os.path.relpath(target, start)
-                data[name] = kept + (sep + function if sep else "")
-            continue
-        inner = nested_model(model, name)
-        if inner is not None:
-            for item in (value if isinstance(value, list) else [value]):
-                if isinstance(item, dict):
-                    relative_inputs(item, folder, inner)
+    def rewrite(value: str, role: str) -> str:
+        if role == "output":
+            return value
+        absolute = _resolved(value, role, base)
+        target, sep, function = absolute.rpartition(":") if role == "code" else (absolute, "", "")
+        if not (Path(target).is_absolute() and Path(target).exists()):
+            return value
+        return _reach(target, start) + (sep + function if sep else "")
+
+    _rewrite_inputs(data, model or _variant(data.get("method")), rewrite)
 
 
 def input_paths(recipe: Recipe, recipe_file: Path | None = None) -> list[Path]:
@@ -325,7 +328,6 @@ def input_paths(recipe: Recipe, recipe_file: Path | None = None) -> list[Path]:
 def portable_copy(path: Path, builtin: bool, dest: Path) -> str:
     """A recipe file's text, comments kept, with each relative input path rewritten to reach the same file from `dest`'s folder."""
     import copy
-    import os
     import re
 
     text = path.read_text(encoding="utf-8")
@@ -333,9 +335,7 @@ def portable_copy(path: Path, builtin: bool, dest: Path) -> str:
     resolved = copy.deepcopy(original)
     resolve_inputs(resolved, path.resolve().parent)
     for old, new in _changed_paths(original, resolved):
-        folder = dest.resolve().parent
-        shared = os.path.commonpath([new, str(folder)])
-        relative = new if shared == os.path.dirname(shared) else os.path.relpath(new, folder)  # nothing shared but / : absolute
+        relative = _reach(new, dest.resolve().parent)
         text = re.sub(rf"(:\s*)([\"']?){re.escape(old)}\2(?=\s|$)", lambda m: f"{m.group(1)}{m.group(2)}{relative}{m.group(2)}", text)
     return text
 

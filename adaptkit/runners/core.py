@@ -288,36 +288,6 @@ def dataset_progress(show: bool):
         (disable_progress_bars if before else enable_progress_bars)()
 
 
-CHECKPOINT_DONE = "trainer_state.json"  # the Trainer writes it last: a checkpoint without it is incomplete
-
-
-def complete_checkpoints(folder: Path) -> list[Path]:
-    """The folder's complete checkpoints, oldest first."""
-    import re
-
-    found = [p for p in folder.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and (p / CHECKPOINT_DONE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def set_aside_incomplete(folder: Path) -> list[str]:
-    """Rename checkpoints a killed process left half-written (no trainer_state.json, written last) to
-    `checkpoint-N.incomplete`, so that --resume takes the newest complete one; nothing is deleted. What was done."""
-    import re
-
-    said = []
-    for path in sorted(folder.glob("checkpoint-*")):
-        if re.fullmatch(r"checkpoint-\d+", path.name) and path.is_dir() and not (path / CHECKPOINT_DONE).is_file():
-            aside = path.with_name(path.name + ".incomplete")
-            if aside.exists():
-                from adaptkit._files import remove_tree
-
-                remove_tree(aside)  # an earlier set-aside copy of the same step, made by adaptkit
-            path.rename(aside)
-            said.append(f"{path.name} was not written to the end (no {CHECKPOINT_DONE}): set aside as {aside.name}; "
-                        "resuming from the newest complete checkpoint")
-    return said
-
-
 def fit(trainer, stop: dict, resume: bool, show: bool = False):
     """Run trainer.train with Ctrl-C saving a checkpoint. Returns (result, seconds). `show`: the Trainer's progress bar
     and log lines go to stderr (the CLI's run); else nothing is printed (a library call)."""
@@ -337,6 +307,8 @@ def fit(trainer, stop: dict, resume: bool, show: bool = False):
     if resume:  # the seconds the interrupted part trained, kept in the checkpoint the Trainer resumes from
         from transformers.trainer_utils import get_last_checkpoint
 
+        from adaptkit.rundir import set_aside_incomplete
+
         for line in set_aside_incomplete(Path(trainer.args.output_dir)):
             if show:
                 print(f"note: {line}", file=sys.stderr, flush=True)
@@ -355,6 +327,8 @@ def fit(trainer, stop: dict, resume: bool, show: bool = False):
         with contextlib.redirect_stdout(sys.stderr):
             result = trainer.train(resume_from_checkpoint=True if resume else None)
     except OSError as exc:  # a full or unwritable disk while saving a checkpoint: what was kept, and how to go on
+        from adaptkit.rundir import complete_checkpoints, set_aside_incomplete
+
         out = Path(trainer.args.output_dir)
         set_aside_incomplete(out)
         kept = complete_checkpoints(out)

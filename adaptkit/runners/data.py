@@ -166,6 +166,11 @@ def label_key(value):
     return value
 
 
+def nonempty_splits(train: list[dict], eval_rows: list[dict]):
+    """(rows, where) for each split that has rows, training first: what every data check walks."""
+    return [(rows, where) for rows, where in ((train, "data.train"), (eval_rows, "data.eval")) if rows]
+
+
 def read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:
     """(train, eval, where eval came from): data.eval, a held-out share of data.train, or nothing."""
     d = recipe.data

@@ -12,7 +12,7 @@ import shlex
 from adaptkit.errors import InputError
 from adaptkit.recipe.load import as_yaml
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import Splits
+from adaptkit.runners.data import Splits, response_text
 from adaptkit.models import resolve_model
 
 
@@ -28,10 +28,8 @@ def counts(splits: Splits) -> dict:
 
 
 def text(value) -> str:
-    """A prompt or response as text: a string, or the contents of a message list."""
-    if isinstance(value, list):
-        return " ".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
-    return str(value)
+    """A prompt or response as text: a string, or the contents of a message list (anything else as its str)."""
+    return response_text(value) if isinstance(value, list) else str(value)
 
 
 def tokenized(recipe: Recipe, summary: dict, texts: list[str] | None, conversations: list | None = None) -> dict:

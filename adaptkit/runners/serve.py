@@ -10,6 +10,7 @@ requests wait their turn and a request past that gets 429. Bodies over `max_requ
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the request models from the endpoints' annotations.
+import functools
 import json
 import threading
 import time
@@ -296,8 +297,10 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
     return app
 
 
-def _too_large_error():
-    """An HTTP 413 the body counter raises while the route reads the body (FastAPI passes HTTP errors through)."""
+@functools.lru_cache(maxsize=1)
+def too_large_class():
+    """The 413 the body counter raises while the route reads the body (FastAPI passes HTTP errors through); made on
+    first use, as starlette is imported with the server only."""
     from starlette.exceptions import HTTPException
 
     class TooLarge(HTTPException):
@@ -305,16 +308,6 @@ def _too_large_error():
             super().__init__(413, "request body too large")
 
     return TooLarge
-
-
-_TOO_LARGE: list = []
-
-
-def too_large_class():
-    """The one 413 exception class (made on first use: starlette is imported with the server only)."""
-    if not _TOO_LARGE:
-        _TOO_LARGE.append(_too_large_error())
-    return _TOO_LARGE[0]
 
 
 class Guard:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from adaptkit.errors import InputError
 from adaptkit.methods.preference.rewards import final_number
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import Splits, check_text, read_splits, require_columns, response_text
+from adaptkit.runners.data import Splits, check_text, nonempty_splits, read_splits, require_columns, response_text
 
 
 def load_pairs(recipe: Recipe) -> Splits:
@@ -20,11 +20,8 @@ def load_pairs(recipe: Recipe) -> Splits:
 
 
 def feedback(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
-
     d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
+    for rows, where in nonempty_splits(train, eval_rows):
         require_columns(rows, [d.prompt_column], where, "data.prompt_column")
         require_columns(rows, [d.completion_column], where, "data.completion_column")
         require_columns(rows, [d.label_column], where, "data.label_column")
@@ -46,9 +43,7 @@ def load_rl(recipe: Recipe) -> Splits:
         return load_pairs(recipe)
     train, eval_rows, eval_source = read_splits(recipe)
     d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
+    for rows, where in nonempty_splits(train, eval_rows):
         require_columns(rows, [d.prompt_column], where, "data.prompt_column")
         if isinstance(rows[0][d.prompt_column], str):  # conversational prompts are message lists
             check_text(rows, d.prompt_column, where)
@@ -66,9 +61,7 @@ def load_rl(recipe: Recipe) -> Splits:
 
 def preferences(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
     d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
+    for rows, where in nonempty_splits(train, eval_rows):
         present = set(rows[0])
         if d.chosen_column not in present and d.rejected_column not in present and (
                 d.response_column in present or d.messages_column in present or "messages" in present or "completion" in present):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from adaptkit.errors import InputError
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import Splits, check_labels, check_text, label_key, read_splits, require_columns
+from adaptkit.runners.data import Splits, check_labels, check_text, label_key, nonempty_splits, read_splits, require_columns
 
 
 def load_splits(recipe: Recipe) -> Splits:
@@ -18,9 +18,7 @@ def load_splits(recipe: Recipe) -> Splits:
 
 def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
     d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
+    for rows, where in nonempty_splits(train, eval_rows):
         require_columns(rows, [d.text_column], where, "data.text_column")
         require_columns(rows, [d.label_column], where, "data.label_column")
         check_text(rows, d.text_column, where)
@@ -37,9 +35,7 @@ def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits
 
 def instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
     d = recipe.data
-    for rows, where in ((train, "data.train"), (eval_rows, "data.eval")):
-        if not rows:
-            continue
+    for rows, where in nonempty_splits(train, eval_rows):
         if d.messages_column:
             require_columns(rows, [d.messages_column], where, "data.messages_column")
             for number, row in enumerate(rows, 1):
