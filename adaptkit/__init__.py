@@ -4,16 +4,18 @@
     advice = adaptkit.advise({"task": "classification", "goal": "behavior", "weight_access": "open"})
     result = adaptkit.run("lora_cls", ["training.max_steps=20", "output_dir=runs/mine"])
     adaptkit.predict(result.folder, [{"text": "I was charged twice"}]).rows
+    adaptkit.ledger.rows(method="lora_adapters")  # every finished run, recorded
 
 The API is exported lazily (PEP 562): `import adaptkit` loads no torch and nothing else heavy.
 """
 
 __version__ = "0.1.0"
 
-# name -> (module, attribute)
+# name -> (module, attribute); attribute None: the module itself
 _EXPORTS = {
     "advise": ("adaptkit.api", "advise"),
     "write_recipe": ("adaptkit.api", "write_recipe"),
+    "WrittenRecipe": ("adaptkit.api", "WrittenRecipe"),
     "estimate": ("adaptkit.api", "estimate"),
     "load_recipe": ("adaptkit.api", "load_recipe"),
     "dry_run": ("adaptkit.api", "dry_run"),
@@ -27,6 +29,7 @@ _EXPORTS = {
     "RunResult": ("adaptkit.methods.base", "RunResult"),
     "AdaptkitError": ("adaptkit.errors", "AdaptkitError"),
     "InputError": ("adaptkit.errors", "InputError"),
+    "ledger": ("adaptkit.ledger", None),
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -38,7 +41,7 @@ def __getattr__(name: str):
     import importlib
 
     module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(module), attribute)
+    value = importlib.import_module(module) if attribute is None else getattr(importlib.import_module(module), attribute)
     globals()[name] = value  # looked up once
     return value
 

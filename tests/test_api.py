@@ -22,7 +22,8 @@ def test_import_adaptkit_stays_light_and_exports_the_api():
     done = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     seen = json.loads(done.stdout)
     assert seen["torch"] is False and seen["click"] is False
-    assert {"advise", "estimate", "run", "compare", "predict", "load_recipe", "Profile", "RunResult"} <= set(seen["names"])
+    assert {"advise", "estimate", "run", "compare", "predict", "load_recipe", "Profile", "RunResult", "WrittenRecipe",
+            "ledger"} <= set(seen["names"])
     with pytest.raises(AttributeError):
         adaptkit.no_such_thing  # noqa: B018
 

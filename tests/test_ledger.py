@@ -86,3 +86,11 @@ def test_every_finished_run_adds_one_record(invoke, tmp_path):
 
     mine = [r for r in ledger.rows(method="lora_adapters") if r["folder"] == str(out.resolve())]
     assert len(mine) == 1 and mine[0]["metric"] == "accuracy" and mine[0]["data_sha256"] and mine[0]["training_s"] > 0
+
+
+def test_the_ledger_is_part_of_the_library(tmp_path, monkeypatch):
+    import adaptkit
+
+    monkeypatch.setenv("ADAPTKIT_LEDGER", str(tmp_path / "l.sqlite"))
+    adaptkit.ledger.add_run(fake_run(tmp_path / "r"))
+    assert [r["method"] for r in adaptkit.ledger.rows()] == ["lora_adapters"]
