@@ -388,6 +388,8 @@ def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, ac
             result.metrics["eval_data"] = eval_identity(recipe, data)  # compare refuses to rank runs scored on different rows
             if getattr(data, "leaked", None):
                 result.metrics["eval_data"]["leaked"] = data.leaked  # what of the eval rows is also in train
+            if getattr(data, "mix", None) is not None:
+                result.metrics["train_data"] = {"sources": data.mix.sources}  # each source's format, rows and share of the mix
             from adaptkit.runners.report import learning_warnings
 
             warnings = learning_warnings(result.metrics, result.history)

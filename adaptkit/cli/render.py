@@ -262,6 +262,15 @@ def show_dry_run(report: dict) -> None:
         _show_memory_and_commands(console, report)
         return
     console.print(f"\n[bold]Data[/]: {data['train_rows']} train rows, {data['eval_rows']} eval rows (eval: {data['eval_source']})")
+    if data.get("balance"):
+        console.print(f"  [yellow]balance[/]: {escape(data['balance'])}")
+    if data.get("leakage"):
+        console.print(f"  [yellow]leakage[/]: {escape(data['leakage'])}")
+    for source in data.get("sources", []):
+        read = source["rows"] if source["rows"] == "streamed" else f"{source['rows']} rows"
+        tokens = f", {source['tokens']:,} tokens" if "tokens" in source else ""
+        console.print(f"  source {source['source']} ({source['format']}, {read}): {source['rows_in_mix']} in the mix "
+                      f"({source['share']:.0%}{tokens})", markup=False)
     if "ratings" in data:
         console.print(f"  ratings (train): {data['ratings']['up']} up, {data['ratings']['down']} down")
     if "labels" in data:

@@ -109,9 +109,39 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+FORMATS = ("auto", "prompt_response", "alpaca", "sharegpt", "messages", "pairs", "kto", "labeled", "text")
+
+
+class DataSource(Strict):
+    """One training source of a mix: where it is, what shape its rows have, and its part of the mix."""
+
+    path: str = input_path("a .jsonl/.json/.csv/.tsv/.parquet file, or a hub dataset id", "data")
+    format: Literal[FORMATS] = Field("auto", description=(  # type: ignore[valid-type]
+        "how the rows are written: prompt_response, alpaca (instruction/input/output), sharegpt (conversations of from/value), "
+        "messages (OpenAI chat: role/content), pairs (prompt/chosen/rejected), kto (prompt/completion/label), labeled "
+        "(text/label), text (raw text); auto reads it from the columns"))
+    weight: Optional[float] = Field(None, gt=0, description="this source's share of the mix (weights are normalised; "
+                                                            "datasets.interleave_datasets draws from them, seeded)")
+    rows: Optional[int] = Field(None, ge=1, description="take exactly this many rows (a smaller source is repeated; "
+                                                        "instead of weight)")
+    columns: dict[str, str] = Field(default_factory=dict, description="rename this source's columns first: {its name: the name "
+                                                                      "its format reads}")
+    config: Optional[str] = Field(None, description="hub dataset: its configuration (subset) name")
+    split: str = Field("train", description="hub dataset: the split read")
+    revision: Optional[str] = Field(None, description="hub dataset: a branch, tag or commit, for a run that reads the same rows again")
+    streaming: bool = Field(False, description="read the hub dataset as a stream (nothing downloaded beyond the rows taken); "
+                                               "needs rows, or data.max_rows")
+
+
 class DataConfig(Strict):
     train: Optional[str] = input_path("training data (or the demonstration pool): a .jsonl/.csv/.parquet file, or a hub dataset name",
                                       "data", default=None)
+    sources: Optional[list[DataSource]] = Field(None, min_length=1, description=(
+        "instead of train: several training sources, each with its format and weight or rows, mixed into one training set "
+        "(`--dry-run` shows the mix)"))
+    mix_strategy: Literal["first_exhausted", "all_exhausted"] = Field(
+        "first_exhausted", description="weighted sources: stop when the first source runs out, or when all have (repeating the "
+                                       "small ones); datasets' stopping_strategy")
     eval: Optional[str] = input_path("held-out data (same formats); or use eval_fraction", "data", default=None)
     train_split: str = Field("train", description="split of a hub dataset used for training")
     eval_split: str = Field("test", description="split of a hub dataset used for evaluation")
@@ -126,6 +156,26 @@ class DataConfig(Strict):
     completion_column: str = Field("completion", description="feedback data (KTO): the response that was rated; its rating is in "
                                                              "label_column (true/false, 1/0, up/down, good/bad, yes/no)")
     max_rows: Optional[int] = Field(None, ge=1, description="use at most this many training rows (quick trials)")
+
+    @model_validator(mode="after")
+    def _one_training_set(self):
+        if self.sources is None:
+            return self
+        if self.train:
+            raise ValueError("give `data.train` or `data.sources`, not both")
+        weighted, counted = [s.weight is not None for s in self.sources], [s.rows is not None for s in self.sources]
+        if any(weighted) and not all(weighted):
+            raise ValueError("`data.sources`: give every source a weight, or none")
+        if any(weighted) and any(counted):
+            raise ValueError("`data.sources`: mix by weight or by rows, not both")
+        if any(s.streaming and s.rows is None for s in self.sources) and not self.max_rows:
+            raise ValueError("`data.sources`: a streamed source needs `rows`, or `data.max_rows` to bound the mix")
+        return self
+
+    @property
+    def training_set(self) -> str | None:
+        """What the training rows are read from, in words: data.train, or the sources."""
+        return self.train or (" + ".join(s.path for s in self.sources) if self.sources else None)
 
 
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd")
@@ -249,9 +299,9 @@ class RecipeBase(Strict):
         self.check()
         if self.task not in definition.tasks:
             raise ValueError(f"`method: {self.method}` needs `task: {'` or `task: '.join(definition.tasks)}`")
-        if definition.needs_train and not self.data.train:
-            raise ValueError(f"`data.train` is required for `method: {self.method}`")
-        if definition.needs_eval and not self.data.eval and not (definition.needs_train and self.data.train and self.data.eval_fraction):
+        if definition.needs_train and not self.data.training_set:
+            raise ValueError(f"`data.train` (or `data.sources`) is required for `method: {self.method}`")
+        if definition.needs_eval and not self.data.eval and not (definition.needs_train and self.data.training_set and self.data.eval_fraction):
             raise ValueError(f"`method: {self.method}` needs `data.eval`: {definition.needs_eval}")
         scorer = self.scoring.scorer
         if self.task == "sequence_classification" and scorer in BUILT_IN_SCORERS and scorer != "classification":

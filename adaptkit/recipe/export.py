@@ -53,6 +53,7 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
     definition = recipe.definition
     if definition.export is None:
         raise InputError(f"--format script covers the training recipes; {recipe.method} trains nothing, so it runs with adaptkit run")
+    _one_file(recipe, "script")
     template, extra = definition.export(recipe)
     classification = recipe.task == "sequence_classification"
     d, t = recipe.data, recipe.training
@@ -72,6 +73,12 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
         **extra,
     }
     return _fill((TEMPLATES / template).read_text(encoding="utf-8"), values)
+
+
+def _one_file(recipe: Recipe, form: str) -> None:
+    if recipe.data.sources:
+        raise InputError(f"--format {form} reads one training file; this recipe mixes data.sources, which adaptkit run mixes "
+                         "(or write the mix once and set data.train to it)")
 
 
 def _initial(recipe: Recipe) -> str:
@@ -179,6 +186,7 @@ def trl_config(recipe: Recipe, ref: str) -> str:
     if own is None:
         raise InputError(f"--format trl covers SFT (full or LoRA) and DPO recipes of a causal LM; {recipe.method}/{recipe.task} "
                          "has no TRL CLI equivalent")
+    _one_file(recipe, "trl")
     command, fields, lost = own
     config: dict = {"model_name_or_path": recipe.model,
                     "datasets": [{"path": "json", "data_files": recipe.data.train, "split": "train"}]}

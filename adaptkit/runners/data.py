@@ -14,6 +14,7 @@ from pathlib import Path
 from adaptkit.errors import InputError, one_line
 from adaptkit.recipe.load import is_file_reference
 from adaptkit.recipe.schema import Recipe
+from adaptkit.runners.sources import PATH_LIKE, mix, no_such_file
 
 
 @dataclass
@@ -26,9 +27,15 @@ class Splits:
     eval_source: str = ""
     kind: str = "instructions"  # classification | instructions | pairs
     leaked: dict = field(default_factory=dict)  # eval rows whose input is also in train (load_data fills it)
+    balance: str = ""  # classification: a warning when the labels are far from balanced
+    mix: object = None  # data.sources: a runners.sources.Mix (each source's format, rows and share; each row's source)
 
     def describe(self) -> str:
         said = f"{len(self.train)} train / {len(self.eval)} eval rows"
+        if self.mix is not None:
+            said += " from " + ", ".join(f"{Path(s['source']).name} ({s['format']}, {s['share']:.0%})" for s in self.mix.sources)
+        if self.balance:
+            said += f"; {self.balance}"
         if self.leaked.get("rows"):
             said += (f"; {self.leaked['rows']} eval rows also in train ({self.leaked['exact']} exact, {self.leaked['near']} near "
                      "duplicates): their held-out score would be overstated")
@@ -58,23 +65,11 @@ class PromptData:
         return f"{len(self.pool)} pool / {len(self.rows)} dev rows" + (f", {len(self.labels)} labels" if self.labels else "")
 
 
-PATH_LIKE = re.compile(r"^(\.{1,2}/|/|~)|\.[A-Za-z][A-Za-z0-9]{0,7}$|/.*/")  # ./x, /x, ~/x, x.cvs, a/b/c: not a hub dataset id
-
-
-def _no_such_file(reference: str, where: str) -> InputError:
-    """A path-like value that names nothing: a typo, said with the closest file beside it, not a hub lookup."""
-    path = Path(reference).expanduser()
-    folder = path.parent if str(path.parent) else Path(".")
-    near = difflib.get_close_matches(path.name, [p.name for p in folder.iterdir()] if folder.is_dir() else [], n=1, cutoff=0.6)
-    hint = f" (did you mean {folder / near[0] if str(path.parent) not in ('', '.') else near[0]}?)" if near else ""
-    return InputError(f"{where}: no such file {reference}{hint}; data is a .jsonl, .json, .csv, .tsv or .parquet file, or a hub dataset id")
-
-
 def read_rows(reference: str, split: str, where: str) -> list[dict]:
     """Rows of a .jsonl/.json/.csv/.tsv/.parquet file or a hub dataset split."""
     if not is_file_reference(reference):
         if PATH_LIKE.search(reference):
-            raise _no_such_file(reference, where)
+            raise no_such_file(reference, where)
         return _hub_rows(reference, split, where)
     path = Path(reference).expanduser()
     if not path.is_file():
@@ -171,10 +166,18 @@ def nonempty_splits(train: list[dict], eval_rows: list[dict]):
     return [(rows, where) for rows, where in ((train, "data.train"), (eval_rows, "data.eval")) if rows]
 
 
-def read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:
-    """(train, eval, where eval came from): data.eval, a held-out share of data.train, or nothing."""
+def read_splits(recipe: Recipe):
+    """(train, eval, where eval came from, the mix): data.eval, a held-out share of the training set, or nothing. The
+    training set is data.train, or data.sources mixed (then the mix says each source's part and each row's source;
+    else it is None)."""
     d = recipe.data
-    train = read_rows(d.train, d.train_split, "data.train")
+    mixed = None
+    if d.sources:
+        mixed = mix(d, recipe.training.seed)
+        train, origin = mixed.rows, mixed.origin
+    else:
+        train = read_rows(d.train, d.train_split, "data.train")
+        origin = [0] * len(train)
     if not train:
         raise InputError(f"data.train: {d.train} has no rows")
     eval_rows, eval_source = [], ""
@@ -184,16 +187,19 @@ def read_splits(recipe: Recipe) -> tuple[list[dict], list[dict], str]:
             raise InputError(f"data.eval: {d.eval} has no rows")
         eval_source = d.eval
     elif d.eval_fraction:
-        shuffled = train[:]
-        random.Random(recipe.training.seed).shuffle(shuffled)
-        cut = max(1, round(len(shuffled) * d.eval_fraction))
-        eval_rows, train = shuffled[:cut], shuffled[cut:]
-        eval_source = f"{d.eval_fraction:.0%} of data.train (seed {recipe.training.seed})"
+        paired = list(zip(train, origin))
+        random.Random(recipe.training.seed).shuffle(paired)
+        cut = max(1, round(len(paired) * d.eval_fraction))
+        eval_rows, paired = [row for row, _ in paired[:cut]], paired[cut:]
+        train, origin = [row for row, _ in paired], [number for _, number in paired]
+        eval_source = f"{d.eval_fraction:.0%} of the training set (seed {recipe.training.seed})"
         if not train:
-            raise InputError(f"data.train: {d.train} has too few rows to hold out {d.eval_fraction:.0%} for evaluation")
+            raise InputError(f"data.train: {d.training_set} has too few rows to hold out {d.eval_fraction:.0%} for evaluation")
     if d.max_rows:
-        train = train[: d.max_rows]
-    return train, eval_rows, eval_source
+        train, origin = train[: d.max_rows], origin[: d.max_rows]
+    if mixed:
+        mixed.rows, mixed.origin, mixed.sources = [], origin, mixed.report(origin)
+    return train, eval_rows, eval_source, mixed
 
 
 def response_text(value) -> str:
@@ -205,6 +211,18 @@ def response_text(value) -> str:
 
 def label_counts(rows: list[dict], column: str) -> Counter:
     return Counter(label_key(r[column]) for r in rows)
+
+
+IMBALANCE = 10  # most common label over least common at which a classifier's accuracy says little (report macro F1)
+
+
+def balance(rows: list[dict], column: str) -> str:
+    """A warning when the training labels are far from balanced, else ''."""
+    counts = label_counts(rows, column).most_common()
+    if len(counts) < 2 or counts[0][1] < IMBALANCE * counts[-1][1]:
+        return ""
+    return (f"labels are imbalanced: {counts[0][0]} has {counts[0][1]} rows, {counts[-1][0]} has {counts[-1][1]}: "
+            "accuracy rewards the common label; read f1_macro, or add rows of the rare ones")
 
 
 def read_eval(recipe: Recipe, what: str) -> list[dict]:
@@ -296,7 +314,7 @@ def eval_identity(recipe: Recipe, data=None) -> dict:
     import hashlib
 
     d = recipe.data
-    source = d.eval or d.train
+    source = d.eval or d.training_set
     held_out = None if d.eval else d.eval_fraction
     # data.max_rows caps the training rows only; a held-out slice is drawn with the training seed
     identity = {"source": source, "held_out_fraction": held_out, "seed": recipe.training.seed if held_out else None}

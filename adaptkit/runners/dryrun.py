@@ -19,6 +19,10 @@ from adaptkit.models import resolve_model
 def counts(splits: Splits) -> dict:
     """The rows of each split and where the eval rows came from: the start of a training method's data summary."""
     said = {"train_rows": len(splits.train), "eval_rows": len(splits.eval), "eval_source": splits.eval_source or "none"}
+    if splits.balance:
+        said["balance"] = splits.balance
+    if splits.mix is not None:
+        said["sources"] = [dict(source) for source in splits.mix.sources]
     if splits.leaked:
         said["leakage"] = (f"{splits.leaked['rows']} of {splits.leaked['of']} eval rows also in train ({splits.leaked['exact']} exact, "
                            f"{splits.leaked['near']} near; {splits.leaked['method']})" + (
@@ -32,9 +36,10 @@ def text(value) -> str:
     return response_text(value) if isinstance(value, list) else str(value)
 
 
-def tokenized(recipe: Recipe, summary: dict, texts: list[str] | None, conversations: list | None = None) -> dict:
+def tokenized(recipe: Recipe, summary: dict, texts: list[str] | None, conversations: list | None = None, mix=None) -> dict:
     """The data summary with its first example tokenized by the model's own tokenizer and the length of every example
-    against training.max_length. `texts` None: render `conversations` (chat messages) with the chat template first."""
+    against training.max_length. `texts` None: render `conversations` (chat messages) with the chat template first.
+    A mix of sources (`mix`, aligned with the texts): each source's tokens too."""
     tokenizer, why = _tokenizer(recipe)
     if tokenizer is None:
         summary["tokenized"] = why
@@ -50,6 +55,9 @@ def tokenized(recipe: Recipe, summary: dict, texts: list[str] | None, conversati
     summary["tokenized"] = {"input_ids": ids[:48], "tokens": tokenizer.convert_ids_to_tokens(ids[:48]), "length": len(ids)}
     summary["lengths"] = {"max": max(lengths), "mean": round(sum(lengths) / len(lengths), 1),
                           "truncated_at_max_length": sum(n > limit for n in lengths), "max_length": limit}
+    if mix is not None and len(mix.origin) == len(lengths):
+        for number, source in enumerate(summary.get("sources", [])):
+            source["tokens"] = sum(n for n, came in zip(lengths, mix.origin) if came == number)
     return summary
 
 

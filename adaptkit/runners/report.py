@@ -103,7 +103,7 @@ tags: [adaptkit, {recipe.method}, {recipe.task}]
 Trained by `adaptkit run` with method `{recipe.method}` ({"full weights" if adapter == "none" else adapter}) on
 `{recipe.model}` for `{recipe.task}`.
 
-- Training data: `{recipe.data.train}`{_digest(recipe.data.train)}; evaluation data: `{recipe.data.eval or "held out from training"}`{_digest(recipe.data.eval)}
+- Training data: `{recipe.data.training_set}`{_digest(recipe.data.train)}; evaluation data: `{recipe.data.eval or "held out from training"}`{_digest(recipe.data.eval)}
 - Trainable parameters: {t["trainable_params"]:,} of {t["total_params"]:,}
 - Training: {t["runtime_s"]:.1f} s, {t["samples_per_second"]:.1f} samples/s, final loss {t["final_loss"]:.4f}
 - Evaluation: {scores or "none"}

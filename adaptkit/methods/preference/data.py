@@ -12,11 +12,14 @@ from adaptkit.runners.data import Splits, check_text, nonempty_splits, read_spli
 def load_pairs(recipe: Recipe) -> Splits:
     """Preference data, checked before any weights load: prompt, chosen and rejected; for an algorithm that learns from
     feedback (KTO), rated single responses too (prompt, completion, a thumbs-up/down label)."""
-    train, eval_rows, eval_source = read_splits(recipe)
+    train, eval_rows, eval_source, mix = read_splits(recipe)
     block = getattr(recipe, "preference", None)
     if block is not None and block.spec.data == "feedback" and recipe.data.completion_column in train[0]:
-        return feedback(train, eval_rows, eval_source, recipe)
-    return preferences(train, eval_rows, eval_source, recipe)
+        splits = feedback(train, eval_rows, eval_source, recipe)
+    else:
+        splits = preferences(train, eval_rows, eval_source, recipe)
+    splits.mix = mix
+    return splits
 
 
 def feedback(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
@@ -41,7 +44,7 @@ def load_rl(recipe: Recipe) -> Splits:
     """RLHF's data: preference pairs for a reward model, or prompts with reference answers for reward functions."""
     if not getattr(recipe, "verifiable", False):
         return load_pairs(recipe)
-    train, eval_rows, eval_source = read_splits(recipe)
+    train, eval_rows, eval_source, mix = read_splits(recipe)
     d = recipe.data
     for rows, where in nonempty_splits(train, eval_rows):
         require_columns(rows, [d.prompt_column], where, "data.prompt_column")
@@ -56,7 +59,7 @@ def load_rl(recipe: Recipe) -> Splits:
                 if bad:
                     raise InputError(f"{where}: row {bad[0]}: `{reward.column}` = {str(rows[bad[0] - 1][reward.column])[:40]!r} holds no "
                                      f"number for the numeric reward ({len(bad)} such row(s))")
-    return Splits(train, eval_rows, [], eval_source, kind="prompts")
+    return Splits(train, eval_rows, [], eval_source, kind="prompts", mix=mix)
 
 
 def preferences(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:

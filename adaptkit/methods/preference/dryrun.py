@@ -24,7 +24,7 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
         texts = [text(r[d.prompt_column]) for r in rows]
         summary["rewards"] = reward_summary(recipe, allowed)
         summary["sample"] = dict(first)
-    return tokenized(recipe, summary, texts)
+    return tokenized(recipe, summary, texts, mix=splits.mix)
 
 
 def reward_summary(recipe: Recipe, allowed: bool) -> list[str]:

@@ -10,7 +10,7 @@ from adaptkit.runners.data import PromptData, read_eval
 def prompt_rows(recipe: Recipe) -> PromptData:
     """The demonstration pool, the dev rows and the labels for prompt engineering and ICL, checked like training data."""
     d = recipe.data
-    if d.train:
+    if d.training_set:
         splits = load_splits(recipe)
         pool, rows = splits.train, splits.eval or splits.train
         labels = splits.labels

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from adaptkit.errors import InputError
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import Splits, check_labels, check_text, label_key, nonempty_splits, read_splits, require_columns
+from adaptkit.runners.data import Splits, balance, check_labels, check_text, label_key, nonempty_splits, read_splits, require_columns
 
 
 def load_splits(recipe: Recipe) -> Splits:
     """Supervised data: classification rows or instruction pairs, checked against the task before any weights load."""
-    train, eval_rows, eval_source = read_splits(recipe)
-    if recipe.task == "sequence_classification":
-        return classification(train, eval_rows, recipe, eval_source)
-    return instructions(train, eval_rows, recipe, eval_source)
+    train, eval_rows, eval_source, mix = read_splits(recipe)
+    read = classification if recipe.task == "sequence_classification" else instructions
+    splits = read(train, eval_rows, recipe, eval_source)
+    splits.mix = mix
+    return splits
 
 
 def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
@@ -30,7 +31,7 @@ def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits
     if unseen:
         raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
                          f"(train has: {', '.join(map(str, labels[:8]))})")
-    return Splits(train, eval_rows, labels, eval_source, kind="classification")
+    return Splits(train, eval_rows, labels, eval_source, kind="classification", balance=balance(train, d.label_column))
 
 
 def instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:

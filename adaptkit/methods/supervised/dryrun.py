@@ -19,9 +19,9 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
         if splits.eval:
             summary["eval_labels"] = _labels(splits.eval, d.label_column)
         summary["sample"] = {"text": first[d.text_column], "label": str(first[d.label_column])}
-        return tokenized(recipe, summary, [r[d.text_column] for r in splits.train])
+        return tokenized(recipe, summary, [r[d.text_column] for r in splits.train], mix=splits.mix)
     if d.messages_column:
         summary["sample"] = {"messages": first[d.messages_column]}
-        return tokenized(recipe, summary, None, [r[d.messages_column] for r in splits.train])
+        return tokenized(recipe, summary, None, [r[d.messages_column] for r in splits.train], mix=splits.mix)
     summary["sample"] = {"prompt": first[d.prompt_column], "response": first[d.response_column]}
-    return tokenized(recipe, summary, [r[d.prompt_column] + " " + r[d.response_column] for r in splits.train])
+    return tokenized(recipe, summary, [r[d.prompt_column] + " " + r[d.response_column] for r in splits.train], mix=splits.mix)
