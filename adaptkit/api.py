@@ -112,34 +112,50 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
 
 @dataclass
 class WrittenRecipe:
-    """A recipe `write_recipe` wrote: where, its fields, and notes on what was chosen and why. Path-like: `run(it)`."""
+    """A recipe `write_recipe` wrote: where, its fields, and notes on what was chosen and why. Path-like: `run(it)`.
+    `then`: the recipe to run after it (continued pre-training is followed by instruction tuning), or None."""
 
     path: Path
     fields: dict
     notes: list[str]
+    then: "WrittenRecipe | None" = None
 
     def __fspath__(self) -> str:
         return str(self.path)
 
+    __str__ = __fspath__  # str(written) is its path, as for a Path
+
 
 def write_recipe(advice, path: str | os.PathLike, method: str | None = None, force: bool = False) -> WrittenRecipe:
     """Write the runnable recipe for the advice's top trainable method (or `method`) to `path`, its data checked first
-    when it is the user's own; `run(written)` runs it."""
+    when it is the user's own; `run(written)` runs it. For a raw corpus the plan has two stages: continued
+    pre-training at `path`, then instruction tuning at `<stem>.instruct.yaml` beside it (`written.then`)."""
     from adaptkit._files import write_new
-    from adaptkit.recipe.emit import pick, recipe_for, render
+    from adaptkit.recipe.emit import pick, plan_for, render
+    from adaptkit.recipe.load import relative_inputs, validate
 
-    recipe, notes = recipe_for(advice, method=method)
-    if advice.profile.train_data or advice.profile.eval_data:  # the user's own data: check it now, not after the GPU is booked
-        from adaptkit.recipe.load import validate
-        from adaptkit.runners.data import load_data
-
-        load_data(validate(recipe, "emitted recipe"))
+    stages = plan_for(advice, method=method)
     target = Path(path).expanduser()
-    from adaptkit.recipe.load import relative_inputs
+    targets = [target, target.with_name(f"{target.stem}.instruct{target.suffix or '.yaml'}")][: len(stages)]
+    for where in targets if not force else ():  # every file is checked before any is written
+        if where.exists():
+            raise InputError(f"{where} already exists: choose another name or pass --force to replace it")
+    p = advice.profile
+    for recipe, _ in stages:
+        if p.train_data or p.eval_data or p.raw_text_data:  # the user's own data: check it now, not after the GPU is booked
+            from adaptkit.runners.data import load_data
 
-    relative_inputs(recipe, target.parent)  # the recipe reads its files from its own folder, wherever it is run from
-    write_new(target, render(recipe, advice, notes, str(path), method or pick(advice)), force=force)
-    return WrittenRecipe(target, recipe, notes)
+            load_data(validate(recipe, "emitted recipe"))
+    if len(stages) == 2:  # stage 2 reads the model stage 1 writes (output_dir is relative to the working folder)
+        stage = stages[1][0]
+        stage["model"] = os.path.relpath(Path.cwd() / stage["model"], targets[1].parent.resolve())
+        stages[0][1].append(f"then: adaptkit run {targets[1]} (instruction tuning of the model this stage makes)")
+    written = None
+    for (recipe, notes), where in reversed(list(zip(stages, targets))):
+        relative_inputs(recipe, where.parent)  # the recipe reads its files from its own folder, wherever it is run from
+        write_new(where, render(recipe, advice, notes, str(where), method or pick(advice)), force=force)
+        written = WrittenRecipe(where, recipe, notes, then=written)
+    return written
 
 
 # ------------------------------------------------------------------------------------------------ estimate

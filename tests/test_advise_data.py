@@ -85,7 +85,7 @@ def test_csv_and_parquet_are_read(tmp_path):
     ("", "empty.jsonl", "no rows"),
     ('{"a": 1}\nnot json\n', "bad.jsonl", "line 2 is not valid JSON"),
     ('{"id": 1, "score": 2}\n', "odd.jsonl", "cannot tell what the rows are"),
-    ("a,b\n1,2\n", "data.txt", "not .jsonl"),
+    ("a,b\n1,2\n", "data.xml", "not .jsonl"),
 ])
 def test_unreadable_files_are_one_clear_line(invoke, tmp_path, content, name, words):
     path = tmp_path / name

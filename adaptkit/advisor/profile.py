@@ -80,6 +80,8 @@ class Profile(BaseModel):
     rejected_column: Optional[str] = Field(None, description="preference pairs: the dispreferred response column (default: rejected)")
     completion_column: Optional[str] = Field(None, description="rated replies (KTO): the reply column (default: completion)")
     corpus_dir: Optional[str] = Field(None, description="RAG: the folder of documents for the emitted recipe")
+    raw_text_data: Optional[str] = Field(None, description="continued pre-training: your raw domain text (a .txt file, or one text "
+                                                           "column) for the emitted cpt recipe")
     api_base_url: Optional[str] = Field(None, description="closed models: the OpenAI-compatible endpoint for the emitted recipe")
     api_model: Optional[str] = Field(None, description="closed models: the served model name")
     api_key_env: Optional[str] = Field(None, description="closed models: the environment variable holding the API key")
@@ -253,8 +255,11 @@ def model_facts(name: str) -> tuple[dict, str]:
     except AdaptkitError:
         arch = None
     if arch is not None:
-        facts = {"model_params_b": round(arch.total_params / 1e9, 3),
-                 "model_active_params_b": round(arch.active_params / 1e9, 3) if arch.is_moe else None,
+        def billions(count: int) -> float:  # a tiny model keeps its size (0.000538), not 0.0
+            return round(count / 1e9, 3) or float(f"{count / 1e9:.3g}")
+
+        facts = {"model_params_b": billions(arch.total_params),
+                 "model_active_params_b": billions(arch.active_params) if arch.is_moe else None,
                  "context_window_tokens": arch.context_window}
         where = "its config.json" if Path(name).expanduser().exists() else f"the built-in config of `{arch.name}`"
         return {k: v for k, v in facts.items() if v is not None}, f"from {where}"

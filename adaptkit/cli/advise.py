@@ -134,9 +134,13 @@ def _advise_and_write(advice, answers: dict, interactive: bool, as_json: bool, e
 def _emit(advice, path: str, force: bool, method: str | None = None) -> list[str]:
     """Write the recipe for the top runnable method (or `method`); return the lines that say so and what to run next."""
     written = api.write_recipe(advice, path, method, force)
-    recipe, notes = written.fields, written.notes
-    return ([f"\nwrote {path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})"] + [f"  {note}" for note in notes]
-            + [f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}"])
+    lines = []
+    stage = written
+    while stage is not None:
+        recipe = stage.fields
+        lines += [f"\nwrote {stage.path} ({recipe['method']}, {recipe['task']}, model {recipe['model']})"] + [f"  {n}" for n in stage.notes]
+        stage = stage.then
+    return lines + [f"next: adaptkit run {path} --dry-run   then   adaptkit run {path}"]
 
 
 def _bake_off(advice, folder: str, force: bool) -> list[str]:

@@ -49,6 +49,7 @@ class Setup:
     gradient_checkpointing: bool = False
     lora_r: int = 16
     lora_targets: str = "all-linear"
+    modules_to_save: str = ""  # LoRA: modules trained in full beside the adapters (PEFT modules_to_save), comma-separated
     dora: bool = False  # DoRA: a trainable magnitude per output row and two saved outputs per wrapped linear and token
     soft_prompt: str = "prompt"  # prompt | prefix, when adapter is soft_prompt
     num_virtual_tokens: int = 20
@@ -143,11 +144,24 @@ def trainable_params(arch: Architecture, setup: Setup) -> int:
         return setup.num_virtual_tokens * arch.hidden
     if setup.adapter == "lora":
         per = (lambda lin: setup.lora_r * (lin.d_in + lin.d_out) + (lin.d_out if setup.dora else 0))
-        return sum(block.count * per(lin) for block, lin in lora_targets(arch, setup.lora_targets))
+        return sum(block.count * per(lin) for block, lin in lora_targets(arch, setup.lora_targets)) + saved_modules(arch, setup)
     if setup.adapter == "ia3":  # scaling vectors on keys, values and the MLP's down-projection input
         ia3 = [(b, lin) for b in arch.blocks for lin in b.linears if lin.role in ("k", "v", "qkv", "down")]
         return sum(b.count * (lin.d_in if lin.role == "down" else (lin.d_out if lin.role != "qkv" else 2 * lin.d_out // 3)) for b, lin in ia3)
     return arch.total_params
+
+
+EMBEDDING_NAMES = {"embed_tokens", "wte", "word_embeddings", "embed_in", "embeddings", "tok_embeddings"}
+HEAD_NAMES = {"lm_head", "embed_out", "output"}
+
+
+def saved_modules(arch: Architecture, setup: Setup) -> int:
+    """Parameters of the modules a LoRA run trains in full (PEFT modules_to_save): a trainable copy of the embeddings
+    and of the output layer, as continued pre-training with LoRA does. Other names are not counted (small, or unknown)."""
+    names = {name.strip().rpartition(".")[2] for name in setup.modules_to_save.split(",") if name.strip()}
+    embeddings = arch.embedding_params if names & EMBEDDING_NAMES else 0
+    head = (arch.head_params or arch.embedding_params) if names & HEAD_NAMES else 0  # a tied head still gets its own copy
+    return embeddings + head
 
 
 def _weight_bytes(arch: Architecture, quantization: str, dense_bytes: float) -> float:

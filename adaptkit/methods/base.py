@@ -387,6 +387,7 @@ class MethodDef:
     serve_tokens: int = 1024  # estimate: the context a served request fills by default
     stages: tuple[str, ...] = ()  # `run --stage` choices (RLHF: reward, policy)
     emit: Callable | None = None  # advise --emit-recipe: (profile, context) -> this method's recipe fields, or None where it cannot
+    plan: Callable | None = None  # advise --emit-recipe: (recipe, notes, context, fit) -> the stages [(recipe, notes)] to run in order
     code: Callable[[RecipeBase], list] = lambda recipe: []  # `setting `ref`` strings of Python code the recipe imports
     to_lora: Callable[[RecipeBase], list] = lambda recipe: []  # overrides that let a full-weight recipe of it take a lora block
     base: str = ""  # a training-free method: what its runs' `base` is (what it scores without its own change)

@@ -182,6 +182,20 @@ def recipe_for(advice: Advice, output_name: str | None = None, method: str | Non
     return recipe, notes
 
 
+def plan_for(advice: Advice, output_name: str | None = None, method: str | None = None) -> list[tuple[dict, list[str]]]:
+    """The recipes to run, in order, with their notes: the top runnable method's recipe, or the stages its definition
+    plans for this profile (continued pre-training on a raw corpus, then instruction tuning), each sized to fit."""
+    recipe, notes = recipe_for(advice, output_name, method)
+    definition = registry()[recipe["method"]]
+    if definition.plan is None:
+        return [(recipe, notes)]
+    context = EmitContext(advice.profile)
+    stages = definition.plan(recipe, notes, context, lambda stage: _fit(stage, advice))
+    for stage, _ in stages:
+        validate(stage, "emitted recipe")
+    return stages
+
+
 def _fit(recipe: dict, advice: Advice) -> list[str]:
     """Apply the estimator's cheapest same-method change when the recipe does not fit the profile's GPUs, then say
     what the finished recipe needs: the one figure `estimate --recipe`, `run --dry-run` and the export headers give."""

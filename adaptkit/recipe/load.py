@@ -13,7 +13,7 @@ from adaptkit.methods.base import nested_model, path_role, path_values
 from adaptkit.models import looks_like_path
 from adaptkit.recipe.schema import Recipe
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 MAX_PROBLEMS = 20  # listed in one validation message; the rest are counted
 
 

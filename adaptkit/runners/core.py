@@ -343,6 +343,23 @@ def fit(trainer, stop: dict, resume: bool, show: bool = False):
     return result, clock.get("prior", 0.0) + time.perf_counter() - started
 
 
+def evaluate_untrained(trainer, show: bool) -> dict:
+    """The model's evaluation before any training step, the base a run is compared with: printed only on stderr (and
+    only when `show`), and kept out of the Trainer's log history, so the run's own evaluation is not mistaken for it."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    removed = [] if show else [trainer.pop_callback(printer) for printer in (PrinterCallback, ProgressCallback)]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = trainer.evaluate()
+    finally:
+        for printer in removed:
+            if printer is not None:
+                trainer.add_callback(printer)
+        trainer.state.log_history = [entry for entry in trainer.state.log_history if "eval_loss" not in entry]
+    return result
+
+
 def evaluate(trainer) -> dict:
     """The finished model's evaluation: the one the Trainer logged at its last step when there is one (an epoch's end,
     or eval_every, falling on the last step), else a new one. Evaluating the same weights twice only costs time."""

@@ -25,7 +25,7 @@ class Splits:
     eval: list[dict]
     labels: list = field(default_factory=list)  # classification: the label set, in a stable order
     eval_source: str = ""
-    kind: str = "instructions"  # classification | instructions | pairs
+    kind: str = "instructions"  # classification | instructions | text (raw, continued pre-training) | pairs | feedback | prompts
     leaked: dict = field(default_factory=dict)  # eval rows whose input is also in train (load_data fills it)
     balance: str = ""  # classification: a warning when the labels are far from balanced
     mix: object = None  # data.sources: a runners.sources.Mix (each source's format, rows and share; each row's source)
@@ -66,7 +66,8 @@ class PromptData:
 
 
 def read_rows(reference: str, split: str, where: str) -> list[dict]:
-    """Rows of a .jsonl/.json/.csv/.tsv/.parquet file or a hub dataset split."""
+    """Rows of a .jsonl/.json/.csv/.tsv/.parquet file or a hub dataset split; a .txt file is raw text, one row per
+    paragraph (blank-line separated) in a `text` column."""
     if not is_file_reference(reference):
         if PATH_LIKE.search(reference):
             raise no_such_file(reference, where)
@@ -94,6 +95,9 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
             for number, row in enumerate(rows, 2):
                 if None in row:
                     raise InputError(f"{where}: {path} line {number} has more fields than the header (quote fields that hold commas)")
+        elif suffix == ".txt":
+            paragraphs = re.split(r"\n\s*\n", path.read_text(encoding="utf-8-sig"))
+            rows = [{"text": part.strip()} for part in paragraphs if part.strip()]
         elif suffix == ".parquet":
             try:
                 import pyarrow.parquet as pq
@@ -101,7 +105,7 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
                 raise InputError(f"{where}: reading parquet needs pyarrow (pip install 'adaptkit[train]')") from None
             rows = pq.read_table(path).to_pylist()
         else:
-            raise InputError(f"{where}: {path} is not .jsonl, .json, .csv, .tsv or .parquet (save it as one of them)")
+            raise InputError(f"{where}: {path} is not .jsonl, .json, .csv, .tsv, .parquet or .txt (save it as one of them)")
     except UnicodeDecodeError as exc:
         raise InputError(f"{where}: {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except (ValueError, csv.Error) as exc:
@@ -252,7 +256,7 @@ TEMPLATE_SHARE = 0.2  # a shingle in more of the training rows than this is the 
 def input_text(row: dict, recipe: Recipe, kind: str) -> str:
     """What identifies a row as an example: its input (a classifier's text, an instruction's prompt or messages)."""
     d = recipe.data
-    column = d.text_column if kind == "classification" else d.messages_column if d.messages_column and kind == "instructions" \
+    column = d.text_column if kind in ("classification", "text") else d.messages_column if d.messages_column and kind == "instructions" \
         else d.prompt_column
     value = row.get(column)
     return response_text(value) if isinstance(value, list) else str(value if value is not None else "")

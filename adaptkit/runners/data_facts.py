@@ -156,7 +156,7 @@ def infer(path: str, model: str | None = None) -> DataFacts:
         facts.answers["unlabeled_corpus_tokens"] = sum(lengths)
         facts.said.append(f"unlabeled text (column `{column}`, no label or output column): unlabeled_corpus_tokens = "
                           f"{sum(lengths):,} ({how})")
-        facts.answers.pop("train_data")  # a corpus is not supervised training data
+        facts.answers["raw_text_data"] = facts.answers.pop("train_data")  # a corpus is not supervised training data
         return facts
     else:
         raise InputError(f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "

@@ -18,7 +18,7 @@ ORIGIN = "__adaptkit_source__"  # the source index of a row while the mix is bui
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
                   "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system", "tool": "tool",
                   "function": "tool", "observation": "tool"}
-LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 
 PATH_LIKE = re.compile(r"^(\.{1,2}/|/|~)|\.[A-Za-z][A-Za-z0-9]{0,7}$|/.*/")  # ./x, /x, ~/x, x.cvs, a/b/c: not a hub dataset id
@@ -159,8 +159,8 @@ def _load(source: DataSource, number: int, seed: int):
                 raise InputError(f"{where}: no such file {path}")
             builder = LOCAL_BUILDERS.get(path.suffix.lower())
             if builder is None:
-                raise InputError(f"{where}: {path.name} is not .jsonl, .json, .csv, .tsv or .parquet")
-            extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+                raise InputError(f"{where}: {path.name} is not .jsonl, .json, .csv, .tsv, .parquet or .txt")
+            extra = {".tsv": {"delimiter": "\t"}, ".txt": {"sample_by": "paragraph"}}.get(path.suffix.lower(), {})
             return datasets.load_dataset(builder, data_files=str(path), split="train", streaming=source.streaming, **extra)
         if PATH_LIKE.search(source.path):
             raise no_such_file(source.path, where)

@@ -34,8 +34,20 @@ def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits
     return Splits(train, eval_rows, labels, eval_source, kind="classification", balance=balance(train, d.label_column))
 
 
+def raw_text(recipe: Recipe, rows: list[dict]) -> bool:
+    """A causal LM's rows of raw text (continued pre-training): the text column and no prompt or messages."""
+    d = recipe.data
+    return (recipe.task == "causal_lm" and bool(rows) and d.text_column in rows[0] and d.prompt_column not in rows[0]
+            and not d.messages_column)
+
+
 def instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
     d = recipe.data
+    if raw_text(recipe, train):  # continued pre-training: every token is trained on
+        for rows, where in nonempty_splits(train, eval_rows):
+            require_columns(rows, [d.text_column], where, "data.text_column")
+            check_text(rows, d.text_column, where)
+        return Splits(train, eval_rows, [], eval_source, kind="text")
     for rows, where in nonempty_splits(train, eval_rows):
         if d.messages_column:
             require_columns(rows, [d.messages_column], where, "data.messages_column")

@@ -20,6 +20,10 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
             summary["eval_labels"] = _labels(splits.eval, d.label_column)
         summary["sample"] = {"text": first[d.text_column], "label": str(first[d.label_column])}
         return tokenized(recipe, summary, [r[d.text_column] for r in splits.train], mix=splits.mix)
+    if splits.kind == "text":
+        summary["sample"] = {"text": first[d.text_column]}
+        summary["objective"] = "raw text (continued pre-training): every token is trained on; scored by held-out perplexity"
+        return tokenized(recipe, summary, [r[d.text_column] for r in splits.train], mix=splits.mix)
     if d.messages_column:
         summary["sample"] = {"messages": first[d.messages_column]}
         return tokenized(recipe, summary, None, [r[d.messages_column] for r in splits.train], mix=splits.mix)

@@ -34,6 +34,9 @@ class LoraConfigBlock(Strict):
                                "weight), olora (a QR decomposition); PEFT's init_lora_weights")
     loraplus_lr_ratio: Optional[float] = Field(None, ge=1, le=1000, description="LoRA+: the B matrices learn this many times faster "
                                                                               "than A (the paper uses 16)")
+    modules_to_save: Optional[list[str]] = Field(None, description=(
+        "modules trained in full beside the adapters, saved with them (PEFT modules_to_save): continued pre-training trains "
+        "the embeddings and output layer, [embed_tokens, lm_head] on Llama/Qwen/Mistral"))
 
     @model_validator(mode="after")
     def _init_on_a_full_base(self):
@@ -69,7 +72,8 @@ def lora_setup(block: LoraConfigBlock) -> dict:
     """The estimator's view of a LoRA block. PEFT's default targets are the query and value projections."""
     targets = block.target_modules
     return {"adapter": "lora", "lora_r": block.r, "quantization": block.quantization, "dora": block.use_dora,
-            "lora_targets": "q_proj,v_proj" if targets is None else targets if isinstance(targets, str) else ",".join(targets)}
+            "lora_targets": "q_proj,v_proj" if targets is None else targets if isinstance(targets, str) else ",".join(targets),
+            "modules_to_save": ",".join(block.modules_to_save or ())}
 
 
 def lora_peft(block: LoraConfigBlock) -> tuple[str, dict]:
@@ -81,6 +85,8 @@ def lora_peft(block: LoraConfigBlock) -> tuple[str, dict]:
         kwargs["use_rslora"] = True
     if block.init != "default":
         kwargs["init_lora_weights"] = block.init
+    if block.modules_to_save:
+        kwargs["modules_to_save"] = list(block.modules_to_save)
     return "LoraConfig", kwargs
 
 
@@ -239,15 +245,61 @@ def _emit_adapters(profile, context) -> dict:
     return fields
 
 
+CPT_TOKENS = 100_000_000  # raw domain text from which continued pre-training is planned (decision rubric P4; DAPT)
+RAW_TEXT_DEMO = ("examples/data/domain_train.txt", "examples/data/domain_eval.txt")
+
+
+def _plan_cpt(recipe: dict, notes: list[str], context, fit) -> list[tuple[dict, list[str]]]:
+    """advise --emit-recipe for a raw corpus: continued pre-training (cpt: packed raw text; LoRA with trainable
+    embeddings and output layer, or all weights), then this recipe as instruction tuning of the model it makes.
+    Continued pre-training makes a base model, not an assistant (decision rubric; DAPT, arXiv:2004.10964). `fit`
+    sizes a stage to the profile's GPUs and returns its notes."""
+    p = context.profile
+    corpus = (p.unlabeled_corpus_tokens or 0) >= CPT_TOKENS or (p.raw_text_data and p.goal == "domain_adaptation")
+    if not corpus or recipe.get("task") != "causal_lm" or "vendor" in recipe:
+        return [(recipe, notes)]
+    lora = "lora" in recipe
+    cpt = {key: value for key, value in recipe.items() if key not in ("data", "scoring")}
+    cpt["method"] = "lora_adapters" if lora else "full_finetuning"
+    cpt["data"] = {"train": p.raw_text_data or context.demo(RAW_TEXT_DEMO[0]), "text_column": "text",
+                   **({"eval_fraction": 0.02} if p.raw_text_data else {"eval": context.demo(RAW_TEXT_DEMO[1])})}
+    cpt["training"] = {**recipe["training"], "epochs": 1, "learning_rate": 1e-4 if lora else 2e-5, "packing": True}
+    if lora:
+        cpt["lora"] = {**recipe["lora"], "modules_to_save": ["embed_tokens", "lm_head"]}
+    name = recipe["output_dir"].rpartition("/")[2]
+    cpt["output_dir"] = f"runs/{name}-cpt"
+    corpus = f"your {p.unlabeled_corpus_tokens:,}-token corpus" if p.unlabeled_corpus_tokens else "your raw text"
+    base = f"{cpt['output_dir']}-merged" if lora else cpt["output_dir"]
+    if p.labeled_examples is not None and p.labeled_examples < 10 and not p.train_data:  # no pairs to teach an assistant with
+        then, stages = f"with instruction pairs, instruction-tune it next (model={base})", 1
+    else:
+        then, stages = "stage 2 instruction-tunes it", 2
+    cpt_notes = [("stage 1 of 2: " if stages == 2 else "") + f"continued pre-training on {corpus if p.raw_text_data else 'the demo raw text'}"
+                 + ("" if p.raw_text_data else f" (set data.train=FILE.txt for {corpus})")
+                 + f"; it makes a base model, not an assistant: {then}",
+                 *(["LoRA with trainable embeddings and output layer (lora.modules_to_save), as Unsloth's continued pre-training guide "
+                    "does; the names are Llama/Qwen/Mistral's"] if lora else [])]
+    cpt_notes += fit(cpt)
+    if stages == 1:
+        return [(cpt, cpt_notes)]
+    stage = {**recipe, "model": base}
+    if stage["method"] == "full_finetuning":
+        stage["method"] = "instruction_tuning"
+    merge = f"adaptkit merge {cpt['output_dir']} -o {base} && " if lora else ""
+    notes = [f"stage 2 of 2: instruction tuning of the stage-1 model ({base}): run after {merge}adaptkit run on stage 1, from the "
+             "same folder"] + [n for n in notes if not n.startswith("model:")]
+    return [(cpt, cpt_notes), (stage, notes)]
+
+
 register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=BOTH_TASKS, adapters=("none",),
-                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full,
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full, plan=_plan_cpt,
                    aliases=(("full", ""), ("fft", ""), ("sft", "")), **SUPERVISED))
 register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
-                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(),
+                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), plan=_plan_cpt,
                    aliases=(("instruct", ""),), **SUPERVISED))
 register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=BOTH_TASKS, adapters=("lora", "ia3"),
                    setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3" if recipe.ia3 else "lora"},
-                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters,
+                   peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters, plan=_plan_cpt,
                    aliases=(("lora", ""), ("qlora", "--quantization 4bit"), ("dora", "--dora"), ("ia3", "--adapter ia3"), ("adapters", "")),
                    **SUPERVISED))
 register(MethodDef(id="prefix_prompt_tuning", recipe=PrefixPromptTuningRecipe, tasks=BOTH_TASKS, adapters=("soft_prompt",),

@@ -10,7 +10,7 @@ from adaptkit.errors import InputError
 from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.core import (
-    causal_tokenizer, cuda_available, load_model, load_tokenizer, peft_config, prepare_adapters, run_trainer, start, with_precision,
+    causal_tokenizer, cuda_available, evaluate_untrained, load_model, load_tokenizer, peft_config, prepare_adapters, run_trainer, start, with_precision,
 )
 from adaptkit.runners.data import Splits
 
@@ -109,7 +109,10 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     d = recipe.data
     tokenizer = causal_tokenizer(recipe.model, recipe.trust_remote_code)
     model = load_model(recipe)
-    if d.messages_column:
+    if splits.kind == "text":  # continued pre-training: language modelling on every token (TRL's "text" datasets)
+        def rows_to(rows):
+            return Dataset.from_dict({"text": [r[d.text_column] for r in rows]})
+    elif d.messages_column:
         if not getattr(tokenizer, "chat_template", None):
             raise InputError(f"data.messages_column is set but the tokenizer of {recipe.model} has no chat template: "
                              "use prompt/response columns or a chat model")
@@ -151,14 +154,21 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         )
     sft = recipe.task == "causal_lm"
 
+    before: dict = {}
+
     def build(out: Path, callbacks):
         args = _training_arguments(recipe, out, bool(splits.eval), sft)
-        return (_causal_trainer if sft else _classification_trainer)(recipe, splits, out, args, callbacks)
+        built = (_causal_trainer if sft else _classification_trainer)(recipe, splits, out, args, callbacks)
+        if splits.kind == "text" and splits.eval:  # the base's held-out perplexity, by the same evaluation, before any step
+            before.update(evaluate_untrained(built[0], options.show_training))
+        return built
 
     def scores(trainer, tokenizer, evaluation: dict) -> dict:
         if not sft:
             return {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
                     "f1_macro": evaluation.get("eval_f1_macro"), **_majority_baseline(recipe, splits, evaluation)}
+        if splits.kind == "text":
+            return _perplexities(evaluation, before)
         from adaptkit.runners.predict import generate_and_score
 
         loss = evaluation.get("eval_loss")
@@ -166,6 +176,20 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
                 **generate_and_score(recipe, trainer.model, tokenizer, splits.eval, options.out)}
 
     return run_trainer(recipe, options, build, scores, labels=splits.labels)
+
+
+def _perplexities(evaluation: dict, before: dict) -> dict:
+    """Raw text: held-out loss and perplexity after training, and the base's before it (lower is better)."""
+    from adaptkit.runners.scoring import delta
+
+    def perplexity(loss):
+        return math.exp(min(loss, 50)) if loss is not None else None
+
+    after = {"loss": evaluation.get("eval_loss"), "perplexity": perplexity(evaluation.get("eval_loss"))}
+    if before.get("eval_loss") is None or after["loss"] is None:
+        return after
+    base = {"loss": before["eval_loss"], "perplexity": perplexity(before["eval_loss"])}
+    return {**after, "base": {**base, "kind": "the model before training, on the same held-out text"}, "delta": delta(after, base)}
 
 
 def _majority_baseline(recipe: Recipe, splits: Splits, evaluation: dict) -> dict:
