@@ -140,8 +140,9 @@ def test_each_built_in_dry_runs(invoke, name):
     assert {"recipe", "data", "memory", "code", "commands"} <= set(report) <= {"recipe", "data", "memory", "code", "commands", "output", "batch",
                                                                             "scoring"}
     assert report["code"] == []  # no built-in recipe runs code of its own
-    if name == "rag":
+    if name in ("rag", "rag_tuned"):
         assert report["data"]["questions"] > 0 and report["data"]["corpus_files"] > 0
+        assert ("retriever_tuning" in report["data"]) == (name == "rag_tuned")
         return
     if name in ("prompt_engineering", "icl", "tool_use"):
         assert report["data"] and report["commands"]["run"].startswith("adaptkit run")

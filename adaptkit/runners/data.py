@@ -48,9 +48,14 @@ class Rows:
 
     rows: list[dict]
     noun: str
+    train: list[dict] = field(default_factory=list)  # RAG retriever tuning: its training questions
+    leaked: dict = field(default_factory=dict)  # eval rows whose input is also a training row's
 
     def describe(self) -> str:
-        return f"{len(self.rows)} {self.noun}"
+        said = f"{len(self.rows)} {self.noun}" + (f", {len(self.train)} training {self.noun}" if self.train else "")
+        if self.leaked.get("rows"):
+            said += f"; {self.leaked['rows']} eval {self.noun} also in training ({self.leaked['exact']} exact, {self.leaked['near']} near)"
+        return said
 
 
 @dataclass

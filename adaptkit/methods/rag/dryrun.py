@@ -16,5 +16,13 @@ def rag_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
     if not corpus.is_dir():
         raise InputError(f"rag.corpus: {corpus} is not a folder")
     files, skipped = corpus_files(corpus)
-    return {"questions": len(data.rows), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
-            "index": recipe.rag.index_dir, "index_status": index_status(Path(recipe.rag.index_dir))}
+    summary = {"questions": len(data.rows), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
+               "index": recipe.rag.index_dir, "index_status": index_status(Path(recipe.rag.index_dir))}
+    tune = recipe.rag.tune
+    if tune is not None:
+        summary["retriever_tuning"] = {"training_questions": len(data.train), "synthetic": tune.synthetic,
+                                       "hard_negatives": tune.hard_negatives, "saved_to": f"{recipe.output_dir}/retriever"}
+        if data.leaked:
+            summary["leakage"] = (f"{data.leaked['rows']} of {data.leaked['of']} eval questions also in rag.tune.train "
+                                  f"({data.leaked['exact']} exact, {data.leaked['near']} near; {data.leaked['method']})")
+    return summary

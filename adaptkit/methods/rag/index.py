@@ -108,6 +108,17 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def model_fingerprint(name: str) -> str | None:
+    """A local model folder's weights, by their names, sizes and modification times: a model retrained in the same
+    folder (a tuned retriever) is a new model whose embeddings are not reused. None for a hub id."""
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
+    listing = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return _sha256(json.dumps(listing).encode())[:16]
+
+
 class StoredIndex:
     """Chunks and their embeddings on disk, with the settings they were made with: read, checked, updated, saved."""
 
@@ -195,7 +206,8 @@ class StoredIndex:
         stats = {"embedded_files": 0, "reused_files": 0, "removed_files": 0}
         if problem:
             stats["rebuilt"] = f"the index in {self.folder} was rebuilt: {problem}"
-        settings = {"embedding_model": self.embedding_model, "chunk_size": size, "chunk_overlap": overlap, "chunk_unit": "tokens"}
+        settings = {"embedding_model": self.embedding_model, "model_files": model_fingerprint(self.embedding_model), "chunk_size": size,
+                    "chunk_overlap": overlap, "chunk_unit": "tokens"}
         same_settings = all(self.manifest.get(k) == v for k, v in settings.items())
         old = self.manifest.get("files", {}) if same_settings else {}
         by_source: dict[str, list[int]] = {}

@@ -6,10 +6,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from adaptkit.methods.base import EMBEDDED, MethodDef, RecipeBase, Strict, input_path, placeholders
 from adaptkit.methods.registry import register
+
+
+class RetrieverTuning(Strict):
+    """Fine-tune the embedding model on your questions before retrieving (sentence-transformers' trainer, in-batch and
+    hard negatives): retrieval is scored with the base encoder and the tuned one on the same held-out questions."""
+
+    train: Optional[str] = input_path("training questions, with the file that answers each (the questions file's columns), or "
+                                      "with the passage itself (passage_column)", "data", default=None)
+    passage_column: str = Field("passage", description="training questions: the passage that answers (else the best chunk of "
+                                                       "the source file, by the base encoder, is the positive)")
+    synthetic: Literal["none", "ict", "model"] = Field(
+        "none", description="pairs made from the corpus as well: ict (a sentence of each chunk asks for the rest of it; the "
+                            "inverse cloze task), model (the backend writes a question per chunk: cached and priced like any call)")
+    synthetic_per_file: int = Field(8, ge=1, description="synthetic pairs made per corpus file, from its chunks")
+    hard_negatives: int = Field(1, ge=0, le=10, description="per pair: the base encoder's best-ranked chunks from other files, "
+                                                            "besides the other pairs of the batch (in-batch negatives)")
+    epochs: float = Field(4.0, gt=0, le=100, description="passes over the pairs")
+    learning_rate: float = Field(5e-5, gt=0, le=1, description="the encoder's learning rate")
+    batch_size: int = Field(16, ge=2, description="pairs per batch: every other pair's passage is a negative (larger is harder)")
+
+    @model_validator(mode="after")
+    def _some_pairs(self):
+        if self.train is None and self.synthetic == "none":
+            raise ValueError("`rag.tune` needs training pairs: set `train` (a questions file) or `synthetic` (ict or model)")
+        return self
 
 
 class RAGBlock(Strict):
@@ -35,6 +60,9 @@ class RAGBlock(Strict):
     prompt: str = Field(
         "Answer the question using only the numbered sources below, and cite them like [1].\n\n{sources}\n\nQuestion: {question}",
         description="the generation prompt; {sources} and {question} are filled in")
+
+    tune: Optional[RetrieverTuning] = Field(None, description="fine-tune the embedding model first; scored before and after; "
+                                                              "the tuned model is saved in output_dir/retriever")
 
     _check_prompt = field_validator("prompt")(placeholders("sources", "question"))
 

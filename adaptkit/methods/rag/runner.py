@@ -5,6 +5,7 @@ closed-book base."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from adaptkit.methods.base import RunOptions, RunResult
 from adaptkit.methods.rag.index import StoredIndex
 from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe, fill
+from adaptkit.runners.core import dataset_progress, quiet_transformers
 from adaptkit.runners.data import Rows
 
 
@@ -131,14 +133,120 @@ def _closed_book(recipe: Recipe, backend, questions: list[dict], replies: list[d
             "delta": delta(metrics, base)}
 
 
+RETRIEVER_DIR = "retriever"  # the tuned embedding model, in output_dir (SentenceTransformer(path) loads it)
+SENTENCE = re.compile(r"(?<=[.!?])\s+")
+QUESTION_PROMPT = ("Write one question a customer could ask that this passage answers. Reply with the question only.\n\n"
+                   "Passage: {passage}")
+
+
+def _pairs(recipe: Recipe, data: Rows, index: Index) -> list[dict]:
+    """Training pairs for the encoder: (anchor question, positive passage), from the training questions (their passage,
+    else the base encoder's best chunk of their source file) and from the corpus (ict, or questions a model wrote)."""
+    import random
+
+    block, tune = recipe.rag, recipe.rag.tune
+    pairs = []
+    rows = data.train
+    if rows:
+        ranked = index.dense([r[block.question_column] for r in rows], len(index.chunks))
+        for number, (row, ranking) in enumerate(zip(rows, ranked), 1):
+            if isinstance(row.get(tune.passage_column), str) and row[tune.passage_column].strip():
+                pairs.append({"anchor": row[block.question_column], "positive": row[tune.passage_column], "source": row.get(block.source_column)})
+                continue
+            best = next((p for p, _ in ranking if index.chunks[p]["source"] == row[block.source_column]), None)
+            if best is None:
+                raise InputError(f"rag.tune.train row {number}: source {row[block.source_column]!r} is not a file of rag.corpus")
+            pairs.append({"anchor": row[block.question_column], "positive": index.chunks[best]["text"], "source": row[block.source_column]})
+    if tune.synthetic != "none":
+        rng = random.Random(recipe.training.seed)
+        by_file: dict[str, list[dict]] = {}
+        for chunk in index.chunks:
+            by_file.setdefault(chunk["source"], []).append(chunk)
+        picked = [c for chunks in by_file.values() for c in rng.sample(chunks, min(tune.synthetic_per_file, len(chunks)))]
+        if tune.synthetic == "ict":  # inverse cloze task (Lee et al., 2019): a sentence asks for the rest of its chunk
+            for chunk in picked:
+                sentences = [s for s in SENTENCE.split(chunk["text"]) if len(s.split()) >= 5]
+                if len(sentences) >= 2:
+                    query = rng.choice(sentences)
+                    pairs.append({"anchor": query, "positive": chunk["text"].replace(query, " ").strip(), "source": chunk["source"]})
+        else:
+            from adaptkit.runners.backends import make_backend
+
+            backend = make_backend(recipe)
+            replies = backend.map(lambda chunk: backend.chat([{"role": "user", "content": fill(QUESTION_PROMPT, passage=chunk["text"])}],
+                                                             64, 0.0), picked)
+            pairs += [{"anchor": reply["content"].strip(), "positive": chunk["text"], "source": chunk["source"]}
+                      for chunk, reply in zip(picked, replies) if reply["content"].strip()]
+    if len(pairs) < 2:
+        raise InputError("rag.tune: fewer than 2 training pairs (add training questions, or synthetic=ict)")
+    if tune.hard_negatives:  # the base encoder's best chunks from other files: near misses the tuned model must rank lower
+        ranked = index.dense([p["anchor"] for p in pairs], min(len(index.chunks), 10 * tune.hard_negatives + 20))
+        for pair, ranking in zip(pairs, ranked):
+            others = [index.chunks[p]["text"] for p, _ in ranking if index.chunks[p]["source"] != pair["source"]]
+            for n in range(tune.hard_negatives):
+                pair[f"negative_{n + 1}"] = others[n] if n < len(others) else index.chunks[ranking[-1][0]]["text"]
+    return pairs
+
+
+def _tune(recipe: Recipe, data: Rows, index: Index, out: Path, show: bool) -> tuple[str, dict]:
+    """Fine-tune the embedding model with MultipleNegativesRankingLoss (in-batch negatives, plus the hard ones) through
+    sentence-transformers' trainer; saved in output_dir/retriever. Returns its path and what was trained."""
+    import contextlib
+    import sys
+    import time
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+    from sentence_transformers.training_args import BatchSamplers
+
+    tune = recipe.rag.tune
+    pairs = _pairs(recipe, data, index)
+    columns = ["anchor", "positive"] + [f"negative_{n + 1}" for n in range(tune.hard_negatives)]
+    dataset = Dataset.from_dict({c: [p[c] for p in pairs] for c in columns})
+    started = time.perf_counter()
+    path = out / RETRIEVER_DIR
+    with open(os.devnull, "w") as void, dataset_progress(show), contextlib.redirect_stdout(sys.stderr if show else void), \
+            (contextlib.nullcontext() if show else contextlib.redirect_stderr(void)):  # a library run prints nothing
+        model = SentenceTransformer(resolve_model(recipe.rag.embedding_model), device="cpu")
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(out / "retriever-checkpoints"), num_train_epochs=tune.epochs, learning_rate=tune.learning_rate,
+            per_device_train_batch_size=min(tune.batch_size, len(pairs)), warmup_steps=0.1, seed=recipe.training.seed,
+            batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none", logging_steps=5,
+            disable_tqdm=not show, use_cpu=True)
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
+                                             loss=losses.MultipleNegativesRankingLoss(model))
+        result = trainer.train()
+        model.save_pretrained(str(path))  # its model card's bars too
+    if (out / "retriever-checkpoints").exists():  # save_strategy no: only the Trainer's empty folder
+        from adaptkit._files import remove_tree
+
+        remove_tree(out / "retriever-checkpoints")
+    kinds = {"questions": len(data.train), "synthetic": len(pairs) - len(data.train)}
+    return str(path), {"pairs": len(pairs), **kinds, "hard_negatives": tune.hard_negatives, "steps": result.global_step,
+                       "runtime_s": round(time.perf_counter() - started, 2), "final_loss": round(result.training_loss, 4),
+                       "saved_to": str(path)}
+
+
 def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
-    """Ingest, rank every question by each retrieval, optionally generate with citations; write retrievals.jsonl."""
+    """Ingest, rank every question by each retrieval, optionally generate with citations; write retrievals.jsonl. With
+    rag.tune, the embedding model is fine-tuned first and retrieval is scored with the base and the tuned encoder."""
+    quiet_transformers()  # no per-weight loading bars
     block, questions, out = recipe.rag, data.rows, options.out
     index = Index(Path(block.index_dir), block.embedding_model)
     stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, options.progress)
     texts = [q[block.question_column] for q in questions]
     rankings = Retriever(index, block).rankings(texts)
     used = "reranked" if block.reranker else block.retrieval
+    tuned = None
+    if block.tune is not None:
+        before = {name: {**_scores(questions, ranked, index.chunks, block.source_column, block.top_k),
+                         "recall_at_1": _scores(questions, ranked, index.chunks, block.source_column, 1)["recall_at_k"]}
+                  for name, ranked in rankings.items()}
+        path, trained = _tune(recipe, data, index, out, options.show_training)
+        index_after = Index(out / RETRIEVER_DIR, path)  # the same chunks, embedded by the tuned model (kept in memory)
+        index_after.chunks, index_after.vectors = index.chunks, index_after.embed([c["text"] for c in index.chunks])
+        rankings = Retriever(index_after, block).rankings(texts)
+        tuned = {"trained": trained, "before": before}
     results = [[(index.chunks[p], s) for p, s in row[:block.top_k]] for row in rankings[used]]
     compared = {name: _scores(questions, ranked, index.chunks, block.source_column, block.top_k) for name, ranked in rankings.items()}
     rows = []
@@ -149,6 +257,16 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
                      "rank": next((i for i, s in enumerate(sources, 1) if s == gold), None),
                      "retrieved": [{"source": c["source"], "chunk": c["chunk"], "score": round(s, 4)} for c, s in retrieved]})
     metrics = {**compared[used], "retrieval": used, "k": block.top_k, "questions": len(questions), "by_retrieval": compared}
+    if tuned is not None:
+        from adaptkit.runners.scoring import delta
+
+        at_1 = {name: _scores(questions, ranked, index.chunks, block.source_column, 1)["recall_at_k"] for name, ranked in rankings.items()}
+        base = tuned["before"][used]
+        metrics["recall_at_1"] = at_1[used]
+        metrics["retriever"] = {**tuned["trained"], "base_by_retrieval": tuned["before"], "recall_at_1_by_retrieval": at_1}
+        if not block.generate:  # the base of a tuned retriever is the base encoder (with answers, it is the closed book)
+            metrics["base"] = {**base, "kind": f"the base encoder {block.embedding_model}, same questions and chunks"}
+            metrics["delta"] = delta({k: metrics[k] for k in ("recall_at_k", "recall_at_1", "mrr")}, base)
     if block.generate:
         from adaptkit.runners.backends import make_backend
 
@@ -173,4 +291,5 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
             metrics["answer_contains_expected"] = contained / len(questions)
             metrics.update(_closed_book(recipe, backend, questions, replies))
     write_atomic(out / "retrievals.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    return RunResult({"method": recipe.method, "task": recipe.task, "index": stats, "eval": metrics}, artifacts=["retrievals.jsonl"])
+    artifacts = ["retrievals.jsonl"] + ([RETRIEVER_DIR] if tuned else [])
+    return RunResult({"method": recipe.method, "task": recipe.task, "index": stats, "eval": metrics}, artifacts=artifacts)
