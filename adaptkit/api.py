@@ -222,7 +222,7 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
         _check_sharding(loaded, num_processes)
     allowed = allow_code or loaded.allow_code
     check_consent(loaded, allowed)
-    if not loaded.definition.trains or start_job:  # the API key leaves this machine: only where it belongs (or consented)
+    if loaded.contacts_backend or start_job:  # the API key leaves this machine: only where it belongs (or consented)
         from adaptkit.recipe.consent import key_destination
 
         key_destination(loaded, send_key)
@@ -282,7 +282,7 @@ def dry_run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, gpu: st
     from adaptkit.recipe.consent import key_destination
 
     line = None
-    if not loaded.definition.trains or start_job:  # what the real run would send, and where
+    if loaded.contacts_backend or start_job:  # what the real run would send, and where
         try:
             line = key_destination(loaded, send_key)
         except InputError as exc:

@@ -340,8 +340,10 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
         from adaptkit.runners.resources import summary
 
         lines.extend(escape(line) for line in summary(metrics["resources"]))
+    if isinstance(metrics.get("distill"), dict):
+        lines.extend(escape(line) for line in _distill_lines(metrics["distill"]))
     for name, part in metrics.items():  # what else a method reports (RAG: the index)
-        if name not in ("method", "task", "train", "eval", "resources", "eval_data") and isinstance(part, dict):
+        if name not in ("method", "task", "train", "eval", "resources", "eval_data", "distill", "train_data") and isinstance(part, dict):
             lines.append(f"{name}: " + escape(", ".join(f"{k} {v}" for k, v in part.items() if not isinstance(v, (list, dict)))))
             lines.extend(f"  skipped {escape(str(item))}" for item in part.get("skipped", []))
     scalars, tables = [], []
@@ -372,6 +374,29 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
     for line in lines:
         body = line.lstrip(" ")
         hanging(console, body, len(line) - len(body))
+
+
+def _distill_lines(report: dict) -> list[str]:
+    """Teacher against student: scores, cost per 1,000 requests, and when the student pays back."""
+    metric, teacher, student = report["metric"], report["teacher"], report["student"]
+
+    def money(value) -> str:
+        return "unpriced" if value is None else f"${value:.4f} per 1,000 requests"
+
+    def score(value) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    answers = teacher["training_answers"]
+    lines = [f"teacher {teacher['model']}: {metric} {score(teacher.get(metric))} on {teacher.get('eval_rows')} eval rows, "
+             f"{money(teacher['usd_per_1k_requests'])} ({teacher['price_basis']}); its training answers: {answers['kept']} of "
+             f"{answers['answers']} kept (filter: {answers['filter']})",
+             f"student {student['model']}: {metric} {score(student.get(metric))} (base {score(student.get('base'))}), "
+             f"{money(student['usd_per_1k_requests'])} ({student['cost_basis']})"]
+    if "student_keeps" in report:
+        lines.append(f"  the student keeps {report['student_keeps']:.0%} of the teacher's {metric}")
+    if report.get("break_even"):
+        lines.append(f"  {report['break_even']}")
+    return lines
 
 
 def next_commands(recipe, folder) -> list[str]:

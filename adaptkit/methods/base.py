@@ -339,6 +339,11 @@ class RecipeBase(Strict):
         return "none"
 
     @property
+    def contacts_backend(self) -> bool:
+        """Whether a run sends requests to the backend block's endpoint (its key goes there): a training-free method."""
+        return not self.definition.trains
+
+    @property
     def quantization(self) -> str:
         """none, 8bit or 4bit: a quantized base is set on the recipe's LoRA block (QLoRA), when it has one."""
         lora = getattr(self, "lora", None)

@@ -58,7 +58,9 @@ def instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
                     raise InputError(f"{where}: row {number}: `{d.messages_column}` must be a list of {{role, content}} messages")
         else:
             require_columns(rows, [d.prompt_column], where, "data.prompt_column")
-            require_columns(rows, [d.response_column], where, "data.response_column")
             check_text(rows, d.prompt_column, where)
+            if where == "data.train" and getattr(recipe, "distill", None) is not None:
+                continue  # the teacher writes the responses; any the rows hold are references for filtering
+            require_columns(rows, [d.response_column], where, "data.response_column")
             check_text(rows, d.response_column, where)
     return Splits(train, eval_rows, [], eval_source)

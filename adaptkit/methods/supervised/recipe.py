@@ -9,7 +9,7 @@ from typing import Callable, Literal, Optional, Union
 from pydantic import Field, model_validator
 
 from adaptkit.errors import InputError
-from adaptkit.methods.base import MethodDef, RecipeBase, Strict
+from adaptkit.methods.base import MethodDef, RecipeBase, Strict, input_path
 from adaptkit.methods.registry import register
 
 SUPERVISED = dict(runner="adaptkit.methods.supervised.runner:train", data="adaptkit.methods.supervised.data:load_splits",
@@ -144,15 +144,63 @@ def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
     return "causal_lm.py.tmpl", SFT_TEMPLATE
 
 
-class FullFinetuningRecipe(RecipeBase):
+class DistillBlock(Strict):
+    """Distillation: a teacher answers the training prompts, its answers (filtered by the task's scorer where the rows
+    hold references) are what the student (the recipe's model) trains on; teacher and student are scored on the same
+    eval rows and priced per 1,000 requests. The teacher is the backend block's endpoint (backend.kind openai: a closed
+    or served model; its answers cached in backend.cache_dir, so an interrupted run resumes), or `teacher_model`."""
+
+    teacher_model: Optional[str] = input_path("a local causal LM as the teacher (instead of the backend endpoint)", "model", default=None)
+    objective: Literal["sft", "gkd"] = Field(
+        "sft", description="sft: the student trains on the teacher's answers; gkd: also on the local teacher's token "
+                           "probabilities, on its own samples too (TRL's GKD; the teacher must share the student's tokenizer)")
+    lmbda: float = Field(0.5, ge=0, le=1, description="gkd: the share of steps trained on the student's own samples (on-policy)")
+    beta: float = Field(0.5, ge=0, le=1, description="gkd: the generalised Jensen-Shannon interpolation (0: forward KL, 1: reverse KL)")
+    max_new_tokens: int = Field(256, ge=1, description="tokens the teacher may write per answer")
+    min_score: Optional[float] = Field(None, description="keep a teacher answer only when its score against the row's reference "
+                                                         "(the scorer's primary metric) reaches this; rows without a reference are kept")
+    usd_per_1m_input_tokens: Optional[float] = Field(None, ge=0, description="the teacher's input price (default: adaptkit's price "
+                                                                             "table for known API model names)")
+    usd_per_1m_output_tokens: Optional[float] = Field(None, ge=0, description="the teacher's output price")
+    gpu_hour_usd: float = Field(1.0, ge=0, description="what an hour of the GPU that trains and serves the student costs")
+    student_requests_per_second: Optional[float] = Field(None, gt=0, description="requests a second the student serves on that GPU "
+                                                                                 "(default: measured, where the run had a GPU)")
+
+
+class DistilledRecipe(RecipeBase):
+    """A supervised recipe that may learn from a teacher's answers (`distill`)."""
+
+    distill: Optional[DistillBlock] = Field(None, description="learn from a teacher's answers to the training prompts (distillation)")
+
+    def check(self) -> None:
+        if self.distill is None:
+            return
+        if self.task != "causal_lm":
+            raise ValueError("`distill` teaches a causal LM from a teacher's answers: set task: causal_lm")
+        if self.data.messages_column:
+            raise ValueError("`distill` asks the teacher single prompts (data.prompt_column): unset data.messages_column")
+        if self.distill.objective == "gkd" and not self.distill.teacher_model:
+            raise ValueError("`distill.objective: gkd` reads the teacher's token probabilities: set distill.teacher_model to a local "
+                             "model with the student's tokenizer (an endpoint gives text only: use objective sft)")
+        if self.distill.teacher_model is None and (self.backend.kind != "openai" or not self.backend.base_url):
+            raise ValueError("`distill` needs a teacher: backend.kind=openai with backend.base_url and backend.model, or "
+                             "distill.teacher_model=PATH for a local one")
+
+
+    @property
+    def contacts_backend(self) -> bool:
+        return self.distill is not None and self.distill.teacher_model is None  # the teacher endpoint
+
+
+class FullFinetuningRecipe(DistilledRecipe):
     method: Literal["full_finetuning"] = Field(description="every weight trains")
 
 
-class InstructionTuningRecipe(RecipeBase):
+class InstructionTuningRecipe(DistilledRecipe):
     method: Literal["instruction_tuning"] = Field(description="every weight of a causal LM trains on instruction data")
 
 
-class LoraAdaptersRecipe(RecipeBase):
+class LoraAdaptersRecipe(DistilledRecipe):
     method: Literal["lora_adapters"] = Field(description="small trainable adapters on a frozen model")
     lora: Optional[LoraConfigBlock] = Field(None, description="LoRA / QLoRA settings")
     ia3: Optional[IA3ConfigBlock] = Field(None, description="IA3 settings (instead of lora)")
@@ -160,6 +208,9 @@ class LoraAdaptersRecipe(RecipeBase):
                                                             "vendor tuning is adapter-based)")
 
     def check(self) -> None:
+        super().check()
+        if self.vendor is not None and self.distill is not None:
+            raise ValueError("`distill` trains the student here; a `vendor` job trains elsewhere: use one of them")
         if sum(block is not None for block in (self.lora, self.ia3, self.vendor)) != 1:
             raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora`, `ia3` or `vendor`")
         if self.vendor is not None and (self.backend.kind != "openai" or not self.backend.base_url):
@@ -171,7 +222,7 @@ class LoraAdaptersRecipe(RecipeBase):
         return "lora" if self.lora else "ia3" if self.ia3 else "vendor"
 
 
-class PrefixPromptTuningRecipe(RecipeBase):
+class PrefixPromptTuningRecipe(DistilledRecipe):
     method: Literal["prefix_prompt_tuning"] = Field(description="trainable soft tokens (or key/value prefixes) on a frozen model")
     prefix_prompt_tuning: Optional[PrefixConfigBlock] = Field(None, description="soft prompt settings")
 

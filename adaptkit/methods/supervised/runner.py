@@ -127,6 +127,9 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
 
     config = peft_config(recipe, TaskType.CAUSAL_LM)
     model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
+    distill = getattr(recipe, "distill", None)
+    if distill is not None and distill.objective == "gkd":
+        return _gkd_trainer(recipe, splits, args, callbacks, tokenizer, model, config, optimizers), tokenizer, finish
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows_to(splits.train),
                          eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer,
                          peft_config=config, callbacks=callbacks, optimizers=optimizers)
@@ -135,6 +138,37 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
                          "the prompts are that long; raise training.max_length (`--dry-run` shows the lengths) or shorten the prompts")
     return trainer, tokenizer, finish
 
+
+
+def _gkd_trainer(recipe: Recipe, splits: Splits, args, callbacks, tokenizer, model, config, optimizers):
+    """Generalised knowledge distillation (Agarwal et al., arXiv:2306.13649) through TRL's GKDTrainer: the student
+    matches the local teacher's token distributions on the teacher's answers and, `lmbda` of the time, on its own
+    samples. The two must share a tokenizer (the same vocabulary)."""
+    import os
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+    from adaptkit.runners.core import causal_tokenizer
+
+    block, d = recipe.distill, recipe.data
+    if len(causal_tokenizer(block.teacher_model, recipe.trust_remote_code)) != len(tokenizer):
+        raise InputError(f"distill.objective gkd: the teacher {block.teacher_model} and the student {recipe.model} have different "
+                         "vocabularies: GKD compares their token probabilities, so they must share a tokenizer (or use objective sft)")
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"distill.objective gkd trains on chat messages: the tokenizer of {recipe.model} has no chat template")
+    teacher = load_model(recipe, name=block.teacher_model)
+    kwargs = with_precision(recipe, trainer_kwargs(recipe, Path(args.output_dir), bool(splits.eval)))  # the SFTConfig's own settings
+    gkd_args = GKDConfig(**kwargs, lmbda=block.lmbda, beta=block.beta, max_new_tokens=recipe.training.max_new_tokens, temperature=0.9)
+
+    def rows_to(rows):
+        return Dataset.from_dict({"messages": [[{"role": "user", "content": r[d.prompt_column]},
+                                                {"role": "assistant", "content": r[d.response_column]}] for r in rows]})
+
+    return GKDTrainer(model=model, teacher_model=teacher, args=gkd_args, train_dataset=rows_to(splits.train),
+                      eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer, peft_config=config,
+                      callbacks=callbacks, optimizers=optimizers)
 
 
 def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
@@ -153,7 +187,11 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
             "attention-mask size mismatch in its fused-loss forward: use prefix_prompt_tuning.kind=prompt, or LoRA"
         )
     sft = recipe.task == "causal_lm"
+    teacher = None
+    if getattr(recipe, "distill", None) is not None:  # the teacher's answers are the training data
+        from adaptkit.methods.supervised.distill import teach
 
+        splits, teacher = teach(recipe, splits, options.out)
     before: dict = {}
 
     def build(out: Path, callbacks):
@@ -175,7 +213,13 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         return {"loss": loss, "perplexity": math.exp(min(loss, 50)) if loss is not None else None,
                 **generate_and_score(recipe, trainer.model, tokenizer, splits.eval, options.out)}
 
-    return run_trainer(recipe, options, build, scores, labels=splits.labels)
+    result = run_trainer(recipe, options, build, scores, labels=splits.labels)
+    if teacher is not None and result is not None:
+        from adaptkit.methods.supervised.distill import ANSWERS_FILE, report
+
+        result.metrics["distill"] = report(recipe, teacher, result.metrics)
+        result.artifacts.append(ANSWERS_FILE)
+    return result
 
 
 def _perplexities(evaluation: dict, before: dict) -> dict:
