@@ -70,12 +70,15 @@ def load_recipe(recipe: str | os.PathLike, overrides: Sequence[str] = ()):
 
 
 def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.PathLike | None = None,
-           detect_gpus: bool = True, ask: Callable[[dict, list, list], dict] | None = None, where: str | None = None, **more):
+           detect_gpus: bool = True, ask: Callable[[dict, list, list], dict] | None = None, where: str | None = None,
+           evidence: bool = True, **more):
     """Rank the adaptation methods for a task: `answers` as a dict or an answers file (YAML/JSON), `more` as extra
     answers (`labeled_examples=2000`), `data` a data file whose columns and counts fill what it proves. Returns the
     Advice (recommendations with rationale and sources, ruled-out methods with reasons, `hardware`: the GPUs
     detected). Nothing is asked unless `ask(answers, gpus, notes) -> answers` is given (the CLI's wizard; `notes`:
-    what the data file proved): without it, task, goal and weight_access must be given."""
+    what the data file proved): without it, task, goal and weight_access must be given. Runs in the ledger scored on
+    the profile's own data rank the methods where they were measured (`advice.evidence` says how); `evidence=False`
+    gives the rules alone."""
     from adaptkit.advisor.engine import advise as run_advisor
     from adaptkit.advisor.profile import check_keys, check_values, missing_required, read_answers, resolve
 
@@ -106,6 +109,10 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
                          "as answers")
     profile, said = resolve(answers, gpus, where)
     advice = run_advisor(profile, notes + said)
+    if evidence:  # runs already measured on this data (the ledger) outrank the rules where they disagree
+        from adaptkit.advisor.evidence import apply, measured
+
+        advice = apply(advice, measured(profile))
     advice.hardware = {"detected_gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus], "detection": detection}
     return advice
 
@@ -163,11 +170,13 @@ def write_recipe(advice, path: str | os.PathLike, method: str | None = None, for
 
 def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] = (), *, model: str | None = None,
              method: str = "lora_adapters", gpu: str | None = None, gpu_memory_gb: float | None = None,
-             num_gpus: int | None = None, tokens: float | None = None, gpu_hour_usd: float | None = None, **setup) -> dict:
+             num_gpus: int | None = None, tokens: float | None = None, gpu_hour_usd: float | None = None, calibrate: bool = True,
+             **setup) -> dict:
     """Peak GPU memory per device, compute, time and cost: for what a recipe would run (`recipe` + `overrides`), or for
     `method` on `model` with estimator settings in `setup` (batch_size=4, seq_len=2048, quantization="4bit", ...).
     Returns `adaptkit estimate --json`'s dict: peak_memory_gb, fits, breakdown, suggestions (each with the recipe
-    overrides that apply it when a recipe was given)."""
+    overrides that apply it when a recipe was given). With `calibrate`, runs in the ledger measured on the same GPU
+    model correct the peak (`calibration` says by how many and how much)."""
     from adaptkit.estimator.architectures import load_model
     from adaptkit.estimator.report import estimate as run_estimate
     from adaptkit.estimator.report import find_device
@@ -183,10 +192,48 @@ def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] =
         chosen = recipe_setup(loaded, gpus)
         result = run_estimate(load_model(resolve_model(loaded.model)), chosen, device, tokens, gpu_hour_usd)
         with_recipe_changes(loaded, chosen.resolved(), result["suggestions"])
+        result = calibrated(result, device, loaded.model) if calibrate else result
         return {**result, "recipe": str(recipe), "recipe_overrides": list(overrides)}
     if model is None:
         raise InputError("give a recipe, or a model (hub id, built-in name or local folder) with a method")
-    return run_estimate(load_model(model), setup_for(method, num_gpus=gpus, **setup), device, tokens, gpu_hour_usd)
+    result = run_estimate(load_model(model), setup_for(method, num_gpus=gpus, **setup), device, tokens, gpu_hour_usd)
+    return calibrated(result, device, model) if calibrate else result
+
+
+def calibrated(result: dict, device, model: str) -> dict:
+    """The estimate corrected by the runs measured on this GPU model (the ledger): the median of their measured over
+    predicted peaks, from runs of the same model where there are any, else of any model. One factor for the whole
+    peak: runs record their peak, not its parts."""
+    from adaptkit import ledger
+
+    if device is None or device.gpu is None or not ledger.enabled():
+        return result
+    from adaptkit.estimator.compute import find_gpu
+
+    def same_gpu(record) -> bool:
+        name = (record.get("device") or "").partition(" ")[2]
+        found = find_gpu(name, strict=False) if name else None
+        return found is not None and found.name == device.gpu.name
+
+    try:
+        measured = [r for r in ledger.rows() if r.get("measured_peak_gb") and r.get("predicted_peak_gb") and same_gpu(r)]
+    except InputError:  # a ledger this version cannot read: the plain estimate
+        return result
+    own = [r for r in measured if r.get("model") == model]
+    used = own or measured
+    if not used:
+        return result
+    import statistics
+
+    factor = statistics.median(r["measured_peak_gb"] / r["predicted_peak_gb"] for r in used)
+    peak = round(result["peak_memory_gb"] * factor, 2)
+    said = (f"calibrated by {len(used)} measured run{'s' if len(used) != 1 else ''} on {device.gpu.name} "
+            f"({'this model' if own else 'other models'}): measured peaks were x{factor:.2f} the estimate's, so "
+            f"{result['peak_memory_gb']:.2f} GB becomes {peak:.2f} GB (one factor for the whole peak)")
+    fits = None if result["device_memory_gb"] is None else peak <= result["device_memory_gb"]
+    return {**result, "peak_memory_gb": peak, "fits": fits, "assumptions": [said, *result["assumptions"]],
+            "calibration": {"runs": len(used), "gpu": device.gpu.name, "same_model": bool(own), "factor": round(factor, 4),
+                            "uncalibrated_peak_gb": result["peak_memory_gb"], "records": [r["id"] for r in used]}}
 
 
 # ------------------------------------------------------------------------------------------------ run

@@ -18,6 +18,12 @@ def no_real_gpus(monkeypatch):
     monkeypatch.setenv("ADAPTKIT_FAKE_GPUS", "0")
 
 
+@pytest.fixture(autouse=True)
+def own_ledger(monkeypatch, tmp_path_factory):
+    """Each test its own ledger: runs another test recorded never become this test's evidence (advise reads them)."""
+    monkeypatch.setenv("ADAPTKIT_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"))
+
+
 @pytest.fixture
 def invoke():
     def run(*args, input=None):

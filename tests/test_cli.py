@@ -28,7 +28,7 @@ def test_json_shape(invoke, answers_file):
     result = invoke("advise", "--answers", answers_file, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"profile", "recommendations", "ruled_out", "combine", "notes"}
+    assert set(data) == {"profile", "recommendations", "ruled_out", "combine", "notes", "evidence"}
     assert data["profile"]["labeled_examples"] == 2000 and "hardware" in data["profile"]
     for rec in data["recommendations"]:
         assert set(rec) == {"method", "name", "score", "rationale", "sources"}

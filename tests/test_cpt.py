@@ -110,7 +110,8 @@ def test_advise_reads_a_txt_corpus_as_raw_text_for_the_cpt_stage(invoke, tmp_pat
     import yaml
 
     first = yaml.safe_load((tmp_path / "plan.yaml").read_text())
-    assert first["data"]["train"] == str(corpus) and first["lora"]["modules_to_save"] == ["embed_tokens", "lm_head"]
+    assert (tmp_path / first["data"]["train"]).resolve() == corpus.resolve()  # relative to the recipe's folder, or absolute
+    assert first["lora"]["modules_to_save"] == ["embed_tokens", "lm_head"]
 
 
 def test_replay_of_general_text_is_a_second_weighted_source(invoke, tmp_path, tiny_causal_lm):

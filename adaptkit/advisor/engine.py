@@ -46,6 +46,7 @@ class Advice:
     firings: list[Firing]
     notes: list[str] = field(default_factory=list)
     hardware: dict | None = None  # the GPUs detected for it (adaptkit.advise sets it)
+    evidence: dict | None = None  # what the ledger measured on the profile's data, and how it ranked (advisor.evidence)
 
     def to_dict(self) -> dict:
         """The `advise --json` shape."""
@@ -58,6 +59,7 @@ class Advice:
             "ruled_out": [{"method": m, "reasons": reasons} for m, reasons in self.ruled_out.items()],
             "combine": self.combine,
             "notes": self.notes,
+            "evidence": self.evidence,
         }
 
 
@@ -145,7 +147,15 @@ def _memory(rule: Rule, profile: Profile, feasibility: dict[str, str]):
         peak = estimate_memory(arch, setup).peak_gb
         if peak <= device:
             feasibility[method] = f"fits (~{peak:.0f}/{device:g} GB)"
-            yield method, 0.0, f"fits: ~{peak:.1f} GB per GPU on {where} ({how})"
+            said = f"fits: ~{peak:.1f} GB per GPU on {where} ({how})"
+            if setup.objective == "preference" and setup.adapter == "lora":  # say it runs with LoRA when all weights would not fit
+                full = estimate_memory(arch, replace(setup, adapter="none", precision=None,
+                                                     sharding="zero3" if gpus > 1 else "none").resolved()).peak_gb
+                if full > device:
+                    feasibility[method] = f"with LoRA (~{peak:.0f}/{device:g} GB)"
+                    said = (f"runs with LoRA (the emitted recipe has a lora block; the reference is the base with the adapter "
+                            f"off): ~{peak:.1f} GB per GPU on {where} ({how}); all weights would need ~{full:.0f} GB")
+            yield method, 0.0, said
             continue
         changes, verdict = suggest(arch, setup, device, profile.gpu_kind)
         same = [c for c in changes if c.setup.method == method and c.setup.adapter == setup.adapter and c.setup.num_gpus == gpus]

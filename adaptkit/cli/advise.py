@@ -33,6 +33,7 @@ def _prompter():
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set one answer (repeatable), e.g. --set labeled_examples=2k.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recommendation as JSON.")
 @click.option("--explain", is_flag=True, help="Show every rule that fired and what it did.")
+@click.option("--no-evidence", is_flag=True, help="Rank by the rules alone, not by runs in the ledger measured on the same data.")
 @click.option("--no-input", is_flag=True, help="Never prompt: missing answers take their defaults (task, goal, weight_access are required).")
 @click.option("--save-answers", type=click.Path(dir_okay=False), help="Save the answers to this YAML file for reuse.")
 @click.option("--emit-recipe", type=click.Path(dir_okay=False), help="Write a runnable recipe for the top runnable method to this file.")
@@ -40,7 +41,8 @@ def _prompter():
 @click.option("--bake-off", "bake_off", type=click.Path(file_okay=False),
               help="Write recipes for the top three runnable methods to this folder and print the compare command.")
 @click.option("--force", is_flag=True, help="Replace existing --save-answers, --emit-recipe or --bake-off files.")
-def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_answers, emit_recipe, emit_method, bake_off, force):
+def advise(answers_file, data_file, overrides, as_json, explain, no_evidence, no_input, save_answers, emit_recipe, emit_method, bake_off,
+           force):
     """Recommend an adaptation method for your task, data and hardware.
 
     Rules out what cannot work (weight access, memory, data, privacy), ranks the rest
@@ -97,7 +99,7 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_input, save_
 
     final: dict = {}
     try:
-        advice = api.advise(answers, data=data_file, ask=ask, where=where, **given)  # --data beats the file, --set beats both
+        advice = api.advise(answers, data=data_file, ask=ask, where=where, evidence=not no_evidence, **given)  # --data beats the file, --set beats both
         _advise_and_write(advice, final, interactive, as_json, explain, save_answers, emit_recipe, bake_off, force, emit_method)
     except AdaptkitError as exc:
         if not (interactive and final and not save_answers):

@@ -73,6 +73,7 @@ def _number(parse, flag):
 @click.option("--tokens-per-second", type=click.FloatRange(min=0, min_open=True),
               help="Measured training throughput (a run's metrics.json resources.tokens_per_second): time from it, not from MFU.")
 @click.option("--calibrate", is_flag=True, help="The arguments are finished run folders: the estimator's error on their measured peaks.")
+@click.option("--uncalibrated", is_flag=True, help="Ignore runs in the ledger measured on the same GPU model (the plain estimate).")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
@@ -80,7 +81,7 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
              adapter, lora_r, lora_targets, dora, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
-             tokens_per_second, calibrate, as_json, list_models, list_gpus):
+             tokens_per_second, calibrate, uncalibrated, as_json, list_models, list_gpus):
     """Predict peak GPU memory per device, compute, time and cost for a method, and what to change if it does not fit.
 
     Examples:
@@ -119,7 +120,8 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
         if given:
             raise InputError(f"--recipe sets the model and the setup: drop {', '.join(given)} (change the recipe's fields instead)")
         chosen = sharding if ctx.get_parameter_source("sharding").name == "COMMANDLINE" else None  # else the recipe's own
-        results = [_recipe_estimate(recipe, tuple(overrides), device, gpus, chosen, tokens, gpu_hour_usd, tokens_per_second)]
+        results = [_recipe_estimate(recipe, tuple(overrides), device, gpus, chosen, tokens, gpu_hour_usd, tokens_per_second,
+                                    not uncalibrated)]
         method = results[0]["method"]
     else:
         if overrides:
@@ -152,6 +154,10 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
             sharding=sharding if definition.trains else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
         )
         result = run_estimate(arch, setup, device, tokens, gpu_hour_usd, tokens_per_second)
+        if model and definition.trains and not uncalibrated:  # runs measured on this GPU model (the ledger) correct the peak
+            from adaptkit.api import calibrated
+
+            result = calibrated(result, device, model)
         if model and arch.name != model:  # the name asked for (an -Instruct variant), not the config it was read from
             result.update(model=model, config_of=arch.name)
         if not definition.trains:
@@ -173,7 +179,7 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
 
 
 def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sharding: str | None, tokens, gpu_hour_usd,
-                     tokens_per_second=None) -> dict:
+                     tokens_per_second=None, calibrate: bool = True) -> dict:
     """The estimate for what a recipe would run: the same conversion as run --dry-run and the export headers; each
     step-down suggestion carries the overrides (and run flags) that apply it."""
     from adaptkit.estimator.architectures import load_model
@@ -191,6 +197,10 @@ def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sh
     if measured_in:
         result["assumptions"].append(f"tokens/s measured by the finished run in {measured_in}")
     with_recipe_changes(loaded, setup.resolved(), result["suggestions"])
+    if calibrate:  # runs measured on this GPU model (the ledger) correct the peak
+        from adaptkit.api import calibrated
+
+        result = calibrated(result, device, loaded.model)
     result["recipe"] = ref
     result["recipe_overrides"] = list(overrides)
     return result

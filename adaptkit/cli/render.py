@@ -90,6 +90,8 @@ def show_advice(advice, explain: bool = False) -> None:
         console.print("\n[bold red]No method survives the gates.[/] What rules each out is listed below.")
     else:
         console.print("[bold]Recommended, best first[/]")
+        if advice.evidence:
+            hanging(console, f"[bold green]{escape(advice.evidence['said'])}[/]", 2, bullet="evidence: ")
         if console.width >= WIDE:
             table = Table(box=box.SIMPLE_HEAD, expand=console.is_terminal, padding=(0, 1))
             for column, style, ratio in (("#", "bold", None), ("method", "bold cyan", None), ("score", "", None),
@@ -131,6 +133,12 @@ def show_advice(advice, explain: bool = False) -> None:
 
 
 def _show_rules(console: Console, advice) -> None:
+    if advice.evidence:
+        console.print("\n[bold]Measured runs on this data[/] (the ledger; --no-evidence ranks by the rules alone)")
+        for run in advice.evidence["runs"]:
+            hanging(console, escape(f"{run['method']}: {advice.evidence['metric']} {run['value']:.4f}, ledger run {run['record']}, "
+                                    f"{run['recipe']}"), 2)
+        hanging(console, escape(f"ranked {advice.evidence['first']} first; the rules alone ranked {advice.evidence['rules_first']} first"), 2)
     console.print("\n[bold]Rules that fired[/], in table order")
     for firing in advice.firings:
         rule = firing.rule

@@ -136,6 +136,12 @@ def break_even(rows: list[dict], horizon_days: float = 30.0) -> list[str]:
     return lines
 
 
+def cost_order(row: dict) -> tuple:
+    """How a bake-off row sorts by cost: the method's cost tier, then its cost per 1,000 requests, then training time."""
+    return (methods()[row["method"]].cost_rank if row["method"] in methods() else 99, row["usd_per_1k_requests"] or 0,
+            row["training_s"] or 0)
+
+
 def winner(rows: list[dict], margin: float, target: tuple[str, float] | None) -> str | None:
     """The cheapest sufficient run: lowest cost tier, then fewest tokens a request, then training time; and why."""
     scored = [r for r in rows if r.get("value") is not None]
@@ -143,8 +149,7 @@ def winner(rows: list[dict], margin: float, target: tuple[str, float] | None) ->
         return None
     best = max(r["value"] for r in scored)
     good = [r for r in scored if (r["value"] >= target[1] if target and r["metric"] == target[0] else r["value"] >= best - margin)]
-    rank = {m: meth.cost_rank for m, meth in methods().items()}
-    cost = lambda r: (rank.get(r["method"], 99), r["usd_per_1k_requests"] or 0, r["training_s"])  # noqa: E731
+    cost = cost_order
     good.sort(key=cost)
     if not good:
         return f"none reaches {target[0]} {target[1]:g}; the best has {best:.4f}" if target else None

@@ -1,0 +1,101 @@
+"""Advice that reads measurements: runs in the ledger on the profile's own data (the same file, by its sha256) are
+shown beside the rules, and where they disagree the measurement ranks the methods. Deterministic: among the measured
+methods on the same metric, the cheapest whose score is within MARGIN of the best ranks first (the bake-off's rule:
+lower cost tier, then fewer prompt tokens, then less training), then the other measured ones by score, then the
+unmeasured in the rules' order. Torch-free."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+MARGIN = 0.02  # scores this close to the best count as as good (the same margin `compare` uses)
+
+
+def data_hashes(profile) -> list[str]:
+    """The sha256 of the profile's eval and training files (what a run on them was scored on), where they exist."""
+    found = []
+    for name in (profile.eval_data, profile.train_data):
+        path = Path(name).expanduser() if name else None
+        if path is not None and path.is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            found.append(digest.hexdigest())
+    return found
+
+
+def measured(profile) -> list[dict]:
+    """Ledger records of runs scored on the profile's data, newest first; [] when there are none or no ledger."""
+    from adaptkit import ledger
+
+    if not ledger.enabled():
+        return []
+    records = []
+    for digest in data_hashes(profile):
+        records += [r for r in ledger.rows(data_sha256=digest) if r["value"] is not None]
+    return records
+
+
+def _row(record: dict) -> dict:
+    """The bake-off's row of a recorded run: from its folder where it is still there, else from the record alone."""
+    from adaptkit.methods.bakeoff import row
+
+    folder = Path(record["folder"])
+    try:
+        import json
+
+        from adaptkit._yaml import loads_yaml
+
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        recipe = loads_yaml((folder / "recipe.yaml").read_text(encoding="utf-8"))
+        found = row(str(folder), metrics, recipe, 0.5)
+    except (OSError, ValueError, TypeError, KeyError):
+        found = {"recipe": str(folder), "method": record["method"], "metric": record["metric"], "value": record["value"],
+                 "trainable_params": 1 if record.get("training_s") else 0, "training_s": record.get("training_s") or 0.0,
+                 "tokens_per_request": None, "usd_per_1k_requests": None, "training_usd": 0.0}
+    return {**found, "record": record["id"]}
+
+
+def apply(advice, records: list[dict]):
+    """The advice re-ranked by what was measured, with `evidence` saying what and why; unchanged when nothing was."""
+    from adaptkit.methods.bakeoff import cost_order
+    from adaptkit.methods.catalogue import methods
+
+    candidates = {rec.method for rec in advice.recommendations}
+    best: dict[str, dict] = {}  # per method, its best measured run
+    for record in records:
+        if record["method"] in candidates and (record["method"] not in best or record["value"] > best[record["method"]]["value"]):
+            best[record["method"]] = record
+    if not best:
+        return advice
+    metric = max({r["metric"] for r in best.values()}, key=lambda m: sum(r["metric"] == m for r in best.values()))
+    best = {m: r for m, r in best.items() if r["metric"] == metric}  # one metric: scores on others do not compare
+    rows = [_row(r) for r in best.values()]
+    catalogue = methods()
+    top = max(r["value"] for r in rows)
+    good = [r for r in rows if r["value"] >= top - MARGIN]
+    first = min(good, key=cost_order)
+    order = [first["method"]] + [r["method"] for r in sorted(rows, key=lambda r: -r["value"]) if r["method"] != first["method"]]
+    rule_order = [rec.method for rec in advice.recommendations]
+    by_method = {rec.method: rec for rec in advice.recommendations}
+    ranked = [by_method[m] for m in order] + [rec for rec in advice.recommendations if rec.method not in order]
+    scores = ", ".join(f"{r['method']} {r['value']:.4f}" for r in sorted(rows, key=lambda r: -r["value"]))
+    said = f"measured on your data ({len(records)} run{'s' if len(records) != 1 else ''} in the ledger, {metric}): {scores}"
+    if len(rows) > 1:
+        cheaper = first["value"] < top
+        said += (f"; {first['method']} is within {MARGIN:g} of the best and costs less ({catalogue[first['method']].cost_tier} cost), so it ranks first"
+                 if cheaper else f"; {first['method']} scored best, so it ranks first")
+    if rule_order[0] != ranked[0].method:
+        said += f" (the rules alone ranked {rule_order[0]} first)"
+    evidence = {"metric": metric, "runs": [{k: r.get(k) for k in ("method", "value", "record", "recipe", "usd_per_1k_requests",
+                                                                     "training_s")} for r in rows],
+                "first": ranked[0].method, "rules_first": rule_order[0], "said": said}
+    for rec in ranked:
+        if rec.method in best:
+            value = best[rec.method]["value"]
+            rec.rationale.insert(0, f"measured on your data: {metric} {value:.4f} (ledger run {best[rec.method]['id']})")
+            rec.why.insert(0, f"measured {metric} {value:.3f}")
+    return replace(advice, recommendations=ranked, evidence=evidence)

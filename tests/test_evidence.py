@@ -1,0 +1,93 @@
+"""Advice that reads the ledger: runs measured on the profile's own data are shown beside the rules and rank the
+methods where they disagree (the cheapest within 0.02 of the best first); --no-evidence gives the rules alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from adaptkit import ledger
+
+ROOT = Path(__file__).parent.parent
+
+
+def _record(method: str, value: float, data: Path, training_s: float) -> None:
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    ledger.add({"folder": f"/nowhere/{method}", "recorded": 1.0, "method": method, "task": "sequence_classification",
+                "model": "m", "data_sha256": digest, "device": "cpu", "metric": "accuracy", "value": value, "base": 0.2,
+                "delta": value - 0.2, "training_s": training_s, "record": {}})
+
+
+def _answers(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "tickets_eval.jsonl"
+    shutil.copy(ROOT / "examples" / "data" / "support_tickets_test.jsonl", data)
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"task": "classification", "goal": "behavior", "weight_access": "open", "model_params_b": 7,
+                                       "gpu_vram_gb": 80, "num_gpus": 1, "labeled_examples": 320, "eval_data": str(data),
+                                       "inference_volume": "low"}))
+    return answers, data
+
+
+def test_measured_runs_on_the_same_data_rank_the_methods(invoke, tmp_path):
+    answers, data = _answers(tmp_path)
+    rules = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert rules["evidence"] is None
+    rule_order = [r["method"] for r in rules["recommendations"]]
+    assert rule_order.index("lora_adapters") < rule_order.index("in_context_learning")
+    _record("lora_adapters", 0.93, data, 60.0)
+    _record("in_context_learning", 0.92, data, 0.0)  # within 0.02 of the best, and cheaper: it ranks first
+    _record("full_finetuning", 0.80, data, 300.0)
+    measured = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    order = [r["method"] for r in measured["recommendations"]]
+    assert order[:3] == ["in_context_learning", "lora_adapters", "full_finetuning"]
+    evidence = measured["evidence"]
+    assert evidence["first"] == "in_context_learning" and evidence["rules_first"] == rule_order[0]
+    assert "within 0.02 of the best" in evidence["said"] and f"the rules alone ranked {rule_order[0]} first" in evidence["said"]
+    assert measured["recommendations"][0]["rationale"][0].startswith("measured on your data: accuracy 0.9200")
+    off = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input", "--no-evidence").stdout)
+    assert [r["method"] for r in off["recommendations"]] == rule_order and off["evidence"] is None
+    text = invoke("advise", "--answers", answers, "--no-input", "--explain").output
+    assert "evidence: measured on your data (3 runs" in text and "Measured runs on this data" in text
+
+
+def test_runs_on_other_data_are_not_evidence(invoke, tmp_path):
+    answers, data = _answers(tmp_path)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"text": "x", "label": "a"}\n')
+    _record("in_context_learning", 0.99, other, 0.0)
+    advice = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert advice["evidence"] is None
+
+
+def test_a_clear_winner_ranks_first_by_its_score(invoke, tmp_path):
+    answers, data = _answers(tmp_path)
+    _record("in_context_learning", 0.70, data, 0.0)
+    _record("full_finetuning", 0.95, data, 300.0)
+    advice = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert advice["recommendations"][0]["method"] == "full_finetuning" and "scored best" in advice["evidence"]["said"]
+
+
+def test_a_measured_run_on_the_gpu_corrects_the_estimate_and_says_so(invoke):
+    before = json.loads(invoke("estimate", "--recipe", "lora_sft", "--gpu", "A100-80GB", "--json").stdout)
+    assert "calibration" not in before
+    ledger.add({"folder": "/nowhere/lora_sft", "recorded": 1.0, "method": "lora_adapters", "task": "causal_lm",
+                "model": "Qwen/Qwen2.5-0.5B-Instruct", "data_sha256": None, "device": "cuda:0 NVIDIA A100-SXM4-80GB",
+                "metric": "rougeL", "value": 0.3, "measured_peak_gb": 1.25 * before["peak_memory_gb"],
+                "predicted_peak_gb": before["peak_memory_gb"], "record": {}})
+    after = json.loads(invoke("estimate", "--recipe", "lora_sft", "--gpu", "A100-80GB", "--json").stdout)
+    assert after["peak_memory_gb"] == round(1.25 * before["peak_memory_gb"], 2)
+    assert after["calibration"]["runs"] == 1 and after["calibration"]["same_model"] and after["calibration"]["factor"] == 1.25
+    assert after["assumptions"][0].startswith("calibrated by 1 measured run on A100")
+    text = invoke("estimate", "--recipe", "lora_sft", "--gpu", "A100-80GB").output
+    assert "calibrated by 1 measured run" in text
+    plain = json.loads(invoke("estimate", "--recipe", "lora_sft", "--gpu", "A100-80GB", "--uncalibrated", "--json").stdout)
+    assert plain["peak_memory_gb"] == before["peak_memory_gb"]
+    other = json.loads(invoke("estimate", "--recipe", "lora_sft", "--gpu", "H100", "--json").stdout)
+    assert "calibration" not in other  # another GPU model: its own runs, none yet
+    import adaptkit
+
+    assert adaptkit.estimate("lora_sft", gpu="A100-80GB")["calibration"]["runs"] == 1
