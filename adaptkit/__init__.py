@@ -21,6 +21,7 @@ _EXPORTS = {
     "dry_run": ("adaptkit.api", "dry_run"),
     "run": ("adaptkit.api", "run"),
     "compare": ("adaptkit.api", "compare"),
+    "bakeoff": ("adaptkit.api", "bakeoff"),
     "predict": ("adaptkit.api", "predict"),
     "Comparison": ("adaptkit.api", "Comparison"),
     "Predictions": ("adaptkit.api", "Predictions"),

@@ -105,3 +105,17 @@ def write_new(path: str | Path, text: str, force: bool = False) -> Path:
         remove_made(made)
         raise
     return path
+
+
+def sha256_of(path: Path) -> str | None:
+    """The sha256 of a local file's bytes (read in blocks), or None when it is not a file."""
+    import hashlib
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

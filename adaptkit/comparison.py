@@ -39,7 +39,7 @@ def compare_runs(recipes: list[str], *, run, eval_data=None, target=None, margin
         if target[0] not in metric_names():
             raise InputError(f"target: `{target[0]}` is not a metric compare ranks by (known: {', '.join(metric_names())})")
     if not eval_data and len(recipes) > 1:
-        _check_same_data(recipes)  # before anything runs
+        check_same_data(recipes)  # before anything runs
     root = expand(output_dir)
     check_location(root, "--output-dir")
     if (root / "compare.json").is_file() and not overwrite:  # an earlier comparison is not replaced silently
@@ -49,13 +49,13 @@ def compare_runs(recipes: list[str], *, run, eval_data=None, target=None, margin
     for index, ref in enumerate(recipes):
         out = root / f"{index}-{Path(ref).stem}"
         log(f"[{index + 1}/{len(recipes)}] {ref} ...")
-        metrics, recipe, error = _run(ref, out, eval_data, allow_code, run)
+        metrics, recipe, error = run_one(ref, out, eval_data, allow_code, run)
         if error:
             rows.append({"recipe": ref, "error": error})
             continue
         folder = Path(ref) if Path(ref).is_dir() else out
         rows.append(row(ref, metrics, recipe or {}, usd_per_1m_input, usd_per_1m_output, gpu_hour_usd, requests_per_second,
-                        _counter(folder)))
+                        token_counter(folder)))
     scored = [r for r in rows if r.get("value") is not None]
     verdict = winner(rows, margin, target)
     root.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool, run) -> 
 
     definition = registry().get(metrics.get("method"))
     if definition is not None and not definition.trains:  # run again from its recipe.yaml, which may allow nothing itself
-        return _run(str(folder / "recipe.yaml"), out, eval_data, allow_code, run, ("allow_code=false", "trust_remote_code=false"))
+        return run_one(str(folder / "recipe.yaml"), out, eval_data, allow_code, run, ("allow_code=false", "trust_remote_code=false"))
     from adaptkit.recipe.consent import check_consent
     from adaptkit.runners.data import eval_identity, read_rows
     from adaptkit.runners.predict import base_on, load_model, open_run, predict
@@ -116,7 +116,7 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool, run) -> 
     return {**metrics, "eval": eval_metrics, "eval_data": {**eval_identity(rescored), "rows": len(predicted)}, "rescored": True}, recipe, None
 
 
-def _counter(folder: Path):
+def token_counter(folder: Path):
     """Token counts with the run's own tokenizer (its tokenizer.json, read without torch), or None."""
     for candidate in (folder / "tokenizer.json", folder / "policy" / "tokenizer.json"):
         if candidate.is_file():
@@ -151,7 +151,7 @@ def _identity(ref: str):
     return identity
 
 
-def _check_same_data(recipes) -> None:
+def check_same_data(recipes) -> None:
     """Without --eval-data, every row must have been (or be) scored on the same rows; else say which differ."""
     from adaptkit.runners.data import same_eval
 
@@ -175,7 +175,7 @@ def _said(identity: dict) -> str:
     return where + (f", {identity['rows']} rows scored" if identity.get("rows") else "")
 
 
-def _run(ref: str, out: Path, eval_data: str | None, allow_code: bool, run,
+def run_one(ref: str, out: Path, eval_data: str | None, allow_code: bool, run,
          pinned: tuple[str, ...] = ()) -> tuple[dict | None, dict | None, str | None]:
     """(metrics, recipe, error) for a finished run folder (scored again when eval_data is given) or a recipe run now."""
     folder = Path(ref)

@@ -5,11 +5,11 @@ gives the teacher's score, the student's score and base, each one's cost per 1,0
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.helpers_http import ChatHandler, serving
 
 ROOT = Path(__file__).parent.parent
 DATA = ROOT / "examples" / "data"
@@ -17,37 +17,24 @@ ANSWERS = {row["prompt"]: row["response"] for path in ("instructions_train.jsonl
            for row in map(json.loads, (DATA / path).read_text(encoding="utf-8").splitlines())}
 
 
-class Teacher(BaseHTTPRequestHandler):
+class Teacher(ChatHandler):
     """A strong teacher: the right answer for most prompts, a useless one for every fifth; it reports its usage."""
 
     asked: list = []
+    usage = {"prompt_tokens": 60, "completion_tokens": 20}
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        prompt = body["messages"][-1]["content"]
+    def answer(self, prompt: str) -> str:
         Teacher.asked.append(prompt)
-        answer = ANSWERS.get(prompt, "no idea")
         if sum(map(ord, prompt)) % 5 == 0:
-            answer = "I cannot help with that."
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}],
-                              "usage": {"prompt_tokens": 60, "completion_tokens": 20}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+            return "I cannot help with that."
+        return ANSWERS.get(prompt, "no idea")
 
 
 @pytest.fixture
 def teacher_url():
     Teacher.asked = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Teacher)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    with serving(Teacher) as url:
+        yield url
 
 
 def settings(url: str, tmp_path: Path, model) -> list[str]:

@@ -5,11 +5,11 @@ questions, the tuned model saved where a RAG recipe can use it; pairs from a mod
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.helpers_http import ChatHandler, serving
 
 ROOT = Path(__file__).parent.parent
 QUICK = ["rag.tune.epochs=1", "rag.tune.batch_size=8"]
@@ -51,40 +51,22 @@ def test_inverse_cloze_pairs_come_from_the_corpus_and_a_library_run_prints_nothi
     assert printed.out == "" and printed.err == "", printed
 
 
-class Writer(BaseHTTPRequestHandler):
+class Writer(ChatHandler):
     """A scripted model that writes a question for a passage: its first sentence, as a question."""
 
     seen: list = []
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        prompt = body["messages"][-1]["content"]
+    def answer(self, prompt: str) -> str:
         Writer.seen.append(prompt)
-        passage = prompt.split("Passage:", 1)[1].strip()
-        question = "What about " + passage.split(".")[0].strip().lower() + "?"
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": question}}],
-                              "usage": {"prompt_tokens": 80, "completion_tokens": 12}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        return "What about " + prompt.split("Passage:", 1)[1].strip().split(".")[0].strip().lower() + "?"
 
 
 def test_a_model_writes_the_pairs_where_the_user_has_none(invoke, tmp_path):
     Writer.seen = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Writer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    with serving(Writer) as url:
         metrics = run_json(invoke, f"output_dir={tmp_path / 'gen'}", f"rag.index_dir={tmp_path / 'index'}", "rag.tune.train=",
                            "rag.tune.synthetic=model", "rag.tune.synthetic_per_file=1", "backend.kind=openai", f"backend.base_url={url}",
                            "backend.model=writer", f"backend.cache_dir={tmp_path / 'cache'}", *QUICK)
-    finally:
-        httpd.shutdown()
     trained = metrics["eval"]["retriever"]
     assert trained["synthetic"] == trained["pairs"] == 14 == len(Writer.seen)  # one chunk of each of the 14 files
     assert all("Write one question" in prompt for prompt in Writer.seen)

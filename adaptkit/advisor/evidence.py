@@ -6,7 +6,6 @@ unmeasured in the rules' order. Torch-free."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,16 +14,9 @@ MARGIN = 0.02  # scores this close to the best count as as good (the same margin
 
 def data_hashes(profile) -> list[str]:
     """The sha256 of the profile's eval and training files (what a run on them was scored on), where they exist."""
-    found = []
-    for name in (profile.eval_data, profile.train_data):
-        path = Path(name).expanduser() if name else None
-        if path is not None and path.is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            found.append(digest.hexdigest())
-    return found
+    from adaptkit._files import sha256_of
+
+    return [found for found in (sha256_of(Path(name)) for name in (profile.eval_data, profile.train_data) if name) if found]
 
 
 def measured(profile) -> list[dict]:

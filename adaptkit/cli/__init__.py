@@ -15,6 +15,7 @@ from adaptkit.errors import AdaptkitError, brief, one_line
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 COMMANDS = {
     "advise": ("adaptkit.cli.advise", "advise", "Recommend an adaptation method for your task, data and hardware."),
+    "bakeoff": ("adaptkit.cli.bakeoff", "bakeoff", "Run candidate recipes as successive halving: stop the weak ones early, keep the best."),
     "estimate": ("adaptkit.cli.estimate", "estimate", "Predict peak GPU memory, time and cost for a method, and what to change if it does not fit."),
     "compare": ("adaptkit.cli.compare", "compare", "Run several recipes on the same held-out data and recommend the cheapest good one."),
     "export": ("adaptkit.cli.export", "export", "Write a recipe as a standalone training script."),

@@ -38,22 +38,7 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
     \b
       adaptkit compare prompt_engineering icl lora_cls --eval-data examples/data/support_tickets_test.jsonl
     """
-    from adaptkit.methods.bakeoff import metric_names
-
-    wanted = None
-    if target:
-        name, sep, value = target.partition("=")
-        try:
-            wanted = (name.strip(), float(value))
-        except ValueError:
-            wanted = None
-        if not sep or wanted is None or not math.isfinite(wanted[1]):
-            raise InputError(f"--target {brief(target)}: write METRIC=VALUE, like accuracy=0.9")
-        known = metric_names()
-        if wanted[0] not in known:
-            close = difflib.get_close_matches(wanted[0], known, n=1)
-            raise InputError(f"--target: `{brief(wanted[0])[1:-1]}` is not a metric compare ranks by"
-                             + (f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(known)})"))
+    wanted = parse_target(target, "compare")
     from adaptkit.api import compare as run_compare
 
     report = run_compare(recipes, eval_data=eval_data, target=wanted, margin=margin, usd_per_1m_input=usd_per_1m_input,
@@ -69,6 +54,27 @@ def compare(recipes, eval_data, target, margin, usd_per_1m_input, usd_per_1m_out
     for line in table(report, make_console().width):
         click.echo(line)
     _fail_if_none_ran(report.rows)
+
+
+def parse_target(target: str | None, command: str) -> tuple[str, float] | None:
+    """--target METRIC=VALUE as (metric, value), the metric one a bake-off ranks by; None when not given."""
+    if not target:
+        return None
+    from adaptkit.methods.bakeoff import metric_names
+
+    name, sep, value = target.partition("=")
+    try:
+        wanted = (name.strip(), float(value))
+    except ValueError:
+        wanted = None
+    if not sep or wanted is None or not math.isfinite(wanted[1]):
+        raise InputError(f"--target {brief(target)}: write METRIC=VALUE, like accuracy=0.9")
+    known = metric_names()
+    if wanted[0] not in known:
+        close = difflib.get_close_matches(wanted[0], known, n=1)
+        raise InputError(f"--target: `{brief(wanted[0])[1:-1]}` is not a metric {command} ranks by"
+                         + (f" (did you mean `{close[0]}`?)" if close else f" (known: {', '.join(known)})"))
+    return wanted
 
 
 def _fail_if_none_ran(rows: list[dict]) -> None:

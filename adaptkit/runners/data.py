@@ -320,8 +320,6 @@ def describe_data(recipe: Recipe) -> str:
 def eval_identity(recipe: Recipe, data=None) -> dict:
     """What a run was scored on, for compare: the eval file (its sha256 when local), or the slice held out of the
     training file (its share and seed), and how many rows were scored (when the run's data is given)."""
-    import hashlib
-
     d = recipe.data
     source = d.eval or d.training_set
     held_out = None if d.eval else d.eval_fraction
@@ -330,13 +328,11 @@ def eval_identity(recipe: Recipe, data=None) -> dict:
     scored = data.eval if isinstance(data, Splits) else getattr(data, "rows", None)
     if isinstance(scored, list) and scored:
         identity["rows"] = len(scored)
-    path = Path(source).expanduser() if source else None
-    if path is not None and path.is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        identity["sha256"] = digest.hexdigest()
+    from adaptkit._files import sha256_of
+
+    found = sha256_of(Path(source)) if source else None
+    if found:
+        identity["sha256"] = found
     return identity
 
 

@@ -52,16 +52,10 @@ def reward_curve(log_history: list[dict], path: Path) -> None:
 
 def _digest(reference: str | None) -> str:
     """` (sha256 0123abcd...)` of a local data file: which data trained it, checkable later; empty for a hub dataset."""
-    import hashlib
+    from adaptkit._files import sha256_of
 
-    path = Path(reference).expanduser() if reference else None
-    if path is None or not path.is_file():
-        return ""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f" (sha256 {digest.hexdigest()[:16]})"
+    found = sha256_of(Path(reference)) if reference else None
+    return f" (sha256 {found[:16]})" if found else ""
 
 
 def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", extra_load: str = "", train: dict | None = None) -> str:

@@ -19,13 +19,8 @@ import random
 import re
 from pathlib import Path
 
-OPENERS = {
-    "billing": "Thanks for flagging this charge: I've opened a billing review and will confirm the correction within two working days.",
-    "account_access": "Sorry you're locked out: I've sent a secure sign-in link to the address on file, valid for 30 minutes.",
-    "shipping": "Thanks for your patience: I've opened a trace with the courier and will update you within 24 hours.",
-    "technical_issue": "Thanks for the details: I've logged this with our engineers and will share a workaround as soon as we have one.",
-    "cancellation": "Understood: I've scheduled the cancellation and you won't be charged again; a confirmation email is on its way.",
-}
+from make_instructions import OPENERS  # the house style's first lines, shared with the instruction data
+
 FOLLOW_UPS = {
     "billing": [("When will I see the money back?", "Refunds reach your card 3 to 5 working days after the review closes."),
                 ("Will this happen again next month?", "No: once the review closes, the corrected amount is what we bill.")],

@@ -1,0 +1,77 @@
+"""The early-stopping bake-off (successive halving with Optuna's pruner) and learning curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adaptkit.curves import learning_curve
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_a_power_law_through_rungs_forecasts_the_full_data():
+    truth = lambda n: 0.95 - 2.0 * n ** -0.6  # noqa: E731
+    points = [(n, truth(n), 0.01) for n in (40, 80, 160)]
+    curve = learning_curve(points, 320)
+    assert abs(curve["forecast"]["full"] - truth(320)) < 0.01
+    low, high = curve["interval_95"]["full"]
+    assert low <= curve["forecast"]["full"] <= high and curve["forecast"]["5x"] >= curve["forecast"]["2x"] >= curve["forecast"]["full"]
+    flat = learning_curve([(40, 0.90, 0.01), (80, 0.905, 0.01), (160, 0.906, 0.01)], 320)
+    assert flat["flat"] and flat["gain_at_2x"] < 0.01
+    assert learning_curve(points[:2], 320) is None  # three points at least
+
+
+def _quick(folder: Path, name: str, epochs: int = 1) -> str:
+    from adaptkit.recipe.load import builtin_recipes
+
+    data = yaml.safe_load(builtin_recipes()[name].read_text())
+    for key in ("train", "eval"):
+        data["data"][key] = str((builtin_recipes()[name].parent / data["data"][key]).resolve())
+    data["training"]["epochs"] = epochs
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.train
+def test_successive_halving_stops_the_weak_and_trains_the_winner_on_all_rows(invoke, tmp_path):
+    candidates = [_quick(tmp_path, name) for name in ("lora_cls", "ia3_cls", "full_cls")]
+    result = invoke("bakeoff", *candidates, "--output-dir", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    first = [e for e in report["rungs"] if e["rung"] == 0]
+    assert len(first) == 3 and all(e["rows"] == 36 for e in first)  # 1/9 of 320 training rows
+    stopped = [e for e in first if e["outcome"].startswith("stopped")]
+    assert len(stopped) == 2  # eta 3: the best third goes on
+    winner = next(e for e in first if e["outcome"].startswith("promoted"))
+    assert winner["value"] == max(e["value"] for e in first)
+    final = [e for e in report["rungs"] if e["rung"] == 2]
+    assert [e["recipe"] for e in final] == [winner["recipe"]] and final[0]["rows"] == 320  # straight to the full data
+    assert report["stopped"].startswith("the winner was clear") and Path(winner["recipe"]).stem in report["recommendation"]
+    assert report["spent"]["training_s"] == pytest.approx(sum(e["training_s"] for e in report["rungs"]), abs=0.05)
+    again = invoke("bakeoff", *candidates, "--output-dir", tmp_path / "out")
+    assert again.exit_code == 2 and "holds an earlier bake-off" in again.output
+
+
+@pytest.mark.train
+def test_every_rung_gives_a_learning_curve_and_a_target_stops_early(invoke, tmp_path):
+    lora = _quick(tmp_path, "lora_cls", epochs=4)
+    result = invoke("bakeoff", lora, "--every-rung", "--eta", "2", "--output-dir", tmp_path / "curve", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [e["fraction"] for e in report["rungs"]] == [0.25, 0.5, 1.0]
+    curve = report["curves"][lora]
+    assert [p["rows"] for p in curve["points"]] == [80, 160, 320] and "full" in curve["forecast"]
+    text = invoke("bakeoff", lora, "--target", "accuracy=0.0", "--output-dir", tmp_path / "target")
+    assert text.exit_code == 0 and "reached accuracy 0" in text.output and "stopped:" in text.output
+
+
+def test_bad_bakeoff_input_is_one_line(invoke, tmp_path):
+    result = invoke("bakeoff", "lora_cls", "--target", "wrongmetric=0.5", "--output-dir", tmp_path / "x")
+    assert result.exit_code == 2 and "is not a metric" in result.output
+    result = invoke("bakeoff", "lora_cls", "--target", "accuracy", "--output-dir", tmp_path / "x")
+    assert result.exit_code == 2 and "METRIC=VALUE" in result.output
