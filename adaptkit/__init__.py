@@ -22,6 +22,7 @@ _EXPORTS = {
     "run": ("adaptkit.api", "run"),
     "compare": ("adaptkit.api", "compare"),
     "bakeoff": ("adaptkit.api", "bakeoff"),
+    "tune": ("adaptkit.api", "tune"),
     "predict": ("adaptkit.api", "predict"),
     "Comparison": ("adaptkit.api", "Comparison"),
     "Predictions": ("adaptkit.api", "Predictions"),

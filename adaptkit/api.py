@@ -619,20 +619,32 @@ def compare(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = Non
 
 
 def bakeoff(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = None, target: tuple[str, float] | None = None,
-            margin: float = 0.02, eta: int = 3, fractions: Sequence[float] | None = None, skip_when_clear: bool = True,
+            margin: float = 0.02, eta: int = 3, rungs: int = 3, fractions: Sequence[float] | None = None, skip_when_clear: bool = True,
             budget_hours: float | None = None, budget_usd: float | None = None, gpu_hour_usd: float = 1.0,
             usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, requests_per_second: float | None = None,
             output_dir: str | os.PathLike = "runs/bakeoff", storage: str | None = None, allow_code: bool = False,
             overwrite: bool = False, log: Log = _quiet):
     """The early-stopping bake-off: recipes on the same held-out rows as successive halving (training-free ones scored
-    once; trained ones on 1/eta^2, 1/eta, then all of their training rows, only the best 1/eta of each rung going on),
+    once; trained ones on 1/eta^(rungs-1), ..., 1/eta, then all of their training rows, only the best 1/eta of each rung going on),
     stopping at `target`, at the budget, or when one trained candidate is left (it trains on all its rows). Returns a
     BakeOff: compare's rows and recommendation, every rung, the time spent and each trained candidate's learning curve;
     writes bakeoff.json into `output_dir`. Every run is recorded in the ledger."""
     from adaptkit.halving import bake_off
 
-    return bake_off([str(r) for r in recipes], run=run, eval_data=eval_data, target=target, margin=margin, eta=eta,
+    return bake_off([str(r) for r in recipes], run=run, eval_data=eval_data, target=target, margin=margin, eta=eta, rungs=rungs,
                     fractions=tuple(fractions) if fractions else None, skip_when_clear=skip_when_clear, budget_hours=budget_hours,
                     budget_usd=budget_usd, gpu_hour_usd=gpu_hour_usd, usd_per_1m_input=usd_per_1m_input,
                     usd_per_1m_output=usd_per_1m_output, requests_per_second=requests_per_second, output_dir=str(output_dir),
                     storage=storage, allow_code=allow_code, overwrite=overwrite, log=log)
+
+
+def tune(recipe: str | os.PathLike, *, trials: int = 12, eta: int = 3, eval_data: str | None = None, output: str | None = None,
+         output_dir: str | os.PathLike = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False,
+         overwrite: bool = False, log: Log = _quiet):
+    """Search a trained recipe's settings (learning rate, epochs, LoRA rank and alpha) with Optuna's TPE sampler and
+    the bake-off's pruner (each trial first on 1/eta of the training rows); write the best trial's recipe to `output`
+    (default RECIPE.tuned.yaml). Returns a Tuning (every trial, the best, the file written); writes tune.json."""
+    from adaptkit.tuning import tune as run_tune
+
+    return run_tune(str(recipe), run=run, trials=trials, eta=eta, eval_data=eval_data, output=output, output_dir=str(output_dir),
+                    storage=storage, seed=seed, allow_code=allow_code, overwrite=overwrite, log=log)

@@ -58,7 +58,7 @@ def _promoted(study, trials: dict, rung: int) -> list[str]:
 
 
 def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: tuple[str, float] | None = None, margin: float = 0.02,
-             eta: int = ETA, fractions: tuple[float, ...] | None = None, skip_when_clear: bool = True,
+             eta: int = ETA, rungs: int = 3, fractions: tuple[float, ...] | None = None, skip_when_clear: bool = True,
              budget_hours: float | None = None, budget_usd: float | None = None, gpu_hour_usd: float = 1.0,
              usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, requests_per_second: float | None = None,
              output_dir: str = "runs/bakeoff", storage: str | None = None, allow_code: bool = False, overwrite: bool = False,
@@ -78,7 +78,9 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
 
     if eta < 2:
         raise InputError("--eta must be 2 or more (the share kept at each rung is 1/eta)")
-    fractions = tuple(fractions or fractions_for(eta))
+    if rungs < 2:
+        raise InputError("--rungs must be 2 or more (a share of the rows, then all of them)")
+    fractions = tuple(fractions or fractions_for(eta, rungs))
     if target is not None and target[0] not in metric_names():
         raise InputError(f"target: `{target[0]}` is not a metric a bake-off ranks by (known: {', '.join(metric_names())})")
     if not eval_data and len(recipes) > 1:
@@ -116,7 +118,8 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
         return ""
 
     def reached(line: dict) -> bool:
-        return target is not None and line.get("metric") == target[0] and (line.get("value") or -math.inf) >= target[1]
+        value = line.get("value")
+        return target is not None and line.get("metric") == target[0] and value is not None and value >= target[1]
 
     for index, ref in enumerate(free):  # scored once: nothing to train, nothing to halve
         log(f"[once] {ref} ...")

@@ -25,13 +25,15 @@ def test_a_power_law_through_rungs_forecasts_the_full_data():
     assert learning_curve(points[:2], 320) is None  # three points at least
 
 
-def _quick(folder: Path, name: str, epochs: int = 1) -> str:
+def _quick(folder: Path, name: str, epochs: int = 1, rows: int | None = None) -> str:
     from adaptkit.recipe.load import builtin_recipes
 
     data = yaml.safe_load(builtin_recipes()[name].read_text())
     for key in ("train", "eval"):
         data["data"][key] = str((builtin_recipes()[name].parent / data["data"][key]).resolve())
     data["training"]["epochs"] = epochs
+    if rows:
+        data["data"]["max_rows"] = rows
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -75,3 +77,26 @@ def test_bad_bakeoff_input_is_one_line(invoke, tmp_path):
     assert result.exit_code == 2 and "is not a metric" in result.output
     result = invoke("bakeoff", "lora_cls", "--target", "accuracy", "--output-dir", tmp_path / "x")
     assert result.exit_code == 2 and "METRIC=VALUE" in result.output
+
+
+@pytest.mark.train
+def test_tune_searches_stops_weak_trials_and_writes_the_best_recipe(invoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lora = _quick(tmp_path, "lora_cls", epochs=1, rows=96)
+    result = invoke("tune", lora, "--trials", "3", "--output-dir", "trials", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["trials"]) == 3 and report["space"]["lora.r"] == [4, 8, 16, 32]
+    stopped = [t for t in report["trials"] if t["outcome"].startswith("stopped")]
+    complete = [t for t in report["trials"] if t["outcome"] == "complete"]
+    assert complete and report["best"]["value"] == max(t["value"] for t in complete)
+    written = yaml.safe_load((tmp_path / "lora_cls.tuned.yaml").read_text())
+    best = dict(o.split("=", 1) for o in report["best"]["overrides"])
+    assert written["lora"]["r"] == int(best["lora.r"]) and written["training"]["epochs"] == float(best["training.epochs"])
+    assert stopped or len(complete) == 3  # the pruner stops trials below the best so far (or none was below)
+    from adaptkit import ledger
+
+    assert len(ledger.rows()) == len(complete) + len(report["trials"])  # every run recorded: each first rung, each full run
+    again = invoke("tune", lora, "--trials", "1", "--output-dir", "trials")
+    assert again.exit_code == 2 and "earlier search" in again.output
+    assert invoke("tune", "icl").exit_code == 2

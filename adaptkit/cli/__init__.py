@@ -27,6 +27,7 @@ COMMANDS = {
     "recipes": ("adaptkit.cli.recipes", "recipes", "List, show, copy and validate recipes."),
     "run": ("adaptkit.cli.run", "run", "Train and evaluate a recipe (built-in name or path) with key=value overrides."),
     "serve": ("adaptkit.cli.serve", "serve", "Serve finished runs over the OpenAI protocol: one base, an adapter per run."),
+    "tune": ("adaptkit.cli.tune", "tune", "Search a recipe's learning rate, epochs and LoRA rank; write the best as a recipe."),
 }
 
 EXIT_CANCELLED = 130

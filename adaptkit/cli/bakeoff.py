@@ -16,6 +16,8 @@ import click
 @click.option("--budget-usd", type=click.FloatRange(min=0, min_open=True), help="Stop when training has cost this much at --gpu-hour-usd.")
 @click.option("--eta", type=click.IntRange(min=2), default=3, show_default=True,
               help="Keep the best 1/eta at each rung; rungs train on 1/eta^2, 1/eta and all of the training rows.")
+@click.option("--rungs", type=click.IntRange(min=2), default=3, show_default=True,
+              help="How many rungs: 1/eta^(rungs-1) of the training rows first, ..., then all of them.")
 @click.option("--every-rung", is_flag=True, help="Run every rung even when one trained candidate is left (for its learning curve).")
 @click.option("--margin", type=click.FloatRange(min=0), default=0.02, show_default=True, help="Within this of the best counts as good enough.")
 @click.option("--gpu-hour-usd", type=click.FloatRange(min=0), default=1.0, show_default=True, help="What an hour of training costs.")
@@ -25,7 +27,7 @@ import click
 @click.option("--allow-code", is_flag=True, help="Let the recipes import the Python code they name (see adaptkit run --allow-code).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier bake-off in --output-dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def bakeoff(recipes, eval_data, target, budget_hours, budget_usd, eta, every_rung, margin, gpu_hour_usd, usd_per_1m_input, storage,
+def bakeoff(recipes, eval_data, target, budget_hours, budget_usd, eta, rungs, every_rung, margin, gpu_hour_usd, usd_per_1m_input, storage,
             output_dir, allow_code, overwrite, as_json):
     """Run RECIPES on the same held-out rows as successive halving: each trained one first on a small share of its
     training rows, only the best third going on with more; training-free ones scored once.
@@ -38,7 +40,7 @@ def bakeoff(recipes, eval_data, target, budget_hours, budget_usd, eta, every_run
     wanted = parse_target(target, "a bake-off")
     from adaptkit.api import bakeoff as run_bakeoff
 
-    report = run_bakeoff(recipes, eval_data=eval_data, target=wanted, margin=margin, eta=eta, skip_when_clear=not every_rung,
+    report = run_bakeoff(recipes, eval_data=eval_data, target=wanted, margin=margin, eta=eta, rungs=rungs, skip_when_clear=not every_rung,
                          budget_hours=budget_hours, budget_usd=budget_usd, gpu_hour_usd=gpu_hour_usd, usd_per_1m_input=usd_per_1m_input,
                          storage=storage, output_dir=output_dir, allow_code=allow_code, overwrite=overwrite,
                          log=lambda line: click.echo(line, err=True))
