@@ -8,6 +8,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def send_json(handler: BaseHTTPRequestHandler, payload: dict | str, status: int = 200) -> None:
+    """Answer with a JSON body (a dict, or text sent as it is)."""
+    body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class ChatHandler(BaseHTTPRequestHandler):
     """Answers /v1/chat/completions with `answer(prompt)` (the last message's content), and the usage it reports."""
 
@@ -19,12 +29,7 @@ class ChatHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         content = self.answer(body["messages"][-1]["content"])
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}], "usage": self.usage}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        send_json(self, {"choices": [{"message": {"role": "assistant", "content": content}}], "usage": self.usage})
 
     def log_message(self, *args):
         pass

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from adaptkit.runners.backends import BackendError, OpenAIBackend, parse_tool_calls
+from tests.helpers_http import send_json
 
 ROOT = Path(__file__).parent.parent
 
@@ -27,12 +28,7 @@ class Scripted(BaseHTTPRequestHandler):
         if callable(action):  # a function of the request body returns the assistant message
             action = {"choices": [{"message": {"role": "assistant", **action(body)}}]}
         if isinstance(action, dict):
-            payload = json.dumps(action).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_json(self, action)
             return
         if action in ("429", "500"):
             self.send_response(int(action))
@@ -41,15 +37,9 @@ class Scripted(BaseHTTPRequestHandler):
             return
         if action == "slow":
             time.sleep(1.5)
-        text = "not json at all" if action == "badjson" else json.dumps({
+        send_json(self, "not json at all" if action == "badjson" else {
             "choices": [{"message": {"role": "assistant", "content": "Returns are accepted within 30 days [1]."}}],
             "usage": {"prompt_tokens": 50, "completion_tokens": 9}})
-        payload = text.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
 
     def log_message(self, *args):
         pass
