@@ -96,6 +96,7 @@ def test_bad_sources_are_one_line_each(invoke, tmp_path):
         ([f"data.sources=[{{path: {broken}}}]"], "data.sources.0", "cannot be read"),
         ([f"data.sources=[{{path: {good}}}, {{path: someone/dataset}}]"], "data.sources.1", "offline, give a local file"),
         ([f"data.sources=[{{path: {good}, columns: {{nope: prompt}}}}]"], "columns to rename not found", "nope"),
+        ([f"data.sources=[{{path: {tmp_path}}}]"], "data.sources.0", "is a folder"),
     ]
     for overrides, first, second in cases:
         result = invoke("recipes", "validate", "lora_sft", "data.train=", *overrides)

@@ -155,6 +155,8 @@ def _load(source: DataSource, number: int, seed: int):
     try:
         if is_file_reference(source.path):
             path = Path(source.path).expanduser()
+            if path.is_dir():
+                raise InputError(f"{where}: {path} is a folder: name a .jsonl, .json, .csv, .tsv, .parquet or .txt file in it")
             if not path.is_file():
                 raise InputError(f"{where}: no such file {path}")
             builder = LOCAL_BUILDERS.get(path.suffix.lower())
