@@ -233,3 +233,46 @@ def test_models_lists_served_names_not_local_paths(server):
 
     ids = [m["id"] for m in httpx.get(f"{server['url']}/models").json()["data"]]
     assert ids and not any("/" in name for name in ids if name not in ("support", "sales"))
+
+
+def _without_chat_template(source: Path, target: Path) -> Path:
+    """A copy of the tiny model whose tokenizer has no chat template (a base model's)."""
+    import shutil
+
+    shutil.copytree(source, target)
+    (target / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_a_run_without_a_chat_template_serves_chat_as_it_predicts(tmp_path, tiny_causal_lm):
+    pytest.importorskip("fastapi")
+    from openai import OpenAI
+
+    from adaptkit.runners.serve import Served, create_app
+
+    base = _without_chat_template(Path(tiny_causal_lm), tmp_path / "base")
+    run = tmp_path / "plain"
+    _train(run, base, 0.01)
+    saved = json.loads((run / "tokenizer_config.json").read_text()).get("chat_template") or (run / "chat_template.jinja").read_text()
+    assert "adaptkit: the prompt/response format" in saved  # the format it trained on, saved as its chat template
+    merged = tmp_path / "merged"
+    assert CliRunner().invoke(cli, ["merge", str(run), "-o", str(merged)]).exit_code == 0
+    prompt = json.loads((ROOT / "examples/data/instructions_eval.jsonl").read_text().splitlines()[0])["prompt"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": prompt}) + "\n")
+    predicted = CliRunner().invoke(cli, ["predict", str(run), str(rows), "--max-new-tokens", "8"])
+    assert predicted.exit_code == 0, predicted.output
+    expected = json.loads(predicted.stdout)["prediction"]
+    with running(create_app(Served([str(run)]), max_concurrency=1)) as port:
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        chat = client.chat.completions.create(model="plain", messages=[{"role": "user", "content": prompt}], max_tokens=8,
+                                              temperature=0)
+    assert chat.choices[0].message.content.strip() == expected.strip()
+    from transformers import AutoTokenizer
+
+    rendered = AutoTokenizer.from_pretrained(merged).apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                                         add_generation_prompt=True)
+    assert rendered == prompt  # the merged model's template writes the prompt as the run trained on it

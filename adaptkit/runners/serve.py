@@ -77,7 +77,9 @@ class Served:
 
     def encode(self, prompt: str, chat: bool):
         run = next(iter(self.runs.values()))
-        specials = not chat and not run.recipe.data.messages_column
+        plain = "adaptkit: the prompt/response format" in (getattr(self.tokenizer, "chat_template", None) or "")
+        # the prompt column's text got the tokenizer's special tokens in training; a model's own chat template writes its own
+        specials = not run.recipe.data.messages_column and (not chat or plain)
         import torch
 
         ids = torch.tensor([as_trained(self.tokenizer, prompt, specials, 1 << 30)], device=self.model.device)  # as predict does

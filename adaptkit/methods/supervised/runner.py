@@ -133,11 +133,21 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows_to(splits.train),
                          eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer,
                          peft_config=config, callbacks=callbacks, optimizers=optimizers)
+    if splits.kind == "instructions" and not d.messages_column and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = PLAIN_TEMPLATE  # saved with the run (after TRL read the data): serve's chat sends what it trained on
     if len(trainer.train_dataset) == 0:  # TRL drops examples whose response is truncated away entirely
         raise InputError(f"no training example keeps a response token within training.max_length={recipe.training.max_length}: "
                          "the prompts are that long; raise training.max_length (`--dry-run` shows the lengths) or shorten the prompts")
     return trainer, tokenizer, finish
 
+
+
+PLAIN_MARK = "adaptkit: the prompt/response format this run trained on"
+PLAIN_TEMPLATE = (  # a system message then the user's text, as the prompt column was; an answer follows after a space, as TRL's completion
+    "{#- " + PLAIN_MARK + " -#}"
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n{% elif m['role'] == 'user' %}{{ m['content'] }}"
+    "{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+)
 
 
 def _gkd_trainer(recipe: Recipe, splits: Splits, args, callbacks, tokenizer, model, config, optimizers):
