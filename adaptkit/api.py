@@ -550,7 +550,7 @@ def _record(folder: Path, log: Log) -> None:
     try:
         ledger.add_run(folder)
     except Exception as exc:  # a locked, full or unwritable ledger: the run itself is done
-        log(f"note: the run was not recorded in the ledger {ledger.path()} ({exc.__class__.__name__}: {str(exc)[:80]})")
+        log(f"note: the run was not recorded in the ledger {ledger.where()} ({exc.__class__.__name__}: {str(exc)[:80]})")
 
 
 def _save(recipe, metrics: dict, out: Path) -> None:

@@ -5,7 +5,11 @@ method and its key settings, the primary metric with its base and delta, the cos
 the measured against the predicted peak memory. The database lives in adaptkit's data folder (ADAPTKIT_LEDGER, else
 $XDG_DATA_HOME/adaptkit/ledger.sqlite, else ~/.local/share/adaptkit/ledger.sqlite), is created on first use with a
 schema version, and takes writers from several processes at once (WAL, a busy timeout, one transaction a record).
-Torch-free.
+
+For a team, ADAPTKIT_LEDGER=mlflow+URI keeps the same records in an MLflow tracking store instead (a server,
+mlflow+http://mlflow.internal:5000, or a database, mlflow+sqlite:////shared/ledger.db), one MLflow run per record in
+the experiment `adaptkit-ledger`, written and read back through MLflow's client: many users and machines share one
+ledger, and MLflow keeps concurrent writers apart. Torch-free.
 """
 
 from __future__ import annotations
@@ -38,6 +42,24 @@ COLUMNS = ("id", "folder", "recorded", "method", "task", "model", "data_sha256",
 def enabled() -> bool:
     """ADAPTKIT_LEDGER=off keeps runs out of the ledger."""
     return os.environ.get("ADAPTKIT_LEDGER", "").lower() not in ("off", "0", "no")
+
+
+MLFLOW = "mlflow+"  # ADAPTKIT_LEDGER=mlflow+URI: the records in an MLflow tracking store
+EXPERIMENT = "adaptkit-ledger"
+TAGS = ("folder", "method", "task", "model", "data_sha256", "device", "metric")
+METRICS = ("recorded", "value", "base", "delta", "training_s", "tokens", "measured_peak_gb", "predicted_peak_gb")
+
+
+def tracking_uri() -> str | None:
+    """The MLflow tracking URI when the ledger is kept in MLflow, else None."""
+    where = os.environ.get("ADAPTKIT_LEDGER", "")
+    return where[len(MLFLOW):] if where.startswith(MLFLOW) else None
+
+
+def where() -> str:
+    """The ledger's location, in words: its SQLite file or its MLflow tracking URI."""
+    uri = tracking_uri()
+    return f"MLflow at {uri} (experiment {EXPERIMENT})" if uri else str(path())
 
 
 def path() -> Path:
@@ -101,8 +123,10 @@ def record_of(folder: Path, metrics: dict, recipe: dict) -> dict:
     }
 
 
-def add(record: dict, db: sqlite3.Connection | None = None) -> int:
+def add(record: dict, db: sqlite3.Connection | None = None) -> int | str:
     """Add (or replace: one record per run folder) a record; returns its id."""
+    if db is None and tracking_uri():
+        return _mlflow_add(record)
     own = db is None
     db = db or connect()
     try:
@@ -133,14 +157,21 @@ def add_run(folder: Path) -> int:
 def rows(method: str | None = None, data_sha256: str | None = None, task: str | None = None) -> list[dict]:
     """Records, newest first, filtered by method, data hash or task."""
     wanted = [(name, value) for name, value in (("method", method), ("data_sha256", data_sha256), ("task", task)) if value]
-    return _select(wanted)
+    return _mlflow_select(wanted) if tracking_uri() else _select(wanted)
 
 
-def one(ident: int) -> dict:
-    found = _select([("id", ident)])
+def one(ident: int | str) -> dict:
+    found = _mlflow_select([("id", str(ident))]) if tracking_uri() else _select([("id", _number(ident))])
     if not found:
-        raise InputError(f"no run {ident} in the ledger ({path()}): see `adaptkit ledger list`")
+        raise InputError(f"no run {ident} in the ledger ({where()}): see `adaptkit ledger list`")
     return found[0]
+
+
+def _number(ident: int | str) -> int:
+    try:
+        return int(ident)
+    except (TypeError, ValueError):
+        raise InputError(f"{ident!r} is not a record id of this ledger ({where()}): see `adaptkit ledger list`") from None
 
 
 def _select(wanted: list[tuple[str, object]]) -> list[dict]:
@@ -152,10 +183,15 @@ def _select(wanted: list[tuple[str, object]]) -> list[dict]:
     return [{**dict(zip(COLUMNS, row[:-1])), "record": json.loads(row[-1])} for row in found]
 
 
-def remove(ident: int) -> None:
+def remove(ident: int | str) -> None:
+    if tracking_uri():
+        client, _ = _mlflow()
+        one(ident)  # an unknown id: the same one line
+        client.delete_run(str(ident))
+        return
     with closing(connect()) as db:
-        if db.execute("DELETE FROM runs WHERE id = ?", (ident,)).rowcount == 0:
-            raise InputError(f"no run {ident} in the ledger ({path()}): see `adaptkit ledger list`")
+        if db.execute("DELETE FROM runs WHERE id = ?", (_number(ident),)).rowcount == 0:
+            raise InputError(f"no run {ident} in the ledger ({where()}): see `adaptkit ledger list`")
 
 
 def scan(folder: Path) -> tuple[int, list[str]]:
@@ -173,3 +209,117 @@ def scan(folder: Path) -> tuple[int, list[str]]:
         except InputError as exc:
             skipped.append(str(exc))
     return added, skipped
+
+
+# ------------------------------------------------------------------------------------------------ the MLflow store
+
+
+def _mlflow():
+    """(MLflow client, the ledger experiment's id), created on first use."""
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise InputError("ADAPTKIT_LEDGER=mlflow+URI keeps the ledger in MLflow: pip install mlflow (or mlflow-skinny)") from None
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        with _first_use():
+            client = MlflowClient(tracking_uri=tracking_uri())
+            experiment = client.get_experiment_by_name(EXPERIMENT)
+            if experiment is None:
+                return client, client.create_experiment(EXPERIMENT)
+        return client, experiment.experiment_id
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"the MLflow ledger at {tracking_uri()} cannot be reached ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0][:120]})") from None
+
+
+def _first_use():
+    """For an MLflow store in an SQLite file, one process at a time creates its tables and the experiment (two
+    creating a fresh store at once break MLflow's migrations); a tracking server needs nothing."""
+    import contextlib
+
+    uri = tracking_uri() or ""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def held():
+        lock = Path(uri[len("sqlite:///"):]).expanduser()
+        lock = lock.with_name(lock.name + ".adaptkit-lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    return held()
+
+
+def _quoted(value: str) -> str | None:
+    """A value as an MLflow filter string literal, or None when it holds both kinds of quote."""
+    for mark in ("'", '"'):
+        if mark not in value:
+            return f"{mark}{value}{mark}"
+    return None
+
+
+def _mlflow_add(record: dict) -> str:
+    """One MLflow run per record: the profile facts as tags, the figures as metrics, the rest as a JSON tag. A record
+    of a folder already there replaces it."""
+    from mlflow.entities import Metric, RunTag
+
+    client, experiment = _mlflow()
+    for old in _mlflow_select([("folder", record["folder"])]):
+        client.delete_run(old["id"])
+    tags = [RunTag(name, str(record[name])) for name in TAGS if record.get(name) is not None]
+    detail = json.dumps(record.get("record") or {})
+    tags.append(RunTag("adaptkit.record", detail if len(detail) <= 7500 else json.dumps({"truncated": True})))
+    run = client.create_run(experiment, run_name=Path(record["folder"]).name, tags={t.key: t.value for t in tags})
+    stamp = int(1000 * (record.get("recorded") or time.time()))
+    metrics = [Metric(name, float(record[name]), stamp, 0) for name in METRICS if isinstance(record.get(name), (int, float))]
+    client.log_batch(run.info.run_id, metrics=metrics)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def _mlflow_select(wanted: list[tuple[str, object]]) -> list[dict]:
+    """Records from the MLflow store, newest first: filtered by MLflow where the values can be quoted, else here."""
+    client, experiment = _mlflow()
+    filters, here = [], []
+    for name, value in wanted:
+        literal = _quoted(str(value))
+        if name == "id":
+            here.append((name, str(value)))
+        elif literal is None:
+            here.append((name, value))
+        else:
+            filters.append(f"tags.{name} = {literal}")
+    found, token = [], None
+    while True:
+        page = client.search_runs([experiment], filter_string=" and ".join(filters), max_results=1000, page_token=token,
+                                  order_by=["attributes.start_time DESC"])
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
+    out = []
+    for run in found:
+        tags, metrics = run.data.tags, run.data.metrics
+        row = {"id": run.info.run_id, **{name: tags.get(name) for name in TAGS},
+               **{name: metrics.get(name) for name in METRICS}}
+        try:
+            row["record"] = json.loads(tags.get("adaptkit.record") or "{}")
+        except ValueError:
+            row["record"] = {}
+        if all(str(row.get(name)) == str(value) for name, value in here):
+            out.append(row)
+    return sorted(out, key=lambda r: -(r.get("recorded") or 0))

@@ -91,3 +91,15 @@ def test_a_measured_run_on_the_gpu_corrects_the_estimate_and_says_so(invoke):
     import adaptkit
 
     assert adaptkit.estimate("lora_sft", gpu="A100-80GB")["calibration"]["runs"] == 1
+
+
+def test_the_advice_reads_a_team_ledger_in_mlflow(invoke, tmp_path, monkeypatch):
+    import pytest
+
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("ADAPTKIT_LEDGER", f"mlflow+sqlite:///{tmp_path / 'team.db'}")
+    answers, data = _answers(tmp_path)
+    _record("lora_adapters", 0.93, data, 60.0)
+    _record("in_context_learning", 0.92, data, 0.0)
+    advice = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert advice["evidence"]["first"] == "in_context_learning" and "2 runs in the ledger" in advice["evidence"]["said"]

@@ -94,3 +94,46 @@ def test_the_ledger_is_part_of_the_library(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTKIT_LEDGER", str(tmp_path / "l.sqlite"))
     adaptkit.ledger.add_run(fake_run(tmp_path / "r"))
     assert [r["method"] for r in adaptkit.ledger.rows()] == ["lora_adapters"]
+
+
+def test_a_team_ledger_in_mlflow_takes_two_writers_and_answers_like_the_local_one(invoke, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    monkeypatch.setenv("ADAPTKIT_LEDGER", f"mlflow+sqlite:///{tmp_path / 'team.db'}")
+    for n in range(2):
+        for k in range(4):
+            fake_run(tmp_path / f"w{n}" / f"run{k}", value=0.5 + k / 10, sha=f"data{n}")
+    code = ("import sys; from adaptkit import ledger\n"
+            "for k in range(4): ledger.add_run(sys.argv[1] + f'/run{k}')\n")
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"w{n}")]) for n in range(2)]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    listed = invoke("ledger", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    found = json.loads(listed.stdout)
+    assert len(found) == 8 and {r["data_sha256"] for r in found} == {"data0", "data1"}
+    assert all(isinstance(r["id"], str) and r["value"] is not None for r in found)
+    mine = json.loads(invoke("ledger", "list", "--data", "data1", "--json").stdout)
+    assert len(mine) == 4 and mine[0]["record"]["settings"] == {"lora": {"r": 8}} and mine[0]["measured_peak_gb"] == 0.6
+    rescanned = invoke("ledger", "scan", tmp_path / "w1")  # one record per folder: replaced, not doubled
+    assert rescanned.exit_code == 0 and "MLflow" in rescanned.stdout
+    assert len(json.loads(invoke("ledger", "list", "--json").stdout)) == 8
+    mine = json.loads(invoke("ledger", "list", "--data", "data1", "--json").stdout)  # replaced: new ids
+    ident = mine[0]["id"]
+    assert json.loads(invoke("ledger", "show", ident).stdout)["folder"] == mine[0]["folder"]
+    assert invoke("ledger", "rm", ident).exit_code == 0
+    gone = invoke("ledger", "show", ident)
+    assert gone.exit_code == 2 and "no run" in gone.stderr
+    from mlflow.tracking import MlflowClient  # the records are MLflow runs, read back through MLflow's own client
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'team.db'}")
+    experiment = client.get_experiment_by_name("adaptkit-ledger")
+    assert len(client.search_runs([experiment.experiment_id])) == 7
+
+
+def test_an_unreachable_mlflow_ledger_is_one_line(invoke, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("ADAPTKIT_LEDGER", "mlflow+http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    result = invoke("ledger", "list")
+    assert result.exit_code == 2 and "cannot be reached" in result.stderr and "Traceback" not in result.output

@@ -12,7 +12,7 @@ def ledger():
     """The runs recorded so far: what each measured, on which data, at what cost.
 
     Every finished `adaptkit run` adds one record (ADAPTKIT_LEDGER=off keeps a run out; ADAPTKIT_LEDGER=PATH puts the
-    ledger elsewhere). Examples:
+    ledger elsewhere; ADAPTKIT_LEDGER=mlflow+URI keeps it in an MLflow tracking store a team shares). Examples:
 
     \b
       adaptkit ledger list
@@ -35,17 +35,17 @@ def list_runs(method, task, data_sha256, as_json):
         click.echo(json.dumps(found, indent=2))
         return
     if not found:
-        click.echo(f"no runs recorded yet in {store.path()}")
+        click.echo(f"no runs recorded yet in {store.where()}")
         return
     for row in found:
         value = "-" if row["value"] is None else f"{row['value']:.4f}"
         base = "" if row["base"] is None else f" (base {row['base']:.4f})"
         seconds = "" if row["training_s"] is None else f", {row['training_s']:.0f} s"
-        click.echo(f"{row['id']:>4}  {row['method'] or '?'} on {row['model'] or '?'}: {row['metric']} {value}{base}{seconds}  {row['folder']}")
+        click.echo(f"{str(row['id']):>4}  {row['method'] or '?'} on {row['model'] or '?'}: {row['metric']} {value}{base}{seconds}  {row['folder']}")
 
 
 @ledger.command("show")
-@click.argument("ident", type=int)
+@click.argument("ident")
 def show(ident):
     """Show one record in full (JSON)."""
     from adaptkit import ledger as store
@@ -54,7 +54,7 @@ def show(ident):
 
 
 @ledger.command("rm")
-@click.argument("ident", type=int)
+@click.argument("ident")
 def rm(ident):
     """Remove one record (the run folder itself is not touched)."""
     from adaptkit import ledger as store
@@ -70,6 +70,6 @@ def scan(folder):
     from adaptkit import ledger as store
 
     added, skipped = store.scan(folder)
-    click.echo(f"recorded {added} run(s) from {folder} in {store.path()}")
+    click.echo(f"recorded {added} run(s) from {folder} in {store.where()}")
     for line in skipped:
         click.echo(f"  skipped: {line}", err=True)
