@@ -219,7 +219,7 @@ class TrainingConfig(Strict):
     max_new_tokens: int = Field(64, ge=1, description="causal LMs: tokens generated per eval row after training")
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list, description="trackers that also get the logs (the Trainer's report_to); tensorboard and mlflow write "
-        "into output_dir (runs/, mlruns/), offline")
+        "into output_dir (runs/, mlflow.db), offline")
 
 
 class BackendBlock(Strict):

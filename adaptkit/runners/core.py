@@ -142,7 +142,10 @@ def with_precision(recipe: Recipe, kwargs: dict) -> dict:
     the token count behind metrics.json's tokens per second."""
     global _MLFLOW_OURS
     if "mlflow" in recipe.training.report_to and os.environ.get("MLFLOW_TRACKING_URI") in (None, "", _MLFLOW_OURS):
-        _MLFLOW_OURS = os.environ["MLFLOW_TRACKING_URI"] = (Path(kwargs["output_dir"]).resolve() / "mlruns").as_uri()  # not ./mlruns
+        # in the run folder, not ./mlruns; a database, as MLflow 3 requires (its file store is read-only "maintenance mode")
+        folder = Path(kwargs["output_dir"]).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        _MLFLOW_OURS = os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
     # One progress bar (the Trainer's: elapsed and ETA) on a terminal; in a log file, the loss lines without the bar.
     return {**kwargs, **_precision(recipe), "include_num_input_tokens_seen": "all", "disable_tqdm": not sys.stderr.isatty()}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError, brief
 
-SKIPPED = ["checkpoint-*", "*.bin", ".*", "mlruns/*", "runs/*"]  # resume state, pickles, hidden files, tracker logs
+SKIPPED = ["checkpoint-*", "*.bin", ".*", "mlruns/*", "mlflow.db", "runs/*"]  # resume state, pickles, hidden files, tracker logs
 
 
 def check_push(repo_id: str) -> str:
