@@ -24,6 +24,12 @@ def fractions_for(eta: int, rungs: int = 3) -> tuple[float, ...]:
     return tuple(1 / eta ** k for k in range(rungs - 1, -1, -1))
 
 
+def finished(row: dict) -> bool:
+    """Whether a bake-off row is a candidate's last word: scored once, trained on all its rows, or failed (not stopped
+    early on a share of its rows, whose score is not comparable)."""
+    return "error" in row or row.get("rung") == "once" or row.get("fraction") == 1
+
+
 @dataclass
 class BakeOff:
     rows: list[dict]  # one per candidate: its furthest rung, as compare's rows
@@ -81,6 +87,8 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
     if rungs < 2:
         raise InputError("--rungs must be 2 or more (a share of the rows, then all of them)")
     fractions = tuple(fractions or fractions_for(eta, rungs))
+    if list(fractions) != sorted(set(fractions)) or fractions[0] <= 0 or fractions[-1] != 1:
+        raise InputError(f"fractions {list(fractions)}: shares of the training rows, rising, ending at 1 (all of them)")
     if target is not None and target[0] not in metric_names():
         raise InputError(f"target: `{target[0]}` is not a metric a bake-off ranks by (known: {', '.join(metric_names())})")
     if not eval_data and len(recipes) > 1:
@@ -200,8 +208,8 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
     stopped = stopped or ("no trained candidate" if not trained else "the trained candidates left all ran on the full data"
                           if len(alive) != 1 else f"the winner was clear: {alive[0]} was the one trained candidate left, and "
                           "trained on the full data")
-    final = [r for r in rows.values() if "error" in r or r.get("rung") in ("once", len(fractions) - 1) or r.get("fraction") == 1]
-    stopped_early = [r for r in rows.values() if r not in final]
+    final = [r for r in rows.values() if finished(r)]
+    stopped_early = [r for r in rows.values() if not finished(r)]
     verdict = winner(final, margin, target)
     curves = {}
     for ref, found in points.items():

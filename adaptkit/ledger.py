@@ -176,6 +176,8 @@ def _number(ident: int | str) -> int:
 
 def _select(wanted: list[tuple[str, object]]) -> list[dict]:
     """Records whose columns equal the values wanted, newest first, each with its full record."""
+    if not path().is_file():  # reading never creates the ledger (advise and estimate read it)
+        return []
     where = (" WHERE " + " AND ".join(f"{name} = ?" for name, _ in wanted)) if wanted else ""
     with closing(connect()) as db:
         found = db.execute(f"SELECT {', '.join(COLUMNS)}, record FROM runs{where} ORDER BY recorded DESC, id DESC",
@@ -184,10 +186,9 @@ def _select(wanted: list[tuple[str, object]]) -> list[dict]:
 
 
 def remove(ident: int | str) -> None:
+    one(ident)  # an unknown id, or no ledger yet: one line
     if tracking_uri():
-        client, _ = _mlflow()
-        one(ident)  # an unknown id: the same one line
-        client.delete_run(str(ident))
+        _mlflow()[0].delete_run(str(ident))
         return
     with closing(connect()) as db:
         if db.execute("DELETE FROM runs WHERE id = ?", (_number(ident),)).rowcount == 0:

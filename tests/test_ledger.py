@@ -137,3 +137,11 @@ def test_an_unreachable_mlflow_ledger_is_one_line(invoke, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     result = invoke("ledger", "list")
     assert result.exit_code == 2 and "cannot be reached" in result.stderr and "Traceback" not in result.output
+
+
+def test_reading_never_creates_the_ledger(invoke, tmp_path, monkeypatch):
+    where = tmp_path / "none" / "ledger.sqlite"
+    monkeypatch.setenv("ADAPTKIT_LEDGER", str(where))
+    assert invoke("ledger", "list").exit_code == 0 and invoke("ledger", "rm", "3").exit_code == 2
+    assert invoke("estimate", "--recipe", "lora_sft", "--gpu", "A100-80GB", "--json").exit_code == 0
+    assert not where.exists() and not where.parent.exists()
