@@ -68,7 +68,7 @@ def compare_runs(recipes: list[str], *, run, eval_data=None, target=None, margin
     return comparison
 
 
-def _finished(folder: Path) -> tuple[dict | None, dict | None, str | None]:
+def read_run(folder: Path) -> tuple[dict | None, dict | None, str | None]:
     """(metrics, recipe, error) read from a finished run folder."""
     from adaptkit._yaml import loads_yaml
 
@@ -86,7 +86,7 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool, run) -> 
     """A finished run scored again on `eval_data`: a trained model or adapter loaded from its folder and run with
     predict (a classifier's labels, a causal LM's greedy answers scored by the recipe's scorer); a method that trains
     nothing run again from its recipe.yaml."""
-    metrics, recipe, error = _finished(folder)
+    metrics, recipe, error = read_run(folder)
     if error:
         return None, None, error
     from adaptkit.methods.registry import registry
@@ -137,7 +137,7 @@ def _identity(ref: str):
     """What a ref would be scored on without --eval-data: a finished run's record, or a recipe's own data."""
     folder = Path(ref)
     if folder.is_dir():
-        metrics, _, error = _finished(folder) if (folder / "metrics.json").is_file() else (None, None, "no run")
+        metrics, _, error = read_run(folder) if (folder / "metrics.json").is_file() else (None, None, "no run")
         return UNREADABLE if error else metrics.get("eval_data")
     from adaptkit.recipe.load import load_recipe
     from adaptkit.runners.data import eval_identity
@@ -180,7 +180,7 @@ def run_one(ref: str, out: Path, eval_data: str | None, allow_code: bool, run,
     """(metrics, recipe, error) for a finished run folder (scored again when eval_data is given) or a recipe run now."""
     folder = Path(ref)
     if folder.is_dir() and (folder / "metrics.json").is_file():
-        return _rescore(folder, eval_data, out, allow_code, run) if eval_data else _finished(folder)
+        return _rescore(folder, eval_data, out, allow_code, run) if eval_data else read_run(folder)
     if folder.is_dir():
         return None, None, f"{folder}: a folder without metrics.json (not a finished run)"
     overrides = [f"output_dir={out}", *pinned] + ([f"data.eval={eval_data}"] if eval_data else [])

@@ -33,18 +33,14 @@ def measured(profile) -> list[dict]:
 
 def _row(record: dict) -> dict:
     """The bake-off's row of a recorded run: from its folder where it is still there, else from the record alone."""
+    from adaptkit.comparison import read_run
     from adaptkit.methods.bakeoff import row
 
     folder = Path(record["folder"])
-    try:
-        import json
-
-        from adaptkit._yaml import loads_yaml
-
-        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        recipe = loads_yaml((folder / "recipe.yaml").read_text(encoding="utf-8"))
+    metrics, recipe, error = read_run(folder)
+    if error is None:
         found = row(str(folder), metrics, recipe, 0.5)
-    except (OSError, ValueError, TypeError, KeyError):
+    else:
         found = {"recipe": str(folder), "method": record["method"], "metric": record["metric"], "value": record["value"],
                  "trainable_params": 1 if record.get("training_s") else 0, "training_s": record.get("training_s") or 0.0,
                  "tokens_per_request": None, "usd_per_1k_requests": None, "training_usd": 0.0}

@@ -7,7 +7,6 @@ import json
 import click
 
 
-
 @click.command("bakeoff")
 @click.argument("recipes", nargs=-1, required=True)
 @click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), help="One held-out file for every recipe (data.eval).")
@@ -61,8 +60,10 @@ def lines(report) -> list[str]:
         where = "once" if entry["rung"] == "once" else f"rung {entry['rung']} ({entry['fraction']:.3g} = {entry['rows']} rows)"
         value = "-" if entry["value"] is None else f"{entry['value']:.4f}"
         said.append(f"  {entry['recipe']:28} {where:26} {value:>7}  {entry['training_s']:7.1f} s  {entry['outcome']}")
-    final = [r for r in report.rows if "error" in r or r.get("rung") == "once" or r.get("fraction") == 1]
-    early = [r for r in report.rows if r not in final]
+    from adaptkit.halving import finished
+
+    final = [r for r in report.rows if finished(r)]
+    early = [r for r in report.rows if not finished(r)]
     said += ["", *_columns(final)]
     if early:
         said.append("stopped early (scored after training on a share of their rows; not comparable with the rows above): "

@@ -204,6 +204,19 @@ def _generate(model, tokenizer, run: Run, rows: list[dict], batch_size: int, max
     return out
 
 
+PLAIN_MARK = "adaptkit: the prompt/response format this run trained on"
+PLAIN_TEMPLATE = (  # a system message then the user's text, as the prompt column was; an answer follows after a space, as TRL's completion
+    "{#- " + PLAIN_MARK + " -#}"
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n{% elif m['role'] == 'user' %}{{ m['content'] }}"
+    "{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def plain_template(tokenizer) -> bool:
+    """Whether the tokenizer's chat template is PLAIN_TEMPLATE: its text then gets the special tokens training gave it."""
+    return PLAIN_MARK in (getattr(tokenizer, "chat_template", None) or "")
+
+
 def as_trained(tokenizer, prompt: str, specials: bool, max_length: int) -> list[int]:
     """A prompt's token ids as TRL trained on them: with the tokenizer's special tokens, but without an end token the
     tokenizer appends after every text (BERT-style [SEP]): TRL's completion starts where the prompt's tokens and the

@@ -22,8 +22,8 @@ class TaskScorer:
     function: Callable[..., dict]
     options: dict
 
-    def __call__(self, predictions: list, references: list, **extra) -> dict:
-        """Numeric metrics (rounded) plus the scorer's other fields, and `primary_metric`."""
+    def _scored(self, predictions: list, references: list, **extra) -> tuple[dict, str]:
+        """The scorer's own dict (checked) and the name of its primary metric."""
         try:
             metrics = self.function(predictions, references, **self.options, **extra)
         except InputError:
@@ -37,6 +37,20 @@ class TaskScorer:
         primary = self.primary or next(k for k, v in metrics.items() if _number(v))
         if not _number(metrics.get(primary)):
             raise InputError(f"scoring.primary `{primary}` is not a metric the scorer returns ({', '.join(metrics)})")
+        return metrics, primary
+
+    def per_row(self, predictions: list, references: list, **extra) -> list[float]:
+        """Each prediction's own score on the primary metric: a built-in's per-row values, else the scorer row by row."""
+        metrics, primary = self._scored(predictions, references, **extra)
+        rows = (metrics.get("rows") or {}).get(primary)
+        if isinstance(rows, list) and len(rows) == len(predictions) and all(_number(v) for v in rows):
+            return [float(v) for v in rows]
+        return [float(self._scored([p], [r], **{k: [v[i]] for k, v in extra.items()})[0][primary])
+                for i, (p, r) in enumerate(zip(predictions, references))]
+
+    def __call__(self, predictions: list, references: list, **extra) -> dict:
+        """Numeric metrics (rounded) plus the scorer's other fields, and `primary_metric`."""
+        metrics, primary = self._scored(predictions, references, **extra)
         rows = metrics.pop("rows", None)  # a built-in's per-row values: the interval is drawn from them, not stored
         result = {**{k: round(float(v), 6) if _number(v) else v for k, v in metrics.items()}, "primary_metric": primary}
         if isinstance(rows, dict) and isinstance(rows.get(primary), list) and len(rows[primary]) >= 2:

@@ -18,7 +18,7 @@ import uuid
 from contextlib import nullcontext
 
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import CLASSIFIER, as_trained, load_model, open_run
+from adaptkit.runners.predict import CLASSIFIER, as_trained, load_model, open_run, plain_template
 
 
 class Served:
@@ -77,9 +77,8 @@ class Served:
 
     def encode(self, prompt: str, chat: bool):
         run = next(iter(self.runs.values()))
-        plain = "adaptkit: the prompt/response format" in (getattr(self.tokenizer, "chat_template", None) or "")
         # the prompt column's text got the tokenizer's special tokens in training; a model's own chat template writes its own
-        specials = not run.recipe.data.messages_column and (not chat or plain)
+        specials = not run.recipe.data.messages_column and (not chat or plain_template(self.tokenizer))
         import torch
 
         ids = torch.tensor([as_trained(self.tokenizer, prompt, specials, 1 << 30)], device=self.model.device)  # as predict does

@@ -141,7 +141,7 @@ def in_recipe_columns(row: dict, d: DataConfig, where: str) -> dict:
     return {names[key]: value for key, value in row.items()}
 
 
-def _load(source: DataSource, number: int, seed: int):
+def _load(source: DataSource, number: int):
     """One source as a `datasets` Dataset (or IterableDataset when streamed)."""
     from adaptkit.recipe.load import is_file_reference
 
@@ -150,7 +150,6 @@ def _load(source: DataSource, number: int, seed: int):
         import datasets
     except ImportError:
         raise InputError(f"{where}: mixing sources needs the `datasets` library (pip install 'adaptkit[train]')") from None
-    datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     try:
         if is_file_reference(source.path):
@@ -206,13 +205,16 @@ def mix(d: DataConfig, seed: int) -> Mix:
     data.max_rows rows. A streamed source downloads only the rows taken."""
     import datasets
 
+    from adaptkit.runners.core import dataset_progress
+
     loaded, report = [], []
-    for number, source in enumerate(d.sources):
-        dataset, form = _converted(_load(source, number, seed), source, number, d)
-        loaded.append(dataset)
-        report.append({"source": source.path, "format": form, "rows": "streamed" if source.streaming else len(dataset),
-                       **({"weight": source.weight} if source.weight is not None else {}),
-                       **({"rows_asked": source.rows} if source.rows is not None else {})})
+    with dataset_progress(False):  # no loading and mapping bars; the caller's setting is restored after
+        for number, source in enumerate(d.sources):
+            dataset, form = _converted(_load(source, number), source, number, d)
+            loaded.append(dataset)
+            report.append({"source": source.path, "format": form, "rows": "streamed" if source.streaming else len(dataset),
+                           **({"weight": source.weight} if source.weight is not None else {}),
+                           **({"rows_asked": source.rows} if source.rows is not None else {})})
     streamed = any(s.streaming for s in d.sources)
     try:
         if d.sources[0].weight is not None:

@@ -68,19 +68,6 @@ def _ask(backend, prompts: list[str], max_tokens: int, temperature: float) -> li
     return backend.map(lambda prompt: backend.chat([{"role": "user", "content": prompt}], max_tokens, temperature), prompts)
 
 
-def _row_scores(recipe: Recipe, answers: list[str], references: list[str], prompts: list[str]) -> list[float]:
-    """Each answer's score against its reference by the task's scorer (its primary metric)."""
-    from adaptkit.runners.scoring import task_scorer
-
-    scorer = task_scorer(recipe)
-    whole = scorer.function(answers, references, **scorer.options, requests=prompts)
-    primary = scorer.primary or next(k for k, v in whole.items() if isinstance(v, (int, float)))
-    rows = (whole.get("rows") or {}).get(primary)
-    if isinstance(rows, list) and len(rows) == len(answers) and all(isinstance(v, (int, float)) for v in rows):
-        return [float(v) for v in rows]
-    return [float(scorer([a], [r], requests=[p])[primary]) for a, r, p in zip(answers, references, prompts)]
-
-
 def teach(recipe: Recipe, splits: Splits, out: Path) -> tuple[Splits, Teacher]:
     """The teacher answers every training prompt (cached by the backend: a rerun asks nothing again) and the first
     `training.generate_eval` eval prompts; returns the student's training rows (the kept answers) and the teacher."""
@@ -97,14 +84,16 @@ def teach(recipe: Recipe, splits: Splits, out: Path) -> tuple[Splits, Teacher]:
     scored = [i for i, ref in enumerate(references) if isinstance(ref, str) and ref.strip() and answers[i]]
     scores: dict[int, float] = {}
     if block.min_score is not None and scored:
-        values = _row_scores(recipe, [answers[i] for i in scored], [references[i] for i in scored], [prompts[i] for i in scored])
+        values = task_scorer(recipe).per_row([answers[i] for i in scored], [references[i] for i in scored],
+                                             requests=[prompts[i] for i in scored])
         scores = dict(zip(scored, values))
-    kept = [i for i, answer in enumerate(answers) if answer and scores.get(i, block.min_score or 0.0) >= (block.min_score or 0.0)]
+    kept = [i for i, answer in enumerate(answers) if answer and (i not in scores or scores[i] >= block.min_score)]  # no reference: kept
     out.mkdir(parents=True, exist_ok=True)
+    chosen = set(kept)
     with open(out / ANSWERS_FILE, "w", encoding="utf-8") as handle:
         for i, (prompt, answer) in enumerate(zip(prompts, answers)):
             handle.write(json.dumps({"prompt": prompt, "answer": answer, "reference": references[i], "score": scores.get(i),
-                                     "kept": i in set(kept)}, ensure_ascii=False) + "\n")
+                                     "kept": i in chosen}, ensure_ascii=False) + "\n")
     if not kept:
         raise InputError(f"distill: none of the teacher's {len(answers)} answers was kept (distill.min_score={block.min_score}; "
                          f"see {out / ANSWERS_FILE}): lower min_score, or check the teacher")

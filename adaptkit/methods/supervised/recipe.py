@@ -306,8 +306,8 @@ def _plan_cpt(recipe: dict, notes: list[str], context, fit) -> list[tuple[dict, 
     Continued pre-training makes a base model, not an assistant (decision rubric; DAPT, arXiv:2004.10964). `fit`
     sizes a stage to the profile's GPUs and returns its notes."""
     p = context.profile
-    corpus = (p.unlabeled_corpus_tokens or 0) >= CPT_TOKENS or (p.raw_text_data and p.goal == "domain_adaptation")
-    if not corpus or recipe.get("task") != "causal_lm" or "vendor" in recipe:
+    raw_corpus = (p.unlabeled_corpus_tokens or 0) >= CPT_TOKENS or (p.raw_text_data and p.goal == "domain_adaptation")
+    if not raw_corpus or recipe.get("task") != "causal_lm" or "vendor" in recipe:
         return [(recipe, notes)]
     lora = "lora" in recipe
     cpt = {key: value for key, value in recipe.items() if key not in ("data", "scoring")}

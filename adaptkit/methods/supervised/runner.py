@@ -36,6 +36,14 @@ def _check_prefix_support(model) -> None:
 
 def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
     kwargs = with_precision(recipe, trainer_kwargs(recipe, out, has_eval))
+    distill = getattr(recipe, "distill", None)
+    if sft and distill is not None and distill.objective == "gkd":  # GKD's config is SFT's plus the teacher's terms
+        import os
+
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+        from trl.experimental.gkd import GKDConfig
+
+        return GKDConfig(**kwargs, lmbda=distill.lmbda, beta=distill.beta, max_new_tokens=recipe.training.max_new_tokens, temperature=0.9)
     if sft:
         from trl import SFTConfig
 
@@ -134,6 +142,8 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
                          eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer,
                          peft_config=config, callbacks=callbacks, optimizers=optimizers)
     if splits.kind == "instructions" and not d.messages_column and not getattr(tokenizer, "chat_template", None):
+        from adaptkit.runners.predict import PLAIN_TEMPLATE
+
         tokenizer.chat_template = PLAIN_TEMPLATE  # saved with the run (after TRL read the data): serve's chat sends what it trained on
     if len(trainer.train_dataset) == 0:  # TRL drops examples whose response is truncated away entirely
         raise InputError(f"no training example keeps a response token within training.max_length={recipe.training.max_length}: "
@@ -142,25 +152,12 @@ def _causal_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
 
 
 
-PLAIN_MARK = "adaptkit: the prompt/response format this run trained on"
-PLAIN_TEMPLATE = (  # a system message then the user's text, as the prompt column was; an answer follows after a space, as TRL's completion
-    "{#- " + PLAIN_MARK + " -#}"
-    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n{% elif m['role'] == 'user' %}{{ m['content'] }}"
-    "{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
-)
-
-
 def _gkd_trainer(recipe: Recipe, splits: Splits, args, callbacks, tokenizer, model, config, optimizers):
     """Generalised knowledge distillation (Agarwal et al., arXiv:2306.13649) through TRL's GKDTrainer: the student
     matches the local teacher's token distributions on the teacher's answers and, `lmbda` of the time, on its own
     samples. The two must share a tokenizer (the same vocabulary)."""
-    import os
-
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
-    from trl.experimental.gkd import GKDConfig, GKDTrainer
-
-    from adaptkit.runners.core import causal_tokenizer
+    from trl.experimental.gkd import GKDTrainer  # its config came from _training_arguments
 
     block, d = recipe.distill, recipe.data
     if len(causal_tokenizer(block.teacher_model, recipe.trust_remote_code)) != len(tokenizer):
@@ -169,14 +166,12 @@ def _gkd_trainer(recipe: Recipe, splits: Splits, args, callbacks, tokenizer, mod
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(f"distill.objective gkd trains on chat messages: the tokenizer of {recipe.model} has no chat template")
     teacher = load_model(recipe, name=block.teacher_model)
-    kwargs = with_precision(recipe, trainer_kwargs(recipe, Path(args.output_dir), bool(splits.eval)))  # the SFTConfig's own settings
-    gkd_args = GKDConfig(**kwargs, lmbda=block.lmbda, beta=block.beta, max_new_tokens=recipe.training.max_new_tokens, temperature=0.9)
 
     def rows_to(rows):
         return Dataset.from_dict({"messages": [[{"role": "user", "content": r[d.prompt_column]},
                                                 {"role": "assistant", "content": r[d.response_column]}] for r in rows]})
 
-    return GKDTrainer(model=model, teacher_model=teacher, args=gkd_args, train_dataset=rows_to(splits.train),
+    return GKDTrainer(model=model, teacher_model=teacher, args=args, train_dataset=rows_to(splits.train),
                       eval_dataset=rows_to(splits.eval) if splits.eval else None, processing_class=tokenizer, peft_config=config,
                       callbacks=callbacks, optimizers=optimizers)
 
@@ -220,7 +215,7 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         from adaptkit.runners.predict import generate_and_score
 
         loss = evaluation.get("eval_loss")
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50)) if loss is not None else None,
+        return {"loss": loss, "perplexity": _perplexity(loss),
                 **generate_and_score(recipe, trainer.model, tokenizer, splits.eval, options.out)}
 
     result = run_trainer(recipe, options, build, scores, labels=splits.labels)
@@ -232,17 +227,18 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
     return result
 
 
+def _perplexity(loss: float | None) -> float | None:
+    return math.exp(min(loss, 50)) if loss is not None else None
+
+
 def _perplexities(evaluation: dict, before: dict) -> dict:
     """Raw text: held-out loss and perplexity after training, and the base's before it (lower is better)."""
     from adaptkit.runners.scoring import delta
 
-    def perplexity(loss):
-        return math.exp(min(loss, 50)) if loss is not None else None
-
-    after = {"loss": evaluation.get("eval_loss"), "perplexity": perplexity(evaluation.get("eval_loss"))}
+    after = {"loss": evaluation.get("eval_loss"), "perplexity": _perplexity(evaluation.get("eval_loss"))}
     if before.get("eval_loss") is None or after["loss"] is None:
         return after
-    base = {"loss": before["eval_loss"], "perplexity": perplexity(before["eval_loss"])}
+    base = {"loss": before["eval_loss"], "perplexity": _perplexity(before["eval_loss"])}
     return {**after, "base": {**base, "kind": "the model before training, on the same held-out text"}, "delta": delta(after, base)}
 
 
