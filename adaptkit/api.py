@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from adaptkit.comparison import Comparison
 from adaptkit.errors import AdaptkitError, Cancelled, InputError
+from adaptkit.launch import DEFAULT_PORT, MACHINES_ENV, Launch
 
 __all__ = ["advise", "write_recipe", "WrittenRecipe", "estimate", "load_recipe", "dry_run", "run", "predict", "compare", "Predictions", "Comparison"]
 
@@ -240,7 +241,8 @@ def calibrated(result: dict, device, model: str) -> dict:
 
 
 def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: bool = False, resume: bool = False,
-        stage: str = "all", num_processes: int = 1, accelerate_config: str | None = None, allow_code: bool = False,
+        stage: str = "all", num_processes: int = 1, accelerate_config: str | None = None, num_machines: int = 1,
+        machine_rank: int = 0, main_process_ip: str | None = None, main_process_port: int = DEFAULT_PORT, allow_code: bool = False,
         start_job: bool = False, send_key: bool = False, accept_leakage: bool = False, push_to_hub: str | None = None,
         hub_public: bool = False, hub_license: str = "other",
         confirm: Callable[[str, dict], bool] | None = None, progress: Callable[[int, int], None] | None = None,
@@ -250,7 +252,9 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
     Returns a RunResult: `metrics` (metrics.json), `eval` (its evaluation figures), `folder` (the finished run),
     `artifacts`. Data problems fail before any weights load; output_dir is never replaced unless `overwrite` (and
     only an adaptkit run); code the recipe names runs only with `allow_code`. `num_processes` > 1 relaunches under
-    torchrun (CPU) or accelerate (GPUs) and reads the finished run's metrics. `confirm(tool, arguments)` answers a
+    torchrun (CPU) or accelerate (GPUs) and reads the finished run's metrics; over `num_machines`, it is all machines'
+    processes together, and the same call runs on each with its `machine_rank` and machine 0's `main_process_ip`
+    (machine 0 writes the run; the others return None). `confirm(tool, arguments)` answers a
     tool-use recipe's state-changing calls (default: refuse them); `send_key` lets backend.api_key_env's key go to a host
     that is not its provider's own; `accept_leakage` runs even when eval rows are also in train (counted in
     metrics.json); `log` receives the notes the CLI prints;
@@ -260,8 +264,9 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
     from adaptkit.runners.data import load_data
 
     ref = str(recipe)
+    launch = Launch(num_processes, num_machines, machine_rank, main_process_ip, main_process_port, accelerate_config)
     loaded, path, builtin = load(ref, tuple(overrides))
-    _check_flags(loaded, overwrite, resume, stage, num_processes, start_job)
+    _check_flags(loaded, overwrite, resume, stage, launch.processes, start_job)
     from adaptkit.models import resolve_model
 
     resolve_model(loaded.model)  # a local model folder that is not one: one line before anything is read
@@ -300,7 +305,7 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
         from adaptkit.runners.hub import check_push
 
         token = check_push(push_to_hub)  # offline, no token, refused: said now, not after the GPU hours
-    result = _run(loaded, data, context, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress, log,
+    result = _run(loaded, data, context, overwrite, resume, launch, start_job, confirm, progress, log,
                   show_training, kept)
     if token and result is not None:
         from adaptkit.runners.hub import push
@@ -311,21 +316,25 @@ def run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, overwrite: 
 
 
 def dry_run(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, gpu: str | None = None, gpu_memory_gb: float | None = None,
-            num_processes: int = 1, allow_code: bool = False, stage: str = "all", resume: bool = False, overwrite: bool = False,
-            start_job: bool = False, send_key: bool = False) -> dict:
+            num_processes: int = 1, num_machines: int = 1, machine_rank: int = 0, main_process_ip: str | None = None,
+            main_process_port: int = DEFAULT_PORT, accelerate_config: str | None = None, allow_code: bool = False,
+            stage: str = "all", resume: bool = False, overwrite: bool = False, start_job: bool = False,
+            send_key: bool = False) -> dict:
     """What `run` would do, with no weights loaded: the resolved recipe, the data summary, the memory estimate, the
     launch commands (`adaptkit run --dry-run --json`'s dict)."""
     from adaptkit.recipe.load import load_recipe as load
     from adaptkit.runners.data import load_data
     from adaptkit.runners.dryrun import dry_run as report
 
+    launch = Launch(num_processes, num_machines, machine_rank, main_process_ip or ("$MAIN_IP" if num_machines > 1 else None),
+                    main_process_port, accelerate_config)
     loaded, _, _ = load(str(recipe), tuple(overrides))
-    _check_flags(loaded, overwrite, resume, stage, num_processes, start_job)
+    _check_flags(loaded, overwrite, resume, stage, launch.processes, start_job)
     from adaptkit.models import resolve_model
 
     resolve_model(loaded.model)  # a local model folder that is not one: said by the dry run too
     result = report(loaded, load_data(loaded), str(recipe), tuple(overrides), allow_code or loaded.allow_code, gpu, gpu_memory_gb,
-                    num_processes)
+                    launch)
     from adaptkit.recipe.consent import key_destination
 
     line = None
@@ -384,6 +393,8 @@ def _prepare(recipe, context: RunContext, overwrite: bool, resume: bool):
     from adaptkit.rundir import RunDir, prepare
 
     root = Path(recipe.output_dir)
+    if os.environ.get(CHILD_ENV) == "1" and os.environ.get(MACHINES_ENV):  # a rank of a run over several machines
+        return RunDir(root, _shared_work(os.environ.get(WORK_ENV, "")), resumed=True)
     if os.environ.get(CHILD_ENV) == "1" and os.environ.get(WORK_ENV):  # a relaunched rank: the parent owns the folder
         return RunDir(root, Path(os.environ[WORK_ENV]), resumed=True)
     inputs = input_paths(recipe, context.recipe_file)
@@ -414,19 +425,24 @@ def _guarded(out, run_fn, context: RunContext):
         raise
 
 
-def _run(recipe, data, context: RunContext, overwrite, resume, num_processes, accelerate_config, start_job, confirm, progress,
+def _run(recipe, data, context: RunContext, overwrite, resume, launch: Launch, start_job, confirm, progress,
          log: Log, show_training=False, notes: Sequence[str] = ()):
     from adaptkit.methods.base import RunOptions, RunResult
     from adaptkit.methods.registry import import_ref
 
     child = os.environ.get(CHILD_ENV) == "1"
+    if not launch.main and not child:  # another machine of a multi-machine run: it trains; machine 0 owns the folder
+        _relaunch(context, resume, launch, None, recipe, log)
+        log(f"machine {launch.machine_rank} of {launch.machines} done: machine 0 ({launch.main_ip}) wrote the run to "
+            f"{recipe.output_dir} there")
+        return None
     out = _prepare(recipe, context, overwrite, resume)
     for line in notes:  # said once the run is going to start (a refused output folder is the one line then)
         log(f"note: {line}")
     staged_stage = context.later_stage(recipe)
     root = Path(recipe.output_dir) if staged_stage else out.work
-    if num_processes > 1 and not child:
-        _guarded(out, lambda: _relaunch(context, resume, num_processes, accelerate_config, out.work, recipe, log), context)
+    if launch.processes > 1 and not child:
+        _guarded(out, lambda: _relaunch(context, resume, launch, out.work, recipe, log), context)
         out.commit()
         metrics_file = Path(recipe.output_dir) / "metrics.json"
         metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
@@ -497,40 +513,65 @@ def _check_sharding(recipe, processes: int) -> None:
         raise InputError(f"training.sharding={sharding} is DeepSpeed ZeRO: pip install deepspeed (or use training.sharding=fsdp)")
 
 
-def _relaunch(context: RunContext, resume, processes, accelerate_config, work: Path, recipe, log: Log):
-    """Run this same command under torchrun (CPU, gloo) or accelerate launch (GPUs, or a given config). A recipe that
-    shards (training.sharding) gets the accelerate config written into the run and used."""
+def _relaunch(context: RunContext, resume, launch: Launch, work: Path | None, recipe, log: Log):
+    """Run this same command under torchrun (CPU, gloo) or accelerate launch (GPUs, or a given config), on this machine's
+    share of `launch`. A recipe that shards (training.sharding) gets the accelerate config written into the run (or, on
+    a machine other than 0, which owns no run folder, into a temporary file) and used. `work` is None on those machines:
+    their ranks learn machine 0's folder when they meet."""
+    import tempfile
+
     from adaptkit.estimator.hardware import detect_gpus
 
-    if accelerate_config is None and recipe.training.sharding in SHARDED:
+    made = None
+    if launch.config is None and recipe.training.sharding in SHARDED:
         from adaptkit._files import write_atomic
         from adaptkit.recipe.export import launch_config
 
-        accelerate_config = str(work / LAUNCH_CONFIG)
-        write_atomic(Path(accelerate_config), launch_config(recipe, context.recipe_ref, processes))
+        if work is None:
+            made = Path(tempfile.mkdtemp(prefix="adaptkit-launch-"))
+        config = (work or made) / LAUNCH_CONFIG
+        write_atomic(config, launch_config(recipe, context.recipe_ref, launch.per_machine, launch.machines))
+        launch = Launch(**{**launch.__dict__, "config": str(config)})
     stage = ["--stage", context.stage] if context.stage != "all" else []
     # the parent checked consent and leakage: its children do not ask again
     tail = ["-m", "adaptkit", "run", context.recipe_ref, *context.overrides, *stage, "--allow-code", "--accept-leakage"] + (["--resume"] if resume else [])
     gpus, _ = detect_gpus()
-    if gpus or accelerate_config:
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
-        command += ["--config_file", accelerate_config] if accelerate_config else ["--multi_gpu"]
-    else:  # one machine over loopback by address: no name lookup of `localhost`, which some sandboxes cannot do
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--nnodes", "1",
-                   "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    command += tail
+    command = [sys.executable, *launch.launcher(bool(gpus), port=_free_port()), *tail]
     log("launching: " + shlex.join(command[1:]))
-    process = subprocess.Popen(command, env={**os.environ, CHILD_ENV: "1", WORK_ENV: str(work)})
-    while True:
-        try:
-            code = process.wait()
-            break
-        except KeyboardInterrupt:  # the ranks got the same Ctrl-C and are saving a checkpoint: wait for them
-            continue
+    env = {**os.environ, CHILD_ENV: "1", WORK_ENV: str(work or "")}
+    if launch.machines > 1:
+        env[MACHINES_ENV] = str(launch.machines)
+    try:
+        process = subprocess.Popen(command, env=env)
+        while True:
+            try:
+                code = process.wait()
+                break
+            except KeyboardInterrupt:  # the ranks got the same Ctrl-C and are saving a checkpoint: wait for them
+                continue
+    finally:
+        if made is not None:
+            import shutil
+
+            shutil.rmtree(made, ignore_errors=True)
+    where = work or f"{recipe.output_dir} on machine 0"
     if code == 130:
-        raise Cancelled(f"interrupted: the ranks saved a checkpoint in {work}; resume with: {context.command('--resume')}")
+        raise Cancelled(f"interrupted: the ranks saved a checkpoint in {where}; resume with: {context.command('--resume')}")
     if code != 0:
-        raise AdaptkitError(f"the {processes}-process run failed (exit {code}); its output is above")
+        raise AdaptkitError(f"the {launch.processes}-process run failed (exit {code}); its output is above")
+
+
+def _shared_work(mine: str) -> Path:
+    """Machine 0's work folder, told to every rank of a run over several machines when they first meet (the other
+    machines' parents own no folder). On a shared file system, as clusters have, every rank writes in the same place."""
+    import torch
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # joins the process group the launcher set up
+    box = [mine if state.is_main_process else None]
+    dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
 
 
 def _free_port() -> int:

@@ -19,6 +19,13 @@ def no_real_gpus(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def pipe_width(monkeypatch):
+    """Output laid out as for a pipe, whatever terminal width (COLUMNS) the caller's shell or CI exported."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def own_ledger(monkeypatch, tmp_path_factory):
     """Each test its own ledger: runs another test recorded never become this test's evidence (advise reads them)."""
     monkeypatch.setenv("ADAPTKIT_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"))

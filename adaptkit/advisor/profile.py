@@ -39,6 +39,8 @@ class Profile(BaseModel):
                                                  "or assumed)")
     gpu_vram_gb: float = Field(0.0, ge=0, le=4096, description="memory per GPU in GB, 0 = no GPU (default: detected)")
     num_gpus: int = Field(0, ge=0, le=100000, description="number of GPUs (default: detected)")
+    gpus_per_node: int = Field(0, ge=0, le=1024, description="GPUs on each machine when num_gpus spans several machines "
+                               "(16 GPUs of 8 per node is two nodes; 0 = all on one machine, the default)")
     gpu_kind: Literal["cuda", "rocm", "mps"] = Field(
         "cuda", description="the GPUs: cuda (NVIDIA), rocm (AMD), mps (Apple silicon: gpu_vram_gb is the GPU's share of unified "
         "memory; no bitsandbytes 4-bit or 8-bit) (default: detected)")
@@ -105,7 +107,7 @@ class Profile(BaseModel):
         return None if value is None else parse_number(value)
 
     @field_validator(
-        "num_gpus", "labeled_examples", "preference_pairs", "feedback_labels", "tasks_to_serve",
+        "num_gpus", "gpus_per_node", "labeled_examples", "preference_pairs", "feedback_labels", "tasks_to_serve",
         "corpus_tokens", "unlabeled_corpus_tokens", "context_window_tokens", "data_p95_tokens", mode="before",
     )
     @classmethod
@@ -127,6 +129,9 @@ class Profile(BaseModel):
             raise ValueError(f"gpu_vram_gb is {self.gpu_vram_gb:g} but num_gpus is 0: set num_gpus to at least 1, or gpu_vram_gb to 0")
         if self.num_gpus > 0 and self.gpu_vram_gb == 0:
             raise ValueError(f"num_gpus is {self.num_gpus} but gpu_vram_gb is 0: give the memory per GPU, or set num_gpus to 0")
+        if self.gpus_per_node and self.num_gpus % self.gpus_per_node:
+            raise ValueError(f"num_gpus {self.num_gpus} does not fill machines of gpus_per_node {self.gpus_per_node} evenly: give a "
+                             f"multiple of {self.gpus_per_node}, or gpus_per_node 0 for one machine")
         if self.model_active_params_b is not None and self.model_params_b is not None and self.model_active_params_b > self.model_params_b:
             raise ValueError(f"model_active_params_b ({self.model_active_params_b:g}) is more than model_params_b ({self.model_params_b:g}): "
                              "the active parameters are a part of the total")

@@ -27,8 +27,16 @@ from adaptkit.errors import InputError
               help="Replace an earlier adaptkit run in output_dir; the new run is written beside it and swapped in when it finishes.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in output_dir.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel processes: relaunches under accelerate launch (GPUs) or torchrun (CPU, gloo).")
+              help="Data-parallel processes (of all machines together): relaunches under accelerate launch (GPUs) or "
+                   "torchrun (CPU, gloo); the recipe's global batch is split over them.")
 @click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False), help="An accelerate config file (FSDP, DeepSpeed) for --num-processes.")
+@click.option("--num-machines", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Machines the --num-processes are spread over, the same number on each; run the same command on every one.")
+@click.option("--machine-rank", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --num-machines: this machine's rank (0 on the main machine, which writes the run).")
+@click.option("--main-process-ip", metavar="ADDRESS", help="With --num-machines: machine 0's address, reachable from every machine.")
+@click.option("--main-process-port", type=click.IntRange(min=1, max=65535), default=29500, show_default=True,
+              help="With --num-machines: the rendezvous port on machine 0.")
 @click.option("--stage", default="all", show_default=True, help="Methods in stages (RLHF: reward, policy): run one stage only.")
 @click.option("--start-job", is_flag=True, help="A vendor fine-tuning recipe (a `vendor` block): upload the data and start the "
                                                  "paid job (the key from backend.api_key_env). Without it nothing is sent.")
@@ -43,8 +51,8 @@ from adaptkit.errors import InputError
 @click.option("--hub-public", is_flag=True, help="With --push-to-hub: create the repo public (default: private).")
 @click.option("--hub-license", default="other", show_default=True, help="With --push-to-hub: the model card's license field.")
 @click.option("--json", "as_json", is_flag=True, help="Print the dry run or the final metrics as JSON.")
-def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, num_processes, accelerate_config, stage, start_job,
-        allow_code, send_key, accept_leakage, push_to_hub, hub_public, hub_license, as_json):
+def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, num_processes, accelerate_config, num_machines,
+        machine_rank, main_process_ip, main_process_port, stage, start_job, allow_code, send_key, accept_leakage, push_to_hub, hub_public, hub_license, as_json):
     """Train and evaluate RECIPE (a built-in name or a path), with optional KEY=VALUE overrides.
 
     Examples:
@@ -53,6 +61,7 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
       adaptkit run lora_cls
       adaptkit run lora_cls training.epochs=1 data.train=my.jsonl data.eval=my_test.jsonl output_dir=runs/mine
       adaptkit run lora_cls --dry-run --gpu 4090
+      adaptkit run cpt --num-processes 16 --num-machines 2 --machine-rank 0 --main-process-ip 10.0.0.1
     """
     if (gpu_name or gpu_memory_gb) and not dry_run:
         raise InputError("--gpu and --gpu-memory-gb size the --dry-run's memory estimate; a run uses the GPU it finds")
@@ -60,6 +69,8 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
 
     if dry_run:
         report = api.dry_run(recipe, overrides, gpu=gpu_name, gpu_memory_gb=gpu_memory_gb, num_processes=num_processes,
+                             num_machines=num_machines, machine_rank=machine_rank, main_process_ip=main_process_ip,
+                             main_process_port=main_process_port, accelerate_config=accelerate_config,
                              allow_code=allow_code, stage=stage, resume=resume, overwrite=overwrite, start_job=start_job,
                              send_key=send_key)
         if as_json:
@@ -71,7 +82,8 @@ def run(recipe, overrides, dry_run, gpu_name, gpu_memory_gb, overwrite, resume, 
         return
     child = os.environ.get(api.CHILD_ENV) == "1"
     result = api.run(recipe, overrides, overwrite=overwrite, resume=resume, stage=stage, num_processes=num_processes,
-                     accelerate_config=accelerate_config, allow_code=allow_code, start_job=start_job, send_key=send_key,
+                     accelerate_config=accelerate_config, num_machines=num_machines, machine_rank=machine_rank,
+                     main_process_ip=main_process_ip, main_process_port=main_process_port, allow_code=allow_code, start_job=start_job, send_key=send_key,
                      accept_leakage=accept_leakage, push_to_hub=push_to_hub,
                      hub_public=hub_public, hub_license=hub_license, confirm=_confirmer(recipe, overrides),
                      progress=progress_line("embedding", "chunks"), log=lambda line: click.echo(line, err=True), show_training=True)

@@ -112,6 +112,8 @@ QUESTIONS: tuple[Question, ...] = (
     Question("model_params_b", "Model size (e.g. 7B, 770M; blank if unknown)", 'memory needs scale with it: about 18 GB per billion for full fine-tuning', optional=True, parse=parse_params_b, ask_if=_size_unknown),
     Question("is_base_model", "Is it a base model (not instruction-tuned)?", 'only base models gain from instruction tuning', "confirm", ask_if=_base_unknown),
     Question("num_gpus", "How many GPUs can you train on?", 'the default is what this machine has', parse=parse_count, ask_if=_is_open),
+    Question("gpus_per_node", "How many of them are on each machine?", 'more GPUs than one machine holds run on several: 16 of 8 '
+             'per node is two nodes', parse=parse_count, ask_if=lambda a: _has_gpus(a) and _count(a.get("num_gpus", 0)) > 8),
     Question("gpu_vram_gb", "Memory per GPU in GB?", 'decides full fine-tuning vs LoRA vs 4-bit QLoRA', parse=parse_gigabytes, ask_if=_has_gpus),
     Question("labeled_examples", "How many labeled input->output examples do you have? (e.g. 0, 50, 2k)", '0 means prompting; a few dozen, few-shot; hundreds or more, training', parse=parse_count),
     Question("preference_pairs", "How many chosen/rejected preference pairs?", 'DPO wants ~500+, RLHF ~10,000+', parse=parse_count,

@@ -7,6 +7,7 @@ import shlex
 from adaptkit.advisor.engine import Advice
 from adaptkit.advisor.profile import COLUMNS as ANSWERED_COLUMNS
 from adaptkit.errors import InputError, one_line
+from adaptkit.launch import layout, per_machine_commands
 from adaptkit.methods.base import DataConfig
 from adaptkit.recipe.load import apply_override, project_root, validate
 from adaptkit.methods.registry import recipe_changes, recipe_setup, registry
@@ -246,9 +247,20 @@ def _fit(recipe: dict, advice: Advice) -> list[str]:
                  f"{t['max_length']} tokens; `adaptkit estimate --recipe` and `run --dry-run` give the same figure")
     if final.sharding != "none":
         recipe["training"]["sharding"] = final.sharding
-        notes.append(f"sharded over {gpus} GPUs (training.sharding: {final.sharding}): adaptkit run RECIPE --num-processes {gpus} "
-                     "writes the accelerate config and launches")
+    if gpus > 1:
+        notes.append(launch_note(layout(gpus, p.gpus_per_node), final.sharding))
     return notes
+
+
+def launch_note(launch, sharding: str) -> str:
+    """How the emitted recipe runs over the profile's GPUs: on one machine, or on each of several."""
+    how = f"sharded with training.sharding: {sharding}" if sharding != "none" else "data parallel"
+    if launch.machines == 1:
+        return (f"{launch.processes} GPUs, {how}: adaptkit run RECIPE --num-processes {launch.processes} "
+                + ("writes the accelerate config and launches" if sharding != "none" else "launches one process per GPU"))
+    laid = per_machine_commands("RECIPE", launch)
+    return (f"{laid['layout']}, {how}: on every machine at once, {laid['adaptkit']} (MACHINE_RANK 0 on the machine at "
+            "MAIN_IP); `adaptkit export RECIPE --format slurm` or `--format skypilot` writes the cluster job")
 
 
 def render(recipe: dict, advice: Advice, notes: list[str], path: str, recommended: str | None = None) -> str:

@@ -141,9 +141,9 @@ def accelerate_configs(recipe: Recipe, ref: str, gpus: int, machines: int) -> di
 SHARDING_CONFIG = {"ddp": "ddp", "fsdp": "fsdp", "zero2": "deepspeed_zero2", "zero3": "deepspeed_zero3"}  # training.sharding -> config
 
 
-def launch_config(recipe: Recipe, ref: str, processes: int) -> str:
+def launch_config(recipe: Recipe, ref: str, per_machine: int, machines: int = 1) -> str:
     """The accelerate config `run --num-processes N` writes and uses for the recipe's training.sharding."""
-    return accelerate_configs(recipe, ref, processes, 1)[SHARDING_CONFIG[recipe.training.sharding] + ".yaml"]
+    return accelerate_configs(recipe, ref, per_machine, machines)[SHARDING_CONFIG[recipe.training.sharding] + ".yaml"]
 
 
 def _fits(recipe: Recipe, gpus: int) -> dict[str, str]:

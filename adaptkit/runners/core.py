@@ -406,11 +406,21 @@ def train_metrics(trainer, result, runtime: float, model=None) -> dict:
         "samples_per_second": round(rate, 3),
         "steps": trainer.state.global_step,
         "global_batch": global_batch,
+        **_spread(args.world_size),
         **resumed,
         "trainable_params": trainable, "total_params": total,
         "final_loss": round(losses[-1], 6) if losses else round(result.training_loss, 6),
         "resources": measure(trainer, runtime_s),
     }
+
+
+def _spread(world_size: int) -> dict:
+    """Over several processes: how many, on how many machines (the launcher's, as `run --num-machines` set it)."""
+    import os
+
+    from adaptkit.launch import MACHINES_ENV
+
+    return {"processes": world_size, "machines": int(os.environ.get(MACHINES_ENV, "1"))} if world_size > 1 else {}
 
 
 def seed_everything(seed: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 
 from adaptkit.errors import InputError
+from adaptkit.launch import Launch
 from adaptkit.recipe.load import as_yaml
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Splits, response_text
@@ -106,14 +107,24 @@ def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | N
     return result
 
 
-def launch_commands(recipe_ref: str, overrides: tuple[str, ...]) -> dict:
+def launch_commands(recipe_ref: str, overrides: tuple[str, ...], launch: Launch | None = None) -> dict:
+    """The commands that run this recipe: for the launch asked (--num-processes, --num-machines), laid out per machine;
+    with none asked, one device and examples of each way to spread it."""
+    from adaptkit.launch import per_machine_commands
+
     tail = " ".join(shlex.quote(x) for x in (recipe_ref, *overrides))
+    if launch is not None and launch.processes > 1:
+        laid = per_machine_commands(tail, launch)
+        if launch.machines == 1:
+            return {"layout": laid["layout"], "run": laid["adaptkit"]}
+        return {"layout": laid["layout"], "on_each_machine": laid["adaptkit"], "same_with_accelerate": laid["accelerate"],
+                "note": laid["note"]}
+    nodes = per_machine_commands(tail, Launch(processes=16, machines=2, main_ip="$MAIN_IP"))
     return {
         "one_gpu_or_cpu": f"adaptkit run {tail}",
         "multi_gpu": f"adaptkit run {tail} --num-processes 4   # = accelerate launch --num_processes 4 -m adaptkit run {tail}",
         "fsdp_or_deepspeed": f"adaptkit run {tail} --num-processes 8 --accelerate-config fsdp.yaml",
-        "multi_node": (f"accelerate launch --num_machines 2 --machine_rank $RANK --main_process_ip $MASTER_ADDR "
-                       f"--main_process_port 29500 --num_processes 16 -m adaptkit run {tail}   # run on each node"),
+        "multi_node": f"{nodes['adaptkit']}   # 2 machines x 8 GPUs: on each, MACHINE_RANK 0 or 1",
     }
 
 
@@ -145,18 +156,19 @@ def output_note(recipe: Recipe) -> str | None:
 
 
 def dry_run(recipe: Recipe, data, recipe_ref: str, overrides: tuple[str, ...], allowed: bool = False,
-            gpu_name: str | None = None, gpu_memory_gb: float | None = None, processes: int = 1) -> dict:
+            gpu_name: str | None = None, gpu_memory_gb: float | None = None, launch: Launch = Launch()) -> dict:
     """The whole --dry-run report; what the method's definition names summarises the data."""
     from adaptkit.methods.registry import import_ref
     from adaptkit.recipe.consent import describe_code
 
     definition = recipe.definition
+    processes = launch.processes
     served_remotely = not definition.trains and recipe.backend.kind != "local"
     report = {"recipe": as_yaml(recipe), "data": import_ref(definition.summary)(recipe, data, allowed),
               "memory": {"note": "served by the endpoint"} if served_remotely else memory(recipe, gpu_name, gpu_memory_gb,
                                                                                               recipe_ref, processes, overrides),
               "code": describe_code(recipe, allowed),
-              "commands": launch_commands(recipe_ref, overrides) if definition.trains and recipe.adapter != "vendor" else
+              "commands": launch_commands(recipe_ref, overrides, launch) if definition.trains and recipe.adapter != "vendor" else
               {"run": " ".join(shlex.quote(x) for x in ("adaptkit", "run", recipe_ref, *overrides))}}
     if recipe.adapter == "vendor":
         report["commands"]["start_job"] = report["commands"]["run"] + " --start-job   # uploads the data and starts the paid job"
