@@ -13,6 +13,8 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
+# SkyPilot, in its own venv (it pins an older click): its parser checks `export --format skypilot` in the tests
+SKY := .venv-sky
 
 .PHONY: demo test check bench clean
 
@@ -24,11 +26,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
 	touch $@
 
+$(SKY)/.installed:
+	$(PYTHON) -m venv $(SKY)
+	$(SKY)/bin/python -m pip install --quiet 'skypilot>=0.10,<1'
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/adaptkit advise --answers examples/answers/support_tickets.yaml
 	$(BIN)/adaptkit run lora_cls output_dir=runs/demo-lora_cls --overwrite
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(SKY)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 check: $(VENV)/.installed
@@ -40,4 +47,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/runner_vs_peft_loop.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(SKY) build *.egg-info .pytest_cache

@@ -19,6 +19,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.train
 def test_two_machines_on_one_host_train_one_model_with_the_combined_batch(tmp_path):
     """Two launchers, ranks 0 and 1, meeting on 127.0.0.1 over gloo (one process each), as two machines would."""
     out, port = tmp_path / "run", _free_port()

@@ -24,12 +24,14 @@ class GPUType:
     bf16_tflops: float
     bandwidth_tbs: float
     hour_usd: float
+    skypilot: str | None = None  # the name SkyPilot's catalogue gives it
 
 
 @lru_cache(maxsize=1)
 def gpu_table() -> dict[str, GPUType]:
     rows = load_yaml(Path(__file__).parent / "data" / "gpus.yaml")
-    return {name: GPUType(name, row["memory_gb"], row["bf16_tflops"], row["bandwidth_tbs"], row["hour_usd"]) for name, row in rows.items()}
+    return {name: GPUType(name, row["memory_gb"], row["bf16_tflops"], row["bandwidth_tbs"], row["hour_usd"], row.get("skypilot"))
+            for name, row in rows.items()}
 
 
 @lru_cache(maxsize=1)
