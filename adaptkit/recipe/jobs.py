@@ -37,6 +37,15 @@ def _name(recipe: Recipe) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", Path(recipe.output_dir).name.lower()).strip("-") or "run"
 
 
+def _launch(recipe: Recipe, gpus: int, machines: int, port: int) -> Launch:
+    """The job's launch, with the recipe's global batch split over every GPU as `run` will (said now, not on the cluster)."""
+    from adaptkit.methods.base import split_batch
+
+    t = recipe.training
+    split_batch(t.batch_size, t.gradient_accumulation, t.batch_scope, gpus * machines)
+    return Launch(processes=gpus * machines, machines=machines, main_ip="$MAIN_IP" if machines > 1 else None, main_port=port)
+
+
 def _command(ref: str, overrides: tuple[str, ...], launch: Launch, rank: str, ip: str, extra: tuple[str, ...] = ()) -> str:
     """`adaptkit run` with this machine's rank and the main address as shell variables (double-quoted), RESUME unquoted
     (empty or --resume)."""
@@ -54,7 +63,7 @@ def slurm(recipe: Recipe, ref: str, overrides: tuple[str, ...], gpus: int, machi
     per GPU); requeued jobs resume."""
     if not re.fullmatch(r"(\d+-)?\d+(:\d{1,2}){0,2}", time):
         raise InputError(f"--time {time}: give SLURM's format, e.g. 24:00:00, 90, or 2-00:00:00")
-    launch = Launch(processes=gpus * machines, machines=machines, main_ip="$MAIN_IP" if machines > 1 else None, main_port=port)
+    launch = _launch(recipe, gpus, machines, port)
     name = _name(recipe)
     inner = _command(ref, overrides, launch, "$SLURM_NODEID", "$MAIN_IP")
     what = one_line(shlex.join(["adaptkit", "run", ref, *overrides]))
@@ -133,7 +142,7 @@ def skypilot(recipe: Recipe, ref: str, overrides: tuple[str, ...], gpus: int, ma
         raise InputError(f"--bucket {bucket}: a bucket name is 3-63 lowercase letters, digits, dots and dashes")
     name = _name(recipe)
     out = f"{SKY_RUNS}/{Path(recipe.output_dir).name or name}"
-    launch = Launch(processes=gpus * machines, machines=machines, main_ip="$MAIN_IP" if machines > 1 else None, main_port=port)
+    launch = _launch(recipe, gpus, machines, port)
     command = _command(ref, overrides, launch, "$SKYPILOT_NODE_RANK", "$MAIN_IP", extra=(f"output_dir={out}",))
     from adaptkit import __version__
 
