@@ -11,11 +11,13 @@ from adaptkit.errors import InputError
 @click.command("export")
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["script", "accelerate", "trl", "slurm", "skypilot"]), default="script",
-              show_default=True,
-              help="script: a standalone Python file (no adaptkit import); accelerate: config files and launch commands "
-                   "(-o is a folder); trl: a config for the TRL command line (SFT and DPO); slurm: an sbatch script; "
-                   "skypilot: a SkyPilot task.")
+@click.option("--format", "fmt", type=click.Choice(["script", "accelerate", "trl", "slurm", "skypilot", "onnx", "vllm"]),
+              default="script", show_default=True,
+              help="Of a recipe: script (a standalone Python file, no adaptkit import), accelerate (config files and launch "
+                   "commands; -o is a folder), trl (a config for the TRL command line), slurm (an sbatch script), skypilot "
+                   "(a SkyPilot task). Of a finished run (RUN instead of RECIPE; -o is a new folder): onnx (a classifier, "
+                   "scored with ONNX Runtime against the trained model), vllm (the serve command and a client; more RUNs "
+                   "after the first: LoRA adapters served on one base).")
 @click.option("-o", "--output", type=click.Path(), help="Write to this file (a folder for accelerate; default: print).")
 @click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True, help="accelerate, slurm, skypilot: GPUs per machine.")
 @click.option("--machines", type=click.IntRange(min=1), default=1, show_default=True, help="accelerate, slurm, skypilot: machines.")
@@ -25,8 +27,14 @@ from adaptkit.errors import InputError
 @click.option("--partition", help="slurm: the partition to submit to (default: the cluster's).")
 @click.option("--gpu", "gpu_name", metavar="NAME", help="skypilot: this GPU type (default: the cheapest the estimate fits).")
 @click.option("--bucket", help="skypilot: the bucket mounted at /runs for the run (default: adaptkit-runs-USER).")
+@click.option("--quant", type=click.Choice(["none", "int8"]), default="none", show_default=True,
+              help="onnx: int8 weights (ONNX Runtime's dynamic quantization), checked like the rest.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="onnx: the largest fall of the run's primary metric the export may show before it is flagged.")
+@click.option("--json", "as_json", is_flag=True, help="onnx, vllm: print the report as JSON.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
-def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, partition, gpu_name, bucket, force):
+def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, partition, gpu_name, bucket, quant, max_drop, as_json,
+           force):
     """Export RECIPE (with optional KEY=VALUE overrides) as a script, accelerate configs, a TRL CLI config, or a
     cluster job (slurm, skypilot) that runs it on every machine and resumes when the job comes back.
 
@@ -34,8 +42,14 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
       adaptkit export lora_cls -o train.py
       adaptkit export cpt --format slurm --machines 2 --gpus 8 -o cpt.sbatch
       adaptkit export cpt --format skypilot --machines 2 --gpus 8 -o cpt.sky.yaml
+      adaptkit export runs/tickets --format onnx -o tickets-onnx
+      adaptkit export runs/support runs/billing --format vllm -o vllm
     """
     from pathlib import Path
+
+    if fmt in ("onnx", "vllm"):
+        _deploy(fmt, recipe, overrides, output, port, quant, max_drop, as_json)
+        return
 
     from adaptkit.recipe.export import accelerate_configs, script, trl_config
     from adaptkit.recipe.load import load_recipe
@@ -82,3 +96,40 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
         click.echo(f"wrote {output}; run it with: python {output}", err=True)
     else:
         click.echo(text)
+
+
+def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, port: int, quant: str, max_drop: float,
+            as_json: bool) -> None:
+    """A finished run as a deployable artifact in a new folder, with what the check measured."""
+    import json
+
+    if not output:
+        raise InputError(f"--format {fmt} writes a folder: give it with -o DIR")
+    from adaptkit.runners import deploy
+
+    if fmt == "vllm":
+        report = deploy.export_vllm([run_dir, *more], output, port=8000 if port == 29500 else port)
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+            return
+        click.echo(f"wrote {report['folder']}: serve.sh, client.py, README.md\n{report['serve']}\n{report['note']}")
+        return
+    if more:
+        raise InputError(f"--format onnx exports one run; {more[0]} is extra (overrides do not apply to a finished run)")
+    report = deploy.export_onnx(run_dir, output, quant=quant, max_drop=max_drop)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from adaptkit.cli.render import make_console
+
+    metric, trained, exported = report["metric"], report["trained"], report["exported"]
+    console = make_console()
+    console.print(f"wrote {output}: {report['artifact']} ({exported['size_mb']:.1f} MB; the trained model {trained['size_mb']:.1f} MB)",
+                  markup=False)
+    console.print(f"on the run's {report['rows']} eval rows: {metric} {exported[metric]:.4f} (ONNX Runtime) vs "
+                  f"{trained[metric]:.4f} (trained), {report['difference']:+.4f}; same label on {report['agreement']:.1%} of rows; "
+                  f"probabilities within {report['max_probability_difference']:.2g}", markup=False)
+    console.print(f"latency: {exported['ms_per_row']:.2f} ms a row (ONNX Runtime) vs {trained['ms_per_row']:.2f} ms (PyTorch), "
+                  "batches of 32 on this machine", markup=False)
+    if not report["within_threshold"]:
+        console.print(f"[red]the export loses {-report['difference']:.4f} {metric}, more than --max-drop {report['max_drop']}[/]")

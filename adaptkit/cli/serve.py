@@ -52,15 +52,11 @@ def _vllm(run_dirs, host: str, port: int, trust_remote_code: bool = False) -> No
     """Hand the runs to vLLM's own OpenAI server, which batches many adapters on a GPU."""
     import os
 
-    from adaptkit.runners.predict import open_run
+    from adaptkit.runners.deploy import vllm_command, vllm_runs
 
     exe = shutil.which("vllm")
     if exe is None:
         raise InputError("--engine vllm needs vLLM (pip install vllm) on a machine with a GPU; the default engine serves here")
-    runs = [open_run(folder, trust_remote_code=trust_remote_code) for folder in run_dirs]
-    if not all(run.adapter for run in runs) or len({run.recipe.model for run in runs}) != 1:
-        raise InputError("--engine vllm serves LoRA adapters of one base model: give adapter runs that share their base")
-    modules = [f"{run.folder.name}={run.weights}" for run in runs]
-    command = [exe, "serve", runs[0].recipe.model, "--host", host, "--port", str(port), "--enable-lora", "--lora-modules", *modules]
+    command = [exe, *vllm_command(vllm_runs(run_dirs, trust_remote_code), host, port)[1:]]
     click.echo("starting vLLM: " + " ".join(command), err=True)
     os.execv(exe, command)

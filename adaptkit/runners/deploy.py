@@ -1,0 +1,305 @@
+"""Deployment exports of a finished run. ONNX (classifiers): torch's ONNX exporter on the merged model, optionally int8
+by ONNX Runtime's quantizer, then scored with ONNX Runtime on the run's own eval rows with the run's own scorer, beside
+the trained model on the same rows (score, agreement, size, latency). vLLM (causal LMs): the serve command, several
+LoRA adapters on one base where the runs are adapters, the run's chat template, and an OpenAI client for it.
+
+optimum's ONNX exporter is not used: optimum-onnx (0.1) pins transformers < 4.58, and adaptkit runs on transformers 5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import time
+import warnings
+from pathlib import Path
+
+from adaptkit._files import follow_umask, make_parents, remove_made, remove_tree
+from adaptkit.errors import InputError
+from adaptkit.runners.predict import CLASSIFIER, Run, classify, load_model, open_run, score
+
+REPORT = "export_report.json"
+ONNX_FILE = "model.onnx"
+QUANTS = ("none", "int8")
+
+
+def _new_folder(target: str) -> Path:
+    out = Path(target).expanduser()
+    if out.is_symlink():
+        raise InputError(f"{target} is a symbolic link: export writes a new folder; give its own path")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{target} already exists: export writes a new folder; choose another name or remove it")
+    return out
+
+
+@contextlib.contextmanager
+def _hushed():
+    """The exporter's and the quantizer's progress and advice (stdout, warnings, log lines) kept off the user's screen."""
+    import logging
+
+    root, exporter = logging.getLogger(), logging.getLogger("torch.onnx")
+    levels = root.level, exporter.level
+    root.setLevel(logging.ERROR)
+    exporter.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(levels[0])
+        exporter.setLevel(levels[1])
+
+
+@contextlib.contextmanager
+def _staged(out: Path):
+    """A folder written beside `out` and renamed into place at the end: a failed export leaves nothing behind."""
+    made = make_parents(out)
+    staging = out.parent / f".{out.name}.exporting-{os.getpid()}"
+    try:
+        staging.mkdir()
+        yield staging
+        follow_umask(staging)
+        if out.exists():
+            out.rmdir()  # the empty folder the user made
+        os.rename(staging, out)
+    except BaseException:
+        if staging.exists():
+            remove_tree(staging)  # only what this export created
+        remove_made(made)
+        raise
+
+
+def _merged(run: Run):
+    """The run's model with any LoRA/IA3 adapter folded in (PEFT's merge_and_unload), in eval mode, and its tokenizer."""
+    if run.adapter:
+        from adaptkit.runners.merge import check
+
+        check(run, dequantize=False)
+    model, tokenizer = load_model(run)
+    if run.adapter:
+        model = model.merge_and_unload()
+    return model.to("cpu").eval(), tokenizer
+
+
+def eval_rows(run: Run) -> list[dict]:
+    """The run's held-out rows, read as the run read them (data.eval, or the share of data.train it held out)."""
+    from adaptkit.runners.data import load_data
+
+    try:
+        rows = load_data(run.recipe).eval
+    except InputError as exc:
+        raise InputError(f"{run.folder}: its eval rows cannot be read for the parity check ({exc})") from None
+    if not rows:
+        raise InputError(f"{run.folder}: its recipe has no eval rows to check the export on")
+    return rows
+
+
+def _onnx_classify(session, tokenizer, run: Run, rows: list[dict], batch_size: int) -> list[dict]:
+    """classify()'s rows (label and probabilities), from ONNX Runtime on the same tokenization."""
+    import numpy as np
+
+    column, wanted = run.recipe.data.text_column, {i.name for i in session.get_inputs()}
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        encoded = tokenizer([r[column] for r in batch], truncation=True, max_length=run.recipe.training.max_length,
+                            padding=True, return_tensors="np")
+        logits = session.run(None, {k: v.astype(np.int64) for k, v in encoded.items() if k in wanted})[0].astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities = exp / exp.sum(axis=-1, keepdims=True)
+        for row, p in zip(batch, probabilities):
+            out.append({**row, "prediction": run.labels[int(p.argmax())],
+                        "probabilities": {label: round(float(v), 6) for label, v in zip(run.labels, p)}})
+    return out
+
+
+def _timed(predict, rows: list[dict], batch_size: int) -> tuple[list[dict], float]:
+    """Predictions and milliseconds per row, after one warm-up batch."""
+    predict(rows[:batch_size])
+    started = time.perf_counter()
+    predicted = predict(rows)
+    return predicted, 1000 * (time.perf_counter() - started) / len(rows)
+
+
+def export_onnx(run_dir: str, target: str, *, quant: str = "none", max_drop: float = 0.01, batch_size: int = 32) -> dict:
+    """A classifier run as an ONNX model folder (model.onnx, tokenizer, config, labels), scored against the trained model."""
+    import torch
+
+    if quant not in QUANTS:
+        raise InputError(f"--quant {quant}: ONNX takes {' or '.join(QUANTS)}")
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"--format onnx needs {', '.join(missing)}: pip install 'adaptkit[deploy]'")
+    run = open_run(run_dir)
+    if run.recipe.task != CLASSIFIER:
+        raise InputError(f"{run_dir}: --format onnx exports classifiers; a causal LM run goes to --format vllm")
+    out = _new_folder(target)
+    rows = eval_rows(run)
+    model, tokenizer = _merged(run)
+    sample = tokenizer([r[run.recipe.data.text_column] for r in rows[:2]], padding=True, return_tensors="pt")
+    names = list(sample.keys())
+    with _staged(out) as folder:
+        exported = folder / ONNX_FILE
+        batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        with _hushed():
+            torch.onnx.export(model, args=(), kwargs=dict(sample), f=str(exported), input_names=names, output_names=["logits"],
+                              dynamo=True, dynamic_shapes={name: {0: batch, 1: sequence} for name in names},
+                              external_data=False, verbose=False)
+            if quant == "int8":
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                full = folder / "model.fp32.onnx"
+                exported.rename(full)
+                quantize_dynamic(str(full), str(exported), weight_type=QuantType.QInt8)
+                full.unlink()
+        model.config.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+        (folder / "labels.json").write_text(json.dumps(run.labels, indent=2) + "\n", encoding="utf-8")
+        report = _onnx_parity(run, model, tokenizer, exported, rows, batch_size, quant, max_drop)
+        report["artifact"] = str(out / ONNX_FILE)
+        (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (folder / "README.md").write_text(_onnx_card(run, out, report), encoding="utf-8")
+    return report
+
+
+def _onnx_parity(run: Run, model, tokenizer, exported: Path, rows: list[dict], batch_size: int, quant: str, max_drop: float) -> dict:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    trained, trained_ms = _timed(lambda part: classify(model, tokenizer, run, part, batch_size, lambda *_: None), rows, batch_size)
+    onnx_rows, onnx_ms = _timed(lambda part: _onnx_classify(session, tokenizer, run, part, batch_size), rows, batch_size)
+    trained_scores, onnx_scores = score(run, trained), score(run, onnx_rows)
+    if trained_scores is None or onnx_scores is None:
+        raise InputError(f"{run.folder}: its eval rows hold no labels to score the export on")
+    primary = trained_scores["primary_metric"]
+    largest = max(abs(a["probabilities"][label] - b["probabilities"][label])
+                  for a, b in zip(trained, onnx_rows) for label in run.labels)
+    difference = round(onnx_scores[primary] - trained_scores[primary], 6)
+    torch_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+    return {
+        "format": "onnx", "quant": quant, "run": str(run.folder), "rows": len(rows), "metric": primary,
+        "trained": {primary: trained_scores[primary], "ms_per_row": round(trained_ms, 3), "size_mb": round(torch_mb, 2)},
+        "exported": {primary: onnx_scores[primary], "ms_per_row": round(onnx_ms, 3),
+                     "size_mb": round(exported.stat().st_size / 1e6, 2)},
+        "difference": difference,
+        "agreement": round(sum(a["prediction"] == b["prediction"] for a, b in zip(trained, onnx_rows)) / len(rows), 4),
+        "max_probability_difference": round(largest, 6),
+        "max_drop": max_drop, "within_threshold": -difference <= max_drop,
+    }
+
+
+def _onnx_card(run: Run, out: Path, report: dict) -> str:
+    metric = report["metric"]
+    return (f"# {out.name}\n\nThe classifier trained by `adaptkit run` in `{run.folder}` ({run.recipe.method}), exported to ONNX "
+            f"by `adaptkit export --format onnx` (torch's exporter{', int8 weights by ONNX Runtime' if report['quant'] == 'int8' else ''})."
+            f"\n\nOn the run's {report['rows']} eval rows: {metric} {report['exported'][metric]:.4f} with ONNX Runtime against "
+            f"{report['trained'][metric]:.4f} trained ({report['difference']:+.4f}); the same label on {report['agreement']:.1%} of "
+            f"rows. Labels: {', '.join(run.labels)} (in `labels.json` and the config's id2label).\n\n## Use it\n\n```python\n"
+            "import numpy as np, onnxruntime\nfrom transformers import AutoTokenizer\n\n"
+            f"tokenizer = AutoTokenizer.from_pretrained('{out}')\n"
+            f"session = onnxruntime.InferenceSession('{out / ONNX_FILE}')\n"
+            "encoded = tokenizer(['I was charged twice'], padding=True, return_tensors='np')\n"
+            "names = {i.name for i in session.get_inputs()}\n"
+            "logits = session.run(None, {k: v.astype(np.int64) for k, v in encoded.items() if k in names})[0]\n"
+            "```\n")
+
+
+# ------------------------------------------------------------------------------------------------ vLLM
+
+
+def vllm_runs(run_dirs: list[str], trust_remote_code: bool = False) -> list[Run]:
+    """The runs one vLLM server can serve: LoRA adapters on one base, or one full-weight causal run (else one line)."""
+    runs = [open_run(folder, trust_remote_code=trust_remote_code) for folder in run_dirs]
+    for run in runs:
+        if run.recipe.task == CLASSIFIER:
+            raise InputError(f"{run.folder}: vLLM serves causal LMs here; a classifier goes to export --format onnx")
+    adapters = [run for run in runs if run.adapter]
+    if adapters and len(adapters) != len(runs):
+        raise InputError("vLLM: give adapter runs on one base (served together), or one full-weight run")
+    if not adapters and len(runs) > 1:
+        raise InputError("vLLM: several full-weight runs are several servers: give them one at a time")
+    for run in adapters:
+        peft_type = json.loads((run.weights / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
+        if peft_type != "LORA":
+            raise InputError(f"{run.folder}: vLLM serves LoRA adapters, not {peft_type}: merge it first (adaptkit merge "
+                             f"{run.folder} -o DIR), then: vllm serve DIR")
+    bases = {run.recipe.model for run in adapters}
+    if len(bases) > 1:
+        raise InputError(f"vLLM: adapters on different bases ({', '.join(sorted(bases))}) cannot share one server")
+    names = [run.folder.name for run in runs]
+    if len(set(names)) != len(names):
+        raise InputError(f"vLLM: two runs share the folder name {names[0]}: the served names (folder names) must differ")
+    return runs
+
+
+def vllm_command(runs: list[Run], host: str, port: int, chat_template: Path | None = None) -> list[str]:
+    """`vllm serve` for the runs (after vllm_runs): the base with --enable-lora and one --lora-modules NAME=PATH per
+    adapter, or the full-weight run; served under the run folders' names, as `adaptkit serve` names them."""
+    from adaptkit.models import resolve_model
+
+    first = runs[0]
+    words = ["vllm", "serve"]
+    if first.adapter:
+        ranks = [json.loads((r.weights / "adapter_config.json").read_text(encoding="utf-8")).get("r", 16) for r in runs]
+        words += [resolve_model(first.recipe.model), "--enable-lora", "--max-lora-rank", str(_lora_rank(max(ranks))),
+                  "--max-loras", str(len(runs)), "--lora-modules", *(f"{r.folder.name}={r.weights.resolve()}" for r in runs)]
+    else:
+        words += [str(first.weights.resolve()), "--served-model-name", first.folder.name]
+    template = chat_template if chat_template is not None else template_file(first)
+    if template is not None:  # the format the run trained on, whatever the base's own template says
+        words += ["--chat-template", str(template)]
+    return words + ["--max-model-len", str(first.recipe.training.max_length), "--host", host, "--port", str(port)]
+
+
+def template_file(run: Run) -> Path | None:
+    """The run's chat template file (transformers saves it beside the tokenizer), or None."""
+    for folder in (run.weights, run.folder):
+        if (folder / "chat_template.jinja").is_file():
+            return (folder / "chat_template.jinja").resolve()
+    return None
+
+
+def export_vllm(run_dirs: list[str], target: str, *, port: int = 8000) -> dict:
+    """serve.sh (vllm serve), client.py (an OpenAI client for the served names) and a README, in a new folder."""
+    runs = vllm_runs(run_dirs)
+    out = _new_folder(target)
+    names = [run.folder.name for run in runs]
+    command = shlex.join(vllm_command(runs, "127.0.0.1", port))
+    with _staged(out) as folder:
+        (folder / "serve.sh").write_text("#!/bin/bash\n# Serve the run(s) with vLLM (a CUDA GPU): written by adaptkit export "
+                                         "--format vllm\nset -euo pipefail\n" + command + "\n", encoding="utf-8")
+        (folder / "serve.sh").chmod(0o755)
+        (folder / "client.py").write_text(_client(names, port), encoding="utf-8")
+        (folder / "README.md").write_text(_vllm_card(runs, names, command), encoding="utf-8")
+    return {"format": "vllm", "serve": command, "models": names, "folder": str(out),
+            "note": "not scored here: vLLM needs a CUDA GPU; client.py asks the served model as it asks `adaptkit serve`"}
+
+
+def _lora_rank(rank: int) -> int:
+    """vLLM's --max-lora-rank takes one of its supported sizes: the smallest that holds the adapters' rank."""
+    return next(size for size in (8, 16, 32, 64, 128, 256, 320, 512) if size >= rank) if rank <= 512 else rank
+
+
+def _client(names: list[str], port: int) -> str:
+    return (f'"""Ask the served run(s) over the OpenAI protocol: vLLM (serve.sh) or `adaptkit serve`, whichever listens."""\n\n'
+            "import os\nimport sys\n\nfrom openai import OpenAI\n\n"
+            f'client = OpenAI(base_url=os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:{port}/v1"),\n'
+            '                api_key=os.environ.get("OPENAI_API_KEY", "none"))\n'
+            f"MODELS = {names!r}\n\n"
+            "prompt = sys.argv[1] if len(sys.argv) > 1 else 'Hello'\n"
+            "for model in MODELS:\n"
+            "    reply = client.chat.completions.create(model=model, messages=[{'role': 'user', 'content': prompt}],\n"
+            "                                           max_tokens=64, temperature=0)\n"
+            "    print(f'{model}: {reply.choices[0].message.content}')\n")
+
+
+def _vllm_card(runs: list[Run], names: list[str], command: str) -> str:
+    kind = f"{len(runs)} LoRA adapter(s) on {runs[0].recipe.model}" if runs[0].adapter else f"the full-weight run {runs[0].folder}"
+    return (f"# vLLM\n\nServes {kind}, as `{', '.join(names)}`, with the chat template the run(s) trained with.\n\n```bash\n"
+            f"./serve.sh        # {command[:60]}...\npython client.py 'your prompt'\n```\n\n"
+            "`client.py` speaks the OpenAI protocol: it asks `adaptkit serve` of the same runs the same way.\n")
