@@ -11,12 +11,13 @@ from adaptkit.errors import InputError
 @click.command("export")
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["script", "accelerate", "trl", "slurm", "skypilot", "onnx", "vllm"]),
+@click.option("--format", "fmt", type=click.Choice(["script", "accelerate", "trl", "slurm", "skypilot", "onnx", "gguf", "vllm"]),
               default="script", show_default=True,
               help="Of a recipe: script (a standalone Python file, no adaptkit import), accelerate (config files and launch "
                    "commands; -o is a folder), trl (a config for the TRL command line), slurm (an sbatch script), skypilot "
                    "(a SkyPilot task). Of a finished run (RUN instead of RECIPE; -o is a new folder): onnx (a classifier, "
-                   "scored with ONNX Runtime against the trained model), vllm (the serve command and a client; more RUNs "
+                   "scored with ONNX Runtime against the trained model), gguf (a causal LM for llama.cpp and Ollama, "
+                   "scored with llama.cpp), vllm (the serve command and a client; more RUNs "
                    "after the first: LoRA adapters served on one base).")
 @click.option("-o", "--output", type=click.Path(), help="Write to this file (a folder for accelerate; default: print).")
 @click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True, help="accelerate, slurm, skypilot: GPUs per machine.")
@@ -27,8 +28,9 @@ from adaptkit.errors import InputError
 @click.option("--partition", help="slurm: the partition to submit to (default: the cluster's).")
 @click.option("--gpu", "gpu_name", metavar="NAME", help="skypilot: this GPU type (default: the cheapest the estimate fits).")
 @click.option("--bucket", help="skypilot: the bucket mounted at /runs for the run (default: adaptkit-runs-USER).")
-@click.option("--quant", type=click.Choice(["none", "int8"]), default="none", show_default=True,
-              help="onnx: int8 weights (ONNX Runtime's dynamic quantization), checked like the rest.")
+@click.option("--quant", type=click.Choice(["none", "int8", "f16", "q8_0", "q4_k_m"]),
+              help="onnx: none or int8 (ONNX Runtime's dynamic quantization; default none); gguf: f16, q8_0 or q4_k_m "
+                   "(llama.cpp's quantizer; default q8_0). Checked like the rest.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="onnx: the largest fall of the run's primary metric the export may show before it is flagged.")
 @click.option("--json", "as_json", is_flag=True, help="onnx, vllm: print the report as JSON.")
@@ -47,7 +49,7 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
     """
     from pathlib import Path
 
-    if fmt in ("onnx", "vllm"):
+    if fmt in ("onnx", "gguf", "vllm"):
         _deploy(fmt, recipe, overrides, output, port, quant, max_drop, as_json)
         return
 
@@ -115,8 +117,12 @@ def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, p
         click.echo(f"wrote {report['folder']}: serve.sh, client.py, README.md\n{report['serve']}\n{report['note']}")
         return
     if more:
-        raise InputError(f"--format onnx exports one run; {more[0]} is extra (overrides do not apply to a finished run)")
-    report = deploy.export_onnx(run_dir, output, quant=quant, max_drop=max_drop)
+        raise InputError(f"--format {fmt} exports one run; {more[0]} is extra (overrides do not apply to a finished run)")
+    if fmt == "gguf":
+        report = deploy.export_gguf(run_dir, output, quant=quant or "q8_0", max_drop=max_drop,
+                                    log=lambda line: click.echo(line, err=True))
+    else:
+        report = deploy.export_onnx(run_dir, output, quant=quant or "none", max_drop=max_drop)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -126,10 +132,12 @@ def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, p
     console = make_console()
     console.print(f"wrote {output}: {report['artifact']} ({exported['size_mb']:.1f} MB; the trained model {trained['size_mb']:.1f} MB)",
                   markup=False)
-    console.print(f"on the run's {report['rows']} eval rows: {metric} {exported[metric]:.4f} (ONNX Runtime) vs "
-                  f"{trained[metric]:.4f} (trained), {report['difference']:+.4f}; same label on {report['agreement']:.1%} of rows; "
-                  f"probabilities within {report['max_probability_difference']:.2g}", markup=False)
-    console.print(f"latency: {exported['ms_per_row']:.2f} ms a row (ONNX Runtime) vs {trained['ms_per_row']:.2f} ms (PyTorch), "
-                  "batches of 32 on this machine", markup=False)
+    runtime = report["runtime"]
+    same = "label" if fmt == "onnx" else "answer"
+    close = (f"; probabilities within {report['max_probability_difference']:.2g}" if "max_probability_difference" in report else "")
+    console.print(f"on the run's {report['rows']} eval rows: {metric} {exported[metric]:.4f} ({runtime}) vs {trained[metric]:.4f} "
+                  f"(trained), {report['difference']:+.4f}; the same {same} on {report['agreement']:.1%} of rows{close}", markup=False)
+    console.print(f"latency: {exported['ms_per_row']:.2f} ms a row ({runtime}) vs {trained['ms_per_row']:.2f} ms (PyTorch) on "
+                  "this machine", markup=False)
     if not report["within_threshold"]:
         console.print(f"[red]the export loses {-report['difference']:.4f} {metric}, more than --max-drop {report['max_drop']}[/]")

@@ -182,7 +182,7 @@ def _onnx_parity(run: Run, model, tokenizer, exported: Path, rows: list[dict], b
     difference = round(onnx_scores[primary] - trained_scores[primary], 6)
     torch_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
     return {
-        "format": "onnx", "quant": quant, "run": str(run.folder), "rows": len(rows), "metric": primary,
+        "format": "onnx", "runtime": "ONNX Runtime", "quant": quant, "run": str(run.folder), "rows": len(rows), "metric": primary,
         "trained": {primary: trained_scores[primary], "ms_per_row": round(trained_ms, 3), "size_mb": round(torch_mb, 2)},
         "exported": {primary: onnx_scores[primary], "ms_per_row": round(onnx_ms, 3),
                      "size_mb": round(exported.stat().st_size / 1e6, 2)},
@@ -303,3 +303,195 @@ def _vllm_card(runs: list[Run], names: list[str], command: str) -> str:
     return (f"# vLLM\n\nServes {kind}, as `{', '.join(names)}`, with the chat template the run(s) trained with.\n\n```bash\n"
             f"./serve.sh        # {command[:60]}...\npython client.py 'your prompt'\n```\n\n"
             "`client.py` speaks the OpenAI protocol: it asks `adaptkit serve` of the same runs the same way.\n")
+
+
+# ------------------------------------------------------------------------------------------------ GGUF (llama.cpp, Ollama)
+
+GGUF_QUANTS = {"f16": None, "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+LLAMA_CPP_ENV = "ADAPTKIT_LLAMA_CPP"  # a llama.cpp checkout whose convert_hf_to_gguf.py to use
+CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")  # what the converter imports, from llama.cpp's tree
+
+
+def llama_cpp_converter(log=lambda line: None) -> Path:
+    """llama.cpp's own convert_hf_to_gguf.py: the one in $ADAPTKIT_LLAMA_CPP (a llama.cpp checkout), else the one in the
+    installed llama-cpp-python's source release (the same llama.cpp as its quantizer), fetched once with pip."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    from adaptkit.runners.predict import cache_dir
+
+    given = os.environ.get(LLAMA_CPP_ENV)
+    if given:
+        script = Path(given).expanduser() / "convert_hf_to_gguf.py"
+        if not script.is_file():
+            raise InputError(f"{LLAMA_CPP_ENV}={given}: no convert_hf_to_gguf.py there (give a llama.cpp checkout)")
+        return script
+    import llama_cpp
+
+    version = llama_cpp.__version__
+    folder = cache_dir() / f"llama.cpp-{version}"
+    if (folder / CONVERTER_PARTS[0]).is_file():
+        return folder / CONVERTER_PARTS[0]
+    log(f"note: fetching llama.cpp's converter from llama-cpp-python {version}'s source release (once) into {folder}")
+    with tempfile.TemporaryDirectory() as tmp:
+        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                                  f"llama-cpp-python=={version}", "-d", tmp], capture_output=True, text=True)
+        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if fetched.returncode != 0 or not archives:
+            raise InputError(f"cannot fetch llama.cpp's converter (pip download llama-cpp-python=={version} failed: "
+                             f"{(fetched.stderr.strip().splitlines() or ['no archive'])[-1][:160]}); offline, set {LLAMA_CPP_ENV} "
+                             "to a llama.cpp checkout")
+        prefix = f"{archives[0].name[:-len('.tar.gz')]}/vendor/llama.cpp/"
+        staging = Path(tmp) / "llama.cpp"
+        with tarfile.open(archives[0]) as archive:
+            members = [m for m in archive.getmembers() if m.name.startswith(prefix)
+                       and any(m.name[len(prefix):].startswith(part) for part in CONVERTER_PARTS)]
+            for member in members:
+                member.name = member.name[len(prefix):]
+            archive.extractall(staging, members=members, filter="data")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), str(folder))
+    return folder / CONVERTER_PARTS[0]
+
+
+def _quiet_run(command: list[str], what: str) -> None:
+    """A converter or quantizer step in its own process, its chatter kept; its last line is the error when it fails."""
+    import subprocess
+
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).strip().splitlines() if line.strip()]
+        raise InputError(f"{what} failed: {(lines or ['no output'])[-1][:240]}")
+
+
+QUANTIZE = """import sys, llama_cpp
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = getattr(llama_cpp, sys.argv[3])
+sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), params))
+"""
+
+
+def export_gguf(run_dir: str, target: str, *, quant: str = "q8_0", max_drop: float = 0.01, max_new_tokens: int = 64,
+                log=lambda line: None) -> dict:
+    """A causal run as GGUF (llama.cpp's converter, then its quantizer) with an Ollama Modelfile carrying the run's chat
+    template, scored with llama.cpp on the run's eval rows beside the trained model."""
+    import importlib.util
+    import sys
+    import tempfile
+
+    if quant not in GGUF_QUANTS:
+        raise InputError(f"--quant {quant}: GGUF takes {', '.join(GGUF_QUANTS)}")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise InputError("--format gguf needs llama.cpp's Python bindings: pip install 'adaptkit[gguf]' (it compiles llama.cpp)")
+    run = open_run(run_dir)
+    if run.recipe.task == CLASSIFIER:
+        raise InputError(f"{run_dir}: --format gguf exports causal LMs; a classifier goes to --format onnx")
+    if run.adapter:
+        from adaptkit.runners.merge import check
+
+        check(run, dequantize=False)
+    out = _new_folder(target)
+    rows = eval_rows(run)
+    converter = llama_cpp_converter(log)
+    name = f"model-{quant}.gguf"
+    with tempfile.TemporaryDirectory() as tmp, _staged(out) as folder:
+        source = run.weights
+        if run.adapter:  # llama.cpp converts a whole model: the adapter folded into its base first
+            from adaptkit.runners.merge import merge
+
+            source = Path(tmp) / "merged"
+            merge(str(run.folder), str(source))
+        wide = (folder if quant == "f16" else Path(tmp)) / "model-f16.gguf"
+        _quiet_run([sys.executable, str(converter), str(source), "--outfile", str(wide), "--outtype", "f16"], "llama.cpp's converter")
+        if quant != "f16":
+            _quiet_run([sys.executable, "-c", QUANTIZE, str(wide), str(folder / name), GGUF_QUANTS[quant]], "llama.cpp's quantizer")
+        (folder / "Modelfile").write_text(_modelfile(run, name), encoding="utf-8")
+        report = _gguf_parity(run, folder / name, rows, quant, max_drop, max_new_tokens)
+        report["artifact"] = str(out / name)
+        (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (folder / "README.md").write_text(_gguf_card(run, out, name, report), encoding="utf-8")
+    return report
+
+
+def _modelfile(run: Run, name: str) -> str:
+    """An Ollama Modelfile: the GGUF, the run's chat template as Ollama's TEMPLATE (the run's Jinja template rendered
+    around Ollama's {{ .System }} and {{ .Prompt }}), its end token as a stop, greedy as the parity check was."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder))
+    user = [{"role": "user", "content": "{{ .Prompt }}"}]
+    if getattr(tokenizer, "chat_template", None):
+        plain = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        try:
+            system = tokenizer.apply_chat_template([{"role": "system", "content": "{{ .System }}"}, *user], tokenize=False,
+                                                   add_generation_prompt=True)
+            template = f"{{{{ if .System }}}}{system}{{{{ else }}}}{plain}{{{{ end }}}}"
+        except Exception:  # a template that takes no system turn
+            template = plain
+    else:
+        template = "{{ .Prompt }}"
+    stop = f'PARAMETER stop "{tokenizer.eos_token}"\n' if tokenizer.eos_token else ""
+    return (f"# Ollama: ollama create {run.folder.name} -f Modelfile   then   ollama run {run.folder.name}\n"
+            f"FROM ./{name}\nTEMPLATE \"\"\"{template}\"\"\"\n{stop}PARAMETER temperature 0\n")
+
+
+def _gguf_parity(run: Run, exported: Path, rows: list[dict], quant: str, max_drop: float, max_new_tokens: int) -> dict:
+    import llama_cpp
+
+    from adaptkit.runners.predict import as_trained, predict, prompts_of
+
+    model, tokenizer = load_model(run)
+    started = time.perf_counter()
+    trained, trained_scores = predict(run, rows, 16, max_new_tokens, loaded=(model, tokenizer))
+    trained_ms = 1000 * (time.perf_counter() - started) / len(rows)
+    specials = not run.recipe.data.messages_column
+    llm = llama_cpp.Llama(str(exported), n_ctx=run.recipe.training.max_length + max_new_tokens, verbose=False, seed=0)
+    ends = {tokenizer.eos_token_id, llm.token_eos()} - {None}
+    gguf_rows = []
+    started = time.perf_counter()
+    for row, prompt in zip(rows, prompts_of(run, rows, tokenizer)):
+        ids = as_trained(tokenizer, prompt, specials, run.recipe.training.max_length)
+        new = []
+        llm.reset()
+        for token in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+            if token in ends or len(new) >= max_new_tokens:
+                break
+            new.append(token)
+        gguf_rows.append({**row, "prediction": tokenizer.decode(new, skip_special_tokens=True).strip()})
+    gguf_ms = 1000 * (time.perf_counter() - started) / len(rows)
+    gguf_scores = score(run, gguf_rows)
+    if trained_scores is None or gguf_scores is None:
+        raise InputError(f"{run.folder}: its eval rows hold no answers to score the export on (or its scorer runs code)")
+    primary = _primary(run, trained_scores)
+    difference = round(gguf_scores[primary] - trained_scores[primary], 6)
+    torch_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+    return {
+        "format": "gguf", "runtime": "llama.cpp", "quant": quant, "run": str(run.folder), "rows": len(rows), "metric": primary,
+        "trained": {primary: trained_scores[primary], "ms_per_row": round(trained_ms, 3), "size_mb": round(torch_mb, 2)},
+        "exported": {primary: gguf_scores[primary], "ms_per_row": round(gguf_ms, 3), "size_mb": round(exported.stat().st_size / 1e6, 2)},
+        "difference": difference,
+        "agreement": round(sum(a["prediction"] == b["prediction"] for a, b in zip(trained, gguf_rows)) / len(rows), 4),
+        "max_drop": max_drop, "within_threshold": -difference <= max_drop,
+    }
+
+
+def _primary(run: Run, scores: dict) -> str:
+    """The metric the run is ranked by: the recipe's scoring.primary, else its scorer's own."""
+    from adaptkit.methods.scorers import FOR_TASK, SCORERS
+
+    name = run.recipe.scoring.scorer or FOR_TASK.get(run.recipe.task, "")
+    wanted = run.recipe.scoring.primary or (SCORERS[name].primary if name in SCORERS else None)
+    return wanted if wanted in scores else next(k for k, v in scores.items() if isinstance(v, float))
+
+
+def _gguf_card(run: Run, out: Path, name: str, report: dict) -> str:
+    metric = report["metric"]
+    return (f"# {out.name}\n\nThe causal LM trained by `adaptkit run` in `{run.folder}` ({run.recipe.method}), converted to GGUF by "
+            f"llama.cpp's converter and quantizer ({report['quant']}), by `adaptkit export --format gguf`.\n\n"
+            f"On the run's {report['rows']} eval rows, answered greedily: {metric} {report['exported'][metric]:.4f} with llama.cpp "
+            f"against {report['trained'][metric]:.4f} trained ({report['difference']:+.4f}); the same answer on "
+            f"{report['agreement']:.1%} of rows.\n\n```bash\nollama create {run.folder.name} -f Modelfile\n"
+            f"llama-cli -m {name} -p 'your prompt'\n```\n")
