@@ -13,6 +13,10 @@ from adaptkit.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.train
+# the gguf extra (llama-cpp-python compiles llama.cpp: about 4 minutes on 2 cores) is kept out of the default install;
+# the dev extra, and so CI, installs it
+pytest.importorskip("llama_cpp", reason="export --format gguf needs the gguf extra: pip install 'adaptkit[gguf]'")
+pytest.importorskip("sentencepiece", reason="the tiny SentencePiece Llama needs the gguf extra")
 
 
 def _invoke(*args):

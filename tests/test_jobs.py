@@ -147,7 +147,7 @@ def test_the_skypilot_task_parses_and_its_run_trains_on_two_nodes(invoke, tmp_pa
 
 def test_the_skypilot_gpu_is_the_one_the_estimate_fits(invoke):
     text = invoke("export", "cpt", "model=Qwen/Qwen2.5-7B", "method=full_finetuning", "lora=", "training.sharding=zero3",
-                  "--format", "skypilot", "--machines", "2", "--gpus", "8").stdout
+                  "training.gradient_accumulation=2", "--format", "skypilot", "--machines", "2", "--gpus", "8").stdout
     accelerators = re.search(r"accelerators: \{(.*)\}", text).group(1)
     assert "T4" not in accelerators and all(name in accelerators for name in ("A100-80GB", "H100")), accelerators
     asked = invoke("export", "cpt", "--format", "skypilot", "--gpu", "H100-PCIe")
@@ -158,6 +158,8 @@ def test_the_skypilot_gpu_is_the_one_the_estimate_fits(invoke):
 
 def test_jobs_refuse_what_trains_nothing_and_bad_settings(invoke, tmp_path):
     assert "trains nothing" in invoke("export", "icl", "--format", "slurm").stderr
+    uneven = invoke("export", "cpt", "--format", "slurm", "--machines", "2", "--gpus", "8")  # a batch of 8 over 16 GPUs
+    assert uneven.exit_code == 2 and "cannot be split evenly over 16 processes" in uneven.stderr
     bad_time = invoke("export", "lora_cls", "--format", "slurm", "--time", "tomorrow")
     assert bad_time.exit_code == 2 and "--time tomorrow" in bad_time.stderr
     existing = tmp_path / "job.sbatch"

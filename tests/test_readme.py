@@ -67,6 +67,7 @@ RUN = [  # in order: each may use what the one before wrote
     "adaptkit estimate --model meta-llama/Llama-3.1-8B --method lora_adapters --gpu 4090",
     "adaptkit run cpt training.gradient_accumulation=2 --dry-run --num-processes 16 --num-machines 2",
     "adaptkit export cpt training.gradient_accumulation=2 --format slurm --machines 2 --gpus 8",
+    "adaptkit export cpt training.gradient_accumulation=2 --format skypilot --machines 2 --gpus 8",
 ]
 
 

@@ -408,20 +408,18 @@ def export_gguf(run_dir: str, target: str, *, quant: str = "q8_0", max_drop: flo
         _quiet_run([sys.executable, str(converter), str(source), "--outfile", str(wide), "--outtype", "f16"], "llama.cpp's converter")
         if quant != "f16":
             _quiet_run([sys.executable, "-c", QUANTIZE, str(wide), str(folder / name), GGUF_QUANTS[quant]], "llama.cpp's quantizer")
-        (folder / "Modelfile").write_text(_modelfile(run, name), encoding="utf-8")
-        report = _gguf_parity(run, folder / name, rows, quant, max_drop, max_new_tokens)
+        loaded = load_model(run)
+        (folder / "Modelfile").write_text(_modelfile(loaded[1], run, name), encoding="utf-8")
+        report = _gguf_parity(run, loaded, folder / name, rows, quant, max_drop, max_new_tokens)
         report["artifact"] = str(out / name)
         (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (folder / "README.md").write_text(_gguf_card(run, out, name, report), encoding="utf-8")
     return report
 
 
-def _modelfile(run: Run, name: str) -> str:
+def _modelfile(tokenizer, run: Run, name: str) -> str:
     """An Ollama Modelfile: the GGUF, the run's chat template as Ollama's TEMPLATE (the run's Jinja template rendered
     around Ollama's {{ .System }} and {{ .Prompt }}), its end token as a stop, greedy as the parity check was."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder))
     user = [{"role": "user", "content": "{{ .Prompt }}"}]
     if getattr(tokenizer, "chat_template", None):
         plain = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
@@ -438,12 +436,12 @@ def _modelfile(run: Run, name: str) -> str:
             f"FROM ./{name}\nTEMPLATE \"\"\"{template}\"\"\"\n{stop}PARAMETER temperature 0\n")
 
 
-def _gguf_parity(run: Run, exported: Path, rows: list[dict], quant: str, max_drop: float, max_new_tokens: int) -> dict:
+def _gguf_parity(run: Run, loaded, exported: Path, rows: list[dict], quant: str, max_drop: float, max_new_tokens: int) -> dict:
     import llama_cpp
 
     from adaptkit.runners.predict import as_trained, predict, prompts_of
 
-    model, tokenizer = load_model(run)
+    model, tokenizer = loaded
     started = time.perf_counter()
     trained, trained_scores = predict(run, rows, 16, max_new_tokens, loaded=(model, tokenizer))
     trained_ms = 1000 * (time.perf_counter() - started) / len(rows)
