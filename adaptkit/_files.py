@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -119,3 +120,33 @@ def sha256_of(path: Path) -> str | None:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def new_folder(target: str, what: str) -> Path:
+    """`target` as a folder to write anew (absent, or empty): never a link, never over what is there."""
+    out = Path(target).expanduser()
+    if out.is_symlink():
+        raise InputError(f"{target} is a symbolic link: {what} writes a new folder; give its own path")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{target} already exists: {what} writes a new folder; choose another name or remove it")
+    return out
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path, tag: str):
+    """Yield a folder written beside `out`, renamed into place when the block ends; on any failure it is removed, and
+    so are the folders above `out` this made: nothing half-written is left behind."""
+    made = make_parents(out)
+    staging = out.parent / f".{out.name}.{tag}-{os.getpid()}"
+    try:
+        staging.mkdir()
+        yield staging
+        follow_umask(staging)  # safetensors writes 0600 whatever the umask
+        if out.exists():
+            out.rmdir()  # the empty folder the user made
+        os.rename(staging, out)
+    except BaseException:
+        if staging.exists():
+            remove_tree(staging)  # only what this created
+        remove_made(made)
+        raise

@@ -77,7 +77,7 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
         raise InputError("the bake-off schedules with Optuna: pip install 'adaptkit[train]' (or pip install optuna)") from None
     from adaptkit.comparison import check_same_data, run_one, token_counter
     from adaptkit.curves import learning_curve, standard_error
-    from adaptkit.methods.bakeoff import metric_names, primary, row, winner
+    from adaptkit.methods.bakeoff import metric_names, row, winner
     from adaptkit.recipe.load import load_recipe
     from adaptkit.rundir import check_location, expand
     from adaptkit.runners.data import load_data

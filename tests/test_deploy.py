@@ -68,21 +68,10 @@ def test_onnx_export_refusals_are_one_line_and_keep_what_is_there(classifier, tm
     assert not (tmp_path / "x").exists() and not (tmp_path / "v").exists()
 
 
-def _without_chat_template(source: Path, target: Path) -> Path:
-    import shutil
-
-    shutil.copytree(source, target)
-    (target / "chat_template.jinja").unlink(missing_ok=True)
-    config = json.loads((target / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (target / "tokenizer_config.json").write_text(json.dumps(config))
-    return target
-
-
 @pytest.mark.train
 def test_the_vllm_export_serves_each_adapter_and_its_client_asks_them(tmp_path, tiny_causal_lm):
     from adaptkit.runners.serve import Served, create_app
-    from tests.test_serve import running
+    from tests.test_serve import _without_chat_template, running
 
     base = _without_chat_template(Path(tiny_causal_lm), tmp_path / "base")
     runs = [tmp_path / "support", tmp_path / "billing"]

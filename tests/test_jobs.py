@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SKY_PYTHON = Path(os.environ.get("ADAPTKIT_SKYPILOT_PYTHON", ROOT / ".venv-sky" / "bin" / "python"))

@@ -17,22 +17,13 @@ import time
 import warnings
 from pathlib import Path
 
-from adaptkit._files import follow_umask, make_parents, remove_made, remove_tree
+from adaptkit._files import new_folder, staged_folder
 from adaptkit.errors import InputError
 from adaptkit.runners.predict import CLASSIFIER, Run, classify, load_model, open_run, score
 
 REPORT = "export_report.json"
 ONNX_FILE = "model.onnx"
 QUANTS = ("none", "int8")
-
-
-def _new_folder(target: str) -> Path:
-    out = Path(target).expanduser()
-    if out.is_symlink():
-        raise InputError(f"{target} is a symbolic link: export writes a new folder; give its own path")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{target} already exists: export writes a new folder; choose another name or remove it")
-    return out
 
 
 @contextlib.contextmanager
@@ -51,25 +42,6 @@ def _hushed():
     finally:
         root.setLevel(levels[0])
         exporter.setLevel(levels[1])
-
-
-@contextlib.contextmanager
-def _staged(out: Path):
-    """A folder written beside `out` and renamed into place at the end: a failed export leaves nothing behind."""
-    made = make_parents(out)
-    staging = out.parent / f".{out.name}.exporting-{os.getpid()}"
-    try:
-        staging.mkdir()
-        yield staging
-        follow_umask(staging)
-        if out.exists():
-            out.rmdir()  # the empty folder the user made
-        os.rename(staging, out)
-    except BaseException:
-        if staging.exists():
-            remove_tree(staging)  # only what this export created
-        remove_made(made)
-        raise
 
 
 def _merged(run: Run):
@@ -138,12 +110,12 @@ def export_onnx(run_dir: str, target: str, *, quant: str = "none", max_drop: flo
     run = open_run(run_dir)
     if run.recipe.task != CLASSIFIER:
         raise InputError(f"{run_dir}: --format onnx exports classifiers; a causal LM run goes to --format vllm")
-    out = _new_folder(target)
+    out = new_folder(target, "export")
     rows = eval_rows(run)
     model, tokenizer = _merged(run)
     sample = tokenizer([r[run.recipe.data.text_column] for r in rows[:2]], padding=True, return_tensors="pt")
     names = list(sample.keys())
-    with _staged(out) as folder:
+    with staged_folder(out, "exporting") as folder:
         exported = folder / ONNX_FILE
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
         with _hushed():
@@ -267,10 +239,10 @@ def template_file(run: Run) -> Path | None:
 def export_vllm(run_dirs: list[str], target: str, *, port: int = 8000) -> dict:
     """serve.sh (vllm serve), client.py (an OpenAI client for the served names) and a README, in a new folder."""
     runs = vllm_runs(run_dirs)
-    out = _new_folder(target)
+    out = new_folder(target, "export")
     names = [run.folder.name for run in runs]
     command = shlex.join(vllm_command(runs, "127.0.0.1", port))
-    with _staged(out) as folder:
+    with staged_folder(out, "exporting") as folder:
         (folder / "serve.sh").write_text("#!/bin/bash\n# Serve the run(s) with vLLM (a CUDA GPU): written by adaptkit export "
                                          "--format vllm\nset -euo pipefail\n" + command + "\n", encoding="utf-8")
         (folder / "serve.sh").chmod(0o755)
@@ -393,11 +365,11 @@ def export_gguf(run_dir: str, target: str, *, quant: str = "q8_0", max_drop: flo
         from adaptkit.runners.merge import check
 
         check(run, dequantize=False)
-    out = _new_folder(target)
+    out = new_folder(target, "export")
     rows = eval_rows(run)
     converter = llama_cpp_converter(log)
     name = f"model-{quant}.gguf"
-    with tempfile.TemporaryDirectory() as tmp, _staged(out) as folder:
+    with tempfile.TemporaryDirectory() as tmp, staged_folder(out, "exporting") as folder:
         source = run.weights
         if run.adapter:  # llama.cpp converts a whole model: the adapter folded into its base first
             from adaptkit.runners.merge import merge

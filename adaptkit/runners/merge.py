@@ -4,10 +4,9 @@ tokenizer with its chat template, label names in the config, and a model card. L
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from adaptkit._files import follow_umask, make_parents, remove_made, remove_tree
+from adaptkit._files import new_folder, staged_folder
 from adaptkit.errors import InputError
 from adaptkit.runners.predict import CLASSIFIER, load_model, open_run
 
@@ -35,32 +34,16 @@ def merge(run_dir: str, target: str, dequantize: bool = False, trust_remote_code
 
     run = open_run(run_dir, trust_remote_code=trust_remote_code)
     peft_type = check(run, dequantize)
-    out = Path(target).expanduser()
-    if out.is_symlink():
-        raise InputError(f"{target} is a symbolic link: merge writes a new folder; give its own path")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{target} already exists: merge writes a new folder; choose another name or remove it")
+    out = new_folder(target, "merge")
     dtype = torch.bfloat16 if run.recipe.quantization != "none" else None  # --dequantize: the base in 16 bits
     model, tokenizer = load_model(run, dtype=dtype)
     merged = model.merge_and_unload()
-    made = make_parents(out)  # a nested -o gets its folders (removed again if the merge fails)
-    staging = out.parent / f".{out.name}.merging-{os.getpid()}"
-    try:
-        staging.mkdir()
+    with staged_folder(out, "merging") as staging:
         merged.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         if run.labels:
             (staging / "labels.json").write_text(json.dumps(run.labels, indent=2) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(card(run, peft_type, out), encoding="utf-8")
-        follow_umask(staging)  # safetensors writes 0600 whatever the umask
-        if out.exists():
-            out.rmdir()  # the empty folder the user made
-        os.rename(staging, out)
-    except BaseException:
-        if staging.exists():
-            remove_tree(staging)  # only what this merge created
-        remove_made(made)
-        raise
     return {"merged": str(out), "from": str(run.folder), "base": run.recipe.model, "adapter": peft_type,
             "parameters": sum(p.numel() for p in merged.parameters())}
 
