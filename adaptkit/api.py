@@ -462,13 +462,14 @@ def _run(recipe, data, context: RunContext, overwrite, resume, launch: Launch, s
         with bars:
             result = import_ref(recipe.definition.runner)(recipe, data, options)
         if result is not None and result.stage == "all":
-            from adaptkit.runners.data import eval_identity
+            from adaptkit.runners.data import eval_identity, train_identity
 
             result.metrics["eval_data"] = eval_identity(recipe, data)  # compare refuses to rank runs scored on different rows
             if getattr(data, "leaked", None):
                 result.metrics["eval_data"]["leaked"] = data.leaked  # what of the eval rows is also in train
-            if getattr(data, "mix", None) is not None:
-                result.metrics["train_data"] = {"sources": data.mix.sources}  # each source's format, rows and share of the mix
+            trained_on = train_identity(recipe, data)
+            if trained_on:
+                result.metrics["train_data"] = trained_on  # rows and file hash (and a mix's sources): the ledger's profile facts
             from adaptkit.runners.report import learning_warnings
 
             warnings = learning_warnings(result.metrics, result.history)

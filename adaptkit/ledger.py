@@ -23,7 +23,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 
-SCHEMA = 1
+SCHEMA = 2
 MIGRATIONS = {  # version -> the statements that bring the previous version to it
     1: ["""CREATE TABLE runs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -34,9 +34,13 @@ MIGRATIONS = {  # version -> the statements that bring the previous version to i
             training_s REAL, tokens REAL, measured_peak_gb REAL, predicted_peak_gb REAL,
             record TEXT NOT NULL)""",
         "CREATE INDEX runs_data ON runs (data_sha256)", "CREATE INDEX runs_method ON runs (method)"],
+    2: [f"ALTER TABLE runs ADD COLUMN {column}" for column in (  # the profile facts a run answers, and its price basis
+        "modality TEXT", "train_rows INTEGER", "train_sha256 TEXT", "model_params REAL", "processes INTEGER",
+        "tokens_per_second REAL", "gpu_hour_usd REAL", "cost_usd REAL")],
 }
 COLUMNS = ("id", "folder", "recorded", "method", "task", "model", "data_sha256", "device", "metric", "value", "base", "delta",
-           "training_s", "tokens", "measured_peak_gb", "predicted_peak_gb")
+           "training_s", "tokens", "measured_peak_gb", "predicted_peak_gb", "modality", "train_rows", "train_sha256",
+           "model_params", "processes", "tokens_per_second", "gpu_hour_usd", "cost_usd")
 
 
 def enabled() -> bool:
@@ -46,8 +50,9 @@ def enabled() -> bool:
 
 MLFLOW = "mlflow+"  # ADAPTKIT_LEDGER=mlflow+URI: the records in an MLflow tracking store
 EXPERIMENT = "adaptkit-ledger"
-TAGS = ("folder", "method", "task", "model", "data_sha256", "device", "metric")
-METRICS = ("recorded", "value", "base", "delta", "training_s", "tokens", "measured_peak_gb", "predicted_peak_gb")
+TAGS = ("folder", "method", "task", "model", "data_sha256", "device", "metric", "modality", "train_sha256")
+METRICS = ("recorded", "value", "base", "delta", "training_s", "tokens", "measured_peak_gb", "predicted_peak_gb", "train_rows",
+           "model_params", "processes", "tokens_per_second", "gpu_hour_usd", "cost_usd")
 
 
 def tracking_uri() -> str | None:
@@ -110,6 +115,9 @@ def record_of(folder: Path, metrics: dict, recipe: dict) -> dict:
     from adaptkit.methods.registry import block_owners
 
     settings = {block: recipe[block] for block in block_owners() if isinstance(recipe.get(block), dict)}  # the method's own
+    trained_on = metrics.get("train_data") or {}
+    processes = resources.get("processes") or train.get("processes") or 1
+    price = _gpu_hour_usd(resources.get("device"))
     return {
         "folder": str(Path(folder).resolve()), "recorded": time.time(), "method": metrics.get("method"), "task": metrics.get("task"),
         "model": recipe.get("model"), "data_sha256": (metrics.get("eval_data") or {}).get("sha256"),
@@ -118,9 +126,25 @@ def record_of(folder: Path, metrics: dict, recipe: dict) -> dict:
         "delta": (value - base) if isinstance(base, (int, float)) and value is not None else None,
         "training_s": seconds, "tokens": resources.get("tokens"), "measured_peak_gb": resources.get("measured_peak_gb"),
         "predicted_peak_gb": resources.get("predicted_peak_gb"),
-        "record": {"training": recipe.get("training"), "settings": settings, "eval_data": metrics.get("eval_data"),
+        "modality": "text",  # every run adaptkit trains today reads text
+        "train_rows": trained_on.get("rows"), "train_sha256": trained_on.get("sha256"),
+        "model_params": train.get("total_params"), "processes": processes,
+        "tokens_per_second": resources.get("tokens_per_second"),
+        "gpu_hour_usd": price, "cost_usd": round(seconds / 3600 * price * processes, 4) if price and seconds else None,
+        "record": {"price_basis": (f"{price} USD per GPU-hour for {resources.get('device')} (the estimator's table), x {processes} "
+                                   "process(es)") if price else "not priced: no listed GPU (a CPU run, or a GPU the table lacks)","training": recipe.get("training"), "settings": settings, "eval_data": metrics.get("eval_data"),
                    "interval": evaluation.get("interval"), "warnings": metrics.get("warnings", [])},
     }
+
+
+def _gpu_hour_usd(device: str | None) -> float | None:
+    """The indicative on-demand price per hour of the run's GPU, from the estimator's table; None on the CPU."""
+    if not device or device == "cpu":
+        return None
+    from adaptkit.estimator.compute import find_gpu
+
+    gpu = find_gpu(str(device), strict=False)
+    return gpu.hour_usd if gpu else None
 
 
 def add(record: dict, db: sqlite3.Connection | None = None) -> int | str:

@@ -145,3 +145,36 @@ def test_reading_never_creates_the_ledger(invoke, tmp_path, monkeypatch):
     assert invoke("ledger", "list").exit_code == 0 and invoke("ledger", "rm", "3").exit_code == 2
     assert invoke("estimate", "--recipe", "lora_sft", "--gpu", "A100-80GB", "--json").exit_code == 0
     assert not where.exists() and not where.parent.exists()
+
+
+def test_a_schema_1_ledger_is_migrated_in_place_keeping_its_records(tmp_path, monkeypatch):
+    import sqlite3
+
+    from adaptkit import ledger
+
+    where = tmp_path / "old.sqlite"
+    db = sqlite3.connect(where, isolation_level=None)
+    for statement in ledger.MIGRATIONS[1]:
+        db.execute(statement)
+    db.execute("INSERT INTO runs (folder, recorded, method, value, record) VALUES ('/old/run', 1.0, 'icl', 0.8, '{}')")
+    db.execute("PRAGMA user_version=1")
+    db.close()
+    monkeypatch.setenv("ADAPTKIT_LEDGER", str(where))
+    old = ledger.rows()
+    assert [(r["folder"], r["method"], r["value"], r["train_rows"], r["cost_usd"]) for r in old] == [("/old/run", "icl", 0.8, None, None)]
+    assert sqlite3.connect(where).execute("PRAGMA user_version").fetchone()[0] == ledger.SCHEMA == 2
+
+
+def test_a_record_carries_the_profile_facts_and_its_price_basis(tmp_path):
+    from adaptkit.ledger import record_of
+
+    metrics = json.loads((fake_run(tmp_path / "gpu") / "metrics.json").read_text())
+    metrics["train"]["runtime_s"] = 3600.0
+    metrics["train_data"] = {"rows": 320, "sha256": "f00d"}
+    metrics["resources"].update(device="NVIDIA A100-SXM4-80GB", processes=2, tokens_per_second=5000.0)
+    record = record_of(tmp_path / "gpu", metrics, {"model": "m"})
+    assert (record["train_rows"], record["train_sha256"], record["model_params"], record["modality"]) == (320, "f00d", 1000, "text")
+    assert record["gpu_hour_usd"] == 2.2 and record["cost_usd"] == pytest.approx(4.4)  # 1 hour x 2 GPUs x 2.2 USD
+    assert "2.2 USD per GPU-hour for NVIDIA A100-SXM4-80GB" in record["record"]["price_basis"]
+    cpu = record_of(tmp_path / "gpu", {**metrics, "resources": {"device": "cpu"}}, {"model": "m"})
+    assert cpu["cost_usd"] is None and cpu["record"]["price_basis"].startswith("not priced")

@@ -336,6 +336,22 @@ def eval_identity(recipe: Recipe, data=None) -> dict:
     return identity
 
 
+def train_identity(recipe: Recipe, data) -> dict:
+    """What a run trained on, for the ledger: its rows, the training file's sha256 (when local), a mix's sources."""
+    from adaptkit._files import sha256_of
+
+    identity = {}
+    if isinstance(data, Splits) and data.train:
+        identity["rows"] = len(data.train)
+    train = getattr(recipe.data, "train", None)
+    found = sha256_of(Path(train)) if isinstance(train, str) and train else None
+    if found:
+        identity["sha256"] = found
+    if getattr(data, "mix", None) is not None:
+        identity["sources"] = data.mix.sources  # each source's format, rows and share of the mix
+    return identity
+
+
 def same_eval(a: dict | None, b: dict | None) -> bool:
     """Whether two runs were scored on the same rows (by content, where both files were hashed)."""
     if not a or not b:
