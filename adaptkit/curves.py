@@ -62,6 +62,11 @@ def learning_curve(points: list[tuple[int, float, float]], full_rows: int, ceili
             "rows": targets, "gain_at_2x": round(gain, 4), "flat": gain < FLAT}
 
 
+def forecast_at(curve: dict, rows: int, ceiling: float = 1.0) -> float:
+    """The fitted curve's score at `rows` training rows (capped at `ceiling`)."""
+    return min(ceiling, curve["a"] - curve["b"] * max(rows, 1) ** -curve["c"])
+
+
 def standard_error(value: float, interval: dict | None, rows: int | None) -> float:
     """A score's standard error: from its 95% interval where the run measured one, else a proportion's."""
     if interval and "low" in interval and "high" in interval:

@@ -142,6 +142,7 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
     trials = {ref: study.ask() for ref in trained}
     alive = [] if stopped else list(trained)
     points: dict[str, list[tuple[int, float, float]]] = {ref: [] for ref in trained}
+    last_run: dict[str, Path] = {}  # each trained candidate's run on the most rows: where its learning curve is kept
     rung = len(fractions) - 1 if skip_when_clear and len(alive) == 1 else 0  # one trained candidate: nothing to halve
     while alive and not stopped:
         fraction = fractions[rung]
@@ -161,6 +162,7 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
                 study.tell(trials[ref], state=optuna.trial.TrialState.FAIL)
                 continue
             line = {**price(metrics, recipe, out, ref), "rung": rung, "fraction": fraction, "train_rows": take}
+            last_run[ref] = out
             spent["training_s"] += line["training_s"] or 0.0
             rows[ref] = line
             entry = {"recipe": ref, "rung": rung, "fraction": fraction, "rows": take, "value": line["value"],
@@ -216,9 +218,26 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
         fitted = learning_curve(found, sizes[ref])
         if fitted is not None:
             curves[ref] = {**fitted, "method": rows[ref].get("method"), "metric": rows[ref].get("metric")}
+            _keep_curve(last_run[ref], curves[ref], log)
     hours = spent["training_s"] / 3600
     spent.update(training_s=round(spent["training_s"], 2), gpu_hours=round(hours, 5), usd=round(hours * gpu_hour_usd, 5))
     result = BakeOff([*final, *stopped_early], rungs, verdict, stopped, spent, curves, folder=root)
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(root / "bakeoff.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result
+
+
+CURVE_FILE = "learning_curve.json"  # in a candidate's largest run: the ledger keeps it with the run (advise reads it)
+
+
+def _keep_curve(folder: Path, curve: dict, log) -> None:
+    """The curve into the candidate's run folder, and that run's ledger record updated to carry it."""
+    from adaptkit import ledger
+
+    write_atomic(folder / CURVE_FILE, json.dumps(curve, indent=2) + "\n")
+    if not ledger.enabled():
+        return
+    try:
+        ledger.add_run(folder)
+    except Exception as exc:  # a locked or unwritable ledger: the bake-off itself is done
+        log(f"note: the learning curve of {folder} was not recorded in the ledger ({exc.__class__.__name__})")

@@ -131,10 +131,21 @@ def record_of(folder: Path, metrics: dict, recipe: dict) -> dict:
         "model_params": train.get("total_params"), "processes": processes,
         "tokens_per_second": resources.get("tokens_per_second"),
         "gpu_hour_usd": price, "cost_usd": round(seconds / 3600 * price * processes, 4) if price and seconds else None,
-        "record": {"price_basis": (f"{price} USD per GPU-hour for {resources.get('device')} (the estimator's table), x {processes} "
+        "record": {**_curve(folder), "price_basis": (f"{price} USD per GPU-hour for {resources.get('device')} (the estimator's table), x {processes} "
                                    "process(es)") if price else "not priced: no listed GPU (a CPU run, or a GPU the table lacks)","training": recipe.get("training"), "settings": settings, "eval_data": metrics.get("eval_data"),
                    "interval": evaluation.get("interval"), "warnings": metrics.get("warnings", [])},
     }
+
+
+def _curve(folder: Path) -> dict:
+    """The learning curve a bake-off fitted for this run's method (kept in its largest run), if any."""
+    from adaptkit.halving import CURVE_FILE
+
+    found = Path(folder) / CURVE_FILE
+    try:
+        return {"curve": json.loads(found.read_text(encoding="utf-8"))} if found.is_file() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _gpu_hour_usd(device: str | None) -> float | None:

@@ -15,11 +15,20 @@ from adaptkit import ledger
 ROOT = Path(__file__).parent.parent
 
 
-def _record(method: str, value: float, data: Path, training_s: float) -> None:
+def _record(method: str, value: float, data: Path, training_s: float, curve: dict | None = None) -> None:
     digest = hashlib.sha256(data.read_bytes()).hexdigest()
     ledger.add({"folder": f"/nowhere/{method}", "recorded": 1.0, "method": method, "task": "sequence_classification",
                 "model": "m", "data_sha256": digest, "device": "cpu", "metric": "accuracy", "value": value, "base": 0.2,
-                "delta": value - 0.2, "training_s": training_s, "record": {}})
+                "delta": value - 0.2, "training_s": training_s, "record": {"curve": curve} if curve else {}})
+
+
+def _curve(a: float, b: float, c: float, full: int = 320) -> dict:
+    from adaptkit.curves import forecast_at
+
+    curve = {"a": a, "b": b, "c": c, "rows": {"full": full, "2x": 2 * full, "5x": 5 * full}}
+    forecast = {name: forecast_at(curve, n) for name, n in curve["rows"].items()}
+    return {**curve, "forecast": forecast, "gain_at_2x": forecast["2x"] - forecast["full"],
+            "flat": forecast["2x"] - forecast["full"] < 0.01}
 
 
 def _answers(tmp_path: Path) -> tuple[Path, Path]:
@@ -103,3 +112,34 @@ def test_the_advice_reads_a_team_ledger_in_mlflow(invoke, tmp_path, monkeypatch)
     _record("in_context_learning", 0.92, data, 0.0)
     advice = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
     assert advice["evidence"]["first"] == "in_context_learning" and "2 runs in the ledger" in advice["evidence"]["said"]
+
+
+def test_learning_curves_forecast_each_method_at_your_labels(invoke, tmp_path):
+    """Measured on 320 rows: lora 0.93 on a steep curve, icl 0.92 (no curve: it learns from no labels). With 3,200
+    labels the curve says lora reaches about 0.97, past icl's margin, so lora ranks first; with 80 labels it falls
+    behind, and icl ranks first by more than the cost rule alone."""
+    answers, data = _answers(tmp_path)
+    steep = _curve(1.0, 1.0, 0.46)  # 1 - 320^-0.46 ~ 0.93 measured; ~0.97 at 3,200; ~0.87 at 80
+    _record("lora_adapters", 0.93, data, 60.0, steep)
+    _record("in_context_learning", 0.92, data, 0.0)
+    more = yaml.safe_load(answers.read_text()) | {"labeled_examples": 3200}
+    answers.write_text(yaml.safe_dump(more))
+    advice = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    forecast = advice["evidence"]["forecasts"]["lora_adapters"]
+    assert forecast["rows"] == 3200 and forecast["value"] > 0.95 and not forecast["flat"]
+    assert advice["recommendations"][0]["method"] == "lora_adapters"
+    assert "forecast at your 3,200 labels" in advice["evidence"]["said"]
+    assert advice["recommendations"][0]["rationale"][1].startswith("learning curve: accuracy")
+    answers.write_text(yaml.safe_dump(more | {"labeled_examples": 80}))
+    fewer = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert fewer["evidence"]["forecasts"]["lora_adapters"]["value"] < 0.9
+    assert fewer["recommendations"][0]["method"] == "in_context_learning"
+    # a flat curve: more labels change nothing, and the rationale says the lever is elsewhere
+    ledger.add({"folder": "/nowhere/lora_adapters", "recorded": 2.0, "method": "lora_adapters", "task": "sequence_classification",
+                "model": "m", "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "device": "cpu", "metric": "accuracy",
+                "value": 0.93, "base": 0.2, "delta": 0.73, "training_s": 60.0, "record": {"curve": _curve(0.931, 0.5, 2.0)}})
+    answers.write_text(yaml.safe_dump(more))
+    flat = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert flat["evidence"]["forecasts"]["lora_adapters"]["flat"] and flat["recommendations"][0]["method"] == "in_context_learning"
+    lora = next(r for r in flat["recommendations"] if r["method"] == "lora_adapters")
+    assert "the curve is flat" in lora["rationale"][1]

@@ -68,6 +68,13 @@ def test_every_rung_gives_a_learning_curve_and_a_target_stops_early(invoke, tmp_
     assert [e["fraction"] for e in report["rungs"]] == [0.25, 0.5, 1.0]
     curve = report["curves"][lora]
     assert [p["rows"] for p in curve["points"]] == [80, 160, 320] and "full" in curve["forecast"]
+    # the curve is kept with the candidate's full-data run, and its ledger record carries it (advise reads it there)
+    largest = max((tmp_path / "curve").glob("rung*"), key=lambda p: p.name)
+    assert json.loads((largest / "learning_curve.json").read_text())["forecast"] == curve["forecast"]
+    from adaptkit import ledger
+
+    recorded = [r for r in ledger.rows() if r["folder"] == str(largest.resolve())]
+    assert recorded and recorded[0]["record"]["curve"]["forecast"] == curve["forecast"]
     text = invoke("bakeoff", lora, "--target", "accuracy=0.0", "--output-dir", tmp_path / "target")
     assert text.exit_code == 0 and "reached accuracy 0" in text.output and "stopped:" in text.output
 

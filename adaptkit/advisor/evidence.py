@@ -62,6 +62,10 @@ def apply(advice, records: list[dict]):
     metric = max({r["metric"] for r in best.values()}, key=lambda m: sum(r["metric"] == m for r in best.values()))
     best = {m: r for m, r in best.items() if r["metric"] == metric}  # one metric: scores on others do not compare
     rows = [_row(r) for r in best.values()]
+    forecasts = _at_your_data(advice.profile, best)
+    for row in rows:
+        if row["method"] in forecasts:
+            row["measured"], row["value"] = row["value"], forecasts[row["method"]]["value"]
     catalogue = methods()
     top = max(r["value"] for r in rows)
     good = [r for r in rows if r["value"] >= top - MARGIN]
@@ -70,7 +74,9 @@ def apply(advice, records: list[dict]):
     rule_order = [rec.method for rec in advice.recommendations]
     by_method = {rec.method: rec for rec in advice.recommendations}
     ranked = [by_method[m] for m in order] + [rec for rec in advice.recommendations if rec.method not in order]
-    scores = ", ".join(f"{r['method']} {r['value']:.4f}" for r in sorted(rows, key=lambda r: -r["value"]))
+    scores = ", ".join(f"{r['method']} {r['value']:.4f}" + (f" (forecast at your {forecasts[r['method']]['rows']:,} labels; "
+                                                            f"measured {r['measured']:.4f})" if r["method"] in forecasts else "")
+                       for r in sorted(rows, key=lambda r: -r["value"]))
     said = f"measured on your data ({len(records)} run{'s' if len(records) != 1 else ''} in the ledger, {metric}): {scores}"
     if len(rows) > 1:
         cheaper = first["value"] < top
@@ -78,12 +84,35 @@ def apply(advice, records: list[dict]):
                  if cheaper else f"; {first['method']} scored best, so it ranks first")
     if rule_order[0] != ranked[0].method:
         said += f" (the rules alone ranked {rule_order[0]} first)"
-    evidence = {"metric": metric, "runs": [{k: r.get(k) for k in ("method", "value", "record", "recipe", "usd_per_1k_requests",
-                                                                     "training_s")} for r in rows],
+    evidence = {"metric": metric, "runs": [{k: r.get(k) for k in ("method", "value", "measured", "record", "recipe",
+                                                                     "usd_per_1k_requests", "training_s") if k in r} for r in rows],
+                "forecasts": forecasts,
                 "first": ranked[0].method, "rules_first": rule_order[0], "said": said}
     for rec in ranked:
         if rec.method in best:
             value = best[rec.method]["value"]
             rec.rationale.insert(0, f"measured on your data: {metric} {value:.4f} (ledger run {best[rec.method]['id']})")
+            if rec.method in forecasts:
+                rec.rationale.insert(1, forecasts[rec.method]["said"])
             rec.why.insert(0, f"measured {metric} {value:.3f}")
     return replace(advice, recommendations=ranked, evidence=evidence)
+
+
+def _at_your_data(profile, best: dict[str, dict]) -> dict[str, dict]:
+    """Per measured method with a learning curve (a bake-off's), its forecast score at the profile's own labeled
+    examples where they differ from the rows it was measured on: a flat curve gains nothing from more labels, a steep
+    one does, and fewer labels than measured cost a data-hungry method its lead."""
+    from adaptkit.curves import advice as curve_advice
+    from adaptkit.curves import forecast_at
+
+    labels = getattr(profile, "labeled_examples", 0) or 0
+    out = {}
+    for method, record in best.items():
+        curve = (record.get("record") or {}).get("curve")
+        if not curve or not labels or labels == (curve.get("rows") or {}).get("full"):
+            continue
+        value = round(forecast_at(curve, labels), 4)
+        out[method] = {"value": value, "rows": labels, "measured_rows": curve["rows"]["full"], "flat": curve.get("flat"),
+                       "said": f"learning curve: {record['metric']} {value:.4f} forecast at your {labels:,} labels (measured "
+                               f"{record['value']:.4f} on {curve['rows']['full']:,}); " + curve_advice(method, curve, record["metric"])}
+    return out
