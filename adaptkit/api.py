@@ -539,6 +539,9 @@ def _relaunch(context: RunContext, resume, launch: Launch, work: Path | None, re
     gpus, _ = detect_gpus()
     command = [sys.executable, *launch.launcher(bool(gpus), port=_free_port()), *tail]
     log("launching: " + shlex.join(command[1:]))
+    if launch.machines > 1:
+        log(f"machine {launch.machine_rank} of {launch.machines}: training starts when every machine has joined at "
+            f"{launch.main_ip}:{launch.main_port} (the same command, with its own --machine-rank, on each)")
     env = {**os.environ, CHILD_ENV: "1", WORK_ENV: str(work or "")}
     if launch.machines > 1:
         env[MACHINES_ENV] = str(launch.machines)
