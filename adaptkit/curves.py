@@ -8,6 +8,7 @@ import math
 
 DRAWS = 400  # parametric bootstrap draws for the forecast's interval
 FLAT = 0.01  # a forecast gain below this from twice the data: more labels are not the lever
+CURVE_FILE = "learning_curve.json"  # in a bake-off candidate's largest run: the ledger keeps it with the run (advise reads it)
 
 
 def _fit(rows, scores):

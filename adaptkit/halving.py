@@ -227,12 +227,10 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
     return result
 
 
-CURVE_FILE = "learning_curve.json"  # in a candidate's largest run: the ledger keeps it with the run (advise reads it)
-
-
 def _keep_curve(folder: Path, curve: dict, log) -> None:
     """The curve into the candidate's run folder, and that run's ledger record updated to carry it."""
     from adaptkit import ledger
+    from adaptkit.curves import CURVE_FILE
 
     write_atomic(folder / CURVE_FILE, json.dumps(curve, indent=2) + "\n")
     if not ledger.enabled():

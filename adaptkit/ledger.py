@@ -139,7 +139,7 @@ def record_of(folder: Path, metrics: dict, recipe: dict) -> dict:
 
 def _curve(folder: Path) -> dict:
     """The learning curve a bake-off fitted for this run's method (kept in its largest run), if any."""
-    from adaptkit.halving import CURVE_FILE
+    from adaptkit.curves import CURVE_FILE
 
     found = Path(folder) / CURVE_FILE
     try:

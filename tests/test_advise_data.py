@@ -131,3 +131,64 @@ def test_the_wizard_asks_for_a_data_file_first_and_skips_what_it_answered(invoke
     assert result.exit_code == 0, result.output
     assert list(script.asked)[0] == "data" and "task" not in script.asked and "labeled_examples" not in script.asked
     assert json.loads(result.stdout)["profile"]["labeled_examples"] == 120
+
+
+def _wav(path, seconds=0.1, rate=16000):
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x00\x00" * int(seconds * rate))
+
+
+COLOURS = ("red", "blue", "green")
+
+
+@pytest.mark.parametrize("rows, modality, task", [
+    ([{"image": f"images/{i:03d}.png", "question": f"What colour is shape {i}?", "answer": COLOURS[i % 3]} for i in range(40)],
+     "image_text_to_text", "qa"),
+    ([{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                                               {"type": "text", "text": f"What is in picture {i}?"}]},
+                    {"role": "assistant", "content": f"A {COLOURS[i % 3]} square."}]} for i in range(30)], "image_text_to_text", "chat"),
+    ([{"image": f"shapes/{i}.jpg", "label": COLOURS[i % 3]} for i in range(60)], "image_text_to_text", "classification"),
+    ([{"image": f"art/{i}.webp", "caption": f"a watercolour lighthouse at dusk, number {i}"} for i in range(50)], "text_to_image",
+     "generation"),
+    ([{"audio": f"clips/{i}.flac", "transcription": f"please refund order {i}"} for i in range(20)], "speech_to_text", "generation"),
+])
+def test_images_and_audio_in_the_rows_set_the_modality(tmp_path, invoke, rows, modality, task):
+    data = jsonl(tmp_path / "rows.jsonl", rows)
+    advice = json.loads(invoke("advise", "--data", data, *OPEN).stdout)
+    assert (advice["profile"]["modality"], advice["profile"]["task"]) == (modality, task)
+    assert advice["profile"]["labeled_examples"] == len(rows)
+    assert any(f"modality {modality}" in note for note in advice["notes"])
+    assert advice["recommendations"], advice["ruled_out"]
+
+
+def test_a_folder_of_audio_with_transcripts_is_speech(tmp_path, invoke):
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    for i in range(12):
+        _wav(folder / f"call{i}.wav")
+    jsonl(folder / "metadata.jsonl", [{"file_name": f"call{i}.wav", "transcription": f"my parcel {i} never came"} for i in range(12)])
+    advice = json.loads(invoke("advise", "--data", folder, *OPEN).stdout)
+    assert advice["profile"]["modality"] == "speech_to_text" and advice["profile"]["labeled_examples"] == 12
+    ruled = {entry["method"]: entry["reasons"] for entry in advice["ruled_out"]}
+    assert "in_context_learning" in ruled and any("[G7-speech]" in reason for reason in ruled["rag"])
+    (folder / "call3.wav").unlink()
+    missing = invoke("advise", "--data", folder, *OPEN)
+    assert missing.exit_code == 2 and "1 file(s) named in metadata.jsonl are not in the folder (first: call3.wav)" in missing.stderr
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert "a folder without metadata.jsonl" in invoke("advise", "--data", bare, *OPEN).stderr
+
+
+def test_no_text_recipe_is_written_for_images_or_audio(tmp_path, invoke):
+    data = jsonl(tmp_path / "rows.jsonl", [{"audio": f"clips/{i}.wav", "text": f"order {i}"} for i in range(20)])
+    target = tmp_path / "plan.yaml"
+    result = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=behavior", "--no-input",
+                    "--emit-recipe", target)
+    assert result.exit_code == 2 and "no built-in recipe reads speech_to_text rows yet" in result.stderr and not target.exists()
+    text = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=behavior", "--no-input").output
+    assert "Profile: generation (speech_to_text)" in text

@@ -88,7 +88,40 @@ GATE_CASES = [
     ("G8-no-gpu-no-budget", dict(model_params_b=7, labeled_examples=5000, budget_usd=0), {"lora_adapters"}),
     ("G-frozen-backbone", dict(model_params_b=0.1, gpu_vram_gb=80, num_gpus=1, labeled_examples=50000, frozen_backbone_required=True),
      {"full_finetuning", "instruction_tuning"}),
+    ("G7-speech", dict(task="generation", modality="speech_to_text", model_params_b=0.8, gpu_vram_gb=24, num_gpus=1,
+     labeled_examples=2000, preference_pairs=2000), {"in_context_learning", "rag", "tool_use", "rlhf", "dpo", "prefix_prompt_tuning"}),
+    ("G7-image-generation", dict(task="generation", modality="text_to_image", model_params_b=2.6, gpu_vram_gb=24, num_gpus=1,
+     labeled_examples=500), {"in_context_learning", "rag", "tool_use", "rlhf", "instruction_tuning", "prefix_prompt_tuning"}),
+    ("G7-vlm-soft-prompts", dict(task="qa", modality="image_text_to_text", model_params_b=7, gpu_vram_gb=80, num_gpus=1,
+     labeled_examples=2000), {"prefix_prompt_tuning", "rlhf"}),
+    ("G7-closed-media", dict(task="generation", modality="speech_to_text", weight_access="closed_api_ft", labeled_examples=2000),
+     {"lora_adapters", "dpo"}),
 ]
+
+# (case, answers, expected top method): multimodal profiles (issue 26)
+MEDIA_CASES = [
+    ("2k image questions, 7B VLM on 24 GB: LoRA", dict(task="qa", modality="image_text_to_text", model_params_b=7, gpu_vram_gb=24,
+     num_gpus=1, labeled_examples=2000), "lora_adapters"),
+    ("30 image chats on a closed VLM: few-shot with images", dict(task="chat", modality="image_text_to_text",
+     weight_access="closed_api", labeled_examples=30), "in_context_learning"),
+    ("image chats, vendor vision tuning: vendor LoRA", dict(task="chat", modality="image_text_to_text", weight_access="closed_api_ft",
+     labeled_examples=3000), "lora_adapters"),
+    ("VLM preference pairs: DPO", dict(task="chat", goal="alignment", modality="image_text_to_text", model_params_b=7,
+     gpu_vram_gb=80, num_gpus=1, preference_pairs=3000), "dpo"),
+    ("3k transcribed clips, Whisper on 24 GB: LoRA", dict(task="generation", modality="speech_to_text", model_params_b=0.8,
+     gpu_vram_gb=24, num_gpus=1, labeled_examples=3000), "lora_adapters"),
+    ("a closed speech API: prompt its spelling", dict(task="generation", modality="speech_to_text", weight_access="closed_api",
+     labeled_examples=3000), "prompt_engineering"),
+    ("500 captioned images, SDXL on 24 GB: LoRA", dict(task="generation", modality="text_to_image", model_params_b=2.6,
+     gpu_vram_gb=24, num_gpus=1, labeled_examples=500), "lora_adapters"),
+]
+
+
+@pytest.mark.parametrize("case, answers, expected", MEDIA_CASES, ids=[c[0] for c in MEDIA_CASES])
+def test_top_method_for_images_and_audio(case, answers, expected):
+    advice = run(**answers)
+    assert advice.recommendations and advice.recommendations[0].method == expected, \
+        ([(r.method, r.score) for r in advice.recommendations], advice.ruled_out)
 
 
 @pytest.mark.parametrize("gate, answers, ruled", GATE_CASES, ids=[c[0] for c in GATE_CASES])

@@ -41,7 +41,7 @@ class Mixed:
         return default if question.kind != "select" else question.choices[0][0]
 
 
-CLOSED = {"task": "classification", "goal": "behavior", "weight_access": "closed_api", "inference_volume": "low",
+CLOSED = {"task": "classification", "modality": "text", "goal": "behavior", "weight_access": "closed_api", "inference_volume": "low",
           "budget_usd": 100, "privacy_on_prem": False}
 
 

@@ -17,6 +17,7 @@ Task = Literal["classification", "extraction", "generation", "chat", "qa", "summ
 Goal = Literal["knowledge", "behavior", "instruction_following", "alignment", "domain_adaptation", "actions"]
 WeightAccess = Literal["open", "closed_api", "closed_api_ft"]
 Volume = Literal["low", "medium", "high"]
+Modality = Literal["text", "image_text_to_text", "speech_to_text", "text_to_image"]
 
 REQUIRED = ("task", "goal", "weight_access")
 MAX_ANSWERS_BYTES = 1 << 20
@@ -30,6 +31,10 @@ class Profile(BaseModel):
 
     task: Task = Field(description="what the model must do")
     goal: Goal = Field(description="what adapting it should change")
+    modality: Modality = Field("text", description="what goes in and comes out: text; image_text_to_text (images and text in, text "
+                               "out: a vision-language model, or an image classifier); speech_to_text (audio in, text out: "
+                               "Whisper-style); text_to_image (a prompt in, an image out: Stable Diffusion/FLUX-style) "
+                               "(default text)")
     weight_access: WeightAccess = Field(description="open weights, a closed API, or a closed API your org can tune")
     model: Optional[str] = Field(None, description="model name or path (optional)")
     model_params_b: Optional[float] = Field(None, gt=0, le=100000, description="model size in billions of parameters; null for closed models")

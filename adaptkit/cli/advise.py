@@ -28,8 +28,9 @@ def _prompter():
 
 @click.command("advise")
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=True), help="YAML or JSON file with answers; the wizard asks only what it leaves out.")
-@click.option("--data", "data_file", type=click.Path(dir_okay=False),
-              help="A .jsonl/.csv/.parquet data file: fills the task, the counts and the token lengths it proves.")
+@click.option("--data", "data_file", type=click.Path(),
+              help="A .jsonl/.csv/.parquet data file, or a folder of images or audio with a metadata file: fills the task, "
+                   "the modality, the counts and the token lengths it proves.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set one answer (repeatable), e.g. --set labeled_examples=2k.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recommendation as JSON.")
 @click.option("--explain", is_flag=True, help="Show every rule that fired and what it did.")

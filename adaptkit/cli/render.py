@@ -80,7 +80,8 @@ def show_advice(advice, explain: bool = False) -> None:
     if profile.model_params_b and profile.model_active_params_b:
         size += f" ({profile.model_active_params_b:.3g}B active)"
     console.print(
-        f"[bold]Profile[/]: {profile.task}, goal {profile.goal}, {profile.weight_access}{size}, {hardware}, "
+        f"[bold]Profile[/]: {profile.task}{'' if profile.modality == 'text' else f' ({profile.modality})'}, goal {profile.goal}, "
+        f"{profile.weight_access}{size}, {hardware}, "
         f"{profile.labeled_examples:,} labeled, {profile.preference_pairs:,} pairs, volume {profile.inference_volume}"
     )
     for note in advice.notes:

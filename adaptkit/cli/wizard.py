@@ -95,6 +95,13 @@ QUESTIONS: tuple[Question, ...] = (
         ("code", "code: write or explain code"),
         ("agent", "agent: carry out multi-step tasks with tools"),
     )),
+    Question("modality", "What goes in and comes out?", 'images, audio or generated images change the models and the methods that fit',
+             "select", (
+        ("text", "text: text in, text (or a label) out"),
+        ("image_text_to_text", "image_text_to_text: images and text in, text out (a vision-language model, an image classifier)"),
+        ("speech_to_text", "speech_to_text: audio in, text out (transcription, Whisper-style)"),
+        ("text_to_image", "text_to_image: a prompt in, an image out (Stable Diffusion/FLUX-style)"),
+    ), ask_if=lambda a: a.get("task") in ("classification", "generation", "qa", "chat", "extraction", "summarization")),
     Question("goal", "What should adapting it change?", 'the main fork: facts go to retrieval, behavior to prompts or training', "select", (
         ("behavior", "behavior: format, style, tone or task skill"),
         ("knowledge", "knowledge: facts it does not know (your documents)"),

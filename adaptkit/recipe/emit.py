@@ -168,6 +168,10 @@ def pick(advice: Advice) -> str | None:
 
 def recipe_for(advice: Advice, output_name: str | None = None, method: str | None = None) -> tuple[dict, list[str]]:
     """Recipe data for the top runnable recommendation (or `method`), and notes on what was chosen and why."""
+    modality = advice.profile.modality
+    if modality != "text":  # the advice stands; a recipe of text would not run on these rows
+        raise InputError(f"no built-in recipe reads {modality} rows yet: the advice above stands, but a recipe adaptkit writes "
+                         "would train on text (drop --emit-recipe / --bake-off)")
     if method in advice.ruled_out:
         raise InputError(f"{method} is ruled out for these answers: {advice.ruled_out[method][0]}")
     method = method or pick(advice)

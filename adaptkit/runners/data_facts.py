@@ -18,6 +18,11 @@ LABEL_COLUMNS = ("label", "labels", "category", "class", "intent", "queue", "tar
 TEXT_COLUMNS = ("text", "body", "content", "sentence", "document", "input", "message", "ticket")
 PAIR_COLUMNS = (("prompt", "response"), ("prompt", "completion"), ("instruction", "output"), ("instruction", "response"),
                 ("question", "answer"), ("input", "output"), ("query", "response"), ("source", "target"))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".opus", ".aac")
+TRANSCRIPT_COLUMNS = ("transcription", "transcript", "sentence", "text", "normalized_text", "caption")
+CAPTION_COLUMNS = ("prompt", "caption", "text", "description")
+METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")  # datasets' audiofolder/imagefolder layout
 WORD_TO_TOKENS = 1.3  # English words per BPE token, when no tokenizer is available offline
 EVAL_FRACTION = 0.1  # what the emitted recipe holds out when only a training file is given (data.eval_fraction)
 
@@ -44,9 +49,15 @@ def _percentile(values: list[int], share: float) -> int:
 def _text(value) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, list):  # chat messages
-        return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
+    if isinstance(value, list):  # chat messages; of content parts (an image beside the text), the text parts
+        return "\n".join(_content(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
     return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _content(content) -> str:
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text")
+    return str(content)
 
 
 def _tokenizer(model: str | None):
@@ -92,14 +103,69 @@ def _lengths(texts: list[str], model: str | None) -> tuple[list[int], str]:
     return [max(1, round(len(text.split()) * WORD_TO_TOKENS)) for text in texts], f"words x {WORD_TO_TOKENS} (no tokenizer on disk)"
 
 
-def infer(path: str, model: str | None = None) -> DataFacts:
-    """Read FILE and return the answers it proves, with what each came from."""
+def media_kind(value) -> str | None:
+    """"image" or "audio" for a value that is one (a path or file name by its suffix, a data URL, a `datasets`
+    Image/Audio dict, chat messages with an image or audio part), else None."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.startswith("data:image/") or text.endswith(IMAGE_SUFFIXES):
+            return "image"
+        if text.startswith("data:audio/") or text.endswith(AUDIO_SUFFIXES):
+            return "audio"
+        return None
+    if isinstance(value, dict):
+        if "array" in value and "sampling_rate" in value:
+            return "audio"
+        return media_kind(value.get("path") or value.get("url") or "")
+    if isinstance(value, list):
+        for message in value:
+            parts = message.get("content") if isinstance(message, dict) else None
+            for part in parts if isinstance(parts, list) else []:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in ("image", "image_url"):
+                    return "image"
+                if kind in ("audio", "input_audio"):
+                    return "audio"
+    return None
+
+
+def _media_columns(rows: list[dict], columns: list[str]) -> dict[str, str]:
+    """Columns whose values are images or audio in most of the first rows: {column: "image"|"audio"}."""
+    sample = rows[:50]
+    found = {}
+    for column in columns:
+        kinds = [media_kind(row.get(column)) for row in sample]
+        for kind in ("image", "audio"):
+            if kinds.count(kind) >= 0.8 * len(sample):
+                found[column] = kind
+    return found
+
+
+def _read(path: str, where: str) -> tuple[list[dict], str]:
+    """The rows of a data file, or of a folder in datasets' audiofolder/imagefolder layout (media files beside a
+    metadata file whose `file_name` column names them); and what was read, in words."""
     from adaptkit.runners.data import read_rows
 
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        metadata = next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
+        if metadata is None:
+            raise InputError(f"{where}: a folder without {' or '.join(METADATA_FILES)} (its `file_name` column names each "
+                             "image or audio file, beside a transcript or caption column)")
+        rows = read_rows(str(metadata), "train", where)
+        missing = [row.get("file_name") for row in rows if not (folder / str(row.get("file_name", ""))).is_file()]
+        if missing:
+            raise InputError(f"{where}: {len(missing)} file(s) named in {metadata.name} are not in the folder (first: {missing[0]})")
+        return rows, f"{len(rows):,} files listed in {metadata.name}"
+    if not folder.is_file():
+        raise InputError(f"{where}: no such file (a .jsonl, .csv or .parquet file of examples, or a folder with a metadata file)")
+    return read_rows(str(folder), "train", where), ""
+
+
+def infer(path: str, model: str | None = None) -> DataFacts:
+    """Read FILE (or a folder of media with a metadata file) and return the answers it proves, with what each came from."""
     where = f"--data {path}"
-    if not Path(path).expanduser().is_file():
-        raise InputError(f"{where}: no such file (a .jsonl, .csv or .parquet file of examples)")
-    rows = read_rows(str(Path(path).expanduser()), "train", where)
+    rows, read = _read(path, where)
     if not rows:
         raise InputError(f"{where}: the file holds no rows")
     columns = list(rows[0])
@@ -111,6 +177,12 @@ def infer(path: str, model: str | None = None) -> DataFacts:
     def texts_of(*names: str) -> list[str]:
         return ["\n".join(_text(row.get(name)) for name in names) for row in rows]
 
+    media = _media_columns(rows, columns)
+    if media:
+        found = _media_facts(facts, media, lower, n, read)
+        if found is not None:  # speech and text->image rows: their own task; the rest (VLM rows) read on as text rows do
+            texts = texts_of(found)
+            return _lengths_said(facts, texts, model, n)
     if "chosen" in lower and "rejected" in lower:
         facts.answers.update(task="chat", preference_pairs=n, chosen_column=lower["chosen"], rejected_column=lower["rejected"],
                              **({"prompt_column": lower["prompt"]} if "prompt" in lower else {}))
@@ -140,6 +212,11 @@ def infer(path: str, model: str | None = None) -> DataFacts:
     elif (label := next((lower[c] for c in LABEL_COLUMNS if c in lower), None)) is not None:
         text = next((lower[c] for c in TEXT_COLUMNS if c in lower and lower[c] != label),
                     next((c for c in columns if c != label and isinstance(rows[0].get(c), str)), None))
+        if text is None and "image" in media.values():
+            facts.answers.update(task="classification", labeled_examples=n)
+            counts = Counter(str(row.get(label)) for row in rows)
+            facts.said.append(f"{n:,} labeled images in {len(counts)} classes (label `{label}`): task classification, labeled_examples")
+            return facts
         if text is None:
             raise InputError(f"{where}: a label column `{label}` but no text column (columns: {', '.join(columns[:12])})")
         counts = Counter(str(row.get(label)) for row in rows)
@@ -161,6 +238,40 @@ def infer(path: str, model: str | None = None) -> DataFacts:
     else:
         raise InputError(f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "
                          "(label, category, ...), prompt/response, messages, chosen/rejected, or one text column")
+    return _lengths_said(facts, texts, model, n)
+
+
+def _media_facts(facts: DataFacts, media: dict[str, str], lower: dict[str, str], n: int, read: str) -> str | None:
+    """The modality of rows with images or audio. Speech with transcripts and image+caption pairs are settled here (the
+    transcript or caption column returned, for token lengths); rows of images with questions, answers, messages or
+    labels only get the modality and are read on as text rows are."""
+    kinds = set(media.values())
+    where = ", ".join(f"`{c}`" for c in media) + (f"; {read}" if read else "")
+    others = {name: column for name, column in lower.items() if column not in media}
+    if "audio" in kinds:
+        transcript = next((others[c] for c in TRANSCRIPT_COLUMNS if c in others), None)
+        facts.answers["modality"] = "speech_to_text"
+        if transcript is None:
+            facts.said.append(f"{n:,} audio clips ({where}) without a transcript column: modality speech_to_text")
+            return None
+        facts.answers.update(task="generation", labeled_examples=n)
+        facts.said.append(f"{n:,} audio clips with transcripts ({where}, text `{transcript}`): modality speech_to_text, "
+                          "task generation (transcription), labeled_examples")
+        return transcript
+    asks = any(c in others for c in ("question", "answer", "response", "messages", "conversations", *LABEL_COLUMNS))
+    caption = next((others[c] for c in CAPTION_COLUMNS if c in others), None)
+    if caption is not None and not asks:
+        facts.answers.update(modality="text_to_image", task="generation", labeled_examples=n)
+        facts.said.append(f"{n:,} images with captions ({where}, caption `{caption}`): modality text_to_image (a generator learns "
+                          "to draw the caption), task generation, labeled_examples; for captioning (image -> caption) set "
+                          "modality=image_text_to_text")
+        return caption
+    facts.answers["modality"] = "image_text_to_text"
+    facts.said.append(f"images in the rows ({where}): modality image_text_to_text")
+    return None
+
+
+def _lengths_said(facts: DataFacts, texts: list[str], model: str | None, n: int) -> DataFacts:
     lengths, how = _lengths(texts, model)
     p50, p95 = _percentile(lengths, 0.5), _percentile(lengths, 0.95)
     facts.answers["data_p95_tokens"] = p95
