@@ -94,6 +94,8 @@ GATE_CASES = [
      labeled_examples=500), {"in_context_learning", "rag", "tool_use", "rlhf", "instruction_tuning", "prefix_prompt_tuning"}),
     ("G7-vlm-soft-prompts", dict(task="qa", modality="image_text_to_text", model_params_b=7, gpu_vram_gb=80, num_gpus=1,
      labeled_examples=2000), {"prefix_prompt_tuning", "rlhf"}),
+    ("G3-no-images", dict(task="generation", modality="text_to_image", model_params_b=2.6, gpu_vram_gb=24, num_gpus=1,
+     labeled_examples=2), {"full_finetuning", "lora_adapters", "dpo"}),
     ("G7-closed-media", dict(task="generation", modality="speech_to_text", weight_access="closed_api_ft", labeled_examples=2000),
      {"lora_adapters", "dpo"}),
 ]
@@ -112,6 +114,8 @@ MEDIA_CASES = [
      gpu_vram_gb=24, num_gpus=1, labeled_examples=3000), "lora_adapters"),
     ("a closed speech API: prompt its spelling", dict(task="generation", modality="speech_to_text", weight_access="closed_api",
      labeled_examples=3000), "prompt_engineering"),
+    ("5 photos of a subject, SD on 24 GB: LoRA (DreamBooth-style)", dict(task="generation", modality="text_to_image",
+     model_params_b=1, gpu_vram_gb=24, num_gpus=1, labeled_examples=5), "lora_adapters"),
     ("500 captioned images, SDXL on 24 GB: LoRA", dict(task="generation", modality="text_to_image", model_params_b=2.6,
      gpu_vram_gb=24, num_gpus=1, labeled_examples=500), "lora_adapters"),
 ]
