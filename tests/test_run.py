@@ -12,10 +12,12 @@ import pytest
 
 from tests.conftest import check_resources
 
+ROOT = Path(__file__).resolve().parent.parent
+
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-METRICS_KEYS = {"method", "task", "train", "eval", "resources", "eval_data"}
+METRICS_KEYS = {"method", "task", "train", "eval", "resources", "eval_data", "train_data"}
 TRAIN_KEYS = {"runtime_s", "samples_per_second", "steps", "global_batch", "trainable_params", "total_params", "final_loss"}
 QUICK = ["training.logging_steps=1", "data.max_rows=96"]
 
@@ -35,6 +37,10 @@ def test_classification_trains_evaluates_and_loads_back(invoke, tmp_path, recipe
     out = tmp_path / recipe
     metrics = run_ok(invoke, recipe, f"output_dir={out}", f"training.max_steps={steps}", "training.batch_size=8", *QUICK)
     assert set(metrics) - {"warnings"} == METRICS_KEYS and set(metrics["train"]) == TRAIN_KEYS
+    import hashlib
+
+    trained_on = hashlib.sha256((ROOT / "examples/data/support_tickets_train.jsonl").read_bytes()).hexdigest()
+    assert metrics["train_data"] == {"rows": 96, "sha256": trained_on}  # what the ledger records as the profile's data
     resources = check_resources(metrics)
     assert resources["tokens"] > 0 and resources["tokens_per_second"] > 0
     assert set(metrics["eval"]) == {"loss", "accuracy", "f1_macro", "primary_metric", "base", "delta", "throughput", "interval"}

@@ -32,25 +32,27 @@ from adaptkit.errors import InputError
               help="onnx: none or int8 (ONNX Runtime's dynamic quantization; default none); gguf: f16, q8_0 or q4_k_m "
                    "(llama.cpp's quantizer; default q8_0). Checked like the rest.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="onnx: the largest fall of the run's primary metric the export may show before it is flagged.")
-@click.option("--json", "as_json", is_flag=True, help="onnx, vllm: print the report as JSON.")
+              help="onnx, gguf: the largest fall of the run's primary metric the export may show before it is flagged.")
+@click.option("--json", "as_json", is_flag=True, help="onnx, gguf, vllm: print the report as JSON.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, partition, gpu_name, bucket, quant, max_drop, as_json,
            force):
     """Export RECIPE (with optional KEY=VALUE overrides) as a script, accelerate configs, a TRL CLI config, or a
-    cluster job (slurm, skypilot) that runs it on every machine and resumes when the job comes back.
+    cluster job (slurm, skypilot) that runs it on every machine and resumes when the job comes back; or a finished
+    RUN as ONNX, GGUF or a vLLM server, the copy scored against the trained model on the run's eval rows.
 
     \b
       adaptkit export lora_cls -o train.py
       adaptkit export cpt --format slurm --machines 2 --gpus 8 -o cpt.sbatch
       adaptkit export cpt --format skypilot --machines 2 --gpus 8 -o cpt.sky.yaml
       adaptkit export runs/tickets --format onnx -o tickets-onnx
+      adaptkit export runs/answers --format gguf --quant q4_k_m -o answers-gguf
       adaptkit export runs/support runs/billing --format vllm -o vllm
     """
     from pathlib import Path
 
     if fmt in ("onnx", "gguf", "vllm"):
-        _deploy(fmt, recipe, overrides, output, port, quant, max_drop, as_json)
+        _deploy(fmt, recipe, overrides, output, quant, max_drop, as_json)
         return
 
     from adaptkit.recipe.export import accelerate_configs, script, trl_config
@@ -100,7 +102,7 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
         click.echo(text)
 
 
-def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, port: int, quant: str, max_drop: float,
+def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, quant: str | None, max_drop: float,
             as_json: bool) -> None:
     """A finished run as a deployable artifact in a new folder, with what the check measured."""
     import json
@@ -110,7 +112,7 @@ def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, p
     from adaptkit.runners import deploy
 
     if fmt == "vllm":
-        report = deploy.export_vllm([run_dir, *more], output, port=8000 if port == 29500 else port)
+        report = deploy.export_vllm([run_dir, *more], output)  # vLLM's own default port, 8000
         if as_json:
             click.echo(json.dumps(report, indent=2))
             return

@@ -1,7 +1,8 @@
 """Deployment exports of a finished run. ONNX (classifiers): torch's ONNX exporter on the merged model, optionally int8
 by ONNX Runtime's quantizer, then scored with ONNX Runtime on the run's own eval rows with the run's own scorer, beside
-the trained model on the same rows (score, agreement, size, latency). vLLM (causal LMs): the serve command, several
-LoRA adapters on one base where the runs are adapters, the run's chat template, and an OpenAI client for it.
+the trained model on the same rows (score, agreement, size, latency). GGUF (causal LMs): llama.cpp's own converter
+and quantizer, an Ollama Modelfile, and the same check through llama.cpp's bindings. vLLM (causal LMs): the serve
+command, several LoRA adapters on one base where the runs are adapters, the run's chat template, and an OpenAI client.
 
 optimum's ONNX exporter is not used: optimum-onnx (0.1) pins transformers < 4.58, and adaptkit runs on transformers 5.
 """
@@ -44,12 +45,22 @@ def _hushed():
         exporter.setLevel(levels[1])
 
 
+def check_mergeable(run: Run) -> None:
+    """An adapter run exports merged into its 16-bit base: a LoRA/IA3 adapter, not on a 4-bit (QLoRA) base."""
+    if not run.adapter:
+        return
+    if run.recipe.quantization != "none":
+        raise InputError(f"{run.folder}: a QLoRA run (its base loaded in {run.recipe.quantization}): export merges the adapter "
+                         "into a 16-bit base, which this run never trained against; retrain with lora.quantization=none, or "
+                         f"adaptkit merge {run.folder} -o DIR --dequantize and convert that folder yourself")
+    from adaptkit.runners.merge import check
+
+    check(run, dequantize=False)
+
+
 def _merged(run: Run):
     """The run's model with any LoRA/IA3 adapter folded in (PEFT's merge_and_unload), in eval mode, and its tokenizer."""
-    if run.adapter:
-        from adaptkit.runners.merge import check
-
-        check(run, dequantize=False)
+    check_mergeable(run)
     model, tokenizer = load_model(run)
     if run.adapter:
         model = model.merge_and_unload()
@@ -361,10 +372,7 @@ def export_gguf(run_dir: str, target: str, *, quant: str = "q8_0", max_drop: flo
     run = open_run(run_dir)
     if run.recipe.task == CLASSIFIER:
         raise InputError(f"{run_dir}: --format gguf exports causal LMs; a classifier goes to --format onnx")
-    if run.adapter:
-        from adaptkit.runners.merge import check
-
-        check(run, dequantize=False)
+    check_mergeable(run)
     out = new_folder(target, "export")
     rows = eval_rows(run)
     converter = llama_cpp_converter(log)
