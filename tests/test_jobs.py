@@ -115,7 +115,8 @@ def _sky_parse(path: Path) -> dict:
     code = ("import json, sys, sky\n"
             "task = sky.Task.from_yaml(sys.argv[1])\n"
             "print(json.dumps({'nodes': task.num_nodes, 'accelerators': sorted(str(r.accelerators) for r in task.resources),\n"
-            "                  'mounts': sorted(task.storage_mounts), 'run': task.run, 'setup': task.setup}))")
+            "                  'mounts': sorted(task.storage_mounts), 'run': task.run, 'setup': task.setup,\n"
+            "                  'files': {k: v for k, v in (task.file_mounts or {}).items()}}))")
     parsed = subprocess.run([str(SKY_PYTHON), "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert parsed.returncode == 0, parsed.stderr[-2000:]
     return json.loads(parsed.stdout.strip().splitlines()[-1])
@@ -128,7 +129,8 @@ def test_the_skypilot_task_parses_and_its_run_trains_on_two_nodes(invoke, tmp_pa
                     "--main-process-port", port, "--bucket", "team-runs", "-o", path)
     assert result.exit_code == 0, result.output
     task = _sky_parse(path)
-    assert task["nodes"] == 2 and task["mounts"] == ["/runs"] and "pip install 'adaptkit[train]" in task["setup"]
+    assert task["nodes"] == 2 and task["mounts"] == ["/runs"] and task["files"] == {"/opt/adaptkit": str(ROOT)}
+    assert "pip install -e '/opt/adaptkit[train]'" in task["setup"]  # this clone, synced to the nodes and installed
     # the embedded MiniLM fits every listed GPU: the three cheapest, one GPU per node each
     assert task["accelerators"] == ["{'RTX3090': 1}", "{'RTX4090': 1}", "{'T4': 1}"]
     assert "--machine-rank \"$SKYPILOT_NODE_RANK\"" in task["run"] and "output_dir=/runs/lora_cls" in task["run"]

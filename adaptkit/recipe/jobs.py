@@ -7,6 +7,7 @@ recovered spot instance). No torch is imported here.
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import shlex
 from pathlib import Path
@@ -17,6 +18,18 @@ from adaptkit.recipe.schema import Recipe
 from adaptkit.rundir import pending_dir
 
 SKY_RUNS = "/runs"  # where the SkyPilot task mounts its bucket: output_dir goes there
+SKY_SOURCE = "/opt/adaptkit"  # where a clone of adaptkit is synced to on the nodes, when adaptkit runs from one
+
+
+def _install() -> tuple[list[str], str]:
+    """How the nodes get this adaptkit: the clone it runs from, synced and installed (as the README installs it), or
+    the same release from the package index."""
+    import adaptkit
+
+    root = Path(adaptkit.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "adaptkit").is_dir():
+        return [f"  {SKY_SOURCE}: {json.dumps(str(root))}"], f"  pip install -e '{SKY_SOURCE}[train]'"  # JSON quoting is YAML's
+    return [], f"  pip install 'adaptkit[train]=={adaptkit.__version__}'"
 
 
 def _resume(out: str, indent: str = "") -> list[str]:
@@ -144,8 +157,7 @@ def skypilot(recipe: Recipe, ref: str, overrides: tuple[str, ...], gpus: int, ma
     out = f"{SKY_RUNS}/{Path(recipe.output_dir).name or name}"
     launch = _launch(recipe, gpus, machines, port)
     command = _command(ref, overrides, launch, "$SKYPILOT_NODE_RANK", "$MAIN_IP", extra=(f"output_dir={out}",))
-    from adaptkit import __version__
-
+    source, install = _install()
     accelerators = ", ".join(f"{g.skypilot}: {gpus}" for g in choices)
     what = one_line(shlex.join(["adaptkit", "run", ref, *overrides]))
     lines = [
@@ -163,8 +175,9 @@ def skypilot(recipe: Recipe, ref: str, overrides: tuple[str, ...], gpus: int, ma
         f"  {SKY_RUNS}:",
         f"    name: {bucket}",
         "    mode: MOUNT",
+        *source,
         "setup: |",
-        f"  pip install 'adaptkit[train]=={__version__}'",
+        install,
         "run: |",
         "  set -euo pipefail",
         '  MAIN_IP=$(echo "$SKYPILOT_NODE_IPS" | head -n 1)  # machine 0: the rendezvous, and the machine that writes the run',
