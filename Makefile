@@ -23,6 +23,12 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[train]'
+	touch $@
+
+# The test tools, and what the export tests check for real (ONNX Runtime; llama.cpp's bindings, which pip compiles:
+# about 4 minutes on 2 cores, once). The demo does not need them.
+$(VENV)/.dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
 	touch $@
 
@@ -35,10 +41,10 @@ demo: $(VENV)/.installed
 	$(BIN)/adaptkit advise --answers examples/answers/support_tickets.yaml
 	$(BIN)/adaptkit run lora_cls output_dir=runs/demo-lora_cls --overwrite
 
-test: $(VENV)/.installed $(SKY)/.installed
+test: $(VENV)/.dev $(SKY)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
-check: $(VENV)/.installed
+check: $(VENV)/.dev
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not train" -q -n 2
 
 bench: $(VENV)/.installed
