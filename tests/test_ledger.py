@@ -178,3 +178,17 @@ def test_a_record_carries_the_profile_facts_and_its_price_basis(tmp_path):
     assert "2.2 USD per GPU-hour for NVIDIA A100-SXM4-80GB" in record["record"]["price_basis"]
     cpu = record_of(tmp_path / "gpu", {**metrics, "resources": {"device": "cpu"}}, {"model": "m"})
     assert cpu["cost_usd"] is None and cpu["record"]["price_basis"].startswith("not priced")
+
+
+def test_the_list_shows_what_a_priced_run_cost(invoke, tmp_path):
+    folder = fake_run(tmp_path / "runs" / "gpu")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["train"]["runtime_s"] = 3600.0
+    metrics["resources"].update(device="NVIDIA H100 80GB HBM3", processes=2)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    fake_run(tmp_path / "runs" / "cpu")
+    assert invoke("ledger", "scan", tmp_path / "runs").exit_code == 0
+    lines = invoke("ledger", "list").stdout.splitlines()
+    gpu = next(line for line in lines if line.endswith(str((tmp_path / "runs" / "gpu").resolve())))
+    cpu = next(line for line in lines if line.endswith(str((tmp_path / "runs" / "cpu").resolve())))
+    assert "3600 s ($6.00)" in gpu and "$" not in cpu  # 1 hour x 2 GPUs x 3.0 USD (the table's H100)

@@ -41,7 +41,9 @@ def list_runs(method, task, data_sha256, as_json):
         value = "-" if row["value"] is None else f"{row['value']:.4f}"
         base = "" if row["base"] is None else f" (base {row['base']:.4f})"
         seconds = "" if row["training_s"] is None else f", {row['training_s']:.0f} s"
-        click.echo(f"{str(row['id']):>4}  {row['method'] or '?'} on {row['model'] or '?'}: {row['metric']} {value}{base}{seconds}  {row['folder']}")
+        cost = f" (${row['cost_usd']:.2f})" if row.get("cost_usd") is not None else ""
+        click.echo(f"{str(row['id']):>4}  {row['method'] or '?'} on {row['model'] or '?'}: {row['metric']} {value}{base}{seconds}{cost}  "
+                   f"{row['folder']}")
 
 
 @ledger.command("show")
