@@ -68,9 +68,10 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
              budget_hours: float | None = None, budget_usd: float | None = None, gpu_hour_usd: float = 1.0,
              usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, requests_per_second: float | None = None,
              output_dir: str = "runs/bakeoff", storage: str | None = None, allow_code: bool = False, overwrite: bool = False,
-             log=lambda line: None) -> BakeOff:
+             workers: int = 1, log=lambda line: None) -> BakeOff:
     """Successive halving over `recipes` (see the module); `run` is adaptkit.run. `storage`: an Optuna storage URL
-    (sqlite:///bakeoff.db) that keeps the study for later inspection."""
+    (sqlite:///bakeoff.db) that keeps the study for later inspection. `workers` > 1 trains that many candidates of a
+    rung at once, each `adaptkit run` in its own process, on its own GPU where there are several."""
     try:
         import optuna
     except ImportError:
@@ -84,6 +85,8 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
 
     if eta < 2:
         raise InputError("--eta must be 2 or more (the share kept at each rung is 1/eta)")
+    if workers < 1:
+        raise InputError("--workers must be 1 or more")
     if rungs < 2:
         raise InputError("--rungs must be 2 or more (a share of the rows, then all of them)")
     fractions = tuple(fractions or fractions_for(eta, rungs))
@@ -148,13 +151,18 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
         fraction = fractions[rung]
         step = round(fraction / fractions[0])  # the pruner's resource: 1, eta, eta^2, ...
         this_rung = []
+        jobs = []
         for ref in alive:
             take = max(1, math.ceil(fraction * sizes[ref]))
-            log(f"[rung {rung}: {fraction:.3g} of the training rows] {ref} ...")
             out = root / f"rung{rung}-{trained.index(ref)}-{Path(ref).stem}"
             # a rung is scored once, at its end: no evaluation on the way (the full run keeps the recipe's own)
             pinned = (f"data.max_rows={take}", f"training.eval_every={10**9}") if fraction < 1 else ()
-            metrics, recipe, error = run_one(ref, out, eval_data, allow_code, run, pinned)
+            jobs.append((ref, take, out, pinned))
+        if workers > 1 and len(jobs) > 1:
+            log(f"[rung {rung}: {fraction:.3g} of the training rows] {len(jobs)} candidates, {min(workers, len(jobs))} at once ...")
+        runs = _runs(jobs, lambda job, runner: run_one(job[0], job[2], eval_data, allow_code, runner, job[3]), run, workers,
+                     lambda job: log(f"[rung {rung}: {fraction:.3g} of the training rows] {job[0]} ..."))
+        for (ref, take, out, pinned), (metrics, recipe, error) in runs:
             if error:
                 rows[ref] = {"recipe": ref, "error": error}
                 rungs.append({"recipe": ref, "rung": rung, "fraction": fraction, "rows": take, "value": None, "training_s": 0.0,
@@ -239,3 +247,62 @@ def _keep_curve(folder: Path, curve: dict, log) -> None:
         ledger.add_run(folder)
     except Exception as exc:  # a locked or unwritable ledger: the bake-off itself is done
         log(f"note: the learning curve of {folder} was not recorded in the ledger ({exc.__class__.__name__})")
+
+
+def _runs(jobs: list, one, run, workers: int, announce):
+    """(job, run_one's result) for each job, in order. One worker: each runs in this process when its turn comes (so a
+    target reached stops the rest). More: all at once, each `adaptkit run` in its own process, on its own GPU where
+    there are several (CUDA_VISIBLE_DEVICES), or sharing the CPU cores."""
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            announce(job)
+            yield job, one(job, run)
+        return
+    import os
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    from adaptkit.estimator.hardware import detect_gpus
+
+    gpus, _ = detect_gpus()
+    count = min(workers, len(jobs), len(gpus) or workers)
+    slots: queue.Queue = queue.Queue()
+    for index in range(count):
+        slots.put(str(index) if gpus else None)
+    threads = str(max(1, (os.cpu_count() or 1) // count))
+
+    def in_a_process(job):
+        device = slots.get()
+        try:
+            announce(job)
+            return one(job, _process_runner(device, threads))
+        finally:
+            slots.put(device)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(in_a_process, jobs))
+    yield from zip(jobs, results)
+
+
+def _process_runner(device: str | None, threads: str):
+    """adaptkit.run's signature (as run_one calls it), in a child process: `python -m adaptkit run ... --json`."""
+    import os
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from adaptkit.errors import AdaptkitError
+
+    def run(ref, overrides, overwrite=False, allow_code=False):
+        command = [sys.executable, "-m", "adaptkit", "run", ref, *overrides, "--json", *(["--overwrite"] if overwrite else []),
+                   *(["--allow-code"] if allow_code else [])]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            said = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            raise AdaptkitError((said or [f"exit {done.returncode}"])[-1].removeprefix("error: "))
+        return SimpleNamespace(metrics=json.loads(done.stdout))
+
+    return run

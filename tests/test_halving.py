@@ -107,3 +107,20 @@ def test_tune_searches_stops_weak_trials_and_writes_the_best_recipe(invoke, tmp_
     again = invoke("tune", lora, "--trials", "1", "--output-dir", "trials")
     assert again.exit_code == 2 and "earlier search" in again.output
     assert invoke("tune", "icl").exit_code == 2
+
+
+@pytest.mark.train
+def test_workers_train_a_rung_at_once_and_agree_with_one_after_another(invoke, tmp_path):
+    """Two candidates, each in its own process at once (the CPU's cores shared; one GPU each where there are several),
+    give the rungs the same figures as one after another in this process."""
+    candidates = [_quick(tmp_path, name, rows=96) for name in ("lora_cls", "ia3_cls")]
+    reports = {}
+    for workers in ("1", "2"):
+        result = invoke("bakeoff", *candidates, "--rungs", "2", "--eta", "2", "--workers", workers, "--output-dir",
+                        tmp_path / f"w{workers}", "--json")
+        assert result.exit_code == 0, result.output
+        reports[workers] = json.loads(result.stdout)
+    first = {w: [(Path(e["recipe"]).name, e["rung"], e["rows"], e["value"], e["outcome"]) for e in r["rungs"]] for w, r in reports.items()}
+    assert first["1"] == first["2"] and len(first["2"]) >= 3  # both at rung 0, the better one at the full data
+    assert "2 candidates, 2 at once" in invoke("bakeoff", *candidates, "--rungs", "2", "--workers", "2", "--output-dir",
+                                               tmp_path / "again").stderr
