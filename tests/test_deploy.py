@@ -63,6 +63,8 @@ def test_onnx_export_refusals_are_one_line_and_keep_what_is_there(classifier, tm
     assert refused.exit_code == 2 and "already exists" in refused.stderr and (taken / "mine.txt").read_text() == "keep"
     assert "give it with -o DIR" in _invoke("export", classifier, "--format", "onnx").stderr
     assert "not a finished adaptkit run" in _invoke("export", tmp_path, "--format", "onnx", "-o", tmp_path / "x").stderr
+    as_recipe = _invoke("export", classifier, "--format", "slurm")
+    assert as_recipe.exit_code == 2 and "is a finished run: --format slurm exports a recipe" in as_recipe.stderr
     vllm = _invoke("export", classifier, "--format", "vllm", "-o", tmp_path / "v")
     assert vllm.exit_code == 2 and "a classifier goes to export --format onnx" in vllm.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "v").exists()

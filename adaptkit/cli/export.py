@@ -58,6 +58,10 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
     from adaptkit.recipe.export import accelerate_configs, script, trl_config
     from adaptkit.recipe.load import load_recipe
 
+    given = Path(recipe).expanduser()
+    if given.is_dir() and (given / "recipe.yaml").is_file() and (given / "metrics.json").is_file():
+        raise InputError(f"{recipe} is a finished run: --format {fmt} exports a recipe (this run's is {given / 'recipe.yaml'}); a "
+                         "run exports with --format onnx, gguf or vllm")
     loaded, _, _ = load_recipe(recipe, overrides)
     if fmt in ("slurm", "skypilot"):
         from adaptkit.recipe import jobs
