@@ -27,8 +27,10 @@ for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
 exit $status
 """
 FAKE_SCONTROL = """#!/bin/bash
-# `scontrol show hostnames NODELIST`: one host per node; every "node" here is this host
+# `scontrol show hostnames NODELIST`: one host per node; every "node" here is this host. A big cluster's list is
+# long: the script must read it whole, or scontrol dies of a closed pipe (exit 141, which pipefail passes on)
 for ((node = 0; node < SLURM_NNODES; node++)); do echo 127.0.0.1; done
+for ((line = 0; line < 20000; line++)); do echo 127.0.0.1; done
 """
 ECHO_SRUN = """#!/bin/bash
 while [[ "$1" == --* ]]; do shift; done
@@ -86,7 +88,7 @@ def test_the_sbatch_script_parses_and_runs_two_machines(invoke, tmp_path):
     logs.mkdir()
     env = _env(tmp_path, tools, SLURM_NNODES="2", SLURM_JOB_NODELIST="node[1-2]", FAKE_LOGS=str(logs))
     job = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert job.returncode == 0, (logs / "node0.err").read_text()[-3000:] + (logs / "node1.err").read_text()[-3000:]
+    assert job.returncode == 0, job.stderr[-2000:] + "".join(p.read_text()[-3000:] for p in sorted(logs.glob("*.err")))
     assert "--nnodes 2 --node_rank 1 --master_addr 127.0.0.1" in (logs / "node1.err").read_text()
     train = json.loads((out / "metrics.json").read_text())["train"]
     assert (train["processes"], train["machines"], train["global_batch"]) == (2, 2, 8)
@@ -167,3 +169,4 @@ def test_jobs_refuse_what_trains_nothing_and_bad_settings(invoke, tmp_path):
     existing.write_text("mine")
     kept = invoke("export", "lora_cls", "--format", "slurm", "-o", existing)
     assert kept.exit_code != 0 and existing.read_text() == "mine"
+
