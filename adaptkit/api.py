@@ -19,7 +19,7 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,7 +27,8 @@ from adaptkit.comparison import Comparison
 from adaptkit.errors import AdaptkitError, Cancelled, InputError
 from adaptkit.launch import DEFAULT_PORT, MACHINES_ENV, Launch
 
-__all__ = ["advise", "write_recipe", "WrittenRecipe", "estimate", "load_recipe", "dry_run", "run", "predict", "compare", "Predictions", "Comparison"]
+__all__ = ["advise", "write_recipe", "WrittenRecipe", "estimate", "load_recipe", "dry_run", "run", "predict", "compare", "bakeoff", "tune",
+           "Predictions", "Comparison"]
 
 CHILD_ENV = "ADAPTKIT_LAUNCHED"
 WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told its children to write
@@ -523,29 +524,25 @@ def _relaunch(context: RunContext, resume, launch: Launch, work: Path | None, re
 
     from adaptkit.estimator.hardware import detect_gpus
 
-    made = None
-    if launch.config is None and recipe.training.sharding in SHARDED:
-        from adaptkit._files import write_atomic
-        from adaptkit.recipe.export import launch_config
-
-        if work is None:
-            made = Path(tempfile.mkdtemp(prefix="adaptkit-launch-"))
-        config = (work or made) / LAUNCH_CONFIG
-        write_atomic(config, launch_config(recipe, context.recipe_ref, launch.per_machine, launch.machines))
-        launch = Launch(**{**launch.__dict__, "config": str(config)})
     stage = ["--stage", context.stage] if context.stage != "all" else []
     # the parent checked consent and leakage: its children do not ask again
     tail = ["-m", "adaptkit", "run", context.recipe_ref, *context.overrides, *stage, "--allow-code", "--accept-leakage"] + (["--resume"] if resume else [])
-    gpus, _ = detect_gpus()
-    command = [sys.executable, *launch.launcher(bool(gpus), port=_free_port()), *tail]
-    log("launching: " + shlex.join(command[1:]))
-    if launch.machines > 1:
-        log(f"machine {launch.machine_rank} of {launch.machines}: training starts when every machine has joined at "
-            f"{launch.main_ip}:{launch.main_port} (the same command, with its own --machine-rank, on each)")
     env = {**os.environ, CHILD_ENV: "1", WORK_ENV: str(work or "")}
-    if launch.machines > 1:
-        env[MACHINES_ENV] = str(launch.machines)
-    try:
+    with tempfile.TemporaryDirectory(prefix="adaptkit-launch-") as scratch:  # where a machine that owns no run folder keeps the config
+        if launch.config is None and recipe.training.sharding in SHARDED:
+            from adaptkit._files import write_atomic
+            from adaptkit.recipe.export import launch_config
+
+            config = (work or Path(scratch)) / LAUNCH_CONFIG
+            write_atomic(config, launch_config(recipe, context.recipe_ref, launch.per_machine, launch.machines))
+            launch = replace(launch, config=str(config))
+        gpus, _ = detect_gpus()
+        command = [sys.executable, *launch.launcher(bool(gpus), port=_free_port()), *tail]
+        log("launching: " + shlex.join(command[1:]))
+        if launch.machines > 1:
+            env[MACHINES_ENV] = str(launch.machines)
+            log(f"machine {launch.machine_rank} of {launch.machines}: training starts when every machine has joined at "
+                f"{launch.main_ip}:{launch.main_port} (the same command, with its own --machine-rank, on each)")
         process = subprocess.Popen(command, env=env)
         while True:
             try:
@@ -553,11 +550,6 @@ def _relaunch(context: RunContext, resume, launch: Launch, work: Path | None, re
                 break
             except KeyboardInterrupt:  # the ranks got the same Ctrl-C and are saving a checkpoint: wait for them
                 continue
-    finally:
-        if made is not None:
-            import shutil
-
-            shutil.rmtree(made, ignore_errors=True)
     where = work or f"{recipe.output_dir} on machine 0"
     if code == 130:
         raise Cancelled(f"interrupted: the ranks saved a checkpoint in {where}; resume with: {context.command('--resume')}")
@@ -694,3 +686,4 @@ def tune(recipe: str | os.PathLike, *, trials: int = 12, eta: int = 3, eval_data
 
     return run_tune(str(recipe), run=run, trials=trials, eta=eta, eval_data=eval_data, output=output, output_dir=str(output_dir),
                     storage=storage, seed=seed, allow_code=allow_code, overwrite=overwrite, log=log)
+

@@ -38,7 +38,6 @@ class BakeOff:
     stopped: str
     spent: dict
     curves: dict = field(default_factory=dict)
-    full_cost: dict = field(default_factory=dict)  # what training every candidate on all its rows would cost (the baseline)
     folder: Path | None = None
 
     def to_dict(self) -> dict:
@@ -158,10 +157,8 @@ def bake_off(recipes: list[str], *, run, eval_data: str | None = None, target: t
             # a rung is scored once, at its end: no evaluation on the way (the full run keeps the recipe's own)
             pinned = (f"data.max_rows={take}", f"training.eval_every={10**9}") if fraction < 1 else ()
             jobs.append((ref, take, out, pinned))
-        if workers > 1 and len(jobs) > 1:
-            log(f"[rung {rung}: {fraction:.3g} of the training rows] {len(jobs)} candidates, {min(workers, len(jobs))} at once ...")
         runs = _runs(jobs, lambda job, runner: run_one(job[0], job[2], eval_data, allow_code, runner, job[3]), run, workers,
-                     lambda job: log(f"[rung {rung}: {fraction:.3g} of the training rows] {job[0]} ..."))
+                     f"[rung {rung}: {fraction:.3g} of the training rows]", log)
         for (ref, take, out, pinned), (metrics, recipe, error) in runs:
             if error:
                 rows[ref] = {"recipe": ref, "error": error}
@@ -249,13 +246,13 @@ def _keep_curve(folder: Path, curve: dict, log) -> None:
         log(f"note: the learning curve of {folder} was not recorded in the ledger ({exc.__class__.__name__})")
 
 
-def _runs(jobs: list, one, run, workers: int, announce):
-    """(job, run_one's result) for each job, in order. One worker: each runs in this process when its turn comes (so a
-    target reached stops the rest). More: all at once, each `adaptkit run` in its own process, on its own GPU where
-    there are several (CUDA_VISIBLE_DEVICES), or sharing the CPU cores."""
+def _runs(jobs: list, one, run, workers: int, label: str, log):
+    """(job, run_one's result) for each job, in order, each said under `label`. One worker: each runs in this process
+    when its turn comes (so a target reached stops the rest). More: all at once, each `adaptkit run` in its own
+    process, on its own GPU where there are several (CUDA_VISIBLE_DEVICES), or sharing the CPU cores."""
     if workers == 1 or len(jobs) < 2:
         for job in jobs:
-            announce(job)
+            log(f"{label} {job[0]} ...")
             yield job, one(job, run)
         return
     import os
@@ -270,11 +267,12 @@ def _runs(jobs: list, one, run, workers: int, announce):
     for index in range(count):
         slots.put(str(index) if gpus else None)
     threads = str(max(1, (os.cpu_count() or 1) // count))
+    log(f"{label} {len(jobs)} candidates, {count} at once ...")
 
     def in_a_process(job):
         device = slots.get()
         try:
-            announce(job)
+            log(f"{label} {job[0]} ...")
             return one(job, _process_runner(device, threads))
         finally:
             slots.put(device)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from adaptkit.errors import InputError
 
@@ -62,14 +62,15 @@ class Launch:
             flags += ["--accelerate-config", self.config]
         return flags
 
-    def launcher(self, gpus: bool, port: int | None = None) -> list[str]:
+    def launcher(self, gpus: bool, port: int | None = None, rank: str | None = None) -> list[str]:
         """The launcher's argv (after the Python executable) for this machine: accelerate launch on GPUs or with a config,
-        torchrun on CPUs (gloo); one machine rendezvous on loopback by address, at `port` (a free one)."""
+        torchrun on CPUs (gloo); one machine rendezvous on loopback by address, at `port` (a free one). `rank` puts a
+        shell variable in place of this machine's rank."""
         if gpus or self.config:
             command = ["-m", "accelerate.commands.launch", "--num_processes", str(self.processes)]
             command += ["--config_file", self.config] if self.config else ["--multi_gpu"]
             if self.machines > 1:
-                command += ["--num_machines", str(self.machines), "--machine_rank", str(self.machine_rank),
+                command += ["--num_machines", str(self.machines), "--machine_rank", rank or str(self.machine_rank),
                             "--main_process_ip", str(self.main_ip), "--main_process_port", str(self.main_port)]
             return command
         address, where = (self.main_ip, self.main_port) if self.machines > 1 else ("127.0.0.1", port or self.main_port)
@@ -96,8 +97,8 @@ def per_machine_commands(tail: str, launch: Launch) -> dict:
                 "adaptkit": f"adaptkit run {tail} {flags}".rstrip()}
     rank, ip = "$MACHINE_RANK", "$MAIN_IP"
     flags = " ".join(launch.flags(rank=rank, ip=ip))
-    accelerate = (f"accelerate launch --multi_gpu --num_processes {launch.processes} --num_machines {launch.machines} "
-                  f"--machine_rank {rank} --main_process_ip {ip} --main_process_port {launch.main_port} -m adaptkit run {tail}")
+    on_ip = replace(launch, main_ip=ip)
+    accelerate = " ".join(["accelerate launch", *on_ip.launcher(gpus=True, rank=rank)[2:], "-m adaptkit run", tail])
     return {"layout": f"{launch.machines} machines x {launch.per_machine} GPUs = {launch.processes} processes",
             "adaptkit": f"adaptkit run {tail} {flags}",
             "accelerate": accelerate,

@@ -38,9 +38,6 @@ MIGRATIONS = {  # version -> the statements that bring the previous version to i
         "modality TEXT", "train_rows INTEGER", "train_sha256 TEXT", "model_params REAL", "processes INTEGER",
         "tokens_per_second REAL", "gpu_hour_usd REAL", "cost_usd REAL")],
 }
-COLUMNS = ("id", "folder", "recorded", "method", "task", "model", "data_sha256", "device", "metric", "value", "base", "delta",
-           "training_s", "tokens", "measured_peak_gb", "predicted_peak_gb", "modality", "train_rows", "train_sha256",
-           "model_params", "processes", "tokens_per_second", "gpu_hour_usd", "cost_usd")
 
 
 def enabled() -> bool:
@@ -53,6 +50,7 @@ EXPERIMENT = "adaptkit-ledger"
 TAGS = ("folder", "method", "task", "model", "data_sha256", "device", "metric", "modality", "train_sha256")
 METRICS = ("recorded", "value", "base", "delta", "training_s", "tokens", "measured_peak_gb", "predicted_peak_gb", "train_rows",
            "model_params", "processes", "tokens_per_second", "gpu_hour_usd", "cost_usd")
+COLUMNS = ("id", *TAGS, *METRICS)  # the SQLite table's: the same fields, an MLflow run's tags and metrics there
 
 
 def tracking_uri() -> str | None:
@@ -131,8 +129,8 @@ def record_of(folder: Path, metrics: dict, recipe: dict) -> dict:
         "model_params": train.get("total_params"), "processes": processes,
         "tokens_per_second": resources.get("tokens_per_second"),
         "gpu_hour_usd": price, "cost_usd": round(seconds / 3600 * price * processes, 4) if price and seconds else None,
-        "record": {**_curve(folder), "price_basis": (f"{price} USD per GPU-hour for {resources.get('device')} (the estimator's table), x {processes} "
-                                   "process(es)") if price else "not priced: no listed GPU (a CPU run, or a GPU the table lacks)","training": recipe.get("training"), "settings": settings, "eval_data": metrics.get("eval_data"),
+        "record": {**_curve(folder), "price_basis": _price_basis(price, resources.get("device"), processes),
+                   "training": recipe.get("training"), "settings": settings, "eval_data": metrics.get("eval_data"),
                    "interval": evaluation.get("interval"), "warnings": metrics.get("warnings", [])},
     }
 
@@ -146,6 +144,12 @@ def _curve(folder: Path) -> dict:
         return {"curve": json.loads(found.read_text(encoding="utf-8"))} if found.is_file() else {}
     except (OSError, ValueError):
         return {}
+
+
+def _price_basis(price: float | None, device: str | None, processes: int) -> str:
+    if not price:
+        return "not priced: no listed GPU (a CPU run, or a GPU the table lacks)"
+    return f"{price} USD per GPU-hour for {device} (the estimator's table), x {processes} process(es)"
 
 
 def _gpu_hour_usd(device: str | None) -> float | None:

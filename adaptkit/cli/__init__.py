@@ -18,7 +18,7 @@ COMMANDS = {
     "bakeoff": ("adaptkit.cli.bakeoff", "bakeoff", "Run candidate recipes as successive halving: stop the weak ones early, keep the best."),
     "estimate": ("adaptkit.cli.estimate", "estimate", "Predict peak GPU memory, time and cost for a method, and what to change if it does not fit."),
     "compare": ("adaptkit.cli.compare", "compare", "Run several recipes on the same held-out data and recommend the cheapest good one."),
-    "export": ("adaptkit.cli.export", "export", "Write a recipe as a standalone training script."),
+    "export": ("adaptkit.cli.export", "export", "Write a recipe as a script or a cluster job, or a finished run as ONNX, GGUF or vLLM."),
     "hardware": ("adaptkit.cli.hardware", "hardware", "Show GPUs, CPU, RAM, disk and the installed training stack."),
     "ledger": ("adaptkit.cli.ledger", "ledger", "List, show, remove or scan the record of every finished run."),
     "merge": ("adaptkit.cli.merge", "merge", "Merge a run's LoRA/IA3 adapter into its base: a standalone model for from_pretrained."),

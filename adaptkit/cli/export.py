@@ -6,6 +6,7 @@ import click
 
 from adaptkit.cli._io import write_new
 from adaptkit.errors import InputError
+from adaptkit.launch import DEFAULT_PORT
 
 
 @click.command("export")
@@ -22,7 +23,7 @@ from adaptkit.errors import InputError
 @click.option("-o", "--output", type=click.Path(), help="Write to this file (a folder for accelerate; default: print).")
 @click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True, help="accelerate, slurm, skypilot: GPUs per machine.")
 @click.option("--machines", type=click.IntRange(min=1), default=1, show_default=True, help="accelerate, slurm, skypilot: machines.")
-@click.option("--main-process-port", "port", type=click.IntRange(min=1, max=65535), default=29500, show_default=True,
+@click.option("--main-process-port", "port", type=click.IntRange(min=1, max=65535), default=DEFAULT_PORT, show_default=True,
               help="slurm, skypilot: the rendezvous port on machine 0.")
 @click.option("--time", "time_limit", default="24:00:00", show_default=True, help="slurm: the job's time limit.")
 @click.option("--partition", help="slurm: the partition to submit to (default: the cluster's).")

@@ -15,6 +15,7 @@ import click
 
 from adaptkit.cli._io import progress_line
 from adaptkit.errors import InputError
+from adaptkit.launch import DEFAULT_PORT
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -35,7 +36,7 @@ from adaptkit.errors import InputError
 @click.option("--machine-rank", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --num-machines: this machine's rank (0 on the main machine, which writes the run).")
 @click.option("--main-process-ip", metavar="ADDRESS", help="With --num-machines: machine 0's address, reachable from every machine.")
-@click.option("--main-process-port", type=click.IntRange(min=1, max=65535), default=29500, show_default=True,
+@click.option("--main-process-port", type=click.IntRange(min=1, max=65535), default=DEFAULT_PORT, show_default=True,
               help="With --num-machines: the rendezvous port on machine 0.")
 @click.option("--stage", default="all", show_default=True, help="Methods in stages (RLHF: reward, policy): run one stage only.")
 @click.option("--start-job", is_flag=True, help="A vendor fine-tuning recipe (a `vendor` block): upload the data and start the "

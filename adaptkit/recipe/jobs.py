@@ -63,11 +63,7 @@ def _command(ref: str, overrides: tuple[str, ...], launch: Launch, rank: str, ip
     """`adaptkit run` with this machine's rank and the main address as shell variables (double-quoted), RESUME unquoted
     (empty or --resume)."""
     fixed = shlex.join(["adaptkit", "run", ref, *overrides, *extra])
-    flags = shlex.join(["--num-processes", str(launch.processes)]) if launch.processes > 1 else ""
-    if launch.machines > 1:
-        flags += (f" --num-machines {launch.machines} --machine-rank \"{rank}\" --main-process-ip \"{ip}\""
-                  f" --main-process-port {launch.main_port}")
-    return f"{fixed} {flags.strip()} $RESUME".replace("  ", " ")
+    return " ".join([fixed, *launch.flags(rank=f'"{rank}"', ip=f'"{ip}"'), "$RESUME"])
 
 
 def slurm(recipe: Recipe, ref: str, overrides: tuple[str, ...], gpus: int, machines: int, *, port: int, time: str,

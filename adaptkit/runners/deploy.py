@@ -156,22 +156,29 @@ def _onnx_parity(run: Run, model, tokenizer, exported: Path, rows: list[dict], b
     session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     trained, trained_ms = _timed(lambda part: classify(model, tokenizer, run, part, batch_size, lambda *_: None), rows, batch_size)
     onnx_rows, onnx_ms = _timed(lambda part: _onnx_classify(session, tokenizer, run, part, batch_size), rows, batch_size)
-    trained_scores, onnx_scores = score(run, trained), score(run, onnx_rows)
-    if trained_scores is None or onnx_scores is None:
-        raise InputError(f"{run.folder}: its eval rows hold no labels to score the export on")
-    primary = trained_scores["primary_metric"]
     largest = max(abs(a["probabilities"][label] - b["probabilities"][label])
                   for a, b in zip(trained, onnx_rows) for label in run.labels)
-    difference = round(onnx_scores[primary] - trained_scores[primary], 6)
+    report = _report(run, model, exported, ("onnx", "ONNX Runtime", quant, max_drop), (trained, score(run, trained), trained_ms),
+                     (onnx_rows, score(run, onnx_rows), onnx_ms))
+    return {**report, "max_probability_difference": round(largest, 6)}
+
+
+def _report(run: Run, model, exported: Path, what: tuple, trained: tuple, copy: tuple) -> dict:
+    """The check of an export: `what` is (format, runtime, quant, max_drop); `trained` and `copy` are each side's
+    (predicted rows, scores, milliseconds a row) on the same eval rows."""
+    form, runtime, quant, max_drop = what
+    (trained_rows, trained_scores, trained_ms), (copy_rows, copy_scores, copy_ms) = trained, copy
+    if trained_scores is None or copy_scores is None:
+        raise InputError(f"{run.folder}: its eval rows hold no answers to score the export on (or its scorer runs code)")
+    primary = _primary(run, trained_scores)
+    difference = round(copy_scores[primary] - trained_scores[primary], 6)
     torch_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
     return {
-        "format": "onnx", "runtime": "ONNX Runtime", "quant": quant, "run": str(run.folder), "rows": len(rows), "metric": primary,
+        "format": form, "runtime": runtime, "quant": quant, "run": str(run.folder), "rows": len(trained_rows), "metric": primary,
         "trained": {primary: trained_scores[primary], "ms_per_row": round(trained_ms, 3), "size_mb": round(torch_mb, 2)},
-        "exported": {primary: onnx_scores[primary], "ms_per_row": round(onnx_ms, 3),
-                     "size_mb": round(exported.stat().st_size / 1e6, 2)},
+        "exported": {primary: copy_scores[primary], "ms_per_row": round(copy_ms, 3), "size_mb": round(exported.stat().st_size / 1e6, 2)},
         "difference": difference,
-        "agreement": round(sum(a["prediction"] == b["prediction"] for a, b in zip(trained, onnx_rows)) / len(rows), 4),
-        "max_probability_difference": round(largest, 6),
+        "agreement": round(sum(a["prediction"] == b["prediction"] for a, b in zip(trained_rows, copy_rows)) / len(trained_rows), 4),
         "max_drop": max_drop, "within_threshold": -difference <= max_drop,
     }
 
@@ -220,7 +227,7 @@ def vllm_runs(run_dirs: list[str], trust_remote_code: bool = False) -> list[Run]
     return runs
 
 
-def vllm_command(runs: list[Run], host: str, port: int, chat_template: Path | None = None) -> list[str]:
+def vllm_command(runs: list[Run], host: str, port: int) -> list[str]:
     """`vllm serve` for the runs (after vllm_runs): the base with --enable-lora and one --lora-modules NAME=PATH per
     adapter, or the full-weight run; served under the run folders' names, as `adaptkit serve` names them."""
     from adaptkit.models import resolve_model
@@ -233,7 +240,7 @@ def vllm_command(runs: list[Run], host: str, port: int, chat_template: Path | No
                   "--max-loras", str(len(runs)), "--lora-modules", *(f"{r.folder.name}={r.weights.resolve()}" for r in runs)]
     else:
         words += [str(first.weights.resolve()), "--served-model-name", first.folder.name]
-    template = chat_template if chat_template is not None else template_file(first)
+    template = template_file(first)
     if template is not None:  # the format the run trained on, whatever the base's own template says
         words += ["--chat-template", str(template)]
     return words + ["--max-model-len", str(first.recipe.training.max_length), "--host", host, "--port", str(port)]
@@ -440,20 +447,8 @@ def _gguf_parity(run: Run, loaded, exported: Path, rows: list[dict], quant: str,
             new.append(token)
         gguf_rows.append({**row, "prediction": tokenizer.decode(new, skip_special_tokens=True).strip()})
     gguf_ms = 1000 * (time.perf_counter() - started) / len(rows)
-    gguf_scores = score(run, gguf_rows)
-    if trained_scores is None or gguf_scores is None:
-        raise InputError(f"{run.folder}: its eval rows hold no answers to score the export on (or its scorer runs code)")
-    primary = _primary(run, trained_scores)
-    difference = round(gguf_scores[primary] - trained_scores[primary], 6)
-    torch_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
-    return {
-        "format": "gguf", "runtime": "llama.cpp", "quant": quant, "run": str(run.folder), "rows": len(rows), "metric": primary,
-        "trained": {primary: trained_scores[primary], "ms_per_row": round(trained_ms, 3), "size_mb": round(torch_mb, 2)},
-        "exported": {primary: gguf_scores[primary], "ms_per_row": round(gguf_ms, 3), "size_mb": round(exported.stat().st_size / 1e6, 2)},
-        "difference": difference,
-        "agreement": round(sum(a["prediction"] == b["prediction"] for a, b in zip(trained, gguf_rows)) / len(rows), 4),
-        "max_drop": max_drop, "within_threshold": -difference <= max_drop,
-    }
+    return _report(run, model, exported, ("gguf", "llama.cpp", quant, max_drop), (trained, trained_scores, trained_ms),
+                   (gguf_rows, score(run, gguf_rows), gguf_ms))
 
 
 def _primary(run: Run, scores: dict) -> str:
