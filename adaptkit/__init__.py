@@ -23,6 +23,8 @@ _EXPORTS = {
     "compare": ("adaptkit.api", "compare"),
     "bakeoff": ("adaptkit.api", "bakeoff"),
     "tune": ("adaptkit.api", "tune"),
+    "cluster_job": ("adaptkit.api", "cluster_job"),
+    "export_run": ("adaptkit.api", "export_run"),
     "predict": ("adaptkit.api", "predict"),
     "Comparison": ("adaptkit.api", "Comparison"),
     "Predictions": ("adaptkit.api", "Predictions"),

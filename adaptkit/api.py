@@ -28,7 +28,7 @@ from adaptkit.errors import AdaptkitError, Cancelled, InputError
 from adaptkit.launch import DEFAULT_PORT, MACHINES_ENV, Launch
 
 __all__ = ["advise", "write_recipe", "WrittenRecipe", "estimate", "load_recipe", "dry_run", "run", "predict", "compare", "bakeoff", "tune",
-           "Predictions", "Comparison"]
+           "cluster_job", "export_run", "Predictions", "Comparison"]
 
 CHILD_ENV = "ADAPTKIT_LAUNCHED"
 WORK_ENV = "ADAPTKIT_WORK_DIR"  # where the parent of a multi-process run told its children to write
@@ -686,4 +686,50 @@ def tune(recipe: str | os.PathLike, *, trials: int = 12, eta: int = 3, eval_data
 
     return run_tune(str(recipe), run=run, trials=trials, eta=eta, eval_data=eval_data, output=output, output_dir=str(output_dir),
                     storage=storage, seed=seed, allow_code=allow_code, overwrite=overwrite, log=log)
+
+
+# ------------------------------------------------------------------------------------------------ export
+
+
+def cluster_job(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, format: str = "slurm", gpus: int = 8, machines: int = 1,
+                main_process_port: int = DEFAULT_PORT, time: str = "24:00:00", partition: str | None = None, gpu: str | None = None,
+                bucket: str | None = None) -> str:
+    """The cluster job that runs a training recipe on `machines` of `gpus` GPUs, as `export --format slurm|skypilot`
+    writes it: an sbatch script, or a SkyPilot task (the cheapest GPUs the estimate fits, or `gpu`; `bucket` mounted
+    for the run). Every machine runs `adaptkit run` with its rank; a requeued or recovered job resumes."""
+    from adaptkit.recipe import jobs
+    from adaptkit.recipe.load import load_recipe as load
+
+    if format not in ("slurm", "skypilot"):
+        raise InputError(f"format {format}: a cluster job is slurm or skypilot")
+    from adaptkit.rundir import refuse_finished_run
+
+    ref = str(recipe)
+    refuse_finished_run(ref, format)
+    loaded, _, _ = load(ref, tuple(overrides))
+    if not loaded.definition.trains or loaded.adapter == "vendor":
+        raise InputError(f"--format {format} is a training job on GPUs: {loaded.method} trains nothing on this machine")
+    if format == "slurm":
+        return jobs.slurm(loaded, ref, tuple(overrides), gpus, machines, port=main_process_port, time=time, partition=partition)
+    return jobs.skypilot(loaded, ref, tuple(overrides), gpus, machines, port=main_process_port, gpu=gpu, bucket=bucket)
+
+
+def export_run(runs: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike, *, format: str = "onnx",
+               quant: str | None = None, max_drop: float = 0.01, log: Log = _quiet) -> dict:
+    """A finished run as a deployable artifact in the new folder `output`, as `export RUN --format onnx|gguf|vllm`
+    writes it: ONNX (a classifier; `quant` none or int8) or GGUF (a causal LM; f16, q8_0 or q4_k_m), each scored on
+    the run's eval rows beside the trained model (the report, also in export_report.json; `within_threshold` false
+    past `max_drop`); or vLLM's serve command and a client (several LoRA runs of one base: `runs` a list)."""
+    from adaptkit.runners import deploy
+
+    folders = [str(runs)] if isinstance(runs, (str, os.PathLike)) else [str(r) for r in runs]
+    if format == "vllm":
+        return deploy.export_vllm(folders, str(output))
+    if format not in ("onnx", "gguf"):
+        raise InputError(f"format {format}: a run exports as onnx, gguf or vllm")
+    if len(folders) != 1:
+        raise InputError(f"--format {format} exports one run; {folders[1]} is extra (overrides do not apply to a finished run)")
+    if format == "gguf":
+        return deploy.export_gguf(folders[0], str(output), quant=quant or "q8_0", max_drop=max_drop, log=log)
+    return deploy.export_onnx(folders[0], str(output), quant=quant or "none", max_drop=max_drop)
 

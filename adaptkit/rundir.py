@@ -27,6 +27,14 @@ def expand(path: str | Path) -> Path:
     return Path(path).expanduser()
 
 
+def refuse_finished_run(ref: str, form: str) -> None:
+    """One line when a finished run folder is given where a recipe is wanted (an export of a recipe)."""
+    given = Path(ref).expanduser()
+    if given.is_dir() and (given / "recipe.yaml").is_file() and (given / "metrics.json").is_file():
+        raise InputError(f"{ref} is a finished run: --format {form} exports a recipe (this run's is {given / 'recipe.yaml'}); a "
+                         "run exports with --format onnx, gguf or vllm")
+
+
 def pending_dir(final: Path) -> Path:
     """Where a replacement run is written until it finishes."""
     return final.parent / f".{final.name}.adaptkit-pending"

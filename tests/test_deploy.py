@@ -67,7 +67,12 @@ def test_onnx_export_refusals_are_one_line_and_keep_what_is_there(classifier, tm
     assert as_recipe.exit_code == 2 and "is a finished run: --format slurm exports a recipe" in as_recipe.stderr
     vllm = _invoke("export", classifier, "--format", "vllm", "-o", tmp_path / "v")
     assert vllm.exit_code == 2 and "a classifier goes to export --format onnx" in vllm.stderr
-    assert not (tmp_path / "x").exists() and not (tmp_path / "v").exists()
+    import adaptkit
+    from adaptkit.errors import InputError
+
+    with pytest.raises(InputError, match="a classifier goes to export --format onnx"):
+        adaptkit.export_run(classifier, tmp_path / "api", format="vllm")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "v").exists() and not (tmp_path / "api").exists()
 
 
 @pytest.mark.train

@@ -170,3 +170,12 @@ def test_jobs_refuse_what_trains_nothing_and_bad_settings(invoke, tmp_path):
     kept = invoke("export", "lora_cls", "--format", "slurm", "-o", existing)
     assert kept.exit_code != 0 and existing.read_text() == "mine"
 
+
+def test_the_python_api_writes_the_same_job(invoke):
+    import adaptkit
+    from adaptkit.errors import InputError
+
+    text = adaptkit.cluster_job("lora_cls", ["training.max_steps=4"], format="slurm", machines=2, gpus=1)
+    assert text == invoke("export", "lora_cls", "training.max_steps=4", "--format", "slurm", "--machines", "2", "--gpus", "1").stdout
+    with pytest.raises(InputError, match="trains nothing"):
+        adaptkit.cluster_job("icl", format="skypilot")

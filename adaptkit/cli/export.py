@@ -59,20 +59,11 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
     from adaptkit.recipe.export import accelerate_configs, script, trl_config
     from adaptkit.recipe.load import load_recipe
 
-    given = Path(recipe).expanduser()
-    if given.is_dir() and (given / "recipe.yaml").is_file() and (given / "metrics.json").is_file():
-        raise InputError(f"{recipe} is a finished run: --format {fmt} exports a recipe (this run's is {given / 'recipe.yaml'}); a "
-                         "run exports with --format onnx, gguf or vllm")
-    loaded, _, _ = load_recipe(recipe, overrides)
     if fmt in ("slurm", "skypilot"):
-        from adaptkit.recipe import jobs
+        from adaptkit.api import cluster_job
 
-        if not loaded.definition.trains or loaded.adapter == "vendor":
-            raise InputError(f"--format {fmt} is a training job on GPUs: {loaded.method} trains nothing on this machine")
-        overrides = tuple(overrides)
-        text = (jobs.slurm(loaded, recipe, overrides, gpus, machines, port=port, time=time_limit, partition=partition)
-                if fmt == "slurm" else
-                jobs.skypilot(loaded, recipe, overrides, gpus, machines, port=port, gpu=gpu_name, bucket=bucket))
+        text = cluster_job(recipe, overrides, format=fmt, gpus=gpus, machines=machines, main_process_port=port, time=time_limit,
+                           partition=partition, gpu=gpu_name, bucket=bucket)
         if output:
             write_new(output, text, force=force)
             submit = f"sbatch {output}" if fmt == "slurm" else f"sky launch -c adaptkit {output}"
@@ -80,6 +71,10 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
         else:
             click.echo(text, nl=False)
         return
+    from adaptkit.rundir import refuse_finished_run
+
+    refuse_finished_run(recipe, fmt)
+    loaded, _, _ = load_recipe(recipe, overrides)
     if fmt == "accelerate":
         files = accelerate_configs(loaded, recipe, gpus, machines)
         if not output:
@@ -114,22 +109,16 @@ def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, q
 
     if not output:
         raise InputError(f"--format {fmt} writes a folder: give it with -o DIR")
-    from adaptkit.runners import deploy
+    from adaptkit.api import export_run
 
+    report = export_run([run_dir, *more], output, format=fmt, quant=quant, max_drop=max_drop,
+                        log=lambda line: click.echo(line, err=True))
     if fmt == "vllm":
-        report = deploy.export_vllm([run_dir, *more], output)  # vLLM's own default port, 8000
         if as_json:
             click.echo(json.dumps(report, indent=2))
             return
         click.echo(f"wrote {report['folder']}: serve.sh, client.py, README.md\n{report['serve']}\n{report['note']}")
         return
-    if more:
-        raise InputError(f"--format {fmt} exports one run; {more[0]} is extra (overrides do not apply to a finished run)")
-    if fmt == "gguf":
-        report = deploy.export_gguf(run_dir, output, quant=quant or "q8_0", max_drop=max_drop,
-                                    log=lambda line: click.echo(line, err=True))
-    else:
-        report = deploy.export_onnx(run_dir, output, quant=quant or "none", max_drop=max_drop)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
