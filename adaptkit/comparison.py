@@ -100,7 +100,7 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool, run) -> 
 
     run = open_run(str(folder), allow_code)
     check_consent(run.recipe, allow_code)  # its scorer may be code: the caller's --allow-code, never the folder's own say
-    classifier = run.recipe.task == "sequence_classification"
+    classifier = run.recipe.task in ("sequence_classification", "image_classification")
     rows = read_rows(eval_data, "test", "--eval-data")
     loaded = load_model(run)
     predicted, scores = predict(run, rows, max_new_tokens=run.recipe.training.max_new_tokens, loaded=loaded)

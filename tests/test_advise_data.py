@@ -189,6 +189,6 @@ def test_no_text_recipe_is_written_for_images_or_audio(tmp_path, invoke):
     target = tmp_path / "plan.yaml"
     result = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=behavior", "--no-input",
                     "--emit-recipe", target)
-    assert result.exit_code == 2 and "no built-in recipe reads speech_to_text rows yet" in result.stderr and not target.exists()
+    assert result.exit_code == 2 and "reads speech_to_text rows (adaptkit's recipes for speech_to_text: none yet)" in result.stderr and not target.exists()
     text = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=behavior", "--no-input").output
     assert "Profile: generation (speech_to_text)" in text

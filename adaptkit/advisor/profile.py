@@ -78,6 +78,7 @@ class Profile(BaseModel):
     data_p95_tokens: Optional[int] = Field(None, ge=1, description="95th-percentile tokens per example (advise --data): the emitted "
                                            "recipe's max_length")
     text_column: Optional[str] = Field(None, description="your data's input text column (classification; default: detected, else text)")
+    image_column: Optional[str] = Field(None, description="your data's image column (image classification; default: detected, else image)")
     label_column: Optional[str] = Field(None, description="your data's label column (classification; feedback ratings) (default: "
                                         "detected, else label)")
     prompt_column: Optional[str] = Field(None, description="your data's prompt column (default: detected, else prompt)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -18,11 +19,17 @@ def _rows(source: str | None, run) -> list[dict]:
     """The rows to predict on: a data file, or JSONL (or plain text lines, one input each) on stdin."""
     from adaptkit.runners.data import read_rows
 
+    images = run.recipe.task == "image_classification"
     if source and source != "-":
+        from adaptkit.runners.data_facts import IMAGE_SUFFIXES
+
+        if images and source.lower().endswith(IMAGE_SUFFIXES):  # one picture, named on the command line
+            return [{run.recipe.data.image_column: source}]
         return read_rows(source, "train", "predict input")
     if sys.stdin.isatty():
         raise InputError("give a .jsonl/.csv/.parquet file to predict on, or pipe JSONL (or one text per line) into `-`")
-    column = run.recipe.data.text_column if run.recipe.task == "sequence_classification" else run.recipe.data.prompt_column
+    column = {"sequence_classification": run.recipe.data.text_column, "image_classification": run.recipe.data.image_column}.get(
+        run.recipe.task, run.recipe.data.prompt_column)
     rows = []
     try:
         lines = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1).decode("utf-8") if hasattr(sys.stdin, "buffer") else sys.stdin.read()
@@ -46,6 +53,16 @@ def _rows(source: str | None, run) -> list[dict]:
     return rows
 
 
+def _base(source: str | None) -> Path:
+    """The folder an image row's relative path is read from: its data file's (an image named here, or stdin: the
+    working folder's)."""
+    from adaptkit.runners.data_facts import IMAGE_SUFFIXES
+
+    if source and source != "-" and not source.lower().endswith(IMAGE_SUFFIXES):
+        return Path(source).expanduser().resolve().parent
+    return Path.cwd()
+
+
 @click.command("predict")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("source", required=False, metavar="[FILE|-]")
@@ -60,13 +77,15 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
     """Predict with a finished run on a file (or stdin): JSONL rows with each prediction.
 
     A classifier gives the label and every class's probability (the class names saved at training); a causal LM
-    generates greedily with the run's chat template. When the file has the answers (the recipe's label or response
+    generates greedily with the run's chat template; an image classifier reads the image column (paths relative to the
+    file), an image file, or image paths on stdin. When the file has the answers (the recipe's label or response
     column), the predictions are scored. A run folder is data: its scorer code and its model's own code run only with
     --allow-code and --trust-remote-code given here. Examples:
 
     \b
       adaptkit predict runs/lora_cls examples/data/support_tickets_test.jsonl -o predictions.jsonl
       echo "I was charged twice" | adaptkit predict runs/lora_cls -
+      adaptkit predict runs/image_cls examples/images/eval/circle_0001.png
     """
     from pathlib import Path
 
@@ -82,7 +101,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
     rows = _rows(source, run)
     loaded = load_model(run)
     started = time.perf_counter()  # the rate is the predictions', not the model load's
-    predicted, scores = run_predict(run, rows, batch_size, max_new_tokens, progress_line("predicting", "rows"), loaded)
+    predicted, scores = run_predict(run, rows, batch_size, max_new_tokens, progress_line("predicting", "rows"), loaded, _base(source))
     seconds = time.perf_counter() - started
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predicted)
     if output:

@@ -285,6 +285,10 @@ def show_dry_run(report: dict) -> None:
     if "labels" in data:
         console.print("  labels (train): " + ", ".join(f"{k} {v}" for k, v in data["labels"].items()))
     console.print(f"  sample: {data['sample']}", markup=False)
+    if data.get("images"):
+        i = data["images"]
+        console.print(f"  images: {i['count']}, {i['width'][0]}-{i['width'][1]} x {i['height'][0]}-{i['height'][1]} pixels "
+                      "(the model's image processor resizes them)")
     if data.get("rewards"):
         console.print("  rewards (summed with their weights):")
         for line in data["rewards"]:
@@ -419,6 +423,8 @@ def next_commands(recipe, folder) -> list[str]:
     lines = ["next:", f"  adaptkit predict {run} {data} -o predictions.jsonl   # labels or answers for new rows"]
     if recipe.adapter in ("lora", "ia3"):
         lines.append(f"  adaptkit merge {run} -o {shlex.quote(str(folder) + '-merged')}   # one standalone model, no PEFT")
+    if recipe.task == "image_classification":  # served text only
+        return lines
     lines.append(f"  adaptkit serve {run}   # " + ("an OpenAI-compatible HTTP endpoint" if recipe.task == "causal_lm" else
                                                    f"POST /classify {{\"model\": \"{Path(str(folder)).name}\", \"input\": [texts]}}"))
     return lines

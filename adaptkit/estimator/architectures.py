@@ -79,6 +79,7 @@ class Architecture:
     attention: str = "sdpa"  # what transformers uses by default: sdpa, or eager (T5)
     notes: tuple[str, ...] = field(default_factory=tuple)
     context_window: int | None = None  # tokens the model was trained to attend over (config max_position_embeddings)
+    image_tokens: int | None = None  # an image encoder: the tokens one image is (its patches, plus a class token)
 
     @property
     def total_params(self) -> int:
@@ -309,6 +310,23 @@ def _bert(config: dict, family: str, name: str) -> Architecture:
     )
 
 
+def _vit(config: dict, family: str, name: str) -> Architecture:
+    """ViT-style image encoders (ViT, DeiT): a patch embedding, a class token and BERT's blocks. An image is
+    (image_size / patch_size)^2 patches plus the class token; the classification head is counted by the task, not here."""
+    h, layers = _int(config, "hidden_size"), _int(config, "num_hidden_layers")
+    heads, i = _int(config, "num_attention_heads"), _int(config, "intermediate_size")
+    size, patch, channels = _int(config, "image_size", default=224), _int(config, "patch_size", default=16), _int(config, "num_channels", default=3)
+    patches = (size // patch) ** 2
+    bert = _bert({"hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads, "intermediate_size": i,
+                  "vocab_size": 1, "max_position_embeddings": 1, "type_vocab_size": 1}, family, name)
+    tokens = patches + (2 if family == "deit" else 1)  # the class token (DeiT: and a distillation token)
+    embeddings = channels * patch * patch * h + h + (tokens - patches) * h + tokens * h  # patch projection, the tokens, positions
+    linears = (Linear("q_proj", "q", h, h, True), Linear("k_proj", "k", h, h, True), Linear("v_proj", "v", h, h, True),
+               Linear("o_proj", "o", h, h, True), Linear("fc1", "up", h, i, True), Linear("fc2", "down", i, h, True))  # transformers 5's names
+    return replace(bert, vocab_size=0, blocks=(Block(layers, linears, 4 * h),), embedding_params=embeddings, other_params=2 * h,
+                   image_tokens=tokens)  # other: the final norm
+
+
 def _t5(config: dict, family: str, name: str) -> Architecture:
     """T5 / mT5 / Flan-T5: encoder-decoder, relative attention bias, ReLU or gated-GELU MLP."""
     h, ff, d = _int(config, "d_model"), _int(config, "d_ff"), _int(config, "d_kv")
@@ -343,6 +361,7 @@ FAMILIES = {
     "gpt_neox": _neox, "bloom": _neox,
     "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "electra": _bert, "camembert": _bert,
     "t5": _t5, "mt5": _t5,
+    "vit": _vit, "deit": _vit,
 }
 
 
@@ -354,7 +373,7 @@ def from_config(config: dict, name: str = "model") -> Architecture:
         raise InputError(f"{name}: model_type `{one_line(family)[:40] or '?'}` is not one adaptkit can size (known: {known}); pass --params instead")
     arch = FAMILIES[family](config, family, name)
     window = config.get("max_position_embeddings", config.get("n_positions"))
-    if window is not None:
+    if window is not None and not arch.image_tokens:
         arch = replace(arch, context_window=_int(config, "max_position_embeddings", "n_positions"))
     if arch.heads > arch.hidden or arch.total_params > MAX_TOTAL_PARAMS:
         raise InputError(f"{name}: config.json describes {arch.total_params:.3g} parameters with {arch.heads} heads over width "

@@ -61,7 +61,7 @@ def flops_per_token(arch: Architecture, setup: Setup) -> float:
     """Training FLOPs per token: 6N full, ~4N for adapters (no weight gradients), +2N with checkpointing.
 
     N counts the parameters a token passes through: for a mixture of experts, the active ones."""
-    s = setup.resolved()
+    s = setup.resolved(arch)
     n = arch.active_params
     full = s.trains_all_weights
     train = (6 if full else 4) * n + (2 * n if s.gradient_checkpointing else 0)

@@ -65,9 +65,12 @@ class Setup:
     generation_tokens: int = 256
     reward_params: int | None = None  # reward model size; None: same as the policy; 0: reward functions, no model
 
-    def resolved(self) -> "Setup":
-        """Fill the default precision and reject combinations that cannot run."""
+    def resolved(self, arch=None) -> "Setup":
+        """Fill the default precision and reject combinations that cannot run. On an image encoder (`arch` with
+        image_tokens) a sequence is one image's patches, whatever the recipe's max_length says."""
         setup = replace(self, precision=self.precision or ("bf16-mixed" if self.trains_all_weights else "bf16"))
+        if arch is not None and arch.image_tokens:
+            setup = replace(setup, seq_len=arch.image_tokens)
         setup.check()
         return setup
 
@@ -204,7 +207,7 @@ def _dora_activations(arch: Architecture, s: Setup, tokens: int, act_bytes: int)
 
 def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     """Peak memory per device for `setup` on `arch`."""
-    s = setup.resolved()
+    s = setup.resolved(arch)
     notes: list[str] = []
     n = arch.total_params
     n_t = trainable_params(arch, s)

@@ -51,7 +51,7 @@ TIGHT = 0.85  # a peak above this share of the device's memory fits only if the 
 def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: float | None = None,
              gpu_hour_usd: float | None = None, tokens_per_second: float | None = None) -> dict:
     """The `adaptkit estimate --json` answer."""
-    setup = setup.resolved()
+    setup = setup.resolved(arch)
     memory = estimate_memory(arch, setup)
     fits = None if device is None else memory.peak_gb <= device.memory_gb
     tight = bool(fits) and memory.peak_gb > TIGHT * device.memory_gb  # fits, but inside the estimate's error band

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from adaptkit.errors import InputError
 
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
-TASKS = ("sequence_classification", "causal_lm", "question_answering", "agent")
+TASKS = ("sequence_classification", "image_classification", "causal_lm", "question_answering", "agent")
 
 # ------------------------------------------------------------------------------------------ templates in recipes
 
@@ -147,6 +147,10 @@ class DataConfig(Strict):
     eval_split: str = Field("test", description="split of a hub dataset used for evaluation")
     eval_fraction: Optional[float] = Field(None, gt=0, lt=0.5, description="hold out this share of train when there is no eval")
     text_column: str = Field("text", description="classification: the input text column")
+    image_column: str = Field("image", description="image classification: the image column (a path relative to the data file, an "
+                                                   "absolute path, or a data URL)")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="image classification: a larger image (width x height) is refused "
+                                                                "before training (a decompression bomb, or a photo to shrink first)")
     label_column: str = Field("label", description="classification: the label column (strings or integers); feedback data (KTO): the rating")
     prompt_column: str = Field("prompt", description="instruction data: the prompt column")
     response_column: str = Field("response", description="instruction data: the response column")
@@ -304,7 +308,7 @@ class RecipeBase(Strict):
         if definition.needs_eval and not self.data.eval and not (definition.needs_train and self.data.training_set and self.data.eval_fraction):
             raise ValueError(f"`method: {self.method}` needs `data.eval`: {definition.needs_eval}")
         scorer = self.scoring.scorer
-        if self.task == "sequence_classification" and scorer in BUILT_IN_SCORERS and scorer != "classification":
+        if self.task in ("sequence_classification", "image_classification") and scorer in BUILT_IN_SCORERS and scorer != "classification":
             raise ValueError(f"`scoring.scorer: {scorer}` scores generated text; a classification recipe's answers are labels "
                              "(classification, or a module:function of your own)")
         t = self.training

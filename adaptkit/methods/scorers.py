@@ -344,7 +344,7 @@ SCORERS = {
     "chat": Scorer("chat", "win_rate", chat),
 }
 # The scorer each recipe task gets unless the recipe names one.
-FOR_TASK = {"sequence_classification": "classification", "causal_lm": "generation", "question_answering": "generation"}
+FOR_TASK = {"sequence_classification": "classification", "image_classification": "classification", "causal_lm": "generation", "question_answering": "generation"}
 
 
 def scorer_for(name: str) -> Scorer:

@@ -21,6 +21,9 @@ DEFAULTS = {  # the demo data and settings of each kind of training data, when t
               "eval": "examples/data/preferences_eval.jsonl", "batch_size": 4, "max_length": 512},
     "answers": {"model": "Qwen/Qwen2.5-0.5B-Instruct", "train": "examples/data/arithmetic_train.jsonl",
                 "eval": "examples/data/arithmetic_eval.jsonl", "batch_size": 8, "max_length": 256},
+    # an image classifier: your images train a pretrained ViT; the demo's shapes train the tiny one the demo ships (offline)
+    "images": {"model": "google/vit-base-patch16-224-in21k", "demo_model": "examples/images/vit-tiny", "train": "examples/images/train.jsonl",
+               "eval": "examples/images/eval.jsonl", "batch_size": 32, "max_length": 128},
 }
 
 
@@ -35,7 +38,9 @@ HEADROOM = 0.88  # emitted recipes aim at 88% of device memory: the estimator's 
 READ_COLUMNS = {  # the data columns each kind of training data is read by: written into emitted recipes, to be renamed
     "classification": ("text_column", "label_column"), "instructions": ("prompt_column", "response_column"),
     "pairs": ("prompt_column", "chosen_column", "rejected_column"), "answers": ("prompt_column",),
+    "images": ("image_column", "label_column"),
 }
+TASK_OF = {"classification": "sequence_classification", "images": "image_classification"}  # else causal_lm
 
 
 class EmitContext:
@@ -51,19 +56,24 @@ class EmitContext:
 
     def training_data(self, kind: str) -> dict:
         """task, model, data and training for a kind of training data: the user's files, else the demo's (and a note)."""
-        p, defaults = self.profile, DEFAULTS[kind]
+        p = self.profile
+        if kind == "classification" and p.modality == "image_text_to_text":  # labels for images: an image classifier
+            kind = "images"
+        defaults = DEFAULTS[kind]
         self.columns = READ_COLUMNS[kind]
+        model = p.model or (self.demo(defaults["demo_model"]) if "demo_model" in defaults and not p.train_data else defaults["model"])
         if not p.model:
-            self.notes.append(f"model: {defaults['model']} (no model in the answers; set model=... to change it)")
+            self.notes.append(f"model: {model} (no model in the answers; set model=... to change it)")
         if not p.train_data:
-            self.notes.append("data: the demo data in examples/data (set data.train=... and data.eval=... for yours)")
+            folder = defaults["train"].rpartition("/")[0]
+            self.notes.append(f"data: the demo data in {folder} (set data.train=... and data.eval=... for yours)")
         max_length = defaults["max_length"]
         if p.data_p95_tokens:  # cover 95% of the examples whole; the longest 5% are truncated
             max_length = min(8192, max(64, -(-p.data_p95_tokens // 64) * 64))
             if p.context_window_tokens:
                 max_length = min(max_length, p.context_window_tokens)
             self.notes.append(f"max_length {max_length}: covers the data's p95 of {p.data_p95_tokens:,} tokens")
-        fields = {"task": "sequence_classification" if kind == "classification" else "causal_lm", "model": p.model or defaults["model"],
+        fields = {"task": TASK_OF.get(kind, "causal_lm"), "model": model,
                   "data": {"train": p.train_data or self.demo(defaults["train"]),
                            "eval": p.eval_data or (None if p.train_data else self.demo(defaults["eval"])),
                            "eval_fraction": None},
@@ -129,6 +139,8 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if fields is None:
         return None
     recipe = {"method": method, **fields}
+    if advice.profile.modality != "text" and recipe.get("task") != "image_classification":
+        return None  # no recipe of this method reads images or audio yet (a text one would not run on the rows)
     if "data" in recipe:
         recipe["data"] = {**recipe["data"], **_columns(advice.profile, context.columns, recipe["data"])}
     own_data = advice.profile.train_data or advice.profile.eval_data  # the demo data holds neither JSON nor tests
@@ -147,7 +159,7 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
 def _columns(profile, shown: tuple[str, ...], data: dict) -> dict:
     """The data columns of the recipe: the user's own names (answers, or read from the data file) and the defaults of
     the ones the method reads, so that a user sees what to rename. Chat messages replace prompt and response."""
-    columns = {c: data.get(c) or getattr(profile, c) or DataConfig.model_fields[c].default for c in shown}
+    columns = {c: data.get(c) or getattr(profile, c, None) or DataConfig.model_fields[c].default for c in shown}
     if profile.messages_column and "prompt_column" in columns and "chosen_column" not in columns:
         columns = {c: v for c, v in columns.items() if c not in ("prompt_column", "response_column")}
         columns["messages_column"] = profile.messages_column
@@ -169,13 +181,14 @@ def pick(advice: Advice) -> str | None:
 def recipe_for(advice: Advice, output_name: str | None = None, method: str | None = None) -> tuple[dict, list[str]]:
     """Recipe data for the top runnable recommendation (or `method`), and notes on what was chosen and why."""
     modality = advice.profile.modality
-    if modality != "text":  # the advice stands; a recipe of text would not run on these rows
-        raise InputError(f"no built-in recipe reads {modality} rows yet: the advice above stands, but a recipe adaptkit writes "
-                         "would train on text (drop --emit-recipe / --bake-off)")
     if method in advice.ruled_out:
         raise InputError(f"{method} is ruled out for these answers: {advice.ruled_out[method][0]}")
     method = method or pick(advice)
     emitted = _emitted(method, advice) if method else None
+    if emitted is None and modality != "text":  # the advice stands; a recipe of text would not run on these rows
+        what = "an image classifier (task classification)" if modality == "image_text_to_text" else "none yet"
+        raise InputError(f"no built-in recipe of {method or 'a recommended method'} reads {modality} rows (adaptkit's recipes for "
+                         f"{modality}: {what}): the advice above stands (drop --emit-recipe / --bake-off)")
     if emitted is None:
         ranked = ", ".join(r.method for r in advice.recommendations) or "none"
         raise InputError(f"no method that adaptkit can run is recommended (ranked: {ranked}); nothing to write")

@@ -61,7 +61,8 @@ def _precision(recipe: Recipe) -> dict:
     return {"bf16": wanted == "bf16-mixed", "fp16": wanted == "fp16-mixed", "use_cpu": not on_gpu}
 
 
-MODEL_CLASSES = {"causal": "AutoModelForCausalLM", "classifier": "AutoModelForSequenceClassification"}
+MODEL_CLASSES = {"causal": "AutoModelForCausalLM", "classifier": "AutoModelForSequenceClassification",
+                 "image_classifier": "AutoModelForImageClassification"}
 
 
 def load_model(recipe: Recipe, kind: str = "causal", name: str | None = None, adapter: str | None = None, **extra):

@@ -25,9 +25,10 @@ class Splits:
     eval: list[dict]
     labels: list = field(default_factory=list)  # classification: the label set, in a stable order
     eval_source: str = ""
-    kind: str = "instructions"  # classification | instructions | text (raw, continued pre-training) | pairs | feedback | prompts
+    kind: str = "instructions"  # classification | images | instructions | text (raw, continued pre-training) | pairs | feedback | prompts
     leaked: dict = field(default_factory=dict)  # eval rows whose input is also in train (load_data fills it)
     balance: str = ""  # classification: a warning when the labels are far from balanced
+    image_sizes: list = field(default_factory=list)  # image classification: each image's (width, height)
     mix: object = None  # data.sources: a runners.sources.Mix (each source's format, rows and share; each row's source)
 
     def describe(self) -> str:
@@ -249,7 +250,8 @@ def load_data(recipe: Recipe):
 
     data = import_ref(recipe.definition.data)(recipe)
     if isinstance(data, Splits) and data.train and data.eval:
-        data.leaked = overlap([input_text(r, recipe, data.kind) for r in data.train], [input_text(r, recipe, data.kind) for r in data.eval])
+        data.leaked = overlap([input_text(r, recipe, data.kind) for r in data.train], [input_text(r, recipe, data.kind) for r in data.eval],
+                              near_too=data.kind != "images")  # an image's text is its hash: only exact copies are found
     return data
 
 
@@ -261,17 +263,30 @@ TEMPLATE_SHARE = 0.2  # a shingle in more of the training rows than this is the 
 def input_text(row: dict, recipe: Recipe, kind: str) -> str:
     """What identifies a row as an example: its input (a classifier's text, an instruction's prompt or messages)."""
     d = recipe.data
+    if kind == "images":  # an image is the same example when its bytes are
+        return _image_identity(str(row.get(d.image_column)))
     column = d.text_column if kind in ("classification", "text") else d.messages_column if d.messages_column and kind == "instructions" \
         else d.prompt_column
     value = row.get(column)
     return response_text(value) if isinstance(value, list) else str(value if value is not None else "")
 
 
+def _image_identity(reference: str) -> str:
+    """The sha256 of an image's bytes (a data URL's, of the URL: the same bytes encode alike)."""
+    import hashlib
+
+    try:
+        data = reference.encode() if reference.startswith("data:") else Path(reference).read_bytes()
+    except OSError:
+        return reference
+    return "image " + hashlib.sha256(data).hexdigest()
+
+
 def _normal(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
 
 
-def overlap(train: list[str], eval_texts: list[str]) -> dict:
+def overlap(train: list[str], eval_texts: list[str], near_too: bool = True) -> dict:
     """Eval inputs that are also training inputs: exactly (after lowercasing and dropping punctuation and spacing), or
     nearly (MinHash LSH over character 5-grams, less those most rows share; Jaccard >= NEAR; datasketch). The most common way a fine-tuning result is
     overstated."""
@@ -281,12 +296,12 @@ def overlap(train: list[str], eval_texts: list[str]) -> dict:
     seen = {key(text) for text in train}
     exact = [i for i, text in enumerate(eval_texts) if key(text) in seen]
     near: list[int] = []
-    method = "normalized hashing"
+    method = "normalized hashing" if near_too else "identical bytes (sha256)"
     try:
         from datasketch import MinHash, MinHashLSH
     except ImportError:
         MinHash = None  # noqa: N806
-    if MinHash is not None and len(train) <= NEAR_LIMIT:
+    if MinHash is not None and len(train) <= NEAR_LIMIT and near_too:
         method += f" + MinHash LSH (character 5-grams less the template shared by many rows, Jaccard >= {NEAR:g})"
         from collections import Counter
 

@@ -211,11 +211,13 @@ def infer(path: str, model: str | None = None) -> DataFacts:
         texts = texts_of(first, second)
     elif (label := next((lower[c] for c in LABEL_COLUMNS if c in lower), None)) is not None:
         text = next((lower[c] for c in TEXT_COLUMNS if c in lower and lower[c] != label),
-                    next((c for c in columns if c != label and isinstance(rows[0].get(c), str)), None))
+                    next((c for c in columns if c != label and c not in media and isinstance(rows[0].get(c), str)), None))
         if text is None and "image" in media.values():
-            facts.answers.update(task="classification", labeled_examples=n)
+            image = next(c for c, kind in media.items() if kind == "image")
+            facts.answers.update(task="classification", labeled_examples=n, image_column=image, label_column=label)
             counts = Counter(str(row.get(label)) for row in rows)
-            facts.said.append(f"{n:,} labeled images in {len(counts)} classes (label `{label}`): task classification, labeled_examples")
+            facts.said.append(f"{n:,} labeled images in {len(counts)} classes (image `{image}`, label `{label}`): task classification "
+                              "(an image classifier), labeled_examples")
             return facts
         if text is None:
             raise InputError(f"{where}: a label column `{label}` but no text column (columns: {', '.join(columns[:12])})")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from adaptkit._files import new_folder, staged_folder
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import CLASSIFIER, load_model, open_run
+from adaptkit.runners.predict import CLASSIFIER, IMAGES, load_model, open_run
 
 MERGEABLE = ("LORA", "IA3")
 
@@ -50,7 +50,8 @@ def merge(run_dir: str, target: str, dequantize: bool = False, trust_remote_code
 
 def card(run, peft_type: str, out: Path) -> str:
     recipe = run.recipe
-    auto = "AutoModelForSequenceClassification" if recipe.task == CLASSIFIER else "AutoModelForCausalLM"
+    auto = {CLASSIFIER: "AutoModelForSequenceClassification", IMAGES: "AutoModelForImageClassification"}.get(recipe.task, "AutoModelForCausalLM")
+    reader = "AutoImageProcessor" if recipe.task == IMAGES else "AutoTokenizer"
     metrics = json.loads((run.folder / "metrics.json").read_text(encoding="utf-8")).get("eval") or {}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     labels = f"\n- Labels (in the config's id2label): {', '.join(run.labels)}" if run.labels else ""
@@ -58,5 +59,5 @@ def card(run, peft_type: str, out: Path) -> str:
             f"The {peft_type} adapter trained by `adaptkit run` in `{run.folder}` ({recipe.method}, {recipe.task}), merged into "
             f"`{recipe.model}` with PEFT's `merge_and_unload`: a standalone model, no PEFT needed to load it.\n\n"
             f"- Evaluation of the run: {shown or 'none recorded'}{labels}\n\n## Load it\n\n```python\n"
-            f"from transformers import {auto}, AutoTokenizer\nmodel = {auto}.from_pretrained('{out}')\n"
-            f"tokenizer = AutoTokenizer.from_pretrained('{out}')\n```\n")
+            f"from transformers import {auto}, {reader}\nmodel = {auto}.from_pretrained('{out}')\n"
+            f"{'processor' if recipe.task == IMAGES else 'tokenizer'} = {reader}.from_pretrained('{out}')\n```\n")

@@ -18,6 +18,8 @@ from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
 
 CLASSIFIER = "sequence_classification"
+IMAGES = "image_classification"
+CLASSIFIERS = (CLASSIFIER, IMAGES)  # tasks whose answers are labels (labels.json, accuracy)
 
 
 @dataclass
@@ -58,7 +60,7 @@ def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = Fa
     check_saved(weights, folder)
     labels_file = path / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8")) if labels_file.is_file() else []
-    if recipe.task == CLASSIFIER and not labels:
+    if recipe.task in CLASSIFIERS and not labels:
         raise InputError(f"{folder}: a classifier run without labels.json: the class names are unknown")
     return Run(path, recipe, weights, [str(label) for label in labels], allow_code)
 
@@ -107,7 +109,7 @@ def unscored(run: Run) -> str | None:
     from adaptkit.recipe.consent import code_refs
 
     refs = [ref for ref in code_refs(run.recipe) if ref.startswith("scoring.scorer")]
-    if refs and not run.allow_code and run.recipe.task != CLASSIFIER:  # a classifier's labels are scored by the built-in
+    if refs and not run.allow_code and run.recipe.task not in CLASSIFIERS:  # a classifier's labels are scored by the built-in
         return f"not scored: the run's {refs[0].split(' (')[0]} runs code: pass --allow-code to score with it"
     return None
 
@@ -122,6 +124,8 @@ def load_model(run: Run, dtype=None):
     quiet_transformers()
     recipe = run.recipe
     trust = recipe.trust_remote_code
+    if recipe.task == IMAGES:
+        return _image_model(run, dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder),
                                               trust_remote_code=trust)
     extra = {"dtype": dtype} if dtype is not None else {}
@@ -142,6 +146,57 @@ def load_model(run: Run, dtype=None):
     model.config.pad_token_id = tokenizer.pad_token_id
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return model, tokenizer
+
+
+def _image_model(run: Run, dtype=None):
+    """(image classifier in eval mode, its image processor) for an image classification run."""
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    trust = run.recipe.trust_remote_code
+    processor = image_processor(str(run.weights if (run.weights / "preprocessor_config.json").is_file() else run.folder), trust)
+    names = {"num_labels": len(run.labels), "id2label": dict(enumerate(run.labels)), "label2id": {label: i for i, label in enumerate(run.labels)}}
+    extra = {"dtype": dtype} if dtype is not None else {}
+    if run.adapter:
+        from peft import PeftModel
+
+        base = AutoModelForImageClassification.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust,
+                                                               ignore_mismatched_sizes=True, **names, **extra)
+        model = PeftModel.from_pretrained(base, str(run.weights))
+    else:
+        model = AutoModelForImageClassification.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, processor
+
+
+def image_processor(name: str, trust: bool):
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(name, trust_remote_code=trust)
+
+
+def classify_images(model, processor, run: Run, rows: list[dict], base: Path, batch_size: int, progress) -> list[dict]:
+    """Each row's label and every class's probability, for rows naming an image (a path relative to `base`, or a data URL)."""
+    import torch
+
+    from adaptkit.methods.supervised.images import open_image, resolve
+
+    column, out = run.recipe.data.image_column, []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        images = []
+        for number, row in enumerate(batch, start + 1):
+            if column not in row:
+                raise InputError(f"row {number}: no `{column}` (the image column this classifier was trained on)")
+            images.append(open_image(resolve(row[column], base, f"row {number}"), f"row {number}"))
+        values = processor(images, return_tensors="pt")["pixel_values"].to(model.device, dtype=model.dtype)
+        with torch.no_grad():
+            probabilities = torch.softmax(model(pixel_values=values).logits.float(), dim=-1).cpu()
+        for row, p in zip(batch, probabilities):
+            out.append({**row, "prediction": run.labels[int(p.argmax())],
+                        "probabilities": {label: round(float(v), 6) for label, v in zip(run.labels, p)}})
+        progress(min(start + batch_size, len(rows)), len(rows))
+    return out
 
 
 def classify(model, tokenizer, run: Run, rows: list[dict], batch_size: int, progress) -> list[dict]:
@@ -237,7 +292,7 @@ def score(run: Run, predicted: list[dict]) -> dict | None:
     d = run.recipe.data
     if unscored(run):
         return None
-    if run.recipe.task == CLASSIFIER:
+    if run.recipe.task in CLASSIFIERS:
         if not all(d.label_column in r for r in predicted):
             return None
         gold = [str(r[d.label_column]) for r in predicted]
@@ -264,8 +319,10 @@ def _references(run: Run, rows: list[dict]) -> list[str | None]:
 
 
 def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: int = 128,
-            progress: Callable[[int, int], None] = lambda done, total: None, loaded=None) -> tuple[list[dict], dict | None]:
-    """Every row with its prediction (in input order), and the scores where the rows hold the answers."""
+            progress: Callable[[int, int], None] = lambda done, total: None, loaded=None, base: Path | None = None
+            ) -> tuple[list[dict], dict | None]:
+    """Every row with its prediction (in input order), and the scores where the rows hold the answers. `base`: the
+    folder an image row's relative path is read from (its data file's; default the working folder)."""
     column = run.recipe.data.text_column if run.recipe.task == CLASSIFIER else None
     if column is not None:
         bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
@@ -276,6 +333,8 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
     model, tokenizer = loaded or load_model(run)
     if run.recipe.task == CLASSIFIER:
         predicted = classify(model, tokenizer, run, rows, batch_size, progress)
+    elif run.recipe.task == IMAGES:
+        predicted = classify_images(model, tokenizer, run, rows, base or Path.cwd(), batch_size, progress)
     else:
         predicted = _generate(model, tokenizer, run, rows, batch_size, max_new_tokens, progress)
     return predicted, score(run, predicted)

@@ -78,6 +78,18 @@ def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", ext
                     f"    id2label=dict(enumerate(labels)), label2id={{l: i for i, l in enumerate(labels)}})\n"
                     f"model = PeftModel.from_pretrained(base, {folder!r})\n"
                     f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
+    elif recipe.task == "image_classification":
+        load = (f"from transformers import AutoImageProcessor, AutoModelForImageClassification\n"
+                f"processor = AutoImageProcessor.from_pretrained({folder!r})\n")
+        if adapter == "none":
+            load += f"model = AutoModelForImageClassification.from_pretrained({folder!r})"
+        else:
+            load += (f"from peft import PeftModel\n"
+                     f"labels = {[str(x) for x in labels]}\n"
+                     f"base = AutoModelForImageClassification.from_pretrained(\n"
+                     f"    {recipe.model!r}, num_labels=len(labels), ignore_mismatched_sizes=True,\n"
+                     f"    id2label=dict(enumerate(labels)), label2id={{l: i for i, l in enumerate(labels)}})\n"
+                     f"model = PeftModel.from_pretrained(base, {folder!r})")
     elif adapter == "none":
         load = (f"from transformers import AutoModelForCausalLM, AutoTokenizer\n"
                 f"model = AutoModelForCausalLM.from_pretrained({folder!r})\n"

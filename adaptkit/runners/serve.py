@@ -26,6 +26,10 @@ class Served:
 
     def __init__(self, folders: list[str], trust_remote_code: bool = False):
         runs = [open_run(folder, trust_remote_code=trust_remote_code) for folder in folders]
+        image = next((run for run in runs if run.recipe.task == "image_classification"), None)
+        if image is not None:
+            raise InputError(f"{image.folder} is an image classifier: serve answers text; classify images with "
+                             f"`adaptkit predict {image.folder} IMAGE_OR_FILE`")
         kinds = {run.recipe.task == CLASSIFIER for run in runs}
         if len(kinds) > 1:
             raise InputError("classifiers and text generators cannot be served together: serve each kind on its own")

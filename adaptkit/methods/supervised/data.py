@@ -11,7 +11,10 @@ from adaptkit.runners.data import Splits, balance, check_labels, check_text, lab
 def load_splits(recipe: Recipe) -> Splits:
     """Supervised data: classification rows or instruction pairs, checked against the task before any weights load."""
     train, eval_rows, eval_source, mix = read_splits(recipe)
-    read = classification if recipe.task == "sequence_classification" else instructions
+    if recipe.task == "image_classification":
+        from adaptkit.methods.supervised.images import load as read
+    else:
+        read = classification if recipe.task == "sequence_classification" else instructions
     splits = read(train, eval_rows, recipe, eval_source)
     splits.mix = mix
     return splits

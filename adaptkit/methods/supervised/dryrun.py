@@ -14,6 +14,10 @@ def _labels(rows: list[dict], column: str) -> dict:
 def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
     d, summary = recipe.data, counts(splits)
     first = splits.train[0]
+    if splits.kind == "images":
+        from adaptkit.methods.supervised.images import summary as images
+
+        return images(recipe, splits, summary)
     if splits.kind == "classification":
         summary["labels"] = _labels(splits.train, d.label_column)
         if splits.eval:

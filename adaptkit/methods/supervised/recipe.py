@@ -15,6 +15,8 @@ from adaptkit.methods.registry import register
 SUPERVISED = dict(runner="adaptkit.methods.supervised.runner:train", data="adaptkit.methods.supervised.data:load_splits",
                   summary="adaptkit.methods.supervised.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
 BOTH_TASKS = ("sequence_classification", "causal_lm")
+IMAGE_LORA_TARGETS = ("q_proj", "v_proj")  # ViT/DeiT attention (transformers 5's names), as PEFT's image classification guide adapts it
+WEIGHT_TASKS = (*BOTH_TASKS, "image_classification")  # all weights or adapters train an image classifier too (soft prompts do not)
 LORA_INIT_DIR = "initial_adapter"  # PiSSA/OLoRA: the adapter as initialised (in output_dir) until the trained one is converted
 # to plain LoRA; PEFT names the adapter after the folder, so no leading dot
 
@@ -141,6 +143,8 @@ def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
                          "the exact calls (start_job.sh); `--start-job` starts it")
     if recipe.task == "sequence_classification":
         return "classification.py.tmpl", {}
+    if recipe.task == "image_classification":
+        return "image_classification.py.tmpl", {}
     return "causal_lm.py.tmpl", SFT_TEMPLATE
 
 
@@ -262,7 +266,10 @@ def _emit(blocks: Callable[[bool], dict] = lambda classification: {}, learning_r
         classification = profile.task == "classification"
         fields = context.training_data("classification" if classification else "instructions")
         fields["training"].update(learning_rate=learning_rate[0] if classification else learning_rate[1], **training)
-        return {**fields, **blocks(classification)}
+        own = blocks(classification)
+        if fields["task"] == "image_classification" and "lora" in own:  # PEFT names no default for vision encoders
+            own["lora"]["target_modules"] = list(IMAGE_LORA_TARGETS)
+        return {**fields, **own}
     return emit
 
 
@@ -342,13 +349,13 @@ def _plan_cpt(recipe: dict, notes: list[str], context, fit) -> list[tuple[dict, 
     return [(cpt, cpt_notes), (stage, notes)]
 
 
-register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=BOTH_TASKS, adapters=("none",),
+register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=WEIGHT_TASKS, adapters=("none",),
                    setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full, plan=_plan_cpt,
                    aliases=(("full", ""), ("fft", ""), ("sft", "")), **SUPERVISED))
 register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
                    setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), plan=_plan_cpt,
                    aliases=(("instruct", ""),), **SUPERVISED))
-register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=BOTH_TASKS, adapters=("lora", "ia3"),
+register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=WEIGHT_TASKS, adapters=("lora", "ia3"),
                    setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3" if recipe.ia3 else "lora"},
                    peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters, plan=_plan_cpt,
                    aliases=(("lora", ""), ("qlora", "--quantization 4bit"), ("dora", "--dora"), ("ia3", "--adapter ia3"), ("adapters", "")),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
+from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.core import (
     causal_tokenizer, cuda_available, evaluate_untrained, load_model, load_tokenizer, peft_config, prepare_adapters, run_trainer, start, with_precision,
@@ -55,7 +56,6 @@ def _training_arguments(recipe: Recipe, out: Path, has_eval: bool, sft: bool):
 
 
 def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
-    import numpy as np
     from datasets import Dataset
     from peft import TaskType, get_peft_model
     from transformers import DataCollatorWithPadding, Trainer
@@ -82,15 +82,69 @@ def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, cal
         return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=recipe.training.max_length),
                       batched=True, remove_columns=["text"])
 
+    trainer = Trainer(model=model, args=args, train_dataset=encode(splits.train),
+                      eval_dataset=encode(splits.eval) if splits.eval else None, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy_metrics(len(labels)),
+                      callbacks=callbacks, optimizers=optimizers)
+    return trainer, tokenizer, finish
+
+
+def accuracy_metrics(classes: int):
+    """A classifier's compute_metrics for the Trainer: accuracy and macro-F1 of the arg-max class."""
+    import numpy as np
+
     def metrics(prediction):
         logits, gold = prediction
         predicted = np.argmax(logits[0] if isinstance(logits, tuple) else logits, axis=-1)
-        return {"accuracy": float((predicted == gold).mean()), "f1_macro": _f1_macro(gold, predicted, len(labels))}
+        return {"accuracy": float((predicted == gold).mean()), "f1_macro": _f1_macro(gold, predicted, classes)}
+    return metrics
 
-    trainer = Trainer(model=model, args=args, train_dataset=encode(splits.train),
-                      eval_dataset=encode(splits.eval) if splits.eval else None, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=callbacks, optimizers=optimizers)
-    return trainer, tokenizer, finish
+
+def _image_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
+    """Transformers' Trainer on AutoModelForImageClassification: a new head for the recipe's labels (a pretrained head of
+    another size is replaced), LoRA/IA3 through PEFT with that head trained in full beside the adapters, the images opened
+    and processed per batch (a dataset transform: a large image set is never held in memory)."""
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import DefaultDataCollator, Trainer
+
+    from adaptkit.methods.supervised.images import open_image
+    from adaptkit.runners.predict import image_processor
+
+    d, labels = recipe.data, splits.labels
+    label2id = {str(label): i for i, label in enumerate(labels)}
+    processor = image_processor(resolve_model(recipe.model), recipe.trust_remote_code)
+    model = load_model(recipe, "image_classifier", num_labels=len(labels), id2label={i: str(label) for i, label in enumerate(labels)},
+                       label2id=label2id, ignore_mismatched_sizes=True)
+    config = peft_config(recipe, None)
+    if config is not None and config.target_modules is None:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING, TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+        known = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING if recipe.adapter == "lora" else TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+        if model.config.model_type not in known:
+            raise InputError(f"PEFT has no default modules to adapt in a {model.config.model_type} model: set "
+                             f"{recipe.adapter}.target_modules (ViT/DeiT: [q_proj, v_proj]"
+                             + (", and ia3.feedforward_modules" if recipe.adapter == "ia3" else "") + ")")
+    if config is not None:
+        head = {name for name, _ in model.named_children() if name != model.base_model_prefix}  # ViT's `classifier`
+        config.modules_to_save = sorted(set(config.modules_to_save or []) | head)
+        model = get_peft_model(model, config)
+    model, _, optimizers, finish = prepare_adapters(recipe, model, None, recipe.training.learning_rate, out)
+
+    def transform(batch):
+        return {"pixel_values": processor([open_image(r) for r in batch["image"]], return_tensors="pt")["pixel_values"],
+                "labels": batch["label"]}
+
+    def dataset(rows):
+        return Dataset.from_dict({"image": [r[d.image_column] for r in rows],
+                                  "label": [label2id[str(_plain(r[d.label_column]))] for r in rows]}).with_transform(transform)
+
+    args.remove_unused_columns = False  # the transform reads the image column the model's forward does not name
+    args.include_num_input_tokens_seen = "no"  # it would count pixel values as tokens
+    trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train), eval_dataset=dataset(splits.eval) if splits.eval else None,
+                      processing_class=processor, data_collator=DefaultDataCollator(), compute_metrics=accuracy_metrics(len(labels)),
+                      callbacks=callbacks, optimizers=optimizers)
+    return trainer, processor, finish
 
 
 def _plain(value):
@@ -176,6 +230,13 @@ def _gkd_trainer(recipe: Recipe, splits: Splits, args, callbacks, tokenizer, mod
                       callbacks=callbacks, optimizers=optimizers)
 
 
+def _trainer(recipe: Recipe):
+    """The trainer builder of the recipe's task: (trainer, tokenizer or processor, finish)."""
+    if recipe.task == "image_classification":
+        return _image_trainer
+    return _causal_trainer if recipe.task == "causal_lm" else _classification_trainer
+
+
 def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | None:
     """Train, evaluate, save. Returns the result on the main process (None on other ranks)."""
     if recipe.adapter == "vendor":  # the vendor trains: convert, check, and start the job only when asked
@@ -201,7 +262,7 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
 
     def build(out: Path, callbacks):
         args = _training_arguments(recipe, out, bool(splits.eval), sft)
-        built = (_causal_trainer if sft else _classification_trainer)(recipe, splits, out, args, callbacks)
+        built = _trainer(recipe)(recipe, splits, out, args, callbacks)
         if splits.kind == "text" and splits.eval:  # the base's held-out perplexity, by the same evaluation, before any step
             before.update(evaluate_untrained(built[0], options.show_training))
         return built

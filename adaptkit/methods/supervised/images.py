@@ -1,0 +1,139 @@
+"""Image classification, a task of the supervised methods (full fine-tuning, LoRA/IA3): rows of an image and a label,
+checked before any weights load (a missing, unreadable or oversized image is one line); the trainer (Transformers'
+AutoModelForImageClassification with its own image processor) is the family's runner's, prediction is runners.predict's.
+
+Torch-free: Pillow opens the images when the data is checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from pathlib import Path
+
+from adaptkit.errors import InputError, one_line
+
+DATA_URL = "data:image/"
+
+
+def _base(reference: str | None) -> Path:
+    """The folder an image path in a data file is read relative to: the file's own (datasets' imagefolder does the same)."""
+    if reference and Path(reference).expanduser().is_file():
+        return Path(reference).expanduser().resolve().parent
+    return Path.cwd()
+
+
+def _decode(url: str, where: str) -> bytes:
+    head, _, payload = url.partition(",")
+    if ";base64" not in head:
+        raise InputError(f"{where}: an image data URL must be base64 (data:image/png;base64,...)")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{where}: the image data URL is not valid base64") from None
+
+
+def resolve(value, base: Path, where: str) -> str:
+    """A row's image as an absolute path or a data URL: a path is read relative to its data file's folder; a `datasets`
+    Image value ({path, bytes}) becomes one of the two."""
+    if isinstance(value, dict):  # datasets' Image feature, undecoded
+        if value.get("bytes"):
+            return "data:image/png;base64," + base64.b64encode(value["bytes"]).decode()
+        value = value.get("path")
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: no image (an image is a file path or a data:image/...;base64 URL)")
+    value = value.strip()
+    if value.startswith(DATA_URL):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def open_image(reference: str, where: str = "image"):
+    """A Pillow image in RGB from a path or data URL, or one line saying why it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        source = io.BytesIO(_decode(reference, where)) if reference.startswith(DATA_URL) else reference
+        with Image.open(source) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such image file {reference}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{where}: cannot read the image {_short(reference)} ({one_line(exc)[:80]})") from None
+
+
+def _short(reference: str) -> str:
+    return reference[:40] + "..." if reference.startswith(DATA_URL) else reference
+
+
+def check_images(rows: list[dict], column: str, base: Path, where: str, max_pixels: int) -> list[tuple[int, int]]:
+    """Resolve every row's image in place and check it before any weights load: it exists, Pillow reads its header, and
+    it is not larger than max_pixels. Returns each image's (width, height)."""
+    from PIL import Image, UnidentifiedImageError
+
+    sizes = []
+    missing = []
+    for number, row in enumerate(rows, 1):
+        here = f"{where}: row {number}"
+        reference = resolve(row[column], base, here)
+        row[column] = reference
+        if not reference.startswith(DATA_URL) and not Path(reference).is_file():
+            missing.append((number, reference))
+            continue
+        try:
+            source = io.BytesIO(_decode(reference, here)) if reference.startswith(DATA_URL) else reference
+            with Image.open(source) as image:  # reads the header only
+                size = image.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise InputError(f"{here}: cannot read the image {_short(reference)} ({one_line(exc)[:80]})") from None
+        if size[0] * size[1] > max_pixels:
+            raise InputError(f"{here}: the image {_short(reference)} is {size[0]} x {size[1]} pixels, over data.max_image_pixels="
+                             f"{max_pixels:,}: shrink it first (the processor resizes every image to the model's size anyway)")
+        sizes.append(size)
+    if missing:
+        number, path = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(f"{where}: row {number}: no such image file {path}{more} (paths are read relative to the data file)")
+    return sizes
+
+
+def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
+    """Image rows and labels, checked (the label set as the text classifier's, every image readable) before any weights load."""
+    from adaptkit.runners.data import Splits, balance, check_labels, label_key, nonempty_splits, require_columns
+
+    d = recipe.data
+    sizes = []
+    for rows, where in nonempty_splits(train, eval_rows):
+        require_columns(rows, [d.image_column], where, "data.image_column")
+        require_columns(rows, [d.label_column], where, "data.label_column")
+        check_labels(rows, d.label_column, where)
+        base = _base(d.eval if where == "data.eval" and d.eval else d.train)
+        sizes += check_images(rows, d.image_column, base, where, d.max_image_pixels)
+    labels = sorted({label_key(r[d.label_column]) for r in train}, key=lambda v: (isinstance(v, str), v))
+    if len(labels) < 2:
+        raise InputError(f"data.train: only one label ({labels[0]!r}) in `{d.label_column}`: classification needs two or more")
+    unseen = sorted({label_key(r[d.label_column]) for r in eval_rows} - set(labels), key=str)
+    if unseen:
+        raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
+                         f"(train has: {', '.join(map(str, labels[:8]))})")
+    return Splits(train, eval_rows, labels, eval_source, kind="images", balance=balance(train, d.label_column), image_sizes=sizes)
+
+
+def summary(recipe, splits, counts: dict) -> dict:
+    """The dry run's data part: labels, a sample, the images' sizes and what the processor resizes them to."""
+    from adaptkit.runners.data import label_counts
+
+    d = recipe.data
+    labels = lambda rows: {str(k): v for k, v in sorted(label_counts(rows, d.label_column).items(), key=lambda kv: str(kv[0]))}  # noqa: E731
+    counts["labels"] = labels(splits.train)
+    if splits.eval:
+        counts["eval_labels"] = labels(splits.eval)
+    first = splits.train[0]
+    counts["sample"] = {"image": _short(first[d.image_column]), "label": str(first[d.label_column])}
+    sizes = splits.image_sizes
+    if sizes:
+        widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+        counts["images"] = {"count": len(sizes), "width": [min(widths), max(widths)], "height": [min(heights), max(heights)]}
+    return counts

@@ -1,0 +1,169 @@
+"""Image classification: the demo's generated shapes, checked before any weights load, trained (all weights or LoRA),
+predicted on, merged, exported as a script that agrees with adaptkit run, and sized by the estimator."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_export import run_without_adaptkit
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "examples" / "images"
+QUICK = ["training.max_steps=12", "training.eval_every=12", "training.save_every=12"]
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write(path: Path, data: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in data))
+    return path
+
+
+@pytest.mark.unit
+def test_the_demo_images_are_what_their_script_writes(tmp_path):
+    made = subprocess.run([sys.executable, str(IMAGES / "make_shapes.py"), str(tmp_path), "--data-only"], capture_output=True,
+                          text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    for split in ("train", "eval"):
+        assert rows(tmp_path / f"{split}.jsonl") == rows(IMAGES / f"{split}.jsonl")
+    assert (tmp_path / "train" / "circle_0000.png").read_bytes() == (IMAGES / "train" / "circle_0000.png").read_bytes()
+    labels = {row["label"] for row in rows(IMAGES / "train.jsonl")}
+    assert labels == {"circle", "square", "triangle", "cross"} and len(rows(IMAGES / "train.jsonl")) == 600
+
+
+@pytest.mark.unit
+def test_a_vit_is_sized_from_its_config():
+    from transformers import DeiTConfig, DeiTModel, ViTConfig, ViTModel
+
+    from adaptkit.estimator.architectures import from_config
+
+    for config, model_class, tokens in ((ViTConfig(), ViTModel, 197),
+                                        (DeiTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                                                    image_size=32, patch_size=4), DeiTModel, 66)):
+        arch = from_config(config.to_dict())
+        built = model_class(config, add_pooling_layer=False)
+        assert arch.total_params == sum(p.numel() for p in built.parameters())
+        assert arch.image_tokens == tokens and arch.context_window is None
+
+
+@pytest.mark.unit
+def test_the_dry_run_shows_the_images_and_sizes_them_by_patches(invoke):
+    result = invoke("run", "image_cls", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    data = plan["data"]
+    assert data["labels"] == {"circle": 150, "cross": 150, "square": 150, "triangle": 150}
+    assert data["images"] == {"count": 700, "width": [32, 32], "height": [32, 32]}
+    assert data["leakage"].startswith("0 of 100 eval rows also in train") and "sha256" in data["leakage"]
+    assert plan["memory"]["setup"]["seq_len"] == 65  # 8 x 8 patches and the class token, not max_length
+    assert "images: 700, 32-32 x 32-32 pixels" in invoke("run", "image_cls", "--dry-run").output
+
+
+@pytest.mark.unit
+def test_bad_images_are_one_line_each_before_any_weights_load(invoke, tmp_path):
+    good = rows(IMAGES / "train.jsonl")[:8]
+    for row in good:
+        row["image"] = str(IMAGES / row["image"])
+    (tmp_path / "notes.png").write_text("not a picture")
+    from PIL import Image
+
+    Image.new("RGB", (300, 300)).save(tmp_path / "big.png")
+    cases = [
+        ([{**good[0], "image": "gone/missing.png"}], "row 9: no such image file", "relative to the data file"),
+        ([{**good[0], "image": "notes.png"}], "row 9: cannot read the image", "notes.png"),
+        ([{**good[0], "image": "big.png"}], "300 x 300 pixels, over data.max_image_pixels=50,000", "shrink it first"),
+        ([{"picture": good[0]["image"], "label": "circle"}], "column `image` not found", "picture"),
+    ]
+    for bad, said, also in cases:
+        train = write(tmp_path / "train.jsonl", (bad + good) if "picture" in bad[0] else (good + bad))
+        result = invoke("run", "image_cls", f"data.train={train}", "data.max_image_pixels=50000", f"output_dir={tmp_path / 'out'}")
+        assert result.exit_code == 2, result.output
+        message = result.stderr.strip()
+        assert said in message and also in message and "Traceback" not in result.output and len(message.splitlines()) == 1
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.unit
+def test_a_copied_image_in_eval_is_leakage(invoke, tmp_path):
+    train = rows(IMAGES / "train.jsonl")[:40]
+    for row in train:
+        row["image"] = str(IMAGES / row["image"])
+    shutil.copy(train[0]["image"], tmp_path / "copy.png")  # the same bytes under another name
+    held_out = write(tmp_path / "eval.jsonl", [{"image": "copy.png", "label": train[0]["label"]}] +
+                     [{"image": str(IMAGES / r["image"]), "label": r["label"]} for r in rows(IMAGES / "eval.jsonl")[:9]])
+    result = invoke("run", "image_cls", f"data.train={write(tmp_path / 'train.jsonl', train)}", f"data.eval={held_out}",
+                    "--dry-run", "--json")
+    assert json.loads(result.stdout)["data"]["leakage"].startswith("1 of 10 eval rows also in train (1 exact, 0 near")
+
+
+@pytest.mark.unit
+def test_advise_on_labeled_images_writes_an_image_classifier(invoke, tmp_path):
+    target = tmp_path / "images.yaml"
+    result = invoke("advise", "--data", IMAGES / "train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior",
+                    "--set", f"model={IMAGES / 'vit-tiny'}", "--no-input", "--emit-recipe", target)
+    assert result.exit_code == 0, result.output
+    assert "600 labeled images in 4 classes (image `image`, label `label`)" in result.output
+    import yaml
+
+    recipe = yaml.safe_load(target.read_text())
+    assert recipe["task"] == "image_classification" and recipe["method"] == "lora_adapters"
+    assert recipe["data"]["image_column"] == "image" and "text_column" not in recipe["data"]
+    checked = invoke("recipes", "validate", target)
+    assert checked.exit_code == 0, checked.output
+
+
+def test_the_demo_trains_predicts_and_exports_a_script_that_agrees(invoke, tmp_path):
+    from tests.conftest import check_resources
+
+    out = tmp_path / "run_out"
+    result = invoke("run", "image_cls", *QUICK, f"output_dir={out}", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["task"] == "image_classification" and metrics["eval"]["primary_metric"] == "accuracy"
+    assert metrics["eval"]["base"]["kind"].startswith("majority class") and "delta" in metrics["eval"]
+    check_resources(metrics)
+    assert json.loads((out / "labels.json").read_text()) == ["circle", "cross", "square", "triangle"]
+    assert (out / "preprocessor_config.json").is_file() and "AutoModelForImageClassification" in (out / "README.md").read_text()
+
+    predicted = invoke("predict", out, IMAGES / "eval.jsonl", "-o", tmp_path / "p.jsonl", "--json")
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.stdout)["scores"]["accuracy"] == pytest.approx(metrics["eval"]["accuracy"])
+    one = invoke("predict", out, IMAGES / "eval" / "circle_0000.png")
+    assert one.exit_code == 0 and set(json.loads(one.stdout)["probabilities"]) == {"circle", "cross", "square", "triangle"}
+    served = invoke("serve", out, "--port", "0")
+    assert served.exit_code == 2 and "is an image classifier" in served.stderr
+
+    script = tmp_path / "train.py"
+    assert invoke("export", "image_cls", *QUICK, f"output_dir={tmp_path / 'script_out'}", "-o", script).exit_code == 0
+    from_script = run_without_adaptkit(script, tmp_path)
+    assert from_script["eval"]["accuracy"] == pytest.approx(metrics["eval"]["accuracy"])
+    assert from_script["eval"]["loss"] == pytest.approx(metrics["eval"]["loss"], rel=1e-6)
+    assert from_script["train"]["final_loss"] == pytest.approx(metrics["train"]["final_loss"], rel=1e-6)
+
+
+def test_lora_trains_the_new_head_beside_the_adapters_and_merges(invoke, tmp_path):
+    recipe = tmp_path / "lora_images.yaml"
+    invoke("advise", "--data", IMAGES / "train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior",
+           "--set", f"model={IMAGES / 'vit-tiny'}", "--no-input", "--emit-recipe", recipe)
+    out = tmp_path / "lora"
+    result = invoke("run", recipe, *QUICK, "data.max_rows=96", f"output_dir={out}", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert 0 < metrics["train"]["trainable_params"] < metrics["train"]["total_params"]
+    assert json.loads((out / "adapter_config.json").read_text())["modules_to_save"] == ["classifier"]
+    merged = tmp_path / "merged"
+    assert invoke("merge", out, "-o", merged).exit_code == 0
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(merged)
+    assert model.config.id2label == {0: "circle", 1: "cross", 2: "square", 3: "triangle"}
+    before = invoke("predict", out, IMAGES / "eval.jsonl", "-o", tmp_path / "a.jsonl", "--json")
+    assert before.exit_code == 0, before.output
+    answers = [row["prediction"] for row in rows(tmp_path / "a.jsonl")]
+    assert len(answers) == 100 and set(answers) <= {"circle", "cross", "square", "triangle"}
