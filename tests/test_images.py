@@ -49,7 +49,7 @@ def test_a_vit_is_sized_from_its_config():
         arch = from_config(config.to_dict())
         built = model_class(config, add_pooling_layer=False)
         assert arch.total_params == sum(p.numel() for p in built.parameters())
-        assert arch.image_tokens == tokens and arch.context_window is None
+        assert arch.input_tokens == tokens and arch.context_window is None
 
 
 @pytest.mark.unit

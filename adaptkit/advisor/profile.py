@@ -79,6 +79,7 @@ class Profile(BaseModel):
                                            "recipe's max_length")
     text_column: Optional[str] = Field(None, description="your data's input text column (classification; default: detected, else text)")
     image_column: Optional[str] = Field(None, description="your data's image column (image classification; default: detected, else image)")
+    audio_column: Optional[str] = Field(None, description="your data's audio column (speech recognition; default: detected, else audio)")
     label_column: Optional[str] = Field(None, description="your data's label column (classification; feedback ratings) (default: "
                                         "detected, else label)")
     prompt_column: Optional[str] = Field(None, description="your data's prompt column (default: detected, else prompt)")

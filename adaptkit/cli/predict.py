@@ -21,15 +21,17 @@ def _rows(source: str | None, run) -> list[dict]:
 
     images = run.recipe.task == "image_classification"
     if source and source != "-":
-        from adaptkit.runners.data_facts import IMAGE_SUFFIXES
+        from adaptkit.runners.data_facts import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
         if images and source.lower().endswith(IMAGE_SUFFIXES):  # one picture, named on the command line
             return [{run.recipe.data.image_column: source}]
+        if run.recipe.task == "speech_recognition" and source.lower().endswith(AUDIO_SUFFIXES):  # one clip
+            return [{run.recipe.data.audio_column: source}]
         return read_rows(source, "train", "predict input")
     if sys.stdin.isatty():
         raise InputError("give a .jsonl/.csv/.parquet file to predict on, or pipe JSONL (or one text per line) into `-`")
-    column = {"sequence_classification": run.recipe.data.text_column, "image_classification": run.recipe.data.image_column}.get(
-        run.recipe.task, run.recipe.data.prompt_column)
+    column = {"sequence_classification": run.recipe.data.text_column, "image_classification": run.recipe.data.image_column,
+              "speech_recognition": run.recipe.data.audio_column}.get(run.recipe.task, run.recipe.data.prompt_column)
     rows = []
     try:
         lines = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1).decode("utf-8") if hasattr(sys.stdin, "buffer") else sys.stdin.read()
@@ -56,9 +58,9 @@ def _rows(source: str | None, run) -> list[dict]:
 def _base(source: str | None) -> Path:
     """The folder an image row's relative path is read from: its data file's (an image named here, or stdin: the
     working folder's)."""
-    from adaptkit.runners.data_facts import IMAGE_SUFFIXES
+    from adaptkit.runners.data_facts import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
-    if source and source != "-" and not source.lower().endswith(IMAGE_SUFFIXES):
+    if source and source != "-" and not source.lower().endswith(IMAGE_SUFFIXES + AUDIO_SUFFIXES):
         return Path(source).expanduser().resolve().parent
     return Path.cwd()
 
@@ -86,6 +88,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
       adaptkit predict runs/lora_cls examples/data/support_tickets_test.jsonl -o predictions.jsonl
       echo "I was charged twice" | adaptkit predict runs/lora_cls -
       adaptkit predict runs/image_cls examples/images/eval/circle_0001.png
+      adaptkit predict runs/whisper_lora examples/audio/eval/clip_0000.wav
     """
     from pathlib import Path
 

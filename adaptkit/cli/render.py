@@ -285,6 +285,10 @@ def show_dry_run(report: dict) -> None:
     if "labels" in data:
         console.print("  labels (train): " + ", ".join(f"{k} {v}" for k, v in data["labels"].items()))
     console.print(f"  sample: {data['sample']}", markup=False)
+    if data.get("audio"):
+        a = data["audio"]
+        console.print(f"  audio: {a['clips']} clips of {a['seconds'][0]}-{a['seconds'][1]} s ({a['total_minutes']} min) at "
+                      f"{a['sample_rate']:,} Hz; the model's window is {a['window_s']:g} s")
     if data.get("images"):
         i = data["images"]
         console.print(f"  images: {i['count']}, {i['width'][0]}-{i['width'][1]} x {i['height'][0]}-{i['height'][1]} pixels "
@@ -424,6 +428,9 @@ def next_commands(recipe, folder) -> list[str]:
     if recipe.adapter in ("lora", "ia3"):
         lines.append(f"  adaptkit merge {run} -o {shlex.quote(str(folder) + '-merged')}   # one standalone model, no PEFT")
     if recipe.task == "image_classification":  # served text only
+        return lines
+    if recipe.task == "speech_recognition":
+        lines.append(f"  adaptkit serve {run}   # POST /v1/audio/transcriptions (OpenAI's, a WAV file)")
         return lines
     lines.append(f"  adaptkit serve {run}   # " + ("an OpenAI-compatible HTTP endpoint" if recipe.task == "causal_lm" else
                                                    f"POST /classify {{\"model\": \"{Path(str(folder)).name}\", \"input\": [texts]}}"))

@@ -14,7 +14,8 @@ from adaptkit.errors import InputError
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; anything but loopback is reachable from the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight; more get 429.")
-@click.option("--max-request-kb", type=click.IntRange(min=1), default=256, show_default=True, help="Larger bodies get 413.")
+@click.option("--max-request-kb", type=click.IntRange(min=1), default=None,
+              help="Larger bodies get 413 (default 256; 25,600 for a speech run, OpenAI's 25 MB for audio).")
 @click.option("--max-tokens-limit", type=click.IntRange(min=1), default=2048, show_default=True, help="The most max_tokens a request may ask.")
 @click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="vllm: start `vllm serve` with --enable-lora and a --lora-modules entry per run (vLLM and a GPU needed).")
@@ -22,7 +23,8 @@ from adaptkit.errors import InputError
 @click.option("--api-key", envvar="ADAPTKIT_API_KEY", help="Require `Authorization: Bearer KEY` on every request (or set ADAPTKIT_API_KEY).")
 def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limit, engine, trust_remote_code, api_key):
     """Serve runs over the OpenAI protocol: /v1/chat/completions, /v1/completions, /v1/models; classifiers on
-    /classify (vLLM's shape: {"model", "input"} -> each input's label and class probabilities).
+    /classify (vLLM's shape: {"model", "input"} -> each input's label and class probabilities); speech runs on
+    /v1/audio/transcriptions (a WAV file, as OpenAI's).
 
     One base model loads once; each run's adapter answers under its folder name (and the base under its own), so
     one server holds an adapter per tenant. Point any OpenAI client, or adaptkit's own openai backend, at
@@ -40,7 +42,7 @@ def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limi
     from adaptkit.runners.serve import Served, create_app
 
     served = Served(list(run_dirs), trust_remote_code)
-    app = create_app(served, max_concurrency, max_request_kb, max_tokens_limit, api_key or None)
+    app = create_app(served, max_concurrency, max_request_kb or (25_600 if served.speech else 256), max_tokens_limit, api_key or None)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         click.echo(f"warning: bound to {host}: reachable from the network with no API key: anyone who reaches it can use the "
                    "model (pass --api-key, or set ADAPTKIT_API_KEY)", err=True)

@@ -79,7 +79,8 @@ class Architecture:
     attention: str = "sdpa"  # what transformers uses by default: sdpa, or eager (T5)
     notes: tuple[str, ...] = field(default_factory=tuple)
     context_window: int | None = None  # tokens the model was trained to attend over (config max_position_embeddings)
-    image_tokens: int | None = None  # an image encoder: the tokens one image is (its patches, plus a class token)
+    input_tokens: int | None = None  # an image or audio encoder: the tokens one input is (a ViT's patches and class token,
+    # Whisper's encoder frames), whatever a recipe's max_length says
 
     @property
     def total_params(self) -> int:
@@ -324,7 +325,29 @@ def _vit(config: dict, family: str, name: str) -> Architecture:
     linears = (Linear("q_proj", "q", h, h, True), Linear("k_proj", "k", h, h, True), Linear("v_proj", "v", h, h, True),
                Linear("o_proj", "o", h, h, True), Linear("fc1", "up", h, i, True), Linear("fc2", "down", i, h, True))  # transformers 5's names
     return replace(bert, vocab_size=0, blocks=(Block(layers, linears, 4 * h),), embedding_params=embeddings, other_params=2 * h,
-                   image_tokens=tokens)  # other: the final norm
+                   input_tokens=tokens)  # other: the final norm
+
+
+def _whisper(config: dict, family: str, name: str) -> Architecture:
+    """Whisper: two convolutions over the log-mel frames, an encoder over max_source_positions frames (1,500 for 30 s),
+    a decoder with cross-attention over them; learned decoder positions, fixed (sinusoidal) encoder ones, the output
+    layer tied to the token embeddings."""
+    h, vocab, mels = _int(config, "d_model"), _int(config, "vocab_size"), _int(config, "num_mel_bins", default=80)
+    enc, dec = _int(config, "encoder_layers"), _int(config, "decoder_layers")
+    heads = _int(config, "encoder_attention_heads")
+    enc_ff, dec_ff = _int(config, "encoder_ffn_dim"), _int(config, "decoder_ffn_dim")
+    frames, targets = _int(config, "max_source_positions", default=1500), _int(config, "max_target_positions", default=448)
+    attention = lambda prefix: (Linear(f"{prefix}q_proj", "q", h, h, True), Linear(f"{prefix}k_proj", "k", h, h),  # noqa: E731
+                                Linear(f"{prefix}v_proj", "v", h, h, True), Linear(f"{prefix}out_proj", "o", h, h, True))
+    encoder = Block(enc, attention("") + (Linear("fc1", "up", h, enc_ff, True), Linear("fc2", "down", enc_ff, h, True)), 4 * h)
+    decoder = Block(dec, attention("") + attention("encoder_attn.") + (Linear("fc1", "up", h, dec_ff, True),
+                                                                       Linear("fc2", "down", dec_ff, h, True)), 6 * h)
+    convolutions = mels * h * 3 + h + h * h * 3 + h
+    tied = bool(config.get("tie_word_embeddings", True))
+    return Architecture(
+        name, family, vocab, h, enc + dec, heads, heads, h // heads, enc_ff, False, tied, (encoder, decoder),
+        embedding_params=vocab * h + targets * h + frames * h + convolutions, head_params=0 if tied else vocab * h,
+        other_params=4 * h, kind="encoder-decoder", dropout=True, input_tokens=frames)  # other: the two final norms
 
 
 def _t5(config: dict, family: str, name: str) -> Architecture:
@@ -361,7 +384,7 @@ FAMILIES = {
     "gpt_neox": _neox, "bloom": _neox,
     "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "electra": _bert, "camembert": _bert,
     "t5": _t5, "mt5": _t5,
-    "vit": _vit, "deit": _vit,
+    "vit": _vit, "deit": _vit, "whisper": _whisper,
 }
 
 
@@ -373,7 +396,7 @@ def from_config(config: dict, name: str = "model") -> Architecture:
         raise InputError(f"{name}: model_type `{one_line(family)[:40] or '?'}` is not one adaptkit can size (known: {known}); pass --params instead")
     arch = FAMILIES[family](config, family, name)
     window = config.get("max_position_embeddings", config.get("n_positions"))
-    if window is not None and not arch.image_tokens:
+    if window is not None and not arch.input_tokens:
         arch = replace(arch, context_window=_int(config, "max_position_embeddings", "n_positions"))
     if arch.heads > arch.hidden or arch.total_params > MAX_TOTAL_PARAMS:
         raise InputError(f"{name}: config.json describes {arch.total_params:.3g} parameters with {arch.heads} heads over width "

@@ -163,7 +163,7 @@ def suggest(arch: Architecture, setup: Setup, device_gb: float, device_kind: str
     On Apple silicon (`device_kind` mps) only what runs there is suggested: no bitsandbytes, no Liger, no more GPUs."""
     setup = setup.resolved(arch)
     kinds = [k for k in _kinds(setup) if (device_kind != "mps" or k not in CUDA_ONLY | ONE_DEVICE)
-             and not (k == "seq" and arch.image_tokens)]  # an image's patches are not truncated
+             and not (k == "seq" and arch.input_tokens)]  # an image's patches are not truncated
     fitting: list[tuple[frozenset, Change]] = []
     for size in range(1, len(kinds) + 1):
         for combo in combinations(kinds, size):

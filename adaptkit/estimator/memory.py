@@ -67,10 +67,10 @@ class Setup:
 
     def resolved(self, arch=None) -> "Setup":
         """Fill the default precision and reject combinations that cannot run. On an image encoder (`arch` with
-        image_tokens) a sequence is one image's patches, whatever the recipe's max_length says."""
+        input_tokens) a sequence is one image's patches, whatever the recipe's max_length says."""
         setup = replace(self, precision=self.precision or ("bf16-mixed" if self.trains_all_weights else "bf16"))
-        if arch is not None and arch.image_tokens:
-            setup = replace(setup, seq_len=arch.image_tokens)
+        if arch is not None and arch.input_tokens:
+            setup = replace(setup, seq_len=arch.input_tokens)
         setup.check()
         return setup
 

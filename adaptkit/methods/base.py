@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from adaptkit.errors import InputError
 
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
-TASKS = ("sequence_classification", "image_classification", "causal_lm", "question_answering", "agent")
+LOWER_IS_BETTER = ("wer", "cer", "perplexity")  # primary metrics where less is better (ranked by their negation)
+TASKS = ("sequence_classification", "image_classification", "speech_recognition", "causal_lm", "question_answering", "agent")
 
 # ------------------------------------------------------------------------------------------ templates in recipes
 
@@ -146,9 +147,13 @@ class DataConfig(Strict):
     train_split: str = Field("train", description="split of a hub dataset used for training")
     eval_split: str = Field("test", description="split of a hub dataset used for evaluation")
     eval_fraction: Optional[float] = Field(None, gt=0, lt=0.5, description="hold out this share of train when there is no eval")
-    text_column: str = Field("text", description="classification: the input text column")
+    text_column: str = Field("text", description="classification: the input text column; speech recognition: the transcript")
     image_column: str = Field("image", description="image classification: the image column (a path relative to the data file, an "
                                                    "absolute path, or a data URL)")
+    language: Optional[str] = Field(None, description="speech recognition: the clips' language (Whisper's language token, e.g. "
+                                                      "english); null: the tokenizer's own prefix (a multilingual Whisper then detects it)")
+    audio_column: str = Field("audio", description="speech recognition: the audio column (a .wav path relative to the data file, an "
+                                                   "absolute path, or a data URL; .flac/.mp3/.ogg with soundfile installed)")
     max_image_pixels: int = Field(25_000_000, ge=1, description="image classification: a larger image (width x height) is refused "
                                                                 "before training (a decompression bomb, or a photo to shrink first)")
     label_column: str = Field("label", description="classification: the label column (strings or integers); feedback data (KTO): the rating")
@@ -408,11 +413,11 @@ class MethodDef:
         return self.objective != "serve"
 
     def primary(self, metrics: dict) -> tuple[str, float | None]:
-        """The metric a bake-off ranks this run by, and its value (higher is better)."""
+        """The metric a bake-off ranks this run by, and its value (higher is better: an error rate is negated)."""
         e = metrics.get("eval") or {}
         named = e.get("primary_metric")  # the task scorer's own, where the run scored its answers
         if named and isinstance(e.get(named), (int, float)) and not isinstance(e.get(named), bool):
-            return named, float(e[named])
+            return (f"neg_{named}", -float(e[named])) if named in LOWER_IS_BETTER else (named, float(e[named]))
         for name in self.metrics:
             if name == "neg_eval_loss" and e.get("loss") is not None:
                 return name, -float(e["loss"])

@@ -57,11 +57,13 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
     template, extra = definition.export(recipe)
     d, t = recipe.data, recipe.training
     args = trainer_kwargs(recipe, Path(recipe.output_dir), bool(d.eval or d.eval_fraction))
-    peft_import, peft_expression = _peft(recipe, {"sequence_classification": "SEQ_CLS", "image_classification": None}.get(recipe.task, "CAUSAL_LM"))
+    peft_import, peft_expression = _peft(recipe, {"sequence_classification": "SEQ_CLS", "image_classification": None, "speech_recognition": None}.get(recipe.task, "CAUSAL_LM"))
     values = {
         "__TITLE__": f"{recipe.method} on {recipe.model} for {recipe.task}, exported from the adaptkit recipe {ref}.",
         "__REF__": ref, "__FILE__": filename, "__MODEL__": repr(recipe.model), "__FIND_MODEL__": _find_model(recipe),
-        "__TRAIN__": repr(d.train), "__EVAL__": repr(d.eval), "__TEXT__": repr(d.text_column), "__IMAGE__": repr(d.image_column), "__LABEL__": repr(d.label_column),
+        "__TRAIN__": repr(d.train), "__EVAL__": repr(d.eval), "__TEXT__": repr(d.text_column), "__IMAGE__": repr(d.image_column),
+        "__AUDIO__": repr(d.audio_column), "__LANGUAGE__": repr(d.language), "__GENERATE_EVAL__": repr(t.generate_eval),
+        "__MAX_NEW_TOKENS__": repr(t.max_new_tokens), "__LABEL__": repr(d.label_column),
         "__MAX_ROWS__": repr(d.max_rows), "__EVAL_FRACTION__": repr(None if d.eval else d.eval_fraction), "__MAX_LENGTH__": repr(t.max_length), "__SEED__": repr(t.seed),
         "__OUTPUT_DIR__": repr(recipe.output_dir), "__PEFT_IMPORT__": peft_import, "__ADAPTER__": peft_expression,
         "__LORAPLUS__": repr(getattr(getattr(recipe, "lora", None), "loraplus_lr_ratio", None)), "__INITIAL__": _initial(recipe),

@@ -62,7 +62,7 @@ def _precision(recipe: Recipe) -> dict:
 
 
 MODEL_CLASSES = {"causal": "AutoModelForCausalLM", "classifier": "AutoModelForSequenceClassification",
-                 "image_classifier": "AutoModelForImageClassification"}
+                 "image_classifier": "AutoModelForImageClassification", "speech_seq2seq": "AutoModelForSpeechSeq2Seq"}
 
 
 def load_model(recipe: Recipe, kind: str = "causal", name: str | None = None, adapter: str | None = None, **extra):

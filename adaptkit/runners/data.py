@@ -25,10 +25,11 @@ class Splits:
     eval: list[dict]
     labels: list = field(default_factory=list)  # classification: the label set, in a stable order
     eval_source: str = ""
-    kind: str = "instructions"  # classification | images | instructions | text (raw, continued pre-training) | pairs | feedback | prompts
+    kind: str = "instructions"  # classification | images | speech | instructions | text (raw, continued pre-training) | pairs | feedback | prompts
     leaked: dict = field(default_factory=dict)  # eval rows whose input is also in train (load_data fills it)
     balance: str = ""  # classification: a warning when the labels are far from balanced
     image_sizes: list = field(default_factory=list)  # image classification: each image's (width, height)
+    clip_seconds: list = field(default_factory=list)  # speech recognition: each clip's length
     mix: object = None  # data.sources: a runners.sources.Mix (each source's format, rows and share; each row's source)
 
     def describe(self) -> str:
@@ -251,7 +252,7 @@ def load_data(recipe: Recipe):
     data = import_ref(recipe.definition.data)(recipe)
     if isinstance(data, Splits) and data.train and data.eval:
         data.leaked = overlap([input_text(r, recipe, data.kind) for r in data.train], [input_text(r, recipe, data.kind) for r in data.eval],
-                              near_too=data.kind != "images")  # an image's text is its hash: only exact copies are found
+                              near_too=data.kind not in ("images", "speech"))  # their text is a hash: only exact copies count
     return data
 
 
@@ -263,16 +264,16 @@ TEMPLATE_SHARE = 0.2  # a shingle in more of the training rows than this is the 
 def input_text(row: dict, recipe: Recipe, kind: str) -> str:
     """What identifies a row as an example: its input (a classifier's text, an instruction's prompt or messages)."""
     d = recipe.data
-    if kind == "images":  # an image is the same example when its bytes are
-        return _image_identity(str(row.get(d.image_column)))
+    if kind in ("images", "speech"):  # a picture or a clip is the same example when its bytes are
+        return _media_identity(str(row.get(d.image_column if kind == "images" else d.audio_column)))
     column = d.text_column if kind in ("classification", "text") else d.messages_column if d.messages_column and kind == "instructions" \
         else d.prompt_column
     value = row.get(column)
     return response_text(value) if isinstance(value, list) else str(value if value is not None else "")
 
 
-def _image_identity(reference: str) -> str:
-    """The sha256 of an image's bytes (a data URL's, of the URL: the same bytes encode alike)."""
+def _media_identity(reference: str) -> str:
+    """The sha256 of an image's or a clip's bytes (a data URL's, of the URL: the same bytes encode alike)."""
     import hashlib
 
     try:

@@ -256,7 +256,8 @@ def _media_facts(facts: DataFacts, media: dict[str, str], lower: dict[str, str],
         if transcript is None:
             facts.said.append(f"{n:,} audio clips ({where}) without a transcript column: modality speech_to_text")
             return None
-        facts.answers.update(task="generation", labeled_examples=n)
+        audio = next(c for c, kind in media.items() if kind == "audio")
+        facts.answers.update(task="generation", labeled_examples=n, audio_column=audio, text_column=transcript)
         facts.said.append(f"{n:,} audio clips with transcripts ({where}, text `{transcript}`): modality speech_to_text, "
                           "task generation (transcription), labeled_examples")
         return transcript

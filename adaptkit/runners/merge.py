@@ -8,7 +8,7 @@ from pathlib import Path
 
 from adaptkit._files import new_folder, staged_folder
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import CLASSIFIER, IMAGES, load_model, open_run
+from adaptkit.runners.predict import CLASSIFIER, IMAGES, SPEECH, load_model, open_run
 
 MERGEABLE = ("LORA", "IA3")
 
@@ -50,8 +50,9 @@ def merge(run_dir: str, target: str, dequantize: bool = False, trust_remote_code
 
 def card(run, peft_type: str, out: Path) -> str:
     recipe = run.recipe
-    auto = {CLASSIFIER: "AutoModelForSequenceClassification", IMAGES: "AutoModelForImageClassification"}.get(recipe.task, "AutoModelForCausalLM")
-    reader = "AutoImageProcessor" if recipe.task == IMAGES else "AutoTokenizer"
+    auto = {CLASSIFIER: "AutoModelForSequenceClassification", IMAGES: "AutoModelForImageClassification",
+            SPEECH: "AutoModelForSpeechSeq2Seq"}.get(recipe.task, "AutoModelForCausalLM")
+    reader = {IMAGES: "AutoImageProcessor", SPEECH: "AutoProcessor"}.get(recipe.task, "AutoTokenizer")
     metrics = json.loads((run.folder / "metrics.json").read_text(encoding="utf-8")).get("eval") or {}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     labels = f"\n- Labels (in the config's id2label): {', '.join(run.labels)}" if run.labels else ""
@@ -60,4 +61,4 @@ def card(run, peft_type: str, out: Path) -> str:
             f"`{recipe.model}` with PEFT's `merge_and_unload`: a standalone model, no PEFT needed to load it.\n\n"
             f"- Evaluation of the run: {shown or 'none recorded'}{labels}\n\n## Load it\n\n```python\n"
             f"from transformers import {auto}, {reader}\nmodel = {auto}.from_pretrained('{out}')\n"
-            f"{'processor' if recipe.task == IMAGES else 'tokenizer'} = {reader}.from_pretrained('{out}')\n```\n")
+            f"{'tokenizer' if reader == 'AutoTokenizer' else 'processor'} = {reader}.from_pretrained('{out}')\n```\n")

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from adaptkit.errors import InputError
+from adaptkit.errors import InputError, one_line
 from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
 
 CLASSIFIER = "sequence_classification"
 IMAGES = "image_classification"
 CLASSIFIERS = (CLASSIFIER, IMAGES)  # tasks whose answers are labels (labels.json, accuracy)
+SPEECH = "speech_recognition"
+TRANSCRIPTS_FILE = "samples.jsonl"  # a speech run's transcripts of the eval clips, beside the references
 
 
 @dataclass
@@ -126,6 +128,8 @@ def load_model(run: Run, dtype=None):
     trust = recipe.trust_remote_code
     if recipe.task == IMAGES:
         return _image_model(run, dtype)
+    if recipe.task == SPEECH:
+        return _speech_model(run, dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder),
                                               trust_remote_code=trust)
     extra = {"dtype": dtype} if dtype is not None else {}
@@ -167,6 +171,131 @@ def _image_model(run: Run, dtype=None):
         model = AutoModelForImageClassification.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return model, processor
+
+
+def _speech_model(run: Run, dtype=None):
+    """(speech model in eval mode, its processor) for a speech recognition run."""
+    import torch
+    from transformers import AutoModelForSpeechSeq2Seq
+
+    trust = run.recipe.trust_remote_code
+    folder = run.weights if (run.weights / "processor_config.json").is_file() or (run.weights / "preprocessor_config.json").is_file() \
+        else run.folder
+    processor = speech_processor(str(folder), trust, run.recipe.data.language)
+    extra = {"dtype": dtype} if dtype is not None else {}
+    if run.adapter:
+        from peft import PeftModel
+
+        base = AutoModelForSpeechSeq2Seq.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust, **extra)
+        model = PeftModel.from_pretrained(base, str(run.weights))
+    else:
+        model = AutoModelForSpeechSeq2Seq.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, processor
+
+
+def speech_processor(name: str, trust: bool, language: str | None):
+    """A speech model's processor (feature extractor and tokenizer), its tokenizer's prefix set to transcribe in
+    `language` without timestamps (Whisper's)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust)
+    tokenizer = getattr(processor, "tokenizer", None)
+    if hasattr(tokenizer, "set_prefix_tokens"):
+        try:
+            tokenizer.set_prefix_tokens(language=language, task="transcribe" if language else None, predict_timestamps=False)
+        except ValueError as exc:  # a language Whisper does not know
+            raise InputError(f"data.language={language}: {one_line(exc)[:160]}") from None
+    return processor
+
+
+def _features(processor, references: list[str]):
+    from adaptkit.methods.supervised.speech import read_audio
+
+    extractor = processor.feature_extractor
+    clips = []
+    for number, reference in enumerate(references, 1):
+        samples, rate = read_audio(reference, f"clip {number}")
+        if rate != extractor.sampling_rate:
+            raise InputError(f"clip {number}: {reference[:60]} is sampled at {rate:,} Hz; the model reads {extractor.sampling_rate:,} Hz: "
+                             "resample it first")
+        clips.append(samples)
+    return extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+
+
+def speech_labels(processor, references: list[str], texts: list[str], start: int) -> dict:
+    """A training batch: the clips' features and the transcripts' token ids (the model adds its start token; padding is
+    -100, ignored by the loss)."""
+    encoded = processor.tokenizer(texts, padding=True, return_tensors="pt")
+    labels = encoded.input_ids.masked_fill(encoded.attention_mask == 0, -100)
+    if (labels[:, 0] == start).all():
+        labels = labels[:, 1:]
+    return {"input_features": _features(processor, references), "labels": labels}
+
+
+def transcribe(model, processor, references: list[str], language: str | None, batch_size: int = 16, max_new_tokens: int = 128,
+               progress=lambda done, total: None) -> list[str]:
+    """Greedy transcripts of clips (paths or data URLs): the model's own generation settings, with the language and task
+    where the model's generation config knows languages (Whisper's)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    config = model.generation_config
+    extra = {"language": language, "task": "transcribe"} if language and getattr(config, "lang_to_id", None) else {}
+    limit = max(1, min(max_new_tokens, (getattr(model.config, "max_target_positions", 448) or 448) - 8))
+    out = []
+    for start in range(0, len(references), batch_size):
+        features = _features(processor, references[start:start + batch_size]).to(model.device, dtype=model.dtype)
+        with torch.no_grad():
+            ids = model.generate(input_features=features, max_new_tokens=limit, **extra)
+        out += [text.strip() for text in processor.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        progress(min(start + batch_size, len(references)), len(references))
+    if was_training:
+        model.train()
+    return out
+
+
+def _normal_words(text: str) -> str:
+    import re
+
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def error_rates(predicted: list[str], references: list[str]) -> dict:
+    """Word and character error rates (jiwer) after lowercasing and dropping punctuation, as Whisper's basic normaliser does."""
+    import jiwer
+
+    pairs = [(_normal_words(r), _normal_words(p)) for r, p in zip(references, predicted) if _normal_words(r)]
+    if not pairs:
+        return {}
+    truth, said = [r for r, _ in pairs], [p for _, p in pairs]
+    return {"wer": round(jiwer.wer(truth, said), 6), "cer": round(jiwer.cer(truth, said), 6), "rows": len(pairs)}
+
+
+def score_transcripts(recipe: Recipe, model, processor, rows: list[dict], before: dict, out: Path) -> dict:
+    """After training a speech model: transcribe the first `training.generate_eval` eval clips, score WER and CER against
+    the transcripts, beside the untrained model's on the same clips; the transcripts go to samples.jsonl."""
+    from adaptkit._files import write_atomic
+    from adaptkit.runners.scoring import delta
+
+    d = recipe.data
+    rows = rows[:recipe.training.generate_eval or len(rows)]
+    if not rows:
+        return {}
+    references = [r[d.text_column] for r in rows]
+    predicted = transcribe(model, processor, [r[d.audio_column] for r in rows], d.language, max_new_tokens=recipe.training.max_new_tokens)
+    after = error_rates(predicted, references)
+    result = {**after, "primary_metric": "wer"}
+    if before.get("transcripts"):
+        base = error_rates(before["transcripts"], references)
+        result["base"] = {"wer": base["wer"], "cer": base["cer"], "kind": "the model before training, on the same clips"}
+        result["delta"] = delta({k: after[k] for k in ("wer", "cer")}, base)
+    samples = [{"audio": r[d.audio_column], "reference": ref, "prediction": p,
+                **({"base": b} if before.get("transcripts") else {})}
+               for r, ref, p, b in zip(rows, references, predicted, before.get("transcripts") or predicted)]
+    write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    return result
 
 
 def image_processor(name: str, trust: bool):
@@ -292,6 +421,10 @@ def score(run: Run, predicted: list[dict]) -> dict | None:
     d = run.recipe.data
     if unscored(run):
         return None
+    if run.recipe.task == SPEECH:
+        if not all(isinstance(r.get(d.text_column), str) for r in predicted):
+            return None
+        return {**error_rates([r["prediction"] for r in predicted], [r[d.text_column] for r in predicted]), "primary_metric": "wer"}
     if run.recipe.task in CLASSIFIERS:
         if not all(d.label_column in r for r in predicted):
             return None
@@ -335,6 +468,16 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
         predicted = classify(model, tokenizer, run, rows, batch_size, progress)
     elif run.recipe.task == IMAGES:
         predicted = classify_images(model, tokenizer, run, rows, base or Path.cwd(), batch_size, progress)
+    elif run.recipe.task == SPEECH:
+        from adaptkit.methods.supervised.speech import resolve as locate
+
+        column = run.recipe.data.audio_column
+        missing = next((n for n, row in enumerate(rows, 1) if column not in row), None)
+        if missing:
+            raise InputError(f"row {missing}: no `{column}` (the audio column this model was trained on)")
+        clips = [locate(row[column], base or Path.cwd(), f"row {n}") for n, row in enumerate(rows, 1)]
+        said = transcribe(model, tokenizer, clips, run.recipe.data.language, batch_size, max_new_tokens, progress)
+        predicted = [{**row, "prediction": text} for row, text in zip(rows, said)]
     else:
         predicted = _generate(model, tokenizer, run, rows, batch_size, max_new_tokens, progress)
     return predicted, score(run, predicted)

@@ -78,6 +78,14 @@ def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", ext
                     f"    id2label=dict(enumerate(labels)), label2id={{l: i for i, l in enumerate(labels)}})\n"
                     f"model = PeftModel.from_pretrained(base, {folder!r})\n"
                     f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
+    elif recipe.task == "speech_recognition":
+        load = (f"from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor\n"
+                f"processor = AutoProcessor.from_pretrained({folder!r})\n")
+        if adapter == "none":
+            load += f"model = AutoModelForSpeechSeq2Seq.from_pretrained({folder!r})"
+        else:
+            load += (f"from peft import PeftModel\n"
+                     f"model = PeftModel.from_pretrained(AutoModelForSpeechSeq2Seq.from_pretrained({recipe.model!r}), {folder!r})")
     elif recipe.task == "image_classification":
         load = (f"from transformers import AutoImageProcessor, AutoModelForImageClassification\n"
                 f"processor = AutoImageProcessor.from_pretrained({folder!r})\n")
@@ -185,8 +193,11 @@ def learning_warnings(metrics: dict, history: list[dict]) -> list[str]:
     evaluation = metrics.get("eval") or {}
     name = evaluation.get("primary_metric")
     value, base = evaluation.get(name), (evaluation.get("base") or {}).get(name)
-    if isinstance(value, (int, float)) and isinstance(base, (int, float)) and value <= base:
-        said.append(f"{name} {value:.4f} is not above the base ({base:.4f}, {(evaluation.get('base') or {}).get('kind') or 'without the change'})"
+    from adaptkit.methods.base import LOWER_IS_BETTER
+
+    lower = name in LOWER_IS_BETTER
+    if isinstance(value, (int, float)) and isinstance(base, (int, float)) and (value >= base if lower else value <= base):
+        said.append(f"{name} {value:.4f} is not {'below' if lower else 'above'} the base ({base:.4f}, {(evaluation.get('base') or {}).get('kind') or 'without the change'})"
                     ": this run does not beat what it started from")
     leaked = (metrics.get("eval_data") or {}).get("leaked") or {}
     if leaked.get("rows"):

@@ -18,7 +18,7 @@ import uuid
 from contextlib import nullcontext
 
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import CLASSIFIER, as_trained, load_model, open_run, plain_template
+from adaptkit.runners.predict import CLASSIFIER, SPEECH, as_trained, load_model, open_run, plain_template
 
 
 class Served:
@@ -30,10 +30,11 @@ class Served:
         if image is not None:
             raise InputError(f"{image.folder} is an image classifier: serve answers text; classify images with "
                              f"`adaptkit predict {image.folder} IMAGE_OR_FILE`")
-        kinds = {run.recipe.task == CLASSIFIER for run in runs}
+        kinds = {"classifier" if run.recipe.task == CLASSIFIER else "speech" if run.recipe.task == SPEECH else "generator" for run in runs}
         if len(kinds) > 1:
-            raise InputError("classifiers and text generators cannot be served together: serve each kind on its own")
-        self.classifier = kinds == {True}  # answers /classify, not chat
+            raise InputError(f"{' and '.join(sorted(kinds))} runs cannot be served together: serve each kind on its own")
+        self.classifier = kinds == {"classifier"}  # answers /classify, not chat
+        self.speech = kinds == {"speech"}  # answers /v1/audio/transcriptions
         if len(runs) > 1 and not all(run.adapter for run in runs):
             full = next(run for run in runs if not run.adapter)
             raise InputError(f"{full.folder} trained all weights: it is a model of its own; serve it alone (adapters share one base)")
@@ -56,6 +57,7 @@ class Served:
 
     def names(self) -> list[str]:
         base = self.adapters and self.base_name not in self.runs and not self.classifier  # a base's class head is untrained
+        base = base and not self.speech  # nor is the demo speech base's (and a base transcribes as it did before training)
         return list(self.runs) + ([self.base_name] if base else [])
 
     def classify(self, name: str, texts: list[str]) -> tuple[list[dict], int]:
@@ -69,6 +71,22 @@ class Served:
             predicted = classify(self.model, self.tokenizer, run, rows, 32, lambda done, total: None)
         tokens = sum(len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=run.recipe.training.max_length)["input_ids"])
         return predicted, tokens
+
+    def transcribe(self, name: str, audio: bytes, language: str | None) -> tuple[str, float]:
+        """A clip's transcript (as `adaptkit predict` gives it) and its length in seconds; InputError for a clip that does
+        not read or is not at the model's sample rate."""
+        import base64
+
+        from adaptkit.methods.supervised.speech import read_audio
+        from adaptkit.runners.predict import transcribe
+
+        run = self.runs[name]
+        clip = "data:audio/wav;base64," + base64.b64encode(audio).decode()
+        samples, rate = read_audio(clip, "file")
+        with self.lock, self.selected(name):
+            text = transcribe(self.model, self.tokenizer, [clip], language or run.recipe.data.language, batch_size=1,
+                              max_new_tokens=run.recipe.training.max_new_tokens)[0]
+        return text, len(samples) / rate
 
     def selected(self, name: str):
         """A context with the asked-for weights active (call under the lock)."""
@@ -267,7 +285,8 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
     @app.post("/classify")
     def classify(body: ClassifyRequest):
         if not served.classifier:
-            return error(400, "this model generates text: use /v1/chat/completions or /v1/completions")
+            return error(400, "this model transcribes audio: POST /v1/audio/transcriptions" if served.speech else
+                              "this model generates text: use /v1/chat/completions or /v1/completions")
         if body.model not in served.names():
             return error(404, f"model `{body.model}` is not served here; served: {', '.join(served.names())}", code="model_not_found")
         texts = [body.input] if isinstance(body.input, str) else body.input
@@ -280,8 +299,36 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
         return {"id": f"classify-{uuid.uuid4().hex[:24]}", "object": "list", "created": int(time.time()), "model": body.model,
                 "labels": labels, "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}}
 
+    from fastapi import File, Form, UploadFile
+    from fastapi.responses import PlainTextResponse
+
+    @app.post("/v1/audio/transcriptions")
+    def transcriptions(file: UploadFile = File(...), model: str = Form(...), language: Optional[str] = Form(None),
+                       response_format: str = Form("json"), prompt: Optional[str] = Form(None), temperature: float = Form(0.0)):
+        """OpenAI's transcription endpoint (multipart: file, model, language, response_format json|text|verbose_json);
+        greedy decoding, so temperature and prompt are accepted and not used."""
+        if not served.speech:
+            return error(400, "this model does not transcribe audio: " + ("POST /classify" if served.classifier else
+                                                                          "use /v1/chat/completions or /v1/completions"))
+        if model not in served.names():
+            return error(404, f"model `{model}` is not served here; served: {', '.join(served.names())}", code="model_not_found")
+        if response_format not in ("json", "text", "verbose_json"):
+            return error(400, f"response_format {response_format[:20]!r}: json, text or verbose_json (no subtitles: no timestamps)")
+        try:
+            text, seconds = served.transcribe(model, file.file.read(), language)
+        except InputError as exc:
+            return error(400, str(exc))
+        if response_format == "text":
+            return PlainTextResponse(text)
+        if response_format == "verbose_json":
+            return {"task": "transcribe", "language": language or served.runs[model].recipe.data.language, "duration": round(seconds, 3),
+                    "text": text, "segments": []}
+        return {"text": text, "usage": {"type": "duration", "seconds": round(seconds, 3)}}
+
     @app.post("/v1/chat/completions")
     def chat_completions(body: ChatRequest):
+        if served.speech:
+            return error(400, "this model transcribes audio: POST /v1/audio/transcriptions with a WAV file")
         if served.classifier:
             return error(400, "this model is a classifier: POST /classify with {\"model\": ..., \"input\": [texts]}")
         if not getattr(served.tokenizer, "chat_template", None):
@@ -292,6 +339,8 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
 
     @app.post("/v1/completions")
     def completions(body: CompletionRequest):
+        if served.speech:
+            return error(400, "this model transcribes audio: POST /v1/audio/transcriptions with a WAV file")
         if served.classifier:
             return error(400, "this model is a classifier: POST /classify with {\"model\": ..., \"input\": [texts]}")
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt

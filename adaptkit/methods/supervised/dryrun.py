@@ -18,6 +18,10 @@ def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
         from adaptkit.methods.supervised.images import summary as images
 
         return images(recipe, splits, summary)
+    if splits.kind == "speech":
+        from adaptkit.methods.supervised.speech import summary as speech
+
+        return speech(recipe, splits, summary)
     if splits.kind == "classification":
         summary["labels"] = _labels(splits.train, d.label_column)
         if splits.eval:

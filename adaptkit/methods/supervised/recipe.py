@@ -15,8 +15,10 @@ from adaptkit.methods.registry import register
 SUPERVISED = dict(runner="adaptkit.methods.supervised.runner:train", data="adaptkit.methods.supervised.data:load_splits",
                   summary="adaptkit.methods.supervised.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
 BOTH_TASKS = ("sequence_classification", "causal_lm")
-IMAGE_LORA_TARGETS = ("q_proj", "v_proj")  # ViT/DeiT attention (transformers 5's names), as PEFT's image classification guide adapts it
-WEIGHT_TASKS = (*BOTH_TASKS, "image_classification")  # all weights or adapters train an image classifier too (soft prompts do not)
+MEDIA_LORA = {"image_classification": ("q_proj", "v_proj"),  # ViT/DeiT attention (transformers 5's names), as PEFT's guide adapts it
+              "speech_recognition": ("q_proj", "v_proj")}  # Whisper's, as PEFT's Whisper example does
+DEMO_WHISPER = "examples/audio/whisper-demo"
+WEIGHT_TASKS = (*BOTH_TASKS, "image_classification", "speech_recognition")  # all weights or adapters train these too (soft prompts do not)
 LORA_INIT_DIR = "initial_adapter"  # PiSSA/OLoRA: the adapter as initialised (in output_dir) until the trained one is converted
 # to plain LoRA; PEFT names the adapter after the folder, so no leading dot
 
@@ -143,8 +145,8 @@ def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
                          "the exact calls (start_job.sh); `--start-job` starts it")
     if recipe.task == "sequence_classification":
         return "classification.py.tmpl", {}
-    if recipe.task == "image_classification":
-        return "image_classification.py.tmpl", {}
+    if recipe.task in ("image_classification", "speech_recognition"):
+        return f"{recipe.task}.py.tmpl", {}
     return "causal_lm.py.tmpl", SFT_TEMPLATE
 
 
@@ -267,8 +269,12 @@ def _emit(blocks: Callable[[bool], dict] = lambda classification: {}, learning_r
         fields = context.training_data("classification" if classification else "instructions")
         fields["training"].update(learning_rate=learning_rate[0] if classification else learning_rate[1], **training)
         own = blocks(classification)
-        if fields["task"] == "image_classification" and "lora" in own:  # PEFT names no default for vision encoders
-            own["lora"]["target_modules"] = list(IMAGE_LORA_TARGETS)
+        if fields["task"] in MEDIA_LORA and "lora" in own:  # PEFT names no default modules for vision or speech encoders
+            own["lora"]["target_modules"] = list(MEDIA_LORA[fields["task"]])
+            if fields["task"] == "speech_recognition":
+                fields["training"]["learning_rate"] = 1e-3  # PEFT's Whisper LoRA example
+            if fields["model"].endswith(DEMO_WHISPER):  # the demo's Whisper is untrained: its front end and output layer train too
+                own["lora"]["modules_to_save"] = ["conv1", "conv2", "proj_out"]
         return {**fields, **own}
     return emit
 

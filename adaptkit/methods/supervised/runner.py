@@ -147,6 +147,41 @@ def _image_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     return trainer, processor, finish
 
 
+def _speech_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
+    """Transformers' Trainer on a Whisper-style AutoModelForSpeechSeq2Seq: log-mel features from the model's own
+    feature extractor, the transcript's tokens (after the language/task prefix) as labels, LoRA through PEFT on the
+    modules the recipe names. Clips are read per batch in the collator."""
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import Trainer
+
+    from adaptkit.runners.predict import speech_labels, speech_processor
+
+    d = recipe.data
+    processor = speech_processor(resolve_model(recipe.model), recipe.trust_remote_code, d.language)
+    model = load_model(recipe, "speech_seq2seq")
+    config = peft_config(recipe, None)
+    if config is not None and config.target_modules is None:
+        raise InputError(f"PEFT has no default modules to adapt in a {model.config.model_type} model: set "
+                         f"{recipe.adapter}.target_modules (Whisper: [q_proj, v_proj])")
+    if config is not None:
+        model = get_peft_model(model, config)
+    model, _, optimizers, finish = prepare_adapters(recipe, model, None, recipe.training.learning_rate, out)
+    start = model.config.decoder_start_token_id
+
+    def collate(rows):
+        return speech_labels(processor, [r["audio"] for r in rows], [r["text"] for r in rows], start)
+
+    def dataset(rows):
+        return Dataset.from_dict({"audio": [r[d.audio_column] for r in rows], "text": [r[d.text_column] for r in rows]})
+
+    args.remove_unused_columns = False  # the collator reads the clip and the transcript
+    args.include_num_input_tokens_seen = "no"  # it would count mel features as tokens
+    trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train), eval_dataset=dataset(splits.eval) if splits.eval else None,
+                      processing_class=processor, data_collator=collate, callbacks=callbacks, optimizers=optimizers)
+    return trainer, processor, finish
+
+
 def _plain(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -234,6 +269,8 @@ def _trainer(recipe: Recipe):
     """The trainer builder of the recipe's task: (trainer, tokenizer or processor, finish)."""
     if recipe.task == "image_classification":
         return _image_trainer
+    if recipe.task == "speech_recognition":
+        return _speech_trainer
     return _causal_trainer if recipe.task == "causal_lm" else _classification_trainer
 
 
@@ -265,9 +302,18 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         built = _trainer(recipe)(recipe, splits, out, args, callbacks)
         if splits.kind == "text" and splits.eval:  # the base's held-out perplexity, by the same evaluation, before any step
             before.update(evaluate_untrained(built[0], options.show_training))
+        if splits.kind == "speech" and splits.eval:  # the base's transcripts of the same clips, before any step
+            from adaptkit.runners.predict import transcribe
+
+            rows = splits.eval[:recipe.training.generate_eval or len(splits.eval)]
+            before["transcripts"] = transcribe(built[0].model, built[1], [r[recipe.data.audio_column] for r in rows], recipe.data.language)
         return built
 
     def scores(trainer, tokenizer, evaluation: dict) -> dict:
+        if splits.kind == "speech":
+            from adaptkit.runners.predict import score_transcripts
+
+            return {"loss": evaluation.get("eval_loss"), **score_transcripts(recipe, trainer.model, tokenizer, splits.eval, before, options.out)}
         if not sft:
             return {"loss": evaluation.get("eval_loss"), "accuracy": evaluation.get("eval_accuracy"),
                     "f1_macro": evaluation.get("eval_f1_macro"), **_majority_baseline(recipe, splits, evaluation)}
