@@ -66,6 +66,7 @@ RUN = [  # in order: each may use what the one before wrote
     "adaptkit predict runs/tickets examples/data/support_tickets_test.jsonl -o predictions.jsonl",
     "adaptkit run image_cls",
     "adaptkit predict runs/image_cls examples/images/eval/circle_0000.png",
+    "adaptkit run vlm_lora_sft",
     "adaptkit run whisper_lora",
     "adaptkit predict runs/whisper_lora examples/audio/eval/clip_0000.wav",
     "adaptkit estimate --model meta-llama/Llama-3.1-8B --method lora_adapters --gpu 4090",

@@ -11,7 +11,7 @@ from adaptkit.errors import InputError
 from adaptkit.units import parse_gigabytes, parse_number, parse_params_b
 
 SETUP_OPTIONS = ("precision", "quantization", "batch_size", "seq_len", "gradient_checkpointing", "chunked_loss", "adapter", "lora_r",
-                 "lora_targets", "dora", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference")
+                 "lora_targets", "dora", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference", "image_tokens")
 
 
 def _number(parse, flag):
@@ -41,6 +41,8 @@ def _number(parse, flag):
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batch per device.")
 @click.option("--seq-len", type=click.IntRange(min=1, max=1_048_576),
               help="Tokens per sequence, up to 1,048,576 (default 1024 for training; 2-4k prompts for inference).")
+@click.option("--image-tokens", type=click.IntRange(min=0, max=1_048_576),
+              help="A vision-language model: image tokens per example, added to --seq-len (default: one image at the model's count).")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True)
 @click.option("--chunked-loss", is_flag=True, help="Chunked/fused cross-entropy (Liger, torchtune).")
 @click.option("--adapter", type=click.Choice(["lora", "ia3", "none"]), help="For lora_adapters, dpo, rlhf: none = full weights.")
@@ -77,7 +79,8 @@ def _number(parse, flag):
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
-def estimate(overrides, recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, gradient_checkpointing, chunked_loss,
+def estimate(overrides, recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, image_tokens,
+             gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, dora, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
@@ -152,6 +155,7 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
             lora_r=lora_r, lora_targets=lora_targets, dora=dora,
             soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
             sharding=sharding if definition.trains else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
+            image_tokens=image_tokens,
         )
         result = run_estimate(arch, setup, device, tokens, gpu_hour_usd, tokens_per_second)
         if model and definition.trains and not uncalibrated:  # runs measured on this GPU model (the ledger) correct the peak

@@ -429,6 +429,9 @@ def next_commands(recipe, folder) -> list[str]:
         lines.append(f"  adaptkit merge {run} -o {shlex.quote(str(folder) + '-merged')}   # one standalone model, no PEFT")
     if recipe.task == "image_classification":  # served text only
         return lines
+    if recipe.task == "image_text_to_text":
+        lines.append(f"  adaptkit serve {run}   # OpenAI chat with image_url parts (data URLs)")
+        return lines
     if recipe.task == "speech_recognition":
         lines.append(f"  adaptkit serve {run}   # POST /v1/audio/transcriptions (OpenAI's, a WAV file)")
         return lines

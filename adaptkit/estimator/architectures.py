@@ -79,6 +79,8 @@ class Architecture:
     attention: str = "sdpa"  # what transformers uses by default: sdpa, or eager (T5)
     notes: tuple[str, ...] = field(default_factory=tuple)
     context_window: int | None = None  # tokens the model was trained to attend over (config max_position_embeddings)
+    image_tokens: int | None = None  # a vision-language model: the language model's tokens for one image (added to the text)
+    vision_params: int = 0  # a vision-language model: its vision tower and projector (in other_params), frozen under LoRA
     input_tokens: int | None = None  # an image or audio encoder: the tokens one input is (a ViT's patches and class token,
     # Whisper's encoder frames), whatever a recipe's max_length says
 
@@ -350,6 +352,33 @@ def _whisper(config: dict, family: str, name: str) -> Architecture:
         other_params=4 * h, kind="encoder-decoder", dropout=True, input_tokens=frames)  # other: the two final norms
 
 
+def _clip_vision(config: dict) -> tuple[int, int]:
+    """(parameters, patches) of a CLIP/SigLIP-style vision tower: a patch convolution, class token and positions, pre and
+    post norms, and pre-norm blocks of attention (biased q/k/v/out) and an MLP (fc1/fc2)."""
+    h, i = _int(config, "hidden_size", default=1024), _int(config, "intermediate_size", default=4096)
+    layers, size = _int(config, "num_hidden_layers", default=24), _int(config, "image_size", default=224)
+    patch, channels = _int(config, "patch_size", default=14), _int(config, "num_channels", default=3)
+    patches = (size // patch) ** 2
+    block = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+    return channels * patch * patch * h + h + (patches + 1) * h + 2 * h + layers * block + 2 * h, patches
+
+
+def _llava(config: dict, family: str, name: str) -> Architecture:
+    """LLaVA-style vision-language models: a CLIP vision tower, a two-layer projector into the language model's width,
+    and a language model read from its own text_config. An image is the tower's patches (the class token dropped by
+    the default feature strategy) as that many tokens of the language model's sequence."""
+    text, vision = dict(config.get("text_config") or {}), dict(config.get("vision_config") or {})
+    text.setdefault("model_type", "llama")
+    language = from_config(text, name)
+    tower, patches = _clip_vision(vision)
+    width, text_width = _int(vision, "hidden_size", default=1024), language.hidden
+    projector = width * text_width + text_width + text_width * text_width + text_width
+    strategy = config.get("vision_feature_select_strategy", "default")
+    extra = tower + projector
+    return replace(language, name=name, family=family, other_params=language.other_params + extra, vision_params=extra,
+                   image_tokens=patches + (1 if strategy == "full" else 0))
+
+
 def _t5(config: dict, family: str, name: str) -> Architecture:
     """T5 / mT5 / Flan-T5: encoder-decoder, relative attention bias, ReLU or gated-GELU MLP."""
     h, ff, d = _int(config, "d_model"), _int(config, "d_ff"), _int(config, "d_kv")
@@ -384,7 +413,7 @@ FAMILIES = {
     "gpt_neox": _neox, "bloom": _neox,
     "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "electra": _bert, "camembert": _bert,
     "t5": _t5, "mt5": _t5,
-    "vit": _vit, "deit": _vit, "whisper": _whisper,
+    "vit": _vit, "deit": _vit, "whisper": _whisper, "llava": _llava,
 }
 
 

@@ -64,13 +64,19 @@ class Setup:
     rollouts_per_prompt: int = 4
     generation_tokens: int = 256
     reward_params: int | None = None  # reward model size; None: same as the policy; 0: reward functions, no model
+    image_tokens: int | None = None  # a vision-language model: image tokens per example (None: one image at the model's count)
+    images_in_seq: bool = False  # seq_len already holds them (resolved once)
 
     def resolved(self, arch=None) -> "Setup":
-        """Fill the default precision and reject combinations that cannot run. On an image encoder (`arch` with
-        input_tokens) a sequence is one image's patches, whatever the recipe's max_length says."""
+        """Fill the default precision and reject combinations that cannot run. On an image or audio encoder (`arch`
+        with input_tokens) a sequence is one input's patches or frames, whatever the recipe's max_length says; on a
+        vision-language model the image tokens are added to the text's."""
         setup = replace(self, precision=self.precision or ("bf16-mixed" if self.trains_all_weights else "bf16"))
         if arch is not None and arch.input_tokens:
             setup = replace(setup, seq_len=arch.input_tokens)
+        if arch is not None and arch.image_tokens and not setup.images_in_seq:  # a VLM's sequence is its text and its images' tokens
+            images = arch.image_tokens if setup.image_tokens is None else setup.image_tokens
+            setup = replace(setup, seq_len=setup.seq_len + images, image_tokens=images, images_in_seq=True)
         setup.check()
         return setup
 
@@ -293,6 +299,8 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         notes.append(
             f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
             + (", chosen and rejected both" if s.objective == "preference" else "")
+            + (f", of which {s.image_tokens:,} are image tokens; the vision tower and projector ({arch.vision_params / 1e6:,.1f}M) "
+               + ("train with the rest" if s.trains_all_weights else "are frozen: weights only") if s.images_in_seq else "")
         )
     else:
         tokens = s.batch_size * s.seq_len

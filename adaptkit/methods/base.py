@@ -20,7 +20,8 @@ from adaptkit.errors import InputError
 
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
 LOWER_IS_BETTER = ("wer", "cer", "perplexity")  # primary metrics where less is better (ranked by their negation)
-TASKS = ("sequence_classification", "image_classification", "speech_recognition", "causal_lm", "question_answering", "agent")
+TASKS = ("sequence_classification", "image_classification", "image_text_to_text", "speech_recognition", "causal_lm", "question_answering",
+         "agent")
 
 # ------------------------------------------------------------------------------------------ templates in recipes
 

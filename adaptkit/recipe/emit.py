@@ -24,6 +24,9 @@ DEFAULTS = {  # the demo data and settings of each kind of training data, when t
     # an image classifier: your images train a pretrained ViT; the demo's shapes train the tiny one the demo ships (offline)
     "images": {"model": "google/vit-base-patch16-224-in21k", "demo_model": "examples/images/vit-tiny", "train": "examples/images/train.jsonl",
                "eval": "examples/images/eval.jsonl", "batch_size": 32, "max_length": 128},
+    # a vision-language model: your images and questions train a pretrained LLaVA; the demo's the small one the demo ships
+    "vision": {"model": "llava-hf/llava-1.5-7b-hf", "demo_model": "examples/images/llava-tiny", "train": "examples/images/vqa_train.jsonl",
+               "eval": "examples/images/vqa_eval.jsonl", "batch_size": 8, "max_length": 1024},
     # a speech recogniser: your clips train a pretrained Whisper; the demo's tone-coded digits the small one the demo ships
     "speech": {"model": "openai/whisper-tiny", "demo_model": "examples/audio/whisper-demo", "train": "examples/audio/train.jsonl",
                "eval": "examples/audio/eval.jsonl", "batch_size": 16, "max_length": 128},
@@ -42,8 +45,10 @@ READ_COLUMNS = {  # the data columns each kind of training data is read by: writ
     "classification": ("text_column", "label_column"), "instructions": ("prompt_column", "response_column"),
     "pairs": ("prompt_column", "chosen_column", "rejected_column"), "answers": ("prompt_column",),
     "images": ("image_column", "label_column"), "speech": ("audio_column", "text_column"),
+    "vision": ("image_column", "prompt_column", "response_column"),
 }
-TASK_OF = {"classification": "sequence_classification", "images": "image_classification", "speech": "speech_recognition"}  # else causal_lm
+TASK_OF = {"classification": "sequence_classification", "images": "image_classification", "speech": "speech_recognition",
+           "vision": "image_text_to_text"}  # else causal_lm
 
 
 class EmitContext:
@@ -64,6 +69,8 @@ class EmitContext:
             kind = "images"
         elif p.modality == "speech_to_text":  # clips and transcripts: a speech recogniser
             kind = "speech"
+        elif p.modality == "image_text_to_text" and kind == "instructions":  # images with questions, or chats with image parts
+            kind = "vision"
         defaults = DEFAULTS[kind]
         self.columns = READ_COLUMNS[kind]
         model = p.model or (self.demo(defaults["demo_model"]) if "demo_model" in defaults and not p.train_data else defaults["model"])
@@ -144,7 +151,7 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if fields is None:
         return None
     recipe = {"method": method, **fields}
-    if advice.profile.modality != "text" and recipe.get("task") not in ("image_classification", "speech_recognition"):
+    if advice.profile.modality != "text" and recipe.get("task") not in ("image_classification", "image_text_to_text", "speech_recognition"):
         return None  # no recipe of this method reads images or audio yet (a text one would not run on the rows)
     if "data" in recipe:
         recipe["data"] = {**recipe["data"], **_columns(advice.profile, context.columns, recipe["data"])}
@@ -191,8 +198,8 @@ def recipe_for(advice: Advice, output_name: str | None = None, method: str | Non
     method = method or pick(advice)
     emitted = _emitted(method, advice) if method else None
     if emitted is None and modality != "text":  # the advice stands; a recipe of text would not run on these rows
-        what = {"image_text_to_text": "an image classifier (task classification)", "speech_to_text": "a speech recogniser (full "
-                "fine-tuning or LoRA)"}.get(modality, "none yet")
+        what = {"image_text_to_text": "an image classifier (task classification) and a vision-language model (full fine-tuning or "
+                "LoRA)", "speech_to_text": "a speech recogniser (full fine-tuning or LoRA)"}.get(modality, "none yet")
         raise InputError(f"no built-in recipe of {method or 'a recommended method'} reads {modality} rows (adaptkit's recipes for "
                          f"{modality}: {what}): the advice above stands (drop --emit-recipe / --bake-off)")
     if emitted is None:

@@ -62,7 +62,8 @@ def _precision(recipe: Recipe) -> dict:
 
 
 MODEL_CLASSES = {"causal": "AutoModelForCausalLM", "classifier": "AutoModelForSequenceClassification",
-                 "image_classifier": "AutoModelForImageClassification", "speech_seq2seq": "AutoModelForSpeechSeq2Seq"}
+                 "image_classifier": "AutoModelForImageClassification", "speech_seq2seq": "AutoModelForSpeechSeq2Seq",
+                 "image_text_to_text": "AutoModelForImageTextToText"}
 
 
 def load_model(recipe: Recipe, kind: str = "causal", name: str | None = None, adapter: str | None = None, **extra):

@@ -270,6 +270,7 @@ def _media_facts(facts: DataFacts, media: dict[str, str], lower: dict[str, str],
                           "modality=image_text_to_text")
         return caption
     facts.answers["modality"] = "image_text_to_text"
+    facts.answers["image_column"] = next(c for c, kind in media.items() if kind == "image")
     facts.said.append(f"images in the rows ({where}): modality image_text_to_text")
     return None
 

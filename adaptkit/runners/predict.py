@@ -21,6 +21,7 @@ CLASSIFIER = "sequence_classification"
 IMAGES = "image_classification"
 CLASSIFIERS = (CLASSIFIER, IMAGES)  # tasks whose answers are labels (labels.json, accuracy)
 SPEECH = "speech_recognition"
+VLM = "image_text_to_text"
 TRANSCRIPTS_FILE = "samples.jsonl"  # a speech run's transcripts of the eval clips, beside the references
 
 
@@ -130,6 +131,8 @@ def load_model(run: Run, dtype=None):
         return _image_model(run, dtype)
     if recipe.task == SPEECH:
         return _speech_model(run, dtype)
+    if recipe.task == VLM:
+        return _vlm_model(run, dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder),
                                               trust_remote_code=trust)
     extra = {"dtype": dtype} if dtype is not None else {}
@@ -192,6 +195,90 @@ def _speech_model(run: Run, dtype=None):
         model = AutoModelForSpeechSeq2Seq.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return model, processor
+
+
+def _vlm_model(run: Run, dtype=None):
+    """(vision-language model in eval mode, its processor) for an image-text-to-text run."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    trust = run.recipe.trust_remote_code
+    folder = run.weights if (run.weights / "processor_config.json").is_file() else run.folder
+    processor = AutoProcessor.from_pretrained(str(folder), trust_remote_code=trust)
+    extra = {"dtype": dtype} if dtype is not None else {}
+    if run.adapter:
+        from peft import PeftModel
+
+        base = AutoModelForImageTextToText.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust, **extra)
+        model = PeftModel.from_pretrained(base, str(run.weights))
+    else:
+        model = AutoModelForImageTextToText.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, processor
+
+
+def answer_chat(model, processor, images: list[str], prompt: list[dict], max_new_tokens: int, sampling: dict | None = None,
+                where: str = "row") -> tuple[str, int, int]:
+    """A vision-language model's answer to chat messages whose image parts are `images` (paths or data URLs), greedy
+    unless `sampling` says; with the prompt's and the answer's token counts."""
+    import torch
+
+    from adaptkit.methods.supervised.images import open_image
+
+    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    pictures = [open_image(reference, where) for reference in images]
+    inputs = processor(images=pictures or None, text=[text], return_tensors="pt").to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    tokenizer = processor.tokenizer
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                **(sampling or {"do_sample": False}))
+    new = output[0, inputs["input_ids"].shape[1]:]
+    return tokenizer.decode(new, skip_special_tokens=True).strip(), int(inputs["input_ids"].shape[1]), int(new.shape[0])
+
+
+def answer_images(model, processor, rows: list[dict], d, max_new_tokens: int, progress=lambda done, total: None) -> list[str]:
+    """Greedy answers of a vision-language model to rows of images and questions (or chat messages with image parts)."""
+    from adaptkit.methods.supervised.images import as_chat
+
+    was_training = model.training
+    model.eval()
+    out = []
+    for number, row in enumerate(rows, 1):
+        images, prompt, _ = as_chat(row, d, with_answer=bool(d.messages_column))
+        out.append(answer_chat(model, processor, images, prompt, max_new_tokens, where=f"row {number}")[0])
+        progress(number, len(rows))
+    if was_training:
+        model.train()
+    return out
+
+
+def score_answers(recipe: Recipe, model, processor, rows: list[dict], before: dict, out: Path) -> dict:
+    """After training a vision-language model: answer the first `training.generate_eval` eval rows, score them with the
+    task's scorer (generation: exact match, token F1, ROUGE-L, chrF) beside the model before training; samples.jsonl."""
+    from adaptkit._files import write_atomic
+    from adaptkit.methods.supervised.images import as_chat
+    from adaptkit.runners.scoring import delta, task_scorer
+
+    d = recipe.data
+    rows = rows[:recipe.training.generate_eval or len(rows)]
+    if not rows:
+        return {}
+    references = [as_chat(row, d)[2] or "" for row in rows]
+    predicted = answer_images(model, processor, rows, d, recipe.training.max_new_tokens)
+    scorer = task_scorer(recipe)
+    result = {**scorer(predicted, references), "rows": len(rows)}
+    if before.get("answers"):
+        base = scorer(before["answers"], references)
+        result["base"] = {**{k: v for k, v in base.items() if k != "primary_metric" and isinstance(v, (int, float))},
+                          "kind": "the model before training, on the same rows"}
+        result["delta"] = delta({k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "rows"}, base)
+    samples = [{"prompt": as_chat(row, d)[1][-1]["content"][-1].get("text", ""), "reference": ref, "prediction": said,
+                **({"base": b} if before.get("answers") else {})}
+               for row, ref, said, b in zip(rows, references, predicted, before.get("answers") or predicted)]
+    write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    return result
 
 
 def speech_processor(name: str, trust: bool, language: str | None):
@@ -468,6 +555,23 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
         predicted = classify(model, tokenizer, run, rows, batch_size, progress)
     elif run.recipe.task == IMAGES:
         predicted = classify_images(model, tokenizer, run, rows, base or Path.cwd(), batch_size, progress)
+    elif run.recipe.task == VLM:
+        from adaptkit.methods.supervised.images import image_parts, resolve as locate
+
+        d, where, asked = run.recipe.data, base or Path.cwd(), []
+        for number, row in enumerate(rows, 1):  # a resolved copy of each row: the output keeps the paths as given
+            if d.messages_column:
+                if not isinstance(row.get(d.messages_column), list):
+                    raise InputError(f"row {number}: no `{d.messages_column}` (the chat messages this model was trained on)")
+                messages = json.loads(json.dumps(row[d.messages_column]))
+                image_parts(messages, where, f"row {number}")
+                asked.append({d.messages_column: messages})
+            elif d.image_column not in row or not isinstance(row.get(d.prompt_column), str):
+                raise InputError(f"row {number}: needs `{d.image_column}` and `{d.prompt_column}` (what this model was trained on)")
+            else:
+                asked.append({**row, d.image_column: locate(row[d.image_column], where, f"row {number}")})
+        said = answer_images(model, tokenizer, asked, d, max_new_tokens, progress)
+        predicted = [{**row, "prediction": text} for row, text in zip(rows, said)]
     elif run.recipe.task == SPEECH:
         from adaptkit.methods.supervised.speech import resolve as locate
 

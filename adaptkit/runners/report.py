@@ -78,6 +78,14 @@ def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", ext
                     f"    id2label=dict(enumerate(labels)), label2id={{l: i for i, l in enumerate(labels)}})\n"
                     f"model = PeftModel.from_pretrained(base, {folder!r})\n"
                     f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
+    elif recipe.task == "image_text_to_text":
+        load = (f"from transformers import AutoModelForImageTextToText, AutoProcessor\n"
+                f"processor = AutoProcessor.from_pretrained({folder!r})\n")
+        if adapter == "none":
+            load += f"model = AutoModelForImageTextToText.from_pretrained({folder!r})"
+        else:
+            load += (f"from peft import PeftModel\n"
+                     f"model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained({recipe.model!r}), {folder!r})")
     elif recipe.task == "speech_recognition":
         load = (f"from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor\n"
                 f"processor = AutoProcessor.from_pretrained({folder!r})\n")

@@ -18,7 +18,7 @@ import uuid
 from contextlib import nullcontext
 
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import CLASSIFIER, SPEECH, as_trained, load_model, open_run, plain_template
+from adaptkit.runners.predict import CLASSIFIER, SPEECH, VLM, as_trained, load_model, open_run, plain_template
 
 
 class Served:
@@ -27,6 +27,8 @@ class Served:
     def __init__(self, folders: list[str], trust_remote_code: bool = False):
         runs = [open_run(folder, trust_remote_code=trust_remote_code) for folder in folders]
         image = next((run for run in runs if run.recipe.task == "image_classification"), None)
+        if any(run.recipe.task == VLM for run in runs) and not all(run.recipe.task == VLM for run in runs):
+            raise InputError("vision-language runs and text runs cannot be served together: serve each kind on its own")
         if image is not None:
             raise InputError(f"{image.folder} is an image classifier: serve answers text; classify images with "
                              f"`adaptkit predict {image.folder} IMAGE_OR_FILE`")
@@ -35,6 +37,7 @@ class Served:
             raise InputError(f"{' and '.join(sorted(kinds))} runs cannot be served together: serve each kind on its own")
         self.classifier = kinds == {"classifier"}  # answers /classify, not chat
         self.speech = kinds == {"speech"}  # answers /v1/audio/transcriptions
+        self.vision = all(run.recipe.task == VLM for run in runs)  # chat messages may hold image parts
         if len(runs) > 1 and not all(run.adapter for run in runs):
             full = next(run for run in runs if not run.adapter)
             raise InputError(f"{full.folder} trained all weights: it is a model of its own; serve it alone (adapters share one base)")
@@ -71,6 +74,15 @@ class Served:
             predicted = classify(self.model, self.tokenizer, run, rows, 32, lambda done, total: None)
         tokens = sum(len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=run.recipe.training.max_length)["input_ids"])
         return predicted, tokens
+
+    def look(self, name: str, images: list[str], prompt: list[dict], max_tokens: int, temperature: float, top_p: float
+             ) -> tuple[str, int, int]:
+        """A vision-language run's answer to chat messages with image parts (data URLs), as `adaptkit predict` answers."""
+        from adaptkit.runners.predict import answer_chat
+
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        with self.lock, self.selected(name):
+            return answer_chat(self.model, self.tokenizer, images, prompt, max_tokens, sampling, where="image")
 
     def transcribe(self, name: str, audio: bytes, language: str | None) -> tuple[str, float]:
         """A clip's transcript (as `adaptkit predict` gives it) and its length in seconds; InputError for a clip that does
@@ -181,7 +193,7 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
     class Message(BaseModel):
         model_config = ConfigDict(extra="allow")
         role: Literal["system", "user", "assistant", "tool"]
-        content: str
+        content: Union[str, list[dict]]  # text, or OpenAI content parts (text, image_url)
 
     class Common(BaseModel):
         model_config = ConfigDict(extra="allow")  # clients send fields we do not use (seed, user, ...)
@@ -325,15 +337,59 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
                     "text": text, "segments": []}
         return {"text": text, "usage": {"type": "duration", "seconds": round(seconds, 3)}}
 
+    def look(body: ChatRequest):
+        """A vision-language run's chat: image_url parts must be data URLs (the server fetches nothing and reads no
+        path a client names); a stream carries the whole answer in one chunk."""
+        if body.model not in served.names():
+            return error(404, f"model `{body.model}` is not served here; served: {', '.join(served.names())}", code="model_not_found")
+        images, prompt = [], []
+        for m in body.messages:
+            parts = [{"type": "text", "text": m.content}] if isinstance(m.content, str) else []
+            for part in m.content if isinstance(m.content, list) else []:
+                if part.get("type") == "text":
+                    parts.append({"type": "text", "text": str(part.get("text", ""))})
+                elif part.get("type") == "image_url":
+                    url = (part.get("image_url") or {}).get("url", "") if isinstance(part.get("image_url"), dict) else ""
+                    if not str(url).startswith("data:image/"):
+                        return error(400, "image_url: send the image inline as a data URL (data:image/png;base64,...); this server "
+                                          "fetches no URL and reads no path")
+                    images.append(url)
+                    parts.append({"type": "image"})
+                else:
+                    return error(400, f"a content part of type {str(part.get('type'))[:20]!r}: text and image_url are read")
+            prompt.append({"role": m.role, "content": parts})
+        try:
+            text, prompt_tokens, new_tokens = served.look(body.model, images, prompt, body.budget(), body.temperature, body.top_p)
+        except InputError as exc:
+            return error(400, str(exc))
+        text, stopped = _cut(text, body.stop)
+        finish = "stop" if stopped or new_tokens < body.budget() else "length"
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if body.stream:
+            def events():
+                for delta, reason in (({"role": "assistant", "content": text}, None), ({}, finish)):
+                    yield _sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]})
+                yield "data: [DONE]\n\n"
+            return StreamingResponse(events(), media_type="text/event-stream")
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": new_tokens, "total_tokens": prompt_tokens + new_tokens}
+        return {"id": ident, "object": "chat.completion", "created": created, "model": body.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}], "usage": usage}
+
     @app.post("/v1/chat/completions")
     def chat_completions(body: ChatRequest):
         if served.speech:
             return error(400, "this model transcribes audio: POST /v1/audio/transcriptions with a WAV file")
         if served.classifier:
             return error(400, "this model is a classifier: POST /classify with {\"model\": ..., \"input\": [texts]}")
+        if served.vision:
+            return look(body)
+        if any(isinstance(m.content, list) and any(p.get("type") != "text" for p in m.content) for m in body.messages):
+            return error(400, "this model reads text only: its messages cannot hold images or other non-text parts")
         if not getattr(served.tokenizer, "chat_template", None):
             return error(400, "this model has no chat template: use /v1/completions with a prompt")
-        turns = [{"role": m.role, "content": m.content} for m in body.messages]
+        turns = [{"role": m.role, "content": m.content if isinstance(m.content, str) else "".join(str(p.get("text", "")) for p in m.content)}
+                 for m in body.messages]
         prompt = served.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         return answer(body, prompt, chat=True)
 

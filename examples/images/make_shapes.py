@@ -1,11 +1,14 @@
-"""Write the image classifier's demo data: small generated pictures of four shapes (circle, square, triangle, cross)
-in random colours, sizes and places over a cluttered background, so the label is the shape and never the colour. Each
-row of train.jsonl / eval.jsonl names its image (relative to the file, as datasets' imagefolder metadata does) and
-its label.
+"""Write the image demos' data: small generated pictures of four shapes (circle, square, triangle, cross) in six
+colours (each shade jittered), sizes and places over a cluttered background. Each row of train.jsonl / eval.jsonl
+names its image (relative to the file, as datasets' imagefolder metadata does) and its label, the shape: never the
+colour. vqa_train.jsonl / vqa_eval.jsonl ask about the same images ("What shape is drawn?", "What colour is the
+shape?") with one-word answers, for the vision-language recipe.
 
-Also writes `vit-tiny/`: a small ViT initialised from a config with a fixed seed (no pretrained vision model can be
-downloaded offline), so `adaptkit run image_cls` trains for real on a fresh checkout. For real work set
-model=google/vit-base-patch16-224-in21k (or any image classifier on the hub).
+Also writes `vit-tiny/` (a small ViT) and `llava-tiny/` (a small LLaVA: a CLIP-style vision tower, a projector and a
+Llama-style language model, with a tokenizer trained here on the questions and answers), each initialised from a
+config with a fixed seed: no pretrained vision model can be downloaded offline, so `adaptkit run image_cls` and
+`adaptkit run vlm_lora_sft` train for real on a fresh checkout. For real work set model=google/vit-base-patch16-224-in21k
+or model=llava-hf/llava-1.5-7b-hf (any image classifier or image-text-to-text model on the hub).
 
     python examples/images/make_shapes.py            # rewrites the images, both files and the model
 """
@@ -19,22 +22,26 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SHAPES = ("circle", "square", "triangle", "cross")
+COLOURS = {"red": (250, 90, 90), "green": (90, 230, 110), "blue": (105, 150, 255), "yellow": (250, 235, 90), "purple": (205, 120, 250),
+           "orange": (255, 170, 70)}  # light shades: every shape stands out from the dark background
+QUESTIONS = (("What shape is drawn?", "shape"), ("Which shape do you see?", "shape"), ("What shape is in the picture?", "shape"),
+             ("What colour is the shape?", "colour"), ("Which colour is it drawn in?", "colour"))
 SIZE = 32  # pixels a side
 TRAIN_PER_SHAPE, EVAL_PER_SHAPE = 150, 25
 SEED = 20261205
 
 
-def draw(shape: str, rng: random.Random):
-    """One picture: a shape of random colour, size and place on a noisy background of another colour."""
+def draw(shape: str, colour_name: str, rng: random.Random):
+    """One picture: a shape of a jittered shade of the colour, of random size and place, on a dark cluttered background."""
     from PIL import Image, ImageDraw
 
-    background = tuple(rng.randint(0, 90) for _ in range(3))
+    background = tuple(rng.randint(0, 50) for _ in range(3))
     image = Image.new("RGB", (SIZE, SIZE), background)
     pen = ImageDraw.Draw(image)
     for _ in range(rng.randint(2, 5)):  # clutter: short faint strokes, so the shape is found, not just any bright pixel
         x, y = rng.randrange(SIZE), rng.randrange(SIZE)
         pen.line((x, y, x + rng.randint(-6, 6), y + rng.randint(-6, 6)), fill=tuple(min(255, c + rng.randint(30, 70)) for c in background))
-    colour = tuple(rng.randint(140, 255) for _ in range(3))
+    colour = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in COLOURS[colour_name])
     r = rng.randint(7, 12)
     cx, cy = rng.randint(r + 1, SIZE - r - 2), rng.randint(r + 1, SIZE - r - 2)
     if shape == "circle":
@@ -53,14 +60,18 @@ def draw(shape: str, rng: random.Random):
 def write_split(name: str, per_shape: int, rng: random.Random, out: Path) -> int:
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, asked = [], []
     for number in range(per_shape * len(SHAPES)):
-        shape = SHAPES[number % len(SHAPES)]
+        shape, colour = SHAPES[number % len(SHAPES)], rng.choice(sorted(COLOURS))
         path = folder / f"{shape}_{number:04d}.png"
-        draw(shape, rng).save(path, optimize=True)
+        draw(shape, colour, rng).save(path, optimize=True)
         rows.append({"image": f"{name}/{path.name}", "label": shape})
-    rng.shuffle(rows)
-    (out / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        question, about = rng.choice(QUESTIONS)
+        asked.append({"image": f"{name}/{path.name}", "question": question, "answer": shape if about == "shape" else colour})
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    for prefix, written in (("", rows), ("vqa_", asked)):
+        (out / f"{prefix}{name}.jsonl").write_text("".join(json.dumps(written[i]) + "\n" for i in order), encoding="utf-8")
     return len(rows)
 
 
@@ -74,6 +85,45 @@ def write_model(out: Path) -> None:
                        intermediate_size=128, num_labels=len(SHAPES))
     ViTForImageClassification(config).save_pretrained(out / "vit-tiny")
     ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(out / "vit-tiny")
+    write_vlm(out)
+
+
+def write_vlm(out: Path) -> None:
+    """A small LLaVA from a config, seeded: a CLIP-style tower over 32 px images in 8 x 8 patches (16 image tokens), a
+    projector, a 2-layer Llama; a byte-level BPE tokenizer of the questions and answers with an <image> token and a
+    chat template that writes image parts as <image>."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              LlavaProcessor, PreTrainedTokenizerFast)
+
+    texts = [f"user: {q} assistant: {a}" for q, _ in QUESTIONS for a in (*SHAPES, *COLOURS)]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts * 10, trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<image>"],
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                        extra_special_tokens={"image_token": "<image>"})
+    template = ("{% for m in messages %}{{ m['role'] }}: {% if m['content'] is string %}{{ m['content'] }}{% else %}"
+                "{% for part in m['content'] %}{% if part['type'] == 'image' %}<image>{% elif part['type'] == 'text' %}"
+                "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}{{ eos_token }}\n{% endfor %}"
+                "{% if add_generation_prompt %}assistant: {% endif %}")
+    tokenizer.chat_template = template
+    images = CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}, image_mean=[0.5] * 3,
+                                image_std=[0.5] * 3)
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+                               chat_template=template, num_additional_image_tokens=1)
+    torch.manual_seed(SEED)
+    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, image_size=SIZE,
+                              patch_size=8, projection_dim=64)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_select_strategy="default", vision_feature_layer=-1)
+    LlavaForConditionalGeneration(config).save_pretrained(out / "llava-tiny")
+    processor.save_pretrained(out / "llava-tiny")
 
 
 def main(out: Path = HERE) -> None:

@@ -13,6 +13,8 @@ def load_splits(recipe: Recipe) -> Splits:
     train, eval_rows, eval_source, mix = read_splits(recipe)
     if recipe.task == "image_classification":
         from adaptkit.methods.supervised.images import load as read
+    elif recipe.task == "image_text_to_text":
+        from adaptkit.methods.supervised.images import load_questions as read
     elif recipe.task == "speech_recognition":
         from adaptkit.methods.supervised.speech import load as read
     else:

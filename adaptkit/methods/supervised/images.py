@@ -121,17 +121,96 @@ def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
     return Splits(train, eval_rows, labels, eval_source, kind="images", balance=balance(train, d.label_column), image_sizes=sizes)
 
 
+def image_parts(messages: list, base: Path, where: str) -> list[str]:
+    """The images of OpenAI-style chat messages (content parts {"type": "image_url", "image_url": {"url": ...}}, or
+    {"type": "image", "image": ...}), each resolved in place to an absolute path or a data URL, in order."""
+    found = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if not isinstance(part, dict) or part.get("type") not in ("image_url", "image"):
+                continue
+            value = part.get("image_url", {}).get("url") if part.get("type") == "image_url" and isinstance(part.get("image_url"), dict) \
+                else part.get("image_url") or part.get("image")
+            reference = resolve(value, base, where)
+            if part.get("type") == "image_url":
+                part["image_url"] = {"url": reference}
+            else:
+                part["image"] = reference
+            found.append(reference)
+    return found
+
+
+def load_questions(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
+    """Images with questions and answers (image_column with prompt/response columns), or chat messages whose user turns
+    hold image parts (messages_column), for a vision-language model: every image found and readable, every text present,
+    before any weights load."""
+    from adaptkit.runners.data import Splits, check_text, nonempty_splits, require_columns
+
+    d = recipe.data
+    sizes = []
+    for rows, where in nonempty_splits(train, eval_rows):
+        base = _base(d.eval if where == "data.eval" and d.eval else d.train)
+        if d.messages_column:
+            require_columns(rows, [d.messages_column], where, "data.messages_column")
+            for number, row in enumerate(rows, 1):
+                messages = row[d.messages_column]
+                if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
+                    raise InputError(f"{where}: row {number}: `{d.messages_column}` must be chat messages ending with the assistant's answer")
+                found = image_parts(messages, base, f"{where}: row {number}")
+                if not found:
+                    raise InputError(f"{where}: row {number}: no image part in the messages ({{\"type\": \"image_url\", \"image_url\": "
+                                     "{\"url\": PATH_OR_DATA_URL}})")
+                sizes += check_images([{"image": reference} for reference in found], "image", base, f"{where}: row {number}",
+                                      d.max_image_pixels)
+        else:
+            require_columns(rows, [d.image_column], where, "data.image_column")
+            for column, setting in ((d.prompt_column, "data.prompt_column"), (d.response_column, "data.response_column")):
+                require_columns(rows, [column], where, setting)
+                check_text(rows, column, where)
+            sizes += check_images(rows, d.image_column, base, where, d.max_image_pixels)
+    return Splits(train, eval_rows, [], eval_source, kind="image_questions", image_sizes=sizes)
+
+
+def as_chat(row: dict, d, with_answer: bool = True) -> tuple[list[str], list[dict], str | None]:
+    """A vision-language row as (its images, the prompt messages with an {"type": "image"} part where each image goes, the
+    answer): what processors' chat templates and TRL's vision data collator read."""
+    if d.messages_column:
+        messages = row[d.messages_column]
+        turns = messages[:-1] if with_answer and messages and messages[-1].get("role") == "assistant" else messages
+        images, prompt = [], []
+        for turn in turns:
+            content = turn.get("content")
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else []
+            for part in content if isinstance(content, list) else []:
+                if part.get("type") in ("image_url", "image"):
+                    images.append(part["image_url"]["url"] if part.get("type") == "image_url" else part["image"])
+                    parts.append({"type": "image"})
+                elif part.get("type") == "text":
+                    parts.append({"type": "text", "text": str(part.get("text", ""))})
+            prompt.append({"role": turn.get("role"), "content": parts})
+        answer = messages[-1].get("content") if with_answer and messages and messages[-1].get("role") == "assistant" else None
+        return images, prompt, (answer if isinstance(answer, str) or answer is None else " ".join(
+            str(p.get("text", "")) for p in answer if isinstance(p, dict)))
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": str(row[d.prompt_column])}]}]
+    return [row[d.image_column]], prompt, row.get(d.response_column) if with_answer else None
+
+
 def summary(recipe, splits, counts: dict) -> dict:
     """The dry run's data part: labels, a sample, the images' sizes and what the processor resizes them to."""
     from adaptkit.runners.data import label_counts
 
     d = recipe.data
-    labels = lambda rows: {str(k): v for k, v in sorted(label_counts(rows, d.label_column).items(), key=lambda kv: str(kv[0]))}  # noqa: E731
-    counts["labels"] = labels(splits.train)
-    if splits.eval:
-        counts["eval_labels"] = labels(splits.eval)
     first = splits.train[0]
-    counts["sample"] = {"image": _short(first[d.image_column]), "label": str(first[d.label_column])}
+    if splits.kind == "image_questions":
+        counts["sample"] = ({"messages": first[d.messages_column]} if d.messages_column else
+                            {"image": _short(first[d.image_column]), "prompt": first[d.prompt_column], "response": first[d.response_column]})
+    else:
+        labels = lambda rows: {str(k): v for k, v in sorted(label_counts(rows, d.label_column).items(), key=lambda kv: str(kv[0]))}  # noqa: E731
+        counts["labels"] = labels(splits.train)
+        if splits.eval:
+            counts["eval_labels"] = labels(splits.eval)
+        counts["sample"] = {"image": _short(first[d.image_column]), "label": str(first[d.label_column])}
     sizes = splits.image_sizes
     if sizes:
         widths, heights = [w for w, _ in sizes], [h for _, h in sizes]

@@ -15,10 +15,13 @@ from adaptkit.methods.registry import register
 SUPERVISED = dict(runner="adaptkit.methods.supervised.runner:train", data="adaptkit.methods.supervised.data:load_splits",
                   summary="adaptkit.methods.supervised.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
 BOTH_TASKS = ("sequence_classification", "causal_lm")
+VISION_TOWER = r".*(vision_tower|vision_model|visual)\..*"  # LoRA stays off the image encoder (LLaVA, Idefics, Qwen-VL names)
 MEDIA_LORA = {"image_classification": ("q_proj", "v_proj"),  # ViT/DeiT attention (transformers 5's names), as PEFT's guide adapts it
+              "image_text_to_text": "all-linear",  # the language model's linear layers (the runner keeps LoRA off the vision tower)
               "speech_recognition": ("q_proj", "v_proj")}  # Whisper's, as PEFT's Whisper example does
-DEMO_WHISPER = "examples/audio/whisper-demo"
-WEIGHT_TASKS = (*BOTH_TASKS, "image_classification", "speech_recognition")  # all weights or adapters train these too (soft prompts do not)
+DEMO_MODELS = {"examples/audio/whisper-demo": ("conv1", "conv2", "proj_out"),
+               "examples/images/llava-tiny": ("multi_modal_projector", "lm_head")}
+WEIGHT_TASKS = (*BOTH_TASKS, "image_classification", "image_text_to_text", "speech_recognition")  # all weights or adapters train these too (soft prompts do not)
 LORA_INIT_DIR = "initial_adapter"  # PiSSA/OLoRA: the adapter as initialised (in output_dir) until the trained one is converted
 # to plain LoRA; PEFT names the adapter after the folder, so no leading dot
 
@@ -132,6 +135,8 @@ def sft_trainer(recipe: RecipeBase) -> dict:
     not averaged across processes (a classifier's loss is a mean over sequences, so averaging would scale it)."""
     if recipe.task == "causal_lm":
         return {"max_length": recipe.training.max_length, "packing": recipe.training.packing}
+    if recipe.task == "image_text_to_text":  # truncation would cut image tokens out of their image: TRL keeps rows whole
+        return {"max_length": None}
     return {"average_tokens_across_devices": False}
 
 
@@ -147,6 +152,8 @@ def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
         return "classification.py.tmpl", {}
     if recipe.task in ("image_classification", "speech_recognition"):
         return f"{recipe.task}.py.tmpl", {}
+    if recipe.task == "image_text_to_text":
+        return "image_text_to_text.py.tmpl", {"__VISION_TOWER__": repr(VISION_TOWER)}
     return "causal_lm.py.tmpl", SFT_TEMPLATE
 
 
@@ -270,11 +277,13 @@ def _emit(blocks: Callable[[bool], dict] = lambda classification: {}, learning_r
         fields["training"].update(learning_rate=learning_rate[0] if classification else learning_rate[1], **training)
         own = blocks(classification)
         if fields["task"] in MEDIA_LORA and "lora" in own:  # PEFT names no default modules for vision or speech encoders
-            own["lora"]["target_modules"] = list(MEDIA_LORA[fields["task"]])
+            targets = MEDIA_LORA[fields["task"]]
+            own["lora"]["target_modules"] = targets if isinstance(targets, str) else list(targets)
             if fields["task"] == "speech_recognition":
                 fields["training"]["learning_rate"] = 1e-3  # PEFT's Whisper LoRA example
-            if fields["model"].endswith(DEMO_WHISPER):  # the demo's Whisper is untrained: its front end and output layer train too
-                own["lora"]["modules_to_save"] = ["conv1", "conv2", "proj_out"]
+            for demo, untrained in DEMO_MODELS.items():  # a demo model is untrained: the parts LoRA cannot reach train in full
+                if fields["model"].endswith(demo):
+                    own["lora"]["modules_to_save"] = list(untrained)
         return {**fields, **own}
     return emit
 

@@ -182,6 +182,50 @@ def _speech_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     return trainer, processor, finish
 
 
+def _vlm_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
+    """TRL's SFTTrainer on an AutoModelForImageTextToText with its processor (TRL's vision data collator: images
+    processed per batch, the loss on the answer only): each row as the image(s), the user's turn and the answer. LoRA
+    goes on the language model (and the projector where the targets name it), never the vision tower."""
+    from datasets import Dataset, Image, List
+    from trl import SFTTrainer
+
+    from adaptkit.methods.supervised.images import DATA_URL, as_chat
+    from adaptkit.methods.supervised.recipe import VISION_TOWER
+
+    d = recipe.data
+    processor = vlm_processor(recipe)
+    model = load_model(recipe, "image_text_to_text")
+    from peft import TaskType
+
+    config = peft_config(recipe, TaskType.CAUSAL_LM)
+    if config is not None and getattr(config, "exclude_modules", "absent") is None:
+        config.exclude_modules = VISION_TOWER
+    model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
+
+    def image(reference: str):
+        if reference.startswith(DATA_URL):
+            import base64
+
+            return {"bytes": base64.b64decode(reference.partition(",")[2]), "path": None}
+        return reference
+
+    def dataset(rows):
+        chats = [as_chat(row, d) for row in rows]
+        return Dataset.from_dict({"images": [[image(r) for r in refs] for refs, _, _ in chats], "prompt": [p for _, p, _ in chats],
+                                  "completion": [[{"role": "assistant", "content": [{"type": "text", "text": a}]}] for _, _, a in chats]}
+                                 ).cast_column("images", List(Image()))
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset(splits.train), eval_dataset=dataset(splits.eval) if splits.eval else None,
+                         processing_class=processor, peft_config=config, callbacks=callbacks, optimizers=optimizers)
+    return trainer, processor, finish
+
+
+def vlm_processor(recipe: Recipe):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
+
+
 def _plain(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -271,6 +315,8 @@ def _trainer(recipe: Recipe):
         return _image_trainer
     if recipe.task == "speech_recognition":
         return _speech_trainer
+    if recipe.task == "image_text_to_text":
+        return _vlm_trainer
     return _causal_trainer if recipe.task == "causal_lm" else _classification_trainer
 
 
@@ -289,7 +335,7 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
             f"prefix tuning of a causal LM fails in TRL's SFTTrainer (trl {trl.__version__}, peft {peft.__version__}) with an "
             "attention-mask size mismatch in its fused-loss forward: use prefix_prompt_tuning.kind=prompt, or LoRA"
         )
-    sft = recipe.task == "causal_lm"
+    sft = recipe.task in ("causal_lm", "image_text_to_text")
     teacher = None
     if getattr(recipe, "distill", None) is not None:  # the teacher's answers are the training data
         from adaptkit.methods.supervised.distill import teach
@@ -302,6 +348,11 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         built = _trainer(recipe)(recipe, splits, out, args, callbacks)
         if splits.kind == "text" and splits.eval:  # the base's held-out perplexity, by the same evaluation, before any step
             before.update(evaluate_untrained(built[0], options.show_training))
+        if splits.kind == "image_questions" and splits.eval:  # the base's answers to the same questions, before any step
+            from adaptkit.runners.predict import answer_images
+
+            rows = splits.eval[:recipe.training.generate_eval or len(splits.eval)]
+            before["answers"] = answer_images(built[0].model, built[1], rows, recipe.data, recipe.training.max_new_tokens)
         if splits.kind == "speech" and splits.eval:  # the base's transcripts of the same clips, before any step
             from adaptkit.runners.predict import transcribe
 
@@ -310,6 +361,12 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         return built
 
     def scores(trainer, tokenizer, evaluation: dict) -> dict:
+        if splits.kind == "image_questions":
+            from adaptkit.runners.predict import score_answers
+
+            loss = evaluation.get("eval_loss")
+            return {"loss": loss, "perplexity": _perplexity(loss), **score_answers(recipe, trainer.model, tokenizer, splits.eval, before,
+                                                                                  options.out)}
         if splits.kind == "speech":
             from adaptkit.runners.predict import score_transcripts
 
