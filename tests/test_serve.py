@@ -148,7 +148,7 @@ def test_a_classifier_answers_on_classify_as_its_run_predicts(tmp_path):
 class Slow:
     """A stand-in for Served with a slow stream: the server's limits, not a model, are what is tested."""
 
-    classifier, base_name, runs = False, "base", {"m": None}
+    classifier, speech, vision, base_name, runs = False, False, False, "base", {"m": None}
 
     def __init__(self):
         self.stopped = []
