@@ -34,8 +34,9 @@ def resolve_model(name: str) -> str:
     if looks_like_path(name) or path.is_dir():
         if not path.exists():
             raise InputError(f"model: no such folder {name} (a hub id looks like org/name)")
-        if path.is_dir() and not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
-            raise InputError(f"model: {name} is a folder without config.json: not a saved model (save_pretrained writes one)")
+        if path.is_dir() and not any((path / f).is_file() for f in ("config.json", "adapter_config.json", "model_index.json")):
+            raise InputError(f"model: {name} is a folder without config.json (or a diffusers pipeline's model_index.json): not a "
+                             "saved model (save_pretrained writes one)")
         return str(path)
     return name
 

@@ -184,12 +184,12 @@ def test_a_folder_of_audio_with_transcripts_is_speech(tmp_path, invoke):
     assert "a folder without metadata.jsonl" in invoke("advise", "--data", bare, *OPEN).stderr
 
 
-def test_no_text_recipe_is_written_for_generated_images(tmp_path, invoke):
+def test_no_text_recipe_is_written_for_images(tmp_path, invoke):
     data = jsonl(tmp_path / "rows.jsonl", [{"image": f"art/{i}.png", "caption": f"a red kite over hill {i}"} for i in range(20)])
     target = tmp_path / "plan.yaml"
     result = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=behavior", "--no-input",
-                    "--emit-recipe", target)
-    assert result.exit_code == 2 and "reads text_to_image rows (adaptkit's recipes for text_to_image: none yet)" in result.stderr
-    assert not target.exists()
+                    "--emit-recipe", target, "--method", "prompt_engineering")
+    assert result.exit_code == 2, result.output
+    assert "no built-in recipe of prompt_engineering reads text_to_image rows" in result.stderr and not target.exists()
     text = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=behavior", "--no-input").output
     assert "Profile: generation (text_to_image)" in text

@@ -148,6 +148,9 @@ def test_each_built_in_dry_runs(invoke, name):
     if name in ("prompt_engineering", "icl", "tool_use"):
         assert report["data"] and report["commands"]["run"].startswith("adaptkit run")
         return
+    if name == "sd_lora":  # a UNet's memory is not modelled yet: said, not guessed
+        assert "not modelled" in report["memory"]["note"] and report["data"]["train_rows"] > 0
+        return
     if name == "vendor_sft":  # the vendor trains: no local memory, no launchers
         assert "trained by the vendor" in report["memory"]["note"] and report["commands"]["start_job"].endswith("paid job")
         return

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from adaptkit.errors import InputError
 
 EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
-LOWER_IS_BETTER = ("wer", "cer", "perplexity")  # primary metrics where less is better (ranked by their negation)
-TASKS = ("sequence_classification", "image_classification", "image_text_to_text", "speech_recognition", "causal_lm", "question_answering",
-         "agent")
+LOWER_IS_BETTER = ("wer", "cer", "perplexity", "denoising_loss")  # primary metrics where less is better (ranked by their negation)
+TASKS = ("sequence_classification", "image_classification", "image_text_to_text", "speech_recognition", "text_to_image", "causal_lm",
+         "question_answering", "agent")
 
 # ------------------------------------------------------------------------------------------ templates in recipes
 
@@ -155,6 +155,8 @@ class DataConfig(Strict):
                                                       "english); null: the tokenizer's own prefix (a multilingual Whisper then detects it)")
     audio_column: str = Field("audio", description="speech recognition: the audio column (a .wav path relative to the data file, an "
                                                    "absolute path, or a data URL; .flac/.mp3/.ogg with soundfile installed)")
+    image_size: Optional[int] = Field(None, ge=8, le=4096, description="text to image: the training resolution in pixels (default: the "
+                                                                       "model's, its UNet's sample size times the VAE's scale)")
     max_image_pixels: int = Field(25_000_000, ge=1, description="image classification: a larger image (width x height) is refused "
                                                                 "before training (a decompression bomb, or a photo to shrink first)")
     label_column: str = Field("label", description="classification: the label column (strings or integers); feedback data (KTO): the rating")

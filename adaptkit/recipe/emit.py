@@ -27,6 +27,10 @@ DEFAULTS = {  # the demo data and settings of each kind of training data, when t
     # a vision-language model: your images and questions train a pretrained LLaVA; the demo's the small one the demo ships
     "vision": {"model": "llava-hf/llava-1.5-7b-hf", "demo_model": "examples/images/llava-tiny", "train": "examples/images/vqa_train.jsonl",
                "eval": "examples/images/vqa_eval.jsonl", "batch_size": 8, "max_length": 1024},
+    # a text-to-image LoRA: your captioned images train Stable Diffusion; the demo's the small pipeline the demo ships
+    "captions": {"model": "stable-diffusion-v1-5/stable-diffusion-v1-5", "demo_model": "examples/images/sd-tiny",
+                 "train": "examples/images/captions_train.jsonl", "eval": "examples/images/captions_eval.jsonl", "batch_size": 4,
+                 "max_length": 77},
     # a speech recogniser: your clips train a pretrained Whisper; the demo's tone-coded digits the small one the demo ships
     "speech": {"model": "openai/whisper-tiny", "demo_model": "examples/audio/whisper-demo", "train": "examples/audio/train.jsonl",
                "eval": "examples/audio/eval.jsonl", "batch_size": 16, "max_length": 128},
@@ -45,10 +49,10 @@ READ_COLUMNS = {  # the data columns each kind of training data is read by: writ
     "classification": ("text_column", "label_column"), "instructions": ("prompt_column", "response_column"),
     "pairs": ("prompt_column", "chosen_column", "rejected_column"), "answers": ("prompt_column",),
     "images": ("image_column", "label_column"), "speech": ("audio_column", "text_column"),
-    "vision": ("image_column", "prompt_column", "response_column"),
+    "vision": ("image_column", "prompt_column", "response_column"), "captions": ("image_column", "text_column"),
 }
 TASK_OF = {"classification": "sequence_classification", "images": "image_classification", "speech": "speech_recognition",
-           "vision": "image_text_to_text"}  # else causal_lm
+           "vision": "image_text_to_text", "captions": "text_to_image"}  # else causal_lm
 
 
 class EmitContext:
@@ -71,6 +75,8 @@ class EmitContext:
             kind = "speech"
         elif p.modality == "image_text_to_text" and kind == "instructions":  # images with questions, or chats with image parts
             kind = "vision"
+        elif p.modality == "text_to_image":  # captioned images: a diffusion LoRA
+            kind = "captions"
         defaults = DEFAULTS[kind]
         self.columns = READ_COLUMNS[kind]
         model = p.model or (self.demo(defaults["demo_model"]) if "demo_model" in defaults and not p.train_data else defaults["model"])
@@ -151,7 +157,10 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if fields is None:
         return None
     recipe = {"method": method, **fields}
-    if advice.profile.modality != "text" and recipe.get("task") not in ("image_classification", "image_text_to_text", "speech_recognition"):
+    if advice.profile.modality != "text" and recipe.get("task") not in definition.tasks:
+        return None  # this method does not train that kind of model (full fine-tuning of a diffusion model, say)
+    if advice.profile.modality != "text" and recipe.get("task") not in ("image_classification", "image_text_to_text", "speech_recognition",
+                                                                         "text_to_image"):
         return None  # no recipe of this method reads images or audio yet (a text one would not run on the rows)
     if "data" in recipe:
         recipe["data"] = {**recipe["data"], **_columns(advice.profile, context.columns, recipe["data"])}
@@ -199,7 +208,8 @@ def recipe_for(advice: Advice, output_name: str | None = None, method: str | Non
     emitted = _emitted(method, advice) if method else None
     if emitted is None and modality != "text":  # the advice stands; a recipe of text would not run on these rows
         what = {"image_text_to_text": "an image classifier (task classification) and a vision-language model (full fine-tuning or "
-                "LoRA)", "speech_to_text": "a speech recogniser (full fine-tuning or LoRA)"}.get(modality, "none yet")
+                "LoRA)", "speech_to_text": "a speech recogniser (full fine-tuning or LoRA)",
+                "text_to_image": "a Stable Diffusion LoRA"}.get(modality, "none yet")
         raise InputError(f"no built-in recipe of {method or 'a recommended method'} reads {modality} rows (adaptkit's recipes for "
                          f"{modality}: {what}): the advice above stands (drop --emit-recipe / --bake-off)")
     if emitted is None:

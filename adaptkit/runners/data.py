@@ -25,7 +25,7 @@ class Splits:
     eval: list[dict]
     labels: list = field(default_factory=list)  # classification: the label set, in a stable order
     eval_source: str = ""
-    kind: str = "instructions"  # classification | images | image_questions | speech | instructions | text (raw, continued pre-training) | pairs | feedback | prompts
+    kind: str = "instructions"  # classification | images | image_questions | captions | speech | instructions | text (raw, continued pre-training) | pairs | feedback | prompts
     leaked: dict = field(default_factory=dict)  # eval rows whose input is also in train (load_data fills it)
     balance: str = ""  # classification: a warning when the labels are far from balanced
     image_sizes: list = field(default_factory=list)  # image classification: each image's (width, height)
@@ -252,7 +252,7 @@ def load_data(recipe: Recipe):
     data = import_ref(recipe.definition.data)(recipe)
     if isinstance(data, Splits) and data.train and data.eval:
         data.leaked = overlap([input_text(r, recipe, data.kind) for r in data.train], [input_text(r, recipe, data.kind) for r in data.eval],
-                              near_too=data.kind not in ("images", "speech", "image_questions"))  # a hash: exact copies only
+                              near_too=data.kind not in ("images", "speech", "image_questions", "captions"))  # a hash: exact only
     return data
 
 
@@ -266,6 +266,8 @@ def input_text(row: dict, recipe: Recipe, kind: str) -> str:
     d = recipe.data
     if kind in ("images", "speech"):  # a picture or a clip is the same example when its bytes are
         return _media_identity(str(row.get(d.image_column if kind == "images" else d.audio_column)))
+    if kind == "captions":  # the same picture (whatever its caption)
+        return _media_identity(str(row.get(d.image_column)))
     if kind == "image_questions":  # the same picture asked the same question
         if d.messages_column:
             return response_text(row.get(d.messages_column)[:-1]) if isinstance(row.get(d.messages_column), list) else ""

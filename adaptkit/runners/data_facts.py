@@ -264,7 +264,8 @@ def _media_facts(facts: DataFacts, media: dict[str, str], lower: dict[str, str],
     asks = any(c in others for c in ("question", "answer", "response", "messages", "conversations", *LABEL_COLUMNS))
     caption = next((others[c] for c in CAPTION_COLUMNS if c in others), None)
     if caption is not None and not asks:
-        facts.answers.update(modality="text_to_image", task="generation", labeled_examples=n)
+        facts.answers.update(modality="text_to_image", task="generation", labeled_examples=n, text_column=caption,
+                             image_column=next(c for c, kind in media.items() if kind == "image"))
         facts.said.append(f"{n:,} images with captions ({where}, caption `{caption}`): modality text_to_image (a generator learns "
                           "to draw the caption), task generation, labeled_examples; for captioning (image -> caption) set "
                           "modality=image_text_to_text")

@@ -87,6 +87,8 @@ def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | N
 
     if recipe.adapter == "vendor":
         return {"note": f"trained by the vendor at {recipe.backend.base_url}: nothing runs on this machine"}
+    if recipe.task == "text_to_image":
+        return {"note": "no memory estimate: a diffusion pipeline's UNet is not modelled yet (the run measures its peak in metrics.json)"}
     device, _ = find_device(gpu_name, gpu_memory_gb)
     try:
         arch = load_model(resolve_model(recipe.model), online=False)

@@ -57,6 +57,9 @@ def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = Fa
     if not recipe.definition.trains or recipe.adapter == "vendor":
         raise InputError(f"{folder}: a {recipe.method} run trains no weights here: nothing to load "
                          "(training-free methods run with `adaptkit run`)")
+    if recipe.task == "text_to_image":
+        raise InputError(f"{folder}: a text-to-image LoRA: draw with diffusers (pipe.load_lora_weights('{folder}'), as its README shows); "
+                         "its samples.png holds held-out captions drawn before and after training")
     weights = path / "policy" if (path / "policy" / "adapter_config.json").is_file() else path
     if not (weights / "adapter_config.json").is_file() and not (weights / "config.json").is_file():
         raise InputError(f"{folder}: no saved model or adapter in this run (was it a staged run that stopped early?)")

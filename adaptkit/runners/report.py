@@ -78,6 +78,11 @@ def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", ext
                     f"    id2label=dict(enumerate(labels)), label2id={{l: i for i, l in enumerate(labels)}})\n"
                     f"model = PeftModel.from_pretrained(base, {folder!r})\n"
                     f"tokenizer = AutoTokenizer.from_pretrained({folder!r})")
+    elif recipe.task == "text_to_image":
+        load = (f"import torch\nfrom diffusers import StableDiffusionPipeline\n"
+                f"pipe = StableDiffusionPipeline.from_pretrained({recipe.model!r}, safety_checker=None)\n"
+                f"pipe.load_lora_weights({folder!r})\n"
+                f"image = pipe('a red circle', generator=torch.Generator().manual_seed(0)).images[0]")
     elif recipe.task == "image_text_to_text":
         load = (f"from transformers import AutoModelForImageTextToText, AutoProcessor\n"
                 f"processor = AutoProcessor.from_pretrained({folder!r})\n")
@@ -179,7 +184,9 @@ def write_training_files(recipe: Recipe, metrics: dict, history: list[dict], lab
     name_the_base(recipe, out / where if where else out)
     write_atomic(out / "README.md", model_card(recipe, metrics, labels, where, extra_load, train))
     weights = "adapter" if recipe.adapter != "none" else "model"
-    samples = ["samples.jsonl"] if (out / "samples.jsonl").is_file() else []  # generated eval answers, scored
+    samples = [name for name in ("samples.jsonl", "samples.png") if (out / name).is_file()]  # eval answers, scored; drawn captions
+    if recipe.task == "text_to_image":
+        return ["pytorch_lora_weights.safetensors (diffusers' load_lora_weights)"] + files + ["train_log.jsonl"] + samples
     return [f"{where + '/' if where else ''}{weights} + tokenizer (from_pretrained)"] + files + ["train_log.jsonl"] + samples
 
 

@@ -2,13 +2,15 @@
 colours (each shade jittered), sizes and places over a cluttered background. Each row of train.jsonl / eval.jsonl
 names its image (relative to the file, as datasets' imagefolder metadata does) and its label, the shape: never the
 colour. vqa_train.jsonl / vqa_eval.jsonl ask about the same images ("What shape is drawn?", "What colour is the
-shape?") with one-word answers, for the vision-language recipe.
+shape?") with one-word answers, for the vision-language recipe; captions_train.jsonl / captions_eval.jsonl caption
+them ("a red circle") for the text-to-image recipe.
 
-Also writes `vit-tiny/` (a small ViT) and `llava-tiny/` (a small LLaVA: a CLIP-style vision tower, a projector and a
-Llama-style language model, with a tokenizer trained here on the questions and answers), each initialised from a
-config with a fixed seed: no pretrained vision model can be downloaded offline, so `adaptkit run image_cls` and
-`adaptkit run vlm_lora_sft` train for real on a fresh checkout. For real work set model=google/vit-base-patch16-224-in21k
-or model=llava-hf/llava-1.5-7b-hf (any image classifier or image-text-to-text model on the hub).
+Also writes `vit-tiny/` (a small ViT), `llava-tiny/` (a small LLaVA: a CLIP-style vision tower, a projector and a
+Llama-style language model, with a tokenizer trained here on the questions and answers) and `sd-tiny/` (a small
+Stable Diffusion pipeline: a UNet, a VAE and a CLIP text encoder with a tokenizer of the captions' words), each
+initialised from a config with a fixed seed: no pretrained vision model can be downloaded offline, so `adaptkit run
+image_cls`, `vlm_lora_sft` and `sd_lora` train for real on a fresh checkout. For real work set
+model=google/vit-base-patch16-224-in21k, llava-hf/llava-1.5-7b-hf or stable-diffusion-v1-5/stable-diffusion-v1-5.
 
     python examples/images/make_shapes.py            # rewrites the images, both files and the model
 """
@@ -60,7 +62,7 @@ def draw(shape: str, colour_name: str, rng: random.Random):
 def write_split(name: str, per_shape: int, rng: random.Random, out: Path) -> int:
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    rows, asked = [], []
+    rows, asked, captioned = [], [], []
     for number in range(per_shape * len(SHAPES)):
         shape, colour = SHAPES[number % len(SHAPES)], rng.choice(sorted(COLOURS))
         path = folder / f"{shape}_{number:04d}.png"
@@ -68,9 +70,10 @@ def write_split(name: str, per_shape: int, rng: random.Random, out: Path) -> int
         rows.append({"image": f"{name}/{path.name}", "label": shape})
         question, about = rng.choice(QUESTIONS)
         asked.append({"image": f"{name}/{path.name}", "question": question, "answer": shape if about == "shape" else colour})
+        captioned.append({"image": f"{name}/{path.name}", "caption": f"a {colour} {shape}"})
     order = list(range(len(rows)))
     rng.shuffle(order)
-    for prefix, written in (("", rows), ("vqa_", asked)):
+    for prefix, written in (("", rows), ("vqa_", asked), ("captions_", captioned)):
         (out / f"{prefix}{name}.jsonl").write_text("".join(json.dumps(written[i]) + "\n" for i in order), encoding="utf-8")
     return len(rows)
 
@@ -86,6 +89,41 @@ def write_model(out: Path) -> None:
     ViTForImageClassification(config).save_pretrained(out / "vit-tiny")
     ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(out / "vit-tiny")
     write_vlm(out)
+    write_diffusion(out)
+
+
+def write_diffusion(out: Path) -> None:
+    """A small Stable Diffusion pipeline from configs, seeded: 32 px images as 16 x 16 x 4 latents (a 2-block VAE),
+    a 2-block UNet with cross-attention to a 2-layer CLIP text encoder; a byte-level BPE tokenizer of the captions."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    words = ["a", *COLOURS, *SHAPES]
+    bpe = Tokenizer(models.BPE(unk_token="<|endoftext|>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([" ".join(words)] * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|startoftext|>", "<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        end_of_word_suffix="</w>"))
+    saved = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in saved["merges"]]
+    tokenizer = CLIPTokenizer(vocab=saved["vocab"], merges=merges, pad_token="<|endoftext|>")
+    tokenizer.model_max_length = 16
+    torch.manual_seed(SEED)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, max_position_embeddings=16, projection_dim=32,
+                                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                        pad_token_id=tokenizer.pad_token_id))
+    unet = UNet2DConditionModel(sample_size=SIZE // 2, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        block_out_channels=(8, 16), latent_channels=4, norm_num_groups=8, sample_size=SIZE)
+    train_autoencoder(vae, out)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000),
+                            safety_checker=None, feature_extractor=None, requires_safety_checker=False).save_pretrained(out / "sd-tiny")
 
 
 def write_vlm(out: Path) -> None:
@@ -124,6 +162,33 @@ def write_vlm(out: Path) -> None:
                          vision_feature_select_strategy="default", vision_feature_layer=-1)
     LlavaForConditionalGeneration(config).save_pretrained(out / "llava-tiny")
     processor.save_pretrained(out / "llava-tiny")
+
+
+def train_autoencoder(vae, out: Path, steps: int = 600) -> None:
+    """Teach the demo's VAE to encode and decode the training pictures (reconstruction error plus a small KL term, as
+    Stable Diffusion's autoencoder was trained), then scale its latents to unit variance (its scaling_factor, as SD's
+    0.18215 was chosen): a diffusion LoRA then learns in a latent space that means something, and its samples decode
+    to pictures rather than noise. A UNet trained from scratch is the diffusion model's job, not this script's."""
+    import torch
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    pixels = torch.stack([torch.tensor(list(Image.open(out / r["image"]).convert("RGB").getdata()), dtype=torch.float32)
+                          .view(SIZE, SIZE, 3).permute(2, 0, 1) for r in rows]) / 127.5 - 1
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(SEED)
+    for _ in range(steps):
+        batch = pixels[torch.randint(0, len(pixels), (32,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        decoded = vae.decode(posterior.sample(generator)).sample
+        loss = torch.nn.functional.mse_loss(decoded, batch) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        std = float(vae.encode(pixels[:256]).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=round(1 / std, 5))
+    vae.eval()
 
 
 def main(out: Path = HERE) -> None:

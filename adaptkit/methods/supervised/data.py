@@ -15,6 +15,8 @@ def load_splits(recipe: Recipe) -> Splits:
         from adaptkit.methods.supervised.images import load as read
     elif recipe.task == "image_text_to_text":
         from adaptkit.methods.supervised.images import load_questions as read
+    elif recipe.task == "text_to_image":
+        from adaptkit.methods.supervised.images import load_captions as read
     elif recipe.task == "speech_recognition":
         from adaptkit.methods.supervised.speech import load as read
     else:

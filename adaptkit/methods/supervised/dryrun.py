@@ -14,7 +14,7 @@ def _labels(rows: list[dict], column: str) -> dict:
 def data_summary(recipe: Recipe, splits: Splits, allowed: bool = False) -> dict:
     d, summary = recipe.data, counts(splits)
     first = splits.train[0]
-    if splits.kind in ("images", "image_questions"):
+    if splits.kind in ("images", "image_questions", "captions"):
         from adaptkit.methods.supervised.images import summary as images
 
         return images(recipe, splits, summary)

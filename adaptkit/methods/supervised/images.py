@@ -172,6 +172,21 @@ def load_questions(train: list[dict], eval_rows: list[dict], recipe, eval_source
     return Splits(train, eval_rows, [], eval_source, kind="image_questions", image_sizes=sizes)
 
 
+def load_captions(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
+    """Images and their captions, for a text-to-image model: every image found and readable, every caption present,
+    before any weights load."""
+    from adaptkit.runners.data import Splits, check_text, nonempty_splits, require_columns
+
+    d = recipe.data
+    sizes = []
+    for rows, where in nonempty_splits(train, eval_rows):
+        require_columns(rows, [d.image_column], where, "data.image_column")
+        require_columns(rows, [d.text_column], where, "data.text_column")
+        check_text(rows, d.text_column, where)
+        sizes += check_images(rows, d.image_column, _base(d.eval if where == "data.eval" and d.eval else d.train), where, d.max_image_pixels)
+    return Splits(train, eval_rows, [], eval_source, kind="captions", image_sizes=sizes)
+
+
 def as_chat(row: dict, d, with_answer: bool = True) -> tuple[list[str], list[dict], str | None]:
     """A vision-language row as (its images, the prompt messages with an {"type": "image"} part where each image goes, the
     answer): what processors' chat templates and TRL's vision data collator read."""
@@ -202,7 +217,9 @@ def summary(recipe, splits, counts: dict) -> dict:
 
     d = recipe.data
     first = splits.train[0]
-    if splits.kind == "image_questions":
+    if splits.kind == "captions":
+        counts["sample"] = {"image": _short(first[d.image_column]), "caption": first[d.text_column]}
+    elif splits.kind == "image_questions":
         counts["sample"] = ({"messages": first[d.messages_column]} if d.messages_column else
                             {"image": _short(first[d.image_column]), "prompt": first[d.prompt_column], "response": first[d.response_column]})
     else:

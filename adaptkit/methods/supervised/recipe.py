@@ -15,10 +15,13 @@ from adaptkit.methods.registry import register
 SUPERVISED = dict(runner="adaptkit.methods.supervised.runner:train", data="adaptkit.methods.supervised.data:load_splits",
                   summary="adaptkit.methods.supervised.dryrun:data_summary", metrics=("accuracy", "neg_eval_loss"), objective="sft")
 BOTH_TASKS = ("sequence_classification", "causal_lm")
+UNET_LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")  # a UNet's attention, as diffusers' LoRA training adapts it
+SAMPLE_PROMPTS, SAMPLE_STEPS = 4, 20  # text to image: eval captions drawn before and after training (fixed seeds), denoising steps
 VISION_TOWER = r".*(vision_tower|vision_model|visual)\..*"  # LoRA stays off the image encoder (LLaVA, Idefics, Qwen-VL names)
 MEDIA_LORA = {"image_classification": ("q_proj", "v_proj"),  # ViT/DeiT attention (transformers 5's names), as PEFT's guide adapts it
               "image_text_to_text": "all-linear",  # the language model's linear layers (the runner keeps LoRA off the vision tower)
-              "speech_recognition": ("q_proj", "v_proj")}  # Whisper's, as PEFT's Whisper example does
+              "speech_recognition": ("q_proj", "v_proj"),  # Whisper's, as PEFT's Whisper example does
+              "text_to_image": UNET_LORA_TARGETS}
 DEMO_MODELS = {"examples/audio/whisper-demo": ("conv1", "conv2", "proj_out"),
                "examples/images/llava-tiny": ("multi_modal_projector", "lm_head")}
 WEIGHT_TASKS = (*BOTH_TASKS, "image_classification", "image_text_to_text", "speech_recognition")  # all weights or adapters train these too (soft prompts do not)
@@ -154,6 +157,12 @@ def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
         return f"{recipe.task}.py.tmpl", {}
     if recipe.task == "image_text_to_text":
         return "image_text_to_text.py.tmpl", {"__VISION_TOWER__": repr(VISION_TOWER)}
+    if recipe.task == "text_to_image":
+        block = recipe.lora
+        lora = {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout,
+                "target_modules": block.target_modules if block.target_modules else list(UNET_LORA_TARGETS)}
+        return "text_to_image.py.tmpl", {"__LORA__": repr(lora), "__SAMPLE_PROMPTS__": repr(SAMPLE_PROMPTS),
+                                         "__SAMPLE_STEPS__": repr(SAMPLE_STEPS), "__IMAGE_SIZE__": repr(recipe.data.image_size)}
     return "causal_lm.py.tmpl", SFT_TEMPLATE
 
 
@@ -226,6 +235,10 @@ class LoraAdaptersRecipe(DistilledRecipe):
             raise ValueError("`distill` trains the student here; a `vendor` job trains elsewhere: use one of them")
         if sum(block is not None for block in (self.lora, self.ia3, self.vendor)) != 1:
             raise ValueError("`method: lora_adapters` needs exactly one of the blocks `lora`, `ia3` or `vendor`")
+        if self.task == "text_to_image" and (self.lora is None or self.lora.quantization != "none" or self.lora.use_dora or self.lora.use_rslora
+                                             or self.lora.init != "default" or self.lora.loraplus_lr_ratio or self.lora.modules_to_save):
+            raise ValueError("a text-to-image LoRA (diffusers' UNet) takes lora.r, alpha, dropout and target_modules; its other "
+                             "variants (quantization, DoRA, rsLoRA, init, LoRA+, modules_to_save) are not offered for it")
         if self.vendor is not None and (self.backend.kind != "openai" or not self.backend.base_url):
             raise ValueError("`vendor` tunes on an OpenAI-compatible endpoint: set backend.kind=openai, backend.base_url, "
                              "backend.model and backend.api_key_env")
@@ -281,6 +294,9 @@ def _emit(blocks: Callable[[bool], dict] = lambda classification: {}, learning_r
             own["lora"]["target_modules"] = targets if isinstance(targets, str) else list(targets)
             if fields["task"] == "speech_recognition":
                 fields["training"]["learning_rate"] = 1e-3  # PEFT's Whisper LoRA example
+            if fields["task"] == "text_to_image":
+                fields["training"]["learning_rate"] = 1e-4  # diffusers' text-to-image LoRA default
+                own["lora"].update(r=4, alpha=4, dropout=0.0)  # its rank
             for demo, untrained in DEMO_MODELS.items():  # a demo model is untrained: the parts LoRA cannot reach train in full
                 if fields["model"].endswith(demo):
                     own["lora"]["modules_to_save"] = list(untrained)
@@ -370,7 +386,7 @@ register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=WEIG
 register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
                    setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), plan=_plan_cpt,
                    aliases=(("instruct", ""),), **SUPERVISED))
-register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=WEIGHT_TASKS, adapters=("lora", "ia3"),
+register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=(*WEIGHT_TASKS, "text_to_image"), adapters=("lora", "ia3"),
                    setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3" if recipe.ia3 else "lora"},
                    peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters, plan=_plan_cpt,
                    aliases=(("lora", ""), ("qlora", "--quantization 4bit"), ("dora", "--dora"), ("ia3", "--adapter ia3"), ("adapters", "")),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 from adaptkit.methods.base import RunOptions, RunResult, trainer_kwargs
+from adaptkit.methods.supervised.recipe import SAMPLE_PROMPTS
 from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.core import (
@@ -226,6 +227,149 @@ def vlm_processor(recipe: Recipe):
     return AutoProcessor.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code)
 
 
+def _diffusion_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
+    """LoRA on a Stable Diffusion UNet as diffusers' text-to-image LoRA training does (the VAE encodes each image to
+    latents, noise is added at a random timestep, the UNet predicts it from the noisy latents and the caption's text
+    states; the loss is the mean squared error), with the Trainer running the loop: the checkpoints, resume and
+    processes every recipe has. Evaluation draws its noise from a seed fixed per batch, so the loss before and after
+    training is measured on the same noise. The LoRA is saved in the format diffusers' `load_lora_weights` reads."""
+    import torch
+    from datasets import Dataset
+    from transformers import DefaultDataCollator, Trainer
+
+    from adaptkit.methods.supervised.images import open_image
+    from adaptkit.methods.supervised.recipe import UNET_LORA_TARGETS
+
+    d, block = recipe.data, recipe.lora
+    pipe = diffusion_pipeline(recipe.model, recipe.trust_remote_code)
+    size = d.image_size or pipe.unet.config.sample_size * pipe.vae_scale_factor
+    from peft import LoraConfig
+
+    pipe.vae.requires_grad_(False)
+    pipe.text_encoder.requires_grad_(False)
+    pipe.unet.requires_grad_(False)
+    pipe.unet.add_adapter(LoraConfig(r=block.r, lora_alpha=block.alpha, lora_dropout=block.dropout, init_lora_weights="gaussian",
+                                     target_modules=list(block.target_modules or UNET_LORA_TARGETS)
+                                     if block.target_modules != "all-linear" else "all-linear"))
+    model = _denoiser(pipe)
+    tokenizer = pipe.tokenizer
+
+    def transform(batch):
+        from PIL import ImageOps
+
+        pictures = [ImageOps.fit(open_image(r), (size, size)) for r in batch["image"]]
+        pixels = torch.stack([torch.tensor(list(p.getdata()), dtype=torch.float32).view(size, size, 3).permute(2, 0, 1) for p in pictures])
+        ids = tokenizer(batch["caption"], max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
+                        return_tensors="pt").input_ids
+        return {"pixel_values": pixels / 127.5 - 1, "input_ids": ids}
+
+    def dataset(rows):
+        return Dataset.from_dict({"image": [r[d.image_column] for r in rows], "caption": [r[d.text_column] for r in rows]}).with_transform(transform)
+
+    args.remove_unused_columns = False  # the transform reads the image and caption columns
+    args.include_num_input_tokens_seen = "no"
+    args.label_names = ["pixel_values"]  # the target is the image's noise: the evaluation computes the loss
+
+    def finish(trainer) -> None:
+        _save_diffusion_lora(pipe, out)
+        rows = splits.eval or splits.train
+        _sample_grid(pipe, [r[d.text_column] for r in rows[:SAMPLE_PROMPTS]], out)
+
+    trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train), eval_dataset=dataset(splits.eval) if splits.eval else None,
+                      data_collator=DefaultDataCollator(), callbacks=callbacks)
+    return trainer, tokenizer, finish
+
+
+def diffusion_pipeline(name: str, trust: bool):
+    """A Stable Diffusion (1.x/2.x) pipeline, without its safety checker: what text-to-image LoRA trains."""
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    found = Path(resolve_model(name)) / "model_index.json"
+    if found.is_file():
+        kind = json.loads(found.read_text(encoding="utf-8")).get("_class_name")
+        if kind != "StableDiffusionPipeline":
+            raise InputError(f"{name} is a {kind}: adaptkit trains text-to-image LoRA on Stable Diffusion 1.x/2.x pipelines "
+                             "(StableDiffusionPipeline) so far")
+    pipe = StableDiffusionPipeline.from_pretrained(resolve_model(name), safety_checker=None, requires_safety_checker=False,
+                                                   trust_remote_code=trust)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _denoiser(pipe):
+    """The training objective as a module the Trainer runs: forward(pixel_values, input_ids) -> {"loss"}. Its
+    state_dict holds the trainable (LoRA) weights only, so checkpoints stay small."""
+    import torch
+    import torch.nn.functional as F
+
+    class Denoiser(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet, self.vae, self.text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
+            self.scheduler = pipe.scheduler
+
+        def forward(self, pixel_values, input_ids):
+            # evaluation: the same noise for the same batch, before and after training
+            generator = None if self.training else torch.Generator(device=pixel_values.device).manual_seed(int(input_ids.sum()))
+            with torch.no_grad():
+                latents = self.vae.encode(pixel_values).latent_dist.sample(generator) * self.vae.config.scaling_factor
+                states = self.text_encoder(input_ids)[0]
+            noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+            steps = torch.randint(0, self.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator,
+                                  device=latents.device)
+            noisy = self.scheduler.add_noise(latents, noise, steps)
+            target = self.scheduler.get_velocity(latents, noise, steps) if self.scheduler.config.prediction_type == "v_prediction" else noise
+            predicted = self.unet(noisy, steps, states).sample
+            return {"loss": F.mse_loss(predicted.float(), target.float())}
+
+        def state_dict(self, *args, **kwargs):
+            trained = {name for name, p in self.named_parameters() if p.requires_grad}
+            return {k: v for k, v in super().state_dict(*args, **kwargs).items() if k in trained}
+
+    return Denoiser()
+
+
+def _save_diffusion_lora(pipe, out: Path) -> None:
+    """The UNet's LoRA as diffusers writes it (pytorch_lora_weights.safetensors, read by `pipe.load_lora_weights`)."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    StableDiffusionPipeline.save_lora_weights(str(out), unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet)),
+                                              safe_serialization=True)
+    (out / "model.safetensors").unlink(missing_ok=True)  # the Trainer's copy of the same weights, in its own layout
+
+
+def _sample_grid(pipe, prompts: list[str], out: Path) -> None:
+    """samples.png: each prompt drawn with its own fixed seed by the base (top row) and with the LoRA (bottom row), and
+    samples.json saying which; what a text-to-image run is judged by, beside the held-out denoising loss."""
+    import json
+
+    import torch
+    from PIL import Image
+
+    from adaptkit.methods.supervised.recipe import SAMPLE_STEPS
+
+    def draw(adapted: bool) -> list:
+        (pipe.unet.enable_adapters if adapted else pipe.unet.disable_adapters)()
+        return [pipe(prompt, num_inference_steps=SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed), output_type="pil").images[0]
+                for seed, prompt in enumerate(prompts)]
+
+    rows = [draw(False), draw(True)]
+    pipe.unet.enable_adapters()
+    width, height = rows[0][0].size
+    scale = max(1, 128 // width)  # small images are shown larger (nearest neighbour: no smoothing)
+    grid = Image.new("RGB", (width * scale * len(prompts), height * scale * 2), "white")
+    for y, row in enumerate(rows):
+        for x, image in enumerate(row):
+            grid.paste(image.resize((width * scale, height * scale), Image.NEAREST), (x * width * scale, y * height * scale))
+    grid.save(out / "samples.png")
+    (out / "samples.json").write_text(json.dumps({"prompts": prompts, "seeds": list(range(len(prompts))), "steps": SAMPLE_STEPS,
+                                                  "rows": ["base (adapters off)", "trained"]}, indent=2) + "\n", encoding="utf-8")
+
+
 def _plain(value):
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -317,6 +461,8 @@ def _trainer(recipe: Recipe):
         return _speech_trainer
     if recipe.task == "image_text_to_text":
         return _vlm_trainer
+    if recipe.task == "text_to_image":
+        return _diffusion_trainer
     return _causal_trainer if recipe.task == "causal_lm" else _classification_trainer
 
 
@@ -346,7 +492,7 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
     def build(out: Path, callbacks):
         args = _training_arguments(recipe, out, bool(splits.eval), sft)
         built = _trainer(recipe)(recipe, splits, out, args, callbacks)
-        if splits.kind == "text" and splits.eval:  # the base's held-out perplexity, by the same evaluation, before any step
+        if splits.kind in ("text", "captions") and splits.eval:  # the base's held-out loss, by the same evaluation, before any step
             before.update(evaluate_untrained(built[0], options.show_training))
         if splits.kind == "image_questions" and splits.eval:  # the base's answers to the same questions, before any step
             from adaptkit.runners.predict import answer_images
@@ -361,6 +507,8 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
         return built
 
     def scores(trainer, tokenizer, evaluation: dict) -> dict:
+        if splits.kind == "captions":
+            return _denoising(evaluation, before)
         if splits.kind == "image_questions":
             from adaptkit.runners.predict import score_answers
 
@@ -388,6 +536,19 @@ def train(recipe: Recipe, splits: Splits, options: RunOptions) -> RunResult | No
 
         result.metrics["distill"] = report(recipe, teacher, result.metrics)
         result.artifacts.append(ANSWERS_FILE)
+    return result
+
+
+def _denoising(evaluation: dict, before: dict) -> dict:
+    """Text to image: the held-out denoising loss (the same noise and timesteps each time) after training and the base's
+    before it, lower is better; the sample grid beside it shows what the numbers mean."""
+    from adaptkit.runners.scoring import delta
+
+    after = {"denoising_loss": evaluation.get("eval_loss")}
+    result = {"loss": after["denoising_loss"], **after, "primary_metric": "denoising_loss"}
+    if before.get("eval_loss") is not None and after["denoising_loss"] is not None:
+        base = {"denoising_loss": before["eval_loss"]}
+        result.update(base={**base, "kind": "the model before training, on the same noise"}, delta=delta(after, base))
     return result
 
 
