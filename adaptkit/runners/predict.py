@@ -636,6 +636,8 @@ def base_on(run: Run, loaded, rows: list[dict], metrics: dict) -> dict:
     from adaptkit.runners.scoring import delta, plain, task_scorer
 
     model, tokenizer = loaded
+    if run.recipe.task in (SPEECH, VLM):  # their base is measured in training, on the run's own eval rows
+        return {}
     answered = [r for r, ref in zip(rows, _references(run, rows)) if ref is not None]
     if not answered or metrics.get("primary_metric") == "win_rate":
         return {}
