@@ -9,20 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_media import advised_recipe, rows, write
 from tests.test_export import run_without_adaptkit
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "examples" / "images"
 QUICK = ["training.max_steps=12", "training.eval_every=12", "training.save_every=12"]
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write(path: Path, data: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in data))
-    return path
 
 
 @pytest.mark.unit
@@ -104,18 +96,10 @@ def test_a_copied_image_in_eval_is_leakage(invoke, tmp_path):
 
 @pytest.mark.unit
 def test_advise_on_labeled_images_writes_an_image_classifier(invoke, tmp_path):
-    target = tmp_path / "images.yaml"
-    result = invoke("advise", "--data", IMAGES / "train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior",
-                    "--set", f"model={IMAGES / 'vit-tiny'}", "--no-input", "--emit-recipe", target)
-    assert result.exit_code == 0, result.output
-    assert "600 labeled images in 4 classes (image `image`, label `label`)" in result.output
-    import yaml
-
-    recipe = yaml.safe_load(target.read_text())
+    recipe = advised_recipe(invoke, IMAGES / "train.jsonl", tmp_path / "images.yaml", "--set", f"model={IMAGES / 'vit-tiny'}")
+    assert "600 labeled images in 4 classes (image `image`, label `label`)" in recipe["said"]
     assert recipe["task"] == "image_classification" and recipe["method"] == "lora_adapters"
     assert recipe["data"]["image_column"] == "image" and "text_column" not in recipe["data"]
-    checked = invoke("recipes", "validate", target)
-    assert checked.exit_code == 0, checked.output
 
 
 def test_the_demo_trains_predicts_and_exports_a_script_that_agrees(invoke, tmp_path):
@@ -149,8 +133,7 @@ def test_the_demo_trains_predicts_and_exports_a_script_that_agrees(invoke, tmp_p
 
 def test_lora_trains_the_new_head_beside_the_adapters_and_merges(invoke, tmp_path):
     recipe = tmp_path / "lora_images.yaml"
-    invoke("advise", "--data", IMAGES / "train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior",
-           "--set", f"model={IMAGES / 'vit-tiny'}", "--no-input", "--emit-recipe", recipe)
+    advised_recipe(invoke, IMAGES / "train.jsonl", recipe, "--set", f"model={IMAGES / 'vit-tiny'}")
     out = tmp_path / "lora"
     result = invoke("run", recipe, *QUICK, "data.max_rows=96", f"output_dir={out}", "--json")
     assert result.exit_code == 0, result.output

@@ -10,21 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_media import advised_recipe, rows, write
 from tests.test_export import run_without_adaptkit
 from tests.test_serve import running
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO = ROOT / "examples" / "audio"
 QUICK = ["training.max_steps=12", "training.eval_every=12", "training.save_every=12", "training.generate_eval=8"]
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write(path: Path, data: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in data))
-    return path
 
 
 def wav(path: Path, seconds: float, rate: int = 16_000) -> Path:
@@ -95,16 +87,9 @@ def test_bad_clips_are_one_line_each_before_any_weights_load(invoke, tmp_path):
 
 @pytest.mark.unit
 def test_advise_on_clips_with_transcripts_writes_a_speech_recipe(invoke, tmp_path):
-    target = tmp_path / "speech.yaml"
-    result = invoke("advise", "--data", AUDIO / "train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior", "--no-input",
-                    "--emit-recipe", target)
-    assert result.exit_code == 0, result.output
-    import yaml
-
-    recipe = yaml.safe_load(target.read_text())
+    recipe = advised_recipe(invoke, AUDIO / "train.jsonl", tmp_path / "speech.yaml")
     assert recipe["task"] == "speech_recognition" and recipe["model"] == "openai/whisper-tiny"
     assert recipe["data"]["audio_column"] == "audio" and recipe["lora"]["target_modules"] == ["q_proj", "v_proj"]
-    assert invoke("recipes", "validate", target).exit_code == 0
 
 
 @pytest.mark.unit

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_media import advised_recipe
 from tests.test_export import run_without_adaptkit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,15 +40,9 @@ def test_what_a_diffusion_lora_cannot_take_is_refused(invoke):
 
 @pytest.mark.unit
 def test_advise_on_captioned_images_writes_a_diffusion_lora(invoke, tmp_path):
-    target = tmp_path / "sd.yaml"
-    result = invoke("advise", "--data", IMAGES / "captions_train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior",
-                    "--no-input", "--emit-recipe", target)
-    assert result.exit_code == 0, result.output
-    import yaml
-
-    recipe = yaml.safe_load(target.read_text())
+    recipe = advised_recipe(invoke, IMAGES / "captions_train.jsonl", tmp_path / "sd.yaml")
     assert recipe["task"] == "text_to_image" and recipe["lora"]["target_modules"] == ["to_k", "to_q", "to_v", "to_out.0"]
-    assert recipe["data"]["text_column"] == "caption" and invoke("recipes", "validate", target).exit_code == 0
+    assert recipe["data"]["text_column"] == "caption"
 
 
 def test_the_lora_trains_loads_in_diffusers_and_the_script_agrees(invoke, tmp_path):

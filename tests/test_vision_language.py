@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_media import advised_recipe, rows
 from tests.test_export import run_without_adaptkit
 from tests.test_serve import running
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "examples" / "images"
 QUICK = ["training.max_steps=6", "training.eval_every=6", "training.save_every=6", "data.max_rows=48", "training.generate_eval=4"]
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def data_url(path: Path) -> str:
@@ -60,16 +57,9 @@ def test_chat_messages_with_image_parts_are_read_and_checked(invoke, tmp_path):
 
 @pytest.mark.unit
 def test_advise_on_images_with_questions_writes_a_vision_language_recipe(invoke, tmp_path):
-    target = tmp_path / "vlm.yaml"
-    result = invoke("advise", "--data", IMAGES / "vqa_train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior",
-                    "--no-input", "--emit-recipe", target)
-    assert result.exit_code == 0, result.output
-    import yaml
-
-    recipe = yaml.safe_load(target.read_text())
+    recipe = advised_recipe(invoke, IMAGES / "vqa_train.jsonl", tmp_path / "vlm.yaml")
     assert recipe["task"] == "image_text_to_text" and recipe["lora"]["target_modules"] == "all-linear"
     assert recipe["data"]["image_column"] == "image" and recipe["data"]["prompt_column"] == "question"
-    assert invoke("recipes", "validate", target).exit_code == 0
 
 
 def test_lora_on_the_language_model_trains_answers_serves_and_exports(invoke, tmp_path):

@@ -159,6 +159,18 @@ def check_labels(rows: list[dict], column: str, where: str) -> None:
             raise InputError(f"{where}: label column `{column}` holds {type(value).__name__}s: one label per row is needed")
 
 
+def label_set(train: list[dict], eval_rows: list[dict], column: str) -> list:
+    """A classifier's labels in a stable order (integers first, then strings): two or more, and every eval label among them."""
+    labels = sorted({label_key(r[column]) for r in train}, key=lambda v: (isinstance(v, str), v))
+    if len(labels) < 2:
+        raise InputError(f"data.train: only one label ({labels[0]!r}) in `{column}`: classification needs two or more")
+    unseen = sorted({label_key(r[column]) for r in eval_rows} - set(labels), key=str)
+    if unseen:
+        raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
+                         f"(train has: {', '.join(map(str, labels[:8]))})")
+    return labels
+
+
 def check_text(rows: list[dict], column: str, where: str) -> None:
     empty = [n for n, row in enumerate(rows, 1) if not isinstance(row[column], str) or not row[column].strip()]
     if empty:

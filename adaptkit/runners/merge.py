@@ -8,7 +8,7 @@ from pathlib import Path
 
 from adaptkit._files import new_folder, staged_folder
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import CLASSIFIER, IMAGES, SPEECH, VLM, load_model, open_run
+from adaptkit.runners.predict import AUTO, CAUSAL, load_model, open_run
 
 MERGEABLE = ("LORA", "IA3")
 
@@ -50,9 +50,7 @@ def merge(run_dir: str, target: str, dequantize: bool = False, trust_remote_code
 
 def card(run, peft_type: str, out: Path) -> str:
     recipe = run.recipe
-    auto = {CLASSIFIER: "AutoModelForSequenceClassification", IMAGES: "AutoModelForImageClassification",
-            SPEECH: "AutoModelForSpeechSeq2Seq", VLM: "AutoModelForImageTextToText"}.get(recipe.task, "AutoModelForCausalLM")
-    reader = {IMAGES: "AutoImageProcessor", SPEECH: "AutoProcessor", VLM: "AutoProcessor"}.get(recipe.task, "AutoTokenizer")
+    auto, reader = AUTO.get(recipe.task, CAUSAL)
     metrics = json.loads((run.folder / "metrics.json").read_text(encoding="utf-8")).get("eval") or {}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     labels = f"\n- Labels (in the config's id2label): {', '.join(run.labels)}" if run.labels else ""

@@ -22,6 +22,9 @@ IMAGES = "image_classification"
 CLASSIFIERS = (CLASSIFIER, IMAGES)  # tasks whose answers are labels (labels.json, accuracy)
 SPEECH = "speech_recognition"
 VLM = "image_text_to_text"
+AUTO = {CLASSIFIER: ("AutoModelForSequenceClassification", "AutoTokenizer"), IMAGES: ("AutoModelForImageClassification", "AutoImageProcessor"),
+        SPEECH: ("AutoModelForSpeechSeq2Seq", "AutoProcessor"), VLM: ("AutoModelForImageTextToText", "AutoProcessor")}
+CAUSAL = ("AutoModelForCausalLM", "AutoTokenizer")  # each task's model class and what reads its inputs (AUTO's default)
 TRANSCRIPTS_FILE = "samples.jsonl"  # a speech run's transcripts of the eval clips, beside the references
 
 
@@ -132,10 +135,8 @@ def load_model(run: Run, dtype=None):
     trust = recipe.trust_remote_code
     if recipe.task == IMAGES:
         return _image_model(run, dtype)
-    if recipe.task == SPEECH:
-        return _speech_model(run, dtype)
-    if recipe.task == VLM:
-        return _vlm_model(run, dtype)
+    if recipe.task in (SPEECH, VLM):
+        return _processor_model(run, dtype)
     tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder),
                                               trust_remote_code=trust)
     extra = {"dtype": dtype} if dtype is not None else {}
@@ -175,47 +176,6 @@ def _image_model(run: Run, dtype=None):
         model = PeftModel.from_pretrained(base, str(run.weights))
     else:
         model = AutoModelForImageClassification.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    return model, processor
-
-
-def _speech_model(run: Run, dtype=None):
-    """(speech model in eval mode, its processor) for a speech recognition run."""
-    import torch
-    from transformers import AutoModelForSpeechSeq2Seq
-
-    trust = run.recipe.trust_remote_code
-    folder = run.weights if (run.weights / "processor_config.json").is_file() or (run.weights / "preprocessor_config.json").is_file() \
-        else run.folder
-    processor = speech_processor(str(folder), trust, run.recipe.data.language)
-    extra = {"dtype": dtype} if dtype is not None else {}
-    if run.adapter:
-        from peft import PeftModel
-
-        base = AutoModelForSpeechSeq2Seq.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust, **extra)
-        model = PeftModel.from_pretrained(base, str(run.weights))
-    else:
-        model = AutoModelForSpeechSeq2Seq.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    return model, processor
-
-
-def _vlm_model(run: Run, dtype=None):
-    """(vision-language model in eval mode, its processor) for an image-text-to-text run."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    trust = run.recipe.trust_remote_code
-    folder = run.weights if (run.weights / "processor_config.json").is_file() else run.folder
-    processor = AutoProcessor.from_pretrained(str(folder), trust_remote_code=trust)
-    extra = {"dtype": dtype} if dtype is not None else {}
-    if run.adapter:
-        from peft import PeftModel
-
-        base = AutoModelForImageTextToText.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust, **extra)
-        model = PeftModel.from_pretrained(base, str(run.weights))
-    else:
-        model = AutoModelForImageTextToText.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return model, processor
 
@@ -282,6 +242,31 @@ def score_answers(recipe: Recipe, model, processor, rows: list[dict], before: di
                for row, ref, said, b in zip(rows, references, predicted, before.get("answers") or predicted)]
     write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     return result
+
+
+def _processor_model(run: Run, dtype=None):
+    """(model in eval mode, its processor) for a speech or vision-language run: the task's AutoModel class, with the
+    run's adapter on its base where it trained one."""
+    import torch
+    import transformers
+    from transformers import AutoProcessor
+
+    trust = run.recipe.trust_remote_code
+    saved = any((run.weights / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
+    folder = str(run.weights if saved else run.folder)
+    processor = (speech_processor(folder, trust, run.recipe.data.language) if run.recipe.task == SPEECH
+                 else AutoProcessor.from_pretrained(folder, trust_remote_code=trust))
+    auto = getattr(transformers, AUTO[run.recipe.task][0])
+    extra = {"dtype": dtype} if dtype is not None else {}
+    if run.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(auto.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust, **extra),
+                                          str(run.weights))
+    else:
+        model = auto.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, processor
 
 
 def speech_processor(name: str, trust: bool, language: str | None):

@@ -83,22 +83,15 @@ def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", ext
                 f"pipe = StableDiffusionPipeline.from_pretrained({recipe.model!r}, safety_checker=None)\n"
                 f"pipe.load_lora_weights({folder!r})\n"
                 f"image = pipe('a red circle', generator=torch.Generator().manual_seed(0)).images[0]")
-    elif recipe.task == "image_text_to_text":
-        load = (f"from transformers import AutoModelForImageTextToText, AutoProcessor\n"
-                f"processor = AutoProcessor.from_pretrained({folder!r})\n")
+    elif recipe.task in ("image_text_to_text", "speech_recognition"):
+        from adaptkit.runners.predict import AUTO
+
+        auto, reader = AUTO[recipe.task]
+        load = f"from transformers import {auto}, {reader}\nprocessor = {reader}.from_pretrained({folder!r})\n"
         if adapter == "none":
-            load += f"model = AutoModelForImageTextToText.from_pretrained({folder!r})"
+            load += f"model = {auto}.from_pretrained({folder!r})"
         else:
-            load += (f"from peft import PeftModel\n"
-                     f"model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained({recipe.model!r}), {folder!r})")
-    elif recipe.task == "speech_recognition":
-        load = (f"from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor\n"
-                f"processor = AutoProcessor.from_pretrained({folder!r})\n")
-        if adapter == "none":
-            load += f"model = AutoModelForSpeechSeq2Seq.from_pretrained({folder!r})"
-        else:
-            load += (f"from peft import PeftModel\n"
-                     f"model = PeftModel.from_pretrained(AutoModelForSpeechSeq2Seq.from_pretrained({recipe.model!r}), {folder!r})")
+            load += f"from peft import PeftModel\nmodel = PeftModel.from_pretrained({auto}.from_pretrained({recipe.model!r}), {folder!r})"
     elif recipe.task == "image_classification":
         load = (f"from transformers import AutoImageProcessor, AutoModelForImageClassification\n"
                 f"processor = AutoImageProcessor.from_pretrained({folder!r})\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from adaptkit.errors import InputError
 from adaptkit.recipe.schema import Recipe
-from adaptkit.runners.data import Splits, balance, check_labels, check_text, label_key, nonempty_splits, read_splits, require_columns
+from adaptkit.runners.data import Splits, balance, check_labels, check_text, label_set, nonempty_splits, read_splits, require_columns
 
 
 def load_splits(recipe: Recipe) -> Splits:
@@ -33,13 +33,7 @@ def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits
         require_columns(rows, [d.label_column], where, "data.label_column")
         check_text(rows, d.text_column, where)
         check_labels(rows, d.label_column, where)
-    labels = sorted({label_key(r[d.label_column]) for r in train}, key=lambda v: (isinstance(v, str), v))
-    if len(labels) < 2:
-        raise InputError(f"data.train: only one label ({labels[0]!r}) in `{d.label_column}`: classification needs two or more")
-    unseen = sorted({label_key(r[d.label_column]) for r in eval_rows} - set(labels), key=str)
-    if unseen:
-        raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
-                         f"(train has: {', '.join(map(str, labels[:8]))})")
+    labels = label_set(train, eval_rows, d.label_column)
     return Splits(train, eval_rows, labels, eval_source, kind="classification", balance=balance(train, d.label_column))
 
 

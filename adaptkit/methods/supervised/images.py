@@ -101,7 +101,7 @@ def check_images(rows: list[dict], column: str, base: Path, where: str, max_pixe
 
 def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
     """Image rows and labels, checked (the label set as the text classifier's, every image readable) before any weights load."""
-    from adaptkit.runners.data import Splits, balance, check_labels, label_key, nonempty_splits, require_columns
+    from adaptkit.runners.data import Splits, balance, check_labels, label_set, nonempty_splits, require_columns
 
     d = recipe.data
     sizes = []
@@ -111,14 +111,7 @@ def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
         check_labels(rows, d.label_column, where)
         base = _base(d.eval if where == "data.eval" and d.eval else d.train)
         sizes += check_images(rows, d.image_column, base, where, d.max_image_pixels)
-    labels = sorted({label_key(r[d.label_column]) for r in train}, key=lambda v: (isinstance(v, str), v))
-    if len(labels) < 2:
-        raise InputError(f"data.train: only one label ({labels[0]!r}) in `{d.label_column}`: classification needs two or more")
-    unseen = sorted({label_key(r[d.label_column]) for r in eval_rows} - set(labels), key=str)
-    if unseen:
-        raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
-                         f"(train has: {', '.join(map(str, labels[:8]))})")
-    return Splits(train, eval_rows, labels, eval_source, kind="images", balance=balance(train, d.label_column), image_sizes=sizes)
+    return Splits(train, eval_rows, label_set(train, eval_rows, d.label_column), eval_source, kind="images", balance=balance(train, d.label_column), image_sizes=sizes)
 
 
 def image_parts(messages: list, base: Path, where: str) -> list[str]:
