@@ -8,7 +8,8 @@ from pathlib import Path
 
 from adaptkit._files import new_folder, staged_folder
 from adaptkit.errors import InputError
-from adaptkit.runners.predict import AUTO, CAUSAL, load_model, open_run
+from adaptkit.methods.base import AUTO, CAUSAL
+from adaptkit.runners.predict import load_model, open_run
 
 MERGEABLE = ("LORA", "IA3")
 

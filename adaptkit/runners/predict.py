@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from adaptkit.errors import InputError, one_line
+from adaptkit.methods.base import AUTO
 from adaptkit.models import resolve_model
 from adaptkit.recipe.schema import Recipe
 
@@ -22,9 +23,7 @@ IMAGES = "image_classification"
 CLASSIFIERS = (CLASSIFIER, IMAGES)  # tasks whose answers are labels (labels.json, accuracy)
 SPEECH = "speech_recognition"
 VLM = "image_text_to_text"
-AUTO = {CLASSIFIER: ("AutoModelForSequenceClassification", "AutoTokenizer"), IMAGES: ("AutoModelForImageClassification", "AutoImageProcessor"),
-        SPEECH: ("AutoModelForSpeechSeq2Seq", "AutoProcessor"), VLM: ("AutoModelForImageTextToText", "AutoProcessor")}
-CAUSAL = ("AutoModelForCausalLM", "AutoTokenizer")  # each task's model class and what reads its inputs (AUTO's default)
+
 TRANSCRIPTS_FILE = "samples.jsonl"  # a speech run's transcripts of the eval clips, beside the references
 
 

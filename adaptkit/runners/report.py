@@ -84,7 +84,7 @@ def model_card(recipe: Recipe, metrics: dict, labels: list, where: str = "", ext
                 f"pipe.load_lora_weights({folder!r})\n"
                 f"image = pipe('a red circle', generator=torch.Generator().manual_seed(0)).images[0]")
     elif recipe.task in ("image_text_to_text", "speech_recognition"):
-        from adaptkit.runners.predict import AUTO
+        from adaptkit.methods.base import AUTO
 
         auto, reader = AUTO[recipe.task]
         load = f"from transformers import {auto}, {reader}\nprocessor = {reader}.from_pretrained({folder!r})\n"
