@@ -103,6 +103,9 @@ def test_an_error_rate_ranks_lower_first():
     said = learning_warnings({"eval": {"wer": 0.9, "primary_metric": "wer", "base": {"wer": 0.5}}}, [])
     assert any("is not below the base" in line for line in said)
     assert not learning_warnings({"eval": {"wer": 0.1, "primary_metric": "wer", "base": {"wer": 0.5}}}, [])
+    from adaptkit.methods.bakeoff import _base_delta
+
+    assert _base_delta({"eval": {"wer": 0.1, "base": {"wer": 0.5}}}, "neg_wer")["base_value"] == -0.5  # compared as it is ranked
 
 
 def test_the_demo_trains_transcribes_serves_and_exports_a_script_that_agrees(invoke, tmp_path):

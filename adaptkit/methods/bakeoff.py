@@ -110,6 +110,9 @@ def _base_delta(metrics: dict, metric: str) -> dict:
     """The row's base score on its ranking metric and the change adapting made, where the run measured them."""
     e = metrics.get("eval") or {}
     base = (e.get("base") or {}).get(metric)
+    if base is None and metric.startswith("neg_"):  # an error rate ranked by its negation: its base, negated alike
+        plain = (e.get("base") or {}).get(metric[4:])
+        base = -plain if isinstance(plain, (int, float)) and not isinstance(plain, bool) else None
     if not isinstance(base, (int, float)) or isinstance(base, bool):
         return {}
     return {"base_value": base, "base_kind": (e.get("base") or {}).get("kind", "the unadapted model")}
