@@ -102,6 +102,15 @@ def test_lora_on_the_language_model_trains_answers_serves_and_exports(invoke, tm
         fetch = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "run_out", "messages": [
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/hostname"}}]}]})
         assert fetch.status_code == 400 and "data URL" in fetch.json()["error"]["message"]
+        import io
+
+        from PIL import Image
+
+        bomb = io.BytesIO()
+        Image.new("L", (6000, 6000)).save(bomb, format="PNG")  # 36 M pixels in a few dozen KB: refused before decoding
+        huge = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "run_out", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(bomb.getvalue()).decode()}}]}]})
+        assert huge.status_code == 400 and "6000 x 6000 pixels" in huge.json()["error"]["message"]
 
     script = tmp_path / "train.py"
     assert invoke("export", "vlm_lora_sft", *QUICK, f"output_dir={tmp_path / 'script_out'}", "-o", script).exit_code == 0

@@ -15,7 +15,8 @@ from adaptkit.errors import InputError
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Requests in flight; more get 429.")
 @click.option("--max-request-kb", type=click.IntRange(min=1), default=None,
-              help="Larger bodies get 413 (default 256; 25,600 for a speech run, OpenAI's 25 MB for audio).")
+              help="Larger bodies get 413 (default 256; 20,480 for a vision-language run and 25,600 for a speech run, OpenAI's "
+                   "limits for an image and for audio).")
 @click.option("--max-tokens-limit", type=click.IntRange(min=1), default=2048, show_default=True, help="The most max_tokens a request may ask.")
 @click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers", show_default=True,
               help="vllm: start `vllm serve` with --enable-lora and a --lora-modules entry per run (vLLM and a GPU needed).")
@@ -42,7 +43,8 @@ def serve(run_dirs, host, port, max_concurrency, max_request_kb, max_tokens_limi
     from adaptkit.runners.serve import Served, create_app
 
     served = Served(list(run_dirs), trust_remote_code)
-    app = create_app(served, max_concurrency, max_request_kb or (25_600 if served.speech else 256), max_tokens_limit, api_key or None)
+    default_kb = 25_600 if served.speech else 20_480 if served.vision else 256  # OpenAI's limits: 25 MB of audio, 20 MB an image
+    app = create_app(served, max_concurrency, max_request_kb or default_kb, max_tokens_limit, api_key or None)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         click.echo(f"warning: bound to {host}: reachable from the network with no API key: anyone who reaches it can use the "
                    "model (pass --api-key, or set ADAPTKIT_API_KEY)", err=True)

@@ -180,7 +180,7 @@ def _image_model(run: Run, dtype=None):
 
 
 def answer_chat(model, processor, images: list[str], prompt: list[dict], max_new_tokens: int, sampling: dict | None = None,
-                where: str = "row") -> tuple[str, int, int]:
+                where: str = "row", max_pixels: int = 25_000_000) -> tuple[str, int, int]:
     """A vision-language model's answer to chat messages whose image parts are `images` (paths or data URLs), greedy
     unless `sampling` says; with the prompt's and the answer's token counts."""
     import torch
@@ -188,7 +188,7 @@ def answer_chat(model, processor, images: list[str], prompt: list[dict], max_new
     from adaptkit.methods.supervised.images import open_image
 
     text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    pictures = [open_image(reference, where) for reference in images]
+    pictures = [open_image(reference, where, max_pixels) for reference in images]
     inputs = processor(images=pictures or None, text=[text], return_tensors="pt").to(model.device)
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)

@@ -82,7 +82,8 @@ class Served:
 
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
         with self.lock, self.selected(name):
-            return answer_chat(self.model, self.tokenizer, images, prompt, max_tokens, sampling, where="image")
+            return answer_chat(self.model, self.tokenizer, images, prompt, max_tokens, sampling, where="image",
+                               max_pixels=self.runs[name].recipe.data.max_image_pixels if name in self.runs else 25_000_000)
 
     def transcribe(self, name: str, audio: bytes, language: str | None) -> tuple[str, float]:
         """A clip's transcript (as `adaptkit predict` gives it) and its length in seconds; InputError for a clip that does

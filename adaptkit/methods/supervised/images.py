@@ -50,13 +50,20 @@ def resolve(value, base: Path, where: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def open_image(reference: str, where: str = "image"):
-    """A Pillow image in RGB from a path or data URL, or one line saying why it cannot be read."""
+MAX_PIXELS = 25_000_000  # an image larger than this (width x height) is refused before it is decoded (DataConfig's default)
+
+
+def open_image(reference: str, where: str = "image", max_pixels: int = MAX_PIXELS):
+    """A Pillow image in RGB from a path or data URL, or one line saying why it cannot be read. Its size is read from
+    the header first: a small file that decodes to a huge picture (a decompression bomb) is refused before decoding."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         source = io.BytesIO(_decode(reference, where)) if reference.startswith(DATA_URL) else reference
         with Image.open(source) as image:
+            if image.size[0] * image.size[1] > max_pixels:
+                raise InputError(f"{where}: the image {_short(reference)} is {image.size[0]} x {image.size[1]} pixels, over "
+                                 f"{max_pixels:,}: shrink it first")
             return image.convert("RGB")
     except FileNotFoundError:
         raise InputError(f"{where}: no such image file {reference}") from None
