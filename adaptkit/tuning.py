@@ -1,7 +1,11 @@
 """`adaptkit tune`: search a trained recipe's settings with Optuna (its TPE sampler) and the bake-off's pruner. Each
 trial first trains on 1/eta of the training rows; Optuna's SuccessiveHalvingPruner stops the trials that score below
 the best so far there, and the rest train on all of them. The best trial's settings are written as a recipe; every
-run is in the ledger."""
+run is in the ledger.
+
+With a shared Optuna storage and a study name, several workers (processes, GPUs, machines) search one study at once:
+each asks Optuna for its next trial, the pruner judges every trial against all workers' scores, and each worker's
+recipe is the best trial of the whole study when it finishes (the last worker to finish writes the study's best)."""
 
 from __future__ import annotations
 
@@ -22,10 +26,12 @@ class Tuning:
     metric: str | None
     folder: Path | None = None
     space: dict = field(default_factory=dict)
+    study: str | None = None  # a shared study's name (several workers)
+    study_trials: int = 0  # the study's trials, every worker's
 
     def to_dict(self) -> dict:
         return {"trials": self.trials, "best": self.best, "written": str(self.written) if self.written else None,
-                "metric": self.metric, "space": self.space}
+                "metric": self.metric, "space": self.space, "study": self.study, "study_trials": self.study_trials}
 
 
 def space_of(recipe) -> dict:
@@ -39,6 +45,24 @@ def space_of(recipe) -> dict:
         space["lora.r"] = ("choice", [4, 8, 16, 32])
         space["lora.alpha_ratio"] = ("choice", [1, 2])  # alpha = ratio x r
     return space
+
+
+def _study(optuna, name: str | None, storage: str | None, seed: int, eta: int):
+    """The Optuna study, new or (named, in a shared storage) joined. Workers starting together on a new database race to
+    create its tables: the loser waits and joins (a few tries)."""
+    import time
+
+    for attempt in range(6):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, load_if_exists=bool(name), direction="maximize",
+                                       sampler=optuna.samplers.TPESampler(seed=seed),
+                                       pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=eta))
+        except (ValueError, ImportError, RuntimeError) as exc:  # a malformed URL, a missing database driver
+            raise InputError(f"--storage {storage}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:160]}") from None
+        except Exception as exc:  # the database's own (sqlalchemy) errors: another worker is creating the same tables
+            if not exc.__class__.__module__.startswith("sqlalchemy") or attempt == 5:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _suggest(trial, space: dict) -> list[str]:
@@ -57,7 +81,7 @@ def _suggest(trial, space: dict) -> list[str]:
 
 def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None = None, output: str | None = None,
          output_dir: str = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False, overwrite: bool = False,
-         log=lambda line: None) -> Tuning:
+         study: str | None = None, log=lambda line: None) -> Tuning:
     try:
         import optuna
     except ImportError:
@@ -74,6 +98,9 @@ def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None
                          "list them in prompts.variants)")
     if trials < 1:
         raise InputError("--trials must be 1 or more")
+    if study and not storage:
+        raise InputError("--study names a study in a shared --storage (sqlite:///tune.db on a shared disk, or a database URL): "
+                         "give --storage too")
     root = expand(output_dir)
     check_location(root, "--output-dir")
     if (root / "tune.json").is_file() and not overwrite:
@@ -84,13 +111,14 @@ def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None
     rows = len(load_data(loaded).train)
     space = space_of(loaded)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", storage=storage, sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=eta))
+    searched = _study(optuna, study, storage, seed, eta)
     table: list[dict] = []
-    metric = None
-    for number in range(trials):
-        trial = study.ask()
+    metric = searched.user_attrs.get("metric")
+    for _ in range(trials):
+        trial = searched.ask()
         overrides = _suggest(trial, space)
+        number = trial.number  # unique across the workers of a shared study
+        trial.set_user_attr("overrides", overrides)
         entry = {"trial": number, "overrides": overrides}
         for step, share in ((1, 1 / eta), (eta, 1.0)):
             pinned = tuple(overrides) + ((f"data.max_rows={max(1, math.ceil(share * rows))}",) if share < 1 else ())
@@ -99,21 +127,23 @@ def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None
                                         run, pinned)
             if error:
                 entry["error"] = error
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                searched.tell(trial, state=optuna.trial.TrialState.FAIL)
                 break
             metric, value = primary(metrics)
+            searched.set_user_attr("metric", metric)
             entry[f"value_at_{share:.3g}"] = value
             trial.report(value, step)
             if share < 1 and trial.should_prune():
                 entry["outcome"] = f"stopped at 1/{eta} of the rows"
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                searched.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 break
             if share == 1:
                 entry["value"], entry["outcome"] = value, "complete"
-                study.tell(trial, value)
+                searched.tell(trial, value)
         table.append(entry)
-    complete = [e for e in table if e.get("outcome") == "complete"]
-    best = max(complete, key=lambda e: e["value"]) if complete else None
+    complete = [{"trial": t.number, "overrides": t.user_attrs.get("overrides", []), "value": t.value, "outcome": "complete"}
+                for t in searched.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    best = max(complete, key=lambda e: e["value"]) if complete else None  # of the whole study: every worker's trials
     written = None
     if best is not None:
         from adaptkit.recipe.emit import compact_yaml
@@ -124,11 +154,13 @@ def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None
             apply_override(data, override)
         data["output_dir"] = f"runs/{target.stem}"
         relative_inputs(data, target.parent)
-        header = (f"# {Path(path).stem} tuned by `adaptkit tune` ({len(table)} trials): {metric} {best['value']:.4f} on the held-out "
-                  f"rows with {' '.join(best['overrides'])}\n")
+        total = len(searched.get_trials(deepcopy=False))
+        header = (f"# {Path(path).stem} tuned by `adaptkit tune` ({total} trials{f' in study {study}' if study else ''}): {metric} "
+                  f"{best['value']:.4f} on the held-out rows with {' '.join(best['overrides'])}\n")
         write_new(target, header + compact_yaml(data), force=overwrite)
         written = target
     root.mkdir(parents=True, exist_ok=True)
-    result = Tuning(table, best, written, metric, root, {k: list(v[1:]) if v[0] == "log" else v[1] for k, v in space.items()})
+    result = Tuning(table, best, written, metric, root, {k: list(v[1:]) if v[0] == "log" else v[1] for k, v in space.items()},
+                    study=study, study_trials=len(searched.get_trials(deepcopy=False)))
     write_atomic(root / "tune.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,37 @@ def test_workers_train_a_rung_at_once_and_agree_with_one_after_another(invoke, t
     assert first["1"] == first["2"] and len(first["2"]) >= 3  # both at rung 0, the better one at the full data
     assert "2 candidates, 2 at once" in invoke("bakeoff", *candidates, "--rungs", "2", "--workers", "2", "--output-dir",
                                                tmp_path / "again").stderr
+
+
+@pytest.mark.train
+def test_two_workers_search_one_shared_study(tmp_path):
+    """Two `adaptkit tune` processes at once on one Optuna storage and study: four trials with distinct numbers in one
+    study, and the worker that finishes last writes the best of all four."""
+    import subprocess
+    import sys
+
+    lora = _quick(tmp_path, "lora_cls", epochs=1, rows=64)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, "-m", "adaptkit", "tune", lora, "--trials", "2", "--storage", storage, "--study", "shared",
+                                 "--output-dir", tmp_path / f"worker{n}", "-o", tmp_path / f"best{n}.yaml", "--seed", str(n), "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env) for n in (0, 1)]
+    reports = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-2000:]
+        reports.append(json.loads(out))
+    numbers = sorted(t["trial"] for r in reports for t in r["trials"])
+    assert numbers == [0, 1, 2, 3] and max(r["study_trials"] for r in reports) == 4
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    last = max(reports, key=lambda r: r["study_trials"])
+    assert last["best"]["value"] == max(t.value for t in complete) and last["best"]["overrides"] == max(
+        complete, key=lambda t: t.value).user_attrs["overrides"]
+
+
+def test_a_study_needs_a_storage(invoke, tmp_path):
+    result = invoke("tune", "lora_cls", "--study", "x", "--output-dir", tmp_path / "t")
+    assert result.exit_code == 2 and "give --storage too" in result.stderr

@@ -16,20 +16,26 @@ import click
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where the best recipe goes (default: RECIPE.tuned.yaml).")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="runs/tune", show_default=True, help="The trials' runs.")
 @click.option("--storage", help="An Optuna storage URL (e.g. sqlite:///tune.db) that keeps the study.")
+@click.option("--study", help="A study name in --storage to search together: run the same command on several GPUs or machines.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The sampler's seed.")
 @click.option("--allow-code", is_flag=True, help="Let the recipe import the Python code it names.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier search and its recipe.")
 @click.option("--json", "as_json", is_flag=True, help="Print the trials as JSON.")
-def tune(recipe, trials, eta, eval_data, output, output_dir, storage, seed, allow_code, overwrite, as_json):
+def tune(recipe, trials, eta, eval_data, output, output_dir, storage, study, seed, allow_code, overwrite, as_json):
     """Search RECIPE's learning rate, epochs and (for LoRA) rank and alpha; write the best trial as a recipe.
+
+    With --storage and --study, every worker running the same command adds its trials to one study (each on its
+    own GPU or machine, with its own --output-dir); the pruner judges them all together, and each worker writes the
+    study's best so far.
 
     \b
       adaptkit tune lora_cls --trials 12
+      adaptkit tune lora_cls --trials 6 --storage postgresql://db/tune --study tickets --output-dir runs/tune-$HOSTNAME
     """
     from adaptkit.api import tune as run_tune
 
     result = run_tune(recipe, trials=trials, eta=eta, eval_data=eval_data, output=output, output_dir=output_dir, storage=storage,
-                      seed=seed, allow_code=allow_code, overwrite=overwrite, log=lambda line: click.echo(line, err=True))
+                      seed=seed, allow_code=allow_code, overwrite=overwrite, study=study, log=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -41,5 +47,6 @@ def tune(recipe, trials, eta, eval_data, output, output_dir, storage, seed, allo
     if result.best is None:
         click.echo("no trial completed: nothing written")
         return
-    click.echo(f"best: trial {result.best['trial']}, {result.metric} {result.best['value']:.4f}: {' '.join(result.best['overrides'])}")
+    across = f" of {result.study_trials} in study {result.study}" if result.study else ""
+    click.echo(f"best{across}: trial {result.best['trial']}, {result.metric} {result.best['value']:.4f}: {' '.join(result.best['overrides'])}")
     click.echo(f"wrote {result.written}; run it: adaptkit run {result.written}")
