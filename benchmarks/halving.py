@@ -26,14 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAINED = ("lora_cls", "full_cls", "ia3_cls", "prompt_tuning_cls")
 
 
-def recipes(folder: Path, model: str) -> list[str]:
+def recipes(folder: Path, model: str, trained: tuple[str, ...] = TRAINED) -> list[str]:
     """The candidates as recipe files: the built-ins, the prompting ones pointed at the local causal LM."""
     import yaml
 
     from adaptkit.recipe.load import builtin_recipes
 
     made = []
-    for name in ("prompt_engineering", "icl", *TRAINED):
+    for name in ("prompt_engineering", "icl", *trained):
         data = yaml.safe_load(builtin_recipes()[name].read_text())
         for key in ("train", "eval"):
             if data["data"].get(key):
@@ -51,6 +51,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--rungs", type=int, default=2, help="the bake-off's rungs (2: a third of the rows, then all)")
+    parser.add_argument("--trained", nargs="+", default=list(TRAINED), choices=TRAINED,
+                        help="the trained candidates beside prompt_engineering and icl (issue 27's done-when: lora_cls full_cls)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["ADAPTKIT_LEDGER"] = "off"  # a benchmark's runs are not the user's evidence
@@ -64,7 +66,7 @@ def main() -> int:
         import torch
 
         torch.manual_seed(0)
-        candidates = recipes(root, tiny_model(root / "tiny-llama"))
+        candidates = recipes(root, tiny_model(root / "tiny-llama"), tuple(args.trained))
         eval_data = str(ROOT / "examples" / "data" / "support_tickets_test.jsonl")
         print("every method to the end:", file=sys.stderr)
         everything = adaptkit.compare(candidates, eval_data=eval_data, output_dir=root / "all", log=lambda line: print(line, file=sys.stderr))
@@ -110,8 +112,9 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "halving.md").write_text(text + "\n")
-    (args.out / "halving.json").write_text(json.dumps(report, indent=2) + "\n")
+    suffix = "" if tuple(args.trained) == TRAINED else "-" + "-".join(args.trained)
+    (args.out / f"halving{suffix}.md").write_text(text + "\n")
+    (args.out / f"halving{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
