@@ -144,6 +144,9 @@ def test_the_demo_trains_transcribes_serves_and_exports_a_script_that_agrees(inv
         bad = httpx.post(f"http://127.0.0.1:{port}/v1/audio/transcriptions", data={"model": "run_out"},
                          files={"file": ("x.wav", b"not audio")})
         assert bad.status_code == 400 and "cannot read" in bad.json()["error"]["message"]
+        long = httpx.post(f"http://127.0.0.1:{port}/v1/audio/transcriptions", data={"model": "run_out"},
+                          files={"file": ("long.wav", wav(tmp_path / "long.wav", 2.5).read_bytes())})
+        assert long.status_code == 400 and "longer than the model's 1 s window" in long.json()["error"]["message"]  # not cut silently
         chat = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "run_out", "messages": [{"role": "user", "content": "hi"}]})
         assert chat.status_code == 400 and "/v1/audio/transcriptions" in chat.json()["error"]["message"]
 

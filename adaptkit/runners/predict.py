@@ -284,16 +284,15 @@ def speech_processor(name: str, trust: bool, language: str | None):
 
 
 def _features(processor, references: list[str]):
-    from adaptkit.methods.supervised.speech import read_audio
+    """The clips' log-mel features, each clip read and checked as the data check does (the model's sample rate, within
+    its window: a longer clip would be cut silently)."""
+    from adaptkit.methods.supervised.speech import Window, check_clip
 
     extractor = processor.feature_extractor
+    window = Window(extractor.sampling_rate, float(getattr(extractor, "chunk_length", 30)))
     clips = []
     for number, reference in enumerate(references, 1):
-        samples, rate = read_audio(reference, f"clip {number}")
-        if rate != extractor.sampling_rate:
-            raise InputError(f"clip {number}: {reference[:60]} is sampled at {rate:,} Hz; the model reads {extractor.sampling_rate:,} Hz: "
-                             "resample it first")
-        clips.append(samples)
+        clips.append(check_clip(reference, window, f"clip {number}"))
     return extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
 
 

@@ -118,8 +118,8 @@ def resolve(value, base: Path, where: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def check_clip(reference: str, window: Window, where: str) -> float:
-    """The clip's length in seconds, after checking it reads, at the model's sample rate, within its window."""
+def check_clip(reference: str, window: Window, where: str):
+    """The clip's samples, after checking it reads, at the model's sample rate, within its window."""
     samples, rate = read_audio(reference, where)
     if rate != window.rate:
         raise InputError(f"{where}: {_short(reference)} is sampled at {rate:,} Hz; the model reads {window.rate:,} Hz: resample it "
@@ -130,7 +130,7 @@ def check_clip(reference: str, window: Window, where: str) -> float:
                          "cut it into shorter clips with their own transcripts")
     if seconds == 0:
         raise InputError(f"{where}: {_short(reference)} holds no samples")
-    return seconds
+    return samples
 
 
 def _base(reference: str | None) -> Path:
@@ -157,7 +157,7 @@ def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
             if not reference.startswith(DATA_URL) and not Path(reference).is_file():
                 missing.append((number, reference))
                 continue
-            seconds.append(check_clip(reference, window, f"{where}: row {number}"))
+            seconds.append(len(check_clip(reference, window, f"{where}: row {number}")) / window.rate)
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise InputError(f"{where}: row {missing[0][0]}: no such audio file {missing[0][1]}{more} (paths are read relative to "
