@@ -150,3 +150,18 @@ def test_lora_trains_the_new_head_beside_the_adapters_and_merges(invoke, tmp_pat
     assert before.exit_code == 0, before.output
     answers = [row["prediction"] for row in rows(tmp_path / "a.jsonl")]
     assert len(answers) == 100 and set(answers) <= {"circle", "cross", "square", "triangle"}
+
+
+@pytest.mark.unit
+def test_pictures_as_a_hub_dataset_gives_them_are_read(tmp_path):
+    """A hub image dataset hands rows of Pillow images (decoded) or {bytes, path} (parquet): both are checked and kept."""
+    from PIL import Image
+
+    from adaptkit.methods.supervised.images import check_images, open_image
+
+    picture = Image.open(IMAGES / "train" / "circle_0000.png")
+    stored = {"bytes": sorted((IMAGES / "train").glob("cross_*.png"))[0].read_bytes(), "path": None}
+    rows = [{"image": picture.copy(), "label": "circle"}, {"image": stored, "label": "cross"}]
+    assert check_images(rows, "image", tmp_path, "data.train", 25_000_000) == [(32, 32), (32, 32)]
+    assert all(row["image"].startswith("data:image/png;base64,") for row in rows)
+    assert open_image(rows[0]["image"]).tobytes() == picture.convert("RGB").tobytes()

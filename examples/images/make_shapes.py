@@ -169,12 +169,13 @@ def train_autoencoder(vae, out: Path, steps: int = 600) -> None:
     Stable Diffusion's autoencoder was trained), then scale its latents to unit variance (its scaling_factor, as SD's
     0.18215 was chosen): a diffusion LoRA then learns in a latent space that means something, and its samples decode
     to pictures rather than noise. A UNet trained from scratch is the diffusion model's job, not this script's."""
+    import numpy as np
     import torch
     from PIL import Image
 
     rows = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
-    pixels = torch.stack([torch.tensor(list(Image.open(out / r["image"]).convert("RGB").getdata()), dtype=torch.float32)
-                          .view(SIZE, SIZE, 3).permute(2, 0, 1) for r in rows]) / 127.5 - 1
+    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(out / r["image"]).convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
+                          for r in rows]) / 127.5 - 1
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(SEED)
     for _ in range(steps):

@@ -36,7 +36,11 @@ def _decode(url: str, where: str) -> bytes:
 
 def resolve(value, base: Path, where: str) -> str:
     """A row's image as an absolute path or a data URL: a path is read relative to its data file's folder; a `datasets`
-    Image value ({path, bytes}) becomes one of the two."""
+    Image value ({path, bytes}, or the picture a hub dataset decodes) becomes one of the two."""
+    if hasattr(value, "save") and hasattr(value, "size"):  # a Pillow image (a hub dataset's Image feature, decoded)
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     if isinstance(value, dict):  # datasets' Image feature, undecoded
         if value.get("bytes"):
             return "data:image/png;base64," + base64.b64encode(value["bytes"]).decode()

@@ -233,6 +233,7 @@ def _diffusion_trainer(recipe: Recipe, splits: Splits, out: Path, args, callback
     states; the loss is the mean squared error), with the Trainer running the loop: the checkpoints, resume and
     processes every recipe has. Evaluation draws its noise from a seed fixed per batch, so the loss before and after
     training is measured on the same noise. The LoRA is saved in the format diffusers' `load_lora_weights` reads."""
+    import numpy as np
     import torch
     from datasets import Dataset
     from transformers import DefaultDataCollator, Trainer
@@ -258,7 +259,7 @@ def _diffusion_trainer(recipe: Recipe, splits: Splits, out: Path, args, callback
         from PIL import ImageOps
 
         pictures = [ImageOps.fit(open_image(r), (size, size)) for r in batch["image"]]
-        pixels = torch.stack([torch.tensor(list(p.getdata()), dtype=torch.float32).view(size, size, 3).permute(2, 0, 1) for p in pictures])
+        pixels = torch.stack([torch.from_numpy(np.asarray(p, dtype=np.float32)).permute(2, 0, 1) for p in pictures])
         ids = tokenizer(batch["caption"], max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
                         return_tensors="pt").input_ids
         return {"pixel_values": pixels / 127.5 - 1, "input_ids": ids}
