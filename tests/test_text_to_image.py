@@ -67,8 +67,16 @@ def test_the_lora_trains_loads_in_diffusers_and_the_script_agrees(invoke, tmp_pa
     pipe.load_lora_weights(out)  # diffusers reads the run's LoRA as it is
     assert abs(draw() - base).max() > 0
 
-    refused = invoke("predict", out, evaluation)
-    assert refused.exit_code == 2 and "text-to-image LoRA" in refused.stderr
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"caption": "a red circle"}\n{"caption": "a blue cross", "seed": 7, "steps": 3}\n')
+    assert "give -o FILE" in invoke("predict", out, prompts).stderr
+    drawn = invoke("predict", out, prompts, "-o", tmp_path / "drawn.jsonl")
+    assert drawn.exit_code == 0, drawn.output
+    rows = [json.loads(line) for line in (tmp_path / "drawn.jsonl").read_text().splitlines()]
+    assert [(r["seed"], r["steps"]) for r in rows] == [(0, 20), (7, 3)] and all(Path(r["image"]).is_file() for r in rows)
+    again = invoke("predict", out, prompts, "-o", tmp_path / "drawn.jsonl", "--force")
+    assert again.exit_code == 2 and "never written over" in again.stderr  # --force replaces the file, never the pictures
+    assert "a text-to-image LoRA" in invoke("serve", out).stderr
 
     script = tmp_path / "train.py"
     assert invoke("export", "sd_lora", *QUICK, f"data.eval={evaluation}", f"output_dir={tmp_path / 'script_out'}", "-o", script).exit_code == 0

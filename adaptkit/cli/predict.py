@@ -89,6 +89,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
       echo "I was charged twice" | adaptkit predict runs/lora_cls -
       adaptkit predict runs/image_cls examples/images/eval/circle_0001.png
       adaptkit predict runs/whisper_lora examples/audio/eval/clip_0000.wav
+      adaptkit predict runs/sd_lora prompts.jsonl -o drawn.jsonl   # pictures in drawn_images/
     """
     from pathlib import Path
 
@@ -100,11 +101,19 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
         raise InputError("--json prints the summary on stdout, where the predictions go without --output: give -o FILE")
     if output and Path(output).expanduser().exists() and not force:  # said before any model loads
         raise InputError(f"{output} already exists: choose another name or pass --force to replace it")
-    run = open_run(run_dir, allow_code, trust_remote_code)
+    run = open_run(run_dir, allow_code, trust_remote_code, drawing=True)
+    images_dir = None
+    if run.recipe.task == "text_to_image":  # pictures go in a new folder beside the output file
+        if not output:
+            raise InputError(f"{run_dir} draws pictures: give -o FILE (the pictures go in FILE's name + _images/ beside it)")
+        images_dir = Path(output).expanduser().with_suffix("").with_name(Path(output).stem + "_images")
+        if images_dir.exists() and any(images_dir.iterdir()):
+            raise InputError(f"{images_dir} already holds files: choose another -o (pictures are never written over)")
     rows = _rows(source, run)
     loaded = load_model(run)
     started = time.perf_counter()  # the rate is the predictions', not the model load's
-    predicted, scores = run_predict(run, rows, batch_size, max_new_tokens, progress_line("predicting", "rows"), loaded, _base(source))
+    predicted, scores = run_predict(run, rows, batch_size, max_new_tokens, progress_line("predicting", "rows"), loaded, _base(source),
+                                    images_dir)
     seconds = time.perf_counter() - started
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predicted)
     if output:

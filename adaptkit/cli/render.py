@@ -431,6 +431,7 @@ def next_commands(recipe, folder) -> list[str]:
         return lines
     if recipe.task == "text_to_image":  # drawn with diffusers, as the README says
         return ["next:", f"  open {shlex.quote(str(folder) + '/samples.png')}   # held-out captions before (top) and after training",
+                f"  adaptkit predict {run} PROMPTS.jsonl -o drawn.jsonl   # your prompts drawn into drawn_images/",
                 f"  pipe.load_lora_weights({str(folder)!r})   # diffusers: see {shlex.quote(str(folder) + '/README.md')}"]
     if recipe.task == "image_text_to_text":
         lines.append(f"  adaptkit serve {run}   # OpenAI chat with image_url parts (data URLs)")

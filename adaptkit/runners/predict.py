@@ -23,6 +23,8 @@ IMAGES = "image_classification"
 CLASSIFIERS = (CLASSIFIER, IMAGES)  # tasks whose answers are labels (labels.json, accuracy)
 SPEECH = "speech_recognition"
 VLM = "image_text_to_text"
+DRAWS = "text_to_image"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # a text-to-image run's LoRA, as diffusers writes and reads it
 
 TRANSCRIPTS_FILE = "samples.jsonl"  # a speech run's transcripts of the eval clips, beside the references
 
@@ -42,10 +44,10 @@ class Run:
         return (self.weights / "adapter_config.json").is_file()
 
 
-def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = False) -> Run:
+def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = False, drawing: bool = False) -> Run:
     """Read a finished run, or say in one line why the folder is not one. A run folder is data: the code it names (a
     scorer) runs only with the caller's `allow_code`, the model's own code only with the caller's `trust_remote_code`;
-    the folder's recipe.yaml cannot allow either."""
+    the folder's recipe.yaml cannot allow either. `drawing`: the caller draws with a text-to-image run (predict)."""
     from adaptkit.recipe.load import load_recipe
 
     path = Path(folder).expanduser()
@@ -59,9 +61,13 @@ def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = Fa
     if not recipe.definition.trains or recipe.adapter == "vendor":
         raise InputError(f"{folder}: a {recipe.method} run trains no weights here: nothing to load "
                          "(training-free methods run with `adaptkit run`)")
-    if recipe.task == "text_to_image":
-        raise InputError(f"{folder}: a text-to-image LoRA: draw with diffusers (pipe.load_lora_weights('{folder}'), as its README shows); "
-                         "its samples.png holds held-out captions drawn before and after training")
+    if recipe.task == DRAWS:
+        if not drawing:
+            raise InputError(f"{folder}: a text-to-image LoRA: draw with `adaptkit predict {folder} PROMPTS -o drawn.jsonl`, or with "
+                             f"diffusers (pipe.load_lora_weights('{folder}'), as its README shows)")
+        if not (path / LORA_WEIGHTS).is_file():
+            raise InputError(f"{folder}: no {LORA_WEIGHTS} in this run (did it stop before saving?)")
+        return Run(path, recipe, path, [], allow_code)
     weights = path / "policy" if (path / "policy" / "adapter_config.json").is_file() else path
     if not (weights / "adapter_config.json").is_file() and not (weights / "config.json").is_file():
         raise InputError(f"{folder}: no saved model or adapter in this run (was it a staged run that stopped early?)")
@@ -136,6 +142,12 @@ def load_model(run: Run, dtype=None):
         return _image_model(run, dtype)
     if recipe.task in (SPEECH, VLM):
         return _processor_model(run, dtype)
+    if recipe.task == DRAWS:  # the base pipeline with the run's LoRA
+        from adaptkit.methods.supervised.runner import diffusion_pipeline
+
+        pipe = diffusion_pipeline(recipe.model, recipe.trust_remote_code)
+        pipe.load_lora_weights(str(run.folder))
+        return pipe.to("cuda" if torch.cuda.is_available() else "cpu"), pipe.tokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(run.weights if (run.weights / "tokenizer_config.json").is_file() else run.folder),
                                               trust_remote_code=trust)
     extra = {"dtype": dtype} if dtype is not None else {}
@@ -371,6 +383,32 @@ def score_transcripts(recipe: Recipe, model, processor, rows: list[dict], before
     return result
 
 
+def draw(run: Run, rows: list[dict], images_dir: Path | None, loaded, progress) -> list[dict]:
+    """A text-to-image run's pictures of the rows' prompts (data.text_column), each with its row's `seed` (default
+    its index) and `steps` (default the sample grid's), saved as PNG files in `images_dir`; each row gets its file."""
+    import torch
+
+    from adaptkit.methods.supervised.recipe import SAMPLE_STEPS
+
+    if images_dir is None:
+        raise InputError("a text-to-image run draws files: give an output (predict -o FILE writes the pictures beside it)")
+    column = run.recipe.data.text_column
+    bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
+    if bad is not None:
+        raise InputError(f"row {bad}: no prompt in column `{column}` (the caption column this run trained on)")
+    pipe, _ = loaded or load_model(run)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for number, row in enumerate(rows):
+        seed, steps = int(row.get("seed", number)), int(row.get("steps", SAMPLE_STEPS))
+        picture = pipe(row[column], num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)).images[0]
+        path = images_dir / f"{number:05d}.png"
+        picture.save(path)
+        out.append({**row, "seed": seed, "steps": steps, "image": str(path)})
+        progress(number + 1, len(rows))
+    return out
+
+
 def image_processor(name: str, trust: bool):
     from transformers import AutoImageProcessor
 
@@ -525,10 +563,11 @@ def _references(run: Run, rows: list[dict]) -> list[str | None]:
 
 
 def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: int = 128,
-            progress: Callable[[int, int], None] = lambda done, total: None, loaded=None, base: Path | None = None
-            ) -> tuple[list[dict], dict | None]:
+            progress: Callable[[int, int], None] = lambda done, total: None, loaded=None, base: Path | None = None,
+            images_dir: Path | None = None) -> tuple[list[dict], dict | None]:
     """Every row with its prediction (in input order), and the scores where the rows hold the answers. `base`: the
-    folder an image row's relative path is read from (its data file's; default the working folder)."""
+    folder an image row's relative path is read from (its data file's; default the working folder). A text-to-image
+    run draws each row's prompt into `images_dir` (a new folder) with the row's `seed` (default its index)."""
     column = run.recipe.data.text_column if run.recipe.task == CLASSIFIER else None
     if column is not None:
         bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
@@ -536,6 +575,8 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
             raise InputError(f"row {bad}: no text in column `{column}` (what this classifier reads)")
     if not rows:
         raise InputError("no rows to predict on")
+    if run.recipe.task == DRAWS:
+        return draw(run, rows, images_dir, loaded, progress), None
     model, tokenizer = loaded or load_model(run)
     if run.recipe.task == CLASSIFIER:
         predicted = classify(model, tokenizer, run, rows, batch_size, progress)
