@@ -143,8 +143,6 @@ def load_model(run: Run, dtype=None):
     if recipe.task in (SPEECH, VLM):
         return _processor_model(run, dtype)
     if recipe.task == DRAWS:  # the base pipeline with the run's LoRA
-        from adaptkit.methods.supervised.runner import diffusion_pipeline
-
         pipe = diffusion_pipeline(recipe.model, recipe.trust_remote_code)
         pipe.load_lora_weights(str(run.folder))
         return pipe.to("cuda" if torch.cuda.is_available() else "cpu"), pipe.tokenizer
@@ -381,6 +379,22 @@ def score_transcripts(recipe: Recipe, model, processor, rows: list[dict], before
                for r, ref, p, b in zip(rows, references, predicted, before.get("transcripts") or predicted)]
     write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     return result
+
+
+def diffusion_pipeline(name: str, trust: bool):
+    """A Stable Diffusion (1.x/2.x) pipeline, without its safety checker: what text-to-image LoRA trains."""
+    from diffusers import StableDiffusionPipeline
+
+    found = Path(resolve_model(name)) / "model_index.json"
+    if found.is_file():
+        kind = json.loads(found.read_text(encoding="utf-8")).get("_class_name")
+        if kind != "StableDiffusionPipeline":
+            raise InputError(f"{name} is a {kind}: adaptkit trains text-to-image LoRA on Stable Diffusion 1.x/2.x pipelines "
+                             "(StableDiffusionPipeline) so far")
+    pipe = StableDiffusionPipeline.from_pretrained(resolve_model(name), safety_checker=None, requires_safety_checker=False,
+                                                   trust_remote_code=trust)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def draw(run: Run, rows: list[dict], images_dir: Path | None, loaded, progress) -> list[dict]:

@@ -241,6 +241,8 @@ def _diffusion_trainer(recipe: Recipe, splits: Splits, out: Path, args, callback
     from adaptkit.methods.supervised.images import open_image
     from adaptkit.methods.supervised.recipe import UNET_LORA_TARGETS
 
+    from adaptkit.runners.predict import diffusion_pipeline
+
     d, block = recipe.data, recipe.lora
     pipe = diffusion_pipeline(recipe.model, recipe.trust_remote_code)
     size = d.image_size or pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -279,24 +281,6 @@ def _diffusion_trainer(recipe: Recipe, splits: Splits, out: Path, args, callback
     trainer = Trainer(model=model, args=args, train_dataset=dataset(splits.train), eval_dataset=dataset(splits.eval) if splits.eval else None,
                       data_collator=DefaultDataCollator(), callbacks=callbacks)
     return trainer, tokenizer, finish
-
-
-def diffusion_pipeline(name: str, trust: bool):
-    """A Stable Diffusion (1.x/2.x) pipeline, without its safety checker: what text-to-image LoRA trains."""
-    import json
-
-    from diffusers import StableDiffusionPipeline
-
-    found = Path(resolve_model(name)) / "model_index.json"
-    if found.is_file():
-        kind = json.loads(found.read_text(encoding="utf-8")).get("_class_name")
-        if kind != "StableDiffusionPipeline":
-            raise InputError(f"{name} is a {kind}: adaptkit trains text-to-image LoRA on Stable Diffusion 1.x/2.x pipelines "
-                             "(StableDiffusionPipeline) so far")
-    pipe = StableDiffusionPipeline.from_pretrained(resolve_model(name), safety_checker=None, requires_safety_checker=False,
-                                                   trust_remote_code=trust)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def _denoiser(pipe):
