@@ -170,3 +170,9 @@ def test_all_weights_learn_the_digits(invoke, tmp_path):
     assert result.exit_code == 0, result.output
     e = json.loads(result.stdout)["eval"]
     assert e["base"]["wer"] >= 0.99 and e["wer"] < e["base"]["wer"]  # it transcribes more of the held-out digits than before
+
+
+def test_lora_without_targets_on_whisper_is_one_line_before_its_weights_load(invoke, tmp_path):
+    result = invoke("run", "whisper_lora", "lora.target_modules=null", "lora.modules_to_save=null", f"output_dir={tmp_path / 'out'}")
+    assert result.exit_code == 2 and "set lora.target_modules (Whisper: [q_proj, v_proj])" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -115,17 +115,10 @@ def _image_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     d, labels = recipe.data, splits.labels
     label2id = {str(label): i for i, label in enumerate(labels)}
     processor = image_processor(resolve_model(recipe.model), recipe.trust_remote_code)
+    config = peft_config(recipe, None)
+    _peft_targets_known(recipe, config, "ViT/DeiT: [q_proj, v_proj]")
     model = load_model(recipe, "image_classifier", num_labels=len(labels), id2label={i: str(label) for i, label in enumerate(labels)},
                        label2id=label2id, ignore_mismatched_sizes=True)
-    config = peft_config(recipe, None)
-    if config is not None and config.target_modules is None:
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING, TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-
-        known = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING if recipe.adapter == "lora" else TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
-        if model.config.model_type not in known:
-            raise InputError(f"PEFT has no default modules to adapt in a {model.config.model_type} model: set "
-                             f"{recipe.adapter}.target_modules (ViT/DeiT: [q_proj, v_proj]"
-                             + (", and ia3.feedforward_modules" if recipe.adapter == "ia3" else "") + ")")
     if config is not None:
         head = {name for name, _ in model.named_children() if name != model.base_model_prefix}  # ViT's `classifier`
         config.modules_to_save = sorted(set(config.modules_to_save or []) | head)
@@ -148,6 +141,21 @@ def _image_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     return trainer, processor, finish
 
 
+def _peft_targets_known(recipe: Recipe, config, example: str) -> None:
+    """An adapter with no target modules needs PEFT's default for the architecture: said in one line, from the model's
+    config alone, before its weights load (PEFT names none for vision or speech encoders)."""
+    if config is None or config.target_modules is not None:
+        return
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING, TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    from transformers import AutoConfig
+
+    kind = AutoConfig.from_pretrained(resolve_model(recipe.model), trust_remote_code=recipe.trust_remote_code).model_type
+    known = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING if recipe.adapter == "lora" else TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING
+    if kind not in known:
+        raise InputError(f"PEFT has no default modules to adapt in a {kind} model: set {recipe.adapter}.target_modules ({example}"
+                         + (", and ia3.feedforward_modules" if recipe.adapter == "ia3" else "") + ")")
+
+
 def _speech_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     """Transformers' Trainer on a Whisper-style AutoModelForSpeechSeq2Seq: log-mel features from the model's own
     feature extractor, the transcript's tokens (after the language/task prefix) as labels, LoRA through PEFT on the
@@ -160,11 +168,9 @@ def _speech_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
 
     d = recipe.data
     processor = speech_processor(resolve_model(recipe.model), recipe.trust_remote_code, d.language)
-    model = load_model(recipe, "speech_seq2seq")
     config = peft_config(recipe, None)
-    if config is not None and config.target_modules is None:
-        raise InputError(f"PEFT has no default modules to adapt in a {model.config.model_type} model: set "
-                         f"{recipe.adapter}.target_modules (Whisper: [q_proj, v_proj])")
+    _peft_targets_known(recipe, config, "Whisper: [q_proj, v_proj]")
+    model = load_model(recipe, "speech_seq2seq")
     if config is not None:
         model = get_peft_model(model, config)
     model, _, optimizers, finish = prepare_adapters(recipe, model, None, recipe.training.learning_rate, out)
