@@ -110,19 +110,28 @@ def check_images(rows: list[dict], column: str, base: Path, where: str, max_pixe
     return sizes
 
 
-def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
-    """Image rows and labels, checked (the label set as the text classifier's, every image readable) before any weights load."""
-    from adaptkit.runners.data import Splits, balance, check_labels, label_set, nonempty_splits, require_columns
+def _images_with(train: list[dict], eval_rows: list[dict], recipe, column: str, setting: str, check) -> list:
+    """Every split's rows hold an image and `column` (its values checked by `check`), and every image reads: their sizes."""
+    from adaptkit.runners.data import nonempty_splits, require_columns
 
     d = recipe.data
     sizes = []
     for rows, where in nonempty_splits(train, eval_rows):
         require_columns(rows, [d.image_column], where, "data.image_column")
-        require_columns(rows, [d.label_column], where, "data.label_column")
-        check_labels(rows, d.label_column, where)
-        base = _base(d.eval if where == "data.eval" and d.eval else d.train)
-        sizes += check_images(rows, d.image_column, base, where, d.max_image_pixels)
-    return Splits(train, eval_rows, label_set(train, eval_rows, d.label_column), eval_source, kind="images", balance=balance(train, d.label_column), image_sizes=sizes)
+        require_columns(rows, [column], where, setting)
+        check(rows, column, where)
+        sizes += check_images(rows, d.image_column, _base(d.eval if where == "data.eval" and d.eval else d.train), where, d.max_image_pixels)
+    return sizes
+
+
+def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
+    """Image rows and labels, checked (the label set as the text classifier's, every image readable) before any weights load."""
+    from adaptkit.runners.data import Splits, balance, check_labels, label_set
+
+    d = recipe.data
+    sizes = _images_with(train, eval_rows, recipe, d.label_column, "data.label_column", check_labels)
+    return Splits(train, eval_rows, label_set(train, eval_rows, d.label_column), eval_source, kind="images",
+                  balance=balance(train, d.label_column), image_sizes=sizes)
 
 
 def image_parts(messages: list, base: Path, where: str) -> list[str]:
@@ -179,15 +188,9 @@ def load_questions(train: list[dict], eval_rows: list[dict], recipe, eval_source
 def load_captions(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
     """Images and their captions, for a text-to-image model: every image found and readable, every caption present,
     before any weights load."""
-    from adaptkit.runners.data import Splits, check_text, nonempty_splits, require_columns
+    from adaptkit.runners.data import Splits, check_text
 
-    d = recipe.data
-    sizes = []
-    for rows, where in nonempty_splits(train, eval_rows):
-        require_columns(rows, [d.image_column], where, "data.image_column")
-        require_columns(rows, [d.text_column], where, "data.text_column")
-        check_text(rows, d.text_column, where)
-        sizes += check_images(rows, d.image_column, _base(d.eval if where == "data.eval" and d.eval else d.train), where, d.max_image_pixels)
+    sizes = _images_with(train, eval_rows, recipe, recipe.data.text_column, "data.text_column", check_text)
     return Splits(train, eval_rows, [], eval_source, kind="captions", image_sizes=sizes)
 
 
