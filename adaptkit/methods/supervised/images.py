@@ -8,30 +8,13 @@ Torch-free: Pillow opens the images when the data is checked.
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
+from adaptkit.methods.supervised.media import decode, locate, split_folder
 
 DATA_URL = "data:image/"
-
-
-def _base(reference: str | None) -> Path:
-    """The folder an image path in a data file is read relative to: the file's own (datasets' imagefolder does the same)."""
-    if reference and Path(reference).expanduser().is_file():
-        return Path(reference).expanduser().resolve().parent
-    return Path.cwd()
-
-
-def _decode(url: str, where: str) -> bytes:
-    head, _, payload = url.partition(",")
-    if ";base64" not in head:
-        raise InputError(f"{where}: an image data URL must be base64 (data:image/png;base64,...)")
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError(f"{where}: the image data URL is not valid base64") from None
 
 
 def resolve(value, base: Path, where: str) -> str:
@@ -41,17 +24,7 @@ def resolve(value, base: Path, where: str) -> str:
         buffer = io.BytesIO()
         value.save(buffer, format="PNG")
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    if isinstance(value, dict):  # datasets' Image feature, undecoded
-        if value.get("bytes"):
-            return "data:image/png;base64," + base64.b64encode(value["bytes"]).decode()
-        value = value.get("path")
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: no image (an image is a file path or a data:image/...;base64 URL)")
-    value = value.strip()
-    if value.startswith(DATA_URL):
-        return value
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
+    return locate(value, base, where, "image")
 
 
 MAX_PIXELS = 25_000_000  # an image larger than this (width x height) is refused before it is decoded (DataConfig's default)
@@ -63,7 +36,7 @@ def open_image(reference: str, where: str = "image", max_pixels: int = MAX_PIXEL
     from PIL import Image, UnidentifiedImageError
 
     try:
-        source = io.BytesIO(_decode(reference, where)) if reference.startswith(DATA_URL) else reference
+        source = io.BytesIO(decode(reference, where, "image")) if reference.startswith(DATA_URL) else reference
         with Image.open(source) as image:
             if image.size[0] * image.size[1] > max_pixels:
                 raise InputError(f"{where}: the image {_short(reference)} is {image.size[0]} x {image.size[1]} pixels, over "
@@ -94,7 +67,7 @@ def check_images(rows: list[dict], column: str, base: Path, where: str, max_pixe
             missing.append((number, reference))
             continue
         try:
-            source = io.BytesIO(_decode(reference, here)) if reference.startswith(DATA_URL) else reference
+            source = io.BytesIO(decode(reference, here, "image")) if reference.startswith(DATA_URL) else reference
             with Image.open(source) as image:  # reads the header only
                 size = image.size
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -120,7 +93,7 @@ def _images_with(train: list[dict], eval_rows: list[dict], recipe, column: str, 
         require_columns(rows, [d.image_column], where, "data.image_column")
         require_columns(rows, [column], where, setting)
         check(rows, column, where)
-        sizes += check_images(rows, d.image_column, _base(d.eval if where == "data.eval" and d.eval else d.train), where, d.max_image_pixels)
+        sizes += check_images(rows, d.image_column, split_folder(d, where), where, d.max_image_pixels)
     return sizes
 
 
@@ -163,7 +136,7 @@ def load_questions(train: list[dict], eval_rows: list[dict], recipe, eval_source
     d = recipe.data
     sizes = []
     for rows, where in nonempty_splits(train, eval_rows):
-        base = _base(d.eval if where == "data.eval" and d.eval else d.train)
+        base = split_folder(d, where)
         if d.messages_column:
             require_columns(rows, [d.messages_column], where, "data.messages_column")
             for number, row in enumerate(rows, 1):

@@ -8,8 +8,6 @@ Torch-free: WAV is read with the standard library, other formats with soundfile 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import wave
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adaptkit.errors import InputError, one_line
+from adaptkit.methods.supervised.media import decode, locate, split_folder
 
 DATA_URL = "data:audio/"
 WHISPER = {"sampling_rate": 16_000, "chunk_length": 30}  # Whisper's feature extractor: 16 kHz, a 30 s window
@@ -49,15 +48,7 @@ def window_of(model: str) -> Window:
 
 
 def _source(reference: str, where: str):
-    if not reference.startswith(DATA_URL):
-        return reference
-    head, _, payload = reference.partition(",")
-    if ";base64" not in head:
-        raise InputError(f"{where}: an audio data URL must be base64 (data:audio/wav;base64,...)")
-    try:
-        return io.BytesIO(base64.b64decode(payload, validate=True))
-    except (binascii.Error, ValueError):
-        raise InputError(f"{where}: the audio data URL is not valid base64") from None
+    return io.BytesIO(decode(reference, where, "audio")) if reference.startswith(DATA_URL) else reference
 
 
 def read_audio(reference: str, where: str = "audio"):
@@ -105,17 +96,7 @@ def _short(reference: str) -> str:
 
 def resolve(value, base: Path, where: str) -> str:
     """A row's clip as an absolute path (relative ones are read from the data file's folder) or a data URL."""
-    if isinstance(value, dict):  # datasets' Audio feature, undecoded
-        if value.get("bytes"):
-            return "data:audio/wav;base64," + base64.b64encode(value["bytes"]).decode()
-        value = value.get("path")
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: no audio (a clip is a file path or a data:audio/...;base64 URL)")
-    value = value.strip()
-    if value.startswith(DATA_URL):
-        return value
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
+    return locate(value, base, where, "audio")
 
 
 def check_clip(reference: str, window: Window, where: str):
@@ -133,12 +114,6 @@ def check_clip(reference: str, window: Window, where: str):
     return samples
 
 
-def _base(reference: str | None) -> Path:
-    if reference and Path(reference).expanduser().is_file():
-        return Path(reference).expanduser().resolve().parent
-    return Path.cwd()
-
-
 def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
     """Clips and transcripts, checked before any weights load."""
     from adaptkit.runners.data import Splits, check_text, nonempty_splits, require_columns
@@ -150,7 +125,7 @@ def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
         require_columns(rows, [d.audio_column], where, "data.audio_column")
         require_columns(rows, [d.text_column], where, "data.text_column")
         check_text(rows, d.text_column, where)
-        base = _base(d.eval if where == "data.eval" and d.eval else d.train)
+        base = split_folder(d, where)
         missing = []
         for number, row in enumerate(rows, 1):
             row[d.audio_column] = reference = resolve(row[d.audio_column], base, f"{where}: row {number}")
