@@ -138,9 +138,7 @@ def load_model(run: Run, dtype=None):
     quiet_transformers()
     recipe = run.recipe
     trust = recipe.trust_remote_code
-    if recipe.task == IMAGES:
-        return _image_model(run, dtype)
-    if recipe.task in (SPEECH, VLM):
+    if recipe.task in (IMAGES, SPEECH, VLM):
         return _processor_model(run, dtype)
     if recipe.task == DRAWS:  # the base pipeline with the run's LoRA
         pipe = diffusion_pipeline(recipe.model, recipe.trust_remote_code)
@@ -166,27 +164,6 @@ def load_model(run: Run, dtype=None):
     model.config.pad_token_id = tokenizer.pad_token_id
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return model, tokenizer
-
-
-def _image_model(run: Run, dtype=None):
-    """(image classifier in eval mode, its image processor) for an image classification run."""
-    import torch
-    from transformers import AutoModelForImageClassification
-
-    trust = run.recipe.trust_remote_code
-    processor = image_processor(str(run.weights if (run.weights / "preprocessor_config.json").is_file() else run.folder), trust)
-    names = {"num_labels": len(run.labels), "id2label": dict(enumerate(run.labels)), "label2id": {label: i for i, label in enumerate(run.labels)}}
-    extra = {"dtype": dtype} if dtype is not None else {}
-    if run.adapter:
-        from peft import PeftModel
-
-        base = AutoModelForImageClassification.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust,
-                                                               ignore_mismatched_sizes=True, **names, **extra)
-        model = PeftModel.from_pretrained(base, str(run.weights))
-    else:
-        model = AutoModelForImageClassification.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    return model, processor
 
 
 def answer_chat(model, processor, images: list[str], prompt: list[dict], max_new_tokens: int, sampling: dict | None = None,
@@ -254,8 +231,8 @@ def score_answers(recipe: Recipe, model, processor, rows: list[dict], before: di
 
 
 def _processor_model(run: Run, dtype=None):
-    """(model in eval mode, its processor) for a speech or vision-language run: the task's AutoModel class, with the
-    run's adapter on its base where it trained one."""
+    """(model in eval mode, its processor) for an image classifier, speech or vision-language run: the task's AutoModel
+    class, with the run's adapter on its base where it trained one (an image classifier's base with its label head)."""
     import torch
     import transformers
     from transformers import AutoProcessor
@@ -263,14 +240,17 @@ def _processor_model(run: Run, dtype=None):
     trust = run.recipe.trust_remote_code
     saved = any((run.weights / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
     folder = str(run.weights if saved else run.folder)
-    processor = (speech_processor(folder, trust, run.recipe.data.language) if run.recipe.task == SPEECH
-                 else AutoProcessor.from_pretrained(folder, trust_remote_code=trust))
-    auto = getattr(transformers, AUTO[run.recipe.task][0])
+    task = run.recipe.task
+    processor = (speech_processor(folder, trust, run.recipe.data.language) if task == SPEECH else image_processor(folder, trust)
+                 if task == IMAGES else AutoProcessor.from_pretrained(folder, trust_remote_code=trust))
+    auto = getattr(transformers, AUTO[task][0])
     extra = {"dtype": dtype} if dtype is not None else {}
     if run.adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(auto.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust, **extra),
+        head = {"num_labels": len(run.labels), "id2label": dict(enumerate(run.labels)), "label2id": {label: i for i, label in enumerate(run.labels)},
+                "ignore_mismatched_sizes": True} if task == IMAGES else {}  # the base with a head of the run's labels
+        model = PeftModel.from_pretrained(auto.from_pretrained(resolve_model(run.recipe.model), trust_remote_code=trust, **head, **extra),
                                           str(run.weights))
     else:
         model = auto.from_pretrained(str(run.weights), trust_remote_code=trust, **extra)
