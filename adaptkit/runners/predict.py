@@ -214,7 +214,8 @@ def score_answers(recipe: Recipe, model, processor, rows: list[dict], before: di
     rows = rows[:recipe.training.generate_eval or len(rows)]
     if not rows:
         return {}
-    references = [as_chat(row, d)[2] or "" for row in rows]
+    chats = [as_chat(row, d) for row in rows]  # read once: the references and the questions shown in samples.jsonl
+    references = [answer or "" for _, _, answer in chats]
     predicted = answer_images(model, processor, rows, d, recipe.training.max_new_tokens)
     scorer = task_scorer(recipe)
     result = {**scorer(predicted, references), "rows": len(rows)}
@@ -223,9 +224,9 @@ def score_answers(recipe: Recipe, model, processor, rows: list[dict], before: di
         result["base"] = {**{k: v for k, v in base.items() if k != "primary_metric" and isinstance(v, (int, float))},
                           "kind": "the model before training, on the same rows"}
         result["delta"] = delta({k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "rows"}, base)
-    samples = [{"prompt": as_chat(row, d)[1][-1]["content"][-1].get("text", ""), "reference": ref, "prediction": said,
+    samples = [{"prompt": prompt[-1]["content"][-1].get("text", ""), "reference": ref, "prediction": said,
                 **({"base": b} if before.get("answers") else {})}
-               for row, ref, said, b in zip(rows, references, predicted, before.get("answers") or predicted)]
+               for (_, prompt, _), ref, said, b in zip(chats, references, predicted, before.get("answers") or predicted)]
     write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     return result
 
