@@ -18,10 +18,12 @@ BOTH_TASKS = ("sequence_classification", "causal_lm")
 UNET_LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")  # a UNet's attention, as diffusers' LoRA training adapts it
 SAMPLE_PROMPTS, SAMPLE_STEPS = 4, 20  # text to image: eval captions drawn before and after training (fixed seeds), denoising steps
 VISION_TOWER = r".*(vision_tower|vision_model|visual)\..*"  # LoRA stays off the image encoder (LLaVA, Idefics, Qwen-VL names)
-MEDIA_LORA = {"image_classification": ("q_proj", "v_proj"),  # ViT/DeiT attention (transformers 5's names), as PEFT's guide adapts it
-              "image_text_to_text": "all-linear",  # the language model's linear layers (the runner keeps LoRA off the vision tower)
-              "speech_recognition": ("q_proj", "v_proj"),  # Whisper's, as PEFT's Whisper example does
-              "text_to_image": UNET_LORA_TARGETS}
+MEDIA_LORA = {  # task -> the emitted LoRA block's fields and learning rate (None: the method's): PEFT names no default modules
+    "image_classification": ({"target_modules": ("q_proj", "v_proj")}, None),  # ViT/DeiT attention (transformers 5), as PEFT's guide
+    "image_text_to_text": ({"target_modules": "all-linear"}, None),  # the language model's linear layers (the tower is left out)
+    "speech_recognition": ({"target_modules": ("q_proj", "v_proj")}, 1e-3),  # as PEFT's Whisper LoRA example
+    "text_to_image": ({"target_modules": UNET_LORA_TARGETS, "r": 4, "alpha": 4, "dropout": 0.0}, 1e-4),  # diffusers' LoRA defaults
+}
 DEMO_MODELS = {"examples/audio/whisper-demo": ("conv1", "conv2", "proj_out"),
                "examples/images/llava-tiny": ("multi_modal_projector", "lm_head")}
 WEIGHT_TASKS = (*BOTH_TASKS, "image_classification", "image_text_to_text", "speech_recognition")  # all weights or adapters train these too (soft prompts do not)
@@ -289,14 +291,11 @@ def _emit(blocks: Callable[[bool], dict] = lambda classification: {}, learning_r
         fields = context.training_data("classification" if classification else "instructions")
         fields["training"].update(learning_rate=learning_rate[0] if classification else learning_rate[1], **training)
         own = blocks(classification)
-        if fields["task"] in MEDIA_LORA and "lora" in own:  # PEFT names no default modules for vision or speech encoders
-            targets = MEDIA_LORA[fields["task"]]
-            own["lora"]["target_modules"] = targets if isinstance(targets, str) else list(targets)
-            if fields["task"] == "speech_recognition":
-                fields["training"]["learning_rate"] = 1e-3  # PEFT's Whisper LoRA example
-            if fields["task"] == "text_to_image":
-                fields["training"]["learning_rate"] = 1e-4  # diffusers' text-to-image LoRA default
-                own["lora"].update(r=4, alpha=4, dropout=0.0)  # its rank
+        if fields["task"] in MEDIA_LORA and "lora" in own:
+            lora, rate = MEDIA_LORA[fields["task"]]
+            own["lora"].update({k: list(v) if isinstance(v, tuple) else v for k, v in lora.items()})
+            if rate:
+                fields["training"]["learning_rate"] = rate
             for demo, untrained in DEMO_MODELS.items():  # a demo model is untrained: the parts LoRA cannot reach train in full
                 if fields["model"].endswith(demo):
                     own["lora"]["modules_to_save"] = list(untrained)
