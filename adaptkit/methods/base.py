@@ -22,7 +22,8 @@ EMBEDDED = "sentence-transformers/all-MiniLM-L6-v2"
 AUTO = {"sequence_classification": ("AutoModelForSequenceClassification", "AutoTokenizer"),
         "image_classification": ("AutoModelForImageClassification", "AutoImageProcessor"),
         "speech_recognition": ("AutoModelForSpeechSeq2Seq", "AutoProcessor"), "image_text_to_text": ("AutoModelForImageTextToText", "AutoProcessor")}
-CAUSAL = ("AutoModelForCausalLM", "AutoTokenizer")  # each task's model class and what reads its inputs (AUTO's default)
+CAUSAL = ("AutoModelForCausalLM", "AutoTokenizer")
+MEDIA_TASKS = ("image_classification", "image_text_to_text", "speech_recognition", "text_to_image")  # recipes that read images or audio  # each task's model class and what reads its inputs (AUTO's default)
 LOWER_IS_BETTER = ("wer", "cer", "perplexity", "denoising_loss")  # primary metrics where less is better (ranked by their negation)
 TASKS = ("sequence_classification", "image_classification", "image_text_to_text", "speech_recognition", "text_to_image", "causal_lm",
          "question_answering", "agent")

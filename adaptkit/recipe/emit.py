@@ -8,7 +8,7 @@ from adaptkit.advisor.engine import Advice
 from adaptkit.advisor.profile import COLUMNS as ANSWERED_COLUMNS
 from adaptkit.errors import InputError, one_line
 from adaptkit.launch import layout, per_machine_commands
-from adaptkit.methods.base import DataConfig
+from adaptkit.methods.base import MEDIA_TASKS, DataConfig
 from adaptkit.recipe.load import apply_override, project_root, validate
 from adaptkit.methods.registry import recipe_changes, recipe_setup, registry
 
@@ -157,11 +157,8 @@ def _emitted(method: str, advice: Advice) -> tuple[dict, list[str]] | None:
     if fields is None:
         return None
     recipe = {"method": method, **fields}
-    if advice.profile.modality != "text" and recipe.get("task") not in definition.tasks:
-        return None  # this method does not train that kind of model (full fine-tuning of a diffusion model, say)
-    if advice.profile.modality != "text" and recipe.get("task") not in ("image_classification", "image_text_to_text", "speech_recognition",
-                                                                         "text_to_image"):
-        return None  # no recipe of this method reads images or audio yet (a text one would not run on the rows)
+    if advice.profile.modality != "text" and (recipe.get("task") not in MEDIA_TASKS or recipe.get("task") not in definition.tasks):
+        return None  # a text recipe would not run on these rows, and no method trains every kind of model (a diffusion model fully)
     if "data" in recipe:
         recipe["data"] = {**recipe["data"], **_columns(advice.profile, context.columns, recipe["data"])}
     own_data = advice.profile.train_data or advice.profile.eval_data  # the demo data holds neither JSON nor tests

@@ -378,6 +378,13 @@ def diffusion_pipeline(name: str, trust: bool):
     return pipe
 
 
+def _require_text(rows: list[dict], column: str, missing: str, what: str) -> None:
+    """Every row holds non-empty text in `column`, or one line names the first that does not."""
+    bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
+    if bad is not None:
+        raise InputError(f"row {bad}: {missing} in column `{column}` ({what})")
+
+
 def draw(run: Run, rows: list[dict], images_dir: Path | None, loaded, progress) -> list[dict]:
     """A text-to-image run's pictures of the rows' prompts (data.text_column), each with its row's `seed` (default
     its index) and `steps` (default the sample grid's), saved as PNG files in `images_dir`; each row gets its file."""
@@ -388,9 +395,7 @@ def draw(run: Run, rows: list[dict], images_dir: Path | None, loaded, progress) 
     if images_dir is None:
         raise InputError("a text-to-image run draws files: give an output (predict -o FILE writes the pictures beside it)")
     column = run.recipe.data.text_column
-    bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
-    if bad is not None:
-        raise InputError(f"row {bad}: no prompt in column `{column}` (the caption column this run trained on)")
+    _require_text(rows, column, "no prompt", "the caption column this run trained on")
     pipe, _ = loaded or load_model(run)
     images_dir.mkdir(parents=True, exist_ok=True)
     out = []
@@ -563,11 +568,8 @@ def predict(run: Run, rows: list[dict], batch_size: int = 32, max_new_tokens: in
     """Every row with its prediction (in input order), and the scores where the rows hold the answers. `base`: the
     folder an image row's relative path is read from (its data file's; default the working folder). A text-to-image
     run draws each row's prompt into `images_dir` (a new folder) with the row's `seed` (default its index)."""
-    column = run.recipe.data.text_column if run.recipe.task == CLASSIFIER else None
-    if column is not None:
-        bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
-        if bad is not None:
-            raise InputError(f"row {bad}: no text in column `{column}` (what this classifier reads)")
+    if run.recipe.task == CLASSIFIER:
+        _require_text(rows, run.recipe.data.text_column, "no text", "what this classifier reads")
     if not rows:
         raise InputError("no rows to predict on")
     if run.recipe.task == DRAWS:
