@@ -11,7 +11,8 @@ from adaptkit.errors import InputError
 from adaptkit.units import parse_gigabytes, parse_number, parse_params_b
 
 SETUP_OPTIONS = ("precision", "quantization", "batch_size", "seq_len", "gradient_checkpointing", "chunked_loss", "adapter", "lora_r",
-                 "lora_targets", "dora", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference", "image_tokens")
+                 "lora_targets", "dora", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference", "image_tokens",
+                 "resolution", "cached_inputs")
 
 
 def _number(parse, flag):
@@ -43,6 +44,10 @@ def _number(parse, flag):
               help="Tokens per sequence, up to 1,048,576 (default 1024 for training; 2-4k prompts for inference).")
 @click.option("--image-tokens", type=click.IntRange(min=0, max=1_048_576),
               help="A vision-language model: image tokens per example, added to --seq-len (default: one image at the model's count).")
+@click.option("--resolution", type=click.IntRange(min=8, max=16_384),
+              help="A diffusion UNet: training images' side in pixels, a multiple of 8 (default: the model's own, 1024 for SDXL).")
+@click.option("--cached-inputs", is_flag=True,
+              help="A diffusion UNet: latents and text embeddings computed beforehand (the VAE and text encoders off the GPU).")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True)
 @click.option("--chunked-loss", is_flag=True, help="Chunked/fused cross-entropy (Liger, torchtune).")
 @click.option("--adapter", type=click.Choice(["lora", "ia3", "none"]), help="For lora_adapters, dpo, rlhf: none = full weights.")
@@ -80,7 +85,7 @@ def _number(parse, flag):
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
 def estimate(overrides, recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, image_tokens,
-             gradient_checkpointing, chunked_loss,
+             resolution, cached_inputs, gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, dora, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
@@ -155,7 +160,7 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
             lora_r=lora_r, lora_targets=lora_targets, dora=dora,
             soft_prompt=soft_prompt, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer, num_gpus=gpus,
             sharding=sharding if definition.trains else "none", rl_algorithm=rl_algorithm, dpo_reference=dpo_reference,
-            image_tokens=image_tokens,
+            image_tokens=image_tokens, resolution=resolution, cached_inputs=cached_inputs,
         )
         result = run_estimate(arch, setup, device, tokens, gpu_hour_usd, tokens_per_second)
         if model and definition.trains and not uncalibrated:  # runs measured on this GPU model (the ledger) correct the peak

@@ -179,10 +179,11 @@ def show_estimate(result: dict) -> None:
     """One method's estimate: components, fit, suggestions, time, assumptions."""
     console = make_console()
     setup = result["setup"]
+    size = f"{setup['resolution']} px images" if setup.get("resolution") else f"{setup['seq_len']} tokens"  # a diffusion UNet: its images
     console.print(
         f"[bold]{result['method']}[/] on [bold]{result['model']}[/]: {_params(result)}, "
         f"{result['trainable_params']:,} trainable; {setup['precision']}, quantization {setup['quantization']}, "
-        f"batch {setup['batch_size']} x {setup['seq_len']} tokens, {setup['num_gpus']} GPU(s), sharding {setup['sharding']}"
+        f"batch {setup['batch_size']} x {size}, {setup['num_gpus']} GPU(s), sharding {setup['sharding']}"
     )
     table = Table(box=box.SIMPLE_HEAD, title="Peak memory per device", title_justify="left")
     table.add_column("component")

@@ -83,6 +83,11 @@ class Architecture:
     vision_params: int = 0  # a vision-language model: its vision tower and projector (in other_params), frozen under LoRA
     input_tokens: int | None = None  # an image or audio encoder: the tokens one input is (a ViT's patches and class token,
     # Whisper's encoder frames), whatever a recipe's max_length says
+    units: tuple[tuple[str, int, int, int], ...] = ()  # a diffusion UNet, in forward order: (kind, channels in, channels out,
+    # downscale of the latent), kind resnet | transformer (channels out: its blocks) | sample; activations are summed over them
+    latent_channels: int = 0  # a diffusion UNet: channels of the VAE latent; the latent is resolution / 8 on a side
+    sample_size: int = 0  # a diffusion UNet: its native latent side (config sample_size; x 8 is the training resolution in pixels)
+    companion_params: int = 0  # a diffusion UNet: the frozen text encoders and VAE beside it (16-bit, unless inputs are cached)
 
     @property
     def total_params(self) -> int:
@@ -379,6 +384,188 @@ def _llava(config: dict, family: str, name: str) -> Architecture:
                    image_tokens=patches + (1 if strategy == "full" else 0))
 
 
+def _qwen(config: dict, family: str, name: str) -> Architecture:
+    """Qwen (the first generation, `model_type: qwen`, remote code): a fused QKV projection with biases (c_attn), a gated
+    MLP as w1 and w2 (each half of the config's intermediate_size) and mlp.c_proj, RMSNorm. With a `visual` block it is
+    Qwen-VL: a ViT-bigG-style tower (in_proj/out_proj attention, c_fc/c_proj MLP) and a one-layer cross-attention
+    resampler that turns every image into a fixed 256 tokens of the language model's width."""
+    h, layers = _int(config, "hidden_size"), _int(config, "num_hidden_layers")
+    heads, vocab = _int(config, "num_attention_heads"), _int(config, "vocab_size")
+    d = _int(config, "kv_channels", default=h // heads)
+    i = _int(config, "intermediate_size") // 2  # Qwen's config counts both halves of the gated MLP
+    tied = bool(config.get("tie_word_embeddings", False))
+    linears = (
+        Linear("c_attn", "qkv", h, 3 * heads * d, True), Linear("attn.c_proj", "o", heads * d, h),
+        Linear("w1", "gate", h, i), Linear("w2", "up", h, i), Linear("mlp.c_proj", "down", i, h),
+    )
+    language = Architecture(
+        name, family, vocab, h, layers, heads, heads, d, i, True, tied, (Block(layers, linears, 2 * h),),
+        embedding_params=vocab * h, head_params=0 if tied else vocab * h, other_params=h)
+    visual = config.get("visual")
+    if not isinstance(visual, dict):
+        return language
+    width, depth = _int(visual, "width"), _int(visual, "layers")
+    patch, size, out = _int(visual, "patch_size", default=14), _int(visual, "image_size", default=448), _int(visual, "output_dim", default=h)
+    ratio = visual.get("mlp_ratio", 4.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1000:
+        raise InputError(f"config.json: `visual.mlp_ratio` is {brief(ratio)}; it must be a positive number")
+    mlp = int(width * ratio)
+    queries = 256  # Qwen-VL's resampler: a 16 x 16 grid of learned queries, whatever the image size
+    block = (width * 3 * width + 3 * width) + (width * width + width) + (width * mlp + mlp) + (mlp * width + width) + 4 * width
+    tower = 3 * patch * patch * width + queries * width + 2 * width + depth * block  # patches, positions, ln_pre, blocks
+    resampler = (2 * queries * out + width * out  # positions, queries, kv projection
+                 + 4 * out * out + 4 * out + 4 * out + 2 * out + out * out)  # attention, ln_q and ln_kv, ln_post, proj
+    extra = tower + resampler
+    del size  # the tower's positions are interpolated to any size; its tokens stay 256
+    return replace(language, other_params=language.other_params + extra, vision_params=extra, image_tokens=queries + 2,
+                   notes=("Qwen-VL: every image is 256 resampled tokens plus its two boundary tokens",))
+
+
+def _resnet(c_in: int, c_out: int, temb: int = 0) -> int:
+    """diffusers' ResnetBlock2D: two GroupNorms, two 3x3 convolutions, the time embedding's projection, a 1x1 shortcut."""
+    return 2 * c_in + c_in * c_out * 9 + c_out + (temb * c_out + c_out if temb else 0) + 2 * c_out + c_out * c_out * 9 + c_out + (
+        c_in * c_out + c_out if c_in != c_out else 0)
+
+
+def _per_level(value, count: int, key: str) -> list[int]:
+    values = value if isinstance(value, list) else [value] * count
+    if len(values) != count:
+        raise InputError(f"config.json: `{key}` has {len(values)} entries for {count} blocks")
+    return [_int({key: v}, key) for v in values]
+
+
+def _unet(config: dict, family: str, name: str) -> Architecture:
+    """A diffusers UNet2DConditionModel (Stable Diffusion 1.x/2.x, SDXL), from unet/config.json: resnets and
+    cross-attention transformer blocks at each resolution of the latent, down and up with skip connections. The blocks'
+    attention and feed-forward layers are `Block`s (what LoRA wraps and what gets quantized); the rest (convolutions,
+    norms, time embeddings) is `other_params`. The text encoders and the VAE are `companion_params`."""
+    channels = [_int({"block_out_channels": c}, "block_out_channels") for c in config.get("block_out_channels") or [320, 640, 1280, 1280]]
+    downs = list(config.get("down_block_types") or ["CrossAttnDownBlock2D"] * (len(channels) - 1) + ["DownBlock2D"])
+    ups = list(config.get("up_block_types") or ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (len(channels) - 1))
+    if not len(downs) == len(ups) == len(channels):
+        raise InputError("config.json: down_block_types, up_block_types and block_out_channels must have one entry per level")
+    per_block = _int(config, "layers_per_block", default=2)
+    depth = _per_level(config.get("transformer_layers_per_block", 1), len(channels), "transformer_layers_per_block")
+    cross = _int(config, "cross_attention_dim", default=768)
+    c0, latent = channels[0], _int(config, "in_channels", default=4)
+    temb = _int(config, "time_embedding_dim", default=4 * c0)
+    units: list[tuple[str, int, int, int]] = []
+    conv = latent * c0 * 9 + c0 + 2 * c0 + c0 * _int(config, "out_channels", default=latent) * 9 + latent  # conv_in, norm, conv_out
+    conv += c0 * temb + temb + temb * temb + temb  # the timestep embedding
+    if config.get("addition_embed_type") == "text_time":  # SDXL: pooled text and size/crop conditioning
+        extra = _int(config, "projection_class_embeddings_input_dim")
+        conv += extra * temb + temb + temb * temb + temb
+    levels: dict[int, int] = {}  # channels -> BasicTransformerBlocks at that width
+
+    def transformer(c: int, layers: int, scale: int) -> int:
+        units.append(("transformer", c, layers, scale))
+        levels[c] = levels.get(c, 0) + layers
+        return 2 * c + 2 * (c * c + c)  # GroupNorm, proj_in and proj_out (1x1 conv or linear: the same count)
+
+    c_prev, scale = c0, 1
+    for index, kind in enumerate(downs):
+        c = channels[index]
+        for layer in range(per_block):
+            units.append(("resnet", c_prev if layer == 0 else c, c, scale))
+            conv += _resnet(c_prev if layer == 0 else c, c, temb)
+            if "CrossAttn" in kind:
+                conv += transformer(c, depth[index], scale)
+        c_prev = c
+        if index < len(downs) - 1:
+            units.append(("sample", c, c, scale))
+            conv += c * c * 9 + c
+            scale *= 2
+    mid = channels[-1]
+    if config.get("mid_block_type", "UNetMidBlock2DCrossAttn") is not None:
+        units.append(("resnet", mid, mid, scale))
+        conv += 2 * _resnet(mid, mid, temb) + transformer(mid, depth[-1], scale)
+        units.append(("resnet", mid, mid, scale))
+    reversed_channels, reversed_depth = channels[::-1], depth[::-1]
+    out = reversed_channels[0]
+    for index, kind in enumerate(ups):
+        prev, out = out, reversed_channels[index]
+        skip_in = reversed_channels[min(index + 1, len(channels) - 1)]
+        for layer in range(per_block + 1):
+            c_in = (prev if layer == 0 else out) + (skip_in if layer == per_block else out)
+            units.append(("resnet", c_in, out, scale))
+            conv += _resnet(c_in, out, temb)
+            if "CrossAttn" in kind:
+                conv += transformer(out, reversed_depth[index], scale)
+        if index < len(ups) - 1:
+            scale //= 2
+            units.append(("sample", out, out, scale))
+            conv += out * out * 9 + out
+    blocks = tuple(Block(count, (
+        Linear("attn1.to_q", "q", c, c), Linear("attn1.to_k", "k", c, c), Linear("attn1.to_v", "v", c, c),
+        Linear("attn1.to_out.0", "o", c, c, True),
+        Linear("attn2.to_q", "q", c, c), Linear("attn2.to_k", "k", cross, c), Linear("attn2.to_v", "v", cross, c),
+        Linear("attn2.to_out.0", "o", c, c, True),
+        Linear("ff.net.0.proj", "up", c, 8 * c, True), Linear("ff.net.2", "down", 4 * c, c, True)), 6 * c) for c, count in levels.items())
+    heads = config.get("attention_head_dim") or 8
+    heads = max(heads) if isinstance(heads, list) else heads
+    return Architecture(
+        name, family, 0, c0, sum(levels.values()), int(heads), int(heads), max(levels or [c0]) // int(heads), 4 * c0, True, False,
+        blocks, embedding_params=0, head_params=0, other_params=conv, kind="unet", units=tuple(units), latent_channels=latent,
+        sample_size=_int(config, "sample_size", default=64), notes=("a diffusion UNet: its activations follow the latent "
+                                                                    "(resolution / 8 on a side) at each level, not a token sequence",))
+
+
+def _clip_text(config: dict) -> int:
+    """A CLIP text encoder's parameters (CLIPTextModel or ...WithProjection): token and position embeddings, pre-norm
+    blocks with biased attention and an MLP, the final norm, and the projection where there is one."""
+    h, i = _int(config, "hidden_size", default=768), _int(config, "intermediate_size", default=3072)
+    layers, vocab = _int(config, "num_hidden_layers", default=12), _int(config, "vocab_size", default=49408)
+    positions = _int(config, "max_position_embeddings", default=77)
+    block = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+    projection = h * _int(config, "projection_dim") if config.get("projection_dim") and "WithProjection" in str(config.get("architectures")) else 0
+    return (vocab + positions) * h + layers * block + 2 * h + projection
+
+
+def _vae(config: dict) -> int:
+    """diffusers' AutoencoderKL: an encoder and a decoder of resnets with a single attention block in the middle, and
+    the 1x1 convolutions around the latent."""
+    channels = [_int({"block_out_channels": c}, "block_out_channels") for c in config.get("block_out_channels") or [128, 256, 512, 512]]
+    per_block, latent = _int(config, "layers_per_block", default=2), _int(config, "latent_channels", default=4)
+    rgb, top = _int(config, "in_channels", default=3), channels[-1]
+    middle = 2 * _resnet(top, top) + 2 * top + 4 * (top * top + top)
+    encoder = rgb * channels[0] * 9 + channels[0] + middle + 2 * top + top * 2 * latent * 9 + 2 * latent
+    c_prev = channels[0]
+    for index, c in enumerate(channels):
+        encoder += sum(_resnet(c_prev if layer == 0 else c, c) for layer in range(per_block))
+        encoder += c * c * 9 + c if index < len(channels) - 1 else 0
+        c_prev = c
+    decoder = latent * top * 9 + top + middle + 2 * channels[0] + channels[0] * rgb * 9 + rgb
+    c_prev = top
+    for index, c in enumerate(channels[::-1]):
+        decoder += sum(_resnet(c_prev if layer == 0 else c, c) for layer in range(per_block + 1))
+        decoder += c * c * 9 + c if index < len(channels) - 1 else 0
+        c_prev = c
+    return encoder + decoder + (2 * latent) ** 2 + 2 * latent + latent * latent + latent  # quant_conv, post_quant_conv
+
+
+def diffusion_pipeline(folder: Path, name: str) -> Architecture:
+    """A diffusers pipeline folder (model_index.json): its UNet, with its text encoders and VAE as companions."""
+    def config(part: str) -> dict | None:
+        path = folder / part / "config.json"
+        if not path.is_file():
+            return None
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable config.json ({exc.__class__.__name__})") from None
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: expected a JSON object")
+        return value
+
+    unet = config("unet")
+    if unet is None:
+        raise InputError(f"{folder}: a diffusers pipeline without unet/config.json: adaptkit sizes UNet pipelines (Stable Diffusion 1.x/2.x, SDXL)")
+    arch = _unet(unet, "unet", name)
+    companions = sum(_clip_text(c) for c in (config("text_encoder"), config("text_encoder_2")) if c)
+    vae = config("vae")
+    return replace(arch, companion_params=companions + (_vae(vae) if vae else 0))
+
+
 def _t5(config: dict, family: str, name: str) -> Architecture:
     """T5 / mT5 / Flan-T5: encoder-decoder, relative attention bias, ReLU or gated-GELU MLP."""
     h, ff, d = _int(config, "d_model"), _int(config, "d_ff"), _int(config, "d_kv")
@@ -413,7 +600,7 @@ FAMILIES = {
     "gpt_neox": _neox, "bloom": _neox,
     "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "electra": _bert, "camembert": _bert,
     "t5": _t5, "mt5": _t5,
-    "vit": _vit, "deit": _vit, "whisper": _whisper, "llava": _llava,
+    "vit": _vit, "deit": _vit, "whisper": _whisper, "llava": _llava, "qwen": _qwen, "unet": _unet,
 }
 
 
@@ -435,12 +622,13 @@ def from_config(config: dict, name: str = "model") -> Architecture:
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, dict]:
-    """Built-in configs: normalised name or alias -> (name, config)."""
+    """Built-in configs: normalised name or alias -> (name, config, a pipeline's companions)."""
     table = {}
     for name, entry in load_yaml(DATA / "models.yaml").items():
         for key in [name, *entry.get("aliases", [])]:
-            table[_normalise(key)] = {"name": name, "config": entry["config"]}
-            table.setdefault(_normalise(key.rsplit("/", 1)[-1]), {"name": name, "config": entry["config"]})
+            found = {"name": name, "config": entry["config"], "companions": entry.get("companions")}
+            table[_normalise(key)] = found
+            table.setdefault(_normalise(key.rsplit("/", 1)[-1]), found)
     return table
 
 
@@ -455,6 +643,8 @@ def known_models() -> list[str]:
 def load_model(name_or_path: str, online: bool = True) -> Architecture:
     """Resolve a local folder or config.json, a built-in name, or (online) a hub id, to an Architecture."""
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and (path / "model_index.json").is_file():
+        return diffusion_pipeline(path, str(name_or_path))
     if path.is_dir() or path.is_file():
         config_file = path / "config.json" if path.is_dir() else path
         if not config_file.is_file():
@@ -468,7 +658,12 @@ def load_model(name_or_path: str, online: bool = True) -> Architecture:
         return from_config(config, str(name_or_path))
     entry = catalogue().get(_normalise(name_or_path)) or catalogue().get(_normalise(name_or_path.rsplit("/", 1)[-1]))
     if entry:
-        return from_config(entry["config"], entry["name"])
+        arch = from_config(entry["config"], entry["name"])
+        companions = entry.get("companions") or {}
+        if companions:  # a diffusion pipeline's text encoders and VAE
+            sizes = [_vae(c) if part == "vae" else _clip_text(c) for part, c in companions.items()]
+            arch = replace(arch, companion_params=sum(sizes))
+        return arch
     config = _from_hub(name_or_path) if online else None
     if config is None:
         total, active, _ = sizes_from_name(name_or_path)

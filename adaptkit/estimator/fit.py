@@ -16,7 +16,7 @@ from adaptkit.estimator.memory import Setup, estimate_memory
 
 MAX_GPUS = 64
 MAX_SUGGESTIONS = 4
-COST = {"gc": 1.0, "loss": 0.3, "batch": 0.5, "shard": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0,
+COST = {"gc": 1.0, "cache": 0.3, "loss": 0.3, "batch": 0.5, "images": 1.5, "resolution": 3.0, "shard": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0,
         "gpus": 3.0}  # sharding over the GPUs you have keeps a 16-bit base: cheaper than a 4-bit one, which dequantizes every pass
 
 
@@ -44,7 +44,14 @@ def _kinds(s: Setup) -> list[str]:
     kinds = []
     if s.trains and not s.gradient_checkpointing:
         kinds.append("gc")
-    if s.trains and not s.chunked_loss:
+    unet = s.resolution is not None  # a resolved diffusion setup: its size is the image, not a token sequence
+    if unet and s.trains and not s.cached_inputs:
+        kinds.append("cache")
+    if unet and s.resolution > 256:
+        kinds.append("resolution")
+    if s.trains and s.images_in_seq and (s.image_tokens or 0) > 64:
+        kinds.append("images")
+    if s.trains and not s.chunked_loss and not unet:
         kinds.append("loss")
     if s.batch_size > 1:
         kinds.append("batch")
@@ -58,7 +65,7 @@ def _kinds(s: Setup) -> list[str]:
         kinds.append("lora")
     if s.quantization == "none":
         kinds.append("quant")
-    if s.seq_len > 256:
+    if s.seq_len > 256 and not unet:
         kinds.append("seq")
     if s.sharding not in ("zero3", "fsdp"):
         kinds.append("gpus")
@@ -71,6 +78,8 @@ def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
         return replace(s, gradient_checkpointing=True), "gradient checkpointing (20-30% slower)"
     if kind == "loss":
         return replace(s, chunked_loss=True), "chunked cross-entropy (use_liger_kernel=True)"
+    if kind == "cache":
+        return replace(s, cached_inputs=True), "latents and text embeddings computed beforehand (the VAE and text encoders off the GPU)"
     if kind == "optim":
         return replace(s, optimizer="adamw8bit"), "8-bit AdamW (bitsandbytes)"
     if kind == "shard":
@@ -96,6 +105,13 @@ def _search(arch: Architecture, s: Setup, kind: str, device_gb: float) -> tuple[
     if kind == "batch":
         options = [(replace(s, batch_size=b), f"micro-batch {b} with gradient accumulation {-(-s.batch_size // b)}", 0.0)
                    for b in _halvings(s.batch_size)]
+    elif kind == "images":  # fewer tokens an image: a lower resolution, or the processor's max_pixels
+        options = [(replace(s, seq_len=s.seq_len - s.image_tokens + n, image_tokens=n),
+                    f"{n} image tokens an example (fewer or smaller images: a lower resolution or the processor's max_pixels, where the model allows)", s.image_tokens / n - 1)
+                   for n in _halvings(s.image_tokens, 64)]
+    elif kind == "resolution":
+        options = [(replace(s, resolution=r, seq_len=(r // 8) ** 2), f"training at {r} px", s.resolution / r - 1)
+                   for r in _halvings(s.resolution, 256) if r % 8 == 0]
     elif kind == "seq":
         options = [(replace(s, seq_len=n), f"sequences truncated to {n} tokens", s.seq_len / n - 1) for n in _halvings(s.seq_len, 256)]
     else:  # gpus: memory falls as GPUs are added, so bisect for the fewest that fit
@@ -133,7 +149,7 @@ def _apply(arch: Architecture, s: Setup, kinds: tuple[str, ...], device_gb: floa
     if "shard" in order and "gpus" in order:
         order.remove("shard")  # more GPUs are sharded anyway
     for kind in order:
-        if kind in ("batch", "seq", "gpus"):
+        if kind in ("batch", "seq", "gpus", "images", "resolution"):
             found = _search(arch, s, kind, device_gb)
             if found is None:
                 return None
@@ -150,7 +166,8 @@ def _apply(arch: Architecture, s: Setup, kinds: tuple[str, ...], device_gb: floa
 def _short(kind: str, s: Setup) -> str:
     return {"gc": "checkpointing", "loss": "chunked loss", "batch": f"micro-batch {s.batch_size}", "precision": "pure bf16",
             "optim": "8-bit Adam", "quant": "4-bit base" if s.trains else "4-bit weights", "lora": "LoRA", "shard": f"ZeRO-3 over {s.num_gpus}",
-            "seq": f"{s.seq_len}-token sequences", "gpus": f"{s.num_gpus} GPUs"}[kind]
+            "seq": f"{s.seq_len}-token sequences", "gpus": f"{s.num_gpus} GPUs", "cache": "cached inputs",
+            "images": f"{s.image_tokens} tokens an image", "resolution": f"{s.resolution} px"}[kind]
 
 
 CUDA_ONLY = {"quant", "optim", "loss"}  # bitsandbytes 4-bit and 8-bit, Liger's kernel: CUDA (and ROCm) GPUs

@@ -66,6 +66,8 @@ class Setup:
     reward_params: int | None = None  # reward model size; None: same as the policy; 0: reward functions, no model
     image_tokens: int | None = None  # a vision-language model: image tokens per example (None: one image at the model's count)
     images_in_seq: bool = False  # seq_len already holds them (resolved once)
+    resolution: int | None = None  # a diffusion UNet: training images' side in pixels (None: the model's native size)
+    cached_inputs: bool = False  # a diffusion UNet: latents and text embeddings computed beforehand, the VAE and text encoders off the device
 
     def resolved(self, arch=None) -> "Setup":
         """Fill the default precision and reject combinations that cannot run. On an image or audio encoder (`arch`
@@ -74,6 +76,11 @@ class Setup:
         setup = replace(self, precision=self.precision or ("bf16-mixed" if self.trains_all_weights else "bf16"))
         if arch is not None and arch.input_tokens:
             setup = replace(setup, seq_len=arch.input_tokens)
+        if arch is not None and arch.kind == "unet":  # a latent of resolution / 8 on a side: its pixels are the tokens
+            pixels = setup.resolution or arch.sample_size * 8
+            if pixels < 8 or pixels % 8:
+                raise InputError(f"resolution {pixels}: a multiple of 8 pixels (the VAE's latent is an eighth on a side)")
+            setup = replace(setup, resolution=pixels, seq_len=(pixels // 8) ** 2)
         if arch is not None and arch.image_tokens and not setup.images_in_seq:  # a VLM's sequence is its text and its images' tokens
             images = arch.image_tokens if setup.image_tokens is None else setup.image_tokens
             setup = replace(setup, seq_len=setup.seq_len + images, image_tokens=images, images_in_seq=True)
@@ -211,6 +218,35 @@ def _dora_activations(arch: Architecture, s: Setup, tokens: int, act_bytes: int)
     return tokens * saved * act_bytes + transient * act_bytes
 
 
+UNET_BLOCK_ELEMENTS = 22  # saved elements per latent pixel and channel of one UNet transformer block: measured with saved-tensor
+# hooks on Stable Diffusion 1.5 (512 px) and SDXL (256 px) in diffusers 0.42 (tests/test_estimate_media.py); the
+# tensors named in unet_activations add up to 29, but views share their storage
+
+
+def unet_activations(arch: Architecture, s: Setup, act_bytes: int) -> float:
+    """Saved activation bytes of a diffusion UNet's training step, summed over its units at their latent sizes. A resnet
+    keeps its two GroupNorm, SiLU and convolution inputs (3 x channels in + 3 x channels out per pixel); a transformer
+    keeps, per latent pixel, its GroupNorm and projection inputs and, per block, the three norm inputs, self-attention's
+    input, Q, K, V and output, cross-attention's query side, and the GEGLU feed-forward (input, 8c projection, 4c gate
+    and product): 3c + UNET_BLOCK_ELEMENTS x c per block (SDPA: no attention matrix). With gradient checkpointing diffusers recomputes each
+    resnet and transformer block: their inputs stay, plus the largest unit's activations during its recomputation."""
+    side = s.resolution // 8
+    saved, largest = 0.0, 0.0
+    for kind, c_in, c_out, scale in arch.units:
+        pixels = (side // scale) ** 2 * s.batch_size
+        if kind == "resnet":
+            full, kept = (3 * c_in + 3 * c_out) * pixels, c_in * pixels
+        elif kind == "transformer":  # c_out: its blocks
+            full, kept = (3 * c_in + UNET_BLOCK_ELEMENTS * c_in * c_out) * pixels, (2 + c_out) * c_in * pixels
+            largest = max(largest, (3 + UNET_BLOCK_ELEMENTS) * c_in * pixels)
+        else:
+            full = kept = c_in * pixels
+        saved += kept if s.gradient_checkpointing else full
+        if kind == "resnet":
+            largest = max(largest, full)
+    return (saved + (largest if s.gradient_checkpointing else 0)) * act_bytes
+
+
 def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     """Peak memory per device for `setup` on `arch`."""
     s = setup.resolved(arch)
@@ -227,6 +263,10 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
 
     # Weights (and the fp32 masters of mixed precision).
     comp["weights"] = _weight_bytes(arch, s.quantization, dense)
+    if arch.companion_params and not s.cached_inputs:
+        comp["weights"] += 2 * arch.companion_params
+        notes.append(f"the frozen text encoders and VAE ({arch.companion_params / 1e6:,.0f}M) resident in 16 bits "
+                     "(--cached-inputs: latents and text embeddings computed beforehand, off the device)")
     if s.precision == "bf16-mixed" and s.quantization == "none":
         comp["master_weights"] = 4 * n
         notes.append("bf16-mixed: fp32 weights (the masters) plus the 16-bit copies autocast keeps for the step")
@@ -276,9 +316,16 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         if s.objective == "rl":
             sequences = s.batch_size * (s.rollouts_per_prompt if s.rl_algorithm in ("grpo", "rloo") else 1)
         tokens = sequences * seq
+        if arch.kind == "unet":
+            comp["activations"] = unet_activations(arch, s, act_bytes)
+            notes.append(f"activations for {s.batch_size} image(s) of {s.resolution} px (a {s.resolution // 8} x {s.resolution // 8} latent), "
+                         "SDPA attention" + ("; gradient checkpointing: each resnet's and transformer block's input saved, one "
+                                             "recomputed at a time" if s.gradient_checkpointing else ""))
         elements, masks = _per_layer_elements(arch, s, seq, eager)
         per_layer = tokens * (elements * act_bytes + masks)
-        if s.gradient_checkpointing:
+        if arch.kind == "unet":
+            pass
+        elif s.gradient_checkpointing:
             comp["activations"] = tokens * arch.hidden * act_bytes * arch.layers + per_layer
             notes.append("gradient checkpointing: one saved input per block plus one block recomputed at a time")
         else:
@@ -289,7 +336,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
                          "layer's dense update and weight norm at a time (measured on PEFT 0.21 within 2%)")
         if s.quantization != "none":
             comp["activations"] += 2 * arch.largest_linear_params  # one dequantized weight during each matmul
-        if arch.kind != "encoder":
+        if arch.kind not in ("encoder", "unet"):
             full_logits = tokens * arch.vocab_size
             if s.chunked_loss:
                 comp["logits"] = full_logits * (act_bytes + 8 / 8)
@@ -297,7 +344,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
             else:
                 comp["logits"] = full_logits * (act_bytes + 4 + 4) if act_bytes == 2 else full_logits * 8
         notes.append(
-            f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
+            "" if arch.kind == "unet" else f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
             + (", chosen and rejected both" if s.objective == "preference" else "")
             + (f", of which {s.image_tokens:,} are image tokens; the vision tower and projector ({arch.vision_params / 1e6:,.1f}M) "
                + ("train with the rest" if s.trains_all_weights else "are frozen: weights only") if s.images_in_seq else "")
@@ -361,5 +408,5 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     notes.append(f"CUDA context {CUDA_CONTEXT_GB} GB and allocator slack {ALLOCATOR_SLACK:.0%} of live tensors; expect +-20%")
     return MemoryEstimate(
         breakdown={k: round(v / GB, 3) for k, v in comp.items()},
-        peak_gb=peak / GB, allocated_gb=allocated / GB, total_params=n, trainable_params=n_t, assumptions=list(arch.notes) + notes,
+        peak_gb=peak / GB, allocated_gb=allocated / GB, total_params=n, trainable_params=n_t, assumptions=list(arch.notes) + [note for note in notes if note],
     )

@@ -59,7 +59,11 @@ def estimate(arch: Architecture, setup: Setup, device: Device | None, tokens: fl
     if device is not None and (not fits or tight):
         changes, verdict = suggest(arch, setup, (TIGHT if tight else 1.0) * device.memory_gb, device.kind)
         suggestions = [c.to_dict() for c in changes]
-    timing = estimate_time(arch, setup, tokens, device.gpu if device else None, gpu_hour_usd, tokens_per_second)
+    unet = arch.kind == "unet"  # a FLOP per parameter and token does not describe a UNet's convolutions: no compute figure
+    timing = estimate_time(arch, setup, None if unet else tokens, device.gpu if device else None, gpu_hour_usd, tokens_per_second)
+    if unet and tokens:
+        timing.assumptions.append("compute and time are not modeled for a diffusion UNet (its FLOPs follow the convolutions, "
+                                  "not 6 x parameters x tokens): time a few steps with adaptkit run")
     return {
         "model": arch.name,
         "method": setup.method,

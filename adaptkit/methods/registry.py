@@ -134,8 +134,9 @@ def recipe_changes(before, after, accumulation: int = 1, to_lora: list[str] | No
     if after.batch_size != before.batch_size:
         steps = accumulation * max(1, before.batch_size // after.batch_size)  # the same examples per optimizer step
         overrides += [f"training.batch_size={after.batch_size}", f"training.gradient_accumulation={steps}"]
-    if after.seq_len != before.seq_len:
-        overrides.append(f"training.max_length={after.seq_len}")
+    text = lambda setup: setup.seq_len - (setup.image_tokens or 0 if setup.images_in_seq else 0)  # noqa: E731  a VLM's images aside
+    if after.resolution is None and text(after) != text(before):  # a diffusion UNet's size is its images, not a max_length
+        overrides.append(f"training.max_length={text(after)}")
     if after.precision != before.precision and after.adapter == before.adapter:
         overrides.append(f"training.precision={after.precision}")
     if after.optimizer != before.optimizer and after.adapter == before.adapter:

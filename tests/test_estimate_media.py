@@ -1,0 +1,148 @@
+"""The estimator on multimodal models: Qwen-VL's tower and resampler, diffusion UNets (Stable Diffusion 1.5, SDXL,
+the demo's tiny pipeline) counted from their configs against the libraries' own models, their activations against
+saved-tensor hooks, the published VLM and diffusion points, and the step-downs that apply to them."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adaptkit._yaml import load_yaml
+from adaptkit.estimator.architectures import DATA, load_model
+from adaptkit.estimator.fit import suggest
+from adaptkit.estimator.memory import Setup, estimate_memory, unet_activations
+from adaptkit.methods.registry import recipe_changes, setup_for
+
+ROOT = Path(__file__).parent.parent
+SD_TINY = ROOT / "examples" / "images" / "sd-tiny"
+
+
+def _entry(name: str) -> dict:
+    return load_yaml(DATA / "models.yaml")[name]
+
+
+@pytest.mark.parametrize("name", ["stable-diffusion-v1-5/stable-diffusion-v1-5", "stabilityai/stable-diffusion-xl-base-1.0"])
+def test_a_unet_and_its_companions_are_counted_as_diffusers_builds_them(name):
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    entry = _entry(name)
+    config = {k: v for k, v in entry["config"].items() if k != "model_type"}
+    with init_empty_weights():
+        unet = UNet2DConditionModel(**config)
+        parts = [AutoencoderKL(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+                               up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4)]
+        for part, values in entry["companions"].items():
+            if part != "vae":
+                kind = CLIPTextModelWithProjection if values.get("projection_dim") else CLIPTextModel
+                parts.append(kind(CLIPTextConfig(**{k: v for k, v in values.items() if k != "architectures"})))
+    arch = load_model(name, online=False)
+    assert arch.total_params == sum(p.numel() for p in unet.parameters())
+    assert arch.companion_params == sum(p.numel() for part in parts for p in part.parameters())
+    assert arch.kind == "unet" and arch.sample_size * 8 == (1024 if "xl" in name else 512)
+
+
+def test_a_pipeline_folder_is_read_from_its_parts():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    arch = load_model(str(SD_TINY), online=False)
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    assert arch.total_params == count(UNet2DConditionModel.from_pretrained(SD_TINY / "unet"))
+    assert arch.companion_params == count(AutoencoderKL.from_pretrained(SD_TINY / "vae")) + count(
+        CLIPTextModel.from_pretrained(SD_TINY / "text_encoder"))
+
+
+def test_qwen_vl_is_its_language_model_plus_tower_and_resampler():
+    vl, language = load_model("Qwen/Qwen-VL-Chat", online=False), load_model("Qwen/Qwen-7B", online=False)
+    assert vl.total_params - vl.vision_params == language.total_params  # the same Qwen-7B under the tower
+    assert 1.93e9 < vl.vision_params < 1.94e9 and 9.6e9 < vl.total_params < 9.7e9  # the paper's 1.9B tower, 9.6B in all
+    assert vl.image_tokens == 258 and vl.module_names()[:2] == ["c_attn", "attn.c_proj"]
+
+
+def test_unet_activations_follow_what_autograd_saves():
+    """A mid-sized SD-style UNet at 256 px: the bytes autograd keeps for the backward pass (saved-tensor hooks, weights
+    left out, shared storage once) against the estimate."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    config = dict(block_out_channels=[64, 128, 256], down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                  up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], layers_per_block=2,
+                  attention_head_dim=8, cross_attention_dim=64, sample_size=32, norm_num_groups=32)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**config).requires_grad_(False)
+    unet.conv_in.requires_grad_(True)  # gradients through every unit, as LoRA on its attention gives them
+    weights = {p.untyped_storage().data_ptr() for p in unet.parameters()}
+    saved: dict[tuple, int] = {}
+
+    def keep(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[(storage.data_ptr(), tensor.storage_offset(), tensor.numel())] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        unet(torch.randn(1, 4, 32, 32), 10, encoder_hidden_states=torch.randn(1, 77, 64)).sample.pow(2).mean()
+    arch = load_model_from(config)
+    estimate = unet_activations(arch, Setup(resolution=256, seq_len=1), 4)
+    assert 0.8 < estimate / sum(saved.values()) < 1.25
+
+
+def load_model_from(config: dict):
+    from adaptkit.estimator.architectures import from_config
+
+    return from_config({"model_type": "unet", **config}, "mid-unet")
+
+
+def _calibration() -> dict:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memory_calibration", ROOT / "benchmarks" / "memory_calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {row["id"]: row for row in module.run()["points"]}
+
+
+def test_the_published_vision_language_and_diffusion_points_are_within_15_percent():
+    points = _calibration()
+    media = [name for name in points if name.startswith(("qwen-vl-lora-", "sdxl-lora"))]
+    assert {"qwen-vl-lora-384", "qwen-vl-lora-2048", "sdxl-lora-8gb"} <= set(media)
+    for name in media:
+        if name != "qwen-vl-lora-base-384":  # full copies of the embeddings and head beside the adapters: +17%
+            assert abs(points[name]["adaptkit_error"]) < 0.15, (name, points[name])
+
+
+def test_diffusion_and_image_step_downs():
+    sdxl = load_model("sdxl", online=False)
+    setup = setup_for("lora_adapters", batch_size=1, lora_r=8)
+    resolved = setup.resolved(sdxl)
+    assert resolved.resolution == 1024 and resolved.seq_len == 128 * 128
+    assert estimate_memory(sdxl, setup_for("lora_adapters", resolution=512)).peak_gb < estimate_memory(sdxl, setup).peak_gb
+    changes, verdict = suggest(sdxl, setup, 8.0)
+    assert verdict is None and changes
+    said = " | ".join(change.description for change in changes)
+    assert "computed beforehand" in said and "tokens" not in said and "cross-entropy" not in said
+    assert any(change.setup.cached_inputs for change in changes)
+    with pytest.raises(Exception, match="multiple of 8"):
+        estimate_memory(sdxl, setup_for("lora_adapters", resolution=1001))
+
+    vl = load_model("Qwen/Qwen-VL-Chat", online=False)
+    setup = setup_for("lora_adapters", seq_len=256, image_tokens=1000, gradient_checkpointing=True)
+    changes, _ = suggest(vl, setup, 24.0)
+    fewer = [c for c in changes if "image tokens an example" in c.description]
+    assert fewer and fewer[0].setup.image_tokens < 1000
+    overrides, _ = recipe_changes(setup, fewer[0].setup)
+    assert not any(o.startswith("training.max_length") for o in overrides)  # the text is as long as before
+
+
+def test_estimate_cli_on_a_diffusion_model(invoke):
+    result = json.loads(invoke("estimate", "--model", str(SD_TINY), "--method", "lora_adapters", "--resolution", "256",
+                               "--tokens", "1M", "--json").stdout)
+    assert result["setup"]["resolution"] == 256 and result["train_flops"] is None
+    assert any("not modeled for a diffusion UNet" in note for note in result["assumptions"])
+    cached = json.loads(invoke("estimate", "--model", "sdxl", "--method", "lora_adapters", "--cached-inputs", "--json").stdout)
+    whole = json.loads(invoke("estimate", "--model", "sdxl", "--method", "lora_adapters", "--json").stdout)
+    assert whole["breakdown"]["weights"] - cached["breakdown"]["weights"] == pytest.approx(2 * 901_374_183 / 1e9, abs=0.01)
+    text = invoke("estimate", "--model", "sdxl", "--method", "lora_adapters", "--gpu-memory-gb", "8").stdout
+    assert "1024 px images" in text and "computed beforehand" in text
