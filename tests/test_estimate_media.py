@@ -146,3 +146,32 @@ def test_estimate_cli_on_a_diffusion_model(invoke):
     assert whole["breakdown"]["weights"] - cached["breakdown"]["weights"] == pytest.approx(2 * 901_374_183 / 1e9, abs=0.01)
     text = invoke("estimate", "--model", "sdxl", "--method", "lora_adapters", "--gpu-memory-gb", "8").stdout
     assert "1024 px images" in text and "computed beforehand" in text
+
+
+def test_qwen2_vl_counts_as_transformers_and_its_image_tokens_follow_the_size(invoke):
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    from adaptkit.estimator.architectures import from_config, image_tokens_for
+
+    entry = _entry("Qwen/Qwen2-VL-7B-Instruct")["config"]
+    config = Qwen2VLConfig(text_config=entry["text_config"], vision_config=entry["vision_config"])
+    with torch.device("meta"):
+        built = Qwen2VLForConditionalGeneration(config)
+    arch = from_config(config.to_dict(), "qwen2-vl")
+    assert arch.total_params == sum(p.numel() for p in built.parameters()) == load_model("qwen2-vl-7b", online=False).total_params
+    for width, height in ((1024, 1024), (1920, 1080), (100, 60), (8000, 8000), (333, 777)):
+        h, w = smart_resize(height, width)
+        assert image_tokens_for(arch, width, height) == h * w // (28 * 28)
+    llava = load_model("llava-1.5-7b", online=False)
+    assert image_tokens_for(llava, 20, 20) == image_tokens_for(llava, 4000, 3000) == 576  # its processor resizes every image
+    big = json.loads(invoke("estimate", "--model", "qwen2-vl-7b", "--method", "lora_adapters", "--seq-len", "256", "--image-size",
+                            "1920x1080", "--json").stdout)
+    assert big["setup"]["image_tokens"] == image_tokens_for(arch, 1920, 1080) and big["setup"]["seq_len"] == 256 + big["setup"]["image_tokens"]
+    assert invoke("estimate", "--model", "qwen2-vl-7b", "--image-size", "1024").exit_code == 2
+    both = invoke("estimate", "--model", "qwen2-vl-7b", "--image-size", "64x64", "--image-tokens", "3")
+    assert both.exit_code == 2 and "pass one" in both.output
+    changes, _ = suggest(arch, setup_for("lora_adapters", seq_len=2048, image_tokens=1225), 20.0)
+    for change in changes:  # truncation shortens the text, never the images
+        assert change.setup.seq_len - change.setup.image_tokens >= 64

@@ -12,7 +12,17 @@ from adaptkit.units import parse_gigabytes, parse_number, parse_params_b
 
 SETUP_OPTIONS = ("precision", "quantization", "batch_size", "seq_len", "gradient_checkpointing", "chunked_loss", "adapter", "lora_r",
                  "lora_targets", "dora", "soft_prompt", "num_virtual_tokens", "optimizer", "rl_algorithm", "dpo_reference", "image_tokens",
-                 "resolution", "cached_inputs")
+                 "image_size", "resolution", "cached_inputs")
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    """--image-size WxH as (width, height) in pixels."""
+    if value is None:
+        return None
+    width, _, height = value.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()) or not (0 < int(width) <= 100_000 and 0 < int(height) <= 100_000):
+        raise click.BadParameter(f"{value!r}: width x height in pixels, such as 1024x768", param_hint="--image-size")
+    return int(width), int(height)
 
 
 def _number(parse, flag):
@@ -44,6 +54,9 @@ def _number(parse, flag):
               help="Tokens per sequence, up to 1,048,576 (default 1024 for training; 2-4k prompts for inference).")
 @click.option("--image-tokens", type=click.IntRange(min=0, max=1_048_576),
               help="A vision-language model: image tokens per example, added to --seq-len (default: one image at the model's count).")
+@click.option("--image-size", metavar="WxH", callback=lambda ctx, param, value: _size(value),
+              help="A vision-language model: one image of this size, as its processor counts its tokens (Qwen2-VL: one per 28 x 28 "
+                   "pixels; LLaVA and Qwen-VL: a fixed count). Instead of --image-tokens.")
 @click.option("--resolution", type=click.IntRange(min=8, max=16_384),
               help="A diffusion UNet: training images' side in pixels, a multiple of 8 (default: the model's own, 1024 for SDXL).")
 @click.option("--cached-inputs", is_flag=True,
@@ -85,7 +98,7 @@ def _number(parse, flag):
 @click.option("--list-models", is_flag=True, help="List the built-in model configs and exit.")
 @click.option("--list-gpus", is_flag=True, help="List the GPU table and exit.")
 def estimate(overrides, recipe, model, params, active_params, method, precision, quantization, batch_size, seq_len, image_tokens,
-             resolution, cached_inputs, gradient_checkpointing, chunked_loss,
+             image_size, resolution, cached_inputs, gradient_checkpointing, chunked_loss,
              adapter, lora_r, lora_targets, dora, soft_prompt, num_virtual_tokens, optimizer, num_gpus, sharding, rl_algorithm,
              dpo_reference, gpu_name, gpu_memory_gb, tokens, gpu_hour_usd, shots, tokens_per_example, retrieved_chunks,
              chunk_tokens, prompt_tokens, output_tokens, requests_per_day, usd_per_1m_input, usd_per_1m_output,
@@ -139,6 +152,14 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
         if bool(model) == (params is not None):
             raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them), or a --recipe")
         arch = load_model(model) if model else from_params(params, active_params)
+        if image_size:
+            from adaptkit.estimator.architectures import image_tokens_for
+
+            if image_tokens is not None:
+                raise InputError("--image-size and --image-tokens both give the image tokens: pass one")
+            if not arch.image_tokens:
+                raise InputError(f"--image-size: {arch.name} takes no images (a vision-language model does)")
+            image_tokens = image_tokens_for(arch, *image_size)
         results = []
     for one in (() if recipe else METHOD_IDS if method == "all" else (method,)):
         definition = get(one)

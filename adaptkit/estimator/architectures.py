@@ -88,6 +88,7 @@ class Architecture:
     latent_channels: int = 0  # a diffusion UNet: channels of the VAE latent; the latent is resolution / 8 on a side
     sample_size: int = 0  # a diffusion UNet: its native latent side (config sample_size; x 8 is the training resolution in pixels)
     companion_params: int = 0  # a diffusion UNet: the frozen text encoders and VAE beside it (16-bit, unless inputs are cached)
+    token_pixels: int = 0  # a dynamic-resolution VLM (Qwen2-VL): pixels on a side of one image token (patch x merge); 0: fixed count
 
     @property
     def total_params(self) -> int:
@@ -566,6 +567,54 @@ def diffusion_pipeline(folder: Path, name: str) -> Architecture:
     return replace(arch, companion_params=companions + (_vae(vae) if vae else 0))
 
 
+DYNAMIC_PIXELS = (56 * 56, 28 * 28 * 1280)  # Qwen2-VL: transformers' processor defaults for min_pixels and max_pixels
+DEFAULT_IMAGE_SIDE = 448  # a dynamic-resolution model's image when none is named: 448 x 448 (256 tokens at 28 px a token)
+
+
+def image_tokens_for(arch: Architecture, width: int, height: int) -> int:
+    """The language model's tokens for one image of width x height pixels: a fixed count for LLaVA or Qwen-VL (their
+    processors resize every image), else Qwen2-VL's rule: each side rounded to a multiple of patch x merge (28 px),
+    the area kept within the processor's min_pixels and max_pixels, one token per 28 x 28 pixels."""
+    import math
+
+    if not arch.token_pixels:
+        return arch.image_tokens or 0
+    step = arch.token_pixels
+    h, w = max(step, round(height / step) * step), max(step, round(width / step) * step)
+    low, high = DYNAMIC_PIXELS
+    if h * w > high:
+        scale = math.sqrt(height * width / high)
+        h, w = max(step, math.floor(height / scale / step) * step), max(step, math.floor(width / scale / step) * step)
+    elif h * w < low:
+        scale = math.sqrt(low / (height * width))
+        h, w = math.ceil(height * scale / step) * step, math.ceil(width * scale / step) * step
+    return (h // step) * (w // step)
+
+
+def _qwen2_vl(config: dict, family: str, name: str) -> Architecture:
+    """Qwen2-VL: a Qwen2 language model (its fields in text_config, or at the top level in older configs) and a ViT with
+    3-D patches (two frames of 14 x 14) whose 2 x 2 neighbours a merger MLP folds into one token of the language model's
+    width: an image's token count follows its size (dynamic resolution), one token per 28 x 28 pixels."""
+    text = dict(config.get("text_config") or config)
+    text["model_type"] = "qwen2"
+    language = _decoder(text, "qwen2", name)
+    vision = dict(config.get("vision_config") or {})
+    width, depth = _int(vision, "embed_dim", default=1280), _int(vision, "depth", default=32)
+    patch, merge = _int(vision, "patch_size", default=14), _int(vision, "spatial_merge_size", default=2)
+    frames, channels = _int(vision, "temporal_patch_size", default=2), _int(vision, "in_channels", "in_chans", default=3)
+    mlp = width * _int(vision, "mlp_ratio", default=4)
+    out = _int(vision, "hidden_size", default=language.hidden)
+    block = 4 * width + (width * 3 * width + 3 * width) + (width * width + width) + (width * mlp + mlp) + (mlp * width + width)
+    merged = width * merge * merge
+    merger = 2 * width + (merged * merged + merged) + (merged * out + out)
+    extra = channels * frames * patch * patch * width + depth * block + merger
+    step = patch * merge
+    return replace(language, family=family, other_params=language.other_params + extra, vision_params=extra, token_pixels=step,
+                   image_tokens=(DEFAULT_IMAGE_SIDE // step) ** 2,
+                   notes=(f"Qwen2-VL: dynamic resolution, one image token per {step} x {step} pixels "
+                          f"(--image-size WxH; {DEFAULT_IMAGE_SIDE} x {DEFAULT_IMAGE_SIDE} when none is given)",))
+
+
 def _t5(config: dict, family: str, name: str) -> Architecture:
     """T5 / mT5 / Flan-T5: encoder-decoder, relative attention bias, ReLU or gated-GELU MLP."""
     h, ff, d = _int(config, "d_model"), _int(config, "d_ff"), _int(config, "d_kv")
@@ -600,7 +649,7 @@ FAMILIES = {
     "gpt_neox": _neox, "bloom": _neox,
     "bert": _bert, "roberta": _bert, "xlm-roberta": _bert, "electra": _bert, "camembert": _bert,
     "t5": _t5, "mt5": _t5,
-    "vit": _vit, "deit": _vit, "whisper": _whisper, "llava": _llava, "qwen": _qwen, "unet": _unet,
+    "vit": _vit, "deit": _vit, "whisper": _whisper, "llava": _llava, "qwen": _qwen, "qwen2_vl": _qwen2_vl, "unet": _unet,
 }
 
 

@@ -65,7 +65,7 @@ def _kinds(s: Setup) -> list[str]:
         kinds.append("lora")
     if s.quantization == "none":
         kinds.append("quant")
-    if s.seq_len > 256 and not unet:
+    if (s.seq_len - (s.image_tokens or 0) > 128 if s.images_in_seq else s.seq_len > 256) and not unet:
         kinds.append("seq")
     if s.sharding not in ("zero3", "fsdp"):
         kinds.append("gpus")
@@ -112,6 +112,10 @@ def _search(arch: Architecture, s: Setup, kind: str, device_gb: float) -> tuple[
     elif kind == "resolution":
         options = [(replace(s, resolution=r, seq_len=(r // 8) ** 2), f"training at {r} px", s.resolution / r - 1)
                    for r in _halvings(s.resolution, 256) if r % 8 == 0]
+    elif kind == "seq" and s.images_in_seq:  # a VLM: the text is truncated, its images' tokens stay
+        text = s.seq_len - (s.image_tokens or 0)
+        options = [(replace(s, seq_len=n + (s.image_tokens or 0)), f"text truncated to {n} tokens (beside the images' {s.image_tokens:,})",
+                    text / n - 1) for n in _halvings(text, 64)]
     elif kind == "seq":
         options = [(replace(s, seq_len=n), f"sequences truncated to {n} tokens", s.seq_len / n - 1) for n in _halvings(s.seq_len, 256)]
     else:  # gpus: memory falls as GPUs are added, so bisect for the fewest that fit
