@@ -193,7 +193,7 @@ def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] =
         loaded = load_recipe(recipe, overrides)
         chosen = recipe_setup(loaded, gpus)
         result = run_estimate(load_model(resolve_model(loaded.model)), chosen, device, tokens, gpu_hour_usd)
-        with_recipe_changes(loaded, chosen.resolved(), result["suggestions"])
+        with_recipe_changes(loaded, result)
         result = calibrated(result, device, loaded.model) if calibrate else result
         return {**result, "recipe": str(recipe), "recipe_overrides": list(overrides)}
     if model is None:

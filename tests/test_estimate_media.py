@@ -175,3 +175,17 @@ def test_qwen2_vl_counts_as_transformers_and_its_image_tokens_follow_the_size(in
     changes, _ = suggest(arch, setup_for("lora_adapters", seq_len=2048, image_tokens=1225), 20.0)
     for change in changes:  # truncation shortens the text, never the images
         assert change.setup.seq_len - change.setup.image_tokens >= 64
+
+
+def test_a_recipes_step_downs_name_its_own_fields(invoke):
+    """The recipe's overrides for each step-down: a text-to-image recipe's resolution is data.image_size; an image
+    classifier's patches are no max_length to change."""
+    result = json.loads(invoke("estimate", "--recipe", str(ROOT / "recipes" / "sd_lora.yaml"), "data.image_size=1024",
+                               "training.batch_size=64", "--gpu-memory-gb", "1", "--json").stdout)
+    assert result["setup"]["resolution"] == 1024
+    lower = [s for s in result["suggestions"] if "px" in s["change"]]
+    assert lower and lower[0]["overrides"] == [f"data.image_size={lower[0]['setup']['resolution']}"]
+    assert not any(o.startswith("training.max_length") for s in result["suggestions"] for o in s["overrides"])
+    vit = json.loads(invoke("estimate", "--recipe", str(ROOT / "recipes" / "image_cls.yaml"), "training.batch_size=2048",
+                            "--gpu-memory-gb", "1", "--json").stdout)
+    assert vit["suggestions"] and not any(o.startswith("training.max_length") for s in vit["suggestions"] for o in s["overrides"])

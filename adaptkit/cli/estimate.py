@@ -226,7 +226,7 @@ def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sh
     result = run_estimate(load_model(resolve_model(loaded.model)), setup, device, tokens, gpu_hour_usd, tokens_per_second)
     if measured_in:
         result["assumptions"].append(f"tokens/s measured by the finished run in {measured_in}")
-    with_recipe_changes(loaded, setup.resolved(), result["suggestions"])
+    with_recipe_changes(loaded, result)
     if calibrate:  # runs measured on this GPU model (the ledger) correct the peak
         from adaptkit.api import calibrated
 

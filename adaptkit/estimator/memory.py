@@ -265,7 +265,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     comp["weights"] = _weight_bytes(arch, s.quantization, dense)
     if arch.companion_params and not s.cached_inputs:
         comp["weights"] += 2 * arch.companion_params
-        notes.append(f"the frozen text encoders and VAE ({arch.companion_params / 1e6:,.0f}M) resident in 16 bits "
+        notes.append(f"the frozen text encoders and VAE ({arch.companion_params / 1e6:,.1f}M) resident in 16 bits "
                      "(--cached-inputs: latents and text embeddings computed beforehand, off the device)")
     if s.precision == "bf16-mixed" and s.quantization == "none":
         comp["master_weights"] = 4 * n

@@ -111,6 +111,8 @@ def recipe_setup(recipe: RecipeBase, num_gpus: int = 1, sharding: str | None = N
     fields = {"batch_size": t.batch_size, "seq_len": t.max_length, "gradient_checkpointing": t.gradient_checkpointing,
               "chunked_loss": t.chunked_loss, "optimizer": OPTIMIZER_STATES[t.optimizer], **definition.setup(recipe)}
     full = fields.get("adapter", definition.adapters[0]) == "none"
+    if recipe.task == "text_to_image" and getattr(recipe.data, "image_size", None):
+        fields["resolution"] = recipe.data.image_size  # the UNet's training resolution (default: the model's own)
     precision = {"fp32": "fp32", "bf16": "bf16"}.get(t.precision, "bf16-mixed" if full else "bf16")
     if sharding is None:
         sharding = SHARDING[t.sharding] if num_gpus > 1 else "none"
@@ -137,6 +139,8 @@ def recipe_changes(before, after, accumulation: int = 1, to_lora: list[str] | No
     text = lambda setup: setup.seq_len - (setup.image_tokens or 0 if setup.images_in_seq else 0)  # noqa: E731  a VLM's images aside
     if after.resolution is None and text(after) != text(before):  # a diffusion UNet's size is its images, not a max_length
         overrides.append(f"training.max_length={text(after)}")
+    if after.resolution is not None and after.resolution != before.resolution:
+        overrides.append(f"data.image_size={after.resolution}")
     if after.precision != before.precision and after.adapter == before.adapter:
         overrides.append(f"training.precision={after.precision}")
     if after.optimizer != before.optimizer and after.adapter == before.adapter:
@@ -147,14 +151,16 @@ def recipe_changes(before, after, accumulation: int = 1, to_lora: list[str] | No
     return overrides, flags
 
 
-def with_recipe_changes(recipe: RecipeBase, setup, suggestions: list[dict]) -> list[dict]:
-    """Each step-down suggestion of an estimate for a recipe, with the overrides and run flags that apply it."""
+def with_recipe_changes(recipe: RecipeBase, result: dict) -> list[dict]:
+    """Each step-down suggestion of an estimate for a recipe (`result`, the estimate's answer: its setup as the model
+    resolved it, with a VLM's image tokens and a UNet's resolution), with the overrides and run flags that apply it."""
     from adaptkit.estimator.memory import Setup
 
     definition = recipe.definition
+    before = Setup(method=result.get("method") or definition.id, **result["setup"])
     accumulation = recipe.training.gradient_accumulation if definition.trains else 1
     to_lora = definition.to_lora(recipe) if "lora" in definition.adapters else None
-    for suggestion in suggestions:
-        overrides, flags = recipe_changes(setup, Setup(**suggestion["setup"]), accumulation, to_lora)
+    for suggestion in result["suggestions"]:
+        overrides, flags = recipe_changes(before, Setup(**suggestion["setup"]), accumulation, to_lora)
         suggestion.update(overrides=overrides, flags=flags)
-    return suggestions
+    return result["suggestions"]

@@ -96,7 +96,7 @@ def memory(recipe: Recipe, gpu_name: str | None = None, gpu_memory_gb: float | N
         result = estimate(arch, setup, device)
     except InputError as exc:
         return {"note": f"no memory estimate: {exc}"}
-    with_recipe_changes(recipe, setup.resolved(), result["suggestions"])
+    with_recipe_changes(recipe, result)
     result["recipe"], result["recipe_overrides"] = recipe_ref, list(overrides)
     if setup.objective == "rl":
         b = result["breakdown"]
