@@ -189,3 +189,19 @@ def test_a_recipes_step_downs_name_its_own_fields(invoke):
     vit = json.loads(invoke("estimate", "--recipe", str(ROOT / "recipes" / "image_cls.yaml"), "training.batch_size=2048",
                             "--gpu-memory-gb", "1", "--json").stdout)
     assert vit["suggestions"] and not any(o.startswith("training.max_length") for s in vit["suggestions"] for o in s["overrides"])
+
+
+def test_freezing_the_vision_tower_is_a_step_down_of_a_vlm_full_fine_tune():
+    from dataclasses import replace
+
+    vl = load_model("Qwen/Qwen-VL-Chat", online=False)
+    setup = setup_for("full_finetuning", seq_len=512, gradient_checkpointing=True).resolved(vl)
+    frozen = replace(setup, freeze_vision=True)
+    whole, less = estimate_memory(vl, setup), estimate_memory(vl, frozen)
+    assert whole.trainable_params - less.trainable_params == vl.vision_params
+    assert whole.peak_gb - less.peak_gb > vl.vision_params * 16 / 1e9  # masters, gradients and Adam states of the tower
+    changes, _ = suggest(vl, setup, less.peak_gb + 1)
+    froze = [c for c in changes if c.setup.freeze_vision and c.setup.adapter == "none"]
+    assert froze and "vision tower frozen" in froze[0].description
+    overrides, _ = recipe_changes(setup, froze[0].setup)
+    assert "freeze_vision_tower=true" in overrides

@@ -150,3 +150,33 @@ def test_a_llava_is_sized_from_its_config_and_its_images_join_the_sequence(invok
     assert runs[1000]["setup"]["seq_len"] == 1512 and runs[0]["setup"]["seq_len"] == 512
     assert runs[1000]["peak_memory_gb"] > runs[0]["peak_memory_gb"]
     assert any("1,000 are image tokens" in note and "frozen" in note for note in runs[1000]["assumptions"])
+
+
+def test_full_fine_tuning_can_keep_the_vision_tower_frozen(invoke, tmp_path):
+    """`freeze_vision_tower: true` on a full fine-tune: the tower's weights come back as they were, the language model's
+    change, the estimate counts no gradients or states for the tower, and the script export freezes it the same way."""
+    import safetensors.torch
+
+    out = tmp_path / "frozen"
+    overrides = ["method=full_finetuning", "lora=", "freeze_vision_tower=true", *QUICK, f"output_dir={out}"]
+    result = invoke("run", "vlm_lora_sft", *overrides, "--json")
+    assert result.exit_code == 0, result.output
+    trained = safetensors.torch.load_file(out / "model.safetensors")
+    base = safetensors.torch.load_file(IMAGES / "llava-tiny" / "model.safetensors")
+    key = lambda name: name.split("model.", 1)[-1]  # noqa: E731  the saved names may carry another prefix
+    before = {key(n): t for n, t in base.items()}
+    tower = [n for n in trained if "vision_tower" in n]
+    language = [n for n in trained if "language_model" in n and "layers" in n]
+    assert tower and language
+    assert all(trained[n].float().equal(before[key(n)].float()) for n in tower)
+    assert any(not trained[n].float().equal(before[key(n)].float()) for n in language)
+    estimate = json.loads(invoke("estimate", "--recipe", "vlm_lora_sft", *overrides[:3], "--json").stdout)
+    thawed = json.loads(invoke("estimate", "--recipe", "vlm_lora_sft", *overrides[:2], "--json").stdout)
+    assert thawed["trainable_params"] - estimate["trainable_params"] > 0
+    assert any("vision tower" in note and "frozen" in note for note in estimate["assumptions"])
+    script = tmp_path / "train.py"
+    assert invoke("export", "vlm_lora_sft", *overrides[:3], "--format", "script", "-o", script).exit_code == 0
+    compile(script.read_text(), str(script), "exec")
+    assert "parameter.requires_grad_(False)" in script.read_text() and "if True:" in script.read_text()
+    wrong = invoke("run", "lora_cls", "method=full_finetuning", "lora=", "freeze_vision_tower=true", "--dry-run")
+    assert wrong.exit_code == 2 and "image_text_to_text" in wrong.output

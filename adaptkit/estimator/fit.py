@@ -16,7 +16,7 @@ from adaptkit.estimator.memory import Setup, estimate_memory
 
 MAX_GPUS = 64
 MAX_SUGGESTIONS = 4
-COST = {"gc": 1.0, "cache": 0.3, "loss": 0.3, "batch": 0.5, "images": 1.5, "resolution": 3.0, "shard": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0,
+COST = {"gc": 1.0, "cache": 0.3, "vision": 0.5, "loss": 0.3, "batch": 0.5, "images": 1.5, "resolution": 3.0, "shard": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0,
         "gpus": 3.0}  # sharding over the GPUs you have keeps a 16-bit base: cheaper than a 4-bit one, which dequantizes every pass
 
 
@@ -51,6 +51,8 @@ def _kinds(s: Setup) -> list[str]:
         kinds.append("resolution")
     if s.trains and s.images_in_seq and (s.image_tokens or 0) > 64:
         kinds.append("images")
+    if s.trains_all_weights and s.images_in_seq and not s.freeze_vision:
+        kinds.append("vision")
     if s.trains and not s.chunked_loss and not unet:
         kinds.append("loss")
     if s.batch_size > 1:
@@ -78,6 +80,8 @@ def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
         return replace(s, gradient_checkpointing=True), "gradient checkpointing (20-30% slower)"
     if kind == "loss":
         return replace(s, chunked_loss=True), "chunked cross-entropy (use_liger_kernel=True)"
+    if kind == "vision":
+        return replace(s, freeze_vision=True), "the vision tower frozen (freeze_vision_tower: the projector and language model train)"
     if kind == "cache":
         return replace(s, cached_inputs=True), "latents and text embeddings computed beforehand (the VAE and text encoders off the GPU)"
     if kind == "optim":
@@ -88,7 +92,7 @@ def _fixed(s: Setup, kind: str) -> tuple[Setup, str]:
         return replace(s, precision="bf16"), "pure bf16 weights and optimizer states (no fp32 masters)"
     if kind == "lora":
         reference = "auto" if s.dpo_reference == "copy" else s.dpo_reference  # LoRA's reference is the base, adapters off
-        return (replace(s, adapter="lora", precision="bf16", optimizer="adamw", dpo_reference=reference),
+        return (replace(s, adapter="lora", precision="bf16", optimizer="adamw", dpo_reference=reference, freeze_vision=False),
                 "LoRA (r=16, all linear layers) instead of full weights")
     if kind == "quant":
         if not s.trains:
@@ -170,7 +174,7 @@ def _apply(arch: Architecture, s: Setup, kinds: tuple[str, ...], device_gb: floa
 def _short(kind: str, s: Setup) -> str:
     return {"gc": "checkpointing", "loss": "chunked loss", "batch": f"micro-batch {s.batch_size}", "precision": "pure bf16",
             "optim": "8-bit Adam", "quant": "4-bit base" if s.trains else "4-bit weights", "lora": "LoRA", "shard": f"ZeRO-3 over {s.num_gpus}",
-            "seq": f"{s.seq_len}-token sequences", "gpus": f"{s.num_gpus} GPUs", "cache": "cached inputs",
+            "seq": f"{s.seq_len}-token sequences", "gpus": f"{s.num_gpus} GPUs", "cache": "cached inputs", "vision": "frozen vision tower",
             "images": f"{s.image_tokens} tokens an image", "resolution": f"{s.resolution} px"}[kind]
 
 

@@ -68,6 +68,7 @@ class Setup:
     images_in_seq: bool = False  # seq_len already holds them (resolved once)
     resolution: int | None = None  # a diffusion UNet: training images' side in pixels (None: the model's native size)
     cached_inputs: bool = False  # a diffusion UNet: latents and text embeddings computed beforehand, the VAE and text encoders off the device
+    freeze_vision: bool = False  # full fine-tuning of a vision-language model with its vision tower kept frozen (weights only)
 
     def resolved(self, arch=None) -> "Setup":
         """Fill the default precision and reject combinations that cannot run. On an image or audio encoder (`arch`
@@ -164,7 +165,7 @@ def trainable_params(arch: Architecture, setup: Setup) -> int:
     if setup.adapter == "ia3":  # scaling vectors on keys, values and the MLP's down-projection input
         ia3 = [(b, lin) for b in arch.blocks for lin in b.linears if lin.role in ("k", "v", "qkv", "down")]
         return sum(b.count * (lin.d_in if lin.role == "down" else (lin.d_out if lin.role != "qkv" else 2 * lin.d_out // 3)) for b, lin in ia3)
-    return arch.total_params
+    return arch.total_params - (arch.vision_params if setup.freeze_vision else 0)
 
 
 EMBEDDING_NAMES = {"embed_tokens", "wte", "word_embeddings", "embed_in", "embeddings", "tok_embeddings"}
@@ -268,7 +269,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         notes.append(f"the frozen text encoders and VAE ({arch.companion_params / 1e6:,.1f}M) resident in 16 bits "
                      "(--cached-inputs: latents and text embeddings computed beforehand, off the device)")
     if s.precision == "bf16-mixed" and s.quantization == "none":
-        comp["master_weights"] = 4 * n
+        comp["master_weights"] = 4 * (n_t if full else n)
         notes.append("bf16-mixed: fp32 weights (the masters) plus the 16-bit copies autocast keeps for the step")
     if s.quantization == "4bit":
         notes.append("4-bit NF4 with double quantization (4.127 bits/weight) on the blocks' linear layers; embeddings, head and norms stay 16-bit")
@@ -283,11 +284,13 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
             comp["gradients"] = grad_bytes * arch.largest_layer_params
             notes.append("optimizer step fused into backward: only one layer's gradients are live")
         else:
-            comp["gradients"] = grad_bytes * n
+            comp["gradients"] = grad_bytes * n_t
             if s.num_gpus > 1 and s.sharding == "none":
-                comp["gradients"] += grad_bytes * n
+                comp["gradients"] += grad_bytes * n_t
                 notes.append("DDP keeps a second copy of the gradients in its communication buckets")
-        comp["optimizer_states"] = state_bytes * n
+        comp["optimizer_states"] = state_bytes * n_t
+        if s.freeze_vision and arch.vision_params:
+            notes.append(f"the vision tower ({arch.vision_params / 1e6:,.1f}M) frozen: weights only, no gradients or optimizer states")
     elif s.trains:
         per = 4 + 4 + STATE_BYTES[(s.optimizer, 4)]  # adapters stay fp32: weights, gradients, states
         comp["adapters"] = per * n_t
@@ -347,7 +350,7 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
             "" if arch.kind == "unet" else f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
             + (", chosen and rejected both" if s.objective == "preference" else "")
             + (f", of which {s.image_tokens:,} are image tokens; the vision tower and projector ({arch.vision_params / 1e6:,.1f}M) "
-               + ("train with the rest" if s.trains_all_weights else "are frozen: weights only") if s.images_in_seq else "")
+               + ("train with the rest" if s.trains_all_weights and not s.freeze_vision else "are frozen: weights only") if s.images_in_seq else "")
         )
     else:
         tokens = s.batch_size * s.seq_len

@@ -139,6 +139,8 @@ def recipe_changes(before, after, accumulation: int = 1, to_lora: list[str] | No
     text = lambda setup: setup.seq_len - (setup.image_tokens or 0 if setup.images_in_seq else 0)  # noqa: E731  a VLM's images aside
     if after.resolution is None and text(after) != text(before):  # a diffusion UNet's size is its images, not a max_length
         overrides.append(f"training.max_length={text(after)}")
+    if after.freeze_vision and not before.freeze_vision and after.adapter == "none":
+        overrides.append("freeze_vision_tower=true")
     if after.resolution is not None and after.resolution != before.resolution:
         overrides.append(f"data.image_size={after.resolution}")
     if after.precision != before.precision and after.adapter == before.adapter:

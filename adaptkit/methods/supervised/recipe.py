@@ -158,7 +158,8 @@ def sft_export(recipe: RecipeBase) -> tuple[str, dict]:
     if recipe.task in ("image_classification", "speech_recognition"):
         return f"{recipe.task}.py.tmpl", {}
     if recipe.task == "image_text_to_text":
-        return "image_text_to_text.py.tmpl", {"__VISION_TOWER__": repr(VISION_TOWER)}
+        return "image_text_to_text.py.tmpl", {"__VISION_TOWER__": repr(VISION_TOWER),
+                                              "__FREEZE_VISION__": repr(bool(getattr(recipe, "freeze_vision_tower", False)))}
     if recipe.task == "text_to_image":
         block = recipe.lora
         lora = {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout,
@@ -218,6 +219,14 @@ class DistilledRecipe(RecipeBase):
 
 class FullFinetuningRecipe(DistilledRecipe):
     method: Literal["full_finetuning"] = Field(description="every weight trains")
+    freeze_vision_tower: bool = Field(False, description="image + text to text: the vision tower keeps its weights; the projector "
+                                                         "and the language model train (less memory: no gradients or optimizer "
+                                                         "states for the tower)")
+
+    def check(self) -> None:
+        super().check()
+        if self.freeze_vision_tower and self.task != "image_text_to_text":
+            raise ValueError("freeze_vision_tower is for `task: image_text_to_text` (a model with a vision tower)")
 
 
 class InstructionTuningRecipe(DistilledRecipe):
@@ -380,7 +389,7 @@ def _plan_cpt(recipe: dict, notes: list[str], context, fit) -> list[tuple[dict, 
 
 
 register(MethodDef(id="full_finetuning", recipe=FullFinetuningRecipe, tasks=WEIGHT_TASKS, adapters=("none",),
-                   setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full, plan=_plan_cpt,
+                   setup=lambda recipe: {"adapter": "none", "freeze_vision": recipe.freeze_vision_tower}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_full, plan=_plan_cpt,
                    aliases=(("full", ""), ("fft", ""), ("sft", "")), **SUPERVISED))
 register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, tasks=("causal_lm",), adapters=("none",),
                    setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), plan=_plan_cpt,

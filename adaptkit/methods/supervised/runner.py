@@ -207,6 +207,12 @@ def _vlm_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
     config = peft_config(recipe, TaskType.CAUSAL_LM)
     if config is not None and getattr(config, "exclude_modules", "absent") is None:
         config.exclude_modules = VISION_TOWER
+    if getattr(recipe, "freeze_vision_tower", False):  # full fine-tuning with the tower kept as it is
+        import re
+
+        for name, parameter in model.named_parameters():
+            if re.fullmatch(VISION_TOWER, name):
+                parameter.requires_grad_(False)
     model, config, optimizers, finish = prepare_adapters(recipe, model, config, recipe.training.learning_rate, out)
 
     def image(reference: str):
