@@ -94,6 +94,8 @@ GATE_CASES = [
      labeled_examples=500), {"in_context_learning", "rag", "tool_use", "rlhf", "instruction_tuning", "prefix_prompt_tuning"}),
     ("G7-vlm-soft-prompts", dict(task="qa", modality="image_text_to_text", model_params_b=7, gpu_vram_gb=80, num_gpus=1,
      labeled_examples=2000), {"prefix_prompt_tuning", "rlhf"}),
+    ("G7-vlm-text-pipelines", dict(task="qa", modality="image_text_to_text", model_params_b=7, gpu_vram_gb=80, num_gpus=1,
+     labeled_examples=2000), {"instruction_tuning", "rag"}),
     ("G3-no-images", dict(task="generation", modality="text_to_image", model_params_b=2.6, gpu_vram_gb=24, num_gpus=1,
      labeled_examples=2), {"full_finetuning", "lora_adapters", "dpo"}),
     ("G7-closed-media", dict(task="generation", modality="speech_to_text", weight_access="closed_api_ft", labeled_examples=2000),

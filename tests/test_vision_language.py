@@ -180,3 +180,18 @@ def test_full_fine_tuning_can_keep_the_vision_tower_frozen(invoke, tmp_path):
     assert "parameter.requires_grad_(False)" in script.read_text() and "if True:" in script.read_text()
     wrong = invoke("run", "lora_cls", "method=full_finetuning", "lora=", "freeze_vision_tower=true", "--dry-run")
     assert wrong.exit_code == 2 and "image_text_to_text" in wrong.output
+
+
+@pytest.mark.unit
+def test_a_bake_off_of_image_rows_keeps_their_images(invoke, tmp_path):
+    """advise --bake-off splits the user's rows into its own folder: their relative image paths are written absolute, so
+    every candidate's data check finds the pictures."""
+    folder = tmp_path / "cands"
+    result = invoke("advise", "--data", IMAGES / "vqa_train.jsonl", "--set", "weight_access=open", "--set", "goal=behavior",
+                    "--no-input", "--bake-off", folder)
+    assert result.exit_code == 0, result.output
+    held = rows(folder / "heldout.jsonl")
+    assert held and all(Path(row["image"]).is_absolute() and Path(row["image"]).is_file() for row in held)
+    for recipe in folder.glob("*.yaml"):
+        dry = invoke("run", recipe, "--dry-run")
+        assert dry.exit_code == 0, dry.output

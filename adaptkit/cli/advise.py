@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -228,8 +229,27 @@ def _held_out_split(advice, target) -> "_Split | None":
     held = set(order[:min(500, max(1, len(rows) // 10))])
     folder = target.resolve()  # recipes resolve relative paths against their own folder: write absolute ones
     split = _Split((str(folder / "train.jsonl"), str(folder / "heldout.jsonl")))
+    rows = _media_made_absolute(rows, Path(p.train_data).expanduser().resolve().parent)
     split.rows = ([r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held])
     return split
+
+
+def _media_made_absolute(rows: list, base: "Path") -> list:
+    """The rows with their image and audio files named by absolute paths: they were relative to the data file's folder,
+    and the split files are written elsewhere (a value, or an image_url in chat messages, naming an existing file)."""
+    from adaptkit.runners.data_facts import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+
+    def fixed(value):
+        if isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES + AUDIO_SUFFIXES) and not Path(value).is_absolute() \
+                and (base / value).is_file():
+            return str(base / value)
+        if isinstance(value, dict):
+            return {key: fixed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [fixed(item) for item in value]
+        return value
+
+    return [fixed(row) for row in rows]
 
 
 def _file_check(answers: dict, method: str, columns: dict) -> Callable[[str, str], str]:
