@@ -205,3 +205,18 @@ def test_freezing_the_vision_tower_is_a_step_down_of_a_vlm_full_fine_tune():
     assert froze and "vision tower frozen" in froze[0].description
     overrides, _ = recipe_changes(setup, froze[0].setup)
     assert "freeze_vision_tower=true" in overrides
+
+
+def test_bad_diffusion_configs_are_one_line(invoke, tmp_path):
+    pipe = tmp_path / "pipe"
+    (pipe / "unet").mkdir(parents=True)
+    (pipe / "model_index.json").write_text("{}")
+    for config, said in (({"block_out_channels": "abc"}, "must be a list"), ([1], "expected a JSON object"),
+                         ({"block_out_channels": [320000000, 640], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+                           "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"]}, "not a model adaptkit can size"),
+                         ({"block_out_channels": [32, 64], "transformer_layers_per_block": [1, 2, 3]}, "3 entries for 2 blocks")):
+        (pipe / "unet" / "config.json").write_text(json.dumps(config))
+        result = invoke("estimate", "--model", str(pipe), "--method", "lora_adapters")
+        assert result.exit_code == 2 and said in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    (pipe / "unet" / "config.json").unlink()
+    assert "without unet/config.json" in invoke("estimate", "--model", str(pipe), "--method", "lora_adapters").output

@@ -440,6 +440,9 @@ def _unet(config: dict, family: str, name: str) -> Architecture:
     cross-attention transformer blocks at each resolution of the latent, down and up with skip connections. The blocks'
     attention and feed-forward layers are `Block`s (what LoRA wraps and what gets quantized); the rest (convolutions,
     norms, time embeddings) is `other_params`. The text encoders and the VAE are `companion_params`."""
+    for key in ("block_out_channels", "down_block_types", "up_block_types"):
+        if config.get(key) is not None and not isinstance(config[key], list):
+            raise InputError(f"config.json: `{key}` is {brief(config[key])}; it must be a list, one entry per level")
     channels = [_int({"block_out_channels": c}, "block_out_channels") for c in config.get("block_out_channels") or [320, 640, 1280, 1280]]
     downs = list(config.get("down_block_types") or ["CrossAttnDownBlock2D"] * (len(channels) - 1) + ["DownBlock2D"])
     ups = list(config.get("up_block_types") or ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (len(channels) - 1))
@@ -561,7 +564,7 @@ def diffusion_pipeline(folder: Path, name: str) -> Architecture:
     unet = config("unet")
     if unet is None:
         raise InputError(f"{folder}: a diffusers pipeline without unet/config.json: adaptkit sizes UNet pipelines (Stable Diffusion 1.x/2.x, SDXL)")
-    arch = _unet(unet, "unet", name)
+    arch = from_config({**unet, "model_type": "unet"}, name)  # the same checks as any config (sizes, a plausible total)
     companions = sum(_clip_text(c) for c in (config("text_encoder"), config("text_encoder_2")) if c)
     vae = config("vae")
     return replace(arch, companion_params=companions + (_vae(vae) if vae else 0))
