@@ -106,8 +106,8 @@ def _calibration() -> dict:
 
 def test_the_published_vision_language_and_diffusion_points_are_within_15_percent():
     points = _calibration()
-    media = [name for name in points if name.startswith(("qwen-vl-lora-", "sdxl-lora"))]
-    assert {"qwen-vl-lora-384", "qwen-vl-lora-2048", "sdxl-lora-8gb"} <= set(media)
+    media = [name for name in points if name.startswith(("qwen-vl-lora-", "qwen2-vl-", "sdxl-lora"))]
+    assert {"qwen-vl-lora-384", "qwen-vl-lora-2048", "qwen2-vl-lora-coco", "sdxl-lora-8gb"} <= set(media)
     for name in media:
         if name != "qwen-vl-lora-base-384":  # full copies of the embeddings and head beside the adapters: +17%
             assert abs(points[name]["adaptkit_error"]) < 0.15, (name, points[name])
