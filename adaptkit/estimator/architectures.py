@@ -547,19 +547,22 @@ def _vae(config: dict) -> int:
     return encoder + decoder + (2 * latent) ** 2 + 2 * latent + latent * latent + latent  # quant_conv, post_quant_conv
 
 
+def read_config(path: Path) -> dict:
+    """A config.json as a dict, or one line saying why not."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable config.json ({exc.__class__.__name__})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return value
+
+
 def diffusion_pipeline(folder: Path, name: str) -> Architecture:
     """A diffusers pipeline folder (model_index.json): its UNet, with its text encoders and VAE as companions."""
     def config(part: str) -> dict | None:
         path = folder / part / "config.json"
-        if not path.is_file():
-            return None
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: not a readable config.json ({exc.__class__.__name__})") from None
-        if not isinstance(value, dict):
-            raise InputError(f"{path}: expected a JSON object")
-        return value
+        return read_config(path) if path.is_file() else None
 
     unet = config("unet")
     if unet is None:
@@ -701,13 +704,7 @@ def load_model(name_or_path: str, online: bool = True) -> Architecture:
         config_file = path / "config.json" if path.is_dir() else path
         if not config_file.is_file():
             raise InputError(f"{path}: no config.json in this folder")
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{config_file}: not a readable config.json ({exc.__class__.__name__})") from None
-        if not isinstance(config, dict):
-            raise InputError(f"{config_file}: expected a JSON object")
-        return from_config(config, str(name_or_path))
+        return from_config(read_config(config_file), str(name_or_path))
     entry = catalogue().get(_normalise(name_or_path)) or catalogue().get(_normalise(name_or_path.rsplit("/", 1)[-1]))
     if entry:
         arch = from_config(entry["config"], entry["name"])
