@@ -219,18 +219,19 @@ def _dora_activations(arch: Architecture, s: Setup, tokens: int, act_bytes: int)
     return tokens * saved * act_bytes + transient * act_bytes
 
 
-UNET_BLOCK_ELEMENTS = 22  # saved elements per latent pixel and channel of one UNet transformer block: measured with saved-tensor
-# hooks on Stable Diffusion 1.5 (512 px) and SDXL (256 px) in diffusers 0.42 (tests/test_estimate_media.py); the
+UNET_BLOCK_ELEMENTS = 22  # saved elements per latent pixel and channel of one UNet transformer block, measured with
+# saved-tensor hooks on Stable Diffusion 1.5 and SDXL in diffusers 0.42 (python benchmarks/unet_activations.py); the
 # tensors named in unet_activations add up to 29, but views share their storage
 
 
 def unet_activations(arch: Architecture, s: Setup, act_bytes: int) -> float:
     """Saved activation bytes of a diffusion UNet's training step, summed over its units at their latent sizes. A resnet
     keeps its two GroupNorm, SiLU and convolution inputs (3 x channels in + 3 x channels out per pixel); a transformer
-    keeps, per latent pixel, its GroupNorm and projection inputs and, per block, the three norm inputs, self-attention's
-    input, Q, K, V and output, cross-attention's query side, and the GEGLU feed-forward (input, 8c projection, 4c gate
-    and product): 3c + UNET_BLOCK_ELEMENTS x c per block (SDPA: no attention matrix). With gradient checkpointing diffusers recomputes each
-    resnet and transformer block: their inputs stay, plus the largest unit's activations during its recomputation."""
+    keeps, per latent pixel, its GroupNorm and projection inputs (3c) and, per block, the three norm inputs,
+    self-attention's input, Q, K, V and output, cross-attention's query side and the GEGLU feed-forward (input, 8c
+    projection, 4c gate and product): UNET_BLOCK_ELEMENTS x c (SDPA: no attention matrix). With gradient checkpointing
+    diffusers recomputes each resnet and transformer block: their inputs stay, plus the largest unit's activations
+    during its recomputation."""
     side = s.resolution // 8
     saved, largest = 0.0, 0.0
     for kind, c_in, c_out, scale in arch.units:
@@ -324,15 +325,14 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
             notes.append(f"activations for {s.batch_size} image(s) of {s.resolution} px (a {s.resolution // 8} x {s.resolution // 8} latent), "
                          "SDPA attention" + ("; gradient checkpointing: each resnet's and transformer block's input saved, one "
                                              "recomputed at a time" if s.gradient_checkpointing else ""))
-        elements, masks = _per_layer_elements(arch, s, seq, eager)
-        per_layer = tokens * (elements * act_bytes + masks)
-        if arch.kind == "unet":
-            pass
-        elif s.gradient_checkpointing:
-            comp["activations"] = tokens * arch.hidden * act_bytes * arch.layers + per_layer
-            notes.append("gradient checkpointing: one saved input per block plus one block recomputed at a time")
         else:
-            comp["activations"] = per_layer * arch.layers
+            elements, masks = _per_layer_elements(arch, s, seq, eager)
+            per_layer = tokens * (elements * act_bytes + masks)
+            if s.gradient_checkpointing:
+                comp["activations"] = tokens * arch.hidden * act_bytes * arch.layers + per_layer
+                notes.append("gradient checkpointing: one saved input per block plus one block recomputed at a time")
+            else:
+                comp["activations"] = per_layer * arch.layers
         if s.adapter == "lora" and s.dora:
             comp["activations"] += _dora_activations(arch, s, tokens, act_bytes)
             notes.append("DoRA: the base and LoRA outputs of every wrapped linear kept per token for the magnitude scaling, plus one "
@@ -346,12 +346,14 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
                 notes.append("chunked cross-entropy: logits upcast to fp32 one chunk (of 8) at a time")
             else:
                 comp["logits"] = full_logits * (act_bytes + 4 + 4) if act_bytes == 2 else full_logits * 8
-        notes.append(
-            "" if arch.kind == "unet" else f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
-            + (", chosen and rejected both" if s.objective == "preference" else "")
-            + (f", of which {s.image_tokens:,} are image tokens; the vision tower and projector ({arch.vision_params / 1e6:,.1f}M) "
-               + ("train with the rest" if s.trains_all_weights and not s.freeze_vision else "are frozen: weights only") if s.images_in_seq else "")
-        )
+        if arch.kind != "unet":
+            notes.append(
+                f"activations for {sequences} x {seq} tokens per device, {'eager' if eager else 'SDPA/flash'} attention"
+                + (", chosen and rejected both" if s.objective == "preference" else "")
+                + (f", of which {s.image_tokens:,} are image tokens; the vision tower and projector ({arch.vision_params / 1e6:,.1f}M) "
+                   + ("train with the rest" if s.trains_all_weights and not s.freeze_vision else "are frozen: weights only")
+                   if s.images_in_seq else "")
+            )
     else:
         tokens = s.batch_size * s.seq_len
         comp["kv_cache"] = 2 * arch.layers * arch.kv_heads * arch.head_dim * tokens * 2
@@ -411,5 +413,5 @@ def estimate_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     notes.append(f"CUDA context {CUDA_CONTEXT_GB} GB and allocator slack {ALLOCATOR_SLACK:.0%} of live tensors; expect +-20%")
     return MemoryEstimate(
         breakdown={k: round(v / GB, 3) for k, v in comp.items()},
-        peak_gb=peak / GB, allocated_gb=allocated / GB, total_params=n, trainable_params=n_t, assumptions=list(arch.notes) + [note for note in notes if note],
+        peak_gb=peak / GB, allocated_gb=allocated / GB, total_params=n, trainable_params=n_t, assumptions=list(arch.notes) + notes,
     )
