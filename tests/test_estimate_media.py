@@ -170,6 +170,7 @@ def test_qwen2_vl_counts_as_transformers_and_its_image_tokens_follow_the_size(in
                             "1920x1080", "--json").stdout)
     assert big["setup"]["image_tokens"] == image_tokens_for(arch, 1920, 1080) and big["setup"]["seq_len"] == 256 + big["setup"]["image_tokens"]
     assert invoke("estimate", "--model", "qwen2-vl-7b", "--image-size", "1024").exit_code == 2
+    assert "aspect ratio over 200" in invoke("estimate", "--model", "qwen2-vl-7b", "--image-size", "20000x50").output
     both = invoke("estimate", "--model", "qwen2-vl-7b", "--image-size", "64x64", "--image-tokens", "3")
     assert both.exit_code == 2 and "pass one" in both.output
     changes, _ = suggest(arch, setup_for("lora_adapters", seq_len=2048, image_tokens=1225), 20.0)

@@ -585,6 +585,8 @@ def image_tokens_for(arch: Architecture, width: int, height: int) -> int:
 
     if not arch.token_pixels:
         return arch.image_tokens or 0
+    if max(width, height) / min(width, height) > 200:
+        raise InputError(f"--image-size {width}x{height}: an aspect ratio over 200, which Qwen2-VL's processor refuses")
     step = arch.token_pixels
     h, w = max(step, round(height / step) * step), max(step, round(width / step) * step)
     low, high = DYNAMIC_PIXELS
