@@ -63,30 +63,14 @@ def test_qwen_vl_is_its_language_model_plus_tower_and_resampler():
 
 def test_unet_activations_follow_what_autograd_saves():
     """A mid-sized SD-style UNet at 256 px: the bytes autograd keeps for the backward pass (saved-tensor hooks, weights
-    left out, shared storage once) against the estimate."""
-    import torch
-    from diffusers import UNet2DConditionModel
-
+    left out, shared storage once; benchmarks/unet_activations.py does the same on SD 1.5 and SDXL) against the
+    estimate."""
     config = dict(block_out_channels=[64, 128, 256], down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
                   up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], layers_per_block=2,
                   attention_head_dim=8, cross_attention_dim=64, sample_size=32, norm_num_groups=32)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(**config).requires_grad_(False)
-    unet.conv_in.requires_grad_(True)  # gradients through every unit, as LoRA on its attention gives them
-    weights = {p.untyped_storage().data_ptr() for p in unet.parameters()}
-    saved: dict[tuple, int] = {}
-
-    def keep(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            saved[(storage.data_ptr(), tensor.storage_offset(), tensor.numel())] = tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        unet(torch.randn(1, 4, 32, 32), 10, encoder_hidden_states=torch.randn(1, 77, 64)).sample.pow(2).mean()
-    arch = load_model_from(config)
-    estimate = unet_activations(arch, Setup(resolution=256, seq_len=1), 4)
-    assert 0.8 < estimate / sum(saved.values()) < 1.25
+    measured = _benchmark("unet_activations").saved_bytes(config, 256)
+    estimate = unet_activations(load_model_from(config), Setup(resolution=256, seq_len=1), 4)
+    assert 0.8 < estimate / measured < 1.25
 
 
 def load_model_from(config: dict):
@@ -95,13 +79,17 @@ def load_model_from(config: dict):
     return from_config({"model_type": "unet", **config}, "mid-unet")
 
 
-def _calibration() -> dict:
+def _benchmark(name: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("memory_calibration", ROOT / "benchmarks" / "memory_calibration.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return {row["id"]: row for row in module.run()["points"]}
+    return module
+
+
+def _calibration() -> dict:
+    return {row["id"]: row for row in _benchmark("memory_calibration").run()["points"]}
 
 
 def test_the_published_vision_language_and_diffusion_points_are_within_15_percent():
