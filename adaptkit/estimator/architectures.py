@@ -521,7 +521,8 @@ def _clip_text(config: dict) -> int:
     layers, vocab = _int(config, "num_hidden_layers", default=12), _int(config, "vocab_size", default=49408)
     positions = _int(config, "max_position_embeddings", default=77)
     block = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
-    projection = h * _int(config, "projection_dim") if config.get("projection_dim") and "WithProjection" in str(config.get("architectures")) else 0
+    with_projection = config.get("projection_dim") and "WithProjection" in str(config.get("architectures"))
+    projection = h * _int(config, "projection_dim") if with_projection else 0
     return (vocab + positions) * h + layers * block + 2 * h + projection
 
 
@@ -566,7 +567,8 @@ def diffusion_pipeline(folder: Path, name: str) -> Architecture:
 
     unet = config("unet")
     if unet is None:
-        raise InputError(f"{folder}: a diffusers pipeline without unet/config.json: adaptkit sizes UNet pipelines (Stable Diffusion 1.x/2.x, SDXL)")
+        raise InputError(f"{folder}: a diffusers pipeline without unet/config.json: adaptkit sizes UNet pipelines "
+                         "(Stable Diffusion 1.x/2.x, SDXL)")
     arch = from_config({**unet, "model_type": "unet"}, name)  # the same checks as any config (sizes, a plausible total)
     companions = sum(_clip_text(c) for c in (config("text_encoder"), config("text_encoder_2")) if c)
     vae = config("vae")

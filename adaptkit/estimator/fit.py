@@ -16,8 +16,10 @@ from adaptkit.estimator.memory import Setup, estimate_memory
 
 MAX_GPUS = 64
 MAX_SUGGESTIONS = 4
-COST = {"gc": 1.0, "cache": 0.3, "vision": 0.5, "loss": 0.3, "batch": 0.5, "images": 1.5, "resolution": 3.0, "shard": 0.5, "precision": 1.5, "optim": 1.0, "quant": 2.0, "lora": 2.5, "seq": 4.0,
+COST = {"gc": 1.0, "cache": 0.3, "vision": 0.5, "loss": 0.3, "batch": 0.5, "shard": 0.5, "precision": 1.5, "optim": 1.0,
+        "quant": 2.0, "lora": 2.5, "images": 1.5, "resolution": 3.0, "seq": 4.0,
         "gpus": 3.0}  # sharding over the GPUs you have keeps a 16-bit base: cheaper than a 4-bit one, which dequantizes every pass
+# (also the order changes apply in: the fixed ones first, then those searched for the mildest setting that fits)
 
 
 @dataclass
@@ -111,8 +113,8 @@ def _search(arch: Architecture, s: Setup, kind: str, device_gb: float) -> tuple[
                    for b in _halvings(s.batch_size)]
     elif kind == "images":  # fewer tokens an image: a lower resolution, or the processor's max_pixels
         options = [(replace(s, seq_len=s.seq_len - s.image_tokens + n, image_tokens=n),
-                    f"{n} image tokens an example (fewer or smaller images: a lower resolution or the processor's max_pixels, where the model allows)", s.image_tokens / n - 1)
-                   for n in _halvings(s.image_tokens, 64)]
+                    f"{n} image tokens an example (fewer or smaller images: a lower resolution or the processor's max_pixels, "
+                    "where the model allows)", s.image_tokens / n - 1) for n in _halvings(s.image_tokens, 64)]
     elif kind == "resolution":
         options = [(replace(s, resolution=r, seq_len=(r // 8) ** 2), f"training at {r} px", s.resolution / r - 1)
                    for r in _halvings(s.resolution, 256) if r % 8 == 0]
