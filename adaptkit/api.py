@@ -173,12 +173,13 @@ def write_recipe(advice, path: str | os.PathLike, method: str | None = None, for
 def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] = (), *, model: str | None = None,
              method: str = "lora_adapters", gpu: str | None = None, gpu_memory_gb: float | None = None,
              num_gpus: int | None = None, tokens: float | None = None, gpu_hour_usd: float | None = None, calibrate: bool = True,
-             **setup) -> dict:
+             image_size: tuple[int, int] | None = None, **setup) -> dict:
     """Peak GPU memory per device, compute, time and cost: for what a recipe would run (`recipe` + `overrides`), or for
     `method` on `model` with estimator settings in `setup` (batch_size=4, seq_len=2048, quantization="4bit", ...).
     Returns `adaptkit estimate --json`'s dict: peak_memory_gb, fits, breakdown, suggestions (each with the recipe
-    overrides that apply it when a recipe was given). With `calibrate`, runs in the ledger measured on the same GPU
-    model correct the peak (`calibration` says by how many and how much)."""
+    overrides that apply it when a recipe was given). `image_size` (width, height): a vision-language model's image
+    tokens for one image of that size, as its processor counts them. With `calibrate`, runs in the ledger measured on
+    the same GPU model correct the peak (`calibration` says by how many and how much)."""
     from adaptkit.estimator.architectures import load_model
     from adaptkit.estimator.report import estimate as run_estimate
     from adaptkit.estimator.report import find_device
@@ -188,7 +189,7 @@ def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] =
     device, detected = find_device(gpu, gpu_memory_gb)
     gpus = num_gpus or detected or 1
     if recipe is not None:
-        if model is not None or setup:
+        if model is not None or setup or image_size:
             raise InputError("a recipe sets the model and the setup: change the recipe's fields with overrides instead")
         loaded = load_recipe(recipe, overrides)
         chosen = recipe_setup(loaded, gpus)
@@ -198,7 +199,12 @@ def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] =
         return {**result, "recipe": str(recipe), "recipe_overrides": list(overrides)}
     if model is None:
         raise InputError("give a recipe, or a model (hub id, built-in name or local folder) with a method")
-    result = run_estimate(load_model(model), setup_for(method, num_gpus=gpus, **setup), device, tokens, gpu_hour_usd)
+    arch = load_model(model)
+    if image_size is not None:
+        from adaptkit.estimator.architectures import image_tokens_of_size
+
+        setup["image_tokens"] = image_tokens_of_size(arch, image_size, setup.get("image_tokens"))
+    result = run_estimate(arch, setup_for(method, num_gpus=gpus, **setup), device, tokens, gpu_hour_usd)
     return calibrated(result, device, model) if calibrate else result
 
 

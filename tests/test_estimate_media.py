@@ -209,3 +209,20 @@ def test_bad_diffusion_configs_are_one_line(invoke, tmp_path):
         assert result.exit_code == 2 and said in result.output and len(result.output.strip().splitlines()) == 1, result.output
     (pipe / "unet" / "config.json").unlink()
     assert "without unet/config.json" in invoke("estimate", "--model", str(pipe), "--method", "lora_adapters").output
+
+
+def test_the_python_api_takes_the_same_media_settings():
+    import adaptkit
+
+    vl = adaptkit.estimate(model="qwen2-vl-7b", method="lora_adapters", seq_len=256, image_size=(1920, 1080), calibrate=False)
+    from adaptkit.estimator.architectures import image_tokens_for
+
+    assert vl["setup"]["image_tokens"] == image_tokens_for(load_model("qwen2-vl-7b", online=False), 1920, 1080)
+    sd = adaptkit.estimate(model="sdxl", method="lora_adapters", resolution=512, cached_inputs=True, calibrate=False)
+    assert sd["setup"]["resolution"] == 512 and sd["setup"]["cached_inputs"]
+    from adaptkit.errors import InputError
+
+    with pytest.raises(InputError, match="takes no images"):
+        adaptkit.estimate(model="llama-2-7b", method="lora_adapters", image_size=(64, 64))
+    with pytest.raises(InputError, match="pass one"):
+        adaptkit.estimate(model="qwen2-vl-7b", method="lora_adapters", image_size=(64, 64), image_tokens=3)

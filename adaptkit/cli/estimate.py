@@ -153,13 +153,9 @@ def estimate(overrides, recipe, model, params, active_params, method, precision,
             raise InputError("give the model as --model NAME|PATH or its size as --params 7B (one of them), or a --recipe")
         arch = load_model(model) if model else from_params(params, active_params)
         if image_size:
-            from adaptkit.estimator.architectures import image_tokens_for
+            from adaptkit.estimator.architectures import image_tokens_of_size
 
-            if image_tokens is not None:
-                raise InputError("--image-size and --image-tokens both give the image tokens: pass one")
-            if not arch.image_tokens:
-                raise InputError(f"--image-size: {arch.name} takes no images (a vision-language model does)")
-            image_tokens = image_tokens_for(arch, *image_size)
+            image_tokens = image_tokens_of_size(arch, image_size, image_tokens)
         results = []
     for one in (() if recipe else METHOD_IDS if method == "all" else (method,)):
         definition = get(one)

@@ -579,6 +579,16 @@ DYNAMIC_PIXELS = (56 * 56, 28 * 28 * 1280)  # Qwen2-VL: transformers' processor 
 DEFAULT_IMAGE_SIDE = 448  # a dynamic-resolution model's image when none is named: 448 x 448 (256 tokens at 28 px a token)
 
 
+def image_tokens_of_size(arch: Architecture, size: tuple[int, int], image_tokens: int | None = None) -> int:
+    """The image tokens for one image of `size` (width, height), as `estimate --image-size` and `adaptkit.estimate(...,
+    image_size=...)` take it: one line where the model takes no images or the tokens are given twice."""
+    if image_tokens is not None:
+        raise InputError("--image-size and --image-tokens both give the image tokens: pass one")
+    if not arch.image_tokens:
+        raise InputError(f"--image-size: {arch.name} takes no images (a vision-language model does)")
+    return image_tokens_for(arch, *size)
+
+
 def image_tokens_for(arch: Architecture, width: int, height: int) -> int:
     """The language model's tokens for one image of width x height pixels: a fixed count for LLaVA or Qwen-VL (their
     processors resize every image), else Qwen2-VL's rule: each side rounded to a multiple of patch x merge (28 px),
