@@ -111,8 +111,6 @@ def recipe_setup(recipe: RecipeBase, num_gpus: int = 1, sharding: str | None = N
     fields = {"batch_size": t.batch_size, "seq_len": t.max_length, "gradient_checkpointing": t.gradient_checkpointing,
               "chunked_loss": t.chunked_loss, "optimizer": OPTIMIZER_STATES[t.optimizer], **definition.setup(recipe)}
     full = fields.get("adapter", definition.adapters[0]) == "none"
-    if recipe.task == "text_to_image" and getattr(recipe.data, "image_size", None):
-        fields["resolution"] = recipe.data.image_size  # the UNet's training resolution (default: the model's own)
     precision = {"fp32": "fp32", "bf16": "bf16"}.get(t.precision, "bf16-mixed" if full else "bf16")
     if sharding is None:
         sharding = SHARDING[t.sharding] if num_gpus > 1 else "none"

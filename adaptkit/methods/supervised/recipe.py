@@ -88,6 +88,15 @@ def lora_setup(block: LoraConfigBlock) -> dict:
             "modules_to_save": ",".join(block.modules_to_save or ())}
 
 
+def _adapters_setup(recipe) -> dict:
+    """lora_adapters as the estimator sees it: its LoRA or IA3 block, and a text-to-image run's training resolution
+    (`data.image_size`; default the model's own)."""
+    fields = lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3" if recipe.ia3 else "lora"}
+    if recipe.task == "text_to_image" and recipe.data.image_size:
+        fields["resolution"] = recipe.data.image_size
+    return fields
+
+
 def lora_peft(block: LoraConfigBlock) -> tuple[str, dict]:
     """PEFT's LoraConfig fields; the variants only when chosen (DoRA, rsLoRA, an initialisation)."""
     kwargs = {"r": block.r, "lora_alpha": block.alpha, "lora_dropout": block.dropout, "target_modules": block.target_modules}
@@ -395,7 +404,7 @@ register(MethodDef(id="instruction_tuning", recipe=InstructionTuningRecipe, task
                    setup=lambda recipe: {"adapter": "none"}, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit(), plan=_plan_cpt,
                    aliases=(("instruct", ""),), **SUPERVISED))
 register(MethodDef(id="lora_adapters", recipe=LoraAdaptersRecipe, tasks=(*WEIGHT_TASKS, "text_to_image"), adapters=("lora", "ia3"),
-                   setup=lambda recipe: lora_setup(recipe.lora) if recipe.lora else {"adapter": "ia3" if recipe.ia3 else "lora"},
+                   setup=_adapters_setup,
                    peft=_adapter_peft, trainer=sft_trainer, export=sft_export, trl=_sft_trl, emit=_emit_adapters, plan=_plan_cpt,
                    aliases=(("lora", ""), ("qlora", "--quantization 4bit"), ("dora", "--dora"), ("ia3", "--adapter ia3"), ("adapters", "")),
                    **SUPERVISED))
