@@ -234,15 +234,14 @@ def _held_out_split(advice, target) -> "_Split | None":
     return split
 
 
-def _media_made_absolute(rows: list, base: "Path") -> list:
+def _media_made_absolute(rows: list, base: Path) -> list:
     """The rows with their image and audio files named by absolute paths: they were relative to the data file's folder,
     and the split files are written elsewhere (a value, or an image_url in chat messages, naming an existing file)."""
-    from adaptkit.runners.data_facts import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+    from adaptkit.runners.data_facts import media_kind
 
     def fixed(value):
-        if isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES + AUDIO_SUFFIXES) and not Path(value).is_absolute() \
-                and (base / value).is_file():
-            return str(base / value)
+        if isinstance(value, str) and media_kind(value) and not value.startswith("data:") and (base / value).is_file():
+            return str(base / value)  # an absolute value stays itself: base / an absolute path is that path
         if isinstance(value, dict):
             return {key: fixed(item) for key, item in value.items()}
         if isinstance(value, list):
