@@ -3,13 +3,11 @@ predicted on, merged, exported as a script that agrees with adaptkit run, and si
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers_media import advised_recipe, rows, write
+from tests.helpers_media import advised_recipe, refused, regenerates, rows, rows_from, write
 from tests.test_export import run_without_adaptkit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,12 +17,7 @@ QUICK = ["training.max_steps=12", "training.eval_every=12", "training.save_every
 
 @pytest.mark.unit
 def test_the_demo_images_are_what_their_script_writes(tmp_path):
-    made = subprocess.run([sys.executable, str(IMAGES / "make_shapes.py"), str(tmp_path), "--data-only"], capture_output=True,
-                          text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
-    for split in ("train", "eval"):
-        assert rows(tmp_path / f"{split}.jsonl") == rows(IMAGES / f"{split}.jsonl")
-    assert (tmp_path / "train" / "circle_0000.png").read_bytes() == (IMAGES / "train" / "circle_0000.png").read_bytes()
+    regenerates(IMAGES, "make_shapes.py", tmp_path, "train/circle_0000.png")
     labels = {row["label"] for row in rows(IMAGES / "train.jsonl")}
     assert labels == {"circle", "square", "triangle", "cross"} and len(rows(IMAGES / "train.jsonl")) == 600
 
@@ -59,9 +52,7 @@ def test_the_dry_run_shows_the_images_and_sizes_them_by_patches(invoke):
 
 @pytest.mark.unit
 def test_bad_images_are_one_line_each_before_any_weights_load(invoke, tmp_path):
-    good = rows(IMAGES / "train.jsonl")[:8]
-    for row in good:
-        row["image"] = str(IMAGES / row["image"])
+    good = rows_from(IMAGES / "train.jsonl", "image", 8)
     (tmp_path / "notes.png").write_text("not a picture")
     from PIL import Image
 
@@ -74,18 +65,13 @@ def test_bad_images_are_one_line_each_before_any_weights_load(invoke, tmp_path):
     ]
     for bad, said, also in cases:
         train = write(tmp_path / "train.jsonl", (bad + good) if "picture" in bad[0] else (good + bad))
-        result = invoke("run", "image_cls", f"data.train={train}", "data.max_image_pixels=50000", f"output_dir={tmp_path / 'out'}")
-        assert result.exit_code == 2, result.output
-        message = result.stderr.strip()
-        assert said in message and also in message and "Traceback" not in result.output and len(message.splitlines()) == 1
-        assert not (tmp_path / "out").exists()
+        message = refused(invoke, "image_cls", f"data.train={train}", "data.max_image_pixels=50000", out=tmp_path / "out")
+        assert said in message and also in message
 
 
 @pytest.mark.unit
 def test_a_copied_image_in_eval_is_leakage(invoke, tmp_path):
-    train = rows(IMAGES / "train.jsonl")[:40]
-    for row in train:
-        row["image"] = str(IMAGES / row["image"])
+    train = rows_from(IMAGES / "train.jsonl", "image", 40)
     shutil.copy(train[0]["image"], tmp_path / "copy.png")  # the same bytes under another name
     held_out = write(tmp_path / "eval.jsonl", [{"image": "copy.png", "label": train[0]["label"]}] +
                      [{"image": str(IMAGES / r["image"]), "label": r["label"]} for r in rows(IMAGES / "eval.jsonl")[:9]])

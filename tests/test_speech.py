@@ -3,14 +3,12 @@ scored by WER and CER against the model before training, transcribed by predict 
 /v1/audio/transcriptions, merged, exported as a script that agrees with adaptkit run, and sized by the estimator."""
 
 import json
-import subprocess
-import sys
 import wave
 from pathlib import Path
 
 import pytest
 
-from tests.helpers_media import advised_recipe, rows, write
+from tests.helpers_media import advised_recipe, refused, regenerates, rows, rows_from, write
 from tests.test_export import run_without_adaptkit
 from tests.test_serve import running
 
@@ -30,12 +28,7 @@ def wav(path: Path, seconds: float, rate: int = 16_000) -> Path:
 
 @pytest.mark.unit
 def test_the_demo_clips_are_what_their_script_writes(tmp_path):
-    made = subprocess.run([sys.executable, str(AUDIO / "make_tones.py"), str(tmp_path), "--data-only"], capture_output=True,
-                          text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
-    for split in ("train", "eval"):
-        assert rows(tmp_path / f"{split}.jsonl") == rows(AUDIO / f"{split}.jsonl")
-    assert (tmp_path / "eval" / "clip_0000.wav").read_bytes() == (AUDIO / "eval" / "clip_0000.wav").read_bytes()
+    regenerates(AUDIO, "make_tones.py", tmp_path, "eval/clip_0000.wav")
 
 
 @pytest.mark.unit
@@ -65,9 +58,7 @@ def test_the_dry_run_shows_the_clips_and_sizes_the_encoder_frames(invoke):
 
 @pytest.mark.unit
 def test_bad_clips_are_one_line_each_before_any_weights_load(invoke, tmp_path):
-    good = rows(AUDIO / "train.jsonl")[:6]
-    for row in good:
-        row["audio"] = str(AUDIO / row["audio"])
+    good = rows_from(AUDIO / "train.jsonl", "audio", 6)
     (tmp_path / "notes.wav").write_text("not a recording")
     cases = [
         ({"audio": "gone.wav", "text": "one"}, "row 7: no such audio file", "relative to the data file"),
@@ -78,11 +69,8 @@ def test_bad_clips_are_one_line_each_before_any_weights_load(invoke, tmp_path):
     ]
     for bad, said, also in cases:
         train = write(tmp_path / "train.jsonl", good + [bad])
-        result = invoke("run", "whisper_lora", f"data.train={train}", f"output_dir={tmp_path / 'out'}")
-        assert result.exit_code == 2, result.output
-        message = result.stderr.strip()
-        assert said in message and also in message and "Traceback" not in result.output and len(message.splitlines()) == 1
-        assert not (tmp_path / "out").exists()
+        message = refused(invoke, "whisper_lora", f"data.train={train}", out=tmp_path / "out")
+        assert said in message and also in message
 
 
 @pytest.mark.unit
