@@ -69,7 +69,7 @@ def _kinds(s: Setup) -> list[str]:
         kinds.append("lora")
     if s.quantization == "none":
         kinds.append("quant")
-    if (s.seq_len - (s.image_tokens or 0) > 128 if s.images_in_seq else s.seq_len > 256) and not unet:
+    if (s.text_tokens > 128 if s.images_in_seq else s.seq_len > 256) and not unet:
         kinds.append("seq")
     if s.sharding not in ("zero3", "fsdp"):
         kinds.append("gpus")
@@ -112,16 +112,15 @@ def _search(arch: Architecture, s: Setup, kind: str, device_gb: float) -> tuple[
         options = [(replace(s, batch_size=b), f"micro-batch {b} with gradient accumulation {-(-s.batch_size // b)}", 0.0)
                    for b in _halvings(s.batch_size)]
     elif kind == "images":  # fewer tokens an image: a lower resolution, or the processor's max_pixels
-        options = [(replace(s, seq_len=s.seq_len - s.image_tokens + n, image_tokens=n),
+        options = [(replace(s, seq_len=s.text_tokens + n, image_tokens=n),
                     f"{n} image tokens an example (fewer or smaller images: a lower resolution or the processor's max_pixels, "
                     "where the model allows)", s.image_tokens / n - 1) for n in _halvings(s.image_tokens, 64)]
     elif kind == "resolution":
         options = [(replace(s, resolution=r, seq_len=(r // 8) ** 2), f"training at {r} px", s.resolution / r - 1)
                    for r in _halvings(s.resolution, 256) if r % 8 == 0]
     elif kind == "seq" and s.images_in_seq:  # a VLM: the text is truncated, its images' tokens stay
-        text = s.seq_len - (s.image_tokens or 0)
-        options = [(replace(s, seq_len=n + (s.image_tokens or 0)), f"text truncated to {n} tokens (beside the images' {s.image_tokens:,})",
-                    text / n - 1) for n in _halvings(text, 64)]
+        options = [(replace(s, seq_len=n + s.image_tokens), f"text truncated to {n} tokens (beside the images' {s.image_tokens:,})",
+                    s.text_tokens / n - 1) for n in _halvings(s.text_tokens, 64)]
     elif kind == "seq":
         options = [(replace(s, seq_len=n), f"sequences truncated to {n} tokens", s.seq_len / n - 1) for n in _halvings(s.seq_len, 256)]
     else:  # gpus: memory falls as GPUs are added, so bisect for the fewest that fit

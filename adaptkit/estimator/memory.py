@@ -108,6 +108,11 @@ class Setup:
             raise InputError(f"--sharding {self.sharding} needs --num-gpus 2 or more")
 
     @property
+    def text_tokens(self) -> int:
+        """The sequence less its images' tokens (once resolved, a vision-language model's images are in seq_len)."""
+        return self.seq_len - ((self.image_tokens or 0) if self.images_in_seq else 0)
+
+    @property
     def trains(self) -> bool:
         return self.objective != "serve"
 

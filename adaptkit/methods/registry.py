@@ -134,9 +134,8 @@ def recipe_changes(before, after, accumulation: int = 1, to_lora: list[str] | No
     if after.batch_size != before.batch_size:
         steps = accumulation * max(1, before.batch_size // after.batch_size)  # the same examples per optimizer step
         overrides += [f"training.batch_size={after.batch_size}", f"training.gradient_accumulation={steps}"]
-    text = lambda setup: setup.seq_len - (setup.image_tokens or 0 if setup.images_in_seq else 0)  # noqa: E731  a VLM's images aside
-    if after.resolution is None and text(after) != text(before):  # a diffusion UNet's size is its images, not a max_length
-        overrides.append(f"training.max_length={text(after)}")
+    if after.resolution is None and after.text_tokens != before.text_tokens:  # a diffusion UNet's size is its images
+        overrides.append(f"training.max_length={after.text_tokens}")
     if after.freeze_vision and not before.freeze_vision and after.adapter == "none":
         overrides.append("freeze_vision_tower=true")
     if after.resolution is not None and after.resolution != before.resolution:
