@@ -358,6 +358,12 @@ def _whisper(config: dict, family: str, name: str) -> Architecture:
         other_params=4 * h, kind="encoder-decoder", dropout=True, input_tokens=frames)  # other: the two final norms
 
 
+def _vit_block(width: int, mlp: int) -> int:
+    """One pre-norm transformer block of a CLIP/ViT-style tower: attention with biased q, k, v and output projections
+    (fused or not, the same count), a biased two-layer MLP, two LayerNorms."""
+    return 4 * (width * width + width) + (width * mlp + mlp) + (mlp * width + width) + 4 * width
+
+
 def _clip_vision(config: dict) -> tuple[int, int]:
     """(parameters, patches) of a CLIP/SigLIP-style vision tower: a patch convolution, class token and positions, pre and
     post norms, and pre-norm blocks of attention (biased q/k/v/out) and an MLP (fc1/fc2)."""
@@ -365,7 +371,7 @@ def _clip_vision(config: dict) -> tuple[int, int]:
     layers, size = _int(config, "num_hidden_layers", default=24), _int(config, "image_size", default=224)
     patch, channels = _int(config, "patch_size", default=14), _int(config, "num_channels", default=3)
     patches = (size // patch) ** 2
-    block = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+    block = _vit_block(h, i)
     return channels * patch * patch * h + h + (patches + 1) * h + 2 * h + layers * block + 2 * h, patches
 
 
@@ -412,7 +418,7 @@ def _qwen(config: dict, family: str, name: str) -> Architecture:
         raise InputError(f"config.json: `visual.mlp_ratio` is {brief(ratio)}; it must be a positive number")
     mlp = int(width * ratio)
     queries = 256  # Qwen-VL's resampler: a 16 x 16 grid of learned queries, whatever the image size
-    block = (width * 3 * width + 3 * width) + (width * width + width) + (width * mlp + mlp) + (mlp * width + width) + 4 * width
+    block = _vit_block(width, mlp)  # in_proj (q, k, v fused) and out_proj, c_fc and c_proj
     tower = 3 * patch * patch * width + queries * width + 2 * width + depth * block  # patches, positions, ln_pre, blocks
     resampler = (2 * queries * out + width * out  # positions, queries, kv projection
                  + 4 * out * out + 4 * out + 4 * out + 2 * out + out * out)  # attention, ln_q and ln_kv, ln_post, proj
@@ -520,7 +526,7 @@ def _clip_text(config: dict) -> int:
     h, i = _int(config, "hidden_size", default=768), _int(config, "intermediate_size", default=3072)
     layers, vocab = _int(config, "num_hidden_layers", default=12), _int(config, "vocab_size", default=49408)
     positions = _int(config, "max_position_embeddings", default=77)
-    block = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+    block = _vit_block(h, i)
     with_projection = config.get("projection_dim") and "WithProjection" in str(config.get("architectures"))
     projection = h * _int(config, "projection_dim") if with_projection else 0
     return (vocab + positions) * h + layers * block + 2 * h + projection
@@ -624,7 +630,7 @@ def _qwen2_vl(config: dict, family: str, name: str) -> Architecture:
     frames, channels = _int(vision, "temporal_patch_size", default=2), _int(vision, "in_channels", "in_chans", default=3)
     mlp = width * _int(vision, "mlp_ratio", default=4)
     out = _int(vision, "hidden_size", default=language.hidden)
-    block = 4 * width + (width * 3 * width + 3 * width) + (width * width + width) + (width * mlp + mlp) + (mlp * width + width)
+    block = _vit_block(width, mlp)  # qkv fused, proj, fc1 and fc2
     merged = width * merge * merge
     merger = 2 * width + (merged * merged + merged) + (merged * out + out)
     extra = channels * frames * patch * patch * width + depth * block + merger
