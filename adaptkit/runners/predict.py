@@ -206,9 +206,8 @@ def answer_images(model, processor, rows: list[dict], d, max_new_tokens: int, pr
 def score_answers(recipe: Recipe, model, processor, rows: list[dict], before: dict, out: Path) -> dict:
     """After training a vision-language model: answer the first `training.generate_eval` eval rows, score them with the
     task's scorer (generation: exact match, token F1, ROUGE-L, chrF) beside the model before training; samples.jsonl."""
-    from adaptkit._files import write_atomic
     from adaptkit.methods.supervised.images import as_chat
-    from adaptkit.runners.scoring import delta, task_scorer
+    from adaptkit.runners.scoring import task_scorer
 
     d = recipe.data
     rows = rows[:recipe.training.generate_eval or len(rows)]
@@ -218,16 +217,29 @@ def score_answers(recipe: Recipe, model, processor, rows: list[dict], before: di
     references = [answer or "" for _, _, answer in chats]
     predicted = answer_images(model, processor, rows, d, recipe.training.max_new_tokens)
     scorer = task_scorer(recipe)
-    result = {**scorer(predicted, references), "rows": len(rows)}
-    if before.get("answers"):
-        base = scorer(before["answers"], references)
-        result["base"] = {**{k: v for k, v in base.items() if k != "primary_metric" and isinstance(v, (int, float))},
-                          "kind": "the model before training, on the same rows"}
-        result["delta"] = delta({k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "rows"}, base)
-    samples = [{"prompt": prompt[-1]["content"][-1].get("text", ""), "reference": ref, "prediction": said,
-                **({"base": b} if before.get("answers") else {})}
-               for (_, prompt, _), ref, said, b in zip(chats, references, predicted, before.get("answers") or predicted)]
-    write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+    base = before.get("answers")
+    samples = [{"prompt": prompt[-1]["content"][-1].get("text", ""), "reference": ref, "prediction": said}
+               for (_, prompt, _), ref, said in zip(chats, references, predicted)]
+    return _beside_base({**scorer(predicted, references), "rows": len(rows)}, scorer(base, references) if base else None,
+                        "rows", samples, base, out)
+
+
+def _beside_base(result: dict, base: dict | None, what: str, samples: list[dict], base_outputs: list[str] | None,
+                 out: Path) -> dict:
+    """A media run's generated eval: its metrics with the model's before training on the same `what` (`base`, and the
+    `delta`), and its samples, each with the base's output where there is one, in samples.jsonl."""
+    from adaptkit._files import write_atomic
+    from adaptkit.runners.scoring import delta
+
+    def scores(metrics: dict) -> dict:
+        return {k: v for k, v in metrics.items() if k not in ("primary_metric", "rows") and isinstance(v, (int, float))}
+
+    if base is not None:
+        result["base"] = {**scores(base), "kind": f"the model before training, on the same {what}"}
+        result["delta"] = delta(scores(result), base)
+    if base_outputs:
+        samples = [{**sample, "base": output} for sample, output in zip(samples, base_outputs)]
+    write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(sample, ensure_ascii=False) + "\n" for sample in samples))
     return result
 
 
@@ -340,26 +352,16 @@ def error_rates(predicted: list[str], references: list[str]) -> dict:
 def score_transcripts(recipe: Recipe, model, processor, rows: list[dict], before: dict, out: Path) -> dict:
     """After training a speech model: transcribe the first `training.generate_eval` eval clips, score WER and CER against
     the transcripts, beside the untrained model's on the same clips; the transcripts go to samples.jsonl."""
-    from adaptkit._files import write_atomic
-    from adaptkit.runners.scoring import delta
-
     d = recipe.data
     rows = rows[:recipe.training.generate_eval or len(rows)]
     if not rows:
         return {}
     references = [r[d.text_column] for r in rows]
     predicted = transcribe(model, processor, [r[d.audio_column] for r in rows], d.language, max_new_tokens=recipe.training.max_new_tokens)
-    after = error_rates(predicted, references)
-    result = {**after, "primary_metric": "wer"}
-    if before.get("transcripts"):
-        base = error_rates(before["transcripts"], references)
-        result["base"] = {"wer": base["wer"], "cer": base["cer"], "kind": "the model before training, on the same clips"}
-        result["delta"] = delta({k: after[k] for k in ("wer", "cer")}, base)
-    samples = [{"audio": r[d.audio_column], "reference": ref, "prediction": p,
-                **({"base": b} if before.get("transcripts") else {})}
-               for r, ref, p, b in zip(rows, references, predicted, before.get("transcripts") or predicted)]
-    write_atomic(out / TRANSCRIPTS_FILE, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-    return result
+    base = before.get("transcripts")
+    samples = [{"audio": r[d.audio_column], "reference": ref, "prediction": p} for r, ref, p in zip(rows, references, predicted)]
+    return _beside_base({**error_rates(predicted, references), "primary_metric": "wer"},
+                        error_rates(base, references) if base else None, "clips", samples, base, out)
 
 
 def diffusion_pipeline(name: str, trust: bool):
