@@ -669,21 +669,25 @@ def bakeoff(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = Non
             margin: float = 0.02, eta: int = 3, rungs: int = 3, fractions: Sequence[float] | None = None, skip_when_clear: bool = True,
             budget_hours: float | None = None, budget_usd: float | None = None, gpu_hour_usd: float = 1.0,
             usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, requests_per_second: float | None = None,
-            output_dir: str | os.PathLike = "runs/bakeoff", storage: str | None = None, allow_code: bool = False,
-            overwrite: bool = False, workers: int = 1, log: Log = _quiet):
+            output_dir: str | os.PathLike = "runs/bakeoff", storage: str | None = None, study: str | None = None,
+            allow_code: bool = False, overwrite: bool = False, workers: int = 1, log: Log = _quiet):
     """The early-stopping bake-off: recipes on the same held-out rows as successive halving (training-free ones scored
     once; trained ones on 1/eta^(rungs-1), ..., 1/eta, then all of their training rows, only the best 1/eta of each rung going on),
     stopping at `target`, at the budget, or when one trained candidate is left (it trains on all its rows). Returns a
     BakeOff: compare's rows and recommendation, every rung, the time spent and each trained candidate's learning curve;
     writes bakeoff.json into `output_dir`. Every run is recorded in the ledger. `workers` > 1 trains that many candidates
-    of a rung at once, each in its own process (on its own GPU where there are several)."""
-    from adaptkit.halving import bake_off
-
+    of a rung at once, each in its own process (on its own GPU where there are several). With a shared `storage` and a
+    `study` name, this process is one worker of a bake-off spread over machines (the same call on each)."""
+    if study:
+        from adaptkit.halving_shared import bake_off
+    else:
+        from adaptkit.halving import bake_off
     return bake_off([str(r) for r in recipes], run=run, eval_data=eval_data, target=target, margin=margin, eta=eta, rungs=rungs,
                     fractions=tuple(fractions) if fractions else None, skip_when_clear=skip_when_clear, budget_hours=budget_hours,
                     budget_usd=budget_usd, gpu_hour_usd=gpu_hour_usd, usd_per_1m_input=usd_per_1m_input,
                     usd_per_1m_output=usd_per_1m_output, requests_per_second=requests_per_second, output_dir=str(output_dir),
-                    storage=storage, allow_code=allow_code, overwrite=overwrite, workers=workers, log=log)
+                    storage=storage, **({"study": study} if study else {}), allow_code=allow_code, overwrite=overwrite,
+                    workers=workers, log=log)
 
 
 def tune(recipe: str | os.PathLike, *, trials: int = 12, eta: int = 3, eval_data: str | None = None, output: str | None = None,

@@ -48,21 +48,14 @@ def space_of(recipe) -> dict:
 
 
 def _study(optuna, name: str | None, storage: str | None, seed: int, eta: int):
-    """The Optuna study, new or (named, in a shared storage) joined. Workers starting together on a new database race to
-    create its tables: the loser waits and joins (a few tries)."""
-    import time
+    """The Optuna study, new or (named, in a shared storage) joined; workers starting together on a new database race
+    to create its tables (the loser waits and joins)."""
+    from adaptkit.halving_shared import opened
 
-    for attempt in range(6):
-        try:
-            return optuna.create_study(study_name=name, storage=storage, load_if_exists=bool(name), direction="maximize",
-                                       sampler=optuna.samplers.TPESampler(seed=seed),
-                                       pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=eta))
-        except (ValueError, ImportError, RuntimeError) as exc:  # a malformed URL, a missing database driver
-            raise InputError(f"--storage {storage}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:160]}") from None
-        except Exception as exc:  # the database's own (sqlalchemy) errors: another worker is creating the same tables
-            if not exc.__class__.__module__.startswith("sqlalchemy") or attempt == 5:
-                raise
-            time.sleep(0.5 * (attempt + 1))
+    return opened(lambda: optuna.create_study(study_name=name, storage=storage, load_if_exists=bool(name), direction="maximize",
+                                              sampler=optuna.samplers.TPESampler(seed=seed),
+                                              pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=eta)),
+                  storage)
 
 
 def _suggest(trial, space: dict) -> list[str]:

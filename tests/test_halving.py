@@ -111,22 +111,6 @@ def test_tune_searches_stops_weak_trials_and_writes_the_best_recipe(invoke, tmp_
 
 
 @pytest.mark.train
-def test_workers_train_a_rung_at_once_and_agree_with_one_after_another(invoke, tmp_path):
-    """Two candidates, each in its own process at once (the CPU's cores shared; one GPU each where there are several),
-    give the rungs the same figures as one after another in this process."""
-    candidates = [_quick(tmp_path, name, rows=96) for name in ("lora_cls", "ia3_cls")]
-    reports, said = {}, {}
-    for workers in ("1", "2"):
-        result = invoke("bakeoff", *candidates, "--rungs", "2", "--eta", "2", "--workers", workers, "--output-dir",
-                        tmp_path / f"w{workers}", "--json")
-        assert result.exit_code == 0, result.output
-        reports[workers], said[workers] = json.loads(result.stdout), result.stderr
-    first = {w: [(Path(e["recipe"]).name, e["rung"], e["rows"], e["value"], e["outcome"]) for e in r["rungs"]] for w, r in reports.items()}
-    assert first["1"] == first["2"] and len(first["2"]) >= 3  # both at rung 0, the better one at the full data
-    assert "2 candidates, 2 at once" in said["2"] and "at once" not in said["1"]
-
-
-@pytest.mark.train
 def test_two_workers_search_one_shared_study(tmp_path):
     """Two `adaptkit tune` processes at once on one Optuna storage and study: four trials with distinct numbers in one
     study, and the worker that finishes last writes the best of all four."""
@@ -158,3 +142,98 @@ def test_two_workers_search_one_shared_study(tmp_path):
 def test_a_study_needs_a_storage(invoke, tmp_path):
     result = invoke("tune", "lora_cls", "--study", "x", "--output-dir", tmp_path / "t")
     assert result.exit_code == 2 and "give --storage too" in result.stderr
+
+
+def test_a_bakeoff_study_needs_a_storage_and_one_worker_per_process(invoke, tmp_path):
+    said = invoke("bakeoff", "lora_cls", "ia3_cls", "--study", "x", "--output-dir", tmp_path / "b")
+    assert said.exit_code == 2 and "give --storage too" in said.stderr
+    said = invoke("bakeoff", "lora_cls", "ia3_cls", "--study", "x", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--workers", "2",
+                  "--output-dir", tmp_path / "b")
+    assert said.exit_code == 2 and "one `adaptkit bakeoff ... --study NAME` per GPU" in said.stderr
+    assert not (tmp_path / "b").exists() and not (tmp_path / "s.db").exists()
+    for command in ("bakeoff", "tune"):  # a storage that cannot be opened is one line, for either
+        said = invoke(command, "lora_cls", "--storage", "bogus://x", "--study", "x", "--output-dir", tmp_path / "b")
+        assert said.exit_code == 2 and said.stderr.startswith("error: --storage bogus://x: NoSuchModuleError"), said.stderr
+
+
+def test_workers_of_one_study_must_be_asked_the_same(invoke, tmp_path):
+    """A second machine's bakeoff with other settings than the first's is refused in one line, before it runs anything."""
+    import optuna
+
+    from adaptkit.halving import make_plan
+    from adaptkit.halving_shared import join, storage_of
+
+    candidates = [_quick(tmp_path, name, rows=64) for name in ("lora_cls", "ia3_cls")]
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    plan = make_plan(candidates, eval_data=None, target=None, margin=0.02, eta=3, rungs=3, fractions=None, skip_when_clear=True,
+                     budget_hours=None, budget_usd=None, gpu_hour_usd=1.0, usd_per_1m_input=0.5, usd_per_1m_output=None,
+                     requests_per_second=None)
+    study, queue, leader = join(plan, storage_of(optuna, url), "shared")
+    assert leader and len(study.user_attrs["candidates"]) == 2
+    queued = [t.user_attrs["job"] for t in queue.trials]
+    assert [(j["kind"], j.get("take")) for j in queued] == [("run", 8), ("run", 8), ("judge", None)]  # 1/9 of 64 rows, then the judge
+    said = invoke("bakeoff", *candidates, "--eta", "2", "--storage", url, "--study", "shared", "--output-dir", tmp_path / "w")
+    assert said.exit_code == 2 and "was started with other settings (eta: 3 there, 2 here)" in said.stderr
+    assert not (tmp_path / "w").exists() and len(queue.trials) == 3  # nothing taken from the queue
+
+
+def test_a_dead_workers_run_is_queued_again(tmp_path, monkeypatch):
+    """A worker that stops sending heartbeats loses its run to the next worker that looks (Optuna's retry callback)."""
+    import time
+
+    import optuna
+
+    from adaptkit import halving_shared as shared
+
+    monkeypatch.setattr(shared, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(shared, "GRACE_S", 1)
+    storage = shared.storage_of(optuna, f"sqlite:///{tmp_path / 's.db'}")
+    queue = optuna.create_study(study_name="q", storage=storage)
+    job = {"kind": "run", "ref": "lora_cls", "batch": 0, "order": 0}
+    queue.enqueue_trial({}, user_attrs={"job": job})
+    with pytest.warns(UserWarning):  # Optuna would have heartbeats used through Study.optimize
+        taken = shared._take(queue, optuna)
+    assert taken.user_attrs["job"] == job and shared._take(queue, optuna) is None  # one worker's, and nothing else waits
+    storage.record_heartbeat(taken._trial_id)  # then the worker dies
+    time.sleep(2.5)
+    shared._reclaim(queue)
+    again = shared._take(queue, optuna)
+    assert again is not None and again.user_attrs["job"] == job and again.number != taken.number
+    assert queue.trials[taken.number].state == optuna.trial.TrialState.FAIL
+
+
+@pytest.mark.train
+def test_workers_at_once_and_over_a_shared_study_agree_with_one_after_another(invoke, tmp_path):
+    """The same bake-off three ways gives the same rungs, figure for figure: one run after another in this process;
+    `--workers 2` (a rung's two candidates at once, each in its own process, the CPU's cores shared; one GPU each where
+    there are several); and two `adaptkit bakeoff --storage URL --study NAME` processes (two machines' worth) sharing
+    each rung's runs through the study, every run made once by one of them, both ending with the same bakeoff.json."""
+    import subprocess
+    import sys
+
+    candidates = [_quick(tmp_path, "full_cls", epochs=2, rows=96), _quick(tmp_path, "lora_cls", rows=96)]
+    common = (*candidates, "--rungs", "2", "--eta", "2", "--json")
+    reports, said = {}, {}
+    for workers in ("1", "2"):
+        result = invoke("bakeoff", *common, "--workers", workers, "--output-dir", tmp_path / f"w{workers}")
+        assert result.exit_code == 0, result.output
+        reports[workers], said[workers] = json.loads(result.stdout), result.stderr
+    assert "2 candidates, 2 at once" in said["2"] and "at once" not in said["1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    processes = [subprocess.Popen([sys.executable, "-m", "adaptkit", "bakeoff", *common, "--storage", url, "--study", "tickets",
+                                   "--output-dir", tmp_path / f"s{n}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  cwd=tmp_path, env=env) for n in (0, 1)]
+    shared = []
+    for process in processes:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+        shared.append(json.loads(out))
+    assert shared[0] == shared[1] and shared[0]["study"] == "tickets"
+    reports["study"] = shared[0]
+    figures = {way: [(Path(e["recipe"]).name, e["rung"], e["rows"], e["value"], e["outcome"]) for e in r["rungs"]] for way, r in reports.items()}
+    assert figures["1"] == figures["2"] == figures["study"] and len(figures["1"]) >= 3  # both at rung 0, the better one at all rows
+    made = {name: [n for n in (0, 1) if (tmp_path / f"s{n}" / name / "metrics.json").is_file()]
+            for name in (p.name for p in (tmp_path / "w1").iterdir() if p.is_dir())}
+    assert made and all(len(where) == 1 for where in made.values()), made  # each run once, on one worker
+    assert {n for where in made.values() for n in where} == {0, 1}  # and both worked

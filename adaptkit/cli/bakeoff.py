@@ -22,6 +22,8 @@ import click
 @click.option("--gpu-hour-usd", type=click.FloatRange(min=0), default=1.0, show_default=True, help="What an hour of training costs.")
 @click.option("--usd-per-1m-input", type=click.FloatRange(min=0), default=0.5, show_default=True, help="Input token price for the cost per 1,000 requests.")
 @click.option("--storage", help="An Optuna storage URL (e.g. sqlite:///bakeoff.db) that keeps the study.")
+@click.option("--study", help="Share the bake-off over machines: run the same command with this study name and one --storage "
+                              "every machine reaches; each process takes runs from the queue.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train this many candidates of a rung at once, each in its own process, on its own GPU where there are "
                    "several (else sharing the CPU cores). 1: one after another, in this process.")
@@ -30,7 +32,7 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace an earlier bake-off in --output-dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bakeoff(recipes, eval_data, target, budget_hours, budget_usd, eta, rungs, every_rung, margin, gpu_hour_usd, usd_per_1m_input, storage,
-            workers, output_dir, allow_code, overwrite, as_json):
+            study, workers, output_dir, allow_code, overwrite, as_json):
     """Run RECIPES on the same held-out rows as successive halving: each trained one first on a small share of its
     training rows, only the best third going on with more; training-free ones scored once.
 
@@ -44,7 +46,7 @@ def bakeoff(recipes, eval_data, target, budget_hours, budget_usd, eta, rungs, ev
 
     report = run_bakeoff(recipes, eval_data=eval_data, target=wanted, margin=margin, eta=eta, rungs=rungs, skip_when_clear=not every_rung,
                          budget_hours=budget_hours, budget_usd=budget_usd, gpu_hour_usd=gpu_hour_usd, usd_per_1m_input=usd_per_1m_input,
-                         storage=storage, output_dir=output_dir, allow_code=allow_code, overwrite=overwrite, workers=workers,
+                         storage=storage, study=study, output_dir=output_dir, allow_code=allow_code, overwrite=overwrite, workers=workers,
                          log=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
