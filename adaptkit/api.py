@@ -693,7 +693,7 @@ def bakeoff(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = Non
 def tune(recipe: str | os.PathLike, *, trials: int = 12, eta: int = 3, eval_data: str | None = None, output: str | None = None,
          output_dir: str | os.PathLike = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False,
          overwrite: bool = False, study: str | None = None, log: Log = _quiet):
-    """Search a trained recipe's settings (learning rate, epochs, LoRA rank and alpha) with Optuna's TPE sampler and
+    """Search a trained recipe's settings (learning rate, epochs, LoRA rank, alpha and targets) with Optuna's TPE sampler and
     the bake-off's pruner (each trial first on 1/eta of the training rows); write the best trial's recipe to `output`
     (default RECIPE.tuned.yaml). Returns a Tuning (every trial, the best, the file written); writes tune.json. With a
     shared `storage` and a `study` name, several workers search one study (the best is the whole study's)."""

@@ -36,7 +36,7 @@ class Tuning:
 
 def space_of(recipe) -> dict:
     """The settings searched, from the recipe's own values: the learning rate (a tenth to ten times), the epochs (half
-    to twice), and for a LoRA block its rank and alpha."""
+    to twice), and for a LoRA block its rank, alpha and targets (the recipe's, or every linear layer)."""
     t = recipe.training
     space = {"training.learning_rate": ("log", t.learning_rate / 10, t.learning_rate * 10),
              "training.epochs": ("choice", sorted({max(1, round(t.epochs / 2)), max(1, round(t.epochs)), max(1, round(t.epochs * 2))}))}
@@ -44,6 +44,9 @@ def space_of(recipe) -> dict:
     if lora is not None:
         space["lora.r"] = ("choice", [4, 8, 16, 32])
         space["lora.alpha_ratio"] = ("choice", [1, 2])  # alpha = ratio x r
+        own = lora.target_modules
+        if own != "all-linear":  # choices are strings for Optuna: the recipe's list as YAML, null for PEFT's default
+            space["lora.target_modules"] = ("choice", ["null" if own is None else "[" + ", ".join(own) + "]", "all-linear"])
     return space
 
 

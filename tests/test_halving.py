@@ -95,12 +95,14 @@ def test_tune_searches_stops_weak_trials_and_writes_the_best_recipe(invoke, tmp_
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert len(report["trials"]) == 3 and report["space"]["lora.r"] == [4, 8, 16, 32]
+    assert report["space"]["lora.target_modules"] == ["[query, value]", "all-linear"]
     stopped = [t for t in report["trials"] if t["outcome"].startswith("stopped")]
     complete = [t for t in report["trials"] if t["outcome"] == "complete"]
     assert complete and report["best"]["value"] == max(t["value"] for t in complete)
     written = yaml.safe_load((tmp_path / "lora_cls.tuned.yaml").read_text())
     best = dict(o.split("=", 1) for o in report["best"]["overrides"])
     assert written["lora"]["r"] == int(best["lora.r"]) and written["training"]["epochs"] == float(best["training.epochs"])
+    assert written["lora"]["target_modules"] == ("all-linear" if best["lora.target_modules"] == "all-linear" else ["query", "value"])
     assert stopped or len(complete) == 3  # the pruner stops trials below the best so far (or none was below)
     from adaptkit import ledger
 

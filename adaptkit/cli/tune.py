@@ -22,7 +22,7 @@ import click
 @click.option("--overwrite", is_flag=True, help="Replace an earlier search and its recipe.")
 @click.option("--json", "as_json", is_flag=True, help="Print the trials as JSON.")
 def tune(recipe, trials, eta, eval_data, output, output_dir, storage, study, seed, allow_code, overwrite, as_json):
-    """Search RECIPE's learning rate, epochs and (for LoRA) rank and alpha; write the best trial as a recipe.
+    """Search RECIPE's learning rate, epochs and (for LoRA) rank, alpha and targets; write the best trial as a recipe.
 
     With --storage and --study, every worker running the same command adds its trials to one study (each on its
     own GPU or machine, with its own --output-dir); the pruner judges them all together, and each worker writes the
