@@ -63,6 +63,36 @@ def test_measured_runs_on_the_same_data_rank_the_methods(invoke, tmp_path):
     assert "evidence: measured on your data (3 runs" in text and "Measured runs on this data" in text
 
 
+def test_the_cheapest_at_your_volume_ranks_first(invoke, tmp_path):
+    """Two measured runs within the margin, each folder pricing its requests: few-shot prompting (600 prompt tokens a
+    request) against a LoRA run that took 10 hours to train. At 500 requests a day the prompts cost less than the
+    training run and ICL ranks first; at 300,000 a day LoRA does, and the evidence says what a month costs each."""
+    answers, data = _answers(tmp_path)
+    runs = {"in_context_learning": (0.92, {"prompt_tokens": 600, "output_tokens": 3}, {}),
+            "lora_adapters": (0.93, {"prompt_tokens": 40}, {"runtime_s": 36000.0, "trainable_params": 75653})}
+    for method, (value, scored, train) in runs.items():
+        folder = tmp_path / method
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps({"method": method, "task": "sequence_classification",
+                                                         "eval": {"accuracy": value, **scored}, "train": train}))
+        digest = hashlib.sha256(data.read_bytes()).hexdigest()
+        ledger.add({"folder": str(folder), "recorded": 1.0, "method": method, "task": "sequence_classification", "model": "m",
+                    "data_sha256": digest, "device": "cpu", "metric": "accuracy", "value": value, "training_s": train.get("runtime_s", 0.0)})
+    firsts = {}
+    for volume in ("low", "high"):
+        answered = yaml.safe_load(answers.read_text())
+        answers.write_text(yaml.safe_dump({**answered, "inference_volume": volume}))
+        advice = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+        firsts[volume], evidence = advice["recommendations"][0]["method"], advice["evidence"]
+        month = evidence["usd_a_month"]
+        assert month["lora_adapters"]["training_usd"] == 10.0 and month["in_context_learning"]["training_usd"] == 0.0
+        if volume == "low":  # 500 a day x 30 at (600 x $0.5 + 3 x $2) per 1M: $4.59; LoRA $10 of training and $0.30 serving
+            assert month["in_context_learning"]["usd"] == 4.59 and month["lora_adapters"]["usd"] == 10.3
+            assert "in_context_learning is within 0.02 of the best and costs less at your volume: $4.59 a month at ~500 requests a day " \
+                   "against lora_adapters's $10.30 (0.45x), training included" in evidence["said"]
+    assert firsts == {"low": "in_context_learning", "high": "lora_adapters"}
+
+
 def test_runs_on_other_data_are_not_evidence(invoke, tmp_path):
     answers, data = _answers(tmp_path)
     other = tmp_path / "other.jsonl"

@@ -1,8 +1,9 @@
 """Advice that reads measurements: runs in the ledger on the profile's own data (the same file, by its sha256) are
 shown beside the rules, and where they disagree the measurement ranks the methods. Deterministic: among the measured
-methods on the same metric, the cheapest whose score is within MARGIN of the best ranks first (the bake-off's rule:
-lower cost tier, then fewer prompt tokens, then less training), then the other measured ones by score, then the
-unmeasured in the rules' order. Torch-free."""
+methods on the same metric, the cheapest whose score is within MARGIN of the best ranks first, then the other
+measured ones by score, then the unmeasured in the rules' order. Cheapest: a month at the profile's volume (serving
+plus the training run) where every such run priced its requests, else the bake-off's rule (lower cost tier, then
+fewer prompt tokens, then less training). Torch-free."""
 
 from __future__ import annotations
 
@@ -69,7 +70,9 @@ def apply(advice, records: list[dict]):
     catalogue = methods()
     top = max(r["value"] for r in rows)
     good = [r for r in rows if r["value"] >= top - MARGIN]
-    first = min(good, key=cost_order)
+    monthly = _a_month(advice.profile, rows)
+    priced = all(r["method"] in monthly for r in good)  # then the cheapest at the user's volume, else by cost tier
+    first = min(good, key=lambda r: (monthly[r["method"]]["usd"], cost_order(r)) if priced else cost_order(r))
     order = [first["method"]] + [r["method"] for r in sorted(rows, key=lambda r: -r["value"]) if r["method"] != first["method"]]
     rule_order = [rec.method for rec in advice.recommendations]
     by_method = {rec.method: rec for rec in advice.recommendations}
@@ -79,14 +82,15 @@ def apply(advice, records: list[dict]):
                        for r in sorted(rows, key=lambda r: -r["value"]))
     said = f"measured on your data ({len(records)} run{'s' if len(records) != 1 else ''} in the ledger, {metric}): {scores}"
     if len(rows) > 1:
-        cheaper = first["value"] < top
-        said += (f"; {first['method']} is within {MARGIN:g} of the best and costs less ({catalogue[first['method']].cost_tier} cost), so it ranks first"
-                 if cheaper else f"; {first['method']} scored best, so it ranks first")
+        best_row = max(rows, key=lambda r: r["value"])
+        cost = _compared(monthly, first, best_row) if priced else f"costs less ({catalogue[first['method']].cost_tier} cost)"
+        said += (f"; {first['method']} is within {MARGIN:g} of the best and {cost}, so it ranks first" if first["value"] < top
+                 else f"; {first['method']} scored best, so it ranks first")
     if rule_order[0] != ranked[0].method:
         said += f" (the rules alone ranked {rule_order[0]} first)"
     evidence = {"metric": metric, "runs": [{k: r.get(k) for k in ("method", "value", "measured", "record", "recipe",
                                                                      "usd_per_1k_requests", "training_s") if k in r} for r in rows],
-                "forecasts": forecasts,
+                "forecasts": forecasts, "usd_a_month": monthly,
                 "first": ranked[0].method, "rules_first": rule_order[0], "said": said}
     for rec in ranked:
         if rec.method in best:
@@ -96,6 +100,29 @@ def apply(advice, records: list[dict]):
                 rec.rationale.insert(1, forecasts[rec.method]["said"])
             rec.why.insert(0, f"measured {metric} {value:.3f}")
     return replace(advice, recommendations=ranked, evidence=evidence)
+
+
+def _a_month(profile, rows: list[dict]) -> dict[str, dict]:
+    """Per measured method whose run priced its requests: a month at the profile's volume (the requests a day the
+    cost rule assumes for it), serving plus the training run once."""
+    from adaptkit.advisor.rules import rules
+
+    per_day = next(rule.assume["requests_per_day"] for rule in rules() if "requests_per_day" in rule.assume)[profile.inference_volume]
+    out = {}
+    for row in rows:
+        if row.get("usd_per_1k_requests") is not None:
+            serving = row["usd_per_1k_requests"] * per_day * 30 / 1000
+            out[row["method"]] = {"usd": round(serving + (row.get("training_usd") or 0.0), 4), "serving_usd": round(serving, 4),
+                                  "training_usd": row.get("training_usd") or 0.0, "requests_per_day": per_day}
+    return out
+
+
+def _compared(monthly: dict, first: dict, best: dict) -> str:
+    """What the ranked-first method costs at the user's volume beside the best scorer."""
+    mine, theirs = monthly[first["method"]], monthly[best["method"]]
+    share = f" ({mine['usd'] / theirs['usd']:.2g}x)" if theirs["usd"] > 0 else ""
+    return (f"costs less at your volume: ${mine['usd']:,.2f} a month at ~{mine['requests_per_day']:,} requests a day against "
+            f"{best['method']}'s ${theirs['usd']:,.2f}{share}, training included")
 
 
 def _at_your_data(profile, best: dict[str, dict]) -> dict[str, dict]:
