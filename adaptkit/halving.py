@@ -243,8 +243,8 @@ def judge(plan: Plan, progress: Progress, scored: list[int], study, trials: dict
 
 
 def conclude(plan: Plan, progress: Progress, study, trials: dict, optuna, root: Path, log, study_name: str | None = None) -> BakeOff:
-    """The trials told how they ended, the verdict (compare's rule over the finished rows), the learning curves, and
-    bakeoff.json written."""
+    """The trials told how they ended, the verdict (compare's rule over the finished rows) and the learning curves (kept
+    in the runs this machine holds): the BakeOff, for `write`."""
     from adaptkit.curves import learning_curve
     from adaptkit.methods.bakeoff import winner
 
@@ -277,6 +277,7 @@ def conclude(plan: Plan, progress: Progress, study, trials: dict, optuna, root: 
 
 
 def write(result: BakeOff) -> BakeOff:
+    """bakeoff.json into the result's folder."""
     result.folder.mkdir(parents=True, exist_ok=True)
     write_atomic(result.folder / "bakeoff.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result
