@@ -23,7 +23,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 
-POLL_S = 2.0  # how often an idle worker looks for work
+POLL_S = 1.0  # how often an idle worker looks for work
 HEARTBEAT_S = 20  # a working worker's heartbeat
 GRACE_S = 120  # no heartbeat for this long: the worker is taken for dead and its run queued again
 SETUP_WAIT_S = 120  # how long a joining worker waits for the first to set the study up
