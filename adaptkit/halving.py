@@ -117,6 +117,12 @@ def make_plan(recipes: list[str], *, eval_data, target, margin, eta, rungs, frac
         raise InputError(f"fractions {list(fractions)}: shares of the training rows, rising, ending at 1 (all of them)")
     if target is not None and target[0] not in metric_names():
         raise InputError(f"target: `{target[0]}` is not a metric a bake-off ranks by (known: {', '.join(metric_names())})")
+    seen: dict[str, str] = {}
+    for ref in recipes:  # a candidate is a recipe's runs and row: twice would share them
+        key = str(Path(ref).resolve()) if Path(ref).is_file() else ref
+        if key in seen:
+            raise InputError(f"{ref} is listed twice (as {seen[key]} too): give each candidate once")
+        seen[key] = ref
     if not eval_data and len(recipes) > 1:
         check_same_data(recipes)
     trained, free, sizes = [], [], {}

@@ -87,6 +87,9 @@ def test_bad_bakeoff_input_is_one_line(invoke, tmp_path):
     assert result.exit_code == 2 and "is not a metric" in result.output
     result = invoke("bakeoff", "lora_cls", "--target", "accuracy", "--output-dir", tmp_path / "x")
     assert result.exit_code == 2 and "METRIC=VALUE" in result.output
+    recipe = _quick(tmp_path, "lora_cls")  # one recipe twice, spelled two ways: its runs would overwrite each other
+    result = invoke("bakeoff", recipe, str(Path(recipe).parent / "." / "lora_cls.yaml"), "--output-dir", tmp_path / "x")
+    assert result.exit_code == 2 and "is listed twice" in result.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.train
