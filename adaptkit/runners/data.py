@@ -217,7 +217,12 @@ def read_splits(recipe: Recipe):
         train, origin = [row for row, _ in paired], [number for _, number in paired]
         eval_source = f"{d.eval_fraction:.0%} of the training set (seed {recipe.training.seed})"
         if not train:
-            raise InputError(f"data.train: {d.training_set} has too few rows to hold out {d.eval_fraction:.0%} for evaluation")
+            total = len(eval_rows)
+            paragraphs = (f" (a .txt file is one row per paragraph, separated by blank lines, and this one has {total}: put a blank "
+                          "line between documents, or give data.eval)"
+                          if str(d.training_set).lower().endswith(".txt") else "")
+            raise InputError(f"data.train: {d.training_set} has too few rows to hold out {d.eval_fraction:.0%} for evaluation"
+                             + paragraphs)
     if d.max_rows:
         train, origin = train[: d.max_rows], origin[: d.max_rows]
     if mixed:
