@@ -75,7 +75,8 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
            detect_gpus: bool = True, ask: Callable[[dict, list, list], dict] | None = None, where: str | None = None,
            evidence: bool = True, **more):
     """Rank the adaptation methods for a task: `answers` as a dict or an answers file (YAML/JSON), `more` as extra
-    answers (`labeled_examples=2000`), `data` a data file whose columns and counts fill what it proves. Returns the
+    answers (`labeled_examples=2000`), `data` a data file whose columns and counts fill what it proves (without it, the
+    answers' own train_data or raw_text_data file fills what the answers leave out). Returns the
     Advice (recommendations with rationale and sources, ruled-out methods with reasons, `hardware`: the GPUs
     detected). Nothing is asked unless `ask(answers, gpus, notes) -> answers` is given (the CLI's wizard; `notes`:
     what the data file proved): without it, task, goal and weight_access must be given. Runs in the ledger scored on
@@ -99,6 +100,13 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
         from adaptkit.runners.data_facts import fill_answers
 
         notes += fill_answers(answers, str(data), keep=set(more))  # the file's facts replace a file's answers, not keywords
+    else:  # the answers' own data files fill what the answers leave out (their rows, columns, a corpus's tokens)
+        from adaptkit.runners.data_facts import fill_answers
+
+        for key in ("train_data", "raw_text_data"):
+            named = answers.get(key)
+            if isinstance(named, str) and Path(named).expanduser().is_file():
+                notes += fill_answers(answers, named, keep={k for k, v in answers.items() if v not in (None, "")})
     gpus, detection = [], "not run"
     if detect_gpus and answers.get("weight_access") in (None, "open") and not {"gpu_vram_gb", "num_gpus"} <= set(answers):
         from adaptkit.estimator.hardware import detect_gpus as detect

@@ -106,6 +106,38 @@ def test_cli_fills_answers_and_keeps_the_users(invoke, tmp_path):
     assert kept["profile"]["labeled_examples"] == 50 and any("kept your own labeled_examples" in n for n in kept["notes"])
 
 
+def test_an_answers_files_own_data_fills_what_it_leaves_out(invoke, tmp_path):
+    """train_data (or raw_text_data) named in an answers file is read like --data, but fills only what the answers
+    leave out: their labeled_examples stay theirs."""
+    import yaml
+
+    path = jsonl(tmp_path / "d.jsonl", tickets(400))
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"task": "classification", "goal": "behavior", "weight_access": "open", "train_data": str(path)}))
+    data = json.loads(invoke("advise", "--answers", answers, "--no-input", "--json").stdout)
+    assert data["profile"]["labeled_examples"] == 400 and any("label `label`" in n for n in data["notes"])
+    answers.write_text(yaml.safe_dump({**yaml.safe_load(answers.read_text()), "labeled_examples": 5000}))
+    assert json.loads(invoke("advise", "--answers", answers, "--no-input", "--json").stdout)["profile"]["labeled_examples"] == 5000
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"Freight note {i}: the pallet left the port after customs cleared it. " * 4 for i in range(600)))
+    answers.write_text(yaml.safe_dump({"task": "generation", "goal": "domain_adaptation", "weight_access": "open",
+                                       "raw_text_data": str(corpus)}))
+    raw = json.loads(invoke("advise", "--answers", answers, "--no-input", "--json").stdout)
+    assert raw["profile"]["unlabeled_corpus_tokens"] > 30_000 and raw["profile"]["raw_text_data"] == str(corpus)
+
+
+def test_a_txt_without_blank_lines_is_one_paragraph_and_says_so(tmp_path):
+    from adaptkit.errors import InputError
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners.data import load_data
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} of a document per line" for i in range(50)))
+    recipe, _, _ = load_recipe("cpt", (f"data.train={corpus}", "data.eval=", "data.eval_fraction=0.02"))
+    with pytest.raises(InputError, match="one row per paragraph, separated by blank lines, and this one has 1"):
+        load_data(recipe)
+
+
 def test_emitted_recipe_is_sized_by_the_data(invoke, tmp_path):
     rows = [{"prompt": "word " * 300, "response": "answer " * 100} for _ in range(200)]
     path = jsonl(tmp_path / "long.jsonl", rows)
