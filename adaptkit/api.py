@@ -122,7 +122,12 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
     if evidence:  # runs already measured on this data (the ledger) outrank the rules where they disagree
         from adaptkit.advisor.evidence import apply, measured
 
-        advice = apply(advice, measured(profile))
+        try:
+            records = measured(profile)
+        except InputError as exc:  # a ledger that cannot be read: the rules alone, and why
+            records = []
+            advice.notes.append(f"no evidence from the ledger: {exc}")
+        advice = apply(advice, records)
     advice.hardware = {"detected_gpus": [{"name": g.name, "memory_gb": g.memory_gb} for g in gpus], "detection": detection}
     return advice
 
@@ -600,6 +605,8 @@ def _record(folder: Path, log: Log) -> None:
         return
     try:
         ledger.add_run(folder)
+    except InputError as exc:  # a ledger that cannot be opened says what to do about it
+        log(f"note: the run was not recorded in the ledger: {exc}")
     except Exception as exc:  # a locked, full or unwritable ledger: the run itself is done
         log(f"note: the run was not recorded in the ledger {ledger.where()} ({exc.__class__.__name__}: {str(exc)[:80]})")
 

@@ -76,11 +76,15 @@ def path() -> Path:
 def connect(where: Path | None = None) -> sqlite3.Connection:
     """The ledger, created or brought to the current schema on first use."""
     where = where or path()
-    where.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(where, timeout=30, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=30000")
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(where, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    except (sqlite3.DatabaseError, OSError) as exc:  # another file in its place, a damaged one, or no access
+        raise InputError(f"{where}: the ledger cannot be opened ({exc}): move that file aside (adaptkit starts a new ledger), "
+                         "or set ADAPTKIT_LEDGER=PATH (off: none)") from None
     if version > SCHEMA:
         db.close()
         raise InputError(f"{where}: a ledger of schema {version}, newer than this adaptkit's ({SCHEMA}): upgrade adaptkit")

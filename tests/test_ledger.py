@@ -78,6 +78,24 @@ def test_a_newer_ledger_is_refused_not_overwritten(tmp_path, monkeypatch):
         ledger.rows()
 
 
+def test_a_damaged_ledger_is_one_line_and_never_stops_advice_or_estimates(invoke, tmp_path, monkeypatch):
+    """Another file where the ledger belongs: `ledger list` says so in one line; advise ranks by the rules alone and
+    says why; estimate gives the plain figure; the file is left as it was."""
+    where = tmp_path / "ledger.sqlite"
+    where.write_text("not a database\n")
+    monkeypatch.setenv("ADAPTKIT_LEDGER", str(where))
+    listed = invoke("ledger", "list")
+    assert listed.exit_code == 2 and "the ledger cannot be opened (file is not a database): move that file aside" in listed.stderr
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"ticket {i} about my order", "label": "ab"[i % 2]}) + "\n" for i in range(40)))
+    advice = invoke("advise", "--set", "task=classification", "--set", "goal=behavior", "--set", "weight_access=open",
+                    "--data", data, "--no-input", "--json")
+    assert advice.exit_code == 0, advice.output
+    assert any(note.startswith("no evidence from the ledger: ") for note in json.loads(advice.stdout)["notes"])
+    assert invoke("estimate", "--recipe", "lora_sft", "--gpu", "A100-80GB", "--json").exit_code == 0
+    assert where.read_text() == "not a database\n"
+
+
 @pytest.mark.train
 def test_every_finished_run_adds_one_record(invoke, tmp_path):
     out = tmp_path / "run"
