@@ -63,7 +63,7 @@ def test_predict_reads_stdin_lines_and_json(classifier):
 @pytest.mark.parametrize("args, words", [
     (["{run}", "nowhere.jsonl"], "no such file"),
     (["{tmp}", "x.jsonl"], "not a finished adaptkit run"),
-    (["{run}", "{bad}"], "no text in column `text`"),
+    (["{run}", "{bad}"], "no text in column `text` (what this classifier reads; its columns are body: name the one to read `text`)"),
 ])
 def test_predict_bad_input_is_one_line(classifier, tmp_path, args, words):
     bad = tmp_path / "bad.jsonl"

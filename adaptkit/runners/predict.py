@@ -384,7 +384,9 @@ def _require_text(rows: list[dict], column: str, missing: str, what: str) -> Non
     """Every row holds non-empty text in `column`, or one line names the first that does not."""
     bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
     if bad is not None:
-        raise InputError(f"row {bad}: {missing} in column `{column}` ({what})")
+        others = [str(name) for name in rows[bad - 1]] if column not in rows[bad - 1] else []
+        named = f"; its columns are {', '.join(others)}: name the one to read `{column}`" if others else ""
+        raise InputError(f"row {bad}: {missing} in column `{column}` ({what}{named})")
 
 
 def draw(run: Run, rows: list[dict], images_dir: Path | None, loaded, progress) -> list[dict]:
