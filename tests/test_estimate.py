@@ -1,6 +1,7 @@
 """The estimator: parameter counts, each memory component on hand-checked cases, step-down, the CLI."""
 
 import json
+import re
 
 import pytest
 
@@ -47,6 +48,22 @@ def test_bad_configs(tmp_path, content, words):
 def test_unknown_name_offline_says_what_to_pass(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="--params 13B"):
+        load_model("acme/secret-13B-chat")
+
+
+@pytest.mark.parametrize("raised, words", [("RepositoryNotFoundError", "the hub has no such model (or it is private: log in)"),
+                                            ("GatedRepoError", "it is gated on the hub (accept its license and log in"),
+                                            ("ConnectError", "the hub cannot be reached (ConnectError)")])
+def test_a_hub_id_the_hub_does_not_give_says_why(monkeypatch, raised, words):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def refuse(*args, **kwargs):
+        raise type(raised, (Exception,), {})("nope")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+    with pytest.raises(InputError, match=re.escape(f"`acme/secret-13B-chat` is not built in and {words}")):
         load_model("acme/secret-13B-chat")
 
 

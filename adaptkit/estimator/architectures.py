@@ -733,29 +733,43 @@ def load_model(name_or_path: str, online: bool = True) -> Architecture:
             sizes = [_vae(c) if part == "vae" else _clip_text(c) for part, c in companions.items()]
             arch = replace(arch, companion_params=sum(sizes))
         return arch
-    config = _from_hub(name_or_path) if online else None
+    config, why = _from_hub(name_or_path) if online else (None, "the hub is not asked here")
     if config is None:
         total, active, _ = sizes_from_name(name_or_path)
         hint = (f" --params {total:g}B" if total else " --params 7B") + (f" --active-params {active:g}B" if total and active else "")
         raise InputError(
-            f"model `{name_or_path}` is not built in and the hub is offline: pass a local folder with its config.json, "
+            f"model `{name_or_path}` is not built in and {why}: pass a local folder with its config.json, "
             f"or{hint} (see `adaptkit estimate --list-models`)"
         )
     return from_config(config, name_or_path)
 
 
-def _from_hub(repo_id: str) -> dict | None:
-    """Fetch config.json from the Hugging Face Hub when online and huggingface_hub is installed."""
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or "/" not in repo_id:
-        return None
+def _from_hub(repo_id: str) -> tuple[dict | None, str]:
+    """(config.json from the Hugging Face Hub, or None and why not): asked only when online and huggingface_hub is
+    installed; the library's own retry warnings stay quiet (the caller's one line says what to do)."""
+    import logging
+
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return None, "the hub is offline (HF_HUB_OFFLINE)"
+    if "/" not in repo_id:
+        return None, "is no hub id (owner/name)"
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        return None
+        return None, "huggingface_hub is not installed to ask the hub"
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
-        return json.loads(Path(hf_hub_download(repo_id, "config.json")).read_text(encoding="utf-8"))
-    except Exception:  # offline, gated, missing: the caller says what to pass instead
-        return None
+        return json.loads(Path(hf_hub_download(repo_id, "config.json")).read_text(encoding="utf-8")), ""
+    except Exception as exc:  # offline, gated, missing: the caller says what to pass instead
+        kind = exc.__class__.__name__
+        why = {"GatedRepoError": "it is gated on the hub (accept its license and log in: hf auth login)",
+               "RepositoryNotFoundError": "the hub has no such model (or it is private: log in)",
+               "EntryNotFoundError": "its hub repository has no config.json"}.get(kind, f"the hub cannot be reached ({kind})")
+        return None, why
+    finally:
+        hub_log.setLevel(level)
 
 
 # Shapes for `--params N` when only the size is known: Llama-style decoders by size.
