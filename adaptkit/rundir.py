@@ -188,6 +188,8 @@ def prepare(final: Path, recipe_ref: str, *, overwrite: bool, resume: bool, inpu
         write_marker(final, recipe_ref)
         return RunDir(final, final, made=made, before=before, keep=keep)
     if not overwrite:
+        if not is_adaptkit_run(owner or final):  # --overwrite would refuse it too: say what will work
+            raise InputError(f"output_dir {final} is not empty and adaptkit did not create it: set output_dir=NEW_DIR")
         raise InputError(f"output_dir {final} is not empty: pass --overwrite to replace it, --resume to continue, "
                          "or set output_dir=NEW_DIR")
     check_replaceable(final, [Path(p).resolve() for p in inputs], owner)
