@@ -78,6 +78,13 @@ def test_a_newer_ledger_is_refused_not_overwritten(tmp_path, monkeypatch):
         ledger.rows()
 
 
+def test_the_ledger_commands_say_when_it_is_off(invoke, monkeypatch):
+    monkeypatch.setenv("ADAPTKIT_LEDGER", "off")
+    for args in (("list",), ("show", "1"), ("rm", "1")):
+        said = invoke("ledger", *args)
+        assert said.exit_code == 2 and said.stderr.startswith("error: the ledger is off (ADAPTKIT_LEDGER=off)"), said.output
+
+
 def test_a_damaged_ledger_is_one_line_and_never_stops_advice_or_estimates(invoke, tmp_path, monkeypatch):
     """Another file where the ledger belongs: `ledger list` says so in one line; advise ranks by the rules alone and
     says why; estimate gives the plain figure; the file is left as it was."""

@@ -19,6 +19,11 @@ def ledger():
       adaptkit ledger list --method lora_adapters --json
       adaptkit ledger scan runs/
     """
+    from adaptkit import ledger as store
+    from adaptkit.errors import InputError
+
+    if not store.enabled():  # no ledger to read or write: say so rather than read a file named `off`
+        raise InputError("the ledger is off (ADAPTKIT_LEDGER=off): unset it, or set ADAPTKIT_LEDGER=PATH, to record and read runs")
 
 
 @ledger.command("list")
