@@ -200,11 +200,12 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
         write_new(path, text, force=True)
     written = [str(path) for path in files]
     shared = eval_data and len(tasks) == 1  # one held-out file only fits recipes of one task
-    command = "adaptkit compare " + " ".join(written) + (f" --eval-data {eval_data}" if shared else "")
+    tail = " ".join(written) + (f" --eval-data {eval_data}" if shared else "")
     held = ([f"  {len(split.rows[1])} of the {len(split.rows[0]) + len(split.rows[1])} rows of {source} held out for "
              f"scoring ({split[1]}); every recipe trains on or draws from the rest ({split[0]})"] if split else [])
     return ([f"\nwrote a bake-off of {', '.join(methods)} to {target}"] + held + [f"  {line}" for line in skipped]
-            + [f"settle it on your data: {command}"])
+            + [f"or stop the weak ones early (successive halving): adaptkit bakeoff {tail}",
+               f"settle it on your data: adaptkit compare {tail}"])
 
 
 class _Split(tuple):
