@@ -214,10 +214,12 @@ class _Split(tuple):
 
 def _held_out_split(advice, target) -> "_Split | None":
     """(train file, held-out file) to write into the bake-off folder when the user gave one local training file and no
-    eval file: a seeded 10% (at least one row, at most 500) held out, the same rows for every method."""
+    eval file: a seeded 10% (at least one row, at most 500) held out, the same rows for every method. Text rows that
+    repeat each other, exactly or nearly (as the runs' leak check finds them), stay on one side together: a held-out
+    row never has a near copy in training, so the runs do not refuse the split as leaked."""
     import random
 
-    from adaptkit.runners.data import is_file_reference, read_rows
+    from adaptkit.runners.data import is_file_reference, near_groups, read_rows
 
     p = advice.profile
     if not p.train_data or p.eval_data or not is_file_reference(p.train_data):
@@ -225,14 +227,36 @@ def _held_out_split(advice, target) -> "_Split | None":
     rows = read_rows(p.train_data, "train", "data")
     if len(rows) < 4:
         return None
-    order = list(range(len(rows)))
-    random.Random(42).shuffle(order)
-    held = set(order[:min(500, max(1, len(rows) // 10))])
+    texts = _inputs(rows, p) if p.modality == "text" else None
+    groups: dict[int, list[int]] = {}
+    for index, group in enumerate(near_groups(texts) if texts else range(len(rows))):
+        groups.setdefault(group, []).append(index)
+    clusters = sorted(groups.values())
+    random.Random(42).shuffle(clusters)
+    wanted = min(500, max(1, len(rows) // 10))
+    held: set[int] = set()
+    for cluster in clusters:  # whole groups, while they fit in what is still wanted
+        if len(held) + len(cluster) <= wanted:
+            held.update(cluster)
+    if not held:  # every group is larger than a tenth: no split keeps them apart
+        return None
     folder = target.resolve()  # recipes resolve relative paths against their own folder: write absolute ones
     split = _Split((str(folder / "train.jsonl"), str(folder / "heldout.jsonl")))
     rows = _media_made_absolute(rows, Path(p.train_data).expanduser().resolve().parent)
     split.rows = ([r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held])
     return split
+
+
+def _inputs(rows: list, profile) -> list[str] | None:
+    """Each row's input, as the leak check reads it (a classifier's text, a prompt, the messages before the answer);
+    None when the rows have none of the profile's columns."""
+    from adaptkit.runners.data import response_text
+
+    for column in (profile.messages_column, profile.text_column, profile.prompt_column, "messages", "text", "prompt", "question"):
+        if column and all(isinstance(row, dict) and column in row for row in rows):
+            values = [row[column] for row in rows]
+            return [response_text(v[:-1]) if isinstance(v, list) else str(v) for v in values]
+    return None
 
 
 def _media_made_absolute(rows: list, base: Path) -> list:

@@ -321,34 +321,73 @@ def overlap(train: list[str], eval_texts: list[str], near_too: bool = True) -> d
     exact = [i for i, text in enumerate(eval_texts) if key(text) in seen]
     near: list[int] = []
     method = "normalized hashing" if near_too else "identical bytes (sha256)"
-    try:
-        from datasketch import MinHash, MinHashLSH
-    except ImportError:
-        MinHash = None  # noqa: N806
-    if MinHash is not None and len(train) <= NEAR_LIMIT and near_too:
+    sketches = _sketches(train) if near_too and len(train) <= NEAR_LIMIT else None
+    if sketches is not None:
         method += f" + MinHash LSH (character 5-grams less the template shared by many rows, Jaccard >= {NEAR:g})"
-        from collections import Counter
-
-        def shingles(text: str) -> set[str]:  # characters, not words: a changed word in a short text still matches
-            text = _normal(text)
-            return {text[i:i + 5] for i in range(max(1, len(text) - 4))}
-
-        train_sets = [shingles(text) for text in train]
-        frequency = Counter(s for found in train_sets for s in found)
-        template = {s for s, n in frequency.items() if n > max(5, TEMPLATE_SHARE * len(train))}  # an instruction every row repeats
-
-        def signature(found: set[str]):
-            sketch = MinHash(num_perm=64, seed=1)
-            sketch.update_batch([s.encode() for s in (found - template) or {""}])
-            return sketch
-
-        index = MinHashLSH(threshold=NEAR, num_perm=64)
-        for number, found in enumerate(train_sets):
-            index.insert(str(number), signature(found))
+        signatures, signature = sketches
+        index = _index(signatures)
         taken = set(exact)
-        near = [i for i, text in enumerate(eval_texts) if i not in taken and index.query(signature(shingles(text)))]
+        near = [i for i, text in enumerate(eval_texts) if i not in taken and index.query(signature(text))]
     return {"rows": len(exact) + len(near), "exact": len(exact), "near": len(near), "of": len(eval_texts), "method": method,
             "first": sorted(exact + near)[:5]}
+
+
+def near_groups(texts: list[str]) -> list[int]:
+    """A group number per text: texts equal after normalizing, or near duplicates as `overlap` finds them, share one
+    (transitively), so a split that keeps groups whole holds out nothing its training side nearly repeats."""
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        parent[root(i)] = root(first.setdefault(_normal(text), i))
+    sketches = _sketches(texts) if len(texts) <= NEAR_LIMIT else None
+    if sketches is not None:
+        signatures, _ = sketches
+        index = _index(signatures)
+        for i, sketch in enumerate(signatures):
+            for other in index.query(sketch):
+                parent[root(int(other))] = root(i)
+    return [root(i) for i in range(len(texts))]
+
+
+def _sketches(train: list[str]):
+    """(MinHash signatures of the training texts, a function giving any text's), over character 5-grams less the
+    template (5-grams in over TEMPLATE_SHARE of the rows); None without datasketch."""
+    try:
+        from datasketch import MinHash
+    except ImportError:
+        return None
+    from collections import Counter
+
+    def shingles(text: str) -> set[str]:  # characters, not words: a changed word in a short text still matches
+        text = _normal(text)
+        return {text[i:i + 5] for i in range(max(1, len(text) - 4))}
+
+    train_sets = [shingles(text) for text in train]
+    frequency = Counter(s for found in train_sets for s in found)
+    template = {s for s, n in frequency.items() if n > max(5, TEMPLATE_SHARE * len(train))}  # an instruction every row repeats
+
+    def sign(found: set[str]):
+        sketch = MinHash(num_perm=64, seed=1)
+        sketch.update_batch([s.encode() for s in (found - template) or {""}])
+        return sketch
+
+    return [sign(found) for found in train_sets], lambda text: sign(shingles(text))
+
+
+def _index(signatures: list):
+    from datasketch import MinHashLSH
+
+    index = MinHashLSH(threshold=NEAR, num_perm=64)
+    for number, sketch in enumerate(signatures):
+        index.insert(str(number), sketch)
+    return index
 
 
 def describe_data(recipe: Recipe) -> str:
