@@ -102,18 +102,34 @@ def _rescore(folder: Path, eval_data: str, out: Path, allow_code: bool, run) -> 
     check_consent(run.recipe, allow_code)  # its scorer may be code: the caller's --allow-code, never the folder's own say
     classifier = run.recipe.task in ("sequence_classification", "image_classification")
     rows = read_rows(eval_data, "test", "--eval-data")
+    rescored = run.recipe.model_copy(update={"data": run.recipe.data.model_copy(update={"eval": eval_data})})
+    leaked = _leaked(run.recipe, rows)
+    if leaked.get("rows"):  # as a run refuses: a score on rows it trained on overstates it
+        return None, None, (f"{leaked['rows']} of the {leaked['of']} --eval-data rows are in this run's training data ({leaked['exact']} "
+                            f"exact, {leaked['near']} near duplicates): its score would be overstated; score it on rows it did not train on")
     loaded = load_model(run)
     predicted, scores = predict(run, rows, max_new_tokens=run.recipe.training.max_new_tokens, loaded=loaded)
     if scores is None:
         wanted = run.recipe.data.label_column if classifier else (run.recipe.data.messages_column or run.recipe.data.response_column)
         return None, None, f"--eval-data {eval_data}: no `{wanted}` column to score {folder} with"
-    rescored = run.recipe.model_copy(update={"data": run.recipe.data.model_copy(update={"eval": eval_data})})
     keep = ("accuracy", "f1_macro", "primary_metric") if classifier else tuple(k for k in scores if k not in ("rows", "judge_prompt"))
     eval_metrics = {k: v for k, v in scores.items() if k in keep}
     if not classifier:
         eval_metrics.update(base_on(run, loaded, rows, eval_metrics))
     recipe = {**recipe, "data": {**(recipe.get("data") or {}), "eval": eval_data}}  # its tokens a request: the new rows'
     return {**metrics, "eval": eval_metrics, "eval_data": {**eval_identity(rescored), "rows": len(predicted)}, "rescored": True}, recipe, None
+
+
+def _leaked(recipe, rows: list[dict]) -> dict:
+    """The rows the run trained on (its recipe's own split, read again) against new eval `rows`, as a run checks its
+    eval rows; {} when its training data is not on this machine (a run made elsewhere: nothing to check against)."""
+    from adaptkit.runners.data import Splits, leaks, load_data
+
+    try:
+        data = load_data(recipe)
+    except AdaptkitError:
+        return {}
+    return leaks(recipe, data.kind, data.train, rows) if isinstance(data, Splits) and data.train else {}
 
 
 def token_counter(folder: Path):

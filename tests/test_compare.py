@@ -87,6 +87,20 @@ def test_eval_data_rescores_finished_runs_on_one_file(invoke, two_runs, tmp_path
     assert all(r["metric"] == "accuracy" for r in rows)
 
 
+def test_a_run_is_not_scored_again_on_rows_it_trained_on(invoke, two_runs, tmp_path):
+    """--eval-data holding rows a finished run trained on (its own split, read again): its row fails, as a run would
+    refuse (both runs trained on the same 48 tickets; the test above scores them on rows they did not see)."""
+    data = ROOT / "examples" / "data"
+    mixed = tmp_path / "mixed.jsonl"  # 10 of the 48 rows `small` trained on, and 10 held-out tickets
+    mixed.write_text("".join((data / "support_tickets_train.jsonl").read_text().splitlines(keepends=True)[:10]
+                             + (data / "support_tickets_test.jsonl").read_text().splitlines(keepends=True)[:10]))
+    result = invoke("compare", two_runs["small"], two_runs["other"], "--eval-data", mixed, "--output-dir", tmp_path / "c", "--json")
+    assert result.exit_code == 1 and "every recipe failed (2 of 2)" in result.stderr, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert len(rows) == 2 and all(r["error"].startswith("10 of the 20 --eval-data rows are in this run's training data (10 exact")
+                                  for r in rows)
+
+
 def test_cost_per_request_and_the_break_even(tmp_path):
     from adaptkit.methods.bakeoff import break_even, metric_names, row
 

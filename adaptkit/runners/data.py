@@ -268,14 +268,19 @@ def load_data(recipe: Recipe):
 
     data = import_ref(recipe.definition.data)(recipe)
     if isinstance(data, Splits) and data.train and data.eval:
-        data.leaked = overlap([input_text(r, recipe, data.kind) for r in data.train], [input_text(r, recipe, data.kind) for r in data.eval],
-                              near_too=data.kind not in ("images", "speech", "image_questions", "captions"))  # a hash: exact only
+        data.leaked = leaks(recipe, data.kind, data.train, data.eval)
     return data
 
 
 NEAR = 0.8  # Jaccard similarity of character 5-gram shingles above which two inputs are near duplicates (MinHash estimate)
 NEAR_LIMIT = 200_000  # training rows up to which near duplicates are looked for (MinHash LSH); exact ones always
 TEMPLATE_SHARE = 0.2  # a shingle in more of the training rows than this is the data's template, not its content
+
+
+def leaks(recipe: Recipe, kind: str, train: list[dict], eval_rows: list[dict]) -> dict:
+    """Eval rows whose input is also a training row's (`overlap`); media are compared by their bytes, exactly."""
+    return overlap([input_text(r, recipe, kind) for r in train], [input_text(r, recipe, kind) for r in eval_rows],
+                   near_too=kind not in ("images", "speech", "image_questions", "captions"))
 
 
 def input_text(row: dict, recipe: Recipe, kind: str) -> str:
