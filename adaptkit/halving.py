@@ -100,8 +100,10 @@ class Progress:
         return asdict(self)
 
 
-def make_plan(recipes: list[str], *, eval_data, target, margin, eta, rungs, fractions, skip_when_clear, budget_hours, budget_usd,
-              gpu_hour_usd, usd_per_1m_input, usd_per_1m_output, requests_per_second) -> Plan:
+def make_plan(recipes: list[str], *, eval_data: str | None = None, target: tuple[str, float] | None = None, margin: float = 0.02,
+              eta: int = ETA, rungs: int = 3, fractions: tuple[float, ...] | None = None, skip_when_clear: bool = True,
+              budget_hours: float | None = None, budget_usd: float | None = None, gpu_hour_usd: float = 1.0,
+              usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, requests_per_second: float | None = None) -> Plan:
     """The checked settings and the candidates sorted into trained and training-free (their data read, nothing run)."""
     from adaptkit.comparison import check_same_data
     from adaptkit.methods.bakeoff import metric_names
@@ -248,9 +250,9 @@ def judge(plan: Plan, progress: Progress, scored: list[int], study, trials: dict
     return False
 
 
-def conclude(plan: Plan, progress: Progress, study, trials: dict, optuna, root: Path, log, study_name: str | None = None) -> BakeOff:
-    """The trials told how they ended, the verdict (compare's rule over the finished rows) and the learning curves (kept
-    in the runs this machine holds): the BakeOff, for `write`."""
+def conclude(plan: Plan, progress: Progress, study, trials: dict, optuna, root: Path, study_name: str | None = None) -> BakeOff:
+    """The trials told how they ended, the verdict (compare's rule over the finished rows) and the learning curves: the
+    BakeOff, for `write` (each machine keeps the curves of the runs it holds: `keep_local_curves`)."""
     from adaptkit.curves import learning_curve
     from adaptkit.methods.bakeoff import winner
 
@@ -276,7 +278,6 @@ def conclude(plan: Plan, progress: Progress, study, trials: dict, optuna, root: 
         fitted = learning_curve([tuple(p) for p in found], plan.sizes[ref])
         if fitted is not None:
             curves[ref] = {**fitted, "method": progress.rows[ref].get("method"), "metric": progress.rows[ref].get("metric")}
-    keep_local_curves(curves, progress.last_run, log)
     hours = progress.spent / 3600
     spent = {"training_s": round(progress.spent, 2), "gpu_hours": round(hours, 5), "usd": round(hours * plan.gpu_hour_usd, 5)}
     return BakeOff([*final, *stopped_early], progress.rungs, verdict, stopped, spent, curves, folder=root, study=study_name)
@@ -307,6 +308,7 @@ def _promoted(study, trials: dict, rung: int) -> list[str]:
 
 
 def pruner(optuna, eta: int):
+    """Optuna's successive-halving pruner keeping the best 1/eta at each rung (the bake-off's and tune's)."""
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=eta, min_early_stopping_rate=0)
 
 
@@ -319,22 +321,16 @@ def optuna_or_say():
     return optuna
 
 
-def prepare(recipes: list[str], *, output_dir: str = "runs/bakeoff", overwrite: bool = False, eval_data: str | None = None,
-            target: tuple[str, float] | None = None, margin: float = 0.02, eta: int = ETA, rungs: int = 3,
-            fractions: tuple[float, ...] | None = None, skip_when_clear: bool = True, budget_hours: float | None = None,
-            budget_usd: float | None = None, gpu_hour_usd: float = 1.0, usd_per_1m_input: float = 0.5,
-            usd_per_1m_output: float | None = None, requests_per_second: float | None = None) -> tuple[Plan, Path]:
-    """(the plan, the output folder): every setting checked and the candidates' data read; nothing run."""
+def prepare(recipes: list[str], *, output_dir: str = "runs/bakeoff", overwrite: bool = False, **settings) -> tuple[Plan, Path]:
+    """(the plan, the output folder): the folder and every setting (make_plan's) checked, the candidates' data read;
+    nothing run."""
     from adaptkit.rundir import check_location, expand
 
     root = expand(output_dir)
     check_location(root, "--output-dir")
     if (root / "bakeoff.json").is_file() and not overwrite:
         raise InputError(f"--output-dir {root} holds an earlier bake-off (bakeoff.json): choose another, or pass --overwrite")
-    plan = make_plan(list(recipes), eval_data=eval_data, target=target, margin=margin, eta=eta, rungs=rungs, fractions=fractions,
-                     skip_when_clear=skip_when_clear, budget_hours=budget_hours, budget_usd=budget_usd, gpu_hour_usd=gpu_hour_usd,
-                     usd_per_1m_input=usd_per_1m_input, usd_per_1m_output=usd_per_1m_output, requests_per_second=requests_per_second)
-    return plan, root
+    return make_plan(list(recipes), **settings), root
 
 
 def bake_off(recipes: list[str], *, run, storage: str | None = None, allow_code: bool = False, workers: int = 1,
@@ -349,13 +345,11 @@ def bake_off(recipes: list[str], *, run, storage: str | None = None, allow_code:
     plan, root = prepare(recipes, **settings)
     searched = optuna.create_study(direction="maximize", storage=storage, study_name=f"adaptkit-bakeoff-{int(time.time())}",
                                    pruner=pruner(optuna, plan.eta))
-    progress = Progress(points={ref: [] for ref in plan.trained})
-    for job in once_jobs(plan):  # scored once: nothing to train, nothing to halve
+    progress = start(plan)
+    for job in once_jobs(plan):  # scored once: nothing to train, nothing to halve (a target reached: nothing alive)
         log(f"[once] {job['ref']} ...")
         apply(plan, progress, execute(job, plan, run, allow_code, root), {}, optuna)
     trials = {ref: searched.ask() for ref in plan.trained}
-    begun = start(plan)
-    progress.alive, progress.rung = ([] if progress.stopped else begun.alive), begun.rung
     while progress.alive:
         scored = []
         label = f"[rung {progress.rung}: {plan.fractions[progress.rung]:.3g} of the training rows]"
@@ -368,7 +362,9 @@ def bake_off(recipes: list[str], *, run, storage: str | None = None, allow_code:
                 break  # one after another: the rest of the rung need not run
         if judge(plan, progress, scored, searched, trials, optuna):
             break
-    return write(conclude(plan, progress, searched, trials, optuna, root, log))
+    result = conclude(plan, progress, searched, trials, optuna, root, study_name=None)
+    keep_local_curves(result.curves, progress.last_run, log)
+    return write(result)
 
 
 def keep_local_curves(curves: dict, last_run: dict, log) -> None:

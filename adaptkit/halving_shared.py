@@ -278,12 +278,12 @@ def _settle(plan, study, queue, progress, done: dict, job: dict, root: Path, log
         index = apply(plan, progress, done[order], trials, optuna)
         if index is not None:
             scored.append(index)
-    if judge(plan, progress, scored, study, trials, optuna):
-        result = conclude(plan, progress, study, trials, optuna, root, log, study_name=study.study_name)
-        study.set_user_attr("progress", progress.to_dict())
+    over = judge(plan, progress, scored, study, trials, optuna)
+    result = conclude(plan, progress, study, trials, optuna, root, study_name=study.study_name) if over else None
+    study.set_user_attr("progress", progress.to_dict())
+    if result is not None:  # every worker, this one too, takes it from the study (_finished)
         study.set_user_attr("result", result.to_dict())
         return
-    study.set_user_attr("progress", progress.to_dict())
     _queue_rung(queue, plan, progress, [])
     log(f"[study {study.study_name}] rung {job['batch']} judged: {', '.join(Path(r).stem for r in progress.alive)} go on")
 
