@@ -53,12 +53,11 @@ def space_of(recipe) -> dict:
 def _study(optuna, name: str | None, storage: str | None, seed: int, eta: int):
     """The Optuna study, new or (named, in a shared storage) joined; workers starting together on a new database race
     to create its tables (the loser waits and joins)."""
+    from adaptkit.halving import pruner
     from adaptkit.halving_shared import opened
 
     return opened(lambda: optuna.create_study(study_name=name, storage=storage, load_if_exists=bool(name), direction="maximize",
-                                              sampler=optuna.samplers.TPESampler(seed=seed),
-                                              pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=eta)),
-                  storage)
+                                              sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner(optuna, eta)), storage)
 
 
 def _suggest(trial, space: dict) -> list[str]:
