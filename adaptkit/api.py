@@ -96,13 +96,11 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
     where = where or "answers"
     check_keys(answers, where)
     notes: list[str] = []
-    if data is not None:
-        from adaptkit.runners.data_facts import fill_answers
+    from adaptkit.runners.data_facts import fill_answers
 
+    if data is not None:
         notes += fill_answers(answers, str(data), keep=set(more))  # the file's facts replace a file's answers, not keywords
     else:  # the answers' own data files fill what the answers leave out (their rows, columns, a corpus's tokens)
-        from adaptkit.runners.data_facts import fill_answers
-
         for key in ("train_data", "raw_text_data"):
             named = answers.get(key)
             if isinstance(named, str) and Path(named).expanduser().is_file():

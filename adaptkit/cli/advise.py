@@ -248,14 +248,13 @@ def _held_out_split(advice, target) -> "_Split | None":
 
 
 def _inputs(rows: list, profile) -> list[str] | None:
-    """Each row's input, as the leak check reads it (a classifier's text, a prompt, the messages before the answer);
-    None when the rows have none of the profile's columns."""
-    from adaptkit.runners.data import response_text
+    """Each row's input (a classifier's text, a prompt, the messages), read as the leak check reads a column; None when
+    the rows have none of the profile's columns."""
+    from adaptkit.runners.data import value_text
 
     for column in (profile.messages_column, profile.text_column, profile.prompt_column, "messages", "text", "prompt", "question"):
         if column and all(isinstance(row, dict) and column in row for row in rows):
-            values = [row[column] for row in rows]
-            return [response_text(v[:-1]) if isinstance(v, list) else str(v) for v in values]
+            return [value_text(row[column]) for row in rows]
     return None
 
 

@@ -296,7 +296,11 @@ def input_text(row: dict, recipe: Recipe, kind: str) -> str:
         return _media_identity(str(row.get(d.image_column))) + " " + str(row.get(d.prompt_column))
     column = d.text_column if kind in ("classification", "text") else d.messages_column if d.messages_column and kind == "instructions" \
         else d.prompt_column
-    value = row.get(column)
+    return value_text(row.get(column))
+
+
+def value_text(value) -> str:
+    """A column's value as the text that identifies a row: chat messages' contents, or the value itself."""
     return response_text(value) if isinstance(value, list) else str(value if value is not None else "")
 
 
