@@ -15,6 +15,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # SkyPilot, in its own venv (it pins an older click): its parser checks `export --format skypilot` in the tests
 SKY := .venv-sky
+# llm-compressor, in its own venv (it pins an older transformers): the tests run `export --format gptq` there
+GPTQ := .venv-gptq
 
 .PHONY: demo test check bench clean
 
@@ -37,11 +39,17 @@ $(SKY)/.installed:
 	$(SKY)/bin/python -m pip install --quiet 'skypilot>=0.10,<1'
 	touch $@
 
+$(GPTQ)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(GPTQ)
+	$(GPTQ)/bin/python -m pip install --quiet $(TORCH_SPEC)
+	$(GPTQ)/bin/python -m pip install --quiet -e '.[train,gptq]'
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/adaptkit advise --answers examples/answers/support_tickets.yaml
 	$(BIN)/adaptkit run lora_cls output_dir=runs/demo-lora_cls --overwrite
 
-test: $(VENV)/.dev $(SKY)/.installed
+test: $(VENV)/.dev $(SKY)/.installed $(GPTQ)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2
 
 check: $(VENV)/.dev
@@ -53,4 +61,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/runner_vs_peft_loop.py
 
 clean:
-	rm -rf $(VENV) $(SKY) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(SKY) $(GPTQ) build *.egg-info .pytest_cache

@@ -744,19 +744,24 @@ def cluster_job(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, for
 
 def export_run(runs: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike, *, format: str = "onnx",
                quant: str | None = None, max_drop: float = 0.01, log: Log = _quiet) -> dict:
-    """A finished run as a deployable artifact in the new folder `output`, as `export RUN --format onnx|gguf|vllm`
-    writes it: ONNX (a classifier; `quant` none or int8) or GGUF (a causal LM; f16, q8_0 or q4_k_m), each scored on
-    the run's eval rows beside the trained model (the report, also in export_report.json; `within_threshold` false
-    past `max_drop`); or vLLM's serve command and a client (several LoRA runs of one base: `runs` a list)."""
+    """A finished run as a deployable artifact in the new folder `output`, as `export RUN --format FORMAT` writes it:
+    ONNX (a classifier; `quant` none or int8), GGUF (a causal LM; f16, q8_0 or q4_k_m) or GPTQ/AWQ (a causal LM's
+    weights for vLLM by llm-compressor; w4a16 or w8a16), each scored on the run's eval rows beside the trained model
+    (the report, also in export_report.json; `within_threshold` false past `max_drop`); or vLLM's serve command and
+    a client (several LoRA runs of one base: `runs` a list)."""
     from adaptkit.runners import deploy
 
     folders = [str(runs)] if isinstance(runs, (str, os.PathLike)) else [str(r) for r in runs]
     if format == "vllm":
         return deploy.export_vllm(folders, str(output))
-    if format not in ("onnx", "gguf"):
-        raise InputError(f"format {format}: a run exports as onnx, gguf or vllm")
+    if format not in ("onnx", "gguf", "gptq", "awq"):
+        raise InputError(f"format {format}: a run exports as onnx, gguf, gptq, awq or vllm")
     if len(folders) != 1:
         raise InputError(f"--format {format} exports one run; {folders[1]} is extra (overrides do not apply to a finished run)")
+    if format in ("gptq", "awq"):
+        from adaptkit.runners.quantized import export_quantized
+
+        return export_quantized(folders[0], str(output), algorithm=format, quant=quant or "w4a16", max_drop=max_drop, log=log)
     if format == "gguf":
         return deploy.export_gguf(folders[0], str(output), quant=quant or "q8_0", max_drop=max_drop, log=log)
     return deploy.export_onnx(folders[0], str(output), quant=quant or "none", max_drop=max_drop)

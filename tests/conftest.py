@@ -121,6 +121,7 @@ TRAINING_MODULES = {
     "test_hub", "test_lora_variants", "test_output", "test_predict_merge", "test_preference", "test_rag_retrieval",
     "test_readme", "test_rlvr", "test_run", "test_safety", "test_serve", "test_tracking", "test_training_fields", "test_training_free",
     "test_vendor_job", "test_own_data", "test_retriever_tuning", "test_images", "test_speech", "test_vision_language", "test_text_to_image",
+    "test_quantized",
 }
 
 

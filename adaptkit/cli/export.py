@@ -12,13 +12,15 @@ from adaptkit.launch import DEFAULT_PORT
 @click.command("export")
 @click.argument("recipe")
 @click.argument("overrides", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["script", "accelerate", "trl", "slurm", "skypilot", "onnx", "gguf", "vllm"]),
+@click.option("--format", "fmt", type=click.Choice(["script", "accelerate", "trl", "slurm", "skypilot", "onnx", "gguf", "gptq", "awq",
+                                                           "vllm"]),
               default="script", show_default=True,
               help="Of a recipe: script (a standalone Python file, no adaptkit import), accelerate (config files and launch "
                    "commands; -o is a folder), trl (a config for the TRL command line), slurm (an sbatch script), skypilot "
                    "(a SkyPilot task). Of a finished run (RUN instead of RECIPE; -o is a new folder): onnx (a classifier, "
                    "scored with ONNX Runtime against the trained model), gguf (a causal LM for llama.cpp and Ollama, "
-                   "scored with llama.cpp), vllm (the serve command and a client; more RUNs "
+                   "scored with llama.cpp), gptq or awq (a causal LM's weights in 4 or 8 bits for vLLM, by llm-compressor; awq "
+                   "needs a CUDA GPU), vllm (the serve command and a client; more RUNs "
                    "after the first: LoRA adapters served on one base).")
 @click.option("-o", "--output", type=click.Path(), help="Write to this file (a folder for accelerate; default: print).")
 @click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True, help="accelerate, slurm, skypilot: GPUs per machine.")
@@ -29,18 +31,18 @@ from adaptkit.launch import DEFAULT_PORT
 @click.option("--partition", help="slurm: the partition to submit to (default: the cluster's).")
 @click.option("--gpu", "gpu_name", metavar="NAME", help="skypilot: this GPU type (default: the cheapest the estimate fits).")
 @click.option("--bucket", help="skypilot: the bucket mounted at /runs for the run (default: adaptkit-runs-USER).")
-@click.option("--quant", type=click.Choice(["none", "int8", "f16", "q8_0", "q4_k_m"]),
+@click.option("--quant", type=click.Choice(["none", "int8", "f16", "q8_0", "q4_k_m", "w4a16", "w8a16"]),
               help="onnx: none or int8 (ONNX Runtime's dynamic quantization; default none); gguf: f16, q8_0 or q4_k_m "
-                   "(llama.cpp's quantizer; default q8_0). Checked like the rest.")
+                   "(llama.cpp's quantizer; default q8_0); gptq, awq: w4a16 or w8a16 (default w4a16). Checked like the rest.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="onnx, gguf: the largest fall of the run's primary metric the export may show before it is flagged.")
-@click.option("--json", "as_json", is_flag=True, help="onnx, gguf, vllm: print the report as JSON.")
+              help="onnx, gguf, gptq, awq: the largest fall of the run's primary metric the export may show before it is flagged.")
+@click.option("--json", "as_json", is_flag=True, help="onnx, gguf, gptq, awq, vllm: print the report as JSON.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, partition, gpu_name, bucket, quant, max_drop, as_json,
            force):
     """Export RECIPE (with optional KEY=VALUE overrides) as a script, accelerate configs, a TRL CLI config, or a
     cluster job (slurm, skypilot) that runs it on every machine and resumes when the job comes back; or a finished
-    RUN as ONNX, GGUF or a vLLM server, the copy scored against the trained model on the run's eval rows.
+    RUN as ONNX, GGUF, GPTQ/AWQ weights or a vLLM server, the copy scored against the trained model on the run's eval rows.
 
     \b
       adaptkit export lora_cls -o train.py
@@ -48,11 +50,12 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
       adaptkit export cpt --format skypilot --machines 2 --gpus 8 -o cpt.sky.yaml
       adaptkit export runs/tickets --format onnx -o tickets-onnx
       adaptkit export runs/answers --format gguf --quant q4_k_m -o answers-gguf
+      adaptkit export runs/answers --format gptq -o answers-w4a16
       adaptkit export runs/support runs/billing --format vllm -o vllm
     """
     from pathlib import Path
 
-    if fmt in ("onnx", "gguf", "vllm"):
+    if fmt in ("onnx", "gguf", "gptq", "awq", "vllm"):
         _deploy(fmt, recipe, overrides, output, quant, max_drop, as_json)
         return
 
@@ -135,5 +138,7 @@ def _deploy(fmt: str, run_dir: str, more: tuple[str, ...], output: str | None, q
                   f"(trained), {report['difference']:+.4f}; the same {same} on {report['agreement']:.1%} of rows{close}", markup=False)
     console.print(f"latency: {exported['ms_per_row']:.2f} ms a row ({runtime}) vs {trained['ms_per_row']:.2f} ms (PyTorch) on "
                   "this machine", markup=False)
+    if "serve" in report:
+        console.print(f"serve it: {report['serve']}", markup=False)
     if not report["within_threshold"]:
         console.print(f"[red]the export loses {-report['difference']:.4f} {metric}, more than --max-drop {report['max_drop']}[/]")

@@ -158,25 +158,31 @@ def _onnx_parity(run: Run, model, tokenizer, exported: Path, rows: list[dict], b
     onnx_rows, onnx_ms = _timed(lambda part: _onnx_classify(session, tokenizer, run, part, batch_size), rows, batch_size)
     largest = max(abs(a["probabilities"][label] - b["probabilities"][label])
                   for a, b in zip(trained, onnx_rows) for label in run.labels)
-    report = _report(run, model, exported, ("onnx", "ONNX Runtime", quant, max_drop), (trained, score(run, trained), trained_ms),
+    report = report_of(run, size_mb(model), exported, ("onnx", "ONNX Runtime", quant, max_drop), (trained, score(run, trained), trained_ms),
                      (onnx_rows, score(run, onnx_rows), onnx_ms))
     return {**report, "max_probability_difference": round(largest, 6)}
 
 
-def _report(run: Run, model, exported: Path, what: tuple, trained: tuple, copy: tuple) -> dict:
+def size_mb(model) -> float:
+    """A model's weights in MB as it holds them in memory."""
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+
+
+def report_of(run: Run, trained_mb: float, exported: Path, what: tuple, trained: tuple, copy: tuple) -> dict:
     """The check of an export: `what` is (format, runtime, quant, max_drop); `trained` and `copy` are each side's
-    (predicted rows, scores, milliseconds a row) on the same eval rows."""
+    (predicted rows, scores, milliseconds a row) on the same eval rows. `exported` is a file, or a folder whose
+    safetensors files are the weights."""
     form, runtime, quant, max_drop = what
     (trained_rows, trained_scores, trained_ms), (copy_rows, copy_scores, copy_ms) = trained, copy
     if trained_scores is None or copy_scores is None:
         raise InputError(f"{run.folder}: its eval rows hold no answers to score the export on (or its scorer runs code)")
     primary = _primary(run, trained_scores)
     difference = round(copy_scores[primary] - trained_scores[primary], 6)
-    torch_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+    files = sorted(exported.glob("*.safetensors")) if exported.is_dir() else [exported]
     return {
         "format": form, "runtime": runtime, "quant": quant, "run": str(run.folder), "rows": len(trained_rows), "metric": primary,
-        "trained": {primary: trained_scores[primary], "ms_per_row": round(trained_ms, 3), "size_mb": round(torch_mb, 2)},
-        "exported": {primary: copy_scores[primary], "ms_per_row": round(copy_ms, 3), "size_mb": round(exported.stat().st_size / 1e6, 2)},
+        "trained": {primary: trained_scores[primary], "ms_per_row": round(trained_ms, 3), "size_mb": round(trained_mb, 2)},
+        "exported": {primary: copy_scores[primary], "ms_per_row": round(copy_ms, 3), "size_mb": round(sum(f.stat().st_size for f in files) / 1e6, 2)},
         "difference": difference,
         "agreement": round(sum(a["prediction"] == b["prediction"] for a, b in zip(trained_rows, copy_rows)) / len(trained_rows), 4),
         "max_drop": max_drop, "within_threshold": -difference <= max_drop,
@@ -447,7 +453,7 @@ def _gguf_parity(run: Run, loaded, exported: Path, rows: list[dict], quant: str,
             new.append(token)
         gguf_rows.append({**row, "prediction": tokenizer.decode(new, skip_special_tokens=True).strip()})
     gguf_ms = 1000 * (time.perf_counter() - started) / len(rows)
-    return _report(run, model, exported, ("gguf", "llama.cpp", quant, max_drop), (trained, trained_scores, trained_ms),
+    return report_of(run, size_mb(model), exported, ("gguf", "llama.cpp", quant, max_drop), (trained, trained_scores, trained_ms),
                    (gguf_rows, score(run, gguf_rows), gguf_ms))
 
 
