@@ -78,6 +78,24 @@ def test_a_gptq_export_is_4bit_and_answers_as_the_trained_model(sft_run, tiny_ca
     assert weights["differs"] and weights["error"] < 0.25, weights
 
 
+AWQ_ON_CPU = """import json, sys, torch
+torch.Tensor.pin_memory = lambda self, *args, **kwargs: self  # AWQ's one GPU-only step; the rest runs as on a GPU
+from adaptkit.runners import quantized
+quantized.available = lambda algorithm: None
+print(json.dumps(quantized.export_quantized(sys.argv[1], sys.argv[2], algorithm="awq")))
+"""
+
+
+def test_awq_quantizes_the_same_way_where_memory_can_be_pinned(sft_run, tmp_path):
+    out = tmp_path / "awq"
+    done = _gptq_venv("-c", AWQ_ON_CPU, str(sft_run), str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["format"] == "awq" and report["quant"] == "w4a16" and report["agreement"] >= 0.8
+    weights = json.loads((out / "config.json").read_text())["quantization_config"]["config_groups"]["group_0"]["weights"]
+    assert weights["num_bits"] == 4 and weights["symmetric"] is False and weights["group_size"] == 64  # AWQ: zero points
+
+
 def test_awq_without_a_gpu_and_a_second_export_into_it_are_one_line(sft_run, tmp_path):
     awq = _gptq_venv("-m", "adaptkit", "export", str(sft_run), "--format", "awq", "-o", str(tmp_path / "awq"))
     assert awq.returncode == 2 and "--format awq needs a CUDA GPU" in awq.stderr and "use --format gptq" in awq.stderr

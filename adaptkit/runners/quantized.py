@@ -119,13 +119,14 @@ def _oneshot(model, calibration, algorithm: str, bits: int, group: int | None, m
     if algorithm == "gptq":
         from llmcompressor.modifiers.quantization import GPTQModifier
 
-        modifier = GPTQModifier(config_groups=groups, ignore=["lm_head"])
-    else:
+        recipe = [GPTQModifier(config_groups=groups, ignore=["lm_head"])]
+    else:  # AWQ scales the weights against the activations it measured; the quantizer then rounds them
+        from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
-        modifier = AWQModifier(config_groups=groups, ignore=["lm_head"])
+        recipe = [AWQModifier(), QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
     try:
-        oneshot(model=model, dataset=calibration, recipe=[modifier], max_seq_length=max_length,
+        oneshot(model=model, dataset=calibration, recipe=recipe, max_seq_length=max_length,
                 num_calibration_samples=len(calibration))
     except (RuntimeError, ValueError) as exc:  # an architecture the library cannot trace or map, say
         raise InputError(f"llm-compressor's {algorithm.upper()} failed on this model: {str(exc).splitlines()[0][:240]}") from None
