@@ -43,6 +43,8 @@ def export_quantized(run_dir: str, target: str, *, algorithm: str = "gptq", quan
                      max_new_tokens: int = 64, log=lambda line: None) -> dict:
     """A causal run's weights quantized by llm-compressor (the adapter merged in first) into a new folder that vLLM
     serves and Transformers loads, with the run's tokenizer and chat template, scored against the trained model."""
+    import torch
+
     if algorithm not in ALGORITHMS:
         raise InputError(f"--format {algorithm}: llm-compressor exports as {' or '.join(ALGORITHMS)}")
     if quant not in BITS:
@@ -55,6 +57,7 @@ def export_quantized(run_dir: str, target: str, *, algorithm: str = "gptq", quan
     out = new_folder(target, "export")
     rows = eval_rows(run)
     model, tokenizer = _merged(run)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")  # the trained model answers where predict's would
     trained_mb = size_mb(model)
     trained, trained_ms = _timed(lambda part: predict(run, part, 16, max_new_tokens, loaded=(model, tokenizer))[0], rows, 16)
     calibration = calibration_set(run, tokenizer)
