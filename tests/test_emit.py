@@ -48,6 +48,27 @@ def test_user_data_paths_and_eval_fraction():
     assert recipe["data"]["train"] == "mine.csv" and recipe["data"]["eval"] is None and recipe["data"]["eval_fraction"] == 0.1
 
 
+def test_the_split_advise_reports_is_the_one_its_recipe_holds_out(invoke, tmp_path):
+    """200 rows: advise's note and the written recipe agree (30 held out, 0.15), and an ICL recipe, which trains nothing,
+    carries no notes on steps or max_length."""
+    rows = [{"review": f"order {i}: the {['kettle', 'lamp', 'tent'][i % 3]} {['broke', 'is fine', 'is great'][i % 3]}",
+             "sentiment": ["negative", "neutral", "positive"][i % 3]} for i in range(200)]
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    icl, lora = tmp_path / "icl.yaml", tmp_path / "lora.yaml"
+    said = invoke("advise", "--data", data, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
+                  "--emit-recipe", icl, "--method", "in_context_learning")
+    assert said.exit_code == 0, said.output
+    assert "split: 170 train / 30 eval (eval_fraction 0.15)" in said.stdout
+    assert yaml.safe_load(icl.read_text())["data"]["eval_fraction"] == 0.15
+    notes = [line for line in icl.read_text().splitlines() if line.startswith("# Note:")]
+    assert notes and not any("optimizer steps" in n or "max_length" in n for n in notes), notes
+    trained = invoke("advise", "--data", data, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
+                     "--emit-recipe", lora, "--method", "lora_adapters")
+    assert trained.exit_code == 0 and yaml.safe_load(lora.read_text())["data"]["eval_fraction"] == 0.15
+    assert "170 training rows: batch 16" in lora.read_text() and "# Note: max_length 64" in lora.read_text()
+
+
 def test_nothing_runnable_to_emit():
     profile = build_profile({"task": "qa", "goal": "knowledge", "weight_access": "closed_api", "privacy_on_prem": True})
     with pytest.raises(InputError, match="nothing to write"):

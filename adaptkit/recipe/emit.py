@@ -42,6 +42,15 @@ MAX_EPOCHS = 20
 MIN_HELD_OUT = 30  # held-out rows for a score whose steps (1/rows) are small enough to compare methods
 MAX_HELD_OUT = 0.3  # the largest share of one file held out
 
+
+
+def held_out(rows: int) -> tuple[float, int]:
+    """The share of one data file an emitted recipe holds out (data.eval_fraction), and the rows that makes: a tenth,
+    or MIN_HELD_OUT rows where the file is small, up to MAX_HELD_OUT of it."""
+    share = round(min(MAX_HELD_OUT, max(0.1, MIN_HELD_OUT / rows)), 2)
+    return share, max(1, round(rows * share))
+
+
 HEADROOM = 0.88  # emitted recipes aim at 88% of device memory: the estimator's error band is about 10-20%
 
 
@@ -66,8 +75,10 @@ class EmitContext:
     def demo(self, relative: str) -> str:
         return str(project_root() / relative)
 
-    def training_data(self, kind: str) -> dict:
-        """task, model, data and training for a kind of training data: the user's files, else the demo's (and a note)."""
+    def training_data(self, kind: str, trains: bool = True) -> dict:
+        """task, model, data and training for a kind of training data: the user's files, else the demo's (and a note).
+        `trains` false (a method that only reads the rows, as ICL's demonstrations): no notes on the model, the length
+        and the steps, which it does not use."""
         p = self.profile
         if kind == "classification" and p.modality == "image_text_to_text":  # labels for images: an image classifier
             kind = "images"
@@ -80,7 +91,7 @@ class EmitContext:
         defaults = DEFAULTS[kind]
         self.columns = READ_COLUMNS[kind]
         model = p.model or (self.demo(defaults["demo_model"]) if "demo_model" in defaults and not p.train_data else defaults["model"])
-        if not p.model:
+        if not p.model and trains:
             self.notes.append(f"model: {model} (no model in the answers; set model=... to change it)")
         if not p.train_data:
             folder = defaults["train"].rpartition("/")[0]
@@ -90,17 +101,18 @@ class EmitContext:
             max_length = min(8192, max(64, -(-p.data_p95_tokens // 64) * 64))
             if p.context_window_tokens:
                 max_length = min(max_length, p.context_window_tokens)
-            self.notes.append(f"max_length {max_length}: covers the data's p95 of {p.data_p95_tokens:,} tokens")
+            if trains:
+                self.notes.append(f"max_length {max_length}: covers the data's p95 of {p.data_p95_tokens:,} tokens")
         fields = {"task": TASK_OF.get(kind, "causal_lm"), "model": model,
                   "data": {"train": p.train_data or self.demo(defaults["train"]),
                            "eval": p.eval_data or (None if p.train_data else self.demo(defaults["eval"])),
                            "eval_fraction": None},
                   "training": {"epochs": 3, "learning_rate": 2e-4, "batch_size": defaults["batch_size"], "max_length": max_length}}
         if p.train_data:
-            self._size(fields, kind)
+            self._size(fields, kind, trains)
         return fields
 
-    def _size(self, fields: dict, kind: str) -> None:
+    def _size(self, fields: dict, kind: str, trains: bool) -> None:
         """The user's own data: hold out enough rows for the score to mean something (a share of one file), then enough
         epochs (and a small enough batch) for MIN_STEPS optimizer steps, so a small file is not 12 steps of noise."""
         rows = {"pairs": self.profile.preference_pairs or self.profile.feedback_labels}.get(kind) or self.profile.labeled_examples
@@ -109,9 +121,7 @@ class EmitContext:
         data, training = fields["data"], fields["training"]
         train = rows
         if not data["eval"]:
-            share = min(MAX_HELD_OUT, max(0.1, MIN_HELD_OUT / rows))
-            data["eval_fraction"] = round(share, 2)
-            held = max(1, round(rows * data["eval_fraction"]))
+            data["eval_fraction"], held = held_out(rows)
             train = rows - held
             if held < MIN_HELD_OUT:
                 self.notes.append(f"held out {held} of {rows} rows ({data['eval_fraction']:.0%}): a score on them moves in steps of "
@@ -123,7 +133,7 @@ class EmitContext:
         steps = max(1, -(-train // batch))
         epochs = min(MAX_EPOCHS, max(3, -(-MIN_STEPS // steps)))
         training.update(batch_size=batch, epochs=epochs)
-        if epochs > 3 or batch != DEFAULTS[kind]["batch_size"]:
+        if trains and (epochs > 3 or batch != DEFAULTS[kind]["batch_size"]):
             self.notes.append(f"{train} training rows: batch {batch} x {epochs} epochs = {steps * epochs} optimizer steps "
                               f"(at least {MIN_STEPS} where {MAX_EPOCHS} epochs allow)")
 

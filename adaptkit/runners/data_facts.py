@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adaptkit.errors import InputError
+from adaptkit.recipe.emit import held_out
 
 LABEL_COLUMNS = ("label", "labels", "category", "class", "intent", "queue", "target", "sentiment", "topic")
 TEXT_COLUMNS = ("text", "body", "content", "sentence", "document", "input", "message", "ticket")
@@ -24,7 +25,6 @@ TRANSCRIPT_COLUMNS = ("transcription", "transcript", "sentence", "text", "normal
 CAPTION_COLUMNS = ("prompt", "caption", "text", "description")
 METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")  # datasets' audiofolder/imagefolder layout
 WORD_TO_TOKENS = 1.3  # English words per BPE token, when no tokenizer is available offline
-EVAL_FRACTION = 0.1  # what the emitted recipe holds out when only a training file is given (data.eval_fraction)
 
 
 @dataclass
@@ -280,9 +280,9 @@ def _lengths_said(facts: DataFacts, texts: list[str], model: str | None, n: int)
     lengths, how = _lengths(texts, model)
     p50, p95 = _percentile(lengths, 0.5), _percentile(lengths, 0.95)
     facts.answers["data_p95_tokens"] = p95
-    held = max(1, round(n * EVAL_FRACTION)) if n >= 10 else 0
+    share, held = held_out(n) if n >= 10 else (0, 0)
     facts.said.append(f"length per example: p50 {p50:,} / p95 {p95:,} tokens ({how}); the emitted recipe's max_length covers p95")
-    facts.said.append(f"split: {n - held:,} train / {held:,} eval (eval_fraction {EVAL_FRACTION:g}), unless an eval file is given"
+    facts.said.append(f"split: {n - held:,} train / {held:,} eval (eval_fraction {share:g}), unless an eval file is given"
                       if held else f"split: all {n} rows train (too few to hold any out): give an eval file")
     return facts
 

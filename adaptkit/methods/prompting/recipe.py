@@ -99,8 +99,7 @@ def _emit_icl(profile, context) -> dict:
     """k-shot prompts on the user's data: label likelihoods for classification, generated answers scored by the task's
     scorer otherwise."""
     classification = profile.task == "classification"
-    data = context.training_data("classification" if classification else "instructions")["data"]
-    context.notes[:] = [n for n in context.notes if not n.startswith("model:")]  # a causal LM answers, not the classifier
+    data = context.training_data("classification" if classification else "instructions", trains=False)["data"]  # a causal LM answers
     data = {key: data[key] for key in ("train", "eval", "eval_fraction")}  # a held-out share of one file: never scored on its pool
     if classification:
         return {"task": "sequence_classification", "data": data, "icl": {"shots": [0, 2, 4, 8], "selection": "similar"}}
