@@ -346,8 +346,11 @@ def compact_yaml(data: dict) -> str:
 
 
 def _without_none(value):
+    """The value as a user writes it: no unset (None) fields, and whole numbers without a point (epochs: 6, not 6.0)."""
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return int(value)
     return value
 
 
