@@ -88,7 +88,7 @@ def remove_made(made: list[Path]) -> None:
             return
 
 
-def write_new(path: str | Path, text: str, force: bool = False) -> Path:
+def write_new(path: str | Path, text: str | bytes, force: bool = False) -> Path:
     """Write `text` to `path` atomically, creating the folders above it; refuse to replace an existing file unless
     `force`. A write that fails leaves neither the file nor the folders it created."""
     path = Path(path).expanduser()

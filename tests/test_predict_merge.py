@@ -52,6 +52,28 @@ def test_predict_reproduces_the_runs_eval_accuracy(classifier, tmp_path):
     assert again.exit_code == 2 and "already exists" in again.stderr
 
 
+def test_predict_writes_the_format_its_output_names(classifier, tmp_path):
+    """-o preds.csv is a CSV (probabilities as JSON in their cell), .tsv and .parquet likewise; each reads back as input."""
+    import csv
+
+    import pyarrow.parquet
+
+    rows = {}
+    for name in ("preds.jsonl", "preds.csv", "preds.tsv", "preds.parquet"):
+        _run("predict", classifier, EVAL, "-o", tmp_path / name)
+    rows["jsonl"] = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    for suffix, delimiter in (("csv", ","), ("tsv", "\t")):
+        with open(tmp_path / f"preds.{suffix}", newline="") as handle:
+            rows[suffix] = [{**r, "probabilities": json.loads(r["probabilities"])} for r in csv.DictReader(handle, delimiter=delimiter)]
+    rows["parquet"] = pyarrow.parquet.read_table(tmp_path / "preds.parquet").to_pylist()
+    assert len(rows["jsonl"]) == 80
+    for suffix in ("csv", "tsv", "parquet"):
+        assert [(r["text"], r["prediction"], r["probabilities"]) for r in rows[suffix]] == \
+            [(r["text"], r["prediction"], r["probabilities"]) for r in rows["jsonl"]], suffix
+    again = _run("predict", classifier, tmp_path / "preds.csv", "-o", tmp_path / "again.jsonl")  # a CSV of predictions reads back
+    assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 80 and "predicted 80 rows" in again.stderr
+
+
 def test_predict_reads_stdin_lines_and_json(classifier):
     result = CliRunner().invoke(cli, ["predict", str(classifier), "-"], input='I was charged twice\n{"text": "my parcel never came"}\n')
     assert result.exit_code == 0, result.output

@@ -50,3 +50,33 @@ def progress_line(doing: str, unit: str):
             state["progress"].stop()
             state.clear()
     return bar
+
+
+def rows_as(rows: list[dict], path: str) -> str | bytes:
+    """Rows in the format `path`'s name says, one that adaptkit's data readers read back: .csv or .tsv (a nested value,
+    such as a row's probabilities, as JSON in its cell), .parquet, else JSON lines."""
+    import json
+    from pathlib import Path
+
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(key for row in rows for key in row)),
+                                delimiter="\t" if suffix == ".tsv" else ",", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+                         for row in rows)
+        return out.getvalue()
+    if suffix == ".parquet":
+        import io
+
+        import pyarrow
+        import pyarrow.parquet
+
+        sink = io.BytesIO()
+        pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), sink)
+        return sink.getvalue()
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)

@@ -68,7 +68,8 @@ def _base(source: str | None) -> Path:
 @click.command("predict")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("source", required=False, metavar="[FILE|-]")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the predictions here (JSONL) instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the predictions here instead of stdout: .csv, .tsv or .parquet by its name, else JSONL.")
 @click.option("--force", is_flag=True, help="Replace an existing --output file.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Causal LMs: tokens generated per row.")
@@ -93,7 +94,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
     """
     from pathlib import Path
 
-    from adaptkit.cli._io import progress_line, write_new
+    from adaptkit.cli._io import progress_line, rows_as, write_new
     from adaptkit.runners.predict import load_model, open_run, unscored
     from adaptkit.runners.predict import predict as run_predict
 
@@ -115,11 +116,10 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
     predicted, scores = run_predict(run, rows, batch_size, max_new_tokens, progress_line("predicting", "rows"), loaded, _base(source),
                                     images_dir)
     seconds = time.perf_counter() - started
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predicted)
     if output:
-        write_new(output, text, force=force)
+        write_new(output, rows_as(predicted, output), force=force)
     else:
-        click.echo(text, nl=False)
+        click.echo(rows_as(predicted, "-"), nl=False)
     summary = {"rows": len(predicted), "seconds": round(seconds, 3), "rows_per_second": round(len(predicted) / max(seconds, 1e-9), 2),
                "scores": scores, "output": output}
     note = unscored(run)
