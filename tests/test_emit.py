@@ -68,6 +68,10 @@ def test_the_split_advise_reports_is_the_one_its_recipe_holds_out(invoke, tmp_pa
     assert trained.exit_code == 0 and yaml.safe_load(lora.read_text())["data"]["eval_fraction"] == 0.15
     assert "170 training rows: batch 16" in lora.read_text() and "# Note: max_length 64" in lora.read_text()
     assert "\n  epochs: 6\n" in lora.read_text()  # a whole number as a user writes it, not 6.0
+    split = invoke("advise", "--data", data, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
+                   "--bake-off", tmp_path / "bo")
+    assert split.exit_code == 0 and "30 of the 200 rows" in split.stdout  # the bake-off holds out as many
+    assert len((tmp_path / "bo" / "heldout.jsonl").read_text().splitlines()) == 30
 
 
 def test_nothing_runnable_to_emit():

@@ -214,11 +214,13 @@ class _Split(tuple):
 
 def _held_out_split(advice, target) -> "_Split | None":
     """(train file, held-out file) to write into the bake-off folder when the user gave one local training file and no
-    eval file: a seeded 10% (at least one row, at most 500) held out, the same rows for every method. Text rows that
-    repeat each other, exactly or nearly (as the runs' leak check finds them), stay on one side together: a held-out
-    row never has a near copy in training, so the runs do not refuse the split as leaked."""
+    eval file: as many rows held out as an emitted recipe holds out (a tenth, or 30 of a small file; at most 500),
+    seeded, the same rows for every method. Text rows that repeat each other, exactly or nearly (as the runs' leak
+    check finds them), stay on one side together: a held-out row never has a near copy in training, so the runs do
+    not refuse the split as leaked."""
     import random
 
+    from adaptkit.recipe.emit import held_out
     from adaptkit.runners.data import is_file_reference, near_groups, read_rows
 
     p = advice.profile
@@ -233,7 +235,7 @@ def _held_out_split(advice, target) -> "_Split | None":
         groups.setdefault(group, []).append(index)
     clusters = sorted(groups.values())
     random.Random(42).shuffle(clusters)
-    wanted = min(500, max(1, len(rows) // 10))
+    wanted = min(500, held_out(len(rows))[1])
     held: set[int] = set()
     for cluster in clusters:  # whole groups, while they fit in what is still wanted
         if len(held) + len(cluster) <= wanted:
