@@ -66,8 +66,15 @@ def test_the_split_advise_reports_is_the_one_its_recipe_holds_out(invoke, tmp_pa
     trained = invoke("advise", "--data", data, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
                      "--emit-recipe", lora, "--method", "lora_adapters")
     assert trained.exit_code == 0 and yaml.safe_load(lora.read_text())["data"]["eval_fraction"] == 0.15
-    assert "170 training rows: batch 16" in lora.read_text() and "# Note: max_length 64" in lora.read_text()
-    assert "\n  epochs: 6\n" in lora.read_text()  # a whole number as a user writes it, not 6.0
+    assert "# Note: max_length 64" in lora.read_text()
+    # a LoRA classifier trains its head from scratch: the shipped lora_cls's 2e-3 and at least 150 steps (66 steps at
+    # 1e-3 left it at chance on rows like these); the epochs a whole number as a user writes it (14, not 14.0)
+    assert "170 training rows: batch 16 x 14 epochs = 154 optimizer steps (at least 150" in lora.read_text()
+    assert yaml.safe_load(lora.read_text())["training"]["learning_rate"] == 0.002 and "\n  epochs: 14\n" in lora.read_text()
+    soft = tmp_path / "soft.yaml"
+    assert invoke("advise", "--data", data, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
+                  "--emit-recipe", soft, "--method", "prefix_prompt_tuning").exit_code == 0
+    assert "x 14 epochs = 154 optimizer steps" in soft.read_text() and yaml.safe_load(soft.read_text())["training"]["epochs"] == 14
     split = invoke("advise", "--data", data, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
                    "--bake-off", tmp_path / "bo")
     assert split.exit_code == 0 and "30 of the 200 rows" in split.stdout  # the bake-off holds out as many

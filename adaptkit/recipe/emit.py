@@ -75,10 +75,10 @@ class EmitContext:
     def demo(self, relative: str) -> str:
         return str(project_root() / relative)
 
-    def training_data(self, kind: str, trains: bool = True) -> dict:
+    def training_data(self, kind: str, trains: bool = True, min_steps: int | None = None) -> dict:
         """task, model, data and training for a kind of training data: the user's files, else the demo's (and a note).
-        `trains` false (a method that only reads the rows, as ICL's demonstrations): no notes on the model, the length
-        and the steps, which it does not use."""
+        On the user's data, enough epochs for `min_steps` optimizer steps (default MIN_STEPS). `trains` false (a method that only reads the
+        rows, as ICL's demonstrations): no notes on the model, the length and the steps, which it does not use."""
         p = self.profile
         if kind == "classification" and p.modality == "image_text_to_text":  # labels for images: an image classifier
             kind = "images"
@@ -109,12 +109,12 @@ class EmitContext:
                            "eval_fraction": None},
                   "training": {"epochs": 3, "learning_rate": 2e-4, "batch_size": defaults["batch_size"], "max_length": max_length}}
         if p.train_data:
-            self._size(fields, kind, trains)
+            self._size(fields, kind, trains, min_steps or MIN_STEPS)
         return fields
 
-    def _size(self, fields: dict, kind: str, trains: bool) -> None:
+    def _size(self, fields: dict, kind: str, trains: bool, min_steps: int) -> None:
         """The user's own data: hold out enough rows for the score to mean something (a share of one file), then enough
-        epochs (and a small enough batch) for MIN_STEPS optimizer steps, so a small file is not 12 steps of noise."""
+        epochs (and a small enough batch) for `min_steps` optimizer steps, so a small file is not 12 steps of noise."""
         rows = {"pairs": self.profile.preference_pairs or self.profile.feedback_labels}.get(kind) or self.profile.labeled_examples
         if not rows:
             return
@@ -131,11 +131,11 @@ class EmitContext:
         while batch > 4 and train // batch < 8:  # at least 8 steps an epoch where the data allows
             batch //= 2
         steps = max(1, -(-train // batch))
-        epochs = min(MAX_EPOCHS, max(3, -(-MIN_STEPS // steps)))
+        epochs = min(MAX_EPOCHS, max(3, -(-min_steps // steps)))
         training.update(batch_size=batch, epochs=epochs)
         if trains and (epochs > 3 or batch != DEFAULTS[kind]["batch_size"]):
             self.notes.append(f"{train} training rows: batch {batch} x {epochs} epochs = {steps * epochs} optimizer steps "
-                              f"(at least {MIN_STEPS} where {MAX_EPOCHS} epochs allow)")
+                              f"(at least {min_steps} where {MAX_EPOCHS} epochs allow)")
 
     def dev_data(self, kind: str) -> str:
         """A labeled dev set for prompting: the user's eval or train file, else the demo's (and a note)."""
