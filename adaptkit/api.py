@@ -464,6 +464,8 @@ def _run(recipe, data, context: RunContext, overwrite, resume, launch: Launch, s
         out.commit()
         metrics_file = Path(recipe.output_dir) / "metrics.json"
         metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+        if metrics:
+            _record(Path(recipe.output_dir), log)
         return RunResult(metrics, folder=Path(recipe.output_dir), stage=context.stage, recipe=recipe)
     options = RunOptions(out=root, resume=resume, stage=context.stage, policy_out=out.work if staged_stage else None,
                          confirm=confirm or (lambda name, arguments: False), progress=progress, start_job=start_job,
@@ -499,7 +501,6 @@ def _run(recipe, data, context: RunContext, overwrite, resume, launch: Launch, s
 
                 finish(recipe, result.metrics, processes())
             _save(recipe, result.metrics, root)
-            _record(root, log)
         return result
 
     result = _guarded(out, work, context)
@@ -507,6 +508,8 @@ def _run(recipe, data, context: RunContext, overwrite, resume, launch: Launch, s
         return None
     if not child:
         out.commit()
+        if result.stage == "all":  # recorded where the run now is (a replacement trained beside the old run)
+            _record(Path(recipe.output_dir) if staged_stage else Path(out.final), log)
     result.folder, result.recipe = Path(out.final), recipe
     if result.stage != "all":
         result.next = context.command(stage=recipe.definition.stages[-1])

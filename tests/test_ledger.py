@@ -4,6 +4,7 @@ writing at once corrupt nothing."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -111,6 +112,12 @@ def test_every_finished_run_adds_one_record(invoke, tmp_path):
 
     mine = [r for r in ledger.rows(method="lora_adapters") if r["folder"] == str(out.resolve())]
     assert len(mine) == 1 and mine[0]["metric"] == "accuracy" and mine[0]["data_sha256"] and mine[0]["training_s"] > 0
+    # a replacement trains beside the old run and is swapped in: its record names the run's folder (still one record),
+    # never the folder it trained in, which is gone
+    again = invoke("run", "lora_cls", f"output_dir={out}", "training.max_steps=2", "data.max_rows=32", "--overwrite")
+    assert again.exit_code == 0, again.output
+    mine = [r for r in ledger.rows(method="lora_adapters") if Path(r["folder"]).parent == tmp_path]
+    assert [r["folder"] for r in mine] == [str(out.resolve())] and mine[0]["id"] > 0
 
 
 def test_the_ledger_is_part_of_the_library(tmp_path, monkeypatch):
