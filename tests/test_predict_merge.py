@@ -192,3 +192,19 @@ def test_a_run_folder_is_data_its_code_runs_only_when_the_caller_allows(invoke, 
     for args in (("predict", run, data), ("merge", run, "-o", tmp_path / "m"), ("serve", run)):
         refused = invoke(*args)
         assert refused.exit_code == 2 and "--trust-remote-code" in refused.stderr, args
+
+
+@pytest.mark.unit
+def test_a_column_of_mixed_types_is_text_in_parquet_and_csv():
+    """Input rows may hold 1 in one row and "x-2" in the next: Parquet keeps that column as text, as CSV does."""
+    import io
+
+    import pyarrow.parquet
+
+    from adaptkit.cli._io import rows_as
+
+    rows = [{"text": "a", "id": 1, "p": {"x": 0.5}}, {"text": "b", "id": "x-2", "p": {"x": 0.25}}]
+    table = pyarrow.parquet.read_table(io.BytesIO(rows_as(rows, "out.parquet"))).to_pylist()
+    assert table == [{"text": "a", "id": "1", "p": {"x": 0.5}}, {"text": "b", "id": "x-2", "p": {"x": 0.25}}]
+    assert rows_as(rows, "out.csv") == 'text,id,p\na,1,"{""x"": 0.5}"\nb,x-2,"{""x"": 0.25}"\n'
+    assert rows_as(rows, "out.jsonl").splitlines()[1] == '{"text": "b", "id": "x-2", "p": {"x": 0.25}}'

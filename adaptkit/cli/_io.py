@@ -76,7 +76,17 @@ def rows_as(rows: list[dict], path: str) -> str | bytes:
         import pyarrow
         import pyarrow.parquet
 
+        try:
+            table = pyarrow.Table.from_pylist(rows)
+        except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError):  # a column with a number in one row, text in another
+            mixed = {key for key in dict.fromkeys(k for row in rows for k in row)
+                     if len({type(row[key]) for row in rows if row.get(key) is not None}) > 1}
+            try:  # those columns as text, as a CSV holds them
+                table = pyarrow.Table.from_pylist([{k: json.dumps(v, ensure_ascii=False) if k in mixed and v is not None and
+                                                    not isinstance(v, str) else v for k, v in row.items()} for row in rows])
+            except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError) as exc:
+                raise InputError(f"{path}: the rows do not fit one Parquet table ({str(exc)[:160]}): write .jsonl or .csv") from None
         sink = io.BytesIO()
-        pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), sink)
+        pyarrow.parquet.write_table(table, sink)
         return sink.getvalue()
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
