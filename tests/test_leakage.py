@@ -59,3 +59,45 @@ def test_a_run_refuses_a_leaked_score_unless_accepted(invoke, tmp_path):
     accepted = invoke("run", "lora_cls", *planted, f"output_dir={out}", "training.max_steps=2", "--accept-leakage", "--json")
     assert accepted.exit_code == 0, accepted.output
     assert json.loads(accepted.stdout)["eval_data"]["leaked"]["rows"] == 3
+
+
+def _reviews(path):
+    """200 short product reviews, templated as such data is (a phrase that carries the label, an item, a frame)."""
+    import random
+
+    random.seed(3)
+    phrases = {"positive": ["love it", "works perfectly", "great value", "exceeded my expectations", "would buy again",
+                            "fast delivery and solid build", "my kids adore it", "sturdy and well made"],
+               "negative": ["broke after two days", "waste of money", "arrived damaged", "stopped working",
+                            "customer service ignored me", "cheap plastic feel", "battery dies in an hour", "smells awful"],
+               "neutral": ["it is okay", "does the job", "nothing special", "average for the price", "as described",
+                           "fine but slow shipping", "works, but the manual is confusing", "meh, it is a kettle"]}
+    items = ["blender", "headphones", "desk lamp", "backpack", "phone case", "kettle", "yoga mat", "keyboard", "water bottle", "tent"]
+    rows = []
+    for i in range(200):
+        label = random.choice(["positive", "negative", "neutral"])
+        phrase, item = random.choice(phrases[label]), random.choice(items)
+        text = random.choice([f"The {item}: {phrase}.", f"{phrase.capitalize()} - bought this {item} last month.",
+                              f"Order #{1000 + i}: {item}, {phrase}!",
+                              f"My new {item}? {phrase}. {random.choice(['Thanks.', '', 'Rating follows.', 'Gift for mom.'])}"])
+        rows.append({"review": text, "sentiment": label})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.unit
+def test_a_share_of_the_training_file_is_checked_as_the_whole_file_is(invoke, tmp_path):
+    """A bake-off rung or a tuning trial trains on data.max_rows of the file; its leak check reads the template off the
+    whole file, as the full run's does, so a held-out split the full run accepts is accepted on every share."""
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners.data import load_data
+
+    _reviews(tmp_path / "reviews.jsonl")
+    split = invoke("advise", "--data", tmp_path / "reviews.jsonl", "--set", "goal=behavior", "--set", "weight_access=open",
+                   "--no-input", "--bake-off", tmp_path / "bo")
+    assert split.exit_code == 0, split.output
+    data = [f"data.train={tmp_path / 'bo' / 'train.jsonl'}", f"data.eval={tmp_path / 'bo' / 'heldout.jsonl'}",
+            "data.text_column=review", "data.label_column=sentiment"]
+    whole = load_data(load_recipe("lora_cls", tuple(data))[0]).leaked
+    assert whole["rows"] == 0  # the split keeps near duplicates together
+    for rows in (30, 57, 100):
+        assert load_data(load_recipe("lora_cls", (*data, f"data.max_rows={rows}"))[0]).leaked == whole, rows

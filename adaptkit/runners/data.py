@@ -263,12 +263,20 @@ def read_eval(recipe: Recipe, what: str) -> list[dict]:
 
 def load_data(recipe: Recipe):
     """The recipe's data, read and checked by its method's own loader before any weights load; for training data,
-    what of the eval rows is also in train (exact and near duplicates)."""
+    what of the eval rows is also in train (exact and near duplicates). A share of a training file beside an eval file
+    (data.max_rows: a bake-off rung, a tuning trial) is checked against the whole file, as its full run is: the
+    near-duplicate test reads the template off the training rows it is given, so a share alone could flag a row the
+    whole file does not."""
     from adaptkit.methods.registry import import_ref
 
-    data = import_ref(recipe.definition.data)(recipe)
+    read = import_ref(recipe.definition.data)
+    data = read(recipe)
     if isinstance(data, Splits) and data.train and data.eval:
-        data.leaked = leaks(recipe, data.kind, data.train, data.eval)
+        train = data.train
+        if recipe.data.max_rows and recipe.data.eval and not recipe.data.sources:  # a streamed mix is bounded by max_rows
+            whole = recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_rows": None})})
+            train = read(whole).train
+        data.leaked = leaks(recipe, data.kind, train, data.eval)
     return data
 
 
