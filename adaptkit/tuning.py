@@ -74,8 +74,8 @@ def _suggest(trial, space: dict) -> list[str]:
     return overrides
 
 
-def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None = None, output: str | None = None,
-         output_dir: str = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False, overwrite: bool = False,
+def tune(ref: str, overrides: tuple[str, ...] = (), *, run, trials: int = 12, eta: int = 3, eval_data: str | None = None,
+         output: str | None = None, output_dir: str = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False, overwrite: bool = False,
          study: str | None = None, log=lambda line: None) -> Tuning:
     try:
         import optuna
@@ -87,7 +87,7 @@ def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None
     from adaptkit.rundir import check_location, expand
     from adaptkit.runners.data import load_data
 
-    loaded, path, _ = load_recipe(ref, ())
+    loaded, path, _ = load_recipe(ref, overrides)
     if not loaded.definition.trains:
         raise InputError(f"{ref}: {loaded.method} trains nothing to tune (prompt_engineering compares its prompt variants itself: "
                          "list them in prompts.variants)")
@@ -111,13 +111,13 @@ def tune(ref: str, *, run, trials: int = 12, eta: int = 3, eval_data: str | None
     metric = searched.user_attrs.get("metric")
     for _ in range(trials):
         trial = searched.ask()
-        overrides = _suggest(trial, space)
+        searched_here = _suggest(trial, space)
         number = trial.number  # unique across the workers of a shared study
-        trial.set_user_attr("overrides", overrides)
-        entry = {"trial": number, "overrides": overrides}
+        trial.set_user_attr("overrides", searched_here)
+        entry = {"trial": number, "overrides": searched_here}
         for step, share in ((1, 1 / eta), (eta, 1.0)):
-            pinned = tuple(overrides) + ((f"data.max_rows={max(1, math.ceil(share * rows))}",) if share < 1 else ())
-            log(f"[trial {number}: {share:.3g} of the rows] {' '.join(overrides)}")
+            pinned = overrides + tuple(searched_here) + ((f"data.max_rows={max(1, math.ceil(share * rows))}",) if share < 1 else ())
+            log(f"[trial {number}: {share:.3g} of the rows] {' '.join(searched_here)}")
             metrics, _, error = run_one(str(path), root / f"trial{number}-{'full' if share == 1 else 'rung0'}", eval_data, allow_code,
                                         run, pinned)
             if error:

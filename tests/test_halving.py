@@ -96,9 +96,12 @@ def test_bad_bakeoff_input_is_one_line(invoke, tmp_path):
 def test_tune_searches_stops_weak_trials_and_writes_the_best_recipe(invoke, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     lora = _quick(tmp_path, "lora_cls", epochs=1, rows=96)
-    result = invoke("tune", lora, "--trials", "3", "--output-dir", "trials", "--json")
+    result = invoke("tune", lora, "training.max_length=48", "--trials", "3", "--output-dir", "trials", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    # a KEY=VALUE override holds for every trial's runs and goes into the written recipe
+    assert {yaml.safe_load(f.read_text())["training"]["max_length"] for f in (tmp_path / "trials").glob("trial*/recipe.yaml")} == {48}
+    assert yaml.safe_load((tmp_path / "lora_cls.tuned.yaml").read_text())["training"]["max_length"] == 48
     assert len(report["trials"]) == 3 and report["space"]["lora.r"] == [4, 8, 16, 32]
     assert report["space"]["lora.target_modules"] == ["[query, value]", "all-linear"]
     stopped = [t for t in report["trials"] if t["outcome"].startswith("stopped")]

@@ -9,6 +9,7 @@ import click
 
 @click.command("tune")
 @click.argument("recipe")
+@click.argument("overrides", nargs=-1)
 @click.option("--trials", type=click.IntRange(min=1), default=12, show_default=True, help="Settings tried.")
 @click.option("--eta", type=click.IntRange(min=2), default=3, show_default=True,
               help="Each trial first trains on 1/eta of the rows; those below the best so far stop there.")
@@ -21,8 +22,9 @@ import click
 @click.option("--allow-code", is_flag=True, help="Let the recipe import the Python code it names.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier search and its recipe.")
 @click.option("--json", "as_json", is_flag=True, help="Print the trials as JSON.")
-def tune(recipe, trials, eta, eval_data, output, output_dir, storage, study, seed, allow_code, overwrite, as_json):
-    """Search RECIPE's learning rate, epochs and (for LoRA) rank, alpha and targets; write the best trial as a recipe.
+def tune(recipe, overrides, trials, eta, eval_data, output, output_dir, storage, study, seed, allow_code, overwrite, as_json):
+    """Search RECIPE's (with optional KEY=VALUE overrides) learning rate, epochs and (for LoRA) rank, alpha and
+    targets; write the best trial as a recipe. The overrides hold for every trial and go into the written recipe.
 
     With --storage and --study, every worker running the same command adds its trials to one study (each on its
     own GPU or machine, with its own --output-dir); the pruner judges them all together, and each worker writes the
@@ -30,11 +32,12 @@ def tune(recipe, trials, eta, eval_data, output, output_dir, storage, study, see
 
     \b
       adaptkit tune lora_cls --trials 12
+      adaptkit tune lora_cls data.train=mine.csv data.text_column=review --trials 12
       adaptkit tune lora_cls --trials 6 --storage postgresql://db/tune --study tickets --output-dir runs/tune-$HOSTNAME
     """
     from adaptkit.api import tune as run_tune
 
-    result = run_tune(recipe, trials=trials, eta=eta, eval_data=eval_data, output=output, output_dir=output_dir, storage=storage,
+    result = run_tune(recipe, overrides, trials=trials, eta=eta, eval_data=eval_data, output=output, output_dir=output_dir, storage=storage,
                       seed=seed, allow_code=allow_code, overwrite=overwrite, study=study, log=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
