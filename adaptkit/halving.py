@@ -129,7 +129,7 @@ def make_plan(recipes: list[str], *, eval_data: str | None = None, target: tuple
         check_same_data(recipes)
     trained, free, sizes = [], [], {}
     for ref in recipes:
-        loaded, _, _ = load_recipe(ref, ())
+        loaded, _, _ = load_recipe(ref, (f"data.eval={eval_data}",) if eval_data else ())  # as its runs read it
         if loaded.definition.trains:
             trained.append(ref)
             sizes[ref] = len(load_data(loaded).train)  # the rows a share is taken of, before anything trains

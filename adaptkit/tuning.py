@@ -103,7 +103,8 @@ def tune(ref: str, overrides: tuple[str, ...] = (), *, run, trials: int = 12, et
     target = Path(output or f"{Path(path).stem}.tuned.yaml").expanduser()
     if target.exists() and not overwrite:
         raise InputError(f"{target} already exists: choose another --output, or pass --overwrite")
-    rows = len(load_data(loaded).train)
+    # the rows a share is taken of, as the trials read them: beside an eval file, data.eval_fraction holds out none
+    rows = len(load_data(load_recipe(ref, overrides + ((f"data.eval={eval_data}",) if eval_data else ()))[0]).train)
     space = space_of(loaded)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searched = _study(optuna, study, storage, seed, eta)

@@ -95,10 +95,14 @@ def test_bad_bakeoff_input_is_one_line(invoke, tmp_path):
 @pytest.mark.train
 def test_tune_searches_stops_weak_trials_and_writes_the_best_recipe(invoke, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    lora = _quick(tmp_path, "lora_cls", epochs=1, rows=96)
-    result = invoke("tune", lora, "training.max_length=48", "--trials", "3", "--output-dir", "trials", "--json")
+    lora = _quick(tmp_path, "lora_cls", epochs=1)
+    held = str(ROOT / "examples" / "data" / "support_tickets_test.jsonl")  # beside it, data.eval_fraction holds out nothing
+    result = invoke("tune", lora, "training.max_length=48", "data.eval=null", "data.eval_fraction=0.25", "--eval-data", held,
+                    "--trials", "3", "--output-dir", "trials", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
+    first = {yaml.safe_load(f.read_text())["data"]["max_rows"] for f in (tmp_path / "trials").glob("trial*-rung0/recipe.yaml")}
+    assert first == {107}  # a third of the 320 rows every trial trains on (not of the 240 the recipe alone would keep)
     # a KEY=VALUE override holds for every trial's runs and goes into the written recipe
     assert {yaml.safe_load(f.read_text())["training"]["max_length"] for f in (tmp_path / "trials").glob("trial*/recipe.yaml")} == {48}
     assert yaml.safe_load((tmp_path / "lora_cls.tuned.yaml").read_text())["training"]["max_length"] == 48
@@ -186,6 +190,22 @@ def test_workers_of_one_study_must_be_asked_the_same(invoke, tmp_path):
     said = invoke("bakeoff", *candidates, "--eta", "2", "--storage", url, "--study", "shared", "--output-dir", tmp_path / "w")
     assert said.exit_code == 2 and "was started with other settings (eta: 3 there, 2 here)" in said.stderr
     assert not (tmp_path / "w").exists() and len(queue.trials) == 3  # nothing taken from the queue
+
+
+@pytest.mark.unit
+def test_beside_an_eval_file_the_shares_are_of_every_training_row(tmp_path):
+    """A recipe that holds out a share of its one file (data.eval_fraction) holds out nothing beside --eval-data: the
+    rungs' shares are of all its training rows, as its runs read them."""
+    from adaptkit.halving import make_plan
+
+    path = Path(_quick(tmp_path, "lora_cls"))
+    recipe = yaml.safe_load(path.read_text())
+    recipe["data"].pop("eval")
+    recipe["data"]["eval_fraction"] = 0.25
+    path.write_text(yaml.safe_dump(recipe))
+    held = str(ROOT / "examples" / "data" / "support_tickets_test.jsonl")
+    assert make_plan([str(path)], eval_data=held).sizes[str(path)] == 320  # all of support_tickets_train.jsonl
+    assert make_plan([str(path)]).sizes[str(path)] == 240  # alone, its recipe holds out a quarter
 
 
 def test_a_dead_workers_run_is_queued_again(tmp_path, monkeypatch):
