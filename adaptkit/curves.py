@@ -8,6 +8,7 @@ import math
 
 DRAWS = 400  # parametric bootstrap draws for the forecast's interval
 FLAT = 0.01  # a forecast gain below this from twice the data: more labels are not the lever
+ROUGH = 0.05  # a fit that misses a measured score by more than this: the scores do not saturate as the law assumes
 CURVE_FILE = "learning_curve.json"  # in a bake-off candidate's largest run: the ledger keeps it with the run (advise reads it)
 
 
@@ -57,10 +58,11 @@ def learning_curve(points: list[tuple[int, float, float]], full_rows: int, ceili
     interval = {name: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)] if len(v) >= 20 else None
                 for name, v in drawn.items()}
     gain = forecast["2x"] - forecast["full"]
+    missed = max(abs(float(law(n, *params)) - s) for n, s in zip(rows, scores))
     return {"law": "score = a - b * rows^-c", "a": round(float(params[0]), 4), "b": round(float(params[1]), 4),
             "c": round(float(params[2]), 4), "points": [{"rows": n, "score": round(s, 4)} for n, s, _ in points],
             "forecast": {name: round(v, 4) for name, v in forecast.items()}, "interval_95": interval,
-            "rows": targets, "gain_at_2x": round(gain, 4), "flat": gain < FLAT}
+            "rows": targets, "gain_at_2x": round(gain, 4), "flat": gain < FLAT, "fit_error": round(missed, 4)}
 
 
 def forecast_at(curve: dict, rows: int, ceiling: float = 1.0) -> float:
@@ -77,11 +79,21 @@ def standard_error(value: float, interval: dict | None, rows: int | None) -> flo
     return 0.02
 
 
+def rough(curve: dict) -> bool:
+    """Whether the law misses a measured score by more than ROUGH (a curve recorded before fit_error counts as close)."""
+    return curve.get("fit_error", 0) > ROUGH
+
+
 def advice(method: str, curve: dict, metric: str) -> str:
-    """What the curve says to do, in a line."""
+    """What the curve says to do, in a line: the full data's score measured where a rung ran on all of it."""
     gain = curve["gain_at_2x"]
-    said = (f"{method}: {metric} {curve['forecast']['full']:.3f} forecast at the full data; twice the labels would add about "
-            f"{gain:+.3f}, five times {curve['forecast']['5x'] - curve['forecast']['full']:+.3f}")
-    if curve["flat"]:
+    measured = next((p["score"] for p in curve.get("points", []) if p["rows"] == curve["rows"]["full"]), None)
+    said = (f"{method}: {metric} {measured:.3f} measured at the full data" if measured is not None
+            else f"{method}: {metric} {curve['forecast']['full']:.3f} forecast at the full data")
+    said += f"; twice the labels would add about {gain:+.3f}, five times {curve['forecast']['5x'] - curve['forecast']['full']:+.3f}"
+    if rough(curve):
+        said += (f"; but the law misses a measured score by {curve['fit_error']:.2f} (the scores do not level off as it assumes): "
+                 "read these as rough")
+    elif curve["flat"]:
         said += "; the curve is flat: a larger base model or another method is the better lever than more labels"
     return said

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from adaptkit import ledger
@@ -173,3 +174,24 @@ def test_learning_curves_forecast_each_method_at_your_labels(invoke, tmp_path):
     assert flat["evidence"]["forecasts"]["lora_adapters"]["flat"] and flat["recommendations"][0]["method"] == "in_context_learning"
     lora = next(r for r in flat["recommendations"] if r["method"] == "lora_adapters")
     assert "the curve is flat" in lora["rationale"][1]
+    # a rough fit (the law misses a measured score by 0.10: the scores rose instead of levelling off) forecasts nothing:
+    # the measured score ranks, as without a curve
+    ledger.add({"folder": "/nowhere/lora_adapters", "recorded": 3.0, "method": "lora_adapters", "task": "sequence_classification",
+                "model": "m", "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "device": "cpu", "metric": "accuracy",
+                "value": 0.93, "base": 0.2, "delta": 0.73, "training_s": 60.0,
+                "record": {"curve": {**steep, "fit_error": 0.1}}})
+    rough = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert "lora_adapters" not in rough["evidence"].get("forecasts", {}) and "forecast at your" not in rough["evidence"]["said"]
+
+
+@pytest.mark.unit
+def test_a_curve_through_the_full_data_says_what_was_measured_and_how_well_the_law_fits():
+    from adaptkit.curves import advice, learning_curve
+
+    rising = learning_curve([(16, 0.2333, 0.077), (48, 0.5333, 0.09), (144, 1.0, 0.01)], 144)  # a late bloomer's rungs
+    said = advice("lora_cls", rising, "accuracy")
+    assert said.startswith("lora_cls: accuracy 1.000 measured at the full data") and "misses a measured score by 0.10" in said
+    levelling = learning_curve([(40, 0.80, 0.06), (80, 0.88, 0.04), (160, 0.92, 0.03)], 320)
+    said = advice("lora_cls", levelling, "accuracy")
+    assert levelling["fit_error"] < 0.01 and said.startswith("lora_cls: accuracy 0.940 forecast at the full data")
+    assert "rough" not in said

@@ -130,14 +130,14 @@ def _at_your_data(profile, best: dict[str, dict]) -> dict[str, dict]:
     examples where they differ from the rows it was measured on: a flat curve gains nothing from more labels, a steep
     one does, and fewer labels than measured cost a data-hungry method its lead."""
     from adaptkit.curves import advice as curve_advice
-    from adaptkit.curves import forecast_at
+    from adaptkit.curves import forecast_at, rough
 
     labels = getattr(profile, "labeled_examples", 0) or 0
     out = {}
     for method, record in best.items():
         curve = (record.get("record") or {}).get("curve")
-        if not curve or not labels or labels == (curve.get("rows") or {}).get("full"):
-            continue
+        if not curve or not labels or labels == (curve.get("rows") or {}).get("full") or rough(curve):
+            continue  # a rough fit forecasts nothing to rank by: the measured score stands
         value = round(forecast_at(curve, labels), 4)
         out[method] = {"value": value, "rows": labels, "measured_rows": curve["rows"]["full"], "flat": curve.get("flat"),
                        "said": f"learning curve: {record['metric']} {value:.4f} forecast at your {labels:,} labels (measured "
