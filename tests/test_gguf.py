@@ -101,3 +101,15 @@ def test_gguf_refusals_are_one_line(sft_run, tmp_path, monkeypatch):
     missing = _invoke("export", sft_run, "--format", "gguf", "-o", tmp_path / "b")
     assert missing.exit_code == 2 and "no convert_hf_to_gguf.py there" in missing.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_tokenizer_llama_cpp_does_not_know_says_so(tiny_causal_lm, tmp_path):
+    """The tests' tiny Llama has a retrained BERT-style tokenizer: llama.cpp's converter refuses it, in one line that
+    says why and what converts, and nothing is written."""
+    run = tmp_path / "run"
+    made = _invoke("run", "lora_sft", f"model={tiny_causal_lm}", f"output_dir={run}", "training.max_steps=2", "training.batch_size=4",
+                   "training.max_length=64", "data.max_rows=16", "training.generate_eval=0")
+    assert made.exit_code == 0, made.output
+    said = _invoke("export", run, "--format", "gguf", "-o", tmp_path / "gguf")
+    assert said.exit_code == 2 and "llama.cpp does not know this model's tokenizer" in said.stderr, said.output
+    assert "Traceback" not in said.output and not (tmp_path / "gguf").exists()

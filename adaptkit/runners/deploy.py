@@ -398,7 +398,13 @@ def export_gguf(run_dir: str, target: str, *, quant: str = "q8_0", max_drop: flo
             source = Path(tmp) / "merged"
             merge(str(run.folder), str(source))
         wide = (folder if quant == "f16" else Path(tmp)) / "model-f16.gguf"
-        _quiet_run([sys.executable, str(converter), str(source), "--outfile", str(wide), "--outtype", "f16"], "llama.cpp's converter")
+        try:
+            _quiet_run([sys.executable, str(converter), str(source), "--outfile", str(wide), "--outtype", "f16"], "llama.cpp's converter")
+        except InputError as exc:
+            if "pre-tokenizer was not recognized" not in str(exc):
+                raise
+            raise InputError(f"{exc}: llama.cpp does not know this model's tokenizer, so it cannot convert it (the models it knows, "
+                             "such as Llama, Qwen, Mistral and Gemma, convert; a SentencePiece tokenizer does too)") from None
         if quant != "f16":
             _quiet_run([sys.executable, "-c", QUANTIZE, str(wide), str(folder / name), GGUF_QUANTS[quant]], "llama.cpp's quantizer")
         loaded = load_model(run)
