@@ -101,10 +101,12 @@ def advise(answers: dict | str | os.PathLike | None = None, *, data: str | os.Pa
     if data is not None:
         notes += fill_answers(answers, str(data), keep=set(more))  # the file's facts replace a file's answers, not keywords
     else:  # the answers' own data files fill what the answers leave out (their rows, columns, a corpus's tokens)
+        given = {k for k, v in answers.items() if v not in (None, "")}  # the user's, not what the first file filled
         for key in ("train_data", "raw_text_data"):
             named = answers.get(key)
             if isinstance(named, str) and Path(named).expanduser().is_file():
-                notes += fill_answers(answers, named, keep={k for k, v in answers.items() if v not in (None, "")})
+                notes += fill_answers(answers, named, keep={k for k, v in answers.items() if v not in (None, "")},
+                                      named=given if key == "train_data" else set())  # the columns name the training file's
     gpus, detection = [], "not run"
     if detect_gpus and answers.get("weight_access") in (None, "open") and not {"gpu_vram_gb", "num_gpus"} <= set(answers):
         from adaptkit.estimator.hardware import detect_gpus as detect

@@ -225,3 +225,38 @@ def test_no_text_recipe_is_written_for_images(tmp_path, invoke):
     assert "no built-in recipe of prompt_engineering reads text_to_image rows" in result.stderr and not target.exists()
     text = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=behavior", "--no-input").output
     assert "Profile: generation (text_to_image)" in text
+
+
+def test_your_own_column_names_let_advise_read_the_rows(invoke, tmp_path):
+    """Preference pairs under the user's names (question / good / bad): named with --set, the file reads as pairs and
+    the DPO recipe reads those columns; a named column the file lacks is one line; unnamed, the error says how."""
+    rows = [{"question": f"Customer {i}: help with a refund", "good": "Sorry about that: here is what to do, step by step.",
+             "bad": "Read the FAQ."} for i in range(40)]
+    data = jsonl(tmp_path / "prefs.jsonl", rows)
+    alignment = ("--set", "weight_access=open", "--set", "goal=alignment", "--no-input")
+    unnamed = invoke("advise", "--data", data, *alignment)
+    assert unnamed.exit_code == 2 and "cannot tell what the rows are" in unnamed.stderr and "--set text_column=" in unnamed.stderr
+    named = ("--set", "prompt_column=question", "--set", "chosen_column=good", "--set", "rejected_column=bad")
+    said = invoke("advise", "--data", data, *alignment, *named, "--emit-recipe", tmp_path / "dpo.yaml", "--method", "dpo")
+    assert said.exit_code == 0, said.output
+    assert "40 preference pairs (columns `good` / `bad`)" in said.stdout
+    import yaml
+
+    columns = yaml.safe_load((tmp_path / "dpo.yaml").read_text())["data"]
+    assert (columns["prompt_column"], columns["chosen_column"], columns["rejected_column"]) == ("question", "good", "bad")
+    wrong = invoke("advise", "--data", data, *alignment, "--set", "chosen_column=best", "--set", "rejected_column=bad")
+    assert wrong.exit_code == 2 and "chosen_column=best, but the file has no column `best`" in wrong.stderr
+
+
+def test_a_prompting_recipe_on_preference_pairs_takes_the_chosen_reply_as_the_answer(invoke, tmp_path):
+    """The top method for pairs with an alignment goal can be prompting, which scores answers: it reads the chosen
+    reply as the reference (the recipe used to look for a `response` column and refuse)."""
+    import yaml
+
+    data = jsonl(tmp_path / "prefs.jsonl", [{"prompt": f"p{i}", "chosen": "a careful answer", "rejected": "no"} for i in range(40)])
+    said = invoke("advise", "--data", data, "--set", "weight_access=open", "--set", "goal=alignment", "--no-input",
+                  "--emit-recipe", tmp_path / "pe.yaml", "--method", "prompt_engineering")
+    assert said.exit_code == 0, said.output
+    columns = yaml.safe_load((tmp_path / "pe.yaml").read_text())["data"]
+    assert columns["prompt_column"] == "prompt" and columns["response_column"] == "chosen"
+    assert invoke("run", tmp_path / "pe.yaml", "--dry-run").exit_code == 0

@@ -140,6 +140,7 @@ class EmitContext:
     def dev_data(self, kind: str) -> str:
         """A labeled dev set for prompting: the user's eval or train file, else the demo's (and a note)."""
         p = self.profile
+        self.columns = READ_COLUMNS[kind]  # the columns the prompts and their answers are read from
         if not (p.eval_data or p.train_data):
             self.notes.append("data: the demo data (set data.eval=... for your dev set)")
         return p.eval_data or p.train_data or self.demo(DEFAULTS[kind]["eval"])
@@ -188,6 +189,9 @@ def _columns(profile, shown: tuple[str, ...], data: dict) -> dict:
     """The data columns of the recipe: the user's own names (answers, or read from the data file) and the defaults of
     the ones the method reads, so that a user sees what to rename. Chat messages replace prompt and response."""
     columns = {c: data.get(c) or getattr(profile, c, None) or DataConfig.model_fields[c].default for c in shown}
+    if "response_column" in columns and not (data.get("response_column") or profile.response_column) and profile.chosen_column \
+            and "chosen_column" not in shown:  # preference pairs read by a method that wants answers: the chosen reply is the answer
+        columns["response_column"] = profile.chosen_column
     if profile.messages_column and "prompt_column" in columns and "chosen_column" not in columns:
         columns = {c: v for c, v in columns.items() if c not in ("prompt_column", "response_column")}
         columns["messages_column"] = profile.messages_column

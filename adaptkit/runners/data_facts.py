@@ -162,14 +162,25 @@ def _read(path: str, where: str) -> tuple[list[dict], str]:
     return read_rows(str(folder), "train", where), ""
 
 
-def infer(path: str, model: str | None = None) -> DataFacts:
-    """Read FILE (or a folder of media with a metadata file) and return the answers it proves, with what each came from."""
+NAMED = {"text_column": "text", "label_column": "label", "prompt_column": "prompt", "response_column": "response",
+         "messages_column": "messages", "chosen_column": "chosen", "rejected_column": "rejected", "completion_column": "completion",
+         "image_column": "image", "audio_column": "audio"}  # a column answer -> the name it is read as here
+
+
+def infer(path: str, model: str | None = None, named: dict | None = None) -> DataFacts:
+    """Read FILE (or a folder of media with a metadata file) and return the answers it proves, with what each came from.
+    `named`: column answers the user gave (`chosen_column: good`): those columns are read as the ones they name."""
     where = f"--data {path}"
     rows, read = _read(path, where)
     if not rows:
         raise InputError(f"{where}: the file holds no rows")
     columns = list(rows[0])
     lower = {c.lower(): c for c in columns}
+    for answer, column in (named or {}).items():
+        if answer in NAMED and column:
+            if column not in columns:
+                raise InputError(f"{where}: {answer}={column}, but the file has no column `{column}` (columns: {', '.join(columns[:12])})")
+            lower[NAMED[answer]] = column
     facts = DataFacts()
     facts.answers["train_data"] = str(path)
     n = len(rows)
@@ -239,7 +250,8 @@ def infer(path: str, model: str | None = None) -> DataFacts:
         return facts
     else:
         raise InputError(f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "
-                         "(label, category, ...), prompt/response, messages, chosen/rejected, or one text column")
+                         "(label, category, ...), prompt/response, messages, chosen/rejected, or one text column; or name yours "
+                         "(--set text_column=... label_column=..., or prompt_column/response_column, or chosen_column/rejected_column)")
     return _lengths_said(facts, texts, model, n)
 
 
@@ -296,10 +308,12 @@ def _is_json_object(value) -> bool:
         return False
 
 
-def fill_answers(answers: dict, data_file: str, keep: set | frozenset = frozenset()) -> list[str]:
+def fill_answers(answers: dict, data_file: str, keep: set | frozenset = frozenset(), named: set | frozenset | None = None) -> list[str]:
     """Fill, in place, the answers a data file proves; it replaces what an answers file said, never an answer in
-    `keep` (given on the command line, or as a keyword). Returns what came from which columns."""
-    facts = infer(data_file, answers.get("model"))
+    `keep` (given on the command line, or as a keyword). The column answers in `named` (default: those in `keep`) say
+    which of the file's columns to read as what. Returns what came from which columns."""
+    named = keep if named is None else named
+    facts = infer(data_file, answers.get("model"), {key: answers[key] for key in NAMED if key in named and answers.get(key)})
     taken = {key: value for key, value in facts.answers.items() if key not in keep or answers.get(key) in (None, "")}
     replaced = sorted(key for key, value in taken.items() if answers.get(key) not in (None, "") and answers[key] != value)
     said = [f"from {data_file}: {line}" for line in facts.said]
