@@ -708,8 +708,8 @@ def bakeoff(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = Non
                     workers=workers, log=log)
 
 
-def tune(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, trials: int = 12, eta: int = 3, eval_data: str | None = None, output: str | None = None,
-         output_dir: str | os.PathLike = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False,
+def tune(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, trials: int = 12, eta: int = 3, eval_data: str | None = None,
+         output: str | None = None, output_dir: str | os.PathLike = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False,
          overwrite: bool = False, study: str | None = None, log: Log = _quiet):
     """Search a trained recipe's settings (learning rate, epochs, LoRA rank, alpha and targets; `overrides`, KEY=VALUE,
     hold for every trial) with Optuna's TPE sampler and

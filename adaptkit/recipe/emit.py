@@ -43,7 +43,6 @@ MIN_HELD_OUT = 30  # held-out rows for a score whose steps (1/rows) are small en
 MAX_HELD_OUT = 0.3  # the largest share of one file held out
 
 
-
 def held_out(rows: int) -> tuple[float, int]:
     """The share of one data file an emitted recipe holds out (data.eval_fraction), and the rows that makes: a tenth,
     or MIN_HELD_OUT rows where the file is small, up to MAX_HELD_OUT of it."""
@@ -77,8 +76,8 @@ class EmitContext:
 
     def training_data(self, kind: str, trains: bool = True, min_steps: int | None = None) -> dict:
         """task, model, data and training for a kind of training data: the user's files, else the demo's (and a note).
-        On the user's data, enough epochs for `min_steps` optimizer steps (default MIN_STEPS). `trains` false (a method that only reads the
-        rows, as ICL's demonstrations): no notes on the model, the length and the steps, which it does not use."""
+        On the user's data, enough epochs for `min_steps` optimizer steps (default MIN_STEPS). `trains` false (a method
+        that only reads the rows, as ICL's demonstrations): no notes on the model, the length and the steps."""
         p = self.profile
         if kind == "classification" and p.modality == "image_text_to_text":  # labels for images: an image classifier
             kind = "images"
