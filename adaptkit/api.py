@@ -709,17 +709,17 @@ def bakeoff(recipes: Sequence[str | os.PathLike], *, eval_data: str | None = Non
 
 
 def tune(recipe: str | os.PathLike, overrides: Sequence[str] = (), *, trials: int = 12, eta: int = 3, eval_data: str | None = None,
-         output: str | None = None, output_dir: str | os.PathLike = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False,
-         overwrite: bool = False, study: str | None = None, log: Log = _quiet):
+         output: str | None = None, output_dir: str | os.PathLike = "runs/tune", storage: str | None = None, seed: int = 0,
+         allow_code: bool = False, overwrite: bool = False, study: str | None = None, log: Log = _quiet):
     """Search a trained recipe's settings (learning rate, epochs, LoRA rank, alpha and targets; `overrides`, KEY=VALUE,
-    hold for every trial) with Optuna's TPE sampler and
-    the bake-off's pruner (each trial first on 1/eta of the training rows); write the best trial's recipe to `output`
-    (default RECIPE.tuned.yaml). Returns a Tuning (every trial, the best, the file written); writes tune.json. With a
-    shared `storage` and a `study` name, several workers search one study (the best is the whole study's)."""
+    hold for every trial) with Optuna's TPE sampler and the bake-off's pruner (each trial first on 1/eta of the
+    training rows); write the best trial's recipe to `output` (default RECIPE.tuned.yaml). Returns a Tuning (every
+    trial, the best, the file written); writes tune.json. With a shared `storage` and a `study` name, several workers
+    search one study (the best is the whole study's)."""
     from adaptkit.tuning import tune as run_tune
 
-    return run_tune(str(recipe), tuple(overrides), run=run, trials=trials, eta=eta, eval_data=eval_data, output=output, output_dir=str(output_dir),
-                    storage=storage, seed=seed, allow_code=allow_code, overwrite=overwrite, study=study, log=log)
+    return run_tune(str(recipe), tuple(overrides), run=run, trials=trials, eta=eta, eval_data=eval_data, output=output,
+                    output_dir=str(output_dir), storage=storage, seed=seed, allow_code=allow_code, overwrite=overwrite, study=study, log=log)
 
 
 # ------------------------------------------------------------------------------------------------ export
