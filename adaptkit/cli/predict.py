@@ -131,5 +131,5 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
         return
     said = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in (scores or {}).items()
                      if isinstance(v, (int, float, str)))
-    click.echo(f"predicted {len(predicted)} rows in {seconds:.1f} s ({summary['rows_per_second']:.1f} rows/s)"
+    click.echo(f"predicted {len(predicted)} row{'' if len(predicted) == 1 else 's'} in {seconds:.1f} s ({summary['rows_per_second']:.1f} rows/s)"
                + (f"; {said}" if said else "") + (f" -> {output}" if output else ""), err=True)
