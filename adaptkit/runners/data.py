@@ -141,7 +141,7 @@ def require_columns(rows: list[dict], columns: list[str], where: str, setting: s
     for column in columns:
         if column not in rows[0]:
             close = difflib.get_close_matches(column, present, n=1, cutoff=0.5)
-            hint = f"; did you mean `{close[0]}` (set {setting}={close[0]})" if close else ""
+            hint = f"; did you mean `{close[0]}` (set {setting}={close[0]})" if close else f"; name the one to read with {setting}=COLUMN"
             raise InputError(f"{where}: column `{column}` not found (columns: {', '.join(present)}){hint}")
         missing = next((number for number, row in enumerate(rows, 1) if column not in row), None)
         if missing is not None:
