@@ -209,7 +209,7 @@ def estimate(recipe: str | os.PathLike | None = None, overrides: Sequence[str] =
         result = run_estimate(load_model(resolve_model(loaded.model)), chosen, device, tokens, gpu_hour_usd)
         with_recipe_changes(loaded, result)
         result = calibrated(result, device, loaded.model) if calibrate else result
-        return {**result, "recipe": str(recipe), "recipe_overrides": list(overrides)}
+        return {**result, "model": loaded.model, "recipe": str(recipe), "recipe_overrides": list(overrides)}  # as the recipe names it
     if model is None:
         raise InputError("give a recipe, or a model (hub id, built-in name or local folder) with a method")
     arch = load_model(model)

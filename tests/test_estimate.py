@@ -424,3 +424,13 @@ def test_a_tight_fit_says_so_and_offers_room(invoke):
     roomy = json.loads(invoke("estimate", "--method", "lora_adapters", "--model", "meta-llama/Llama-3.1-8B", "--gpu-memory-gb", "80",
                               "--json").stdout)
     assert roomy["fits"] and not roomy["tight"] and not roomy["suggestions"]
+
+
+def test_the_header_names_the_model_as_the_recipe_does_and_sizes_it_readably(invoke):
+    """`estimate --recipe lora_cls` names the hub id (not the embedded copy's folder) and 22.7M parameters, not 0.02B."""
+    said = invoke("estimate", "--recipe", "lora_cls")
+    assert said.exit_code == 0, said.output
+    assert said.stdout.splitlines()[0].startswith("lora_adapters on sentence-transformers/all-MiniLM-L6-v2: 22.7M parameters")
+    from adaptkit.cli.render import _count
+
+    assert (_count(7.62e9), _count(22_713_216), _count(185_152)) == ("7.62B", "22.7M", "185,152")

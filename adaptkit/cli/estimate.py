@@ -227,6 +227,7 @@ def _recipe_estimate(ref: str, overrides: tuple[str, ...], device, gpus: int, sh
         from adaptkit.api import calibrated
 
         result = calibrated(result, device, loaded.model)
+    result["model"] = loaded.model  # as the recipe names it, not the embedded copy's folder
     result["recipe"] = ref
     result["recipe_overrides"] = list(overrides)
     return result

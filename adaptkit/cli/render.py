@@ -171,8 +171,15 @@ def _range(value: dict | None, unit: str) -> str:
 
 def _params(result: dict) -> str:
     total, active = result["total_params"], result.get("active_params", result["total_params"])
-    text = f"{total / 1e9:.2f}B parameters"
-    return text if active == total else f"{text} ({active / 1e9:.2f}B active per token: memory follows the total, compute the active)"
+    text = f"{_count(total)} parameters"
+    return text if active == total else f"{text} ({_count(active)} active per token: memory follows the total, compute the active)"
+
+
+def _count(params: float) -> str:
+    """7.62B, 22.7M or 217,920: a size in the unit that shows it (a tiny test model is not "0.00B")."""
+    if params >= 1e9:
+        return f"{params / 1e9:.2f}B"
+    return f"{params / 1e6:.1f}M" if params >= 1e6 else f"{params:,.0f}"
 
 
 def show_estimate(result: dict) -> None:
