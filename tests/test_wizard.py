@@ -176,3 +176,18 @@ def test_the_wizard_carries_a_files_own_column_names_into_the_recipe(invoke, wiz
     assert "text `review`, label `sentiment`" in result.stdout
     recipe = (tmp_path / "out" / "deep" / "w.yaml").read_text()
     assert "text_column: review" in recipe and "label_column: sentiment" in recipe and "../../data/reviews.csv" in recipe
+
+
+def test_the_offer_of_a_recipe_says_what_run_does_with_it():
+    """A trained method's recipe is trained by `adaptkit run`; a training-free one's is scored (ICL trains nothing)."""
+    from adaptkit.cli.wizard import ask_recipe
+    from adaptkit.methods.registry import registry
+
+    class Offer(Script):
+        def ask(self, question, default, back=False):
+            self.hint = question.why
+            return False
+
+    for method, said in (("lora_adapters", "trains it"), ("in_context_learning", "scores it on your data")):
+        offer = Offer({})
+        assert ask_recipe(offer, registry()[method], lambda key, text: text) is None and said in offer.hint

@@ -343,7 +343,8 @@ def ask_recipe(prompter, method, check: Callable[[str, str], str], force: bool =
     Every answer is checked at its prompt: a recipe name that exists gets a free one proposed, a data file must
     exist and hold what the method reads (`check(profile_key, text)` raises ValueError with the reason).
     """
-    write = Question("force", f"Write a runnable recipe for {method.id}?", "then `adaptkit run` trains it", "confirm")
+    write = Question("force", f"Write a runnable recipe for {method.id}?",
+                     "then `adaptkit run` trains it" if method.trains else "then `adaptkit run` scores it on your data", "confirm")
     if not prompter.ask(write, True):
         return None
     default = f"recipe-{method.id}.yaml"
