@@ -44,6 +44,8 @@ def test_the_onnx_export_scores_as_the_trained_classifier(classifier, tmp_path):
     scope = {}
     exec(compile(snippet, "README", "exec"), scope)
     assert scope["logits"].shape == (1, len(json.loads((out / "labels.json").read_text())))
+    first = json.loads((ROOT / "examples" / "data" / "support_tickets_test.jsonl").read_text().splitlines()[0])["text"]
+    assert repr(first) in snippet  # the snippet classifies one of the run's own eval rows
     # int8 weights: a quarter of the size, checked the same way; a drop past --max-drop is flagged in the JSON and in red
     small = tmp_path / "onnx8"
     report8 = json.loads(_invoke("export", classifier, "--format", "onnx", "--quant", "int8", "-o", small, "--json").stdout)

@@ -146,7 +146,7 @@ def export_onnx(run_dir: str, target: str, *, quant: str = "none", max_drop: flo
         report = _onnx_parity(run, model, tokenizer, exported, rows, batch_size, quant, max_drop)
         report["artifact"] = str(out / ONNX_FILE)
         (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        (folder / "README.md").write_text(_onnx_card(run, out, report), encoding="utf-8")
+        (folder / "README.md").write_text(_onnx_card(run, out, report, str(rows[0][run.recipe.data.text_column])), encoding="utf-8")
     return report
 
 
@@ -189,7 +189,9 @@ def report_of(run: Run, trained_mb: float, exported: Path, what: tuple, trained:
     }
 
 
-def _onnx_card(run: Run, out: Path, report: dict) -> str:
+def _onnx_card(run: Run, out: Path, report: dict, example: str) -> str:
+    """The folder's README: what was exported, what the check measured, and a snippet that classifies `example` (an
+    eval row's text: the run's own kind of input)."""
     metric = report["metric"]
     return (f"# {out.name}\n\nThe classifier trained by `adaptkit run` in `{run.folder}` ({run.recipe.method}), exported to ONNX "
             f"by `adaptkit export --format onnx` (torch's exporter{', int8 weights by ONNX Runtime' if report['quant'] == 'int8' else ''})."
@@ -199,7 +201,7 @@ def _onnx_card(run: Run, out: Path, report: dict) -> str:
             "import numpy as np, onnxruntime\nfrom transformers import AutoTokenizer\n\n"
             f"tokenizer = AutoTokenizer.from_pretrained('{out}')\n"
             f"session = onnxruntime.InferenceSession('{out / ONNX_FILE}')\n"
-            "encoded = tokenizer(['I was charged twice'], padding=True, return_tensors='np')\n"
+            f"encoded = tokenizer([{example[:200]!r}], padding=True, return_tensors='np')\n"
             "names = {i.name for i in session.get_inputs()}\n"
             "logits = session.run(None, {k: v.astype(np.int64) for k, v in encoded.items() if k in names})[0]\n"
             "```\n")
