@@ -28,21 +28,23 @@ QUANTS = ("none", "int8")
 
 
 @contextlib.contextmanager
-def _hushed():
-    """The exporter's and the quantizer's progress and advice (stdout, warnings, log lines) kept off the user's screen."""
+def _hushed(*loggers: str, stderr: bool = False):
+    """An exporter's and a quantizer's progress and advice (stdout, warnings, the root logger's and `loggers`' lines
+    below ERROR; with `stderr`, what they print there too) kept off the user's screen."""
     import logging
 
-    root, exporter = logging.getLogger(), logging.getLogger("torch.onnx")
-    levels = root.level, exporter.level
-    root.setLevel(logging.ERROR)
-    exporter.setLevel(logging.ERROR)
+    quiet = [logging.getLogger(), *(logging.getLogger(name) for name in loggers)]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                (contextlib.redirect_stderr(io.StringIO()) if stderr else contextlib.nullcontext()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.setLevel(levels[0])
-        exporter.setLevel(levels[1])
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
 
 
 def check_mergeable(run: Run) -> None:
@@ -67,17 +69,23 @@ def _merged(run: Run):
     return model.to("cpu").eval(), tokenizer
 
 
-def eval_rows(run: Run) -> list[dict]:
-    """The run's held-out rows, read as the run read them (data.eval, or the share of data.train it held out)."""
+def run_data(run: Run):
+    """The run's data, read as the run read it (its eval rows: data.eval, or the share of data.train it held out);
+    one line where there are no eval rows to check an export on."""
     from adaptkit.runners.data import load_data
 
     try:
-        rows = load_data(run.recipe).eval
+        data = load_data(run.recipe)
     except InputError as exc:
         raise InputError(f"{run.folder}: its eval rows cannot be read for the parity check ({exc})") from None
-    if not rows:
+    if not data.eval:
         raise InputError(f"{run.folder}: its recipe has no eval rows to check the export on")
-    return rows
+    return data
+
+
+def eval_rows(run: Run) -> list[dict]:
+    """The run's held-out rows (run_data's)."""
+    return run_data(run).eval
 
 
 def _onnx_classify(session, tokenizer, run: Run, rows: list[dict], batch_size: int) -> list[dict]:
@@ -129,7 +137,7 @@ def export_onnx(run_dir: str, target: str, *, quant: str = "none", max_drop: flo
     with staged_folder(out, "exporting") as folder:
         exported = folder / ONNX_FILE
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        with _hushed():
+        with _hushed("torch.onnx"):
             torch.onnx.export(model, args=(), kwargs=dict(sample), f=str(exported), input_names=names, output_names=["logits"],
                               dynamo=True, dynamic_shapes={name: {0: batch, 1: sequence} for name in names},
                               external_data=False, verbose=False)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import json
 from pathlib import Path
 
 from adaptkit._files import new_folder, staged_folder
 from adaptkit.errors import InputError
-from adaptkit.runners.deploy import REPORT, _merged, _timed, eval_rows, report_of, size_mb
+from adaptkit.runners.deploy import REPORT, _hushed, _merged, _timed, report_of, run_data, size_mb
 from adaptkit.runners.predict import CLASSIFIER, Run, open_run, predict, prompts_of, score
 
 ALGORITHMS = ("gptq", "awq")
@@ -55,17 +54,18 @@ def export_quantized(run_dir: str, target: str, *, algorithm: str = "gptq", quan
         raise InputError(f"{run_dir}: --format {algorithm} exports causal LMs"
                          + ("; a classifier goes to --format onnx" if run.recipe.task == CLASSIFIER else ""))
     out = new_folder(target, "export")
-    rows = eval_rows(run)
+    data = run_data(run)
+    rows = data.eval
     model, tokenizer = _merged(run)
     model.to("cuda" if torch.cuda.is_available() else "cpu")  # the trained model answers where predict's would
     trained_mb = size_mb(model)
     trained, trained_ms = _timed(lambda part: predict(run, part, 16, max_new_tokens, loaded=(model, tokenizer))[0], rows, 16)
-    calibration = calibration_set(run, tokenizer)
+    calibration = calibration_set(run, tokenizer, data.train)
     group = group_size(model)
     log(f"note: {algorithm.upper()} {quant} ({f'groups of {group}' if group else 'one scale a channel'}) calibrated on "
         f"{len(calibration)} training rows")
     with staged_folder(out, "exporting") as folder:
-        with _hushed():
+        with _quieter():
             _oneshot(model, calibration, algorithm, BITS[quant], group, run.recipe.training.max_length)
             model.save_pretrained(str(folder), save_compressed=True)
             tokenizer.save_pretrained(str(folder))  # with the run's chat template: vLLM formats chat as the run trained
@@ -81,23 +81,20 @@ def export_quantized(run_dir: str, target: str, *, algorithm: str = "gptq", quan
     return report
 
 
-def calibration_set(run: Run, tokenizer):
+def calibration_set(run: Run, tokenizer, train: list[dict]):
     """The run's training rows as token ids, formatted as the run trained on them (its chat template, or prompt then
     answer), at most CALIBRATION_ROWS of them: what llm-compressor measures the layers' inputs on."""
     from datasets import Dataset
 
-    from adaptkit.runners.data import load_data
-
     d = run.recipe.data
-    rows = load_data(run.recipe).train[:CALIBRATION_ROWS]
-    texts = []
+    rows = train[:CALIBRATION_ROWS]
     if d.messages_column:
         texts = [tokenizer.apply_chat_template(r[d.messages_column], tokenize=False) for r in rows
                  if isinstance(r.get(d.messages_column), list)]
     else:
-        prompts = prompts_of(run, [r for r in rows if isinstance(r.get(d.prompt_column), str)], tokenizer)
-        answers = [r.get(d.response_column) for r in rows if isinstance(r.get(d.prompt_column), str)]
-        texts = [p + (f" {a}" if isinstance(a, str) else "") for p, a in zip(prompts, answers)]
+        prompted = [r for r in rows if isinstance(r.get(d.prompt_column), str)]
+        answers = [r.get(d.response_column) for r in prompted]
+        texts = [p + (f" {a}" if isinstance(a, str) else "") for p, a in zip(prompts_of(run, prompted, tokenizer), answers)]
     if not texts:
         raise InputError(f"{run.folder}: no training rows to calibrate the quantization on")
     encoded = tokenizer(texts, add_special_tokens=not d.messages_column, truncation=True, max_length=run.recipe.training.max_length)
@@ -150,28 +147,19 @@ def _load(folder: Path, run: Run):
 
 
 @contextlib.contextmanager
-def _hushed():
-    """llm-compressor's log lines, torch's tracing advice and the progress bars kept off the user's screen."""
-    import logging
-    import warnings
-
+def _quieter():
+    """llm-compressor's log lines (loguru's), torch's tracing advice and the progress bars (on stderr) kept off the
+    user's screen, beside what the other exports hush."""
     from loguru import logger
 
-    quiet = [logging.getLogger(), logging.getLogger("torch")]
-    levels = [q.level for q in quiet]
     for name in ("llmcompressor", "compressed_tensors"):
         logger.disable(name)
-    for q in quiet:
-        q.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with _hushed("torch", stderr=True):
             yield
     finally:
         for name in ("llmcompressor", "compressed_tensors"):
             logger.enable(name)
-        for q, level in zip(quiet, levels):
-            q.setLevel(level)
 
 
 def _card(run: Run, out: Path, report: dict) -> str:
