@@ -191,6 +191,12 @@ def _said(identity: dict) -> str:
     return where + (f", {identity['rows']} rows scored" if identity.get("rows") else "")
 
 
+def scored_on(eval_data: str | None) -> tuple[str, ...]:
+    """The overrides that score a recipe on a shared held-out file (beside it, data.eval_fraction holds out nothing):
+    what compare, the bake-off and tune run a recipe with, and so what they count its training rows with."""
+    return (f"data.eval={eval_data}",) if eval_data else ()
+
+
 def run_one(ref: str, out: Path, eval_data: str | None, allow_code: bool, run,
          pinned: tuple[str, ...] = ()) -> tuple[dict | None, dict | None, str | None]:
     """(metrics, recipe, error) for a finished run folder (scored again when eval_data is given) or a recipe run now."""
@@ -199,7 +205,7 @@ def run_one(ref: str, out: Path, eval_data: str | None, allow_code: bool, run,
         return _rescore(folder, eval_data, out, allow_code, run) if eval_data else read_run(folder)
     if folder.is_dir():
         return None, None, f"{folder}: a folder without metrics.json (not a finished run)"
-    overrides = [f"output_dir={out}", *pinned] + ([f"data.eval={eval_data}"] if eval_data else [])
+    overrides = [f"output_dir={out}", *pinned, *scored_on(eval_data)]
 
     try:
         result = run(ref, overrides, overwrite=True, allow_code=allow_code)

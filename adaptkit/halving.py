@@ -105,7 +105,7 @@ def make_plan(recipes: list[str], *, eval_data: str | None = None, target: tuple
               budget_hours: float | None = None, budget_usd: float | None = None, gpu_hour_usd: float = 1.0,
               usd_per_1m_input: float = 0.5, usd_per_1m_output: float | None = None, requests_per_second: float | None = None) -> Plan:
     """The checked settings and the candidates sorted into trained and training-free (their data read, nothing run)."""
-    from adaptkit.comparison import check_same_data
+    from adaptkit.comparison import check_same_data, scored_on
     from adaptkit.methods.bakeoff import metric_names
     from adaptkit.recipe.load import load_recipe
     from adaptkit.runners.data import load_data
@@ -129,7 +129,7 @@ def make_plan(recipes: list[str], *, eval_data: str | None = None, target: tuple
         check_same_data(recipes)
     trained, free, sizes = [], [], {}
     for ref in recipes:
-        loaded, _, _ = load_recipe(ref, (f"data.eval={eval_data}",) if eval_data else ())  # as its runs read it
+        loaded, _, _ = load_recipe(ref, scored_on(eval_data))  # as its runs read it
         if loaded.definition.trains:
             trained.append(ref)
             sizes[ref] = len(load_data(loaded).train)  # the rows a share is taken of, before anything trains

@@ -75,13 +75,13 @@ def _suggest(trial, space: dict) -> list[str]:
 
 
 def tune(ref: str, overrides: tuple[str, ...] = (), *, run, trials: int = 12, eta: int = 3, eval_data: str | None = None,
-         output: str | None = None, output_dir: str = "runs/tune", storage: str | None = None, seed: int = 0, allow_code: bool = False, overwrite: bool = False,
-         study: str | None = None, log=lambda line: None) -> Tuning:
+         output: str | None = None, output_dir: str = "runs/tune", storage: str | None = None, seed: int = 0,
+         allow_code: bool = False, overwrite: bool = False, study: str | None = None, log=lambda line: None) -> Tuning:
     try:
         import optuna
     except ImportError:
         raise InputError("adaptkit tune searches with Optuna: pip install 'adaptkit[train]' (or pip install optuna)") from None
-    from adaptkit.comparison import run_one
+    from adaptkit.comparison import run_one, scored_on
     from adaptkit.methods.bakeoff import primary
     from adaptkit.recipe.load import load_recipe
     from adaptkit.rundir import check_location, expand
@@ -103,8 +103,7 @@ def tune(ref: str, overrides: tuple[str, ...] = (), *, run, trials: int = 12, et
     target = Path(output or f"{Path(path).stem}.tuned.yaml").expanduser()
     if target.exists() and not overwrite:
         raise InputError(f"{target} already exists: choose another --output, or pass --overwrite")
-    # the rows a share is taken of, as the trials read them: beside an eval file, data.eval_fraction holds out none
-    rows = len(load_data(load_recipe(ref, overrides + ((f"data.eval={eval_data}",) if eval_data else ()))[0]).train)
+    rows = len(load_data(load_recipe(ref, overrides + scored_on(eval_data))[0]).train)  # a share is of these, as trials read them
     space = space_of(loaded)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searched = _study(optuna, study, storage, seed, eta)

@@ -13,7 +13,7 @@ import click
 from adaptkit import api
 from adaptkit.advisor.engine import advise as run_advisor
 from adaptkit.advisor.profile import check_keys, check_values, missing_required, read_answers, resolve
-from adaptkit.cli._io import parse_overrides, write_new
+from adaptkit.cli._io import parse_overrides, rows_as, write_new
 from adaptkit.errors import AdaptkitError, InputError
 
 
@@ -195,7 +195,7 @@ def _bake_off(advice, folder: str, force: bool) -> list[str]:
     target.mkdir(parents=True, exist_ok=True)
     if split:
         for path, rows in zip(split, split.rows):
-            write_new(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), force=True)
+            write_new(Path(path), rows_as(rows, path), force=True)
     for path, text in files.items():
         write_new(path, text, force=True)
     written = [str(path) for path in files]
