@@ -141,8 +141,10 @@ def test_rag_reingests_only_changed_files(invoke, tmp_path):
     args = [f"rag.corpus={corpus}", f"rag.index_dir={tmp_path / 'index'}", "--json", "--overwrite"]
     first = json.loads(invoke("run", "rag", f"output_dir={tmp_path / 'a'}", *args).stdout)
     (corpus / "shipping.md").write_text((corpus / "shipping.md").read_text() + "\nSaturday delivery costs $9.99.\n")
-    (corpus / "stores.md").unlink()
-    second = json.loads(invoke("run", "rag", f"output_dir={tmp_path / 'a'}", *args).stdout)
+    (corpus / "stores.md").unlink()  # and the questions it answered: a question about no file of the corpus is refused
+    questions = (ROOT / "examples" / "rag" / "questions.jsonl").read_text().splitlines()
+    (tmp_path / "questions.jsonl").write_text("".join(q + "\n" for q in questions if json.loads(q)["source"] != "stores.md"))
+    second = json.loads(invoke("run", "rag", f"output_dir={tmp_path / 'a'}", f"data.eval={tmp_path / 'questions.jsonl'}", *args).stdout)
     assert first["index"]["embedded_files"] == 14
     assert (second["index"]["embedded_files"], second["index"]["reused_files"], second["index"]["removed_files"]) == (1, 12, 1)
 

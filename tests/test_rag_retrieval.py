@@ -98,3 +98,44 @@ def test_chunk_settings_the_model_cannot_read_are_refused(invoke, tmp_path, over
     result = invoke("run", "rag", f"output_dir={tmp_path / 'rag'}", f"rag.index_dir={tmp_path / 'index'}", override)
     assert result.exit_code == 2 and words in result.stderr, result.output
     assert not (tmp_path / "rag").exists() and not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_a_source_is_the_corpus_file_it_names_or_one_line():
+    from adaptkit.errors import InputError
+    from adaptkit.methods.rag.runner import gold_files
+
+    files = ["hr/leave.md", "hr/expenses.txt", "it/leave.md", "it/laptops.md"]
+    rows = [{"doc": "hr/leave.md"}, {"doc": "expenses.txt"}, {"doc": "./it/laptops.md"}, {"doc": "it\\leave.md"}]
+    assert gold_files(rows, "doc", files, "data.eval") == ["hr/leave.md", "hr/expenses.txt", "it/laptops.md", "it/leave.md"]
+    with pytest.raises(InputError, match=r"row 1: source 'leave.md' matches 2 files .*hr/leave.md, it/leave.md"):
+        gold_files([{"doc": "leave.md"}], "doc", files, "data.eval")
+    with pytest.raises(InputError, match=r"2 source\(s\) name no file of rag.corpus: 'leav.md' \(rows 1, 3\); '' \(row 2\)"):
+        gold_files([{"doc": "leav.md"}, {"doc": None}, {"doc": "leav.md"}], "doc", files, "data.eval")
+
+
+def test_questions_name_files_of_a_nested_corpus_by_their_own_names(invoke, tmp_path):
+    """A user's corpus in subfolders and a questions file naming the files by their base names: each question finds
+    its file (it scored 0 for every one, the names never matched); a typo is one line, not a silent miss."""
+    pytest.importorskip("sentence_transformers")
+    for name in ("returns.md", "shipping.md"):
+        (tmp_path / "docs" / "policies").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "docs" / "policies" / name).write_text((DOCS / name).read_text())
+    questions = [json.loads(line) for line in (ROOT / "examples" / "rag" / "questions.jsonl").read_text().splitlines()]
+    questions = [q for q in questions if q["source"] in ("returns.md", "shipping.md")]
+    (tmp_path / "qa.csv").write_text("query,doc\n" + "".join(f'"{q["question"]}",{q["source"]}\n' for q in questions))
+    args = ["run", "rag", f"data.eval={tmp_path / 'qa.csv'}", f"rag.corpus={tmp_path / 'docs'}", "rag.question_column=query",
+            "rag.source_column=doc", f"rag.index_dir={tmp_path / 'index'}", "rag.top_k=1"]
+    result = json.loads(invoke(*args, f"output_dir={tmp_path / 'rag'}", "--json").stdout)
+    assert result["eval"]["recall_at_k"] >= 0.8, result["eval"]
+    (tmp_path / "qa.csv").write_text("query,doc\nWhat does express shipping cost?,shiping.md\n")
+    failed = invoke(*args, f"output_dir={tmp_path / 'typo'}")
+    assert failed.exit_code == 2 and "'shiping.md' (row 1)" in failed.stderr and "policies/returns.md" in failed.stderr, failed.output
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_top_k_that_takes_every_chunk_is_said(tmp_path):
+    from adaptkit.runners.report import learning_warnings
+
+    said = learning_warnings({"index": {"chunks": 3}, "eval": {"k": 3, "recall_at_k": 1.0}}, [])
+    assert any("retrieves every one of the corpus's 3 chunks" in line for line in said)
+    assert not learning_warnings({"index": {"chunks": 30}, "eval": {"k": 3, "recall_at_k": 1.0}}, [])

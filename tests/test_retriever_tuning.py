@@ -85,5 +85,5 @@ def test_a_training_question_about_no_corpus_file_is_one_line(invoke, tmp_path):
     bad.write_text(json.dumps({"question": "Where do penguins live?", "source": "zoo.md"}) + "\n" +
                    json.dumps({"question": "How do returns work?", "source": "returns.md"}) + "\n")
     result = invoke("run", "rag_tuned", f"rag.tune.train={bad}", f"output_dir={tmp_path / 'x'}", f"rag.index_dir={tmp_path / 'i'}")
-    assert result.exit_code == 2 and "rag.tune.train row 1: source 'zoo.md' is not a file of rag.corpus" in result.stderr
+    assert result.exit_code == 2 and "rag.tune.train: 1 source(s) name no file of rag.corpus: 'zoo.md' (row 1)" in result.stderr
     assert "Traceback" not in result.output

@@ -211,6 +211,10 @@ def learning_warnings(metrics: dict, history: list[dict]) -> list[str]:
     if leaked.get("rows"):
         said.append(f"{leaked['rows']} of the {leaked['of']} eval rows are also in the training data ({leaked['exact']} exact, "
                     f"{leaked['near']} near duplicates): the score on them is overstated; deduplicate the data")
+    chunks, k = (metrics.get("index") or {}).get("chunks"), evaluation.get("k")
+    if isinstance(chunks, int) and isinstance(k, int) and k >= chunks:
+        said.append(f"top_k {k} retrieves every one of the corpus's {chunks} chunks: recall_at_k is 1 whatever the retrieval; "
+                    "lower rag.top_k or rag.chunk_size to measure it")
     rows = (metrics.get("eval_data") or {}).get("rows") or (evaluation.get("interval") or {}).get("rows")
     if isinstance(rows, int) and 0 < rows < SMALL_EVAL:
         interval = evaluation.get("interval") or {}

@@ -103,15 +103,47 @@ def _contains(expected: str, answer: str) -> bool:
     return " ".join(norm(expected)) in " ".join(norm(answer))
 
 
-def _scores(questions: list[dict], ranked: list[list[tuple[int, float]]], chunks: list[dict], column: str, k: int) -> dict:
+def gold_files(rows: list[dict], column: str, files, where: str) -> list[str]:
+    """Each row's source as the corpus file it names: its path under rag.corpus, or the end of exactly one such path
+    (`leave.md` for hr/leave.md). Sources that name no file, or several, are one line: scored as misses, a typo in
+    them would pass for bad retrieval."""
+    tails: dict[str, set[str]] = {}
+    for name in files:
+        parts = Path(name).parts
+        for start in range(len(parts)):
+            tails.setdefault("/".join(parts[start:]), set()).add(name)
+    golds, unknown, several = [], {}, {}
+    for number, row in enumerate(rows, 1):
+        said = str(row.get(column) or "").strip().replace("\\", "/")
+        while said.startswith("./"):
+            said = said[2:]
+        found = tails.get(said, set())
+        if len(found) == 1:
+            golds.append(next(iter(found)))
+            continue
+        (several if found else unknown).setdefault(said, []).append(number)
+    if several:
+        said, numbers = next(iter(several.items()))
+        raise InputError(f"{where} row {numbers[0]}: source {said!r} matches {len(tails[said])} files of rag.corpus "
+                         f"({', '.join(sorted(tails[said])[:3])}): give its path under rag.corpus")
+    if unknown:
+        named = "; ".join(f"{said!r} (row{'s' if len(n) > 1 else ''} {', '.join(map(str, n[:3]))}{', ...' if len(n) > 3 else ''})"
+                          for said, n in list(unknown.items())[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise InputError(f"{where}: {len(unknown)} source(s) name no file of rag.corpus: {named}{more}; the corpus holds "
+                         f"{len(files)} file(s), e.g. {', '.join(sorted(files)[:3])}: name each by its path under rag.corpus")
+    return golds
+
+
+def _scores(golds: list[str], ranked: list[list[tuple[int, float]]], chunks: list[dict], k: int) -> dict:
     """File-level recall@k and MRR@k: a question is answered by the first retrieved chunk from its gold file."""
     hits, reciprocal = 0, 0.0
-    for question, row in zip(questions, ranked):
+    for gold, row in zip(golds, ranked):
         sources = [chunks[p]["source"] for p, _ in row[:k]]
-        rank = next((i for i, s in enumerate(sources, 1) if s == question[column]), None)
+        rank = next((i for i, s in enumerate(sources, 1) if s == gold), None)
         hits += rank is not None
         reciprocal += 1 / rank if rank else 0.0
-    return {"recall_at_k": round(hits / len(questions), 4), "mrr": round(reciprocal / len(questions), 4)}
+    return {"recall_at_k": round(hits / len(golds), 4), "mrr": round(reciprocal / len(golds), 4)}
 
 
 def _closed_book(recipe: Recipe, backend, questions: list[dict], replies: list[dict]) -> dict:
@@ -149,14 +181,18 @@ def _pairs(recipe: Recipe, data: Rows, index: Index) -> list[dict]:
     rows = data.train
     if rows:
         ranked = index.dense([r[block.question_column] for r in rows], len(index.chunks))
-        for number, (row, ranking) in enumerate(zip(rows, ranked), 1):
-            if isinstance(row.get(tune.passage_column), str) and row[tune.passage_column].strip():
+        given = [isinstance(r.get(tune.passage_column), str) and r[tune.passage_column].strip() for r in rows]
+        golds = iter(gold_files([r for r, g in zip(rows, given) if not g], block.source_column, index.manifest["files"], "rag.tune.train"))
+        for row, ranking, passage in zip(rows, ranked, given):
+            if passage:
                 pairs.append({"anchor": row[block.question_column], "positive": row[tune.passage_column], "source": row.get(block.source_column)})
                 continue
-            best = next((p for p, _ in ranking if index.chunks[p]["source"] == row[block.source_column]), None)
-            if best is None:
-                raise InputError(f"rag.tune.train row {number}: source {row[block.source_column]!r} is not a file of rag.corpus")
-            pairs.append({"anchor": row[block.question_column], "positive": index.chunks[best]["text"], "source": row[block.source_column]})
+            gold = next(golds)
+            best = next((p for p, _ in ranking if index.chunks[p]["source"] == gold), None)
+            if best is None:  # a file of the corpus with no text in it
+                raise InputError(f"rag.tune.train: source {gold!r} has no text to learn from (an empty file?): give the row a "
+                                 f"{tune.passage_column} or another source")
+            pairs.append({"anchor": row[block.question_column], "positive": index.chunks[best]["text"], "source": gold})
     if tune.synthetic != "none":
         rng = random.Random(recipe.training.seed)
         by_file: dict[str, list[dict]] = {}
@@ -235,12 +271,13 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
     index = Index(Path(block.index_dir), block.embedding_model)
     stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, options.progress)
     texts = [q[block.question_column] for q in questions]
+    golds = gold_files(questions, block.source_column, index.manifest["files"], "data.eval")
     rankings = Retriever(index, block).rankings(texts)
     used = "reranked" if block.reranker else block.retrieval
     tuned = None
     if block.tune is not None:
-        before = {name: {**_scores(questions, ranked, index.chunks, block.source_column, block.top_k),
-                         "recall_at_1": _scores(questions, ranked, index.chunks, block.source_column, 1)["recall_at_k"]}
+        before = {name: {**_scores(golds, ranked, index.chunks, block.top_k),
+                         "recall_at_1": _scores(golds, ranked, index.chunks, 1)["recall_at_k"]}
                   for name, ranked in rankings.items()}
         path, trained = _tune(recipe, data, index, out, options.show_training)
         index_after = Index(out / RETRIEVER_DIR, path)  # the same chunks, embedded by the tuned model (kept in memory)
@@ -248,10 +285,9 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
         rankings = Retriever(index_after, block).rankings(texts)
         tuned = {"trained": trained, "before": before}
     results = [[(index.chunks[p], s) for p, s in row[:block.top_k]] for row in rankings[used]]
-    compared = {name: _scores(questions, ranked, index.chunks, block.source_column, block.top_k) for name, ranked in rankings.items()}
+    compared = {name: _scores(golds, ranked, index.chunks, block.top_k) for name, ranked in rankings.items()}
     rows = []
-    for question, retrieved in zip(questions, results):
-        gold = question[block.source_column]
+    for question, gold, retrieved in zip(questions, golds, results):
         sources = [chunk["source"] for chunk, _ in retrieved]
         rows.append({"question": question[block.question_column], "gold_source": gold,
                      "rank": next((i for i, s in enumerate(sources, 1) if s == gold), None),
@@ -260,7 +296,7 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
     if tuned is not None:
         from adaptkit.runners.scoring import delta
 
-        at_1 = {name: _scores(questions, ranked, index.chunks, block.source_column, 1)["recall_at_k"] for name, ranked in rankings.items()}
+        at_1 = {name: _scores(golds, ranked, index.chunks, 1)["recall_at_k"] for name, ranked in rankings.items()}
         base = tuned["before"][used]
         metrics["recall_at_1"] = at_1[used]
         metrics["retriever"] = {**tuned["trained"], "base_by_retrieval": tuned["before"], "recall_at_1_by_retrieval": at_1}
