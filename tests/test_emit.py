@@ -219,7 +219,7 @@ def test_a_bake_off_writes_only_recipes_that_read_the_users_data(invoke, tmp_pat
     assert result.exit_code == 0, result.output
     written = sorted(p.stem for p in (tmp_path / "bo").glob("*.yaml"))
     assert "rag" not in written and len(written) == 3 and "lora_adapters" in written
-    assert "skipped rag: data.eval: column `question` not found" in result.stdout
+    assert "skipped rag: data.eval: columns `question`, `source` not found" in result.stdout
     command = next(line for line in result.stdout.splitlines() if line.startswith("settle it"))
     assert "rag.yaml" not in command
 

@@ -166,6 +166,9 @@ def _jsonl(path: Path, rows):
     ("missing file", {}, ["data.train=nope.jsonl"], "no such file"),
     ("missing column", {"t.jsonl": [{"txt": "a", "label": "x"}, {"txt": "b", "label": "y"}]}, ["data.train=t.jsonl"],
      "column `text` not found (columns: txt, label); did you mean `txt`"),
+    ("own columns", {"t.jsonl": [{"body": "a", "queue": "x"}, {"body": "b", "queue": "y"}]}, ["data.train=t.jsonl"],
+     "columns `text`, `label` not found (columns: body, queue); name the ones to read: data.text_column=COLUMN "
+     "data.label_column=COLUMN"),
     ("empty split", {"e.jsonl": []}, ["data.eval=e.jsonl"], "has no rows"),
     ("unseen eval labels", {"e.jsonl": [{"text": "where is my refund", "label": "refunds"}]}, ["data.eval=e.jsonl"],
      "labels not in the training data: refunds"),

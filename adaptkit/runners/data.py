@@ -136,16 +136,27 @@ def _hub_rows(name: str, split: str, where: str) -> list[dict]:
                          "offline, pass a local .jsonl/.csv/.parquet file") from None
 
 
-def require_columns(rows: list[dict], columns: list[str], where: str, setting: str) -> None:
+def require_columns(rows: list[dict], where: str, wanted: dict[str, str]) -> None:
+    """Every row has each setting's column ({setting: column}); the columns the file lacks are named at once, each with
+    the setting that names another (a user's own file fixed in one go, not one error at a time)."""
     present = [one_line(key)[:40] for key in rows[0].keys()][:30]
-    for column in columns:
-        if column not in rows[0]:
+    missing = [(setting, column) for setting, column in wanted.items() if column not in rows[0]]
+    if missing:
+        hints = []
+        for setting, column in missing:
             close = difflib.get_close_matches(column, present, n=1, cutoff=0.5)
-            hint = f"; did you mean `{close[0]}` (set {setting}={close[0]})" if close else f"; name the one to read with {setting}=COLUMN"
+            hints.append((column, setting, close[0] if close else None))
+        if len(hints) == 1:
+            column, setting, close = hints[0]
+            hint = f"; did you mean `{close}` (set {setting}={close})" if close else f"; name the one to read with {setting}=COLUMN"
             raise InputError(f"{where}: column `{column}` not found (columns: {', '.join(present)}){hint}")
-        missing = next((number for number, row in enumerate(rows, 1) if column not in row), None)
-        if missing is not None:
-            raise InputError(f"{where}: row {missing} has no `{column}` (every row needs it)")
+        names = ", ".join(f"`{column}`" for column, _, _ in hints)
+        settings = " ".join(f"{setting}={close or 'COLUMN'}" for _, setting, close in hints)
+        raise InputError(f"{where}: columns {names} not found (columns: {', '.join(present)}); name the ones to read: {settings}")
+    for column in wanted.values():
+        missing_row = next((number for number, row in enumerate(rows, 1) if column not in row), None)
+        if missing_row is not None:
+            raise InputError(f"{where}: row {missing_row} has no `{column}` (every row needs it)")
 
 
 def check_labels(rows: list[dict], column: str, where: str) -> None:

@@ -25,9 +25,8 @@ def load_pairs(recipe: Recipe) -> Splits:
 def feedback(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
     d = recipe.data
     for rows, where in nonempty_splits(train, eval_rows):
-        require_columns(rows, [d.prompt_column], where, "data.prompt_column")
-        require_columns(rows, [d.completion_column], where, "data.completion_column")
-        require_columns(rows, [d.label_column], where, "data.label_column")
+        require_columns(rows, where, {"data.prompt_column": d.prompt_column, "data.completion_column": d.completion_column,
+                                      "data.label_column": d.label_column})
         check_text(rows, d.completion_column, where)
         bad = [n for n, r in enumerate(rows, 1) if rating(r[d.label_column]) is None]
         if bad:
@@ -47,13 +46,13 @@ def load_rl(recipe: Recipe) -> Splits:
     train, eval_rows, eval_source, mix = read_splits(recipe)
     d = recipe.data
     for rows, where in nonempty_splits(train, eval_rows):
-        require_columns(rows, [d.prompt_column], where, "data.prompt_column")
+        require_columns(rows, where, {"data.prompt_column": d.prompt_column})
         if isinstance(rows[0][d.prompt_column], str):  # conversational prompts are message lists
             check_text(rows, d.prompt_column, where)
         for number, reward in enumerate(recipe.rlhf.reward_functions):
             if reward.function not in ("exact_match", "numeric"):
                 continue
-            require_columns(rows, [reward.column], where, f"rlhf.reward_functions.{number}.column")
+            require_columns(rows, where, {f"rlhf.reward_functions.{number}.column": reward.column})
             if reward.function == "numeric":
                 bad = [n for n, r in enumerate(rows, 1) if final_number(str(r[reward.column])) is None]
                 if bad:
@@ -70,9 +69,8 @@ def preferences(train, eval_rows, eval_source: str, recipe: Recipe) -> Splits:
                 d.response_column in present or d.messages_column in present or "messages" in present or "completion" in present):
             raise InputError(f"{where}: this looks like SFT data (columns: {', '.join(rows[0])}), not preference pairs: "
                              f"{recipe.method} needs `{d.chosen_column}` and `{d.rejected_column}`; for SFT use the recipes lora_sft or instruction_tuning")
-        require_columns(rows, [d.prompt_column], where, "data.prompt_column")
-        require_columns(rows, [d.chosen_column], where, "data.chosen_column")
-        require_columns(rows, [d.rejected_column], where, "data.rejected_column")
+        require_columns(rows, where, {"data.prompt_column": d.prompt_column, "data.chosen_column": d.chosen_column,
+                                      "data.rejected_column": d.rejected_column})
         pairs = [(response_text(r[d.chosen_column]).strip(), response_text(r[d.rejected_column]).strip()) for r in rows]
         empty = [n for n, (chosen, rejected) in enumerate(pairs, 1) if not chosen or not rejected]
         if empty:

@@ -29,8 +29,7 @@ def load_splits(recipe: Recipe) -> Splits:
 def classification(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
     d = recipe.data
     for rows, where in nonempty_splits(train, eval_rows):
-        require_columns(rows, [d.text_column], where, "data.text_column")
-        require_columns(rows, [d.label_column], where, "data.label_column")
+        require_columns(rows, where, {"data.text_column": d.text_column, "data.label_column": d.label_column})
         check_text(rows, d.text_column, where)
         check_labels(rows, d.label_column, where)
     labels = label_set(train, eval_rows, d.label_column)
@@ -48,22 +47,23 @@ def instructions(train, eval_rows, recipe: Recipe, eval_source: str) -> Splits:
     d = recipe.data
     if raw_text(recipe, train):  # continued pre-training: every token is trained on
         for rows, where in nonempty_splits(train, eval_rows):
-            require_columns(rows, [d.text_column], where, "data.text_column")
+            require_columns(rows, where, {"data.text_column": d.text_column})
             check_text(rows, d.text_column, where)
         return Splits(train, eval_rows, [], eval_source, kind="text")
     for rows, where in nonempty_splits(train, eval_rows):
         if d.messages_column:
-            require_columns(rows, [d.messages_column], where, "data.messages_column")
+            require_columns(rows, where, {"data.messages_column": d.messages_column})
             for number, row in enumerate(rows, 1):
                 messages = row[d.messages_column]
                 if not isinstance(messages, list) or not messages or not all(
                         isinstance(m, dict) and "role" in m and "content" in m for m in messages):
                     raise InputError(f"{where}: row {number}: `{d.messages_column}` must be a list of {{role, content}} messages")
         else:
-            require_columns(rows, [d.prompt_column], where, "data.prompt_column")
+            # distillation: the teacher writes the responses; any the training rows hold are references for filtering
+            distilled = where == "data.train" and getattr(recipe, "distill", None) is not None
+            require_columns(rows, where, {"data.prompt_column": d.prompt_column,
+                                          **({} if distilled else {"data.response_column": d.response_column})})
             check_text(rows, d.prompt_column, where)
-            if where == "data.train" and getattr(recipe, "distill", None) is not None:
-                continue  # the teacher writes the responses; any the rows hold are references for filtering
-            require_columns(rows, [d.response_column], where, "data.response_column")
-            check_text(rows, d.response_column, where)
+            if not distilled:
+                check_text(rows, d.response_column, where)
     return Splits(train, eval_rows, [], eval_source)

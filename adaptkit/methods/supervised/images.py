@@ -90,8 +90,7 @@ def _images_with(train: list[dict], eval_rows: list[dict], recipe, column: str, 
     d = recipe.data
     sizes = []
     for rows, where in nonempty_splits(train, eval_rows):
-        require_columns(rows, [d.image_column], where, "data.image_column")
-        require_columns(rows, [column], where, setting)
+        require_columns(rows, where, {"data.image_column": d.image_column, setting: column})
         check(rows, column, where)
         sizes += check_images(rows, d.image_column, split_folder(d, where), where, d.max_image_pixels)
     return sizes
@@ -138,7 +137,7 @@ def load_questions(train: list[dict], eval_rows: list[dict], recipe, eval_source
     for rows, where in nonempty_splits(train, eval_rows):
         base = split_folder(d, where)
         if d.messages_column:
-            require_columns(rows, [d.messages_column], where, "data.messages_column")
+            require_columns(rows, where, {"data.messages_column": d.messages_column})
             for number, row in enumerate(rows, 1):
                 messages = row[d.messages_column]
                 if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
@@ -150,9 +149,9 @@ def load_questions(train: list[dict], eval_rows: list[dict], recipe, eval_source
                 sizes += check_images([{"image": reference} for reference in found], "image", base, f"{where}: row {number}",
                                       d.max_image_pixels)
         else:
-            require_columns(rows, [d.image_column], where, "data.image_column")
+            require_columns(rows, where, {"data.image_column": d.image_column})
             for column, setting in ((d.prompt_column, "data.prompt_column"), (d.response_column, "data.response_column")):
-                require_columns(rows, [column], where, setting)
+                require_columns(rows, where, {setting: column})
                 check_text(rows, column, where)
             sizes += check_images(rows, d.image_column, base, where, d.max_image_pixels)
     return Splits(train, eval_rows, [], eval_source, kind="image_questions", image_sizes=sizes)

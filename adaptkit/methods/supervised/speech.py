@@ -122,8 +122,7 @@ def load(train: list[dict], eval_rows: list[dict], recipe, eval_source: str):
     window = window_of(recipe.model)
     seconds = []
     for rows, where in nonempty_splits(train, eval_rows):
-        require_columns(rows, [d.audio_column], where, "data.audio_column")
-        require_columns(rows, [d.text_column], where, "data.text_column")
+        require_columns(rows, where, {"data.audio_column": d.audio_column, "data.text_column": d.text_column})
         check_text(rows, d.text_column, where)
         base = split_folder(d, where)
         missing = []

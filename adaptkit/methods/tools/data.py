@@ -10,6 +10,6 @@ def check_tasks(recipe: Recipe) -> Rows:
     """The tool-use task set: a question and an expected answer per row."""
     block = recipe.tools
     rows = read_eval(recipe, "tasks")
-    require_columns(rows, [block.question_column], "data.eval", "tools.question_column")
-    require_columns(rows, [block.answer_column], "data.eval", "tools.answer_column")
+    require_columns(rows, "data.eval", {"tools.question_column": block.question_column,
+                                        "tools.answer_column": block.answer_column})
     return Rows(rows, "tasks")
