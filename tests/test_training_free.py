@@ -157,6 +157,7 @@ def test_icl_on_a_tiny_local_model(invoke, tmp_path, tiny_causal_lm):
     assert set(e["accuracy_by_k"]) == {"0", "2"} and e["mean_prompt_tokens_by_k"]["2"] > e["mean_prompt_tokens_by_k"]["0"]
     assert e["queries_where_k_shrank"]["2"] > 0  # the 90-token budget drops demonstrations
     assert (tmp_path / "icl" / "score_vs_k.png").is_file()
+    assert "Loading weights" not in result.stderr  # transformers' per-weight bar is not a run's output
 
 
 @pytest.mark.parametrize("recipe", ["prompt_engineering", "icl", "tool_use", "rag"])

@@ -55,10 +55,11 @@ class LocalBackend:
     """A causal LM run with Transformers on this machine."""
 
     def __init__(self, model: str, trust_remote_code: bool = False):
-        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        transformers.logging.set_verbosity_error()
+        from adaptkit.runners.core import quiet_transformers
+
+        quiet_transformers()  # no per-weight "Loading weights" bars in a training-free run's output
         path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         if self.tokenizer.pad_token is None:
