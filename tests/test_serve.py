@@ -76,8 +76,15 @@ def test_each_adapter_answers_as_its_run_predicts(server, tmp_path):
     assert chat.choices[0].message.role == "assistant" and isinstance(chat.choices[0].message.content, str)
     streamed = client.chat.completions.create(model="support", messages=[{"role": "user", "content": "Where is my parcel?"}],
                                               max_tokens=6, temperature=0, stream=True)
-    pieces = [c.choices[0].delta.content or "" for c in streamed if c.choices]
+    chunks = list(streamed)
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
     assert "".join(pieces).strip() == chat.choices[0].message.content.strip()
+    assert chunks[-1].choices[0].finish_reason == chat.choices[0].finish_reason  # "length" at max_tokens, as unstreamed
+    plain = client.completions.create(model="support", prompt=prompt, max_tokens=8, temperature=0)
+    counted = list(client.completions.create(model="support", prompt=prompt, max_tokens=8, temperature=0, stream=True,
+                                             stream_options={"include_usage": True}))
+    assert counted[-1].usage.completion_tokens == plain.usage.completion_tokens and not counted[-1].choices
+    assert counted[-2].choices[0].finish_reason == plain.choices[0].finish_reason
 
 
 def test_bad_requests_are_clear_4xx(server):
@@ -165,7 +172,7 @@ class Slow:
     def generate(self, name, prompt, chat, max_tokens, temperature, top_p):
         return "ok", self.prompt_tokens(prompt, chat), 1
 
-    def stream(self, name, prompt, chat, max_tokens, temperature, top_p, stop):
+    def stream(self, name, prompt, chat, max_tokens, temperature, top_p, stop, counted=None):
         """Like Served.stream: tokens made in a thread of their own, which checks `stop` before each one."""
         import queue
 

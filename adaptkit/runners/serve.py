@@ -141,9 +141,11 @@ class Served:
     def prompt_tokens(self, prompt: str, chat: bool) -> int:
         return int(self.encode(prompt, chat)["input_ids"].shape[1])
 
-    def stream(self, name: str, prompt: str, chat: bool, max_tokens: int, temperature: float, top_p: float, stop: threading.Event):
+    def stream(self, name: str, prompt: str, chat: bool, max_tokens: int, temperature: float, top_p: float, stop: threading.Event,
+               counted: dict | None = None):
         """Pieces of text as they are generated (the model stays locked until the last one). Setting `stop` (a client
-        that went away) ends the generation at the next token and frees the model."""
+        that went away) ends the generation at the next token and frees the model. `counted` gets the prompt's and the
+        generation's tokens ("prompt", "new") once the last piece is out."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -156,11 +158,16 @@ class Served:
 
         def work():
             with self.lock, self.selected(name), torch.no_grad():
-                self.model.generate(**inputs, **self.options(max_tokens, temperature, top_p), streamer=streamer,
-                                    stopping_criteria=StoppingCriteriaList([Gone()]))
+                output = self.model.generate(**inputs, **self.options(max_tokens, temperature, top_p), streamer=streamer,
+                                             stopping_criteria=StoppingCriteriaList([Gone()]))
+            if counted is not None:
+                given = int(inputs["input_ids"].shape[1])
+                counted.update(prompt=given, new=int(output.shape[1]) - given)
 
-        threading.Thread(target=work, daemon=True).start()
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
         yield from streamer
+        thread.join(timeout=60)  # the streamer ends just before generate returns its tokens
 
 
 MAX_INPUTS = 256  # texts one /classify request may hold
@@ -255,14 +262,15 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
                 import asyncio
 
                 stop = threading.Event()  # set when the client goes away: generation ends at the next token
-                pieces = served.stream(*args, stop)
+                counted: dict = {}
+                pieces = served.stream(*args, stop, counted)
                 kind = "chat.completion.chunk" if chat else "text_completion"
                 try:
                     if chat:
                         yield _sse({"id": ident, "object": kind, "created": created, "model": body.model,
                                     "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
-                    text = ""
-                    while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                    text, stopped = "", False
+                    while (piece := await asyncio.to_thread(next, pieces, None)) is not None:  # None: generated and counted
                         if not piece:
                             continue
                         cut, stopped = _cut(text + piece, body.stop)
@@ -273,9 +281,14 @@ def create_app(served: Served, max_concurrency: int = 4, max_request_kb: int = 2
                                         "choices": [{**choice, "finish_reason": None}]})
                         if stopped:
                             break
+                    finish = "stop" if stopped or counted.get("new", 0) < body.budget() else "length"
                     last = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
                     yield _sse({"id": ident, "object": kind, "created": created, "model": body.model,
-                                "choices": [{**last, "finish_reason": "stop"}]})
+                                "choices": [{**last, "finish_reason": finish}]})
+                    if (getattr(body, "stream_options", None) or {}).get("include_usage") and "new" in counted:
+                        yield _sse({"id": ident, "object": kind, "created": created, "model": body.model, "choices": [],
+                                    "usage": {"prompt_tokens": counted["prompt"], "completion_tokens": counted["new"],
+                                              "total_tokens": counted["prompt"] + counted["new"]}})
                     yield "data: [DONE]\n\n"
                 finally:
                     stop.set()
