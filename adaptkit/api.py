@@ -638,19 +638,21 @@ class Predictions:
 
 
 def predict(run_dir: str | os.PathLike, rows: list[dict] | str | os.PathLike, *, batch_size: int = 32, max_new_tokens: int = 128,
-            allow_code: bool = False, trust_remote_code: bool = False,
+            allow_code: bool = False, trust_remote_code: bool = False, column: str | None = None, answer_column: str | None = None,
             progress: Callable[[int, int], None] | None = None, images_dir: str | os.PathLike | None = None) -> Predictions:
     """Predict with a finished run on rows (dicts) or a data file: a classifier's label and class probabilities, a
     causal LM's greedy answer; scored with the run's scorer where the rows hold the answers. A run folder is data:
     its scorer code runs only with `allow_code` (else no score, and `notes` says why), a model's own code only with
     `trust_remote_code`, whatever its recipe.yaml says. Image and audio rows name files relative to a data file given
-    here (else to the working folder); a text-to-image run draws each prompt into `images_dir`."""
+    here (else to the working folder); a text-to-image run draws each prompt into `images_dir`. `column` and
+    `answer_column` name the rows' own columns for what the model reads and for the answers, where they differ from
+    the run's training data."""
     import time
 
     from adaptkit.runners.predict import load_model, open_run, unscored
     from adaptkit.runners.predict import predict as run_predict
 
-    run_ = open_run(str(run_dir), allow_code, trust_remote_code, drawing=True)
+    run_ = open_run(str(run_dir), allow_code, trust_remote_code, drawing=True, column=column, answer_column=answer_column)
     base = None
     if isinstance(rows, (str, os.PathLike)):
         from adaptkit.runners.data import read_rows

@@ -82,10 +82,34 @@ def test_predict_reads_stdin_lines_and_json(classifier):
     assert "predicted 2 rows" in result.stderr
 
 
+def test_predict_reads_a_file_under_its_own_column_names(classifier, causal, tmp_path):
+    """A user's new rows name their columns their own way (review, sentiment): --column and --answer-column read them,
+    scored as the run's own eval file is; a chat run has no answer column to name."""
+    import csv
+
+    rows = [json.loads(line) for line in Path(EVAL).read_text().splitlines()]
+    with open(tmp_path / "mine.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "sentiment"])
+        writer.writerows([r["text"], r["label"]] for r in rows)
+    own = json.loads(_run("predict", classifier, tmp_path / "mine.csv", "--column", "review", "--answer-column", "sentiment",
+                          "-o", tmp_path / "own.csv", "--json").stdout)
+    plain = json.loads(_run("predict", classifier, EVAL, "-o", tmp_path / "plain.jsonl", "--json").stdout)
+    assert own["scores"]["accuracy"] == pytest.approx(plain["scores"]["accuracy"], abs=1e-9) and own["rows"] == 80
+    prompts = tmp_path / "asks.jsonl"
+    prompts.write_text(json.dumps({"ask": "Where is my parcel?", "want": "It ships today."}) + "\n")
+    asked = _run("predict", causal, prompts, "--column", "ask", "--answer-column", "want", "--max-new-tokens", "4")
+    assert json.loads(asked.stdout.splitlines()[0])["ask"] == "Where is my parcel?" and "rougeL" in asked.stderr
+    import adaptkit
+
+    assert adaptkit.predict(classifier, [{"review": rows[0]["text"]}], column="review").rows[0]["prediction"] == \
+        json.loads((tmp_path / "plain.jsonl").read_text().splitlines()[0])["prediction"]
+
+
 @pytest.mark.parametrize("args, words", [
     (["{run}", "nowhere.jsonl"], "no such file"),
     (["{tmp}", "x.jsonl"], "not a finished adaptkit run"),
-    (["{run}", "{bad}"], "no text in column `text` (what this classifier reads; its columns are body: name the one to read `text`)"),
+    (["{run}", "{bad}"], "no text in column `text` (what this classifier reads; its columns are body: name the one to read with --column NAME)"),
 ])
 def test_predict_bad_input_is_one_line(classifier, tmp_path, args, words):
     bad = tmp_path / "bad.jsonl"

@@ -73,10 +73,15 @@ def _base(source: str | None) -> Path:
 @click.option("--force", is_flag=True, help="Replace an existing --output file.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="Causal LMs: tokens generated per row.")
+@click.option("--column", metavar="NAME", help="The file's column with what the model reads (text, prompt, messages, image or "
+              "audio), where it is not named as in training.")
+@click.option("--answer-column", metavar="NAME", help="The file's column with the answers to score against (label, reference "
+              "answer or transcript), where it is not named as in training.")
 @click.option("--allow-code", is_flag=True, help="Score with the run's own scorer code (a module:function or the code scorer).")
 @click.option("--trust-remote-code", is_flag=True, help="Load a run whose model ships its own Python code (trust_remote_code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (rows, seconds, scores) as JSON on stdout; needs --output.")
-def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_code, trust_remote_code, as_json):
+def predict(run_dir, source, output, force, batch_size, max_new_tokens, column, answer_column, allow_code, trust_remote_code,
+            as_json):
     """Predict with a finished run on a file (or stdin): JSONL rows with each prediction.
 
     A classifier gives the label and every class's probability (the class names saved at training); a causal LM
@@ -87,6 +92,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
 
     \b
       adaptkit predict runs/lora_cls examples/data/support_tickets_test.jsonl -o predictions.jsonl
+      adaptkit predict runs/lora_cls reviews.csv --column review --answer-column sentiment -o scored.csv
       echo "I was charged twice" | adaptkit predict runs/lora_cls -
       adaptkit predict runs/image_cls examples/images/eval/circle_0001.png
       adaptkit predict runs/whisper_lora examples/audio/eval/clip_0000.wav
@@ -102,7 +108,7 @@ def predict(run_dir, source, output, force, batch_size, max_new_tokens, allow_co
         raise InputError("--json prints the summary on stdout, where the predictions go without --output: give -o FILE")
     if output and Path(output).expanduser().exists() and not force:  # said before any model loads
         raise InputError(f"{output} already exists: choose another name or pass --force to replace it")
-    run = open_run(run_dir, allow_code, trust_remote_code, drawing=True)
+    run = open_run(run_dir, allow_code, trust_remote_code, drawing=True, column=column, answer_column=answer_column)
     images_dir = None
     if run.recipe.task == "text_to_image":  # pictures go in a new folder beside the output file
         if not output:

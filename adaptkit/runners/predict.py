@@ -44,10 +44,12 @@ class Run:
         return (self.weights / "adapter_config.json").is_file()
 
 
-def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = False, drawing: bool = False) -> Run:
+def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = False, drawing: bool = False,
+             column: str | None = None, answer_column: str | None = None) -> Run:
     """Read a finished run, or say in one line why the folder is not one. A run folder is data: the code it names (a
     scorer) runs only with the caller's `allow_code`, the model's own code only with the caller's `trust_remote_code`;
-    the folder's recipe.yaml cannot allow either. `drawing`: the caller draws with a text-to-image run (predict)."""
+    the folder's recipe.yaml cannot allow either. `drawing`: the caller draws with a text-to-image run (predict).
+    `column` / `answer_column`: the new rows' own names for what the model reads and for the answers (read_as)."""
     from adaptkit.recipe.load import load_recipe
 
     path = Path(folder).expanduser()
@@ -57,7 +59,7 @@ def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = Fa
     if recipe.trust_remote_code and not trust_remote_code:
         raise InputError(f"{folder}: its recipe.yaml sets trust_remote_code: true, so loading it runs Python code shipped with "
                          f"{recipe.model}: pass --trust-remote-code if you trust where this run came from")
-    recipe = recipe.model_copy(update={"allow_code": allow_code})
+    recipe = read_as(recipe.model_copy(update={"allow_code": allow_code}), column, answer_column)
     if not recipe.definition.trains or recipe.adapter == "vendor":
         raise InputError(f"{folder}: a {recipe.method} run trains no weights here: nothing to load "
                          "(training-free methods run with `adaptkit run`)")
@@ -77,6 +79,25 @@ def open_run(folder: str, allow_code: bool = False, trust_remote_code: bool = Fa
     if recipe.task in CLASSIFIERS and not labels:
         raise InputError(f"{folder}: a classifier run without labels.json: the class names are unknown")
     return Run(path, recipe, weights, [str(label) for label in labels], allow_code)
+
+
+def read_as(recipe: Recipe, column: str | None, answer_column: str | None) -> Recipe:
+    """The run's recipe reading rows under their own column names: `column` holds what the model reads (a classifier's
+    text, a causal LM's prompt or messages, an image or a clip), `answer_column` what it is scored against (the label,
+    the reference answer, the transcript)."""
+    d, update = recipe.data, {}
+    if column:
+        update[{CLASSIFIER: "text_column", IMAGES: "image_column", SPEECH: "audio_column", DRAWS: "text_column"}.get(
+            recipe.task, "messages_column" if d.messages_column else "prompt_column")] = column
+    if answer_column:
+        if recipe.task == DRAWS:
+            raise InputError("--answer-column: a text-to-image run's pictures are not scored")
+        if recipe.task not in (*CLASSIFIERS, SPEECH) and d.messages_column:
+            raise InputError("--answer-column: a chat run's answer is the last assistant turn of its messages; it has no "
+                             "column of its own")
+        key = {CLASSIFIER: "label_column", IMAGES: "label_column", SPEECH: "text_column"}.get(recipe.task, "response_column")
+        update[key] = answer_column
+    return recipe.model_copy(update={"data": d.model_copy(update=update)}) if update else recipe
 
 
 def check_saved(weights: Path, folder) -> None:
@@ -385,7 +406,7 @@ def _require_text(rows: list[dict], column: str, missing: str, what: str) -> Non
     bad = next((n for n, row in enumerate(rows, 1) if not isinstance(row.get(column), str) or not row[column].strip()), None)
     if bad is not None:
         others = [str(name) for name in rows[bad - 1]] if column not in rows[bad - 1] else []
-        named = f"; its columns are {', '.join(others)}: name the one to read `{column}`" if others else ""
+        named = f"; its columns are {', '.join(others)}: name the one to read with --column NAME" if others else ""
         raise InputError(f"row {bad}: {missing} in column `{column}` ({what}{named})")
 
 
@@ -431,7 +452,8 @@ def classify_images(model, processor, run: Run, rows: list[dict], base: Path, ba
         images = []
         for number, row in enumerate(batch, start + 1):
             if column not in row:
-                raise InputError(f"row {number}: no `{column}` (the image column this classifier was trained on)")
+                raise InputError(f"row {number}: no `{column}` (the image column this classifier was trained on; name "
+                                 "yours with --column NAME)")
             images.append(open_image(resolve(row[column], base, f"row {number}"), f"row {number}"))
         values = processor(images, return_tensors="pt")["pixel_values"].to(model.device, dtype=model.dtype)
         with torch.no_grad():
@@ -449,7 +471,8 @@ def classify(model, tokenizer, run: Run, rows: list[dict], batch_size: int, prog
     column = run.recipe.data.text_column
     missing = next((i for i, row in enumerate(rows, 1) if not isinstance(row.get(column), str)), None)
     if missing:
-        raise InputError(f"row {missing}: no text in column `{column}` (the column this classifier was trained on)")
+        raise InputError(f"row {missing}: no text in column `{column}` (the column this classifier was trained on; name "
+                         "yours with --column NAME)")
     out = []
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
@@ -479,7 +502,8 @@ def prompts_of(run: Run, rows: list[dict], tokenizer) -> list[str]:
             prompts.append(row[d.prompt_column])
         else:
             wanted = d.messages_column or d.prompt_column
-            raise InputError(f"row {number}: no `{wanted}` column (what this model was trained to continue)")
+            raise InputError(f"row {number}: no `{wanted}` column (what this model was trained to continue; name yours with "
+                             "--column NAME)")
     return prompts
 
 
