@@ -170,7 +170,8 @@ def test_rag_generation_through_an_endpoint_keeps_the_key_secret(invoke, tmp_pat
 @pytest.mark.parametrize("override, words", [
     ("rag.corpus=/nonexistent", "is not a folder"),
     ("data.eval=examples/data/support_tickets_test.jsonl",
-     "column `question` not found (columns: text, label); name the one to read with rag.question_column=COLUMN"),
+     "columns `question`, `source` not found (columns: text, label); name the ones to read: rag.question_column=COLUMN "
+     "rag.source_column=COLUMN"),
     ("rag.top_k=0", "rag.top_k"),
 ])
 def test_rag_bad_input(invoke, tmp_path, override, words):

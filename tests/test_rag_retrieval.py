@@ -139,3 +139,26 @@ def test_a_top_k_that_takes_every_chunk_is_said(tmp_path):
     said = learning_warnings({"index": {"chunks": 3}, "eval": {"k": 3, "recall_at_k": 1.0}}, [])
     assert any("retrieves every one of the corpus's 3 chunks" in line for line in said)
     assert not learning_warnings({"index": {"chunks": 30}, "eval": {"k": 3, "recall_at_k": 1.0}}, [])
+
+
+def test_one_file_is_a_corpus_and_its_passages_are_measured_by_answer(invoke, tmp_path):
+    """A single manual as rag.corpus: indexed as one file; recall by file says nothing there (warned), and questions
+    with their answers are scored by whether the answer is in the retrieved chunks."""
+    pytest.importorskip("sentence_transformers")
+    manual = tmp_path / "manual.txt"
+    parts = ["Inspect", "Drain", "Replace", "Clean", "Tighten", "Check"]
+    manual.write_text("\n\n".join(f"Section {n}. {verb} the part number {1000 + n} every {n + 2} months, using tool kit "
+                                  f"{chr(65 + n)}." for n, verb in enumerate(parts * 4)))
+    (tmp_path / "q.csv").write_text("question,source,answer\n" + "".join(
+        f"How often do I service part number {1000 + n}?,manual.txt,every {n + 2} months\n" for n in range(0, 24, 5)))
+    result = invoke("run", "rag", f"rag.corpus={manual}", f"data.eval={tmp_path / 'q.csv'}", "rag.chunk_size=24",
+                    "rag.chunk_overlap=0", "rag.top_k=1", "rag.retrieval=bm25", f"rag.index_dir={tmp_path / 'index'}",
+                    f"output_dir={tmp_path / 'rag'}", "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["index"]["files"] == 1 and metrics["index"]["chunks"] > 5
+    e = metrics["eval"]
+    assert e["recall_at_k"] == 1.0 and 0 < e["answer_in_top_k"] <= 1.0
+    assert any("the corpus is one file" in w for w in metrics["warnings"])
+    assert invoke("run", "rag", f"rag.corpus={tmp_path / 'q.csv'}", f"data.eval={tmp_path / 'q.csv'}",
+                  f"output_dir={tmp_path / 'no'}").exit_code == 2

@@ -211,10 +211,14 @@ def learning_warnings(metrics: dict, history: list[dict]) -> list[str]:
     if leaked.get("rows"):
         said.append(f"{leaked['rows']} of the {leaked['of']} eval rows are also in the training data ({leaked['exact']} exact, "
                     f"{leaked['near']} near duplicates): the score on them is overstated; deduplicate the data")
-    chunks, k = (metrics.get("index") or {}).get("chunks"), evaluation.get("k")
-    if isinstance(chunks, int) and isinstance(k, int) and k >= chunks:
-        said.append(f"top_k {k} retrieves every one of the corpus's {chunks} chunks: recall_at_k is 1 whatever the retrieval; "
-                    "lower rag.top_k or rag.chunk_size to measure it")
+    index, k = metrics.get("index") or {}, evaluation.get("k")
+    if isinstance(index.get("chunks"), int) and isinstance(k, int) and k >= index["chunks"]:
+        said.append(f"top_k {k} retrieves every one of the corpus's {index['chunks']} chunks: recall_at_k is 1 whatever the "
+                    "retrieval; lower rag.top_k or rag.chunk_size to measure it")
+    elif index.get("files") == 1 and isinstance(k, int):
+        said.append("the corpus is one file: recall_at_k counts files, so it is 1 whatever the retrieval; "
+                    + ("answer_in_top_k measures the passages" if "answer_in_top_k" in evaluation else
+                       "give the questions their expected answers (rag.answer_column) to measure the passages"))
     rows = (metrics.get("eval_data") or {}).get("rows") or (evaluation.get("interval") or {}).get("rows")
     if isinstance(rows, int) and 0 < rows < SMALL_EVAL:
         interval = evaluation.get("interval") or {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaptkit.errors import InputError
 from adaptkit.methods.rag.index import corpus_files, index_status
 from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.data import Rows
@@ -13,8 +12,6 @@ from adaptkit.runners.data import Rows
 
 def rag_summary(recipe: Recipe, data: Rows, allowed: bool = False) -> dict:
     corpus = Path(recipe.rag.corpus)
-    if not corpus.is_dir():
-        raise InputError(f"rag.corpus: {corpus} is not a folder")
     files, skipped = corpus_files(corpus)
     summary = {"questions": len(data.rows), "corpus_files": len(files), "skipped": [f"{p}: {why}" for p, why in skipped],
                "index": recipe.rag.index_dir, "index_status": index_status(Path(recipe.rag.index_dir))}

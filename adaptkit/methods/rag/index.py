@@ -74,8 +74,20 @@ def chunk_tokens(text: str, size: int, overlap: int, count: Callable[[list[str]]
         start = back
 
 
+def check_corpus(corpus: Path) -> Path:
+    """The folder a corpus's file names are relative to: the corpus folder, or a single document's folder."""
+    if corpus.is_dir():
+        return corpus
+    if corpus.is_file() and corpus.suffix.lower() in SUFFIXES:
+        return corpus.parent
+    raise InputError(f"rag.corpus: {corpus} is not a folder or a {', '.join(SUFFIXES)} file")
+
+
 def corpus_files(corpus: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The corpus's documents, and what was skipped and why: links that leave the folder, special files."""
+    """The corpus's documents (one, where it is a file), and what was skipped and why: links that leave the folder,
+    special files."""
+    if check_corpus(corpus) != corpus:
+        return [corpus], []
     root = corpus.resolve()
     files, skipped = [], []
     for folder, dirs, names in os.walk(corpus, followlinks=False):
@@ -193,8 +205,7 @@ class StoredIndex:
         """Bring the index up to date with the folder; return what was embedded, reused, removed and skipped."""
         import numpy as np
 
-        if not corpus.is_dir():
-            raise InputError(f"rag.corpus: {corpus} is not a folder")
+        base = check_corpus(corpus)
         files, skipped = corpus_files(corpus)
         if not files:
             raise InputError(f"rag.corpus: no .txt, .md or .pdf files in {corpus}")
@@ -217,7 +228,7 @@ class StoredIndex:
         files_meta, waiting, waiting_count = {}, [], 0
         todo = []
         for path in files:
-            source = str(path.relative_to(corpus))
+            source = str(path.relative_to(base))
             try:
                 text = read_document(path)
             except SkipFile as why:

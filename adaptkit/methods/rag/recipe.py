@@ -38,7 +38,7 @@ class RetrieverTuning(Strict):
 
 
 class RAGBlock(Strict):
-    corpus: str = input_path("a folder of .txt, .md and .pdf files")
+    corpus: str = input_path("a folder of .txt, .md and .pdf files, or one such file")
     index_dir: str = input_path("where the on-disk index lives (relative to the working folder); unchanged files are not re-embedded",
                                 "output")
     chunk_size: int = Field(200, ge=16, description="tokens per chunk, counted with the embedding model's tokenizer; at most "

@@ -135,15 +135,23 @@ def gold_files(rows: list[dict], column: str, files, where: str) -> list[str]:
     return golds
 
 
-def _scores(golds: list[str], ranked: list[list[tuple[int, float]]], chunks: list[dict], k: int) -> dict:
-    """File-level recall@k and MRR@k: a question is answered by the first retrieved chunk from its gold file."""
+def _scores(golds: list[str], ranked: list[list[tuple[int, float]]], chunks: list[dict], k: int,
+            answers: list[str | None] | None = None) -> dict:
+    """File-level recall@k and MRR@k: a question is answered by the first retrieved chunk from its gold file. Where
+    questions carry their expected answer, also the share whose answer is in the text of their top k chunks (a
+    passage-level measure: file-level recall cannot tell chunks of one long file apart)."""
     hits, reciprocal = 0, 0.0
     for gold, row in zip(golds, ranked):
         sources = [chunks[p]["source"] for p, _ in row[:k]]
         rank = next((i for i, s in enumerate(sources, 1) if s == gold), None)
         hits += rank is not None
         reciprocal += 1 / rank if rank else 0.0
-    return {"recall_at_k": round(hits / len(golds), 4), "mrr": round(reciprocal / len(golds), 4)}
+    scores = {"recall_at_k": round(hits / len(golds), 4), "mrr": round(reciprocal / len(golds), 4)}
+    asked = [(answer, row) for answer, row in zip(answers or [], ranked) if answer]
+    if asked:
+        found = sum(_contains(answer, " ".join(chunks[p]["text"] for p, _ in row[:k])) for answer, row in asked)
+        scores["answer_in_top_k"] = round(found / len(asked), 4)
+    return scores
 
 
 def _closed_book(recipe: Recipe, backend, questions: list[dict], replies: list[dict]) -> dict:
@@ -272,11 +280,13 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
     stats = index.ingest(Path(block.corpus), block.chunk_size, block.chunk_overlap, block.max_corpus_mb, options.progress)
     texts = [q[block.question_column] for q in questions]
     golds = gold_files(questions, block.source_column, index.manifest["files"], "data.eval")
+    answers = [q.get(block.answer_column) if block.answer_column and isinstance(q.get(block.answer_column), str) else None
+               for q in questions]
     rankings = Retriever(index, block).rankings(texts)
     used = "reranked" if block.reranker else block.retrieval
     tuned = None
     if block.tune is not None:
-        before = {name: {**_scores(golds, ranked, index.chunks, block.top_k),
+        before = {name: {**_scores(golds, ranked, index.chunks, block.top_k, answers),
                          "recall_at_1": _scores(golds, ranked, index.chunks, 1)["recall_at_k"]}
                   for name, ranked in rankings.items()}
         path, trained = _tune(recipe, data, index, out, options.show_training)
@@ -285,7 +295,7 @@ def run_rag(recipe: Recipe, data: Rows, options: RunOptions) -> RunResult:
         rankings = Retriever(index_after, block).rankings(texts)
         tuned = {"trained": trained, "before": before}
     results = [[(index.chunks[p], s) for p, s in row[:block.top_k]] for row in rankings[used]]
-    compared = {name: _scores(golds, ranked, index.chunks, block.top_k) for name, ranked in rankings.items()}
+    compared = {name: _scores(golds, ranked, index.chunks, block.top_k, answers) for name, ranked in rankings.items()}
     rows = []
     for question, gold, retrieved in zip(questions, golds, results):
         sources = [chunk["source"] for chunk, _ in retrieved]
