@@ -210,7 +210,8 @@ def test_a_folder_of_audio_with_transcripts_is_speech(tmp_path, invoke):
     assert "in_context_learning" in ruled and any("[G7-speech]" in reason for reason in ruled["rag"])
     (folder / "call3.wav").unlink()
     missing = invoke("advise", "--data", folder, *OPEN)
-    assert missing.exit_code == 2 and "1 file(s) named in metadata.jsonl are not in the folder (first: call3.wav)" in missing.stderr
+    assert missing.exit_code == 2 and "1 file(s) named in metadata.jsonl's `file_name` column are not in" in missing.stderr
+    assert "(first: call3.wav)" in missing.stderr
     bare = tmp_path / "bare"
     bare.mkdir()
     assert "a folder without metadata.jsonl" in invoke("advise", "--data", bare, *OPEN).stderr

@@ -151,3 +151,34 @@ def test_pictures_as_a_hub_dataset_gives_them_are_read(tmp_path):
     assert check_images(rows, "image", tmp_path, "data.train", 25_000_000) == [(32, 32), (32, 32)]
     assert all(row["image"].startswith("data:image/png;base64,") for row in rows)
     assert open_image(rows[0]["image"]).tobytes() == picture.convert("RGB").tobytes()
+
+
+def _class_folders(target: Path, split: str, per_class: int) -> Path:
+    """The demo's pictures as a user keeps them: one subfolder per class (datasets' imagefolder layout)."""
+    for row in rows(IMAGES / f"{split}.jsonl"):
+        folder = target / row["label"]
+        folder.mkdir(parents=True, exist_ok=True)
+        if len(list(folder.iterdir())) < per_class:
+            shutil.copy(IMAGES / row["image"], folder)
+    return target
+
+
+def test_class_subfolders_are_a_dataset_for_advise_run_and_predict(invoke, tmp_path):
+    """photos/circle/*.png, photos/cross/*.png ...: read as datasets' imagefolder reads them (the label is the folder's
+    name) by advise --data, by a run's data.train and data.eval, and by predict; split folders above them are named."""
+    train = _class_folders(tmp_path / "photos" / "train", "train", 24)
+    test = _class_folders(tmp_path / "photos" / "test", "eval", 6)
+    advice = json.loads(invoke("advise", "--data", train, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
+                               "--json").stdout)
+    assert advice["profile"]["task"] == "classification" and advice["profile"]["labeled_examples"] == 96
+    out = tmp_path / "run"
+    result = invoke("run", "image_cls", f"data.train={train}", f"data.eval={test}", f"output_dir={out}", *QUICK, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["eval_data"]["rows"] == 24 and set(json.loads((out / "labels.json").read_text())) == {"circle", "cross", "square",
+                                                                                                       "triangle"}
+    predicted = invoke("predict", out, test, "--json", "-o", tmp_path / "p.jsonl")
+    assert json.loads(predicted.stdout)["scores"]["accuracy"] == pytest.approx(metrics["eval"]["accuracy"], abs=1e-9)
+    refused_split = invoke("run", "image_cls", f"data.train={tmp_path / 'photos'}", "data.eval=", f"output_dir={tmp_path / 'no'}")
+    assert refused_split.exit_code == 2 and "holds split folders (test, train)" in refused_split.stderr
+    assert not (tmp_path / "no").exists()

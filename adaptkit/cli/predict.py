@@ -21,7 +21,7 @@ def _rows(source: str | None, run) -> list[dict]:
 
     images = run.recipe.task == "image_classification"
     if source and source != "-":
-        from adaptkit.runners.data_facts import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+        from adaptkit.runners.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
         if images and source.lower().endswith(IMAGE_SUFFIXES):  # one picture, named on the command line
             return [{run.recipe.data.image_column: source}]
@@ -58,8 +58,10 @@ def _rows(source: str | None, run) -> list[dict]:
 def _base(source: str | None) -> Path:
     """The folder an image row's relative path is read from: its data file's (an image named here, or stdin: the
     working folder's)."""
-    from adaptkit.runners.data_facts import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+    from adaptkit.runners.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
+    if source and source != "-" and Path(source).expanduser().is_dir():  # a folder of class subfolders or with a metadata file
+        return Path(source).expanduser().resolve()
     if source and source != "-" and not source.lower().endswith(IMAGE_SUFFIXES + AUDIO_SUFFIXES):
         return Path(source).expanduser().resolve().parent
     return Path.cwd()

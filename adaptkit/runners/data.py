@@ -80,6 +80,8 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
             raise no_such_file(reference, where)
         return _hub_rows(reference, split, where)
     path = Path(reference).expanduser()
+    if path.is_dir():
+        return folder_rows(path, where)
     if not path.is_file():
         raise InputError(f"{where}: no such file {path}")
     suffix = path.suffix.lower()
@@ -121,6 +123,42 @@ def read_rows(reference: str, split: str, where: str) -> list[dict]:
         raise InputError(f"{where}: cannot read {path} ({exc.strerror or exc.__class__.__name__})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError(f"{where}: {path} must hold records (one object per row)")
+    return rows
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".opus", ".aac")
+METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")  # datasets' audiofolder/imagefolder layout
+SPLIT_NAMES = ("train", "test", "validation", "valid", "val", "eval", "dev")
+
+
+def folder_rows(folder: Path, where: str) -> list[dict]:
+    """A folder of images or audio clips as datasets' imagefolder and audiofolder read it: a metadata file whose
+    `file_name` column names each file (read as the `image` or `audio` column, the other columns beside it), else one
+    subfolder per class holding its files (`label`: the subfolder's name). File paths stay relative to the folder."""
+    metadata = next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
+    if metadata is not None:
+        rows = read_rows(str(metadata), "train", where)
+        names = [str(row.get("file_name", "")) for row in rows]
+        missing = [name for name in names if not name or not (folder / name).is_file()]
+        if missing:
+            raise InputError(f"{where}: {len(missing)} file(s) named in {metadata.name}'s `file_name` column are not in {folder} "
+                             f"(first: {missing[0] or 'an empty name'})")
+        audio = sum(name.lower().endswith(AUDIO_SUFFIXES) for name in names) > len(names) / 2
+        return [{"audio" if audio else "image": row.pop("file_name"), **row} for row in rows]
+    classes = sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    files = {c.name: sorted(f.relative_to(folder).as_posix() for f in c.rglob("*")
+                            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES) for c in classes}
+    splits = classes and all(c.name.lower() in SPLIT_NAMES for c in classes) and any(
+        any(d.is_dir() for d in c.iterdir()) or any((c / name).is_file() for name in METADATA_FILES) for c in classes)
+    if splits:
+        raise InputError(f"{where}: {folder} holds split folders ({', '.join(c.name for c in classes)}): give each split's folder "
+                         f"(data.train={folder}/train, data.eval={folder}/test)")
+    rows = [{"image" if name.lower().endswith(IMAGE_SUFFIXES) else "audio": name, "label": label}
+            for label, names in files.items() for name in names]
+    if not rows:
+        raise InputError(f"{where}: {folder} is a folder without {' or '.join(METADATA_FILES)} and without class subfolders of "
+                         f"images or audio: give a data file, or one subfolder per class (cat/, dog/) holding its files")
     return rows
 
 

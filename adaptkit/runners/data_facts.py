@@ -14,16 +14,14 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 from adaptkit.recipe.emit import held_out
+from adaptkit.runners.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES, METADATA_FILES, read_rows
 
 LABEL_COLUMNS = ("label", "labels", "category", "class", "intent", "queue", "target", "sentiment", "topic")
 TEXT_COLUMNS = ("text", "body", "content", "sentence", "document", "input", "message", "ticket")
 PAIR_COLUMNS = (("prompt", "response"), ("prompt", "completion"), ("instruction", "output"), ("instruction", "response"),
                 ("question", "answer"), ("input", "output"), ("query", "response"), ("source", "target"))
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".opus", ".aac")
 TRANSCRIPT_COLUMNS = ("transcription", "transcript", "sentence", "text", "normalized_text", "caption")
 CAPTION_COLUMNS = ("prompt", "caption", "text", "description")
-METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")  # datasets' audiofolder/imagefolder layout
 WORD_TO_TOKENS = 1.3  # English words per BPE token, when no tokenizer is available offline
 
 
@@ -143,22 +141,15 @@ def _media_columns(rows: list[dict], columns: list[str]) -> dict[str, str]:
 
 def _read(path: str, where: str) -> tuple[list[dict], str]:
     """The rows of a data file, or of a folder in datasets' audiofolder/imagefolder layout (media files beside a
-    metadata file whose `file_name` column names them); and what was read, in words."""
-    from adaptkit.runners.data import read_rows
-
+    metadata file whose `file_name` column names them, or one subfolder per class); and what was read, in words."""
     folder = Path(path).expanduser()
     if folder.is_dir():
-        metadata = next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
-        if metadata is None:
-            raise InputError(f"{where}: a folder without {' or '.join(METADATA_FILES)} (its `file_name` column names each "
-                             "image or audio file, beside a transcript or caption column)")
-        rows = read_rows(str(metadata), "train", where)
-        missing = [row.get("file_name") for row in rows if not (folder / str(row.get("file_name", ""))).is_file()]
-        if missing:
-            raise InputError(f"{where}: {len(missing)} file(s) named in {metadata.name} are not in the folder (first: {missing[0]})")
-        return rows, f"{len(rows):,} files listed in {metadata.name}"
+        rows = read_rows(str(folder), "train", where)
+        metadata = next((name for name in METADATA_FILES if (folder / name).is_file()), None)
+        return rows, (f"{len(rows):,} files listed in {metadata}" if metadata else
+                      f"{len(rows):,} files in {len({row['label'] for row in rows})} class folders")
     if not folder.is_file():
-        raise InputError(f"{where}: no such file (a .jsonl, .csv or .parquet file of examples, or a folder with a metadata file)")
+        raise InputError(f"{where}: no such file (a .jsonl, .csv or .parquet file of examples, or a folder of images or audio)")
     return read_rows(str(folder), "train", where), ""
 
 

@@ -13,9 +13,11 @@ KINDS = {"image": ("an image", "png"), "audio": ("a clip", "wav")}  # kind -> (a
 
 
 def split_folder(d, where: str) -> Path:
-    """The folder a split's relative file paths are read from: its data file's (datasets' imagefolder and audiofolder
-    do the same), else the working folder."""
+    """The folder a split's relative file paths are read from: the split's folder, or its data file's (datasets'
+    imagefolder and audiofolder do the same), else the working folder."""
     reference = d.eval if where == "data.eval" and d.eval else d.train
+    if reference and Path(reference).expanduser().is_dir():  # a folder of class subfolders, or files beside a metadata file
+        return Path(reference).expanduser().resolve()
     if reference and Path(reference).expanduser().is_file():
         return Path(reference).expanduser().resolve().parent
     return Path.cwd()
