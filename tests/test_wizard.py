@@ -191,3 +191,38 @@ def test_the_offer_of_a_recipe_says_what_run_does_with_it():
     for method, said in (("lora_adapters", "trains it"), ("in_context_learning", "scores it on your data")):
         offer = Offer({})
         assert ask_recipe(offer, registry()[method], lambda key, text: text) is None and said in offer.hint
+
+
+def test_the_wizard_asks_which_column_is_which_when_the_names_do_not_say(invoke, wizard_cli, tmp_path, monkeypatch):
+    """A transcript,note,agent CSV: advise --data could only refuse it; the wizard asks what the rows hold and which
+    column is which, and the recipe it writes reads them so."""
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    with open("calls.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["transcript", "note", "agent"])
+        for i in range(40):
+            writer.writerow([f"Hi, order {1000 + i} arrived broken, item {i % 7}. Please refund.", f"Order {1000 + i}: refund.",
+                             ("ana", "li", "sam")[i % 3]])
+    script = Script({"data": "calls.csv", "rows": "response", "input_column": "transcript", "response_column": "note",
+                     "goal": "behavior", "weight_access": "open", "num_gpus": 0, "force": True, "path": "r.yaml", "train_data": None,
+                     "eval_data": None, "bake_off": False})
+    wizard_cli(script)
+    result = invoke("advise")
+    assert result.exit_code == 0, result.output
+    assert script.asked["rows"] == "label"  # `agent` repeats three names: a label is the guess shown first
+    assert "(columns `transcript` / `note`)" in result.stdout
+    recipe = (tmp_path / "r.yaml").read_text()
+    assert "prompt_column: transcript" in recipe and "response_column: note" in recipe
+
+
+def test_the_column_questions_give_each_kind_its_answers():
+    from adaptkit.cli.wizard import ask_columns
+
+    rows = [{"a": f"text {i}", "b": f"other {i}", "c": ("x", "y")[i % 2]} for i in range(10)]
+    ask = lambda replies: ask_columns(Script(replies), "f.csv", ["a", "b", "c"], rows)  # noqa: E731
+    assert ask({"rows": "label"}) == {"text_column": "a", "label_column": "c"}  # the first offered: the input, the repeating column
+    assert ask({"rows": "pair", "input_column": "a", "chosen_column": "b"}) == {"prompt_column": "a", "chosen_column": "b",
+                                                                                "rejected_column": "c"}
+    assert ask({"rows": "text", "text_column": "b"}) == {"text_column": "b"}

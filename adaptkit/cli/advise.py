@@ -78,6 +78,10 @@ def advise(answers_file, data_file, overrides, as_json, explain, no_evidence, no
         from adaptkit.cli.wizard import ask_data_file
 
         data_file = ask_data_file(_prompter())
+        if data_file:  # columns named the user's own way: which is which, asked now (and kept like --set)
+            from adaptkit.cli.wizard import named_columns
+
+            given.update(named_columns(_prompter(), data_file, {**answers, **given}))
 
     def ask(answers: dict, gpus: list, notes: list[str]) -> dict:
         """The wizard for what is missing (or, without a terminal, a clear refusal); the answers saved before any advice."""

@@ -375,11 +375,61 @@ def _existing_file(text: str) -> str:
     from pathlib import Path
 
     path = Path(text.strip()).expanduser()
+    if path.is_dir():  # pictures or clips: class subfolders, or files beside a metadata file
+        return text.strip()
     if not path.is_file():
         raise ValueError(f"no such file: {text.strip()} (blank to skip)")
-    if path.suffix.lower() not in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
-        raise ValueError("expected a .jsonl, .json, .csv, .tsv or .parquet file (blank to skip)")
+    if path.suffix.lower() not in (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt"):
+        raise ValueError("expected a .jsonl, .json, .csv, .tsv, .parquet or .txt file, or a folder of images or audio (blank to skip)")
     return text.strip()
+
+
+ROW_KINDS = (("label", "an input and its label (one of a few classes)"),
+             ("response", "an input and the output the model should write"),
+             ("pair", "a prompt, a better reply and a worse one (preference pairs)"),
+             ("text", "text only (a corpus of the domain)"))
+
+
+def ask_columns(prompter, path: str, columns: list[str], rows: list[dict]) -> dict:
+    """A data file whose column names do not say what its rows are: what each row holds and which column is which,
+    as the column answers (text_column and label_column, prompt_column and response_column, ...) that the advice, the
+    recipe it writes and the run read the file by. The default kind: a label where a column repeats a few values."""
+    from pathlib import Path
+
+    def pick(key: str, prompt: str, among: list[str]) -> str:
+        return prompter.ask(Question(key, prompt, f"the columns of {Path(path).name}", "select", tuple((c, c) for c in among)), among[0])
+
+    few = [c for c in columns if 1 < len({str(row.get(c)) for row in rows}) <= max(2, min(20, len(rows) // 2))]
+    kind = prompter.ask(Question("rows", f"What does each row of {Path(path).name} hold?",
+                                 "its column names do not say: which is which is asked once, and kept in the recipe", "select",
+                                 ROW_KINDS), "label" if few else "response")
+    if kind == "text":
+        return {"text_column": pick("text_column", "Which column holds the text?", columns)}
+    first = pick("input_column", "Which column holds the prompt?" if kind == "pair" else "Which column holds the input?",
+                 [c for c in columns if c not in few] + few)
+    rest = [c for c in columns if c != first]
+    if kind == "label":
+        return {"text_column": first, "label_column": pick("label_column", "Which column holds the label?", [c for c in few if c != first] +
+                                                           [c for c in rest if c not in few])}
+    if kind == "response":
+        return {"prompt_column": first, "response_column": pick("response_column", "Which column holds the output?", rest)}
+    chosen = pick("chosen_column", "Which column holds the better reply?", rest)
+    return {"prompt_column": first, "chosen_column": chosen,
+            "rejected_column": pick("rejected_column", "Which column holds the worse reply?", [c for c in rest if c != chosen])}
+
+
+def named_columns(prompter, path: str, answers: dict) -> dict:
+    """The column answers a data file needs before it can be read (asked only where its columns do not say; the
+    user's own column answers are used first)."""
+    from adaptkit.runners.data_facts import NAMED, RowsUnclear, infer
+
+    try:
+        infer(path, answers.get("model"), {key: answers[key] for key in NAMED if answers.get(key)})
+    except RowsUnclear as unclear:
+        from adaptkit.runners.data import read_rows
+
+        return ask_columns(prompter, path, unclear.columns, read_rows(path, "train", "data")[:2000])
+    return {}
 
 
 def ask_data_file(prompter) -> str | None:

@@ -25,6 +25,14 @@ CAPTION_COLUMNS = ("prompt", "caption", "text", "description")
 WORD_TO_TOKENS = 1.3  # English words per BPE token, when no tokenizer is available offline
 
 
+class RowsUnclear(InputError):
+    """A data file whose columns do not say what its rows are; `columns` lets the wizard ask which is which."""
+
+    def __init__(self, columns: list[str], message: str):
+        super().__init__(message)
+        self.columns = columns
+
+
 @dataclass
 class DataFacts:
     """What a file proves: answers for the profile, and one line per inference naming its columns."""
@@ -240,7 +248,7 @@ def infer(path: str, model: str | None = None, named: dict | None = None) -> Dat
         facts.answers["raw_text_data"] = facts.answers.pop("train_data")  # a corpus is not supervised training data
         return facts
     else:
-        raise InputError(f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "
+        raise RowsUnclear(columns, f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "
                          "(label, category, ...), prompt/response, messages, chosen/rejected, or one text column; or name yours "
                          "(--set text_column=... label_column=..., or prompt_column/response_column, or chosen_column/rejected_column)")
     return _lengths_said(facts, texts, model, n)
