@@ -81,3 +81,12 @@ def load_yaml(path: Path):
 def loads_yaml(text: str):
     """Parse YAML text."""
     return yaml.load(text, Loader=Loader)
+
+
+def problem(exc: Exception) -> str:
+    """A YAML error in one line a user can act on: where it is (line and column) and what is wrong there."""
+    mark, said = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and said:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {said}"
+    first = str(exc).strip().splitlines()
+    return first[0] if first else exc.__class__.__name__

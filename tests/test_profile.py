@@ -63,7 +63,7 @@ BAD_FILES = [
     ("missing file", None, "no such file"),
     ("empty file", "", "empty"),
     ("whitespace only", "  \n\n", "empty"),
-    ("invalid YAML", "task: [classification\n", "not valid YAML"),
+    ("invalid YAML", "task: [classification\n", "not valid YAML: line 2, column 1"),
     ("not a mapping", "- task\n- goal\n", "expected a mapping"),
     ("binary garbage", b"\xff\xfe\x00bad", "cannot read"),
 ]

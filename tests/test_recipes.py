@@ -74,7 +74,7 @@ def test_every_error_is_listed_with_its_path(tmp_path):
 
 
 @pytest.mark.parametrize("content, words", [
-    ("", "empty"), ("method: [", "not valid YAML"), ("- a\n- b\n", "expected a mapping"),
+    ("", "empty"), ("method: [", "not valid YAML: line 2, column 1: did not find expected node content"), ("- a\n- b\n", "expected a mapping"),
 ])
 def test_bad_recipe_files(tmp_path, content, words):
     path = tmp_path / "r.yaml"

@@ -183,7 +183,9 @@ def read_answers(path: str | Path) -> dict:
 
             data = loads_yaml(text)
     except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        from adaptkit._yaml import problem
+
+        first = problem(exc)
         raise InputError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}") from None
     if isinstance(data, dict) and set(data) == {"answers"} and isinstance(data["answers"], dict):
         data = data["answers"]

@@ -73,8 +73,9 @@ def read_recipe_file(path: Path) -> dict:
     try:
         data = loads_yaml(text)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InputError(f"{path}: not valid YAML: {first}") from None
+        from adaptkit._yaml import problem
+
+        raise InputError(f"{path}: not valid YAML: {problem(exc)}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping (method: ..., model: ..., data: ...), got {type(data).__name__}")
     return data
