@@ -226,3 +226,14 @@ def test_the_column_questions_give_each_kind_its_answers():
     assert ask({"rows": "pair", "input_column": "a", "chosen_column": "b"}) == {"prompt_column": "a", "chosen_column": "b",
                                                                                 "rejected_column": "c"}
     assert ask({"rows": "text", "text_column": "b"}) == {"text_column": "b"}
+    two = ask_columns(Script({"rows": "response"}), "f.csv", ["a", "c"], rows)
+    assert two == {"prompt_column": "a", "response_column": "c"}
+
+    class Offered(Script):
+        def ask(self, question, default, back=False):
+            self.choices = {**getattr(self, "choices", {}), question.key: [value for value, _ in question.choices]}
+            return super().ask(question, default, back)
+
+    offered = Offered({})
+    ask_columns(offered, "f.csv", ["a", "c"], rows)
+    assert offered.asked["rows"] == "label" and "pair" not in offered.choices["rows"]  # a pair takes three columns

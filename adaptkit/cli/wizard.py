@@ -399,18 +399,19 @@ def ask_columns(prompter, path: str, columns: list[str], rows: list[dict]) -> di
     def pick(key: str, prompt: str, among: list[str]) -> str:
         return prompter.ask(Question(key, prompt, f"the columns of {Path(path).name}", "select", tuple((c, c) for c in among)), among[0])
 
-    few = [c for c in columns if 1 < len({str(row.get(c)) for row in rows}) <= max(2, min(20, len(rows) // 2))]
+    repeating = [c for c in columns if 1 < len({str(row.get(c)) for row in rows}) <= max(2, min(20, len(rows) // 2))]
+    kinds = tuple(kind for kind in ROW_KINDS if kind[0] != "pair" or len(columns) >= 3)  # a pair takes three columns
     kind = prompter.ask(Question("rows", f"What does each row of {Path(path).name} hold?",
                                  "its column names do not say: which is which is asked once, and kept in the recipe", "select",
-                                 ROW_KINDS), "label" if few else "response")
+                                 kinds), "label" if repeating else "response")
     if kind == "text":
         return {"text_column": pick("text_column", "Which column holds the text?", columns)}
     first = pick("input_column", "Which column holds the prompt?" if kind == "pair" else "Which column holds the input?",
-                 [c for c in columns if c not in few] + few)
+                 sorted(columns, key=lambda c: c in repeating))  # free text first
     rest = [c for c in columns if c != first]
     if kind == "label":
-        return {"text_column": first, "label_column": pick("label_column", "Which column holds the label?", [c for c in few if c != first] +
-                                                           [c for c in rest if c not in few])}
+        return {"text_column": first,
+                "label_column": pick("label_column", "Which column holds the label?", sorted(rest, key=lambda c: c not in repeating))}
     if kind == "response":
         return {"prompt_column": first, "response_column": pick("response_column", "Which column holds the output?", rest)}
     chosen = pick("chosen_column", "Which column holds the better reply?", rest)
