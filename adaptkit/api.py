@@ -657,8 +657,9 @@ def predict(run_dir: str | os.PathLike, rows: list[dict] | str | os.PathLike, *,
     if isinstance(rows, (str, os.PathLike)):
         from adaptkit.runners.data import read_rows
 
-        path = Path(rows).expanduser().resolve()
-        base = path if path.is_dir() else path.parent  # a folder's files are named relative to it
+        from adaptkit.methods.supervised.media import files_folder
+
+        base = files_folder(str(rows))
         rows = read_rows(str(rows), "train", "predict input")
     loaded = load_model(run_)
     started = time.perf_counter()

@@ -171,6 +171,10 @@ def test_class_subfolders_are_a_dataset_for_advise_run_and_predict(invoke, tmp_p
     advice = json.loads(invoke("advise", "--data", train, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
                                "--json").stdout)
     assert advice["profile"]["task"] == "classification" and advice["profile"]["labeled_examples"] == 96
+    split = invoke("advise", "--data", train, "--set", "goal=behavior", "--set", "weight_access=open", "--no-input",
+                   "--bake-off", tmp_path / "bo")
+    assert split.exit_code == 0, split.output
+    assert all(Path(row["image"]).is_file() for row in rows(tmp_path / "bo" / "train.jsonl"))  # named from the folder they are in
     out = tmp_path / "run"
     result = invoke("run", "image_cls", f"data.train={train}", f"data.eval={test}", f"output_dir={out}", *QUICK, "--json")
     assert result.exit_code == 0, result.output

@@ -248,7 +248,9 @@ def _held_out_split(advice, target) -> "_Split | None":
         return None
     folder = target.resolve()  # recipes resolve relative paths against their own folder: write absolute ones
     split = _Split((str(folder / "train.jsonl"), str(folder / "heldout.jsonl")))
-    rows = _media_made_absolute(rows, Path(p.train_data).expanduser().resolve().parent)
+    from adaptkit.methods.supervised.media import files_folder
+
+    rows = _media_made_absolute(rows, files_folder(p.train_data))
     split.rows = ([r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held])
     return split
 
@@ -265,8 +267,8 @@ def _inputs(rows: list, profile) -> list[str] | None:
 
 
 def _media_made_absolute(rows: list, base: Path) -> list:
-    """The rows with their image and audio files named by absolute paths: they were relative to the data file's folder,
-    and the split files are written elsewhere (a value, or an image_url in chat messages, naming an existing file)."""
+    """The rows with their image and audio files named by absolute paths: they were relative to the data file's folder
+    (or the data folder), and the split files are written elsewhere (a value, or an image_url in chat messages, naming an existing file)."""
     from adaptkit.runners.data_facts import media_kind
 
     def fixed(value):

@@ -56,14 +56,13 @@ def _rows(source: str | None, run) -> list[dict]:
 
 
 def _base(source: str | None) -> Path:
-    """The folder an image row's relative path is read from: its data file's (an image named here, or stdin: the
-    working folder's)."""
+    """The folder an image row's relative path is read from: its data file's or folder's (an image named here, or
+    stdin: the working folder's)."""
+    from adaptkit.methods.supervised.media import files_folder
     from adaptkit.runners.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
-    if source and source != "-" and Path(source).expanduser().is_dir():  # a folder of class subfolders or with a metadata file
-        return Path(source).expanduser().resolve()
     if source and source != "-" and not source.lower().endswith(IMAGE_SUFFIXES + AUDIO_SUFFIXES):
-        return Path(source).expanduser().resolve().parent
+        return files_folder(source)
     return Path.cwd()
 
 

@@ -12,14 +12,18 @@ from adaptkit.errors import InputError
 KINDS = {"image": ("an image", "png"), "audio": ("a clip", "wav")}  # kind -> (a row's file, in words; its data URL's default type)
 
 
+def files_folder(reference: str) -> Path:
+    """The folder a data reference's relative image and audio paths are read from: a folder itself (class subfolders,
+    or files beside a metadata file), a data file's own folder (as datasets' imagefolder and audiofolder read them)."""
+    path = Path(reference).expanduser().resolve()
+    return path if path.is_dir() else path.parent
+
+
 def split_folder(d, where: str) -> Path:
-    """The folder a split's relative file paths are read from: the split's folder, or its data file's (datasets'
-    imagefolder and audiofolder do the same), else the working folder."""
+    """The folder a split's relative file paths are read from (files_folder), else the working folder."""
     reference = d.eval if where == "data.eval" and d.eval else d.train
-    if reference and Path(reference).expanduser().is_dir():  # a folder of class subfolders, or files beside a metadata file
-        return Path(reference).expanduser().resolve()
-    if reference and Path(reference).expanduser().is_file():
-        return Path(reference).expanduser().resolve().parent
+    if reference and Path(reference).expanduser().exists():
+        return files_folder(reference)
     return Path.cwd()
 
 
