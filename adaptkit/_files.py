@@ -109,10 +109,17 @@ def write_new(path: str | Path, text: str | bytes, force: bool = False) -> Path:
 
 
 def sha256_of(path: Path) -> str | None:
-    """The sha256 of a local file's bytes (read in blocks), or None when it is not a file."""
+    """The sha256 of a local file's bytes (read in blocks); of a data folder, of each of its files' relative path and
+    sha256 in order (hidden files left out); None when it is neither."""
     import hashlib
 
     path = Path(path).expanduser()
+    if path.is_dir():
+        listing = hashlib.sha256()
+        files = (f for f in path.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+        for file in sorted(files):
+            listing.update(f"{file.relative_to(path).as_posix()}\0{sha256_of(file)}\n".encode())
+        return listing.hexdigest()
     if not path.is_file():
         return None
     digest = hashlib.sha256()

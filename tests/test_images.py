@@ -186,3 +186,18 @@ def test_class_subfolders_are_a_dataset_for_advise_run_and_predict(invoke, tmp_p
     refused_split = invoke("run", "image_cls", f"data.train={tmp_path / 'photos'}", "data.eval=", f"output_dir={tmp_path / 'no'}")
     assert refused_split.exit_code == 2 and "holds split folders (test, train)" in refused_split.stderr
     assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.unit
+def test_a_data_folder_has_an_identity_that_follows_its_files(tmp_path):
+    """A folder of class subfolders is the data a run trained on: its sha256 (the ledger's and compare's identity of
+    the data) changes with a file's bytes or name, not with hidden files."""
+    from adaptkit._files import sha256_of
+
+    folder = _class_folders(tmp_path / "photos", "eval", 2)
+    first = sha256_of(folder)
+    (folder / ".DS_Store").write_text("finder")
+    assert sha256_of(folder) == first
+    picture = next((folder / "circle").iterdir())
+    picture.rename(picture.with_name("renamed.png"))
+    assert sha256_of(folder) not in (first, None)
