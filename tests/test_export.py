@@ -148,3 +148,20 @@ def test_trl_config_parses_with_trls_own_parser(invoke, tmp_path, recipe, comman
 def test_trl_refuses_classification(invoke):
     result = invoke("export", "lora_cls", "--format", "trl")
     assert result.exit_code == 2 and "no TRL CLI equivalent" in result.stderr
+
+
+def test_a_csv_recipe_exports_a_trl_config_that_loads_its_rows(invoke, tmp_path):
+    """The TRL config named every local file's builder `json`, so TRL read a user's CSV as JSON and failed; and the
+    export told the user to run the config with python."""
+    from trl import ModelConfig, SFTConfig
+    from trl.scripts.utils import DatasetMixtureConfig, TrlParser, get_dataset
+
+    rows = tmp_path / "pairs.csv"
+    rows.write_text("prompt,completion\n" + "".join(f"Where is order {i}?,It ships on day {i}.\n" for i in range(12)))
+    result = invoke("export", "lora_sft", f"data.train={rows}", "data.eval=", "--format", "trl", "-o", tmp_path / "trl.yaml")
+    assert result.exit_code == 0 and f"run it with: trl sft --config {tmp_path / 'trl.yaml'}" in result.stderr, result.output
+    parser = TrlParser((DatasetMixtureConfig, SFTConfig, ModelConfig))
+    data = parser.parse_args_and_config(args=["--config", str(tmp_path / "trl.yaml"), "--use_cpu", "true", "--bf16", "false"])[0]
+    assert data.datasets[0].path == "csv"
+    loaded = get_dataset(data)
+    assert sum(len(split) for split in loaded.values()) == 12 and "completion" in loaded["train"].column_names

@@ -59,7 +59,7 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
         _deploy(fmt, recipe, overrides, output, quant, max_drop, as_json)
         return
 
-    from adaptkit.recipe.export import accelerate_configs, script, trl_config
+    from adaptkit.recipe.export import accelerate_configs, script, trl_command, trl_config
     from adaptkit.recipe.load import load_recipe
 
     if fmt in ("slurm", "skypilot"):
@@ -100,7 +100,8 @@ def export(recipe, overrides, fmt, output, gpus, machines, port, time_limit, par
     text = trl_config(loaded, recipe) if fmt == "trl" else script(loaded, recipe, output or "train.py")
     if output:
         write_new(output, text, force=force)
-        click.echo(f"wrote {output}; run it with: python {output}", err=True)
+        run = f"trl {trl_command(loaded)} --config {output}" if fmt == "trl" else f"python {output}"
+        click.echo(f"wrote {output}; run it with: {run}", err=True)
     else:
         click.echo(text)
 

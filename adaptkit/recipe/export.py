@@ -179,6 +179,11 @@ TRL_FIELDS = {  # recipe field -> TRL CLI (SFTConfig/DPOConfig) field
 }
 
 
+def trl_command(recipe: Recipe) -> str:
+    """The TRL CLI command a recipe's --format trl config is for (sft, dpo)."""
+    return recipe.definition.trl(recipe)[0]
+
+
 def trl_config(recipe: Recipe, ref: str) -> str:
     """A config for `trl sft|dpo --config FILE`, with every recipe setting TRL's CLI cannot express listed, not dropped."""
     import yaml
@@ -189,8 +194,15 @@ def trl_config(recipe: Recipe, ref: str) -> str:
                          "has no TRL CLI equivalent")
     _one_file(recipe, "trl")
     command, fields, lost = own
-    config: dict = {"model_name_or_path": recipe.model,
-                    "datasets": [{"path": "json", "data_files": recipe.data.train, "split": "train"}]}
+    from adaptkit.recipe.load import LOCAL_BUILDERS, is_file_reference
+
+    train = recipe.data.train
+    suffix = Path(train).suffix.lower()
+    local = is_file_reference(train) and suffix in LOCAL_BUILDERS  # else a hub dataset, which TRL loads by its name
+    dataset = {"path": LOCAL_BUILDERS[suffix], "data_files": train} if local else {"path": train}
+    config: dict = {"model_name_or_path": recipe.model, "datasets": [{**dataset, "split": recipe.data.train_split if not local else "train"}]}
+    if suffix == ".tsv":
+        lost.append(f"data.train={Path(train).name}: the TRL CLI reads it with datasets' csv builder, comma-separated; save it as .csv")
     values = recipe.model_dump()
     for dotted, name in TRL_FIELDS.items():
         value = values

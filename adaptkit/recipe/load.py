@@ -14,6 +14,8 @@ from adaptkit.models import looks_like_path
 from adaptkit.recipe.schema import Recipe
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".txt": "text"}  # datasets'
+
 MAX_PROBLEMS = 20  # listed in one validation message; the rest are counted
 
 

@@ -18,7 +18,6 @@ ORIGIN = "__adaptkit_source__"  # the source index of a row while the mix is bui
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
                   "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system", "tool": "tool",
                   "function": "tool", "observation": "tool"}
-LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 
 PATH_LIKE = re.compile(r"^(\.{1,2}/|/|~)|\.[A-Za-z][A-Za-z0-9]{0,7}$|/.*/")  # ./x, /x, ~/x, x.cvs, a/b/c: not a hub dataset id
@@ -143,7 +142,7 @@ def in_recipe_columns(row: dict, d: DataConfig, where: str) -> dict:
 
 def _load(source: DataSource, number: int):
     """One source as a `datasets` Dataset (or IterableDataset when streamed)."""
-    from adaptkit.recipe.load import is_file_reference
+    from adaptkit.recipe.load import LOCAL_BUILDERS, is_file_reference
 
     where = f"data.sources.{number} ({source.path})"
     try:
