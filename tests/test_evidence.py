@@ -16,11 +16,11 @@ from adaptkit import ledger
 ROOT = Path(__file__).parent.parent
 
 
-def _record(method: str, value: float, data: Path, training_s: float, curve: dict | None = None) -> None:
+def _record(method: str, value: float, data: Path, training_s: float, curve: dict | None = None, base: float = 0.2) -> None:
     digest = hashlib.sha256(data.read_bytes()).hexdigest()
     ledger.add({"folder": f"/nowhere/{method}", "recorded": 1.0, "method": method, "task": "sequence_classification",
-                "model": "m", "data_sha256": digest, "device": "cpu", "metric": "accuracy", "value": value, "base": 0.2,
-                "delta": value - 0.2, "training_s": training_s, "record": {"curve": curve} if curve else {}})
+                "model": "m", "data_sha256": digest, "device": "cpu", "metric": "accuracy", "value": value, "base": base,
+                "delta": value - base, "training_s": training_s, "record": {"curve": curve} if curve else {}})
 
 
 def _curve(a: float, b: float, c: float, full: int = 320) -> dict:
@@ -195,3 +195,20 @@ def test_a_curve_through_the_full_data_says_what_was_measured_and_how_well_the_l
     said = advice("lora_cls", levelling, "accuracy")
     assert levelling["fit_error"] < 0.01 and said.startswith("lora_cls: accuracy 0.940 forecast at the full data")
     assert "rough" not in said
+
+
+def test_a_run_no_better_than_its_base_ranks_nothing(invoke, tmp_path):
+    """A LoRA run that scored its base (it did not learn) is evidence against its settings, not for the method: the
+    rules' order stands and the advice says why; a run that beat its base still ranks."""
+    answers, data = _answers(tmp_path)
+    rule_order = [r["method"] for r in json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)["recommendations"]]
+    _record("full_finetuning", 0.40, data, 30.0, base=0.40)
+    alone = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert [r["method"] for r in alone["recommendations"]] == rule_order
+    assert "full_finetuning accuracy 0.4000 is no better than its base (0.4000): not ranked by it" in alone["evidence"]["said"]
+    ranked = {r["method"]: r for r in alone["recommendations"]}
+    assert ranked["full_finetuning"]["rationale"][0].startswith("measured on your data: accuracy 0.4000, no better than its base")
+    _record("in_context_learning", 0.60, data, 0.0, base=0.45)
+    both = json.loads(invoke("advise", "--answers", answers, "--json", "--no-input").stdout)
+    assert both["recommendations"][0]["method"] == "in_context_learning" and "not ranked by it" in both["evidence"]["said"]
+    assert [r["method"] for r in both["evidence"]["runs"]] == ["in_context_learning"]

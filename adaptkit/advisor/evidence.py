@@ -54,12 +54,15 @@ def apply(advice, records: list[dict]):
     from adaptkit.methods.catalogue import methods
 
     candidates = {rec.method for rec in advice.recommendations}
-    best: dict[str, dict] = {}  # per method, its best measured run
+    best: dict[str, dict] = {}  # per method, its best measured run that beat its own base (or had none to beat)
+    unbeaten: dict[str, dict] = {}  # per method, its best run no better than its base: evidence it did not work, not for it
     for record in records:
-        if record["method"] in candidates and (record["method"] not in best or record["value"] > best[record["method"]]["value"]):
-            best[record["method"]] = record
+        kept = unbeaten if isinstance(record.get("delta"), (int, float)) and record["delta"] <= 0 else best
+        if record["method"] in candidates and (record["method"] not in kept or record["value"] > kept[record["method"]]["value"]):
+            kept[record["method"]] = record
+    unbeaten = {method: record for method, record in unbeaten.items() if method not in best}
     if not best:
-        return advice
+        return _not_ranked_by(advice, unbeaten) if unbeaten else advice
     metric = max({r["metric"] for r in best.values()}, key=lambda m: sum(r["metric"] == m for r in best.values()))
     best = {m: r for m, r in best.items() if r["metric"] == metric}  # one metric: scores on others do not compare
     rows = [_row(r) for r in best.values()]
@@ -92,6 +95,9 @@ def apply(advice, records: list[dict]):
                                                                      "usd_per_1k_requests", "training_s") if k in r} for r in rows],
                 "forecasts": forecasts, "usd_a_month": monthly,
                 "first": ranked[0].method, "rules_first": rule_order[0], "said": said}
+    if unbeaten:
+        evidence["said"] += "; " + _unbeaten_said(unbeaten)
+        _note_unbeaten(ranked, unbeaten)
     for rec in ranked:
         if rec.method in best:
             value = best[rec.method]["value"]
@@ -100,6 +106,31 @@ def apply(advice, records: list[dict]):
                 rec.rationale.insert(1, forecasts[rec.method]["said"])
             rec.why.insert(0, f"measured {metric} {value:.3f}")
     return replace(advice, recommendations=ranked, evidence=evidence)
+
+
+def _unbeaten_said(unbeaten: dict[str, dict]) -> str:
+    return "; ".join(f"{method} {r['metric']} {r['value']:.4f} is no better than its base ({r['base']:.4f}): not ranked by it"
+                     for method, r in unbeaten.items())
+
+
+def _note_unbeaten(recommendations, unbeaten: dict[str, dict]) -> None:
+    for rec in recommendations:
+        if rec.method in unbeaten:
+            r = unbeaten[rec.method]
+            rec.rationale.insert(0, f"measured on your data: {r['metric']} {r['value']:.4f}, no better than its base {r['base']:.4f} "
+                                    f"(ledger run {r['id']}): a run that did not learn is not ranked by; change its settings "
+                                    "(adaptkit tune) or its data")
+
+
+def _not_ranked_by(advice, unbeaten: dict[str, dict]):
+    """The rules' ranking, saying which measured runs did not beat their base (and so rank nothing)."""
+    _note_unbeaten(advice.recommendations, unbeaten)
+    metric = next(iter(unbeaten.values()))["metric"]
+    said = f"measured on your data ({len(unbeaten)} method{'s' if len(unbeaten) != 1 else ''}): {_unbeaten_said(unbeaten)}"
+    first = advice.recommendations[0].method
+    runs = [{"method": m, "value": r["value"], "base": r["base"], "record": r["id"], "recipe": r["folder"]} for m, r in unbeaten.items()]
+    return replace(advice, evidence={"metric": metric, "runs": runs, "unbeaten": sorted(unbeaten), "forecasts": {},
+                                     "usd_a_month": {}, "first": first, "rules_first": first, "said": said})
 
 
 def _a_month(profile, rows: list[dict]) -> dict[str, dict]:
