@@ -203,6 +203,12 @@ def test_csv_data_with_integer_labels(invoke, tmp_path):
                      "data.text_column=body", "data.label_column=queue", f"output_dir={tmp_path / 'o'}", "training.max_steps=3")
     assert metrics["eval"]["accuracy"] is not None
     assert json.loads((tmp_path / "o" / "labels.json").read_text()) == ["0", "1"]
+    held = tmp_path / "e.jsonl"  # the held-out rows as JSONL, whose labels are numbers: the same two labels as the CSV's text
+    held.write_text("".join(json.dumps({"body": f"bill {i} was charged twice, please", "queue": 0}) + "\n" +
+                            json.dumps({"body": f"my box {i} got lost on the way", "queue": 1}) + "\n" for i in range(40, 44)))
+    mixed = run_ok(invoke, "lora_cls", f"data.train={train}", f"data.eval={held}", "data.text_column=body", "data.label_column=queue",
+                   f"output_dir={tmp_path / 'm'}", "training.max_steps=3")
+    assert mixed["eval_data"]["rows"] == 8
 
 
 def test_output_dir_is_never_overwritten_silently(invoke, tmp_path):

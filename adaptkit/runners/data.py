@@ -213,7 +213,8 @@ def label_set(train: list[dict], eval_rows: list[dict], column: str) -> list:
     labels = sorted({label_key(r[column]) for r in train}, key=lambda v: (isinstance(v, str), v))
     if len(labels) < 2:
         raise InputError(f"data.train: only one label ({labels[0]!r}) in `{column}`: classification needs two or more")
-    unseen = sorted({label_key(r[column]) for r in eval_rows} - set(labels), key=str)
+    # compared as the training maps them (by text): a CSV's "1" and a JSONL's 1 are one label
+    unseen = sorted({str(label_key(r[column])) for r in eval_rows} - {str(label) for label in labels})
     if unseen:
         raise InputError(f"data.eval: labels not in the training data: {', '.join(map(str, unseen[:5]))} "
                          f"(train has: {', '.join(map(str, labels[:8]))})")
