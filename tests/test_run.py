@@ -209,6 +209,10 @@ def test_csv_data_with_integer_labels(invoke, tmp_path):
     mixed = run_ok(invoke, "lora_cls", f"data.train={train}", f"data.eval={held}", "data.text_column=body", "data.label_column=queue",
                    f"output_dir={tmp_path / 'm'}", "training.max_steps=3")
     assert mixed["eval_data"]["rows"] == 8
+    floats = tmp_path / "f.jsonl"  # labels written as 0.0 and 1.0 (a parquet's float column) are scored as 0 and 1
+    floats.write_text(held.read_text().replace('"queue": 0}', '"queue": 0.0}').replace('"queue": 1}', '"queue": 1.0}'))
+    scored = json.loads(invoke("predict", tmp_path / "m", floats, "-o", tmp_path / "p.jsonl", "--json").stdout)["scores"]
+    assert scored["accuracy"] == pytest.approx(mixed["eval"]["accuracy"], abs=1e-9) and "unknown" not in json.dumps(scored)
 
 
 def test_output_dir_is_never_overwritten_silently(invoke, tmp_path):

@@ -565,9 +565,11 @@ def score(run: Run, predicted: list[dict]) -> dict | None:
             return None
         return {**error_rates([r["prediction"] for r in predicted], [r[d.text_column] for r in predicted]), "primary_metric": "wer"}
     if run.recipe.task in CLASSIFIERS:
+        from adaptkit.runners.data import label_key
+
         if not all(d.label_column in r for r in predicted):
             return None
-        gold = [str(r[d.label_column]) for r in predicted]
+        gold = [str(label_key(r[d.label_column])) for r in predicted]  # as training mapped them: 1.0 and '1' are label 1
         metrics = SCORERS["classification"].score([r["prediction"] for r in predicted], gold)
         unknown = sorted(set(gold) - set(run.labels))
         return {**metrics, "primary_metric": "accuracy", "rows": len(gold), **({"labels_not_trained": unknown} if unknown else {})}

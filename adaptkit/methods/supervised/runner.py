@@ -579,8 +579,8 @@ def _majority_baseline(recipe: Recipe, splits: Splits, evaluation: dict) -> dict
                              "batch_size": recipe.training.batch_size, "what": "the Trainer's evaluation pass"}
     if not splits.eval or evaluation.get("eval_accuracy") is None:
         return out
-    common = Counter(str(r[column]) for r in splits.train).most_common(1)[0][0]
-    gold = [str(r[column]) for r in splits.eval]
+    common = Counter(str(_plain(r[column])) for r in splits.train).most_common(1)[0][0]  # labels as training maps them
+    gold = [str(_plain(r[column])) for r in splits.eval]
     base = plain(SCORERS["classification"].score([common] * len(gold), gold))
     scored = {"accuracy": evaluation["eval_accuracy"], "f1_macro": evaluation.get("eval_f1_macro")}
     return {**out, "base": {**{k: round(v, 6) for k, v in base.items()}, "kind": f"majority class ({common})"},
