@@ -182,3 +182,16 @@ def test_a_failed_endpoint_run_leaves_nothing_behind(invoke, tmp_path, monkeypat
                     "backend.cache_dir=runs/cache", "backend.max_retries=0", "output_dir=runs/pe")
     assert result.exit_code != 0 and "cannot reach" in result.stderr
     assert not (tmp_path / "runs").exists()  # neither the output folder nor an empty cache
+
+
+def test_a_table_without_the_key_column_names_the_setting(tmp_path):
+    from adaptkit.errors import InputError
+    from adaptkit.methods.tools.toolbox import table_lookup_tool
+
+    (tmp_path / "products.csv").write_text("id,name,price\nA1,desk,120\n")
+    with pytest.raises(InputError, match=r"column `sku` not in .*\(columns: id, name, price\): name the key column with tools.table_key="):
+        table_lookup_tool(str(tmp_path / "products.csv"), "sku")
+    (tmp_path / "empty.csv").write_text("id,name\n")
+    with pytest.raises(InputError, match="has no rows under its header"):
+        table_lookup_tool(str(tmp_path / "empty.csv"), "id")
+    assert "desk" in table_lookup_tool(str(tmp_path / "products.csv"), "id")("a1")

@@ -87,7 +87,10 @@ def table_lookup_tool(path: str, key: str) -> Callable:
     with open(file, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or key not in rows[0]:
-        raise InputError(f"tools.table_key: column `{key}` not in {file} (columns: {', '.join(rows[0]) if rows else 'none'})")
+        if not rows:
+            raise InputError(f"tools.table: {file} has no rows under its header")
+        raise InputError(f"tools.table_key: column `{key}` not in {file} (columns: {', '.join(rows[0])}): name the key column with "
+                         "tools.table_key=COLUMN")
     index = {row[key].strip().lower(): row for row in rows}
 
     def table_lookup(key: str) -> str:
