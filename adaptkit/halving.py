@@ -29,6 +29,16 @@ def fractions_for(eta: int, rungs: int = 3) -> tuple[float, ...]:
     return tuple(1 / eta ** k for k in range(rungs - 1, -1, -1))
 
 
+def share_said(fraction: float) -> str:
+    """A rung's share of the training rows in words: all, 1/3, 1/9 (else its decimal)."""
+    from fractions import Fraction
+
+    if fraction >= 1:
+        return "all"
+    near = Fraction(fraction).limit_denominator(1000)
+    return f"1/{near.denominator}" if near.numerator == 1 and abs(float(near) - fraction) < 1e-9 else f"{fraction:.3g}"
+
+
 def finished(row: dict) -> bool:
     """Whether a bake-off row is a candidate's last word: scored once, trained on all its rows, or failed (not stopped
     early on a share of its rows, whose score is not comparable)."""
@@ -352,7 +362,7 @@ def bake_off(recipes: list[str], *, run, storage: str | None = None, allow_code:
     trials = {ref: searched.ask() for ref in plan.trained}
     while progress.alive:
         scored = []
-        label = f"[rung {progress.rung}: {plan.fractions[progress.rung]:.3g} of the training rows]"
+        label = f"[rung {progress.rung}: {share_said(plan.fractions[progress.rung])} of the training rows]"
         for job, result in _runs(jobs_of(plan, progress), lambda job, runner: execute(job, plan, runner, allow_code, root), run,
                                  workers, label, log):
             index = apply(plan, progress, result, trials, optuna)

@@ -268,3 +268,11 @@ def test_workers_at_once_and_over_a_shared_study_agree_with_one_after_another(in
             for name in (p.name for p in (tmp_path / "w1").iterdir() if p.is_dir())}
     assert made and all(len(where) == 1 for where in made.values()), made  # each run once, on one worker
     assert {n for where in made.values() for n in where} == {0, 1}  # and both worked
+
+
+@pytest.mark.unit
+def test_a_rungs_share_is_said_as_a_reader_says_it():
+    """'rung 1: 1 of the training rows' read as one row; the last rung trains on all of them."""
+    from adaptkit.halving import share_said
+
+    assert [share_said(x) for x in (1, 1 / 3, 1 / 9, 0.25, 0.37)] == ["all", "1/3", "1/9", "1/4", "0.37"]

@@ -59,10 +59,11 @@ def lines(report) -> list[str]:
     """The rungs, the comparison of each candidate's furthest run, the learning curves and the recommendation."""
     from adaptkit.cli.compare import _columns
     from adaptkit.curves import advice
+    from adaptkit.halving import share_said
 
     said = ["rungs:"]
     for entry in report.rungs:
-        where = "once" if entry["rung"] == "once" else f"rung {entry['rung']} ({entry['fraction']:.3g} = {entry['rows']} rows)"
+        where = "once" if entry["rung"] == "once" else f"rung {entry['rung']} ({share_said(entry['fraction'])} = {entry['rows']} rows)"
         value = "-" if entry["value"] is None else f"{entry['value']:.4f}"
         said.append(f"  {entry['recipe']:28} {where:26} {value:>7}  {entry['training_s']:7.1f} s  {entry['outcome']}")
     from adaptkit.halving import finished
