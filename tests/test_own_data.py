@@ -147,3 +147,14 @@ def test_the_wizard_does_not_ask_the_size_of_a_model_it_knows():
     assert not _size_unknown({"weight_access": "open", "model": "sentence-transformers/all-MiniLM-L6-v2"})  # its config
     assert not _size_unknown({"weight_access": "open", "model": "Qwen/Qwen2.5-0.5B-Instruct"})  # its name
     assert _size_unknown({"weight_access": "open", "model": "acme/house-model"})
+
+@pytest.mark.unit
+def test_a_small_eval_set_is_said_in_steps_only_for_a_share_of_rows():
+    """'denoising_loss moves in steps of 0.08' was said of a loss on 12 rows: a loss has no steps; accuracy does."""
+    from adaptkit.runners.report import learning_warnings
+
+    def said(name, value):
+        return learning_warnings({"eval": {"primary_metric": name, name: value}, "eval_data": {"rows": 12}}, [])[0]
+
+    assert "accuracy moves in steps of 0.08" in said("accuracy", 0.75)
+    assert "steps of" not in said("denoising_loss", 0.1234) and "on so few rows" in said("denoising_loss", 0.1234)

@@ -162,3 +162,4 @@ def test_one_file_is_a_corpus_and_its_passages_are_measured_by_answer(invoke, tm
     assert any("the corpus is one file" in w for w in metrics["warnings"])
     assert invoke("run", "rag", f"rag.corpus={tmp_path / 'q.csv'}", f"data.eval={tmp_path / 'q.csv'}",
                   f"output_dir={tmp_path / 'no'}").exit_code == 2
+

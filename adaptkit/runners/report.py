@@ -223,7 +223,12 @@ def learning_warnings(metrics: dict, history: list[dict]) -> list[str]:
     if isinstance(rows, int) and 0 < rows < SMALL_EVAL:
         interval = evaluation.get("interval") or {}
         spread = f" (95% interval {interval['low']:.2f}-{interval['high']:.2f})" if "low" in interval else ""
-        said.append(f"only {rows} eval rows: {name or 'the score'} moves in steps of {1 / rows:.2f}{spread}; differences between "
-                    f"methods smaller than that are noise. Give {SMALL_EVAL}+ held-out rows (data.eval) to compare methods")
+        counted = isinstance(value, (int, float)) and 0 <= value <= 1 and abs(value * rows - round(value * rows)) < 1e-6  # a share of rows
+        if counted:
+            said.append(f"only {rows} eval rows: {name or 'the score'} moves in steps of {1 / rows:.2f}{spread}; differences between "
+                        f"methods smaller than that are noise. Give {SMALL_EVAL}+ held-out rows (data.eval) to compare methods")
+        else:
+            said.append(f"only {rows} eval rows: {name or 'the score'} on so few rows{spread} varies with which rows they are; "
+                        f"small differences between methods are noise. Give {SMALL_EVAL}+ held-out rows (data.eval) to compare methods")
     return said
 
