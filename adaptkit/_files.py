@@ -110,14 +110,16 @@ def write_new(path: str | Path, text: str | bytes, force: bool = False) -> Path:
 
 def sha256_of(path: Path) -> str | None:
     """The sha256 of a local file's bytes (read in blocks); of a data folder, of each of its files' relative path and
-    sha256 in order (hidden files left out); None when it is neither."""
+    sha256 in order, its own and its subfolders' (a folder of class subfolders; hidden ones left out); None when it is
+    neither."""
     import hashlib
 
     path = Path(path).expanduser()
     if path.is_dir():
         listing = hashlib.sha256()
-        files = (f for f in path.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
-        for file in sorted(files):
+        shown = [entry for entry in path.iterdir() if not entry.name.startswith(".")]
+        inner = [f for d in shown if d.is_dir() for f in d.iterdir() if not f.name.startswith(".")]
+        for file in sorted(f for f in shown + inner if f.is_file()):
             listing.update(f"{file.relative_to(path).as_posix()}\0{sha256_of(file)}\n".encode())
         return listing.hexdigest()
     if not path.is_file():

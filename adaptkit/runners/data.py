@@ -147,7 +147,7 @@ def folder_rows(folder: Path, where: str) -> list[dict]:
         audio = sum(name.lower().endswith(AUDIO_SUFFIXES) for name in names) > len(names) / 2
         return [{"audio" if audio else "image": row.pop("file_name"), **row} for row in rows]
     classes = sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-    files = {c.name: sorted(f.relative_to(folder).as_posix() for f in c.rglob("*")
+    files = {c.name: sorted(f.relative_to(folder).as_posix() for f in c.iterdir()  # a class's own files, not a whole tree
                             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES) for c in classes}
     splits = classes and all(c.name.lower() in SPLIT_NAMES for c in classes) and any(
         any(d.is_dir() for d in c.iterdir()) or any((c / name).is_file() for name in METADATA_FILES) for c in classes)
