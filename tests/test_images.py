@@ -185,6 +185,12 @@ def test_class_subfolders_are_a_dataset_for_advise_run_and_predict(invoke, tmp_p
     assert json.loads(predicted.stdout)["scores"]["accuracy"] == pytest.approx(metrics["eval"]["accuracy"], abs=1e-9)
     refused_split = invoke("run", "image_cls", f"data.train={tmp_path / 'photos'}", "data.eval=", f"output_dir={tmp_path / 'no'}")
     assert refused_split.exit_code == 2 and "holds split folders (test, train)" in refused_split.stderr
+    one = invoke("run", "image_cls", f"data.train={train / 'circle'}", "data.eval=", f"output_dir={tmp_path / 'no'}")
+    assert one.exit_code == 2 and "without class subfolders" in one.stderr  # a class's own folder: files, no subfolders
+    (tmp_path / "lone" / "circle").mkdir(parents=True)
+    shutil.copy(next((train / "circle").iterdir()), tmp_path / "lone" / "circle")
+    lone = invoke("run", "image_cls", f"data.train={tmp_path / 'lone'}", "data.eval=", f"output_dir={tmp_path / 'no'}")
+    assert lone.exit_code == 2 and "has one subfolder of images or audio (circle/)" in lone.stderr
     assert not (tmp_path / "no").exists()
 
 

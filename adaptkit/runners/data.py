@@ -156,6 +156,10 @@ def folder_rows(folder: Path, where: str) -> list[dict]:
                          f"(data.train={folder}/train, data.eval={folder}/test)")
     rows = [{"image" if name.lower().endswith(IMAGE_SUFFIXES) else "audio": name, "label": label}
             for label, names in files.items() for name in names]
+    held = [label for label, names in files.items() if names]
+    if len(held) == 1:
+        raise InputError(f"{where}: {folder} has one subfolder of images or audio ({held[0]}/): a folder of classes needs one "
+                         "subfolder per class, two or more")
     if not rows:
         raise InputError(f"{where}: {folder} is a folder without {' or '.join(METADATA_FILES)} and without class subfolders of "
                          f"images or audio: give a data file, or one subfolder per class (cat/, dog/) holding its files")
