@@ -76,6 +76,11 @@ def test_chat_judge_swaps_positions():
 
     m = SCORERS["chat"].score(mine, base, judge=prefers_longer, requests=requests)
     assert m["win_rate"] == 1.0 and m["wins"] == 2 and "Answer A" in m["judge_prompt"]
+    from adaptkit.runners.scoring import TaskScorer
+
+    chat = TaskScorer("chat", "win_rate", SCORERS["chat"].score, {})
+    rounded = chat(mine, base, judge=prefers_longer, requests=requests)  # as a run's metrics.json holds them
+    assert type(rounded["wins"]) is int and type(rounded["losses"]) is int  # counts: shown as 2, not 2.0000
     biased = SCORERS["chat"].score(mine, base, judge=lambda prompt: "A", requests=requests)  # always the first position
     assert biased["win_rate"] == 0.5 and biased["ties"] == 2  # swapping exposes it: no wins, no losses
     rubric = SCORERS["chat"].score(mine, base, judge=lambda prompt: "7", requests=requests, rubric="cites the policy")

@@ -378,6 +378,8 @@ def show_run_summary(recipe, result, folder, err: bool = False) -> None:
             continue
         if isinstance(value, dict):
             tables.append((name, value))
+        elif isinstance(value, str) and len(value) > 60:  # a prompt the scorer used: in metrics.json, not the summary line
+            scalars.append(escape(f"{name}: see metrics.json"))
         elif value is not None:
             text = f"{name} {_num(value) if isinstance(value, float) else value}"
             if interval.get("metric") == name:

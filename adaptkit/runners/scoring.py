@@ -52,7 +52,8 @@ class TaskScorer:
         """Numeric metrics (rounded) plus the scorer's other fields, and `primary_metric`."""
         metrics, primary = self._scored(predictions, references, **extra)
         rows = metrics.pop("rows", None)  # a built-in's per-row values: the interval is drawn from them, not stored
-        result = {**{k: round(float(v), 6) if _number(v) else v for k, v in metrics.items()}, "primary_metric": primary}
+        result = {**{k: v if isinstance(v, int) and not isinstance(v, bool) else round(float(v), 6) if _number(v) else v
+                     for k, v in metrics.items()}, "primary_metric": primary}  # counts stay whole numbers
         if isinstance(rows, dict) and isinstance(rows.get(primary), list) and len(rows[primary]) >= 2:
             values = rows[primary]
             combine = micro_f1 if isinstance(values[0], tuple) else lambda picked: sum(picked) / len(picked)
