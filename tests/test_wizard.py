@@ -237,3 +237,30 @@ def test_the_column_questions_give_each_kind_its_answers():
     offered = Offered({})
     ask_columns(offered, "f.csv", ["a", "c"], rows)
     assert offered.asked["rows"] == "label" and "pair" not in offered.choices["rows"]  # a pair takes three columns
+
+
+def test_the_column_questions_leave_out_the_image_column(tmp_path):
+    """A folder of images with `ask` and `reply` beside them: the image column is known; the input is asked among
+    the others."""
+    import shutil
+    from pathlib import Path
+
+    from adaptkit.cli.wizard import named_columns
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "images"
+    folder = tmp_path / "vqa"
+    folder.mkdir()
+    rows = [json.loads(line) for line in (root / "vqa_train.jsonl").read_text().splitlines()][:12]
+    for row in rows:
+        shutil.copy(root / row["image"], folder)
+    (folder / "metadata.jsonl").write_text("".join(json.dumps({"file_name": row["image"].split("/")[-1], "ask": row["question"],
+                                                                "reply": row["answer"]}) + "\n" for row in rows))
+
+    class Offered(Script):
+        def ask(self, question, default, back=False):
+            self.choices = {**getattr(self, "choices", {}), question.key: [value for value, _ in question.choices]}
+            return super().ask(question, default, back)
+
+    script = Offered({"rows": "response", "input_column": "ask", "response_column": "reply"})
+    assert named_columns(script, str(folder), {}) == {"prompt_column": "ask", "response_column": "reply"}
+    assert "image" not in script.choices["input_column"]

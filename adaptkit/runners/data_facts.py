@@ -248,9 +248,10 @@ def infer(path: str, model: str | None = None, named: dict | None = None) -> Dat
         facts.answers["raw_text_data"] = facts.answers.pop("train_data")  # a corpus is not supervised training data
         return facts
     else:
-        raise RowsUnclear(columns, f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "
-                         "(label, category, ...), prompt/response, messages, chosen/rejected, or one text column; or name yours "
-                         "(--set text_column=... label_column=..., or prompt_column/response_column, or chosen_column/rejected_column)")
+        raise RowsUnclear([c for c in columns if c not in media],  # the image or audio column is known: the rest is asked
+                          f"{where}: cannot tell what the rows are (columns: {', '.join(columns[:12])}): expected a label column "
+                          "(label, category, ...), prompt/response, messages, chosen/rejected, or one text column; or name yours "
+                          "(--set text_column=... label_column=..., or prompt_column/response_column, or chosen_column/rejected_column)")
     return _lengths_said(facts, texts, model, n)
 
 
