@@ -365,3 +365,27 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_complete_check
                            resume=True)
     assert resumed.metrics["train"]["resumed"]["from_step"] == 2
 
+
+
+@pytest.mark.unit
+def test_max_rows_takes_a_seeded_sample_not_the_first_rows(tmp_path):
+    """A file sorted by label cut to its first rows lost whole labels: a bake-off's first rung on photos in class folders
+    failed with 'labels not in the training data: square'. max_rows draws a sample (in file order), the smaller inside
+    the larger, the same for the same seed."""
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners.data import read_splits
+
+    rows = tmp_path / "sorted.jsonl"
+    rows.write_text("".join(json.dumps({"text": f"{label} ticket {i}", "label": label}) + "\n"
+                            for label in ("billing", "shipping", "refund") for i in range(30)))
+
+    def taken(n, seed=42):
+        recipe = load_recipe("lora_cls", [f"data.train={rows}", "data.eval=", "data.eval_fraction=null", f"data.max_rows={n}",
+                                          f"training.seed={seed}"])[0]
+        return [r["text"] for r in read_splits(recipe)[0]]
+
+    small, large = taken(10), taken(30)
+    assert {text.split()[0] for text in small} == {"billing", "shipping", "refund"}
+    assert set(small) <= set(large) and taken(10) == small and taken(10, seed=7) != small
+    order = [int(text.split()[-1]) + 100 * ("billing", "shipping", "refund").index(text.split()[0]) for text in large]
+    assert order == sorted(order)  # in the file's order

@@ -277,8 +277,13 @@ def read_splits(recipe: Recipe):
                           if str(d.training_set).lower().endswith(".txt") else "")
             raise InputError(f"data.train: {d.training_set} has too few rows to hold out {d.eval_fraction:.0%} for evaluation"
                              + paragraphs)
-    if d.max_rows:
-        train, origin = train[: d.max_rows], origin[: d.max_rows]
+    if d.max_rows and len(train) > d.max_rows:
+        # a seeded sample in file order, not the file's first rows: a file sorted by label keeps every label, and a smaller
+        # max_rows takes a subset of a larger one's rows (a bake-off's rungs, a learning curve's points)
+        order = list(range(len(train)))
+        random.Random(recipe.training.seed).shuffle(order)
+        picked = sorted(order[: d.max_rows])
+        train, origin = [train[i] for i in picked], [origin[i] for i in picked]
     if mixed:
         mixed.rows, mixed.origin, mixed.sources = [], origin, mixed.report(origin)
     return train, eval_rows, eval_source, mixed
