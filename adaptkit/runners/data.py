@@ -280,13 +280,32 @@ def read_splits(recipe: Recipe):
     if d.max_rows and len(train) > d.max_rows:
         # a seeded sample in file order, not the file's first rows: a file sorted by label keeps every label, and a smaller
         # max_rows takes a subset of a larger one's rows (a bake-off's rungs, a learning curve's points)
-        order = list(range(len(train)))
-        random.Random(recipe.training.seed).shuffle(order)
-        picked = sorted(order[: d.max_rows])
+        picked = sorted(sample_order(train, recipe.training.seed, getattr(d, "label_column", None))[: d.max_rows])
         train, origin = [train[i] for i in picked], [origin[i] for i in picked]
     if mixed:
         mixed.rows, mixed.origin, mixed.sources = [], origin, mixed.report(origin)
     return train, eval_rows, eval_source, mixed
+
+
+def sample_order(rows: list[dict], seed: int, label: str | None = None) -> list[int]:
+    """Row indices in the order a sample takes them (its first n are the sample of n): seeded, and spread over the
+    label column's values in proportion where every row has one (systematic sampling per label), so a sample of n
+    holds every label whose share of n is a row or more."""
+    rng = random.Random(seed)
+    if not label or not all(isinstance(row, dict) and label in row for row in rows):
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        return order
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(str(label_key(row[label])), []).append(index)
+    keyed = []
+    for name in sorted(groups):
+        members = groups[name]
+        rng.shuffle(members)
+        offset = rng.random()
+        keyed += [((position + offset) / len(members), index) for position, index in enumerate(members)]
+    return [index for _, index in sorted(keyed)]
 
 
 def response_text(value) -> str:
