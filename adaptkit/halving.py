@@ -244,11 +244,14 @@ def judge(plan: Plan, progress: Progress, scored: list[int], study, trials: dict
     kept = _promoted(study, {ref: trials[ref] for ref, _ in entries}, progress.rung)
     if not kept and entries:  # the pruner keeps at least the best
         kept = [max(entries, key=lambda item: item[1]["value"])[0]]
+    by_score = set(kept)
+    kept = in_compare_order(plan, progress, [ref for ref, _ in entries])[: len(kept)]  # as many as the pruner keeps, by compare's rule
     for ref, entry in entries:
         if ref in kept:
-            entry["outcome"] = "promoted"
+            entry["outcome"] = "promoted" if ref in by_score else f"promoted: within {plan.margin:g} of the best and cheaper"
         else:
-            entry["outcome"] = f"stopped: not in the best 1/{plan.eta} at this rung"
+            entry["outcome"] = (f"stopped: not in the best 1/{plan.eta} at this rung" if ref not in by_score else
+                                f"stopped: a cheaper candidate within {plan.margin:g} of it goes on")
             study.tell(trials[ref], state=optuna.trial.TrialState.PRUNED)
     progress.alive = kept
     progress.rung += 1
@@ -258,6 +261,20 @@ def judge(plan: Plan, progress: Progress, scored: list[int], study, trials: dict
         progress.rung = len(plan.fractions) - 1  # the winner is clear: straight to the full data
         next(entry for ref, entry in entries if ref == kept[0])["outcome"] = "promoted to the full data: the one trained candidate left"
     return False
+
+
+def in_compare_order(plan: Plan, progress: Progress, refs: list[str]) -> list[str]:
+    """A rung's scored candidates in the order compare ranks finished runs: those within the margin of the rung's best
+    score first, cheapest first (cost tier, then price a request, then training time), then the rest by score. The
+    pruner says how many go on; this says which, so a rung calls a near tie as the full runs' comparison would."""
+    from adaptkit.methods.bakeoff import cost_order
+
+    rows = {ref: progress.rows[ref] for ref in refs if (progress.rows.get(ref) or {}).get("value") is not None}
+    if not rows:
+        return []
+    best = max(row["value"] for row in rows.values())
+    close = sorted((ref for ref, row in rows.items() if row["value"] >= best - plan.margin), key=lambda ref: cost_order(rows[ref]))
+    return close + sorted((ref for ref in rows if ref not in close), key=lambda ref: -rows[ref]["value"])
 
 
 def conclude(plan: Plan, progress: Progress, study, trials: dict, optuna, root: Path, study_name: str | None = None) -> BakeOff:

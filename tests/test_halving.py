@@ -276,3 +276,19 @@ def test_a_rungs_share_is_said_as_a_reader_says_it():
     from adaptkit.halving import share_said
 
     assert [share_said(x) for x in (1, 1 / 3, 1 / 9, 0.25, 0.37)] == ["all", "1/3", "1/9", "1/4", "0.37"]
+
+
+@pytest.mark.unit
+def test_a_rung_calls_a_near_tie_as_compare_would():
+    """At a rung, a candidate within the margin of the best and cheaper goes on before the best: the pruner says how
+    many go on, compare's rule which (a LoRA at 0.963 against full fine-tuning's 0.975 on a third of the tickets)."""
+    from adaptkit.halving import Plan, Progress, in_compare_order
+
+    plan = Plan(["full", "lora", "pt"], ["full", "lora", "pt"], [], {}, [1 / 3, 1], 3, 0.02)
+    line = {"usd_per_1k_requests": 0.01, "training_s": 10.0}
+    progress = Progress(rows={"full": {**line, "method": "full_finetuning", "value": 0.975},
+                              "lora": {**line, "method": "lora_adapters", "value": 0.9625},
+                              "pt": {**line, "method": "prefix_prompt_tuning", "value": 0.725}})
+    assert in_compare_order(plan, progress, ["full", "lora", "pt"]) == ["lora", "full", "pt"]
+    progress.rows["lora"]["value"] = 0.95  # 0.025 behind: outside the margin, the score decides
+    assert in_compare_order(plan, progress, ["full", "lora", "pt"]) == ["full", "lora", "pt"]
