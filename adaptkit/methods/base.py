@@ -173,7 +173,7 @@ class DataConfig(Strict):
     completion_column: str = Field("completion", description="feedback data (KTO): the response that was rated; its rating is in "
                                                              "label_column (true/false, 1/0, up/down, good/bad, yes/no)")
     max_rows: Optional[int] = Field(None, ge=1, description="use at most this many training rows (quick trials): a sample drawn "
-                                                         "with training.seed, in file order")
+                                                         "with training.seed, spread over the label column's values, in file order")
 
     @model_validator(mode="after")
     def _one_training_set(self):
