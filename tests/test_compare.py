@@ -91,9 +91,13 @@ def test_a_run_is_not_scored_again_on_rows_it_trained_on(invoke, two_runs, tmp_p
     """--eval-data holding rows a finished run trained on (its own split, read again): its row fails, as a run would
     refuse (both runs trained on the same 48 tickets; the test above scores them on rows they did not see)."""
     data = ROOT / "examples" / "data"
-    mixed = tmp_path / "mixed.jsonl"  # 10 of the 48 rows `small` trained on, and 10 held-out tickets
-    mixed.write_text("".join((data / "support_tickets_train.jsonl").read_text().splitlines(keepends=True)[:10]
-                             + (data / "support_tickets_test.jsonl").read_text().splitlines(keepends=True)[:10]))
+    from adaptkit.recipe.load import load_recipe
+    from adaptkit.runners.data import read_splits
+
+    trained = read_splits(load_recipe(str(two_runs["small"] / "recipe.yaml"))[0])[0][:10]  # 10 of the 48 rows `small` trained on
+    mixed = tmp_path / "mixed.jsonl"  # and 10 held-out tickets
+    mixed.write_text("".join(json.dumps(row) + "\n" for row in trained)
+                     + "".join((data / "support_tickets_test.jsonl").read_text().splitlines(keepends=True)[:10]))
     result = invoke("compare", two_runs["small"], two_runs["other"], "--eval-data", mixed, "--output-dir", tmp_path / "c", "--json")
     assert result.exit_code == 1 and "every recipe failed (2 of 2)" in result.stderr, result.output
     rows = json.loads(result.stdout)["rows"]

