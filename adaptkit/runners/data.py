@@ -132,11 +132,16 @@ METADATA_FILES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")  # datas
 SPLIT_NAMES = ("train", "test", "validation", "valid", "val", "eval", "dev")
 
 
+def metadata_file(folder: Path) -> Path | None:
+    """A media folder's metadata file (datasets' imagefolder/audiofolder layout), where it has one."""
+    return next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
+
+
 def folder_rows(folder: Path, where: str) -> list[dict]:
     """A folder of images or audio clips as datasets' imagefolder and audiofolder read it: a metadata file whose
     `file_name` column names each file (read as the `image` or `audio` column, the other columns beside it), else one
     subfolder per class holding its files (`label`: the subfolder's name). File paths stay relative to the folder."""
-    metadata = next((folder / name for name in METADATA_FILES if (folder / name).is_file()), None)
+    metadata = metadata_file(folder)
     if metadata is not None:
         rows = read_rows(str(metadata), "train", where)
         names = [str(row.get("file_name", "")) for row in rows]
@@ -150,7 +155,7 @@ def folder_rows(folder: Path, where: str) -> list[dict]:
     files = {c.name: sorted(f.relative_to(folder).as_posix() for f in c.iterdir()  # a class's own files, not a whole tree
                             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES) for c in classes}
     splits = classes and all(c.name.lower() in SPLIT_NAMES for c in classes) and any(
-        any(d.is_dir() for d in c.iterdir()) or any((c / name).is_file() for name in METADATA_FILES) for c in classes)
+        any(d.is_dir() for d in c.iterdir()) or metadata_file(c) for c in classes)
     if splits:
         raise InputError(f"{where}: {folder} holds split folders ({', '.join(c.name for c in classes)}): give each split's folder "
                          f"(data.train={folder}/train, data.eval={folder}/test)")

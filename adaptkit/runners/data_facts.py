@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adaptkit.errors import InputError
 from adaptkit.recipe.emit import held_out
-from adaptkit.runners.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES, METADATA_FILES, read_rows
+from adaptkit.runners.data import AUDIO_SUFFIXES, IMAGE_SUFFIXES, metadata_file, read_rows
 
 LABEL_COLUMNS = ("label", "labels", "category", "class", "intent", "queue", "target", "sentiment", "topic")
 TEXT_COLUMNS = ("text", "body", "content", "sentence", "document", "input", "message", "ticket")
@@ -153,8 +153,8 @@ def _read(path: str, where: str) -> tuple[list[dict], str]:
     folder = Path(path).expanduser()
     if folder.is_dir():
         rows = read_rows(str(folder), "train", where)
-        metadata = next((name for name in METADATA_FILES if (folder / name).is_file()), None)
-        return rows, (f"{len(rows):,} files listed in {metadata}" if metadata else
+        metadata = metadata_file(folder)
+        return rows, (f"{len(rows):,} files listed in {metadata.name}" if metadata else
                       f"{len(rows):,} files in {len({row['label'] for row in rows})} class folders")
     if not folder.is_file():
         raise InputError(f"{where}: no such file (a .jsonl, .csv or .parquet file of examples, or a folder of images or audio)")

@@ -14,7 +14,7 @@ from adaptkit.recipe.schema import Recipe
 from adaptkit.runners.core import (
     causal_tokenizer, cuda_available, evaluate_untrained, load_model, load_tokenizer, peft_config, prepare_adapters, run_trainer, start, with_precision,
 )
-from adaptkit.runners.data import Splits
+from adaptkit.runners.data import Splits, label_key
 
 def _check_prefix_support(model) -> None:
     """PEFT prefix tuning for classification needs a model whose forward takes past_key_values."""
@@ -79,7 +79,7 @@ def _classification_trainer(recipe: Recipe, splits: Splits, out: Path, args, cal
 
     def encode(rows):
         ds = Dataset.from_dict({"text": [r[d.text_column] for r in rows],
-                                "label": [label2id[str(_plain(r[d.label_column]))] for r in rows]})
+                                "label": [label2id[str(label_key(r[d.label_column]))] for r in rows]})
         return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=recipe.training.max_length),
                       batched=True, remove_columns=["text"])
 
@@ -131,7 +131,7 @@ def _image_trainer(recipe: Recipe, splits: Splits, out: Path, args, callbacks):
 
     def dataset(rows):
         return Dataset.from_dict({"image": [r[d.image_column] for r in rows],
-                                  "label": [label2id[str(_plain(r[d.label_column]))] for r in rows]}).with_transform(transform)
+                                  "label": [label2id[str(label_key(r[d.label_column]))] for r in rows]}).with_transform(transform)
 
     args.remove_unused_columns = False  # the transform reads the image column the model's forward does not name
     args.include_num_input_tokens_seen = "no"  # it would count pixel values as tokens
@@ -367,10 +367,6 @@ def _sample_grid(pipe, prompts: list[str], out: Path) -> None:
                                                   "rows": ["base (adapters off)", "trained"]}, indent=2) + "\n", encoding="utf-8")
 
 
-def _plain(value):
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 def _f1_macro(gold, predicted, classes: int) -> float:
     scores = []
     for c in range(classes):
@@ -579,8 +575,8 @@ def _majority_baseline(recipe: Recipe, splits: Splits, evaluation: dict) -> dict
                              "batch_size": recipe.training.batch_size, "what": "the Trainer's evaluation pass"}
     if not splits.eval or evaluation.get("eval_accuracy") is None:
         return out
-    common = Counter(str(_plain(r[column])) for r in splits.train).most_common(1)[0][0]  # labels as training maps them
-    gold = [str(_plain(r[column])) for r in splits.eval]
+    common = Counter(str(label_key(r[column])) for r in splits.train).most_common(1)[0][0]  # labels as training maps them
+    gold = [str(label_key(r[column])) for r in splits.eval]
     base = plain(SCORERS["classification"].score([common] * len(gold), gold))
     scored = {"accuracy": evaluation["eval_accuracy"], "f1_macro": evaluation.get("eval_f1_macro")}
     return {**out, "base": {**{k: round(v, 6) for k, v in base.items()}, "kind": f"majority class ({common})"},
